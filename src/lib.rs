@@ -1,0 +1,14 @@
+//! certstream: follows Certificate Transparency logs and streams every new entry, as certstream JSON over
+//! WebSocket, from one single-threaded monoio reactor.
+//!
+//! Data flows one way, one module per stage:
+//! `ct` (log entries, decoded without I/O) → `cert` (X.509 → cert model) → `stream` (serialize once, frame once)
+//! → `hub` (per-client rings of shared frames) → `server` (HTTP routes, WebSocket connections) over `ws` (RFC 6455).
+
+pub mod cert;
+pub mod config;
+pub mod ct;
+pub mod hub;
+pub mod server;
+pub mod stream;
+pub mod ws;

