@@ -1,6 +1,12 @@
 //! Message building: each log entry is serialized once per stream variant and framed once, and the resulting
 //! frames are shared by every client of that variant.
 
+mod builder;
+mod chain_cache;
 mod frames;
+mod source;
 
+pub use builder::{BuildCounters, BuildError, MessageBuilder, seen_now};
+pub use chain_cache::ChainCache;
 pub use frames::{Frames, StreamKind};
+pub use source::{LogKind, LogSource};

@@ -82,6 +82,18 @@ impl Frame {
         Self::new(OpCode::Text, payload)
     }
 
+    /// A text frame whose payload is the concatenation of `parts`, built in one allocation.
+    pub fn text_from_parts(parts: &[&[u8]]) -> Self {
+        let payload_len = parts.iter().map(|part| part.len()).sum();
+        let header_len = header_len(payload_len);
+        let mut buf = BytesMut::with_capacity(header_len + payload_len);
+        put_header(&mut buf, OpCode::Text, payload_len);
+        for part in parts {
+            buf.extend_from_slice(part);
+        }
+        Self { wire: buf.freeze(), header_len }
+    }
+
     /// A close frame with a status code and a reason (truncated so the payload stays within 125 bytes).
     pub fn close(code: u16, reason: &str) -> Self {
         let mut cut = reason.len().min(123);
@@ -120,6 +132,12 @@ mod tests {
         }
         assert_eq!(&Frame::text(&[b'x'; 126]).wire()[..4], &[0x81, 126, 0, 126]);
         assert_eq!(&Frame::text(&[b'x'; 65536]).wire()[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn parts_make_the_same_frame_as_one_payload() {
+        let parts: [&[u8]; 3] = [b"{\"a\":", &[b'1'; 200], b"}"];
+        assert_eq!(Frame::text_from_parts(&parts), Frame::text(&parts.concat()));
     }
 
     #[test]
