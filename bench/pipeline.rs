@@ -1,0 +1,214 @@
+//! Pipeline benchmark: decode + parse + serialize three variants + frame, over the real corpus, on one core.
+//! Prints entries/s overall, with and without the chain cache, the time split by stage, and the JSON comparisons
+//! (serde_json vs simd-json for serializing cert objects and for parsing a 256-entry get-entries response).
+//!
+//! Run: `cargo bench --bench pipeline` (add `taskset -c 0` in front to pin it).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use certstream::cert::{self, CertJson};
+use certstream::ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
+use certstream::ct::get_entries::{parse_get_entries, parse_get_entries_simd};
+use certstream::ct::tile::data_tile_entries;
+use certstream::stream::{LogKind, LogSource, MessageBuilder};
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+const TILES: [&str; 5] = ["000", "001", "002", "003", "003.p/10"];
+
+/// One corpus entry in its wire form: RFC 6962 (leaf_input, extra_data) or a data tile.
+struct Corpus {
+    rfc6962: Vec<(Vec<u8>, Vec<u8>)>,
+    tiles: Vec<(u64, Vec<u8>)>,
+    get_entries_body: Vec<u8>,
+}
+
+fn load() -> Corpus {
+    let text = std::fs::read_to_string(format!("{CORPUS}/rfc6962/live_ct.json")).expect("corpus");
+    let items: Vec<serde_json::Value> = serde_json::from_str(&text).expect("corpus json");
+    let field = |item: &serde_json::Value, name: &str| item[name].as_str().expect("field").to_owned();
+    let rfc6962 = items
+        .iter()
+        .map(|item| {
+            (STANDARD.decode(field(item, "leaf_input")).unwrap(), STANDARD.decode(field(item, "extra_data")).unwrap())
+        })
+        .collect();
+    let tiles = TILES
+        .iter()
+        .map(|name| {
+            let index = name[..3].parse().unwrap();
+            (index, std::fs::read(format!("{CORPUS}/tiled/navigli2025h2/tile/data/{name}")).unwrap())
+        })
+        .collect();
+    // A real-sized get-entries response: the 40 live entries cycled to Trillian's usual 256.
+    let entries: Vec<serde_json::Value> = (0..256)
+        .map(|i| {
+            let item = &items[i % items.len()];
+            serde_json::json!({"leaf_input": item["leaf_input"], "extra_data": item["extra_data"]})
+        })
+        .collect();
+    let get_entries_body = serde_json::to_vec(&serde_json::json!({ "entries": entries })).unwrap();
+    Corpus { rfc6962, tiles, get_entries_body }
+}
+
+/// Every corpus entry decoded, with its chain as DER slices (tiles carry fingerprints only; their issuers are not
+/// in the corpus, so their chain is empty here).
+fn decoded(corpus: &Corpus) -> Vec<(LogEntry<'_>, u64)> {
+    let mut out: Vec<(LogEntry<'_>, u64)> = corpus
+        .rfc6962
+        .iter()
+        .enumerate()
+        .map(|(i, (leaf, extra))| (decode_rfc6962(leaf, extra).unwrap(), i as u64))
+        .collect();
+    for (index, tile) in &corpus.tiles {
+        out.extend(data_tile_entries(tile, *index).map(|e| {
+            let e = e.unwrap();
+            (e.entry, e.index)
+        }));
+    }
+    out
+}
+
+fn chain_of<'a>(entry: &LogEntry<'a>) -> Vec<&'a [u8]> {
+    match &entry.chain {
+        Chain::Certificates(certs) => certs.clone(),
+        Chain::Fingerprints(_) => Vec::new(),
+    }
+}
+
+/// Runs `round` repeatedly for about `budget`, returns the mean time per round.
+fn time_it(budget: Duration, mut round: impl FnMut()) -> Duration {
+    round(); // warm-up
+    let start = Instant::now();
+    let mut rounds = 0u32;
+    while start.elapsed() < budget {
+        round();
+        rounds += 1;
+    }
+    start.elapsed() / rounds
+}
+
+fn per_entry(round: Duration, entries: usize) -> (f64, f64) {
+    let us = round.as_secs_f64() * 1e6 / entries as f64;
+    (us, 1e6 / us)
+}
+
+fn main() {
+    let budget = Duration::from_millis(
+        std::env::var("BENCH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+    );
+    let corpus = load();
+    let entries = decoded(&corpus);
+    let n = entries.len();
+    let rfc_source = LogSource::new("Google 'Argon2026h2' log", "https://ct.googleapis.com/logs/us1/argon2026h2/", LogKind::Rfc6962);
+    println!("corpus: {n} entries ({} RFC 6962, {} from data tiles)", corpus.rfc6962.len(), n - corpus.rfc6962.len());
+
+    let decode = time_it(budget, || {
+        for (leaf, extra) in &corpus.rfc6962 {
+            black_box(decode_rfc6962(leaf, extra).ok());
+        }
+        for (index, tile) in &corpus.tiles {
+            for entry in data_tile_entries(tile, *index) {
+                black_box(entry.ok());
+            }
+        }
+    });
+    let leaf_der = |entry: &LogEntry<'_>| match entry.entry_type {
+        EntryType::X509 => entry.leaf,
+        EntryType::Precert => entry.pre_certificate.unwrap_or(entry.leaf),
+    };
+    let parse = time_it(budget, || {
+        for (entry, _) in &entries {
+            black_box(cert::parse_certificate(leaf_der(entry)).ok());
+        }
+    });
+    let leaves: Vec<_> = entries.iter().map(|(e, _)| (cert::parse_certificate(leaf_der(e)).unwrap(), leaf_der(e))).collect();
+    let mut buf = Vec::with_capacity(16384);
+    let serde_ser = time_it(budget, || {
+        for (leaf, der) in &leaves {
+            for as_der in [None, Some(*der)] {
+                buf.clear();
+                serde_json::to_writer(&mut buf, &CertJson { cert: leaf, as_der, all_domains: true }).unwrap();
+                black_box(&buf);
+            }
+        }
+    });
+    let simd_ser = time_it(budget, || {
+        for (leaf, der) in &leaves {
+            for as_der in [None, Some(*der)] {
+                buf.clear();
+                simd_json::to_writer(&mut buf, &CertJson { cert: leaf, as_der, all_domains: true }).unwrap();
+                black_box(&buf);
+            }
+        }
+    });
+    let build = |cache: usize| {
+        let mut builder = MessageBuilder::new(cache);
+        time_it(budget, || {
+            for (entry, index) in &entries {
+                let chain = chain_of(entry);
+                black_box(builder.build(&rfc_source, *index, entry, &chain, 1_780_000_000.123456).ok());
+            }
+        })
+    };
+    let with_cache = build(4096);
+    let without_cache = build(0);
+    let full = time_it(budget, || {
+        let mut builder = MessageBuilder::new(4096);
+        for (leaf, extra) in &corpus.rfc6962 {
+            let entry = decode_rfc6962(leaf, extra).unwrap();
+            let chain = chain_of(&entry);
+            black_box(builder.build(&rfc_source, 1, &entry, &chain, 1_780_000_000.123456).ok());
+        }
+        for (index, tile) in &corpus.tiles {
+            for entry in data_tile_entries(tile, *index) {
+                let entry = entry.unwrap();
+                black_box(builder.build(&rfc_source, entry.index, &entry.entry, &[], 1_780_000_000.123456).ok());
+            }
+        }
+    });
+
+    println!("\n== per entry, one core (mean over {n} entries)");
+    for (name, round) in [
+        ("decode (leaf_input/extra_data/TileLeaf)", decode),
+        ("parse leaf (x509-parser + formatting)", parse),
+        ("serialize leaf lite+full, serde_json", serde_ser),
+        ("serialize leaf lite+full, simd-json", simd_ser),
+        ("build 3 frames incl. parse, chain cache on", with_cache),
+        ("build 3 frames incl. parse, chain cache off", without_cache),
+        ("END TO END decode+parse+serialize+frame (cache on)", full),
+    ] {
+        let (us, per_s) = per_entry(round, n);
+        println!("{name:<52} {us:>8.2} µs   {per_s:>10.0} entries/s");
+    }
+
+    let rfc_only = |cache: usize| {
+        let mut builder = MessageBuilder::new(cache);
+        let rfc: Vec<_> = entries.iter().take(corpus.rfc6962.len()).collect();
+        let round = time_it(budget, || {
+            for (entry, index) in &rfc {
+                let chain = chain_of(entry);
+                black_box(builder.build(&rfc_source, *index, entry, &chain, 1_780_000_000.123456).ok());
+            }
+        });
+        per_entry(round, rfc.len())
+    };
+    let (on, _) = rfc_only(4096);
+    let (off, _) = rfc_only(0);
+    println!("RFC 6962 entries only (2–3 chain certs each): cache on {on:.2} µs, off {off:.2} µs per entry ({:.2}x)", off / on);
+
+    let body = &corpus.get_entries_body;
+    let serde_parse = time_it(budget, || {
+        black_box(parse_get_entries(body).unwrap());
+    });
+    let mut scratch = body.clone();
+    let simd_parse = time_it(budget, || {
+        scratch.copy_from_slice(body);
+        black_box(parse_get_entries_simd(&mut scratch).unwrap());
+    });
+    println!("\n== get-entries response, 256 entries, {:.2} MB (JSON parse + base64 decode)", body.len() as f64 / 1e6);
+    println!("serde_json (borrowed Cow<str>)  {:>8.0} µs per response", serde_parse.as_secs_f64() * 1e6);
+    println!("simd-json (incl. buffer copy)   {:>8.0} µs per response", simd_parse.as_secs_f64() * 1e6);
+}
