@@ -12,5 +12,5 @@ fi
 export CERTSTREAM_TEST_PYTHON="$PWD/.venv/bin/python"
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --release -- -D warnings
-cargo test --release
+cargo clippy --all-targets -- -D warnings
+cargo test --profile ci
