@@ -113,8 +113,14 @@ impl fmt::Display for DecodeErrorKind {
             DecodeErrorKind::Truncated { needed, available } => {
                 write!(f, "truncated: needs {needed} bytes, {available} left")
             }
-            DecodeErrorKind::LengthPastEnd { declared, available } => {
-                write!(f, "declared length {declared} runs past the end ({available} bytes left)")
+            DecodeErrorKind::LengthPastEnd {
+                declared,
+                available,
+            } => {
+                write!(
+                    f,
+                    "declared length {declared} runs past the end ({available} bytes left)"
+                )
             }
             DecodeErrorKind::TrailingBytes { count } => write!(f, "{count} trailing bytes"),
             DecodeErrorKind::UnknownVersion(v) => write!(f, "unknown MerkleTreeLeaf version {v}"),
@@ -125,7 +131,9 @@ impl fmt::Display for DecodeErrorKind {
                 write!(f, "leaf_index {found}, expected {expected}")
             }
             DecodeErrorKind::MissingLeafIndex => f.write_str("no leaf_index extension"),
-            DecodeErrorKind::DuplicateLeafIndex => f.write_str("more than one leaf_index extension"),
+            DecodeErrorKind::DuplicateLeafIndex => {
+                f.write_str("more than one leaf_index extension")
+            }
             DecodeErrorKind::FingerprintsLength(len) => {
                 write!(f, "fingerprints length {len} is not a multiple of 32")
             }
@@ -161,7 +169,11 @@ impl DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} at byte {}: {}", self.buffer, self.field, self.offset, self.kind)
+        write!(
+            f,
+            "{}: {} at byte {}: {}",
+            self.buffer, self.field, self.offset, self.kind
+        )
     }
 }
 
@@ -178,7 +190,9 @@ pub(crate) struct TimestampedEntry<'a> {
 }
 
 /// Reads a `TimestampedEntry` (ct-protocols.md §1.3).
-pub(crate) fn read_timestamped_entry<'a>(r: &mut Reader<'a>) -> Result<TimestampedEntry<'a>, DecodeError> {
+pub(crate) fn read_timestamped_entry<'a>(
+    r: &mut Reader<'a>,
+) -> Result<TimestampedEntry<'a>, DecodeError> {
     let timestamp_ms = r.u64("timestamp")?;
     let at = r.position();
     let entry_type = match r.u16("entry_type")? {
@@ -219,7 +233,10 @@ fn read_certificate_chain<'a>(r: &mut Reader<'a>) -> Result<Vec<&'a [u8]>, Decod
 ///
 /// `CtExtensions` are opaque in RFC 6962 and accepted whatever they hold. Errors for which
 /// [`DecodeError::is_unknown_type`] is true should be counted and skipped, not treated as log failures.
-pub fn decode_rfc6962<'a>(leaf_input: &'a [u8], extra_data: &'a [u8]) -> Result<LogEntry<'a>, DecodeError> {
+pub fn decode_rfc6962<'a>(
+    leaf_input: &'a [u8],
+    extra_data: &'a [u8],
+) -> Result<LogEntry<'a>, DecodeError> {
     let mut leaf = Reader::new(leaf_input, Buffer::LeafInput);
     match leaf.u8("version")? {
         0 => {}

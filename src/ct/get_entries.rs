@@ -37,8 +37,15 @@ impl fmt::Display for GetEntriesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GetEntriesError::Json(message) => write!(f, "get-entries body is not valid: {message}"),
-            GetEntriesError::Base64 { entry, field, error } => {
-                write!(f, "get-entries entry {entry}: {field} is not valid base64: {error}")
+            GetEntriesError::Base64 {
+                entry,
+                field,
+                error,
+            } => {
+                write!(
+                    f,
+                    "get-entries entry {entry}: {field} is not valid base64: {error}"
+                )
             }
         }
     }
@@ -65,14 +72,16 @@ struct Item<'a> {
 /// Parses a get-entries body with serde_json (borrowed strings, then base64). Entries are in log order from
 /// the requested `start`; an empty `entries` array is returned as an empty Vec.
 pub fn parse_get_entries(body: &[u8]) -> Result<Vec<RawEntry>, GetEntriesError> {
-    let body: Body<'_> = serde_json::from_slice(body).map_err(|e| GetEntriesError::Json(e.to_string()))?;
+    let body: Body<'_> =
+        serde_json::from_slice(body).map_err(|e| GetEntriesError::Json(e.to_string()))?;
     decode_items(body.entries)
 }
 
 /// Same result as [`parse_get_entries`], parsed with simd-json, which uses `body` as scratch space
 /// (its contents are unspecified afterwards).
 pub fn parse_get_entries_simd(body: &mut [u8]) -> Result<Vec<RawEntry>, GetEntriesError> {
-    let body: Body<'_> = simd_json::serde::from_slice(body).map_err(|e| GetEntriesError::Json(e.to_string()))?;
+    let body: Body<'_> =
+        simd_json::serde::from_slice(body).map_err(|e| GetEntriesError::Json(e.to_string()))?;
     decode_items(body.entries)
 }
 
@@ -84,7 +93,11 @@ fn decode_items(items: Vec<Item<'_>>) -> Result<Vec<RawEntry>, GetEntriesError> 
             let decode = |field: &'static str, text: &str| {
                 STANDARD
                     .decode(text)
-                    .map_err(|error| GetEntriesError::Base64 { entry, field, error })
+                    .map_err(|error| GetEntriesError::Base64 {
+                        entry,
+                        field,
+                        error,
+                    })
             };
             Ok(RawEntry {
                 leaf_input: decode("leaf_input", &item.leaf_input)?,

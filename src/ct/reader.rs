@@ -39,7 +39,12 @@ impl<'a> Reader<'a> {
     }
 
     /// An error about `field` at absolute offset `offset`.
-    pub(crate) fn error(&self, field: &'static str, offset: usize, kind: DecodeErrorKind) -> DecodeError {
+    pub(crate) fn error(
+        &self,
+        field: &'static str,
+        offset: usize,
+        kind: DecodeErrorKind,
+    ) -> DecodeError {
         DecodeError {
             buffer: self.buffer,
             field,
@@ -49,7 +54,11 @@ impl<'a> Reader<'a> {
     }
 
     /// The bytes already read since absolute offset `start`.
-    pub(crate) fn read_since(&self, start: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn read_since(
+        &self,
+        start: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         self.buf.get(start..self.pos).ok_or_else(|| {
             let kind = DecodeErrorKind::Truncated {
                 needed: self.pos.saturating_sub(start),
@@ -63,7 +72,10 @@ impl<'a> Reader<'a> {
     pub(crate) fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let available = self.remaining();
         let truncated = || {
-            let kind = DecodeErrorKind::Truncated { needed: n, available };
+            let kind = DecodeErrorKind::Truncated {
+                needed: n,
+                available,
+            };
             self.error(field, self.pos, kind)
         };
         if n > available {
@@ -75,11 +87,17 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `N` bytes as an array reference.
-    pub(crate) fn array<const N: usize>(&mut self, field: &'static str) -> Result<&'a [u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<&'a [u8; N], DecodeError> {
         let at = self.pos;
         let available = self.remaining();
         self.bytes(N, field)?.try_into().map_err(|_| {
-            let kind = DecodeErrorKind::Truncated { needed: N, available };
+            let kind = DecodeErrorKind::Truncated {
+                needed: N,
+                available,
+            };
             self.error(field, at, kind)
         })
     }
@@ -108,14 +126,27 @@ impl<'a> Reader<'a> {
 
     /// A vector with a `len_width`-byte length prefix, as a reader confined to its contents
     /// (so nested lengths are checked against the vector's declared end, not the input's).
-    pub(crate) fn sub(&mut self, len_width: usize, field: &'static str) -> Result<Reader<'a>, DecodeError> {
+    pub(crate) fn sub(
+        &mut self,
+        len_width: usize,
+        field: &'static str,
+    ) -> Result<Reader<'a>, DecodeError> {
         let at = self.pos;
         let declared = self.uint(len_width, field)?;
         let available = self.remaining();
         let len = usize::try_from(declared)
             .ok()
             .filter(|&len| len <= available)
-            .ok_or_else(|| self.error(field, at, DecodeErrorKind::LengthPastEnd { declared, available }))?;
+            .ok_or_else(|| {
+                self.error(
+                    field,
+                    at,
+                    DecodeErrorKind::LengthPastEnd {
+                        declared,
+                        available,
+                    },
+                )
+            })?;
         let inner = Reader {
             buf: self.buf,
             pos: self.pos,
@@ -127,7 +158,11 @@ impl<'a> Reader<'a> {
     }
 
     /// The contents of a vector with a `len_width`-byte length prefix.
-    pub(crate) fn vector(&mut self, len_width: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn vector(
+        &mut self,
+        len_width: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         let mut inner = self.sub(len_width, field)?;
         let len = inner.remaining();
         inner.bytes(len, field)

@@ -28,7 +28,10 @@ pub struct TileEntry<'a> {
 /// and stops (records cannot be resynchronised).
 ///
 /// An empty input yields nothing; comparing the count with the expected width is the caller's job.
-pub fn data_tile_entries(tile: &[u8], tile_index: u64) -> impl Iterator<Item = Result<TileEntry<'_>, DecodeError>> {
+pub fn data_tile_entries(
+    tile: &[u8],
+    tile_index: u64,
+) -> impl Iterator<Item = Result<TileEntry<'_>, DecodeError>> {
     DataTileEntries {
         reader: Reader::new(tile, Buffer::DataTile),
         // Saturates for absurd tile numbers: no uint40 leaf_index can equal u64::MAX, so such records
@@ -74,7 +77,10 @@ impl<'a> DataTileEntries<'a> {
         let extensions_at = entry.extensions.position();
         let found = read_leaf_index(entry.extensions)?;
         if found != index {
-            let kind = DecodeErrorKind::LeafIndexMismatch { expected: index, found };
+            let kind = DecodeErrorKind::LeafIndexMismatch {
+                expected: index,
+                found,
+            };
             return Err(r.error("leaf_index", extensions_at, kind));
         }
 
@@ -116,13 +122,18 @@ fn read_leaf_index(mut extensions: Reader<'_>) -> Result<u64, DecodeError> {
         let mut data = extensions.sub(2, "extension_data")?;
         if extension_type == LEAF_INDEX_EXTENSION {
             if leaf_index.is_some() {
-                return Err(extensions.error("leaf_index", at, DecodeErrorKind::DuplicateLeafIndex));
+                return Err(extensions.error(
+                    "leaf_index",
+                    at,
+                    DecodeErrorKind::DuplicateLeafIndex,
+                ));
             }
             leaf_index = Some(data.u40("leaf_index")?);
             data.finish("leaf_index")?;
         }
     }
-    leaf_index.ok_or_else(|| extensions.error("extensions", start, DecodeErrorKind::MissingLeafIndex))
+    leaf_index
+        .ok_or_else(|| extensions.error("extensions", start, DecodeErrorKind::MissingLeafIndex))
 }
 
 /// Merkle leaf hash SHA-256(0x00 ‖ 0x00 0x00 ‖ timestamped_entry): the RFC 6962 leaf hash of the
