@@ -74,10 +74,7 @@ impl Frame {
         let mut buf = BytesMut::with_capacity(header_len + payload.len());
         put_header(&mut buf, opcode, payload.len());
         buf.extend_from_slice(payload);
-        Self {
-            wire: buf.freeze(),
-            header_len,
-        }
+        Self { wire: buf.freeze(), header_len }
     }
 
     /// A text frame. `payload` must be UTF-8 (the callers serialize JSON).
@@ -122,10 +119,7 @@ mod tests {
             assert_eq!(frame.wire()[0], 0x81);
         }
         assert_eq!(&Frame::text(&[b'x'; 126]).wire()[..4], &[0x81, 126, 0, 126]);
-        assert_eq!(
-            &Frame::text(&[b'x'; 65536]).wire()[..10],
-            &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
-        );
+        assert_eq!(&Frame::text(&[b'x'; 65536]).wire()[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 
     #[test]
