@@ -186,3 +186,40 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_big_endian() {
+        let mut r = Reader::new(&[1, 2, 3, 4, 5, 6, 7], Buffer::DataTile);
+        assert_eq!(r.u16("a"), Ok(0x0102));
+        assert_eq!(r.u40("b"), Ok(0x03_0405_0607));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn nested_vectors_report_absolute_offsets_and_their_own_end() {
+        // outer vector (u8 len 4) = [inner u16 len 5, 0xaa, 0xbb], then 2 bytes outside it.
+        let mut r = Reader::new(&[4, 0, 5, 0xaa, 0xbb, 0xcc, 0xdd], Buffer::ExtraData);
+        let mut outer = r.sub(1, "outer").expect("outer fits");
+        let e = outer.vector(2, "inner").expect_err("inner runs past outer");
+        assert_eq!(
+            (e.buffer, e.field, e.offset),
+            (Buffer::ExtraData, "inner", 1)
+        );
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::LengthPastEnd {
+                declared: 5,
+                available: 2
+            }
+        );
+        assert_eq!(r.position(), 5);
+        assert_eq!(
+            r.finish("all").map_err(|e| (e.offset, e.kind)),
+            Err((5, DecodeErrorKind::TrailingBytes { count: 2 }))
+        );
+    }
+}
