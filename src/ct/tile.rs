@@ -1,0 +1,175 @@
+//! static-ct-api data tiles (ct-protocols.md §2.3–2.4): `TileLeaf` records, Merkle leaf hashes and tile paths.
+
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+use super::entry::{Buffer, Chain, DecodeError, DecodeErrorKind, LogEntry, read_timestamped_entry};
+use super::reader::Reader;
+
+/// Entries in a full tile.
+const TILE_WIDTH: u64 = 256;
+/// `ExtensionType` of the static-ct-api `leaf_index` extension.
+const LEAF_INDEX_EXTENSION: u8 = 0;
+
+/// One record of a data tile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileEntry<'a> {
+    /// The entry's index in the log, checked against the record's `leaf_index` extension.
+    pub index: u64,
+    /// The decoded entry; its chain is [`Chain::Fingerprints`].
+    pub entry: LogEntry<'a>,
+    /// the TimestampedEntry bytes (for the leaf hash)
+    pub timestamped_entry: &'a [u8],
+}
+
+/// Iterates the TileLeaf records of data tile number `tile_index` (full: 256 entries; partial: fewer); each record's
+/// leaf_index extension must equal 256*tile_index + position. After the first error the iterator yields that error
+/// and stops (records cannot be resynchronised).
+///
+/// An empty input yields nothing; comparing the count with the expected width is the caller's job.
+pub fn data_tile_entries(
+    tile: &[u8],
+    tile_index: u64,
+) -> impl Iterator<Item = Result<TileEntry<'_>, DecodeError>> {
+    DataTileEntries {
+        reader: Reader::new(tile, Buffer::DataTile),
+        // Saturates for absurd tile numbers: no uint40 leaf_index can equal u64::MAX, so such records
+        // are reported as mismatches rather than overflowing.
+        first_index: tile_index.saturating_mul(TILE_WIDTH),
+        position: 0,
+        failed: false,
+    }
+}
+
+struct DataTileEntries<'a> {
+    reader: Reader<'a>,
+    first_index: u64,
+    position: u64,
+    failed: bool,
+}
+
+impl<'a> Iterator for DataTileEntries<'a> {
+    type Item = Result<TileEntry<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.reader.is_empty() {
+            return None;
+        }
+        let result = self.read_record();
+        self.failed = result.is_err();
+        self.position += 1;
+        Some(result)
+    }
+}
+
+impl<'a> DataTileEntries<'a> {
+    fn read_record(&mut self) -> Result<TileEntry<'a>, DecodeError> {
+        let r = &mut self.reader;
+        if self.position >= TILE_WIDTH {
+            r.finish("data_tile (more than 256 entries)")?;
+        }
+        let start = r.position();
+        let entry = read_timestamped_entry(r)?;
+        let timestamped_entry = r.read_since(start, "timestamped_entry")?;
+
+        let index = self.first_index.saturating_add(self.position);
+        let extensions_at = entry.extensions.position();
+        let found = read_leaf_index(entry.extensions)?;
+        if found != index {
+            let kind = DecodeErrorKind::LeafIndexMismatch {
+                expected: index,
+                found,
+            };
+            return Err(r.error("leaf_index", extensions_at, kind));
+        }
+
+        let pre_certificate = match entry.issuer_key_hash {
+            Some(_) => Some(r.certificate("pre_certificate")?),
+            None => None,
+        };
+        let fingerprints_at = r.position();
+        let fingerprints = r.vector(2, "fingerprints")?;
+        let (fingerprints, rest) = fingerprints.as_chunks::<32>();
+        if !rest.is_empty() {
+            let kind = DecodeErrorKind::FingerprintsLength(fingerprints.len() * 32 + rest.len());
+            return Err(r.error("fingerprints", fingerprints_at, kind));
+        }
+
+        Ok(TileEntry {
+            index,
+            entry: LogEntry {
+                timestamp_ms: entry.timestamp_ms,
+                entry_type: entry.entry_type,
+                leaf: entry.leaf,
+                issuer_key_hash: entry.issuer_key_hash,
+                pre_certificate,
+                chain: Chain::Fingerprints(fingerprints.to_vec()),
+            },
+            timestamped_entry,
+        })
+    }
+}
+
+/// Finds the one `leaf_index` extension (`00 0005 <uint40>`) among well-formed `Extension`s; other
+/// extension types are skipped so a log adding one does not break decoding.
+fn read_leaf_index(mut extensions: Reader<'_>) -> Result<u64, DecodeError> {
+    let start = extensions.position();
+    let mut leaf_index = None;
+    while !extensions.is_empty() {
+        let at = extensions.position();
+        let extension_type = extensions.u8("extension_type")?;
+        let mut data = extensions.sub(2, "extension_data")?;
+        if extension_type == LEAF_INDEX_EXTENSION {
+            if leaf_index.is_some() {
+                return Err(extensions.error(
+                    "leaf_index",
+                    at,
+                    DecodeErrorKind::DuplicateLeafIndex,
+                ));
+            }
+            leaf_index = Some(data.u40("leaf_index")?);
+            data.finish("leaf_index")?;
+        }
+    }
+    leaf_index
+        .ok_or_else(|| extensions.error("extensions", start, DecodeErrorKind::MissingLeafIndex))
+}
+
+/// Merkle leaf hash SHA-256(0x00 ‖ 0x00 0x00 ‖ timestamped_entry): the RFC 6962 leaf hash of the
+/// `MerkleTreeLeaf` (version v1, leaf type timestamped_entry) around it.
+pub fn leaf_hash(timestamped_entry: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update([0u8, 0, 0]);
+    hasher.update(timestamped_entry);
+    hasher.finalize().into()
+}
+
+/// Tile path segment: 5 → "005", 1000 → "x001/000", 1234067 → "x001/x234/067"; with a partial width: "…/067.p/10".
+///
+/// `partial_width` is written as given; the spec allows 1..=255 (a full tile has no `.p/` suffix).
+pub fn tile_path(tile_index: u64, partial_width: Option<u8>) -> String {
+    // u64::MAX has 7 groups of three digits.
+    let mut groups = [0u16; 7];
+    let mut count = 0;
+    let mut rest = tile_index;
+    for group in groups.iter_mut() {
+        *group = (rest % 1000) as u16;
+        count += 1;
+        rest /= 1000;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut path = String::with_capacity(4 * count + 6);
+    for (i, group) in groups.iter().take(count).rev().enumerate() {
+        let prefix = if i + 1 < count { "x" } else { "" };
+        let separator = if i + 1 < count { "/" } else { "" };
+        // Writing to a String cannot fail.
+        let _ = write!(path, "{prefix}{group:03}{separator}");
+    }
+    if let Some(width) = partial_width {
+        let _ = write!(path, ".p/{width}");
+    }
+    path
+}
