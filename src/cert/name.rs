@@ -119,34 +119,31 @@ fn decode_utf16be(bytes: &[u8]) -> (Cow<'static, str>, bool) {
     let units = bytes
         .chunks_exact(2)
         .map(|p| u16::from_be_bytes([p[0], p[1]]));
-    let mut lossy = bytes.len() % 2 != 0;
-    let mut text: String = char::decode_utf16(units)
-        .map(|r| {
-            r.unwrap_or_else(|_| {
-                lossy = true;
-                char::REPLACEMENT_CHARACTER
-            })
+    let mut lossy = false;
+    let text = char::decode_utf16(units).map(|r| {
+        r.unwrap_or_else(|_| {
+            lossy = true;
+            char::REPLACEMENT_CHARACTER
         })
-        .collect();
-    if bytes.len() % 2 != 0 {
-        text.push(char::REPLACEMENT_CHARACTER);
-    }
-    (Cow::Owned(text), lossy)
+    });
+    finish(text.collect(), lossy, bytes.len().is_multiple_of(2))
 }
 
 fn decode_utf32be(bytes: &[u8]) -> (Cow<'static, str>, bool) {
-    let mut lossy = bytes.len() % 4 != 0;
-    let mut text: String = bytes
-        .chunks_exact(4)
-        .map(|q| {
-            char::from_u32(u32::from_be_bytes([q[0], q[1], q[2], q[3]])).unwrap_or_else(|| {
-                lossy = true;
-                char::REPLACEMENT_CHARACTER
-            })
+    let mut lossy = false;
+    let text = bytes.chunks_exact(4).map(|q| {
+        char::from_u32(u32::from_be_bytes([q[0], q[1], q[2], q[3]])).unwrap_or_else(|| {
+            lossy = true;
+            char::REPLACEMENT_CHARACTER
         })
-        .collect();
-    if bytes.len() % 4 != 0 {
+    });
+    finish(text.collect(), lossy, bytes.len().is_multiple_of(4))
+}
+
+/// A dangling partial code unit becomes one more U+FFFD.
+fn finish(mut text: String, lossy: bool, whole: bool) -> (Cow<'static, str>, bool) {
+    if !whole {
         text.push(char::REPLACEMENT_CHARACTER);
     }
-    (Cow::Owned(text), lossy)
+    (Cow::Owned(text), lossy || !whole)
 }
