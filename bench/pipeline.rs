@@ -71,6 +71,14 @@ fn decoded(corpus: &Corpus) -> Vec<(LogEntry<'_>, u64)> {
     out
 }
 
+/// The DER the leaf cert object is parsed from (the pre-certificate for precert entries).
+fn leaf_der<'a>(entry: &LogEntry<'a>) -> &'a [u8] {
+    match entry.entry_type {
+        EntryType::X509 => entry.leaf,
+        EntryType::Precert => entry.pre_certificate.unwrap_or(entry.leaf),
+    }
+}
+
 fn chain_of<'a>(entry: &LogEntry<'a>) -> Vec<&'a [u8]> {
     match &entry.chain {
         Chain::Certificates(certs) => certs.clone(),
@@ -115,10 +123,6 @@ fn main() {
             }
         }
     });
-    let leaf_der = |entry: &LogEntry<'_>| match entry.entry_type {
-        EntryType::X509 => entry.leaf,
-        EntryType::Precert => entry.pre_certificate.unwrap_or(entry.leaf),
-    };
     let parse = time_it(budget, || {
         for (entry, _) in &entries {
             black_box(cert::parse_certificate(leaf_der(entry)).ok());
