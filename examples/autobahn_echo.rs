@@ -23,15 +23,24 @@ const READ_BUFFER_LEN: usize = 64 << 10;
 const LINGER: Duration = Duration::from_secs(2);
 
 fn main() {
-    let Some(addr) = std::env::args().nth(1).and_then(|a| a.parse::<SocketAddr>().ok()) else {
+    let Some(addr) = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    else {
         eprintln!("usage: autobahn_echo HOST:PORT (e.g. 127.0.0.1:9002)");
         std::process::exit(2);
     };
-    let fused = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().with_entries(1024).build();
+    let fused = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(1024)
+        .build();
     let result = match fused {
         Ok(mut rt) => rt.block_on(serve(addr)),
         // The io_uring probe can pass and the ring still fail to build (ENOMEM): fall back to epoll by hand.
-        Err(_) => match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+        Err(_) => match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+        {
             Ok(mut rt) => rt.block_on(serve(addr)),
             Err(error) => Err(error),
         },
@@ -44,7 +53,10 @@ fn main() {
 
 async fn serve(addr: SocketAddr) -> io::Result<()> {
     let listener = TcpListener::bind(addr)?;
-    eprintln!("autobahn_echo listening on {addr} (legacy driver: {})", monoio::utils::is_legacy());
+    eprintln!(
+        "autobahn_echo listening on {addr} (legacy driver: {})",
+        monoio::utils::is_legacy()
+    );
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -99,9 +111,16 @@ async fn handshake(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
         let mut request = httparse::Request::new(&mut headers);
         let (response, rest) = match request.parse(&head) {
             Ok(httparse::Status::Complete(len)) => {
-                let checked = check_upgrade(request.method.unwrap_or(""), request.version.unwrap_or(0), request.headers);
+                let checked = check_upgrade(
+                    request.method.unwrap_or(""),
+                    request.version.unwrap_or(0),
+                    request.headers,
+                );
                 match checked {
-                    Ok(upgrade) => (switching_protocols(&upgrade), head.get(len..).map(<[u8]>::to_vec)),
+                    Ok(upgrade) => (
+                        switching_protocols(&upgrade),
+                        head.get(len..).map(<[u8]>::to_vec),
+                    ),
                     Err(error) => (error.response(), None),
                 }
             }
@@ -114,7 +133,11 @@ async fn handshake(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
                 head.extend_from_slice(&chunk);
                 continue;
             }
-            _ => (b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_vec(), None),
+            _ => (
+                b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+                    .to_vec(),
+                None,
+            ),
         };
         let (result, _) = stream.write_all(response).await;
         result?;
