@@ -21,10 +21,6 @@ pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 /// Longest payload of a control frame (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
-/// Consumed input is moved out of the buffer once it is at least this large (and half the buffer), so a stream of
-/// small frames does not shift the buffer on every call.
-const COMPACT_THRESHOLD: usize = 4096;
-
 /// One complete thing received from the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -218,22 +214,24 @@ impl Decoder {
         match &result {
             Err(error) => {
                 self.failed = Some(error.clone());
-                self.input = Vec::new();
+                self.release_input();
+            }
+            Ok(Some(Event::Close(_))) => self.release_input(),
+            // Everything available was consumed except at most an incomplete frame header: move it to the front.
+            Ok(None) => {
+                self.input.drain(..self.pos);
                 self.pos = 0;
             }
-            Ok(_) => self.compact(),
+            // The caller keeps draining events, so compacting waits for the Ok(None) that ends the batch.
+            Ok(Some(_)) => {}
         }
         result
     }
 
-    fn compact(&mut self) {
-        if self.pos == self.input.len() {
-            self.input.clear();
-            self.pos = 0;
-        } else if self.pos >= COMPACT_THRESHOLD && self.pos * 2 >= self.input.len() {
-            self.input.drain(..self.pos);
-            self.pos = 0;
-        }
+    /// Frees the input buffer once nothing more will be decoded.
+    fn release_input(&mut self) {
+        self.input = Vec::new();
+        self.pos = 0;
     }
 
     fn decode(&mut self) -> Result<Option<Event>, ProtocolError> {
