@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite fuzzingclient (every case) against examples/autobahn_echo.rs, which uses
+# certstream's own WebSocket layer. Exits with the suite's status: 0 only when every case is OK, INFORMATIONAL or
+# UNIMPLEMENTED (compression) and every close behaviour OK/INFORMATIONAL.
+# Usage: bash tests/autobahn.sh  (from anywhere; MONOIO_FORCE_LEGACY_DRIVER=1 tests the epoll driver)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOL="$REPO/../shared/tools/autobahn"
+if [[ ! -d $TOOL ]]; then
+    # In a git worktree, shared/ sits beside the main checkout instead.
+    TOOL="$(git -C "$REPO" rev-parse --path-format=absolute --git-common-dir)/../../shared/tools/autobahn"
+fi
+ADDR=${AUTOBAHN_ADDR:-127.0.0.1:9002}
+cd "$REPO"
+export AUTOBAHN_HOME="${AUTOBAHN_HOME:-.autobahn}"
+
+cargo build --release --example autobahn_echo
+./target/release/examples/autobahn_echo "$ADDR" &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
+
+status=0
+bash "$TOOL/run-fuzzingclient.sh" "ws://$ADDR" || status=$?
+
+# The server must have survived every case (a crash midway also shows up as MISSING cases above).
+if ! kill -0 "$SERVER" 2>/dev/null; then
+    echo "autobahn: the echo server died during the run" >&2
+    status=1
+fi
+exit "$status"
