@@ -185,13 +185,20 @@ impl HttpClient {
         }
     }
 
+    /// The request head. A caller-supplied `User-Agent` or `Accept-Encoding` replaces the default one.
     fn request_bytes(&self, target: &Target, headers: &[Header<'_>]) -> Result<Vec<u8>, HttpError> {
         let mut req = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: */*\r\nAccept-Encoding: gzip, identity\r\n",
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\n",
             target.path_and_query,
-            target.host_header(),
-            self.inner.config.user_agent
+            target.host_header()
         );
+        let supplied = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        if !supplied("user-agent") {
+            req.push_str(&format!("User-Agent: {}\r\n", self.inner.config.user_agent));
+        }
+        if !supplied("accept-encoding") {
+            req.push_str("Accept-Encoding: gzip, identity\r\n");
+        }
         for (name, value) in headers {
             let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
             if !token || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
