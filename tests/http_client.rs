@@ -502,6 +502,14 @@ fn malformed_responses_are_protocol_errors() {
             let err = client.get(&server.url(path)).await.unwrap_err();
             assert!(matches!(err, HttpError::Protocol(_)), "{path}: {err}");
         }
+        let bad_agent = HttpClientConfig {
+            user_agent: "x\r\nInjected: 1".into(),
+            ..HttpClientConfig::default()
+        };
+        assert!(matches!(
+            HttpClient::new(bad_agent),
+            Err(HttpError::InvalidHeader { .. })
+        ));
         let err = client.get("ftp://example.com/").await.unwrap_err();
         assert!(matches!(err, HttpError::InvalidUrl { .. }), "{err}");
         let err = client
@@ -666,4 +674,19 @@ fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
     });
     // 1 for the three requests, 1 after the timeout, 1 refused by the untrusting client, 1 by the IP-name mismatch.
     assert_eq!(server.connections(), 4);
+}
+
+#[test]
+fn reports_the_driver_in_use() {
+    let legacy = run(async { monoio::utils::is_legacy() });
+    eprintln!(
+        "monoio driver: {}",
+        if legacy { "legacy (epoll)" } else { "io_uring" }
+    );
+    if std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER").is_some() {
+        assert!(
+            legacy,
+            "MONOIO_FORCE_LEGACY_DRIVER must select the epoll driver"
+        );
+    }
 }

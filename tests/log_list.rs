@@ -15,13 +15,21 @@ use certstream::ct::log_list::{
 use certstream::http::{HttpClient, HttpClientConfig};
 use serde_json::{Value, json};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/loglist");
-
+/// Reads a file of `shared/corpus/loglist`, found beside the repository or in any folder above it (worktrees
+/// and CI clones sit at different depths).
 fn corpus(name: &str) -> Vec<u8> {
-    // The worktree sits at /work/wt/<name>, the corpus at /work/shared; fall back to the absolute path.
-    std::fs::read(format!("{CORPUS}/{name}"))
-        .or_else(|_| std::fs::read(format!("/work/shared/corpus/loglist/{name}")))
-        .unwrap_or_else(|e| panic!("corpus file {name}: {e}"))
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|dir| dir.join("shared/corpus/loglist").join(name))
+        .find(|path| path.is_file())
+        .and_then(|path| std::fs::read(path).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "corpus file {name} not found in shared/corpus/loglist above {}",
+                manifest.display()
+            )
+        })
 }
 
 fn real_list() -> LogList {

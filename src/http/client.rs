@@ -125,6 +125,11 @@ impl HttpClient {
             host: "(client setup)".into(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
         };
+        if config.user_agent.bytes().any(|b| b.is_ascii_control()) {
+            return Err(HttpError::InvalidHeader {
+                name: "User-Agent".into(),
+            });
+        }
         let mut roots = rustls::RootCertStore::empty();
         if config.use_webpki_roots {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
