@@ -8,6 +8,7 @@
 pub mod cert;
 pub mod config;
 pub mod ct;
+pub mod http;
 pub mod hub;
 pub mod server;
 pub mod stream;

@@ -1,0 +1,283 @@
+//! The HTTP/1.1 client the CT pollers use: keep-alive with one idle connection per origin, a deadline on every
+//! request, gzip, a body cap, and never a reused connection whose last request did not finish cleanly.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::connection::Connection;
+use super::dns::{Addrs, Resolver};
+use super::url::Target;
+use super::wire::{self, HeadError};
+use super::{HttpError, Response};
+
+/// The default `User-Agent`: static-ct-api logs rate-limit clients whose agent names no contact URL.
+pub const DEFAULT_USER_AGENT: &str = concat!(
+    "certstream-rs/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/certstream/certstream)"
+);
+
+/// How an [`HttpClient`] behaves. `Default` is right for polling CT logs.
+#[derive(Debug, Clone)]
+pub struct HttpClientConfig {
+    /// Sent on every request; should name the project and a contact URL.
+    pub user_agent: String,
+    /// Deadline of a whole request: DNS, connect, TLS, request, and the full body.
+    pub timeout: Duration,
+    /// Bound on one TCP connect attempt, so one black-holed address leaves time for the next.
+    pub connect_timeout: Duration,
+    /// Largest body accepted, both as received and once decompressed.
+    pub max_body_size: usize,
+    /// An idle connection older than this is closed instead of reused (servers close idle ones anyway).
+    pub idle_timeout: Duration,
+    /// How long a DNS answer is reused.
+    pub dns_ttl: Duration,
+    /// Trust the compiled-in Mozilla roots (webpki-roots).
+    pub use_webpki_roots: bool,
+    /// Additional trusted root certificates (DER), e.g. a private or test CA.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Fixed answers for `(host, port)`, tried in order, bypassing DNS (like curl's `--resolve`).
+    pub resolve_overrides: HashMap<(String, u16), Vec<SocketAddr>>,
+}
+
+impl Default for HttpClientConfig {
+    fn default() -> Self {
+        Self {
+            user_agent: DEFAULT_USER_AGENT.to_string(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body_size: 64 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(50),
+            dns_ttl: Duration::from_secs(300),
+            use_webpki_roots: true,
+            extra_roots: Vec::new(),
+            resolve_overrides: HashMap::new(),
+        }
+    }
+}
+
+impl HttpClientConfig {
+    /// Adds every certificate of a PEM bundle to the trusted roots; returns how many were added.
+    pub fn add_roots_pem(&mut self, pem: &[u8]) -> Result<usize, HttpError> {
+        let before = self.extra_roots.len();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| HttpError::Tls {
+                host: "(root store)".into(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })?;
+            self.extra_roots.push(cert);
+        }
+        Ok(self.extra_roots.len() - before)
+    }
+}
+
+/// One extra request header.
+pub type Header<'a> = (&'a str, &'a str);
+
+/// Where an idle connection may be reused: same scheme, host and port.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Origin {
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+struct Idle {
+    conn: Connection,
+    since: Instant,
+}
+
+struct Inner {
+    config: HttpClientConfig,
+    tls: monoio_rustls::TlsConnector,
+    resolver: Resolver,
+    idle: RefCell<HashMap<Origin, Idle>>,
+}
+
+/// An HTTP/1.1 client for a single monoio thread (cheap to clone; clones share connections and the DNS cache).
+///
+/// The runtime must be built with `enable_timer()`: every request runs under a deadline.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Rc<Inner>,
+}
+
+/// How one attempt on one connection ended.
+enum Attempt {
+    Done(Response),
+    /// A reused connection turned out to be closed before any response byte: retry on a fresh one.
+    Stale(HttpError),
+    Failed(HttpError),
+}
+
+impl HttpClient {
+    /// Builds a client (TLS 1.2/1.3 with the ring provider, the configured roots).
+    pub fn new(config: HttpClientConfig) -> Result<Self, HttpError> {
+        let tls_setup = |e: rustls::Error| HttpError::Tls {
+            host: "(client setup)".into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        };
+        if config.user_agent.bytes().any(|b| b.is_ascii_control()) {
+            return Err(HttpError::InvalidHeader {
+                name: "User-Agent".into(),
+            });
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        if config.use_webpki_roots {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        for cert in &config.extra_roots {
+            roots.add(cert.clone()).map_err(tls_setup)?;
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(tls_setup)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let overrides = config
+            .resolve_overrides
+            .iter()
+            .map(|(k, v)| (k.clone(), Addrs::from(v.as_slice())))
+            .collect();
+        let resolver = Resolver::new(config.dns_ttl, overrides);
+        let inner = Inner {
+            config,
+            tls: tls.into(),
+            resolver,
+            idle: RefCell::new(HashMap::new()),
+        };
+        Ok(Self {
+            inner: Rc::new(inner),
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &HttpClientConfig {
+        &self.inner.config
+    }
+
+    /// `GET url` with the configured deadline.
+    pub async fn get(&self, url: &str) -> Result<Response, HttpError> {
+        self.get_with(url, &[], self.inner.config.timeout).await
+    }
+
+    /// `GET url` with extra headers (e.g. `If-None-Match`) and an explicit deadline for the whole exchange.
+    ///
+    /// The connection is owned by this future: if the deadline fires, an error occurs, or the caller drops the
+    /// future, the connection is closed and never handed to another request.
+    pub async fn get_with(
+        &self,
+        url: &str,
+        headers: &[Header<'_>],
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
+        let target = Target::parse(url)?;
+        let request = self.request_bytes(&target, headers)?;
+        match monoio::time::timeout(timeout, self.execute(&target, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::Timeout(timeout)),
+        }
+    }
+
+    /// The request head. A caller-supplied `User-Agent` or `Accept-Encoding` replaces the default one.
+    fn request_bytes(&self, target: &Target, headers: &[Header<'_>]) -> Result<Vec<u8>, HttpError> {
+        let mut req = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\n",
+            target.path_and_query,
+            target.host_header()
+        );
+        let supplied = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        if !supplied("user-agent") {
+            req.push_str(&format!("User-Agent: {}\r\n", self.inner.config.user_agent));
+        }
+        if !supplied("accept-encoding") {
+            req.push_str("Accept-Encoding: gzip, identity\r\n");
+        }
+        for (name, value) in headers {
+            let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+            if !token || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(HttpError::InvalidHeader {
+                    name: name.to_string(),
+                });
+            }
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        Ok(req.into_bytes())
+    }
+
+    async fn execute(&self, target: &Target, request: Vec<u8>) -> Result<Response, HttpError> {
+        let origin = Origin {
+            tls: target.tls,
+            host: target.host.clone(),
+            port: target.port,
+        };
+        if let Some(conn) = self.take_idle(&origin) {
+            match self.attempt(conn, &origin, request.clone()).await {
+                Attempt::Done(response) => return Ok(response),
+                Attempt::Failed(e) => return Err(e),
+                Attempt::Stale(e) => {
+                    tracing::debug!(host = %origin.host, error = %e, "reused connection was stale, retrying")
+                }
+            }
+        }
+        let addrs = self
+            .inner
+            .resolver
+            .resolve(&target.host, target.port)
+            .await?;
+        let config = &self.inner.config;
+        let conn =
+            Connection::open(target, &addrs, config.connect_timeout, &self.inner.tls).await?;
+        match self.attempt(conn, &origin, request).await {
+            Attempt::Done(response) => Ok(response),
+            Attempt::Stale(e) | Attempt::Failed(e) => Err(e),
+        }
+    }
+
+    /// One request/response exchange. On success the connection goes back to the idle slot if it may be reused;
+    /// on any failure it is dropped here.
+    async fn attempt(&self, mut conn: Connection, origin: &Origin, request: Vec<u8>) -> Attempt {
+        if let Err(e) = conn.write_all(request).await {
+            return Attempt::Stale(HttpError::Io(e));
+        }
+        let max_body = self.inner.config.max_body_size;
+        let head = match wire::read_head(&mut conn, max_body).await {
+            Ok(head) => head,
+            Err(HeadError::Closed(e)) => return Attempt::Stale(HttpError::Io(e)),
+            Err(HeadError::Failed(e)) => return Attempt::Failed(e),
+        };
+        let body = match wire::read_body(&mut conn, &head, max_body).await {
+            Ok(body) => body,
+            Err(e) => return Attempt::Failed(e),
+        };
+        if head.keep_alive && conn.is_drained() {
+            let idle = Idle {
+                conn,
+                since: Instant::now(),
+            };
+            self.inner.idle.borrow_mut().insert(origin.clone(), idle);
+        }
+        Attempt::Done(Response {
+            status: head.status,
+            headers: head.headers,
+            body: Bytes::from(body),
+        })
+    }
+
+    fn take_idle(&self, origin: &Origin) -> Option<Connection> {
+        let idle = self.inner.idle.borrow_mut().remove(origin)?;
+        (idle.since.elapsed() < self.inner.config.idle_timeout).then_some(idle.conn)
+    }
+}

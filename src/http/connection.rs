@@ -1,0 +1,166 @@
+//! One HTTP/1.1 connection (plain TCP or TLS) with its read buffer.
+//!
+//! A `Connection` is owned by exactly one request future at a time. If that future is dropped (timeout,
+//! `select!`), the connection is dropped with it: monoio-rustls loses its internal buffer when a read is
+//! cancelled, so a connection whose I/O was interrupted must never be used again.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio_rustls::{TlsConnector, TlsError};
+use rustls::pki_types::ServerName;
+
+use super::HttpError;
+use super::url::Target;
+
+/// Read granularity: large enough for a typical CT response header plus a good part of its body.
+const READ_CHUNK: usize = 16 * 1024;
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+}
+
+/// An open connection plus the bytes read from it and not consumed yet.
+pub struct Connection {
+    transport: Transport,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Connection {
+    /// Connects to the first of `addrs` that accepts (each attempt bounded by `connect_timeout`), then does the
+    /// TLS handshake when the target is `https`.
+    pub async fn open(
+        target: &Target,
+        addrs: &[SocketAddr],
+        connect_timeout: Duration,
+        tls: &TlsConnector,
+    ) -> Result<Self, HttpError> {
+        let tcp = connect_any(&target.host, addrs, connect_timeout).await?;
+        // Requests are written in one piece; Nagle would only delay them.
+        let _ = tcp.set_nodelay(true);
+        let transport = if target.tls {
+            let tls_error = |source| HttpError::Tls {
+                host: target.host.clone(),
+                source,
+            };
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|e| tls_error(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+            let stream = tls.connect(name, tcp).await.map_err(|e| match e {
+                TlsError::Io(e) => tls_error(e),
+                TlsError::Rustls(e) => tls_error(io::Error::new(io::ErrorKind::InvalidData, e)),
+            })?;
+            Transport::Tls(Box::new(stream))
+        } else {
+            Transport::Plain(tcp)
+        };
+        Ok(Self {
+            transport,
+            buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+        })
+    }
+
+    /// Writes the whole request.
+    pub async fn write_all(&mut self, request: Vec<u8>) -> io::Result<()> {
+        let (res, _) = match &mut self.transport {
+            Transport::Plain(s) => s.write_all(request).await,
+            Transport::Tls(s) => s.write_all(request).await,
+        };
+        res.map(|_| ())
+    }
+
+    /// Bytes received and not consumed yet.
+    pub fn buffered(&self) -> &[u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Marks `n` buffered bytes as consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` is end of stream.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.reserve(READ_CHUNK);
+        let buf = std::mem::take(&mut self.buf);
+        let end = buf.capacity();
+        let (res, buf) = self.read_into(buf, end).await;
+        self.buf = buf;
+        res
+    }
+
+    /// Moves buffered bytes into `body`, then reads from the socket straight into `body` until it holds `len`
+    /// bytes; `Ok(false)` if the stream ended first. Skips the intermediate buffer for Content-Length bodies.
+    pub async fn read_exact_into(&mut self, body: &mut Vec<u8>, len: usize) -> io::Result<bool> {
+        let take = self.buffered().len().min(len.saturating_sub(body.len()));
+        body.extend_from_slice(self.buffered().get(..take).unwrap_or_default());
+        self.consume(take);
+        body.reserve(len.saturating_sub(body.len()));
+        while body.len() < len {
+            let owned = std::mem::take(body);
+            let (res, filled) = self.read_into(owned, len).await;
+            *body = filled;
+            if res? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether every received byte has been consumed (leftovers mean the peer sent more than one response).
+    pub fn is_drained(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    /// Appends one read to `buf`, never growing it past `end` (which must be within its capacity, and beyond
+    /// its length): a body read must not swallow the bytes that follow it.
+    async fn read_into(&mut self, buf: Vec<u8>, end: usize) -> (io::Result<usize>, Vec<u8>) {
+        let start = buf.len();
+        let spare = buf.slice_mut(start..end);
+        let (res, spare) = match &mut self.transport {
+            Transport::Plain(s) => s.read(spare).await,
+            Transport::Tls(s) => s.read(spare).await,
+        };
+        (res, spare.into_inner())
+    }
+}
+
+/// Tries every address in order; the error names how many were tried and the last failure.
+async fn connect_any(
+    host: &str,
+    addrs: &[SocketAddr],
+    per_address: Duration,
+) -> Result<TcpStream, HttpError> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no addresses to try");
+    for addr in addrs {
+        match monoio::time::timeout(per_address, TcpStream::connect_addr(*addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = io::Error::new(e.kind(), format!("{addr}: {e}")),
+            Err(_) => {
+                last = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{addr}: connect timed out"),
+                )
+            }
+        }
+        tracing::debug!(host, %addr, error = %last, "connect failed, trying the next address");
+    }
+    Err(HttpError::Connect {
+        host: host.to_string(),
+        tried: addrs.len(),
+        source: last,
+    })
+}

@@ -1,0 +1,692 @@
+//! The HTTP client against hand-written local servers (127.0.0.1 only) that misbehave on purpose: idle closes,
+//! slow answers, chunking, gzip, oversize and truncated bodies, resets, TLS with a test CA, DNS fallbacks.
+//! Run on both monoio drivers: `cargo test --test http_client` and `MONOIO_FORCE_LEGACY_DRIVER=1 cargo test ...`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use certstream::http::{DEFAULT_USER_AGENT, HttpClient, HttpClientConfig, HttpError};
+
+/// Every server socket gives up after this long, so no test can hang on a server thread.
+const SERVER_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("monoio runtime");
+    rt.block_on(f)
+}
+
+/// What the server saw of one request.
+struct Request {
+    path: String,
+    /// The raw request head, lowercased.
+    head: String,
+}
+
+/// What a handler tells the connection loop to do next.
+#[derive(PartialEq)]
+enum After {
+    KeepOpen,
+    Close,
+}
+
+type Handler = dyn Fn(&Request, &mut dyn Write) -> After + Send + Sync;
+
+/// A local server; counts accepted connections so tests can see reuse.
+struct Server {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves plain HTTP with `handler`; each connection on its own thread.
+fn serve(handler: impl Fn(&Request, &mut dyn Write) -> After + Send + Sync + 'static) -> Server {
+    serve_with(Arc::new(handler), None)
+}
+
+fn serve_with(handler: Arc<Handler>, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            let tls = tls.clone();
+            thread::spawn(move || {
+                stream.set_read_timeout(Some(SERVER_IO_TIMEOUT)).ok();
+                stream.set_write_timeout(Some(SERVER_IO_TIMEOUT)).ok();
+                stream.set_nodelay(true).ok();
+                match tls {
+                    Some(cfg) => {
+                        let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                            return;
+                        };
+                        connection_loop(rustls::StreamOwned::new(conn, stream), &*handler);
+                    }
+                    None => connection_loop(stream, &*handler),
+                }
+            });
+        }
+    });
+    Server { addr, accepted }
+}
+
+fn connection_loop(mut stream: impl Read + Write, handler: &Handler) {
+    let mut pending = Vec::new();
+    loop {
+        let Some(request) = read_request(&mut stream, &mut pending) else {
+            return;
+        };
+        let after = handler(&request, &mut stream);
+        if stream.flush().is_err() || after == After::Close {
+            return;
+        }
+    }
+}
+
+fn read_request(stream: &mut impl Read, pending: &mut Vec<u8>) -> Option<Request> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_string();
+            pending.drain(..end + 4);
+            let path = head.split(' ').nth(1)?.to_string();
+            return Some(Request {
+                path,
+                head: head.to_ascii_lowercase(),
+            });
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Writes a whole response in one write (two small writes would meet Nagle + delayed ACK).
+fn respond(w: &mut dyn Write, extra_headers: &str, body: &[u8]) {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    let _ = w.write_all(&out);
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn client() -> HttpClient {
+    client_with(|_| {})
+}
+
+fn client_with(tweak: impl FnOnce(&mut HttpClientConfig)) -> HttpClient {
+    let mut config = HttpClientConfig {
+        timeout: Duration::from_secs(5),
+        ..HttpClientConfig::default()
+    };
+    tweak(&mut config);
+    HttpClient::new(config).expect("client")
+}
+
+/// Echoes the path as the body, so a response can be matched to its request.
+fn echo_path(req: &Request, w: &mut dyn Write) -> After {
+    respond(w, "Content-Type: text/plain\r\n", req.path.as_bytes());
+    After::KeepOpen
+}
+
+#[test]
+fn keep_alive_reuses_one_connection_and_sends_identity_headers() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = serve(move |req, w| {
+        log.lock().unwrap().push(req.head.clone());
+        echo_path(req, w)
+    });
+    let client = client();
+    run(async {
+        for i in 0..20 {
+            let path = format!("/ct/v1/get-entries?start={i}&end={i}");
+            let resp = client.get(&server.url(&path)).await.expect("get");
+            assert_eq!(resp.status, 200);
+            assert_eq!(resp.body, path.as_bytes());
+            assert_eq!(resp.content_type(), Some("text/plain"));
+        }
+    });
+    assert_eq!(
+        server.connections(),
+        1,
+        "20 sequential requests share one keep-alive connection"
+    );
+    let heads = seen.lock().unwrap();
+    assert!(heads[0].contains("accept-encoding: gzip, identity"));
+    assert!(heads[0].contains(&format!(
+        "user-agent: {}",
+        DEFAULT_USER_AGENT.to_ascii_lowercase()
+    )));
+    assert!(
+        DEFAULT_USER_AGENT.starts_with("certstream-rs/")
+            && DEFAULT_USER_AGENT.contains("+https://")
+    );
+    assert!(heads[0].contains(&format!("host: {}", server.addr)));
+}
+
+#[test]
+fn idle_connection_closed_by_server_is_retried_transparently() {
+    // Answers with keep-alive, then closes: exactly what a server's idle timeout does.
+    let server = serve(|req, w| {
+        echo_path(req, w);
+        After::Close
+    });
+    let client = client();
+    run(async {
+        for i in 0..5 {
+            let path = format!("/r{i}");
+            let resp = client
+                .get(&server.url(&path))
+                .await
+                .expect("retry on a fresh connection");
+            assert_eq!(resp.body, path.as_bytes());
+            monoio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // Each request after the first tries the dead idle connection, then opens a new one.
+    assert_eq!(server.connections(), 5);
+}
+
+#[test]
+fn timed_out_request_never_leaks_into_the_next_one() {
+    let server = serve(|req, w| {
+        if req.path == "/slow" {
+            thread::sleep(Duration::from_millis(600));
+        }
+        echo_path(req, w)
+    });
+    let client = client();
+    run(async {
+        // Warm a keep-alive connection, so the slow request runs on a *reused* one (the hard case).
+        assert_eq!(
+            client.get(&server.url("/fast1")).await.expect("fast1").body,
+            "/fast1".as_bytes()
+        );
+        let started = Instant::now();
+        let err = client
+            .get_with(&server.url("/slow"), &[], Duration::from_millis(150))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, HttpError::Timeout(d) if d == Duration::from_millis(150)),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "the deadline fired on time"
+        );
+        // Give the server time to write the slow body onto the abandoned connection.
+        monoio::time::sleep(Duration::from_millis(700)).await;
+        let resp = client.get(&server.url("/fast2")).await.expect("fast2");
+        assert_eq!(
+            resp.body,
+            "/fast2".as_bytes(),
+            "not the abandoned request's body"
+        );
+    });
+    assert_eq!(
+        server.connections(),
+        2,
+        "the timed-out connection was dropped, not reused"
+    );
+}
+
+#[test]
+fn dropped_request_future_drops_its_connection() {
+    let server = serve(|req, w| {
+        if req.path == "/slow" {
+            thread::sleep(Duration::from_millis(300));
+        }
+        echo_path(req, w)
+    });
+    let client = client();
+    run(async {
+        assert_eq!(
+            client.get(&server.url("/a")).await.expect("a").body,
+            "/a".as_bytes()
+        );
+        let slow_url = server.url("/slow");
+        let slow = client.get(&slow_url);
+        monoio::select! {
+            _ = slow => panic!("the slow request should lose the race"),
+            _ = monoio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        monoio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            client.get(&server.url("/b")).await.expect("b").body,
+            "/b".as_bytes()
+        );
+    });
+    assert_eq!(server.connections(), 2);
+}
+
+#[test]
+fn chunked_body_with_extensions_and_trailers_keeps_framing() {
+    let server = serve(|req, w| {
+        if req.path == "/chunked" {
+            let parts: [&[u8]; 4] = [
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n",
+                b"1\r\n \r\n6\r\nwor",
+                b"ld!\r\n0\r\n",
+                b"X-Trailer: yes\r\n\r\n",
+            ];
+            for part in parts {
+                let _ = w.write_all(part);
+                let _ = w.flush();
+                thread::sleep(Duration::from_millis(10));
+            }
+            return After::KeepOpen;
+        }
+        echo_path(req, w)
+    });
+    let client = client();
+    run(async {
+        let resp = client.get(&server.url("/chunked")).await.expect("chunked");
+        assert_eq!(resp.body, "hello world!".as_bytes());
+        let resp = client.get(&server.url("/after")).await.expect("after");
+        assert_eq!(
+            resp.body,
+            "/after".as_bytes(),
+            "the chunked body was consumed exactly"
+        );
+    });
+    assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn gzip_bodies_are_decoded_asked_or_not() {
+    let payload = br#"{"tree_size":12345,"timestamp":1}"#.repeat(100);
+    let body = payload.clone();
+    let server = serve(move |req, w| {
+        if req.path == "/gzip-chunked" {
+            let gz = gzip(&body);
+            let (a, b) = gz.split_at(gz.len() / 2);
+            let mut out =
+                b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    .to_vec();
+            for part in [a, b] {
+                out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                out.extend_from_slice(part);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            let _ = w.write_all(&out);
+        } else {
+            // Gzip whatever the request asked for: a client must decode it anyway (static-ct-api §2.7).
+            respond(w, "Content-Encoding: gzip\r\n", &gzip(&body));
+        }
+        After::KeepOpen
+    });
+    let client = client();
+    run(async {
+        let asked = client.get(&server.url("/asked")).await.expect("asked");
+        assert_eq!(asked.body, payload.as_slice());
+        let unasked = client
+            .get_with(
+                &server.url("/unasked"),
+                &[("Accept-Encoding", "identity")],
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("unasked");
+        assert_eq!(unasked.body, payload.as_slice());
+        let chunked = client
+            .get(&server.url("/gzip-chunked"))
+            .await
+            .expect("gzip chunked");
+        assert_eq!(chunked.body, payload.as_slice());
+    });
+}
+
+#[test]
+fn bodies_over_the_cap_are_refused() {
+    let server = serve(|req, w| {
+        let big = vec![b'x'; 2000];
+        match req.path.as_str() {
+            "/length" => respond(w, "", &big),
+            "/gzip" => respond(w, "Content-Encoding: gzip\r\n", &gzip(&big)),
+            "/chunked" => {
+                let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                for _ in 0..4 {
+                    out.extend_from_slice(b"1f4\r\n");
+                    out.extend_from_slice(&big[..500]);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+                let _ = w.write_all(&out);
+            }
+            "/eof" => {
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+                let _ = w.write_all(&big);
+                return After::Close;
+            }
+            _ => respond(w, "", &big[..1000]),
+        }
+        After::KeepOpen
+    });
+    let client = client_with(|c| c.max_body_size = 1000);
+    run(async {
+        for path in ["/length", "/gzip", "/chunked", "/eof"] {
+            let err = client.get(&server.url(path)).await.unwrap_err();
+            assert!(
+                matches!(err, HttpError::BodyTooLarge { limit: 1000 }),
+                "{path}: {err}"
+            );
+            assert!(err.to_string().contains("1000-byte cap"));
+        }
+        let ok = client
+            .get(&server.url("/exactly-the-cap"))
+            .await
+            .expect("a body of exactly the cap is fine");
+        assert_eq!(ok.body.len(), 1000);
+    });
+}
+
+#[test]
+fn read_to_eof_body_and_http10_are_not_reused() {
+    let server = serve(|req, w| {
+        let _ = w.write_all(
+            format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody of {}",
+                req.path
+            )
+            .as_bytes(),
+        );
+        After::Close
+    });
+    let client = client();
+    run(async {
+        for path in ["/one", "/two"] {
+            let resp = client.get(&server.url(path)).await.expect("eof body");
+            assert_eq!(resp.body, format!("body of {path}").as_bytes());
+        }
+    });
+    assert_eq!(
+        server.connections(),
+        2,
+        "a read-to-EOF connection is never put back"
+    );
+}
+
+#[test]
+fn connection_cut_mid_body_is_an_error_and_the_next_request_is_clean() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        // First connection: half a body, then a reset (closing with unread request bytes makes the kernel send
+        // RST). Second connection: a clean close mid-body. Third: a good answer.
+        for (i, stream) in listener.incoming().take(3).enumerate() {
+            let Ok(mut stream) = stream else { return };
+            stream.set_read_timeout(Some(SERVER_IO_TIMEOUT)).ok();
+            let mut head = [0u8; 8];
+            if i == 2 {
+                let mut pending = Vec::new();
+                if read_request(&mut stream, &mut pending).is_some() {
+                    respond(&mut stream, "", b"whole");
+                }
+                continue;
+            }
+            let _ = stream.read_exact(&mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part");
+            thread::sleep(Duration::from_millis(50));
+            if i == 1 {
+                let mut rest = [0u8; 4096];
+                let _ = stream.read(&mut rest);
+            }
+            drop(stream);
+        }
+    });
+    let client = client();
+    run(async {
+        let url = format!("http://{addr}/x");
+        let reset = client.get(&url).await.unwrap_err();
+        assert!(
+            matches!(reset, HttpError::Io(_) | HttpError::Protocol(_)),
+            "reset: {reset}"
+        );
+        let cut = client.get(&url).await.unwrap_err();
+        assert!(
+            matches!(&cut, HttpError::Protocol(m) if m.contains("11 of 1000")),
+            "cut: {cut}"
+        );
+        assert_eq!(
+            client.get(&url).await.expect("fresh connection").body,
+            "whole".as_bytes()
+        );
+    });
+}
+
+#[test]
+fn malformed_responses_are_protocol_errors() {
+    let server = serve(|req, w| {
+        let raw: &[u8] = match req.path.as_str() {
+            "/garbage" => b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+            "/bad-chunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        };
+        let _ = w.write_all(raw);
+        After::Close
+    });
+    let client = client();
+    run(async {
+        for path in ["/garbage", "/bad-chunk", "/two-lengths"] {
+            let err = client.get(&server.url(path)).await.unwrap_err();
+            assert!(matches!(err, HttpError::Protocol(_)), "{path}: {err}");
+        }
+        let bad_agent = HttpClientConfig {
+            user_agent: "x\r\nInjected: 1".into(),
+            ..HttpClientConfig::default()
+        };
+        assert!(matches!(
+            HttpClient::new(bad_agent),
+            Err(HttpError::InvalidHeader { .. })
+        ));
+        let err = client.get("ftp://example.com/").await.unwrap_err();
+        assert!(matches!(err, HttpError::InvalidUrl { .. }), "{err}");
+        let err = client
+            .get_with(
+                &server.url("/"),
+                &[("X-Bad", "a\r\nb")],
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::InvalidHeader { .. }), "{err}");
+    });
+}
+
+#[test]
+fn localhost_resolves_off_thread() {
+    let server = serve(echo_path);
+    let client = client();
+    run(async {
+        let url = format!("http://localhost:{}/named", server.addr.port());
+        assert_eq!(
+            client.get(&url).await.expect("localhost").body,
+            "/named".as_bytes()
+        );
+        let err = client
+            .get("http://no-such-host.invalid/")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, HttpError::Dns { host, .. } if host == "no-such-host.invalid"),
+            "{err}"
+        );
+    });
+}
+
+/// A port with nothing listening (bound, then released).
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+}
+
+#[test]
+fn every_resolved_address_is_tried_in_order() {
+    let server = serve(echo_path);
+    let refused = closed_port();
+    let client = client_with(|c| {
+        c.resolve_overrides.insert(
+            ("multi.test".into(), 80),
+            vec![refused, refused, server.addr],
+        );
+        c.resolve_overrides
+            .insert(("dead.test".into(), 80), vec![refused, closed_port()]);
+    });
+    run(async {
+        let resp = client
+            .get("http://multi.test/third-address")
+            .await
+            .expect("third address answers");
+        assert_eq!(resp.body, "/third-address".as_bytes());
+        let err = client.get("http://dead.test/").await.unwrap_err();
+        assert!(matches!(&err, HttpError::Connect { tried: 2, .. }), "{err}");
+    });
+}
+
+/// A test CA and a server certificate for `ct.test` signed by it.
+struct TestPki {
+    ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+fn test_pki() -> TestPki {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "certstream test CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("ca");
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["ct.test".to_string()]).expect("leaf params");
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .expect("server config");
+    TestPki {
+        ca_pem: ca.pem(),
+        server: Arc::new(server),
+    }
+}
+
+#[test]
+fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
+    let pki = test_pki();
+    let handler: Arc<Handler> = Arc::new(|req: &Request, w: &mut dyn Write| {
+        if req.path == "/slow" {
+            thread::sleep(Duration::from_millis(400));
+        }
+        respond(w, "Content-Encoding: gzip\r\n", &gzip(req.path.as_bytes()));
+        After::KeepOpen
+    });
+    let server = serve_with(handler, Some(pki.server.clone()));
+    let port = server.addr.port();
+    let trusting = client_with(|c| {
+        c.use_webpki_roots = false;
+        assert_eq!(c.add_roots_pem(pki.ca_pem.as_bytes()).expect("pem"), 1);
+        c.resolve_overrides
+            .insert(("ct.test".into(), port), vec![server.addr]);
+    });
+    let untrusting = client_with(|c| {
+        c.resolve_overrides
+            .insert(("ct.test".into(), port), vec![server.addr]);
+    });
+    run(async {
+        let url = |path: &str| format!("https://ct.test:{port}{path}");
+        for i in 0..3 {
+            let path = format!("/tls{i}");
+            assert_eq!(
+                trusting.get(&url(&path)).await.expect("https").body,
+                path.as_bytes()
+            );
+        }
+        // A timeout on a reused TLS connection: the case that panics monoio-http-client.
+        let err = trusting
+            .get_with(&url("/slow"), &[], Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::Timeout(_)), "{err}");
+        monoio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            trusting
+                .get(&url("/after"))
+                .await
+                .expect("after timeout")
+                .body,
+            "/after".as_bytes()
+        );
+
+        let err = untrusting.get(&url("/x")).await.unwrap_err();
+        assert!(matches!(err, HttpError::Tls { .. }), "{err}");
+        assert!(
+            err.to_string().contains("UnknownIssuer"),
+            "the cause is readable: {err}"
+        );
+
+        // The certificate is for ct.test, not for the IP.
+        let err = trusting
+            .get(&format!("https://{}/x", server.addr))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::Tls { .. }), "{err}");
+    });
+    // 1 for the three requests, 1 after the timeout, 1 refused by the untrusting client, 1 by the IP-name mismatch.
+    assert_eq!(server.connections(), 4);
+}
+
+#[test]
+fn reports_the_driver_in_use() {
+    let legacy = run(async { monoio::utils::is_legacy() });
+    eprintln!(
+        "monoio driver: {}",
+        if legacy { "legacy (epoll)" } else { "io_uring" }
+    );
+    if std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER").is_some() {
+        assert!(
+            legacy,
+            "MONOIO_FORCE_LEGACY_DRIVER must select the epoll driver"
+        );
+    }
+}
