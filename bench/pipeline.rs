@@ -28,18 +28,25 @@ struct Corpus {
 fn load() -> Corpus {
     let text = std::fs::read_to_string(format!("{CORPUS}/rfc6962/live_ct.json")).expect("corpus");
     let items: Vec<serde_json::Value> = serde_json::from_str(&text).expect("corpus json");
-    let field = |item: &serde_json::Value, name: &str| item[name].as_str().expect("field").to_owned();
+    let field =
+        |item: &serde_json::Value, name: &str| item[name].as_str().expect("field").to_owned();
     let rfc6962 = items
         .iter()
         .map(|item| {
-            (STANDARD.decode(field(item, "leaf_input")).unwrap(), STANDARD.decode(field(item, "extra_data")).unwrap())
+            (
+                STANDARD.decode(field(item, "leaf_input")).unwrap(),
+                STANDARD.decode(field(item, "extra_data")).unwrap(),
+            )
         })
         .collect();
     let tiles = TILES
         .iter()
         .map(|name| {
             let index = name[..3].parse().unwrap();
-            (index, std::fs::read(format!("{CORPUS}/tiled/navigli2025h2/tile/data/{name}")).unwrap())
+            (
+                index,
+                std::fs::read(format!("{CORPUS}/tiled/navigli2025h2/tile/data/{name}")).unwrap(),
+            )
         })
         .collect();
     // A real-sized get-entries response: the 40 live entries cycled to Trillian's usual 256.
@@ -50,7 +57,11 @@ fn load() -> Corpus {
         })
         .collect();
     let get_entries_body = serde_json::to_vec(&serde_json::json!({ "entries": entries })).unwrap();
-    Corpus { rfc6962, tiles, get_entries_body }
+    Corpus {
+        rfc6962,
+        tiles,
+        get_entries_body,
+    }
 }
 
 /// Every corpus entry decoded, with its chain as DER slices (tiles carry fingerprints only; their issuers are not
@@ -105,13 +116,24 @@ fn per_entry(round: Duration, entries: usize) -> (f64, f64) {
 
 fn main() {
     let budget = Duration::from_millis(
-        std::env::var("BENCH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+        std::env::var("BENCH_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
     );
     let corpus = load();
     let entries = decoded(&corpus);
     let n = entries.len();
-    let rfc_source = LogSource::new("Google 'Argon2026h2' log", "https://ct.googleapis.com/logs/us1/argon2026h2/", LogKind::Rfc6962);
-    println!("corpus: {n} entries ({} RFC 6962, {} from data tiles)", corpus.rfc6962.len(), n - corpus.rfc6962.len());
+    let rfc_source = LogSource::new(
+        "Google 'Argon2026h2' log",
+        "https://ct.googleapis.com/logs/us1/argon2026h2/",
+        LogKind::Rfc6962,
+    );
+    println!(
+        "corpus: {n} entries ({} RFC 6962, {} from data tiles)",
+        corpus.rfc6962.len(),
+        n - corpus.rfc6962.len()
+    );
 
     let decode = time_it(budget, || {
         for (leaf, extra) in &corpus.rfc6962 {
@@ -128,13 +150,24 @@ fn main() {
             black_box(cert::parse_certificate(leaf_der(entry)).ok());
         }
     });
-    let leaves: Vec<_> = entries.iter().map(|(e, _)| (cert::parse_certificate(leaf_der(e)).unwrap(), leaf_der(e))).collect();
+    let leaves: Vec<_> = entries
+        .iter()
+        .map(|(e, _)| (cert::parse_certificate(leaf_der(e)).unwrap(), leaf_der(e)))
+        .collect();
     let mut buf = Vec::with_capacity(16384);
     let serde_ser = time_it(budget, || {
         for (leaf, der) in &leaves {
             for as_der in [None, Some(*der)] {
                 buf.clear();
-                serde_json::to_writer(&mut buf, &CertJson { cert: leaf, as_der, all_domains: true }).unwrap();
+                serde_json::to_writer(
+                    &mut buf,
+                    &CertJson {
+                        cert: leaf,
+                        as_der,
+                        all_domains: true,
+                    },
+                )
+                .unwrap();
                 black_box(&buf);
             }
         }
@@ -143,7 +176,15 @@ fn main() {
         for (leaf, der) in &leaves {
             for as_der in [None, Some(*der)] {
                 buf.clear();
-                simd_json::to_writer(&mut buf, &CertJson { cert: leaf, as_der, all_domains: true }).unwrap();
+                simd_json::to_writer(
+                    &mut buf,
+                    &CertJson {
+                        cert: leaf,
+                        as_der,
+                        all_domains: true,
+                    },
+                )
+                .unwrap();
                 black_box(&buf);
             }
         }
@@ -153,7 +194,11 @@ fn main() {
         time_it(budget, || {
             for (entry, index) in &entries {
                 let chain = chain_of(entry);
-                black_box(builder.build(&rfc_source, *index, entry, &chain, 1_780_000_000.123456).ok());
+                black_box(
+                    builder
+                        .build(&rfc_source, *index, entry, &chain, 1_780_000_000.123456)
+                        .ok(),
+                );
             }
         })
     };
@@ -164,12 +209,26 @@ fn main() {
         for (leaf, extra) in &corpus.rfc6962 {
             let entry = decode_rfc6962(leaf, extra).unwrap();
             let chain = chain_of(&entry);
-            black_box(builder.build(&rfc_source, 1, &entry, &chain, 1_780_000_000.123456).ok());
+            black_box(
+                builder
+                    .build(&rfc_source, 1, &entry, &chain, 1_780_000_000.123456)
+                    .ok(),
+            );
         }
         for (index, tile) in &corpus.tiles {
             for entry in data_tile_entries(tile, *index) {
                 let entry = entry.unwrap();
-                black_box(builder.build(&rfc_source, entry.index, &entry.entry, &[], 1_780_000_000.123456).ok());
+                black_box(
+                    builder
+                        .build(
+                            &rfc_source,
+                            entry.index,
+                            &entry.entry,
+                            &[],
+                            1_780_000_000.123456,
+                        )
+                        .ok(),
+                );
             }
         }
     });
@@ -194,14 +253,21 @@ fn main() {
         let round = time_it(budget, || {
             for (entry, index) in &rfc {
                 let chain = chain_of(entry);
-                black_box(builder.build(&rfc_source, *index, entry, &chain, 1_780_000_000.123456).ok());
+                black_box(
+                    builder
+                        .build(&rfc_source, *index, entry, &chain, 1_780_000_000.123456)
+                        .ok(),
+                );
             }
         });
         per_entry(round, rfc.len())
     };
     let (on, _) = rfc_only(4096);
     let (off, _) = rfc_only(0);
-    println!("RFC 6962 entries only (2–3 chain certs each): cache on {on:.2} µs, off {off:.2} µs per entry ({:.2}x)", off / on);
+    println!(
+        "RFC 6962 entries only (2–3 chain certs each): cache on {on:.2} µs, off {off:.2} µs per entry ({:.2}x)",
+        off / on
+    );
 
     let body = &corpus.get_entries_body;
     let serde_parse = time_it(budget, || {
@@ -212,7 +278,16 @@ fn main() {
         scratch.copy_from_slice(body);
         black_box(parse_get_entries_simd(&mut scratch).unwrap());
     });
-    println!("\n== get-entries response, 256 entries, {:.2} MB (JSON parse + base64 decode)", body.len() as f64 / 1e6);
-    println!("serde_json (borrowed Cow<str>)  {:>8.0} µs per response", serde_parse.as_secs_f64() * 1e6);
-    println!("simd-json (incl. buffer copy)   {:>8.0} µs per response", simd_parse.as_secs_f64() * 1e6);
+    println!(
+        "\n== get-entries response, 256 entries, {:.2} MB (JSON parse + base64 decode)",
+        body.len() as f64 / 1e6
+    );
+    println!(
+        "serde_json (borrowed Cow<str>)  {:>8.0} µs per response",
+        serde_parse.as_secs_f64() * 1e6
+    );
+    println!(
+        "simd-json (incl. buffer copy)   {:>8.0} µs per response",
+        simd_parse.as_secs_f64() * 1e6
+    );
 }

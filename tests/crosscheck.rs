@@ -9,13 +9,22 @@ fn golden_certificates_agree_with_pyca_cryptography() {
         "CERTSTREAM_TEST_PYTHON is not set: run the suite with `bash tests/run.sh`, which creates the Python \
          environment (tests/python-requirements.txt) this test needs",
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/crosscheck_certs.py");
-    let output = Command::new(&python).arg(script).output().expect("running the Python cross-check");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/crosscheck_certs.py"
+    );
+    let output = Command::new(&python)
+        .arg(script)
+        .output()
+        .expect("running the Python cross-check");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "cross-check failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("cross-checked 1161 certificates, 0 mismatches"), "{stdout}");
+    assert!(
+        stdout.contains("cross-checked 1161 certificates, 0 mismatches"),
+        "{stdout}"
+    );
 }

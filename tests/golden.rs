@@ -25,7 +25,8 @@ struct Built {
 }
 
 fn list_description(url: &str) -> String {
-    let text = std::fs::read_to_string(format!("{CORPUS}/loglist/google_log_list_v3.json")).unwrap();
+    let text =
+        std::fs::read_to_string(format!("{CORPUS}/loglist/google_log_list_v3.json")).unwrap();
     let list: Value = serde_json::from_str(&text).unwrap();
     for operator in list["operators"].as_array().unwrap() {
         for log in operator["logs"].as_array().into_iter().flatten() {
@@ -54,10 +55,16 @@ fn rfc6962_messages() -> Vec<Built> {
             let url = item["log_url"].as_str().unwrap();
             let source = LogSource::new(&list_description(url), url, LogKind::Rfc6962);
             let index = item["cert_index"].as_u64().unwrap();
-            let leaf = STANDARD.decode(item["leaf_input"].as_str().unwrap()).unwrap();
-            let extra = STANDARD.decode(item["extra_data"].as_str().unwrap()).unwrap();
+            let leaf = STANDARD
+                .decode(item["leaf_input"].as_str().unwrap())
+                .unwrap();
+            let extra = STANDARD
+                .decode(item["extra_data"].as_str().unwrap())
+                .unwrap();
             let entry = decode_rfc6962(&leaf, &extra).unwrap();
-            let Chain::Certificates(chain) = &entry.chain else { panic!("RFC 6962 chains are certificates") };
+            let Chain::Certificates(chain) = &entry.chain else {
+                panic!("RFC 6962 chains are certificates")
+            };
             let frames = builder.build(&source, index, &entry, chain, SEEN).unwrap();
             Built {
                 frames,
@@ -75,7 +82,9 @@ fn tiled_messages() -> Vec<Built> {
     let source = LogSource::new(
         "Let's Encrypt 'Navigli2025h2' staging log",
         monitoring,
-        LogKind::Tiled { monitoring_url: monitoring.into() },
+        LogKind::Tiled {
+            monitoring_url: monitoring.into(),
+        },
     );
     let mut builder = MessageBuilder::new(1024);
     let mut out = Vec::new();
@@ -84,7 +93,9 @@ fn tiled_messages() -> Vec<Built> {
         let tile_index: u64 = name[..3].parse().unwrap();
         for entry in data_tile_entries(&tile, tile_index) {
             let entry = entry.unwrap();
-            let frames = builder.build(&source, entry.index, &entry.entry, &[], SEEN).unwrap();
+            let frames = builder
+                .build(&source, entry.index, &entry.entry, &[], SEEN)
+                .unwrap();
             out.push(Built {
                 frames,
                 update_type: update_type(&entry.entry),
@@ -112,8 +123,13 @@ fn check_golden(name: &str, built: &[Built]) {
             std::fs::write(&path, &actual).unwrap();
             continue;
         }
-        let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (UPDATE_GOLDEN=1 creates it)"));
-        for (line, (a, e)) in actual.split(|b| *b == b'\n').zip(expected.split(|b| *b == b'\n')).enumerate() {
+        let expected = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (UPDATE_GOLDEN=1 creates it)"));
+        for (line, (a, e)) in actual
+            .split(|b| *b == b'\n')
+            .zip(expected.split(|b| *b == b'\n'))
+            .enumerate()
+        {
             assert_eq!(
                 String::from_utf8_lossy(a),
                 String::from_utf8_lossy(e),
@@ -121,12 +137,20 @@ fn check_golden(name: &str, built: &[Built]) {
                 line + 1
             );
         }
-        assert_eq!(actual.len(), expected.len(), "{path}: different number of lines");
+        assert_eq!(
+            actual.len(),
+            expected.len(),
+            "{path}: different number of lines"
+        );
     }
 }
 
 fn colon_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Facts that hold for every message, checked without the cert formatter.
@@ -135,8 +159,14 @@ fn check_invariants(built: &[Built]) {
         let lite_bytes = b.frames.lite.payload();
         let full_bytes = b.frames.full.payload();
         for bytes in [lite_bytes, full_bytes] {
-            assert!(bytes.starts_with(b"{\"data\":{\"cert_index\":"), "entry {i}: key order");
-            assert!(bytes.ends_with(b"},\"message_type\":\"certificate_update\"}"), "entry {i}: key order");
+            assert!(
+                bytes.starts_with(b"{\"data\":{\"cert_index\":"),
+                "entry {i}: key order"
+            );
+            assert!(
+                bytes.ends_with(b"},\"message_type\":\"certificate_update\"}"),
+                "entry {i}: key order"
+            );
         }
         let lite: Value = serde_json::from_slice(lite_bytes).unwrap();
         let mut full: Value = serde_json::from_slice(full_bytes).unwrap();
@@ -147,27 +177,50 @@ fn check_invariants(built: &[Built]) {
         assert!(full["data"]["seen"].as_f64().unwrap() == SEEN);
 
         // Hashes of the DER the message carries.
-        let certs = std::iter::once(&full["data"]["leaf_cert"]).chain(full["data"]["chain"].as_array().unwrap());
+        let certs = std::iter::once(&full["data"]["leaf_cert"])
+            .chain(full["data"]["chain"].as_array().unwrap());
         for cert in certs {
             let der = STANDARD.decode(cert["as_der"].as_str().unwrap()).unwrap();
-            assert_eq!(cert["fingerprint"], colon_hex(&sha1::Sha1::digest(&der)), "entry {i}");
+            assert_eq!(
+                cert["fingerprint"],
+                colon_hex(&sha1::Sha1::digest(&der)),
+                "entry {i}"
+            );
             assert_eq!(cert["sha1"], cert["fingerprint"], "entry {i}");
-            assert_eq!(cert["sha256"], colon_hex(&sha2::Sha256::digest(&der)), "entry {i}");
+            assert_eq!(
+                cert["sha256"],
+                colon_hex(&sha2::Sha256::digest(&der)),
+                "entry {i}"
+            );
             assert_eq!(cert["subject"].as_object().unwrap().len(), 8);
             assert_eq!(cert["issuer"].as_object().unwrap().len(), 8);
         }
         let leaf = &full["data"]["leaf_cert"];
         if b.update_type == "PrecertLogEntry" {
-            assert_eq!(leaf["extensions"]["ctlPoisonByte"], true, "entry {i}: the leaf is the pre-certificate");
+            assert_eq!(
+                leaf["extensions"]["ctlPoisonByte"], true,
+                "entry {i}: the leaf is the pre-certificate"
+            );
         }
-        let all_domains: Vec<&str> = leaf["all_domains"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
-        assert!(all_domains.windows(2).all(|w| w[0] < w[1]), "entry {i}: all_domains sorted, deduplicated");
+        let all_domains: Vec<&str> = leaf["all_domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap())
+            .collect();
+        assert!(
+            all_domains.windows(2).all(|w| w[0] < w[1]),
+            "entry {i}: all_domains sorted, deduplicated"
+        );
         assert_eq!(domains["data"], leaf["all_domains"], "entry {i}");
         assert_eq!(domains["message_type"], "dns_entries");
 
         // lite = full without data.chain and leaf_cert.as_der.
         full["data"].as_object_mut().unwrap().remove("chain");
-        full["data"]["leaf_cert"].as_object_mut().unwrap().remove("as_der");
+        full["data"]["leaf_cert"]
+            .as_object_mut()
+            .unwrap()
+            .remove("as_der");
         assert_eq!(lite, full, "entry {i}: lite is full minus chain and as_der");
     }
 }
@@ -176,13 +229,25 @@ fn check_invariants(built: &[Built]) {
 fn rfc6962_corpus_matches_golden_files() {
     let built = rfc6962_messages();
     assert_eq!(built.len(), 40);
-    assert_eq!(built.iter().filter(|b| b.update_type == "PrecertLogEntry").count(), 14);
+    assert_eq!(
+        built
+            .iter()
+            .filter(|b| b.update_type == "PrecertLogEntry")
+            .count(),
+        14
+    );
     check_invariants(&built);
     for b in &built {
         let full: Value = serde_json::from_slice(b.frames.full.payload()).unwrap();
         let chain = full["data"]["chain"].as_array().unwrap();
-        assert!((2..=3).contains(&chain.len()), "live entries carry 2–3 chain certificates");
-        assert!(chain.iter().all(|c| c.get("all_domains").is_none()), "chain certs have no all_domains");
+        assert!(
+            (2..=3).contains(&chain.len()),
+            "live entries carry 2–3 chain certificates"
+        );
+        assert!(
+            chain.iter().all(|c| c.get("all_domains").is_none()),
+            "chain certs have no all_domains"
+        );
     }
     check_golden("rfc6962", &built);
 }
@@ -211,7 +276,16 @@ fn frames_are_complete_text_frames() {
                 n => n as usize,
             };
             assert_eq!(declared, len);
-            assert_eq!(header, if len < 126 { 2 } else if len < 65536 { 4 } else { 10 });
+            assert_eq!(
+                header,
+                if len < 126 {
+                    2
+                } else if len < 65536 {
+                    4
+                } else {
+                    10
+                }
+            );
         }
     }
 }

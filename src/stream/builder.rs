@@ -6,9 +6,9 @@ use crate::cert::{self, Cert, CertError, CertJson};
 use crate::ct::entry::{EntryType, LogEntry};
 use crate::ws::frame::Frame;
 
+use super::Frames;
 use super::chain_cache::ChainCache;
 use super::source::{LogSource, write_f64};
-use super::Frames;
 
 /// Why an entry produced no message. The caller logs it with the log and index, and counts it.
 #[derive(Debug)]
@@ -88,7 +88,9 @@ impl MessageBuilder {
         chain: &[&[u8]],
         seen: f64,
     ) -> Result<Frames, BuildError> {
-        let (leaf, leaf_der) = self.parse_leaf(entry).inspect_err(|_| self.counters.leaf_rejected += 1)?;
+        let (leaf, leaf_der) = self
+            .parse_leaf(entry)
+            .inspect_err(|_| self.counters.leaf_rejected += 1)?;
         self.counters.degraded_fields += u64::from(leaf.degraded_fields);
 
         self.head.clear();
@@ -104,22 +106,46 @@ impl MessageBuilder {
         self.tail.extend_from_slice(b",\"source\":");
         source.write_json(&mut self.tail, entry.timestamp_ms);
         self.tail.extend_from_slice(match entry.entry_type {
-            EntryType::X509 => b",\"update_type\":\"X509LogEntry\"},\"message_type\":\"certificate_update\"}",
-            EntryType::Precert => b",\"update_type\":\"PrecertLogEntry\"},\"message_type\":\"certificate_update\"}",
+            EntryType::X509 => {
+                b",\"update_type\":\"X509LogEntry\"},\"message_type\":\"certificate_update\"}"
+            }
+            EntryType::Precert => {
+                b",\"update_type\":\"PrecertLogEntry\"},\"message_type\":\"certificate_update\"}"
+            }
         });
 
-        serialize_cert(&mut self.leaf_lite, &CertJson { cert: &leaf, as_der: None, all_domains: true });
-        serialize_cert(&mut self.leaf_full, &CertJson { cert: &leaf, as_der: Some(leaf_der), all_domains: true });
+        serialize_cert(
+            &mut self.leaf_lite,
+            &CertJson {
+                cert: &leaf,
+                as_der: None,
+                all_domains: true,
+            },
+        );
+        serialize_cert(
+            &mut self.leaf_full,
+            &CertJson {
+                cert: &leaf,
+                as_der: Some(leaf_der),
+                all_domains: true,
+            },
+        );
         self.serialize_chain(chain);
 
         self.domains.clear();
         self.domains.extend_from_slice(b"{\"data\":");
         let _ = serde_json::to_writer(&mut self.domains, &leaf.all_domains);
-        self.domains.extend_from_slice(b",\"message_type\":\"dns_entries\"}");
+        self.domains
+            .extend_from_slice(b",\"message_type\":\"dns_entries\"}");
 
         self.counters.built += 1;
         Ok(Frames {
-            lite: Frame::text_from_parts(&[&self.head, b"\"leaf_cert\":", &self.leaf_lite, &self.tail]),
+            lite: Frame::text_from_parts(&[
+                &self.head,
+                b"\"leaf_cert\":",
+                &self.leaf_lite,
+                &self.tail,
+            ]),
             full: Frame::text_from_parts(&[
                 &self.head,
                 b"\"chain\":",
@@ -136,14 +162,21 @@ impl MessageBuilder {
     /// fall back to the leaf's TBSCertificate only when there is no usable pre-certificate.
     fn parse_leaf<'e>(&mut self, entry: &LogEntry<'e>) -> Result<(Cert, &'e [u8]), BuildError> {
         match entry.entry_type {
-            EntryType::X509 => cert::parse_certificate(entry.leaf).map(|c| (c, entry.leaf)).map_err(BuildError::Leaf),
+            EntryType::X509 => cert::parse_certificate(entry.leaf)
+                .map(|c| (c, entry.leaf))
+                .map_err(BuildError::Leaf),
             EntryType::Precert => {
-                if let Some(cert) = entry.pre_certificate.and_then(|der| cert::parse_certificate(der).ok()) {
+                if let Some(cert) = entry
+                    .pre_certificate
+                    .and_then(|der| cert::parse_certificate(der).ok())
+                {
                     // `and_then` above only yields Some when pre_certificate is Some.
                     return Ok((cert, entry.pre_certificate.unwrap_or_default()));
                 }
                 self.counters.precert_tbs_fallbacks += 1;
-                cert::parse_tbs_certificate(entry.leaf).map(|c| (c, entry.leaf)).map_err(BuildError::Leaf)
+                cert::parse_tbs_certificate(entry.leaf)
+                    .map(|c| (c, entry.leaf))
+                    .map_err(BuildError::Leaf)
             }
         }
     }
@@ -176,7 +209,14 @@ impl MessageBuilder {
         let json = cert::parse_certificate(der).ok().map(|cert| {
             self.counters.degraded_fields += u64::from(cert.degraded_fields);
             let mut out = Vec::with_capacity(4096);
-            serialize_cert(&mut out, &CertJson { cert: &cert, as_der: Some(der), all_domains: false });
+            serialize_cert(
+                &mut out,
+                &CertJson {
+                    cert: &cert,
+                    as_der: Some(der),
+                    all_domains: false,
+                },
+            );
             Rc::<[u8]>::from(out)
         });
         if let Some(cache) = self.chain_cache.as_mut() {
@@ -194,6 +234,8 @@ fn serialize_cert(out: &mut Vec<u8>, cert: &CertJson<'_>) {
 
 /// `seen` for an entry parsed now: Unix seconds with microseconds, as CaliDog stamps it.
 pub fn seen_now() -> f64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     now.as_micros() as f64 / 1_000_000.0
 }

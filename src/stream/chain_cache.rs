@@ -23,7 +23,10 @@ impl ChainKey {
         let mut tail = [0u8; 32];
         let take = der.len().min(32);
         tail[..take].copy_from_slice(&der[der.len() - take..]);
-        Self { len: der.len(), tail }
+        Self {
+            len: der.len(),
+            tail,
+        }
     }
 }
 
@@ -37,7 +40,11 @@ impl ChainCache {
     /// A cache holding at most `capacity` certificates.
     pub fn new(capacity: usize) -> Self {
         let generation_size = (capacity / 2).max(1);
-        Self { current: HashMap::new(), previous: HashMap::new(), generation_size }
+        Self {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            generation_size,
+        }
     }
 
     /// The cached JSON of `der`: `Some(Some(json))` when known to parse, `Some(None)` when known not to parse,
@@ -47,7 +54,10 @@ impl ChainCache {
         if let Some(hit) = self.current.get(&key).filter(|cached| *cached.der == *der) {
             return Some(hit.json.clone());
         }
-        let promoted = self.previous.remove(&key).filter(|cached| *cached.der == *der)?;
+        let promoted = self
+            .previous
+            .remove(&key)
+            .filter(|cached| *cached.der == *der)?;
         let json = promoted.json.clone();
         self.insert_cached(key, promoted);
         Some(json)
@@ -55,7 +65,13 @@ impl ChainCache {
 
     /// Remembers the JSON (or the parse failure) of `der`.
     pub fn insert(&mut self, der: &[u8], json: Option<Rc<[u8]>>) {
-        self.insert_cached(ChainKey::of(der), CachedCert { der: der.into(), json });
+        self.insert_cached(
+            ChainKey::of(der),
+            CachedCert {
+                der: der.into(),
+                json,
+            },
+        );
     }
 
     fn insert_cached(&mut self, key: ChainKey, cached: CachedCert) {
@@ -81,7 +97,9 @@ mod tests {
     use super::*;
 
     fn der(n: u8, len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(n)).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(n))
+            .collect()
     }
 
     #[test]
@@ -113,7 +131,10 @@ mod tests {
             cache.insert(&der(n, 64), Some(Rc::from(&[n][..])));
             assert!(cache.len() <= 10);
         }
-        assert_eq!(cache.get(&der(99, 64)).unwrap().as_deref(), Some(&[99u8][..]));
+        assert_eq!(
+            cache.get(&der(99, 64)).unwrap().as_deref(),
+            Some(&[99u8][..])
+        );
         assert!(cache.get(&der(0, 64)).is_none());
     }
 }

@@ -34,7 +34,12 @@ impl LogSource {
         };
         let json_head = format!("{{\"name\":{},\"timestamp\":", json_string(name));
         let json_tail = format!(",\"type\":\"{kind_name}\",\"url\":{}}}", json_string(url));
-        Self { kind, url: url.to_owned(), json_head, json_tail }
+        Self {
+            kind,
+            url: url.to_owned(),
+            json_head,
+            json_tail,
+        }
     }
 
     /// The log's read protocol.
@@ -87,7 +92,11 @@ mod tests {
 
     #[test]
     fn source_object_and_links() {
-        let log = LogSource::new("Google 'Argon2018' log", "https://ct.googleapis.com/logs/argon2018/", LogKind::Rfc6962);
+        let log = LogSource::new(
+            "Google 'Argon2018' log",
+            "https://ct.googleapis.com/logs/argon2018/",
+            LogKind::Rfc6962,
+        );
         let mut out = Vec::new();
         log.write_json(&mut out, 1519203335519);
         assert_eq!(
@@ -104,7 +113,9 @@ mod tests {
         let tiled = LogSource::new(
             "Tiled \"test\" log",
             "https://log.example/2026h2/",
-            LogKind::Tiled { monitoring_url: "https://mon.example/2026h2/".into() },
+            LogKind::Tiled {
+                monitoring_url: "https://mon.example/2026h2/".into(),
+            },
         );
         let mut out = Vec::new();
         tiled.write_json(&mut out, 1746292399000);
@@ -114,6 +125,9 @@ mod tests {
         );
         let mut link = Vec::new();
         tiled.write_cert_link(&mut link, 1234067 * 256 + 5);
-        assert_eq!(String::from_utf8(link).unwrap(), r#""https://mon.example/2026h2/tile/data/x001/x234/067""#);
+        assert_eq!(
+            String::from_utf8(link).unwrap(),
+            r#""https://mon.example/2026h2/tile/data/x001/x234/067""#
+        );
     }
 }

@@ -94,7 +94,10 @@ impl Frame {
         for part in parts {
             buf.extend_from_slice(part);
         }
-        Self { wire: buf.freeze(), header_len }
+        Self {
+            wire: buf.freeze(),
+            header_len,
+        }
     }
 
     /// A close frame with a status code and a reason (truncated so the payload stays within 125 bytes).
