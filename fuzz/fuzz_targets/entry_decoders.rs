@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
             let Some((len, rest)) = rest.split_first_chunk::<2>() else {
                 return;
             };
-            let (leaf_input, extra_data) = rest.split_at(usize::from(u16::from_be_bytes(*len)).min(rest.len()));
+            let (leaf_input, extra_data) =
+                rest.split_at(usize::from(u16::from_be_bytes(*len)).min(rest.len()));
             let _ = decode_rfc6962(leaf_input, extra_data);
         }
         1 => {
@@ -41,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
             let serde = parse_get_entries(rest);
             let simd = parse_get_entries_simd(&mut rest.to_vec());
             if let (Ok(serde), Ok(simd)) = (&serde, &simd) {
-                assert_eq!(serde, simd, "serde_json and simd-json parsed the body differently");
+                assert_eq!(
+                    serde, simd,
+                    "serde_json and simd-json parsed the body differently"
+                );
             }
         }
     }
