@@ -89,10 +89,11 @@ impl<'a> DataTileEntries<'a> {
             None => None,
         };
         let fingerprints_at = r.position();
-        let fingerprints = r.vector(2, "fingerprints")?;
-        let (fingerprints, rest) = fingerprints.as_chunks::<32>();
+        let fingerprint_bytes = r.vector(2, "fingerprints")?;
+        // The length prefix counts bytes, not fingerprints (ct-protocols.md §2.4).
+        let (fingerprints, rest) = fingerprint_bytes.as_chunks::<32>();
         if !rest.is_empty() {
-            let kind = DecodeErrorKind::FingerprintsLength(fingerprints.len() * 32 + rest.len());
+            let kind = DecodeErrorKind::FingerprintsLength(fingerprint_bytes.len());
             return Err(r.error("fingerprints", fingerprints_at, kind));
         }
 
