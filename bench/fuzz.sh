@@ -5,7 +5,7 @@
 set -euo pipefail
 seconds="${1:-60}"
 cd "$(dirname "$0")/.."
-corpus_root="${CERTSTREAM_CORPUS:-/work/shared/corpus}"
+corpus_root="${CERTSTREAM_CORPUS:-$PWD/../shared/corpus}"
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
@@ -26,6 +26,26 @@ open(f"{out}/tile-000-head", "wb").write(b"\x01\x00\x00" + tile[:2715 * 2])
 body = json.dumps({"entries": [{"leaf_input": e["leaf_input"], "extra_data": e["extra_data"]} for e in live[:2]]})
 open(f"{out}/get-entries", "wb").write(b"\x02" + body.encode())
 open(f"{out}/get-entries-escaped", "wb").write(b"\x02" + body.replace("/", "\\/").encode())
+PY
+}
+
+# Seeds for cert_formatter: every certificate (leaf and chain) of the first live entries, as plain DER.
+seed_cert_formatter() {
+    local dir=fuzz/corpus/cert_formatter
+    mkdir -p "$dir"
+    [ -n "$(ls -A "$dir")" ] && return 0
+    python3 - "$corpus_root" "$dir" <<'PY'
+import base64, json, sys
+root, out = sys.argv[1], sys.argv[2]
+for i, item in enumerate(json.load(open(f"{root}/rfc6962/live_ct.json"))[:8]):
+    extra = base64.b64decode(item["extra_data"])
+    pos, n = 3, 0
+    while pos + 3 <= len(extra):  # x509 entries: the chain certificates; precerts: the pre-certificate first
+        length = int.from_bytes(extra[pos:pos + 3], "big")
+        cert = extra[pos + 3:pos + 3 + length]
+        if cert[:1] == b"\x30":
+            open(f"{out}/live-{i}-{n}", "wb").write(cert)
+        pos, n = pos + 3 + length, n + 1
 PY
 }
 

@@ -1,4 +1,4 @@
-//! CT entry decoding against real log data (/work/shared/corpus, or `$CERTSTREAM_CORPUS`): 40 RFC 6962
+//! CT entry decoding against real log data (`../shared/corpus` beside the repository, or `$CERTSTREAM_CORPUS`): 40 RFC 6962
 //! get-entries items and 1,034 static-ct-api tile records, whose leaf hashes are checked against the log's own
 //! level-0 Merkle tiles; then one test per malformation, truncation at every offset, and property tests.
 
@@ -17,8 +17,8 @@ use std::sync::LazyLock;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 fn corpus_file(relative: &str) -> Vec<u8> {
-    let root =
-        std::env::var("CERTSTREAM_CORPUS").unwrap_or_else(|_| "/work/shared/corpus".to_string());
+    let root = std::env::var("CERTSTREAM_CORPUS")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus").to_string());
     let path = format!("{root}/{relative}");
     std::fs::read(&path).unwrap_or_else(|e| panic!("test corpus file {path}: {e}"))
 }
