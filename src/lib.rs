@@ -1,7 +1,7 @@
 //! certstream: follows Certificate Transparency logs and streams every new entry, as certstream JSON over
 //! WebSocket, from one single-threaded monoio reactor.
 //!
-//! Data flows one way, one module per stage:
+//! Data flows one way, one module per stage: `ingest` (pollers, over the project's own `http` client) feeds
 //! `ct` (log entries, decoded without I/O) → `cert` (X.509 → cert model) → `stream` (serialize once, frame once)
 //! → `hub` (per-client rings of shared frames) → `server` (HTTP routes, WebSocket connections) over `ws` (RFC 6455).
 
@@ -10,6 +10,7 @@ pub mod config;
 pub mod ct;
 pub mod http;
 pub mod hub;
+pub mod ingest;
 pub mod server;
 pub mod stream;
 pub mod ws;
