@@ -3,6 +3,7 @@
 //! delay a log; they never skip an index.
 
 pub mod politeness;
+pub mod rfc6962;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
