@@ -319,7 +319,7 @@ impl Poller {
             // A whole guessed page came back: the cap is at least the guess.
             self.page_known = requested == self.page;
         } else if served >= MIN_LEARNED_PAGE
-            && (start % served == 0 || self.last_short == Some(served))
+            && (start.is_multiple_of(served) || self.last_short == Some(served))
         {
             // An aligned short answer, or the same short size twice (logs that cut without aligning): the cap.
             self.page = served;
