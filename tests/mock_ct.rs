@@ -18,6 +18,7 @@ use certstream::ct::checkpoint::{
     Checkpoint, SignedTreeHead, TreeHead, origin_from_submission_url,
 };
 use certstream::ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
+use certstream::ct::get_entries::{RawEntry, parse_get_entries};
 use certstream::ct::log_list::{LogInfo, LogKind, LogList, LogState};
 use certstream::ct::tile::{data_tile_entries, tile_path};
 use serde_json::Value;
@@ -25,6 +26,9 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::TbsCertificate;
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// An inclusive range of entry indices.
+type Range = (u64, u64);
 
 /// Every socket read gives up after this long, so no test can hang on the mock.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -282,8 +286,8 @@ fn check_against_expected(entry: &LogEntry<'_>, expected: &Value) {
     }
 }
 
-/// `(status, first index, entries)` of a get-entries call.
-fn get_entries(mock: &Mock, log: &LogInfo, start: u64, end: u64) -> (u16, Vec<(Vec<u8>, Vec<u8>)>) {
+/// Status and entries of a get-entries call, parsed with the crate's get-entries parser.
+fn get_entries(mock: &Mock, log: &LogInfo, start: u64, end: u64) -> (u16, Vec<RawEntry>) {
     let reply = mock.get_url(&format!(
         "{}ct/v1/get-entries?start={start}&end={end}",
         log_url(log)
@@ -291,21 +295,10 @@ fn get_entries(mock: &Mock, log: &LogInfo, start: u64, end: u64) -> (u16, Vec<(V
     if reply.status != 200 {
         return (reply.status, Vec::new());
     }
-    let json: Value = serde_json::from_slice(&reply.body).expect("get-entries JSON");
-    let entries = json["entries"]
-        .as_array()
-        .expect("entries array")
-        .iter()
-        .map(|item| {
-            let field = |name: &str| {
-                BASE64
-                    .decode(item[name].as_str().expect("base64 field"))
-                    .expect("base64")
-            };
-            (field("leaf_input"), field("extra_data"))
-        })
-        .collect();
-    (200, entries)
+    (
+        200,
+        parse_get_entries(&reply.body).expect("get-entries JSON"),
+    )
 }
 
 #[test]
@@ -406,7 +399,8 @@ fn get_entries_honours_cap_and_alignment_and_matches_expected() {
         "32",
     ]);
     let log = mock.log("r0");
-    let cases: [(u64, u64, Option<(u64, u64)>); 10] = [
+    // (start, end) asked → (first, last) served, or None for a 400.
+    let cases: [(u64, u64, Option<Range>); 10] = [
         (0, 9, Some((0, 9))),          // short request: served whole
         (5, 100, Some((5, 31))),       // at least the cap: cut back to the next multiple of 32
         (32, 63, Some((32, 63))),      // aligned full page
@@ -433,8 +427,8 @@ fn get_entries_honours_cap_and_alignment_and_matches_expected() {
         );
         let expected = mock.expected("r0", first, last);
         let mut previous_timestamp = 0;
-        for ((leaf_input, extra_data), expected) in entries.iter().zip(&expected) {
-            let entry = decode_rfc6962(leaf_input, extra_data).expect("entry decodes");
+        for (raw, expected) in entries.iter().zip(&expected) {
+            let entry = decode_rfc6962(&raw.leaf_input, &raw.extra_data).expect("entry decodes");
             check_against_expected(&entry, expected);
             let Chain::Certificates(chain) = &entry.chain else {
                 panic!("RFC 6962 chain")
@@ -690,8 +684,8 @@ fn unparseable_certificates_keep_valid_framing() {
     let (status, entries) = get_entries(&mock, &mock.log("r0"), 0, 29);
     assert_eq!((status, entries.len()), (200, 30));
     let mut precerts = 0;
-    for ((leaf_input, extra_data), expected) in entries.iter().zip(&expected) {
-        let entry = decode_rfc6962(leaf_input, extra_data).expect("framing stays valid");
+    for (raw, expected) in entries.iter().zip(&expected) {
+        let entry = decode_rfc6962(&raw.leaf_input, &raw.extra_data).expect("framing stays valid");
         check_against_expected(&entry, expected);
         precerts +=
             usize::from(expected["unparseable"] == true && entry.entry_type == EntryType::Precert);
