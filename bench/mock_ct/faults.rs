@@ -1,0 +1,292 @@
+//! Fault injection: which requests fail and how, per log or for all logs, decided deterministically from the
+//! seed and per-(fault, log) request counters. Set from `--fault` specs or replaced at runtime by
+//! `POST /_mock/faults` (a JSON array of [`Fault`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::entries::unit;
+use crate::stats::Endpoint;
+
+/// Default `Retry-After` seconds of a 429.
+const DEFAULT_RETRY_AFTER_S: u64 = 1;
+/// Default delay of a slow response.
+const DEFAULT_SLOW_MS: u64 = 1000;
+/// Default distance a tree head goes backwards.
+const DEFAULT_BACKWARDS_BY: u64 = 10;
+
+/// What goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// 429 Too Many Requests with Retry-After (`retry_after` seconds, as an HTTP-date when `http_date`).
+    #[serde(rename = "429")]
+    TooManyRequests,
+    /// 500 Internal Server Error.
+    #[serde(rename = "500")]
+    ServerError,
+    /// The response is delayed by `ms`.
+    #[serde(rename = "slow")]
+    Slow,
+    /// Content-Length promises the whole body, half is sent, then the connection closes.
+    #[serde(rename = "truncate")]
+    Truncate,
+    /// 200 with a body of random bytes.
+    #[serde(rename = "garbage")]
+    Garbage,
+    /// The connection closes without a response.
+    #[serde(rename = "reset")]
+    Reset,
+    /// Every request to the log gets 503.
+    #[serde(rename = "down")]
+    Down,
+    /// get-sth / checkpoint serve an older head (`by` entries smaller, one second older), correctly signed.
+    #[serde(rename = "backwards")]
+    Backwards,
+    /// Some indices' leaf certificate (and a precert's TBS) are bytes no X.509 parser accepts.
+    #[serde(rename = "unparseable")]
+    Unparseable,
+}
+
+impl FaultKind {
+    /// The name used in specs and stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::TooManyRequests => "429",
+            FaultKind::ServerError => "500",
+            FaultKind::Slow => "slow",
+            FaultKind::Truncate => "truncate",
+            FaultKind::Garbage => "garbage",
+            FaultKind::Reset => "reset",
+            FaultKind::Down => "down",
+            FaultKind::Backwards => "backwards",
+            FaultKind::Unparseable => "unparseable",
+        }
+    }
+}
+
+/// One fault rule. Trigger: `every` N matching requests (or indices, for `unparseable`), else with probability
+/// `p`, else always.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// What goes wrong.
+    pub kind: FaultKind,
+    /// Only this log (all logs when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// Only this endpoint kind (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+    /// Probability per matching request (or index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
+    /// Every Nth matching request (or every index ≡ N−1 mod N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
+    /// 429: Retry-After seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// 429: send Retry-After as an HTTP-date instead of delay-seconds.
+    #[serde(default)]
+    pub http_date: bool,
+    /// slow: delay in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
+    /// backwards: how many entries smaller the old head is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<u64>,
+}
+
+impl Fault {
+    /// Parses a CLI spec `KIND[@LOG][,key=value…]`, e.g. `429@r0,every=3,retry_after=2,http_date=true`; keys
+    /// are [`Fault`]'s fields.
+    pub fn parse_spec(spec: &str) -> Result<Fault, String> {
+        let mut parts = spec.split(',');
+        let head = parts.next().unwrap_or_default();
+        let (kind, log) = match head.split_once('@') {
+            Some((kind, log)) => (kind, Some(log)),
+            None => (head, None),
+        };
+        let mut map = Map::new();
+        map.insert("kind".into(), Value::String(kind.into()));
+        if let Some(log) = log {
+            map.insert("log".into(), Value::String(log.into()));
+        }
+        for part in parts {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("fault spec {spec:?}: {part:?} is not key=value"))?;
+            let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+            map.insert(key.into(), value);
+        }
+        serde_json::from_value(Value::Object(map)).map_err(|e| format!("fault spec {spec:?}: {e}"))
+    }
+}
+
+/// What a request's faults call for.
+#[derive(Default)]
+pub struct Decision {
+    /// Sleep this long before answering.
+    pub delay_ms: u64,
+    /// Replace the response.
+    pub action: Option<Action>,
+    /// Serve a tree head this many entries older.
+    pub backwards_by: Option<u64>,
+    /// Every fault that triggered (for the stats).
+    pub triggered: Vec<FaultKind>,
+}
+
+/// A replaced response.
+pub enum Action {
+    /// 429 with Retry-After.
+    TooManyRequests {
+        /// Seconds.
+        retry_after: u64,
+        /// As an HTTP-date.
+        http_date: bool,
+    },
+    /// 500.
+    ServerError,
+    /// Half the body, then close.
+    Truncate,
+    /// 200 with random bytes.
+    Garbage,
+    /// Close without answering.
+    Reset,
+    /// 503.
+    Down,
+}
+
+/// The active faults with their counters.
+pub struct FaultSet {
+    /// Bumped on every replacement, so caches of generated data never outlive the faults they were built with.
+    pub generation: u64,
+    faults: Vec<Fault>,
+    /// Resolved `log` of each fault.
+    log_numbers: Vec<Option<usize>>,
+    /// Matching requests so far, per fault and log.
+    counters: Vec<Vec<AtomicU64>>,
+    seed: u64,
+}
+
+impl FaultSet {
+    /// Checks `faults` against the log names and readies their counters.
+    pub fn new(
+        faults: Vec<Fault>,
+        log_names: &[String],
+        seed: u64,
+        generation: u64,
+    ) -> Result<Self, String> {
+        let mut log_numbers = Vec::with_capacity(faults.len());
+        for fault in &faults {
+            let kind = fault.kind.name();
+            if fault.p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+                return Err(format!("fault {kind}: p must be within 0..=1"));
+            }
+            if fault.every == Some(0) {
+                return Err(format!("fault {kind}: every must be at least 1"));
+            }
+            if fault.p.is_some() && fault.every.is_some() {
+                return Err(format!("fault {kind}: give p or every, not both"));
+            }
+            let number = match &fault.log {
+                None => None,
+                Some(name) => Some(
+                    log_names
+                        .iter()
+                        .position(|n| n == name)
+                        .ok_or_else(|| format!("fault {kind}: no log named {name:?}"))?,
+                ),
+            };
+            log_numbers.push(number);
+        }
+        let counters = faults
+            .iter()
+            .map(|_| log_names.iter().map(|_| AtomicU64::new(0)).collect())
+            .collect();
+        Ok(Self {
+            generation,
+            faults,
+            log_numbers,
+            counters,
+            seed,
+        })
+    }
+
+    /// The rules as configured.
+    pub fn faults(&self) -> &[Fault] {
+        &self.faults
+    }
+
+    /// Decides the faults of one request to `endpoint` of log `log`.
+    pub fn decide(&self, log: usize, endpoint: Endpoint) -> Decision {
+        let mut decision = Decision::default();
+        for (i, fault) in self.faults.iter().enumerate() {
+            let applies = match fault.kind {
+                FaultKind::Unparseable => false,
+                FaultKind::Backwards => endpoint.serves_tree_head(),
+                _ => true,
+            };
+            if !applies || !self.matches(i, log) || fault.endpoint.is_some_and(|e| e != endpoint) {
+                continue;
+            }
+            let Some(counter) = self.counters.get(i).and_then(|c| c.get(log)) else {
+                continue;
+            };
+            let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
+            if !self.triggers(i, fault, log, count) {
+                continue;
+            }
+            decision.triggered.push(fault.kind);
+            let action = match fault.kind {
+                FaultKind::Slow => {
+                    decision.delay_ms += fault.ms.unwrap_or(DEFAULT_SLOW_MS);
+                    continue;
+                }
+                FaultKind::Backwards => {
+                    decision.backwards_by = Some(fault.by.unwrap_or(DEFAULT_BACKWARDS_BY));
+                    continue;
+                }
+                FaultKind::TooManyRequests => Action::TooManyRequests {
+                    retry_after: fault.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_S),
+                    http_date: fault.http_date,
+                },
+                FaultKind::ServerError => Action::ServerError,
+                FaultKind::Truncate => Action::Truncate,
+                FaultKind::Garbage => Action::Garbage,
+                FaultKind::Reset => Action::Reset,
+                FaultKind::Down => Action::Down,
+                FaultKind::Unparseable => continue,
+            };
+            // The first replacing fault wins.
+            decision.action.get_or_insert(action);
+        }
+        decision
+    }
+
+    /// Whether entry `index` of log `log` carries an unparseable certificate.
+    pub fn unparseable(&self, log: usize, index: u64) -> bool {
+        self.faults.iter().enumerate().any(|(i, fault)| {
+            fault.kind == FaultKind::Unparseable
+                && self.matches(i, log)
+                && self.triggers(i, fault, log, index + 1)
+        })
+    }
+
+    fn matches(&self, fault: usize, log: usize) -> bool {
+        self.log_numbers
+            .get(fault)
+            .is_some_and(|only| only.is_none_or(|only| only == log))
+    }
+
+    /// Trigger for the `count`th matching event (1-based).
+    fn triggers(&self, i: usize, fault: &Fault, log: usize, count: u64) -> bool {
+        match (fault.every, fault.p) {
+            (Some(every), _) => count.is_multiple_of(every),
+            (None, Some(p)) => unit(&[self.seed, i as u64, log as u64, count]) < p,
+            (None, None) => true,
+        }
+    }
+}
