@@ -50,3 +50,36 @@ pub fn http_date(at: SystemTime) -> String {
     let month = MONTHS[((mo + 11) % 12) as usize];
     format!("{weekday}, {d:02} {month} {y:04} {h:02}:{mi:02}:{s:02} GMT")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_match_python_email_utils_and_isoformat() {
+        // (Unix seconds, RFC 3339, HTTP-date) as Python's datetime / email.utils.formatdate print them.
+        let cases = [
+            (0, "1970-01-01T00:00:00Z", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (
+                951_782_400,
+                "2000-02-29T00:00:00Z",
+                "Tue, 29 Feb 2000 00:00:00 GMT",
+            ),
+            (
+                1_779_000_000,
+                "2026-05-17T06:40:00Z",
+                "Sun, 17 May 2026 06:40:00 GMT",
+            ),
+            (
+                4_102_444_799,
+                "2099-12-31T23:59:59Z",
+                "Thu, 31 Dec 2099 23:59:59 GMT",
+            ),
+        ];
+        for (seconds, rfc, http) in cases {
+            let at = UNIX_EPOCH + Duration::from_secs(seconds);
+            assert_eq!(rfc3339(at), rfc);
+            assert_eq!(http_date(at), http);
+        }
+    }
+}

@@ -290,3 +290,63 @@ impl FaultSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        vec!["r0".into(), "t0".into()]
+    }
+
+    #[test]
+    fn specs_parse_into_rules() {
+        let fault =
+            Fault::parse_spec("429@r0,every=3,retry_after=2,http_date=true,endpoint=get-entries")
+                .expect("valid spec");
+        assert_eq!(fault.kind, FaultKind::TooManyRequests);
+        assert_eq!(fault.log.as_deref(), Some("r0"));
+        assert_eq!(
+            (fault.every, fault.retry_after, fault.http_date),
+            (Some(3), Some(2), true)
+        );
+        assert_eq!(fault.endpoint, Some(Endpoint::GetEntries));
+        for bad in ["nope", "429,every", "429,colour=red", "slow,ms=fast"] {
+            assert!(Fault::parse_spec(bad).is_err(), "{bad}");
+        }
+        for bad in ["429,p=1.5", "429,every=0", "429,p=0.5,every=2", "429@x9"] {
+            let fault = Fault::parse_spec(bad).expect("parses");
+            assert!(FaultSet::new(vec![fault], &names(), 1, 0).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn probabilities_are_deterministic_and_about_right() {
+        let rule = || vec![Fault::parse_spec("500,p=0.25").expect("valid")];
+        let outcomes = |set: &FaultSet| -> Vec<bool> {
+            (0..4000)
+                .map(|_| set.decide(0, Endpoint::GetSth).action.is_some())
+                .collect()
+        };
+        let a = outcomes(&FaultSet::new(rule(), &names(), 7, 0).expect("valid"));
+        let b = outcomes(&FaultSet::new(rule(), &names(), 7, 0).expect("valid"));
+        let c = outcomes(&FaultSet::new(rule(), &names(), 8, 0).expect("valid"));
+        assert_eq!(a, b, "same seed, same outcomes");
+        assert_ne!(a, c, "another seed, other outcomes");
+        let hits = a.iter().filter(|hit| **hit).count();
+        assert!((800..1200).contains(&hits), "{hits} of 4000 at p = 0.25");
+    }
+
+    #[test]
+    fn backwards_touches_only_tree_heads() {
+        let set = FaultSet::new(
+            vec![Fault::parse_spec("backwards,by=3").expect("valid")],
+            &names(),
+            1,
+            0,
+        )
+        .expect("valid");
+        assert_eq!(set.decide(1, Endpoint::Checkpoint).backwards_by, Some(3));
+        assert_eq!(set.decide(1, Endpoint::DataTile).backwards_by, None);
+    }
+}

@@ -17,6 +17,11 @@
 //! - `B/_mock/expected?log=NAME&start=S&end=E` (inclusive): `[{"index","sha1_fingerprint","update_type",
 //!   "unparseable"}]`; `B/_mock/stats`; `GET`/`POST B/_mock/faults` (a JSON array of fault rules, replacing all).
 //!
+//! Entries: entry i of a log is a corpus entry picked by (seed, log, i) whose certificate (x509) or pre-certificate
+//! (precert) has the last 8 bytes of its signature overwritten with (log, i), so every index has its own
+//! fingerprint; timestamps increase with i. The mock builds no Merkle tree: root hashes are deterministic stand-ins
+//! (signatures over them verify), level-0+ hash tiles and proofs are not served. Responses are never compressed.
+//!
 //! Fault specs: `KIND[@LOG][,key=value…]`, KIND one of `429 500 slow truncate garbage reset down backwards
 //! unparseable`, keys `endpoint p every retry_after http_date ms by` (see faults.rs).
 

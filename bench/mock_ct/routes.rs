@@ -520,3 +520,39 @@ fn immutable(content_type: &'static str, body: Body) -> Response {
         body,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certstream::ct::tile::tile_path;
+
+    #[test]
+    fn tile_paths_parse_back_to_their_index() {
+        for index in [0, 5, 999, 1000, 1_234_067, 7_000_000_001] {
+            assert!(
+                matches!(Route::tiled(&format!("tile/data/{}", tile_path(index, None))), Route::FullTile(i) if i == index)
+            );
+            let partial = format!("tile/data/{}", tile_path(index, Some(17)));
+            assert!(matches!(Route::tiled(&partial), Route::PartialTile(i, 17) if i == index));
+        }
+        for bad in [
+            "tile/data/5",
+            "tile/data/x1/000",
+            "tile/data/001/000",
+            "tile/data/000.p/017",
+            "tile/data/000.p/",
+            "tile/0/000",
+        ] {
+            assert!(matches!(Route::tiled(bad), Route::Other), "{bad}");
+        }
+    }
+
+    #[test]
+    fn issuer_names_are_lowercase_hex_sha256() {
+        let hex = "00ff".repeat(16);
+        let parsed = parse_lower_hex(&hex).expect("valid");
+        assert_eq!(parsed[..2], [0x00, 0xff]);
+        assert!(parse_lower_hex(&hex.to_uppercase()).is_none());
+        assert!(parse_lower_hex(&hex[2..]).is_none());
+    }
+}
