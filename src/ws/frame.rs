@@ -74,7 +74,10 @@ impl Frame {
         let mut buf = BytesMut::with_capacity(header_len + payload.len());
         put_header(&mut buf, opcode, payload.len());
         buf.extend_from_slice(payload);
-        Self { wire: buf.freeze(), header_len }
+        Self {
+            wire: buf.freeze(),
+            header_len,
+        }
     }
 
     /// A text frame. `payload` must be UTF-8 (the callers serialize JSON).
@@ -92,6 +95,16 @@ impl Frame {
         payload.extend_from_slice(&code.to_be_bytes());
         payload.extend_from_slice(&reason.as_bytes()[..cut]);
         Self::new(OpCode::Close, &payload)
+    }
+
+    /// A ping frame. `payload` must be at most 125 bytes (control frame limit).
+    pub fn ping(payload: &[u8]) -> Self {
+        Self::new(OpCode::Ping, payload)
+    }
+
+    /// A pong frame answering a ping with the same (at most 125-byte) payload.
+    pub fn pong(payload: &[u8]) -> Self {
+        Self::new(OpCode::Pong, payload)
     }
 
     /// The bytes to write to the socket.
@@ -119,7 +132,10 @@ mod tests {
             assert_eq!(frame.wire()[0], 0x81);
         }
         assert_eq!(&Frame::text(&[b'x'; 126]).wire()[..4], &[0x81, 126, 0, 126]);
-        assert_eq!(&Frame::text(&[b'x'; 65536]).wire()[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            &Frame::text(&[b'x'; 65536]).wire()[..10],
+            &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
     }
 
     #[test]
