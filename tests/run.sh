@@ -14,3 +14,5 @@ export CERTSTREAM_TEST_PYTHON="$PWD/.venv/bin/python"
 cargo fmt --all -- --check
 cargo clippy --all-targets --release -- -D warnings
 cargo test --release
+# The WebSocket end-to-end tests again on monoio's epoll driver (where io_uring is unavailable, e.g. Docker).
+MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --release --test server_ws --test server_python --test server_http
