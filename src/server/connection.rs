@@ -26,7 +26,7 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 const CLOSE_REPLY: Duration = Duration::from_secs(5);
 
 /// Read buffer size: clients send almost nothing, and an idle connection keeps one buffer in its pending read.
-const SMALL_READ: usize = 512;
+const SMALL_READ: usize = 256;
 
 /// Read buffer size after a read filled the small one (a client sending a large message).
 const LARGE_READ: usize = 16 * 1024;
@@ -49,15 +49,14 @@ enum WriteEnd {
     CloseSent,
 }
 
-/// Serves an upgraded connection until it closes. `early` holds bytes that arrived after the request head.
+/// Serves an upgraded connection until it closes. `decoder` already holds the bytes that arrived after the request
+/// head.
 pub async fn serve(
     stream: TcpStream,
-    early: &[u8],
+    mut decoder: Decoder,
     client: ClientHandle,
     write_stall_timeout: Duration,
 ) {
-    let mut decoder = Decoder::new(MAX_CLIENT_MESSAGE);
-    decoder.extend(early);
     let (mut reader, mut writer) = stream.into_split();
     let mut reading = pin!(read_loop(&mut reader, &mut decoder, &client));
     let mut writing = pin!(write_loop(&mut writer, &client, write_stall_timeout));
@@ -65,14 +64,14 @@ pub async fn serve(
         end = &mut reading => match end {
             ReadEnd::Gone => {}
             ReadEnd::CloseQueued | ReadEnd::CloseReplied => {
-                let _ = monoio::time::timeout(CLOSE_FLUSH, &mut writing).await;
+                let _ = Box::pin(monoio::time::timeout(CLOSE_FLUSH, &mut writing)).await;
             }
         },
         end = &mut writing => match end {
             WriteEnd::Failed => {}
             WriteEnd::CloseSent => {
                 if client.close_state() == CloseState::ServerInitiated {
-                    let _ = monoio::time::timeout(CLOSE_REPLY, &mut reading).await;
+                    let _ = Box::pin(monoio::time::timeout(CLOSE_REPLY, &mut reading)).await;
                 }
             }
         },
@@ -139,7 +138,8 @@ async fn write_loop(
     loop {
         client.work().await;
         let closing = client.take_batch(&mut frames, MAX_FRAMES_PER_WRITE);
-        match write_batch(writer, Batch::new(frames), stall).await {
+        // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task.
+        match Box::pin(write_batch(writer, Batch::new(frames), stall)).await {
             Some(batch) => frames = batch.into_frames(),
             None => return WriteEnd::Failed,
         }

@@ -28,6 +28,7 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::ws::decode::Decoder;
 use crate::ws::frame::Frame;
 use crate::ws::handshake;
 
@@ -170,16 +171,20 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
         }
     };
     match action {
-        Action::Respond(response) => http::respond_and_close(stream, response).await,
+        Action::Respond(response) => Box::pin(http::respond_and_close(stream, response)).await,
         Action::Upgrade(kind, response) => {
             let client = shared.hub.join(kind);
             let stall = shared.config.write_stall_timeout;
-            match monoio::time::timeout(stall, stream.write_all(response)).await {
+            match Box::pin(monoio::time::timeout(stall, stream.write_all(response))).await {
                 Ok((Ok(_), _)) => {}
                 _ => return,
             }
-            let early = buf.get(head_len..).unwrap_or_default();
-            connection::serve(stream, early, client, stall).await;
+            // The decoder keeps the bytes that followed the head (the first frames); the head buffer is freed now
+            // rather than held for the connection's lifetime.
+            let mut decoder = Decoder::new(connection::MAX_CLIENT_MESSAGE);
+            decoder.extend(buf.get(head_len..).unwrap_or_default());
+            drop(buf);
+            connection::serve(stream, decoder, client, stall).await;
         }
     }
     drop(slot);
