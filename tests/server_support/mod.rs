@@ -84,7 +84,7 @@ impl TestServer {
     /// The `/stats` document.
     pub fn stats(&self) -> serde_json::Value {
         let (status, _, body) = http_get(self.addr, "/stats");
-        assert_eq!(status, 200);
+        assert_eq!(status, 200, "/stats: {}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).expect("/stats is JSON")
     }
 
