@@ -1,19 +1,47 @@
-//! The `certstream` binary: flags and environment → configuration → server.
+//! The `certstream` binary: flags and environment → configuration → runtime → server.
 
-fn main() {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-V") => println!("certstream {}", env!("CARGO_PKG_VERSION")),
-        _ => print!("{}", HELP),
+use std::process::ExitCode;
+
+use certstream::config::{Command, HELP};
+use certstream::server::{self, Server};
+
+fn main() -> ExitCode {
+    let config = match Command::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("certstream {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("certstream: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if let Err(error) = server::raise_open_files_limit() {
+        tracing::warn!(%error, "could not raise the open files limit");
+    }
+    let result = server::block_on(async move {
+        let server = Server::bind(config)?;
+        let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
+        tracing::info!(listen = %server.local_addr()?, legacy_driver = monoio::utils::is_legacy(), "serving");
+        server.run(ctrl_c).await;
+        Ok::<_, std::io::Error>(())
+    });
+    match result.and_then(|inner| inner) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("certstream: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
-
-const HELP: &str = "certstream: streams every new Certificate Transparency log entry as JSON over WebSocket
-
-Usage: certstream [--listen ADDR]
-
-Options:
-  --listen ADDR   address to serve on, Go style (:8080, 127.0.0.1:8080, [::]:8080) [env WEBSOCKET_LISTEN]
-  --help          this text
-  --version       the version
-";

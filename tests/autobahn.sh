@@ -7,16 +7,13 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOL="$REPO/../shared/tools/autobahn"
-if [[ ! -d $TOOL ]]; then
-    # In a git worktree, shared/ sits beside the main checkout instead.
-    TOOL="$(git -C "$REPO" rev-parse --path-format=absolute --git-common-dir)/../../shared/tools/autobahn"
-fi
+[[ -d $TOOL ]] || { echo "autobahn: $TOOL not found (shared/ must sit beside the repository)" >&2; exit 1; }
 ADDR=${AUTOBAHN_ADDR:-127.0.0.1:9002}
 cd "$REPO"
 export AUTOBAHN_HOME="${AUTOBAHN_HOME:-.autobahn}"
 
-cargo build --release --example autobahn_echo
-./target/release/examples/autobahn_echo "$ADDR" &
+cargo build --profile ci --example autobahn_echo
+./target/ci/examples/autobahn_echo "$ADDR" &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
 

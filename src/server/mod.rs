@@ -1,1 +1,298 @@
-//! (being written)
+//! The WebSocket server: one listener, HTTP/1.1 request heads, routing, WebSocket connections fed by the [`Hub`],
+//! server pings, optional heartbeats, connection limits and graceful shutdown, all on one monoio thread.
+//!
+//! Panic policy: monoio does not catch panics in tasks, so one panicking task would take the whole runtime (every
+//! client) down. Each connection runs inside [`CatchUnwind`]: a panic is logged and ends that connection only (its
+//! hub membership and connection slot are released by their `Drop`), and the server keeps serving. The release
+//! profile keeps `panic = "unwind"` for this.
+
+mod connection;
+mod http;
+mod limits;
+mod pretty;
+mod routes;
+mod stats;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::{ListenerOpts, TcpListener, TcpStream};
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::ws::decode::Decoder;
+use crate::ws::frame::Frame;
+use crate::ws::handshake;
+
+pub use http::Route;
+pub use limits::ConnectionStats;
+pub use stats::{StatusReporter, metric};
+
+/// Accept backlog: bursts of thousands of connects must not be refused by the kernel.
+const BACKLOG: i32 = 4096;
+
+/// A bound server, ready to [`run`](Server::run). Create it inside the runtime that will run it.
+pub struct Server {
+    listener: TcpListener,
+    shared: Rc<Shared>,
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    config: Config,
+    hub: Hub,
+    limits: Rc<limits::Limits>,
+    reporters: RefCell<Vec<Rc<dyn StatusReporter>>>,
+}
+
+impl Shared {
+    fn snapshot(&self) -> stats::Snapshot {
+        stats::Snapshot {
+            uptime_seconds: self.hub.uptime().as_secs_f64(),
+            hub: self.hub.stats(),
+            connections: self.limits.stats(),
+        }
+    }
+}
+
+impl Server {
+    /// Binds the listening socket.
+    pub fn bind(config: Config) -> io::Result<Self> {
+        let opts = ListenerOpts::new()
+            .backlog(BACKLOG)
+            .reuse_addr(true)
+            .reuse_port(false);
+        let listener = TcpListener::bind_with_config(config.listen, &opts)?;
+        let shared = Rc::new(Shared {
+            hub: Hub::new(config.ring_size),
+            limits: Rc::new(limits::Limits::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
+            reporters: RefCell::new(Vec::new()),
+            config,
+        });
+        Ok(Self { listener, shared })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The hub: the entry point for publishing messages.
+    pub fn hub(&self) -> Hub {
+        self.shared.hub.clone()
+    }
+
+    /// Adds a component's section to `/stats` and `/metrics`.
+    pub fn add_reporter(&self, reporter: Rc<dyn StatusReporter>) {
+        self.shared.reporters.borrow_mut().push(reporter);
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, sends close 1001 to every client and waits (at most
+    /// the configured grace period) for the closing handshakes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server { listener, shared } = self;
+        monoio::spawn(ping_loop(shared.hub.clone(), shared.config.ping_interval));
+        if let Some(interval) = shared.config.heartbeat {
+            monoio::spawn(heartbeat_loop(shared.hub.clone(), interval));
+        }
+        monoio::select! {
+            _ = shutdown => {}
+            _ = accept_loop(&listener, &shared) => {}
+        }
+        drop(listener);
+        let started = Instant::now();
+        let hub = &shared.hub;
+        let clients = hub.client_count();
+        hub.close_all(Frame::close(1001, "server shutting down"));
+        let complete = monoio::time::timeout(shared.config.shutdown_grace, hub.all_left())
+            .await
+            .is_ok();
+        tracing::info!(
+            clients,
+            complete,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shutdown: close frames sent"
+        );
+    }
+}
+
+async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                monoio::spawn(CatchUnwind(handle(stream, peer, shared.clone())));
+            }
+            Err(error) => {
+                // Typically EMFILE: back off instead of spinning; established clients keep being served.
+                tracing::warn!(%error, "accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// What to do with a parsed request head.
+enum Action {
+    Respond(Vec<u8>),
+    Upgrade(crate::stream::StreamKind, Vec<u8>),
+}
+
+/// One accepted connection: read the request head, then answer over HTTP or serve a WebSocket stream.
+async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
+    let slot = shared.limits.admit(peer.ip());
+    let _ = stream.set_nodelay(true);
+    let (buf, head_len) =
+        match http::read_head(&mut stream, shared.config.request_head_timeout).await {
+            Ok(head) => head,
+            Err(error) => {
+                if let Some(response) = error.response() {
+                    http::respond_and_close(stream, response).await;
+                }
+                return;
+            }
+        };
+    let action = {
+        let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => decide(&request, &slot, &shared),
+            _ => Action::Respond(http::response(400, "text/plain", b"bad request\n")),
+        }
+    };
+    match action {
+        Action::Respond(response) => Box::pin(http::respond_and_close(stream, response)).await,
+        Action::Upgrade(kind, response) => {
+            let client = shared.hub.join(kind);
+            let stall = shared.config.write_stall_timeout;
+            match Box::pin(monoio::time::timeout(stall, stream.write_all(response))).await {
+                Ok((Ok(_), _)) => {}
+                _ => return,
+            }
+            // The decoder keeps the bytes that followed the head (the first frames); the head buffer is freed now
+            // rather than held for the connection's lifetime.
+            let mut decoder = Decoder::new(connection::MAX_CLIENT_MESSAGE);
+            decoder.extend(buf.get(head_len..).unwrap_or_default());
+            drop(buf);
+            connection::serve(stream, decoder, client, stall).await;
+        }
+    }
+    drop(slot);
+}
+
+fn decide(request: &httparse::Request<'_, '_>, slot: &limits::Slot, shared: &Shared) -> Action {
+    let method = request.method.unwrap_or_default();
+    let route = Route::of(request.path.unwrap_or_default());
+    let wants_upgrade = handshake::wants_upgrade(request.headers);
+    if !slot.check() {
+        return Action::Respond(http::response(
+            503,
+            "text/plain",
+            b"too many connections, retry later\n",
+        ));
+    }
+    match route {
+        Route::Stream(kind) if wants_upgrade => {
+            match handshake::check_upgrade(
+                method,
+                request.version.unwrap_or_default(),
+                request.headers,
+            ) {
+                Ok(upgrade) => Action::Upgrade(kind, handshake::switching_protocols(&upgrade)),
+                Err(error) => Action::Respond(error.response()),
+            }
+        }
+        _ => Action::Respond(routes::respond(route, method, wants_upgrade, shared)),
+    }
+}
+
+async fn ping_loop(hub: Hub, interval: Duration) {
+    loop {
+        monoio::time::sleep(interval).await;
+        hub.ping_all();
+    }
+}
+
+async fn heartbeat_loop(hub: Hub, interval: Duration) {
+    loop {
+        monoio::time::sleep(interval).await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let json = format!(
+            "{{\"message_type\":\"heartbeat\",\"timestamp\":{}.{:06}}}",
+            now.as_secs(),
+            now.subsec_micros()
+        );
+        hub.broadcast(Frame::text(json.as_bytes()));
+    }
+}
+
+/// Runs a connection future, turning a panic inside it into the end of that connection (see the module docs).
+struct CatchUnwind<F>(F);
+
+impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: structural pinning of the only field; it is never moved out of the pinned wrapper.
+        let inner = unsafe { self.map_unchecked_mut(|this| &mut this.0) };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => {
+                tracing::error!(
+                    "a connection task panicked; that connection is closed, the server keeps running"
+                );
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+/// Builds the runtime (io_uring, or epoll where io_uring is unavailable or `MONOIO_FORCE_LEGACY_DRIVER=1`) and
+/// runs `future` on it to completion.
+pub fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
+    match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(mut runtime) => Ok(runtime.block_on(future)),
+        Err(error) => {
+            // The io_uring probe can pass and the ring still fail to build (e.g. ENOMEM): fall back by hand.
+            tracing::warn!(%error, "io_uring runtime failed to build, using epoll");
+            let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()?;
+            Ok(runtime.block_on(future))
+        }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit (every client is a file descriptor); returns the new limit.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls with a valid pointer to an owned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}

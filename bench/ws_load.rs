@@ -1,0 +1,459 @@
+//! Load benchmark of the WebSocket fan-out (prints numbers; not a test). Run: `cargo bench --bench ws_load`.
+//!
+//! The server runs in a forked child process (the real `Server`, pinned to CPU 0 like `taskset -c 0`) with a
+//! benchmark publisher; the load clients run in this process on one monoio thread pinned to CPU 1. Measured:
+//! delivered client-messages/s and MB/s with 10, 100, 1,000 and 5,000 lite clients (publisher as fast as the rings
+//! drain), publish→receipt latency (p50/p99; both sides read CLOCK_MONOTONIC), RSS per idle client with 10,000
+//! clients, and SIGTERM→exit time with 1,000 clients.
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use certstream::config::Config;
+use certstream::hub::Hub;
+use certstream::server::{self, Server};
+use certstream::stream::Frames;
+use certstream::ws::frame::Frame;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+
+/// Payload size of a benchmark message (a typical lite `certificate_update` is 1-2 KB).
+const PAYLOAD: usize = 1024;
+
+/// What the child server's publisher does.
+#[derive(Clone, Copy)]
+enum Publisher {
+    /// Nothing (idle clients, shutdown).
+    Idle,
+    /// Once `clients` are connected, publish `messages` as fast as the client rings drain.
+    Saturate { clients: usize, messages: u64 },
+    /// Once `clients` are connected, publish `messages` at `per_second`.
+    Paced {
+        clients: usize,
+        messages: u64,
+        per_second: u64,
+    },
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn pin_to_cpu(cpu: usize) {
+    if let Err(error) = monoio::utils::bind_to_cpu_set(Some(cpu)) {
+        eprintln!("could not pin to CPU {cpu}: {error}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Forks the server process; returns its pid.
+fn spawn_server(port: u16, publisher: Publisher) -> libc::pid_t {
+    // SAFETY: called while this process is single-threaded (no runtime exists between phases).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid > 0 {
+        return pid;
+    }
+    // SAFETY: plain prctl: the server dies with the benchmark even if the benchmark is killed.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    pin_to_cpu(0);
+    let config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        max_connections: 100_000,
+        max_connections_per_ip: 100_000,
+        ..Config::default()
+    };
+    let _ = server::block_on(async move {
+        let server = Server::bind(config).expect("bind");
+        monoio::spawn(publish(server.hub(), publisher));
+        let ctrl_c = monoio::utils::CtrlC::new().expect("signal handler");
+        server.run(ctrl_c).await;
+    });
+    std::process::exit(0);
+}
+
+fn frames_now() -> Frames {
+    let mut payload = format!("{} ", monotonic_ns()).into_bytes();
+    payload.resize(PAYLOAD, b'x');
+    let frame = Frame::text(&payload);
+    Frames {
+        lite: frame.clone(),
+        full: frame.clone(),
+        domains: frame,
+    }
+}
+
+async fn publish(hub: Hub, publisher: Publisher) {
+    let (clients, messages) = match publisher {
+        Publisher::Idle => return,
+        Publisher::Saturate { clients, messages }
+        | Publisher::Paced {
+            clients, messages, ..
+        } => (clients, messages),
+    };
+    while hub.client_count() < clients {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    monoio::time::sleep(Duration::from_millis(100)).await;
+    let mut published = 0;
+    while published < messages {
+        match publisher {
+            Publisher::Paced { per_second, .. } => {
+                hub.publish(&frames_now());
+                published += 1;
+                monoio::time::sleep(Duration::from_nanos(1_000_000_000 / per_second)).await;
+            }
+            _ => {
+                // Keep every ring below its 256 frames (measure delivery, not drops). The wait is a timer, not a
+                // busy yield: monoio only reaps I/O completions once its run queue is empty.
+                let queued = hub.stats().max_queued as u64;
+                if queued < 128 {
+                    for _ in 0..(192 - queued).min(messages - published) {
+                        hub.publish(&frames_now());
+                        published += 1;
+                    }
+                }
+                monoio::time::sleep(Duration::from_micros(100)).await;
+            }
+        }
+    }
+}
+
+/// What the load clients saw.
+#[derive(Default)]
+struct Seen {
+    frames: Cell<u64>,
+    bytes: Cell<u64>,
+    first: Cell<Option<Instant>>,
+    last: Cell<Option<Instant>>,
+    latencies_us: RefCell<Vec<u32>>,
+    connected: Cell<usize>,
+    closes: Cell<usize>,
+    done: Cell<usize>,
+}
+
+const UPGRADE: &[u8] =
+    b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// One load client: upgrade, then count frames (and sample latency) until `expect` frames or a close.
+async fn client(addr: SocketAddr, expect: u64, seen: Rc<Seen>) {
+    let Ok(mut stream) = monoio::net::TcpStream::connect_addr(addr).await else {
+        return;
+    };
+    let (result, _) = stream.write_all(UPGRADE).await;
+    if result.is_err() {
+        return;
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut upgraded = false;
+    let mut got = 0u64;
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(64 * 1024);
+        }
+        let start = buf.len();
+        let (result, slice) = stream.read(buf.slice_mut(start..)).await;
+        buf = slice.into_inner();
+        let now = Instant::now();
+        let now_ns = monotonic_ns();
+        match result {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+        let mut pos = 0;
+        if !upgraded {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            assert!(buf.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+            upgraded = true;
+            pos = end + 4;
+            seen.connected.set(seen.connected.get() + 1);
+        }
+        while let Some((opcode, header, len)) = parse_header(&buf[pos..]) {
+            if buf.len() - pos < header + len {
+                break;
+            }
+            let payload = &buf[pos + header..pos + header + len];
+            pos += header + len;
+            match opcode {
+                1 => {
+                    got += 1;
+                    seen.frames.set(seen.frames.get() + 1);
+                    seen.bytes.set(seen.bytes.get() + (header + len) as u64);
+                    if seen.first.get().is_none() {
+                        seen.first.set(Some(now));
+                    }
+                    seen.last.set(Some(now));
+                    let sent: u64 = payload
+                        .iter()
+                        .take_while(|b| b.is_ascii_digit())
+                        .fold(0, |acc, b| acc * 10 + u64::from(b - b'0'));
+                    seen.latencies_us
+                        .borrow_mut()
+                        .push((now_ns.saturating_sub(sent) / 1000) as u32);
+                    if got == expect {
+                        seen.done.set(seen.done.get() + 1);
+                    }
+                }
+                8 => {
+                    seen.closes.set(seen.closes.get() + 1);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        buf.drain(..pos);
+    }
+}
+
+/// Opcode, header length and payload length of the frame at the start of `buf`, if its header is complete.
+fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (header, len) = match b1 & 0x7F {
+        126 => (
+            4,
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+        ),
+        127 => (
+            10,
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+        ),
+        n => (2, n as usize),
+    };
+    Some((b0 & 0x0F, header, len))
+}
+
+/// Runs `clients` load clients until `until` says stop (checked every 10 ms) or `limit` passes.
+fn run_clients(
+    addr: SocketAddr,
+    clients: usize,
+    expect: u64,
+    limit: Duration,
+    until: impl Fn(&Seen) -> bool,
+) -> Rc<Seen> {
+    let seen = Rc::new(Seen::default());
+    let seen_inner = seen.clone();
+    server::block_on(async move {
+        for _ in 0..clients {
+            monoio::spawn(client(addr, expect, seen_inner.clone()));
+        }
+        let started = Instant::now();
+        let mut last_frames = 0;
+        let mut idle_since = Instant::now();
+        while !until(&seen_inner) && started.elapsed() < limit {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            // Stop early once frames stopped flowing for 3 s (e.g. some were dropped).
+            if seen_inner.frames.get() != last_frames {
+                last_frames = seen_inner.frames.get();
+                idle_since = Instant::now();
+            } else if last_frames > 0 && idle_since.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+    })
+    .expect("client runtime");
+    seen
+}
+
+fn stop_server(pid: libc::pid_t) -> Duration {
+    let started = Instant::now();
+    // SAFETY: signalling and reaping our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
+    started.elapsed()
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stats(addr: SocketAddr) -> serde_json::Value {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /stats HTTP/1.1\r\nHost: b\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    serde_json::from_slice(&response[end + 4..]).unwrap()
+}
+
+fn rss_kib(pid: libc::pid_t) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p) as usize)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` probes bench binaries
+    }
+    let _ = server::raise_open_files_limit();
+    println!(
+        "ws_load: server pinned to CPU 0, load clients pinned to CPU 1, {PAYLOAD}-byte lite messages"
+    );
+    pin_to_cpu(1);
+
+    {
+        let clients = 10_000;
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let pid = spawn_server(port, Publisher::Idle);
+        wait_listening(addr);
+        std::thread::sleep(Duration::from_millis(200));
+        let before = rss_kib(pid);
+        let after = Rc::new(Cell::new(0u64));
+        let after_inner = after.clone();
+        let seen = Rc::new(Seen::default());
+        let seen_inner = seen.clone();
+        server::block_on(async move {
+            for _ in 0..clients {
+                monoio::spawn(client(addr, u64::MAX, seen_inner.clone()));
+            }
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while seen_inner.connected.get() < clients && Instant::now() < deadline {
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+            monoio::time::sleep(Duration::from_millis(500)).await;
+            after_inner.set(rss_kib(pid));
+        })
+        .expect("client runtime");
+        stop_server(pid);
+        let per_client = (after.get().saturating_sub(before)) as f64 * 1024.0 / clients as f64;
+        println!(
+            "idle: {} clients connected, server RSS {before} KiB → {} KiB: {per_client:.0} bytes per idle client",
+            seen.connected.get(),
+            after.get()
+        );
+    }
+
+    {
+        let clients = 1_000;
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let pid = spawn_server(port, Publisher::Idle);
+        wait_listening(addr);
+        let seen = Rc::new(Seen::default());
+        let seen_inner = seen.clone();
+        let elapsed = Rc::new(Cell::new(Duration::ZERO));
+        let elapsed_inner = elapsed.clone();
+        server::block_on(async move {
+            for _ in 0..clients {
+                monoio::spawn(client(addr, u64::MAX, seen_inner.clone()));
+            }
+            while seen_inner.connected.get() < clients {
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+            monoio::time::sleep(Duration::from_millis(200)).await;
+            let started = Instant::now();
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // Reap without blocking the clients' runtime: they must read their close frames meanwhile.
+            loop {
+                let mut status = 0;
+                // SAFETY: reaping our own child without blocking.
+                if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                    break;
+                }
+                monoio::time::sleep(Duration::from_micros(200)).await;
+            }
+            elapsed_inner.set(started.elapsed());
+        })
+        .expect("client runtime");
+        println!(
+            "shutdown: SIGTERM → exit in {:.1} ms with {clients} clients, {} close frames received",
+            elapsed.get().as_secs_f64() * 1000.0,
+            seen.closes.get()
+        );
+    }
+    for clients in [10usize, 100, 1_000, 5_000] {
+        let messages = (2_000_000 / clients as u64).clamp(500, 200_000);
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let pid = spawn_server(port, Publisher::Saturate { clients, messages });
+        wait_listening(addr);
+        let seen = run_clients(addr, clients, messages, Duration::from_secs(60), |s| {
+            s.done.get() == clients
+        });
+        let dropped = stats(addr)["messages_dropped"].as_u64().unwrap_or(0);
+        stop_server(pid);
+        let secs = match (seen.first.get(), seen.last.get()) {
+            (Some(first), Some(last)) => (last - first).as_secs_f64().max(1e-9),
+            _ => f64::NAN,
+        };
+        let mut latencies = seen.latencies_us.take();
+        latencies.sort_unstable();
+        println!(
+            "{clients:>5} clients: {:>10.0} client-messages/s, {:>7.1} MB/s, delivered {}/{} (dropped {dropped}), \
+             latency p50 {} µs p99 {} µs (saturated)",
+            seen.frames.get() as f64 / secs,
+            seen.bytes.get() as f64 / secs / 1e6,
+            seen.frames.get(),
+            messages * clients as u64,
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+        );
+    }
+
+    {
+        let (clients, messages, per_second) = (1_000, 1_000, 200);
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let pid = spawn_server(
+            port,
+            Publisher::Paced {
+                clients,
+                messages,
+                per_second,
+            },
+        );
+        wait_listening(addr);
+        let seen = run_clients(addr, clients, messages, Duration::from_secs(60), |s| {
+            s.done.get() == clients
+        });
+        stop_server(pid);
+        let mut latencies = seen.latencies_us.take();
+        latencies.sort_unstable();
+        println!(
+            "latency at {per_second} messages/s to {clients} clients: p50 {} µs, p99 {} µs ({} samples)",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies.len()
+        );
+    }
+}

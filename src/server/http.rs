@@ -1,0 +1,255 @@
+//! The HTTP/1.1 side of a connection: reading a bounded request head, routing its path, building responses.
+
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::stream::StreamKind;
+
+/// Largest request head accepted (request line and headers); a longer one gets `431`.
+pub const MAX_HEAD_LEN: usize = 8 * 1024;
+
+/// Most headers accepted in one request; more get `431`.
+pub const MAX_HEADERS: usize = 64;
+
+/// What the server serves at a path (FORMAT.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A WebSocket stream (`/`, `/full-stream`, `/domains-only`); `/` without an upgrade is the live page.
+    Stream(StreamKind),
+    /// The latest message of a stream, pretty-printed.
+    Example(StreamKind),
+    /// `/latest.json`.
+    Latest,
+    /// `/stats`.
+    Stats,
+    /// `/metrics`.
+    Metrics,
+    /// `/health`.
+    Health,
+    /// Anything else.
+    NotFound,
+}
+
+impl Route {
+    /// Routes a request target: the query string is ignored, one trailing `/` is accepted, matching is
+    /// case-sensitive.
+    pub fn of(target: &str) -> Self {
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
+        let path = match path.strip_suffix('/') {
+            Some(trimmed) if !trimmed.is_empty() => trimmed,
+            _ => path,
+        };
+        match path {
+            "/" => Self::Stream(StreamKind::Lite),
+            "/full-stream" => Self::Stream(StreamKind::Full),
+            "/domains-only" => Self::Stream(StreamKind::DomainsOnly),
+            "/example.json" => Self::Example(StreamKind::Lite),
+            "/full-stream/example.json" => Self::Example(StreamKind::Full),
+            "/domains-only/example.json" => Self::Example(StreamKind::DomainsOnly),
+            "/latest.json" => Self::Latest,
+            "/stats" => Self::Stats,
+            "/metrics" => Self::Metrics,
+            "/health" => Self::Health,
+            _ => Self::NotFound,
+        }
+    }
+}
+
+/// Why no request head could be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// The peer closed or the socket failed before a complete head: nothing to answer.
+    Gone,
+    /// The head is not HTTP/1.x.
+    Malformed,
+    /// The head is longer than [`MAX_HEAD_LEN`] or has more than [`MAX_HEADERS`] headers.
+    TooLarge,
+    /// The head did not arrive within the deadline.
+    Timeout,
+}
+
+impl HeadError {
+    /// The response to send before closing, if any.
+    pub fn response(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Gone => None,
+            Self::Malformed => Some(response(400, "text/plain", b"bad request\n")),
+            Self::TooLarge => Some(response(
+                431,
+                "text/plain",
+                b"request header fields too large\n",
+            )),
+            Self::Timeout => Some(response(408, "text/plain", b"request timeout\n")),
+        }
+    }
+}
+
+/// Reads until a complete request head is buffered. Returns the buffer (which may hold bytes after the head: the
+/// first WebSocket frames) and the head's length.
+pub async fn read_head(
+    stream: &mut TcpStream,
+    deadline: Duration,
+) -> Result<(Vec<u8>, usize), HeadError> {
+    match monoio::time::timeout(deadline, read_head_unbounded(stream)).await {
+        Ok(result) => result,
+        Err(_) => Err(HeadError::Timeout),
+    }
+}
+
+async fn read_head_unbounded(stream: &mut TcpStream) -> Result<(Vec<u8>, usize), HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() == buf.capacity() {
+            if buf.len() >= MAX_HEAD_LEN {
+                return Err(HeadError::TooLarge);
+            }
+            buf.reserve_exact(MAX_HEAD_LEN - buf.len());
+        }
+        // Append after what is already buffered (a plain `Vec` would be overwritten from its start).
+        let start = buf.len();
+        let (result, slice) = stream.read(buf.slice_mut(start..)).await;
+        buf = slice.into_inner();
+        match result {
+            Ok(0) | Err(_) => return Err(HeadError::Gone),
+            Ok(_) => {}
+        }
+        if let Some(len) = head_len(&buf)? {
+            return Ok((buf, len));
+        }
+    }
+}
+
+/// The head's length once `buf` holds a complete one.
+fn head_len(buf: &[u8]) -> Result<Option<usize>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut headers).parse(buf) {
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(_) => Err(HeadError::Malformed),
+    }
+}
+
+/// The reason phrase of the statuses this server sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+/// A complete response with a body; the connection is closed after it (one request per connection).
+pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    response_with(status, content_type, "", body)
+}
+
+/// As [`response`], with extra header lines (each ending in `\r\n`).
+pub fn response_with(status: u16, content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
+         Access-Control-Allow-Origin: *\r\nConnection: close\r\n{extra_headers}\r\n",
+        reason(status),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes a response, then closes politely: our side is shut down and what the client still sends is read and
+/// discarded (bounded), so the kernel does not answer it with a reset that could destroy the response in flight.
+pub async fn respond_and_close(mut stream: TcpStream, response: Vec<u8>) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_BYTES: usize = 4 << 20;
+    let (result, _) = stream.write_all(response).await;
+    if result.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            buf.clear();
+            let (result, returned) = stream.read(buf).await;
+            buf = returned;
+            match result {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = monoio::time::timeout(LINGER, drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_accept_trailing_slash_and_query_and_are_case_sensitive() {
+        assert_eq!(Route::of("/"), Route::Stream(StreamKind::Lite));
+        assert_eq!(Route::of("/?x=1"), Route::Stream(StreamKind::Lite));
+        assert_eq!(Route::of("/full-stream/"), Route::Stream(StreamKind::Full));
+        assert_eq!(
+            Route::of("/domains-only?a"),
+            Route::Stream(StreamKind::DomainsOnly)
+        );
+        assert_eq!(
+            Route::of("/full-stream/example.json"),
+            Route::Example(StreamKind::Full)
+        );
+        assert_eq!(
+            Route::of("/example.json/?q"),
+            Route::Example(StreamKind::Lite)
+        );
+        assert_eq!(Route::of("/latest.json"), Route::Latest);
+        assert_eq!(Route::of("/stats/"), Route::Stats);
+        assert_eq!(Route::of("/health?verbose"), Route::Health);
+        for other in [
+            "/Full-Stream",
+            "/full-stream//",
+            "/x",
+            "",
+            "*",
+            "/metrics.txt",
+        ] {
+            assert_eq!(Route::of(other), Route::NotFound, "{other}");
+        }
+    }
+
+    #[test]
+    fn head_length_limits() {
+        assert_eq!(
+            head_len(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nxyz"),
+            Ok(Some(27))
+        );
+        assert_eq!(head_len(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+        assert_eq!(
+            head_len(b"\x16\x03\x01garbage\r\n\r\n"),
+            Err(HeadError::Malformed)
+        );
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("h{i}: v\r\n"))
+            .collect();
+        let request = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(head_len(request.as_bytes()), Err(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn responses_carry_length_and_close() {
+        let text = String::from_utf8(response(404, "text/plain", b"nope")).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("Content-Length: 4\r\n") && text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nnope"));
+    }
+}

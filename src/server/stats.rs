@@ -1,0 +1,245 @@
+//! `/stats` (JSON) and `/metrics` (Prometheus text): the server's counters, extensible by other components (the CT
+//! pollers add their per-log state through [`StatusReporter`]). Never client addresses or headers.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+
+use crate::hub::HubStats;
+use crate::server::limits::ConnectionStats;
+use crate::stream::StreamKind;
+
+/// A component that contributes to `/stats` and `/metrics`.
+pub trait StatusReporter {
+    /// Adds this component's keys to the `/stats` object.
+    fn stats(&self, out: &mut Map<String, Value>);
+    /// Appends this component's metrics in Prometheus text format (with `# HELP`/`# TYPE` lines).
+    fn metrics(&self, out: &mut String);
+}
+
+/// The server's own counters at one instant.
+pub struct Snapshot {
+    /// Seconds since start.
+    pub uptime_seconds: f64,
+    /// Fan-out counters.
+    pub hub: HubStats,
+    /// Connection counters.
+    pub connections: ConnectionStats,
+}
+
+/// The `/stats` key of each stream.
+fn stream_name(kind: StreamKind) -> &'static str {
+    match kind {
+        StreamKind::Lite => "lite",
+        StreamKind::Full => "full",
+        StreamKind::DomainsOnly => "domains_only",
+    }
+}
+
+impl StatusReporter for Snapshot {
+    fn stats(&self, out: &mut Map<String, Value>) {
+        let mut clients = Map::new();
+        for (kind, count) in StreamKind::ALL.iter().zip(self.hub.clients) {
+            clients.insert(stream_name(*kind).to_owned(), count.into());
+        }
+        clients.insert(
+            "total".to_owned(),
+            self.hub.clients.iter().sum::<usize>().into(),
+        );
+        out.insert("version".to_owned(), env!("CARGO_PKG_VERSION").into());
+        out.insert(
+            "uptime_seconds".to_owned(),
+            json!((self.uptime_seconds * 1000.0).round() / 1000.0),
+        );
+        out.insert("clients".to_owned(), clients.into());
+        out.insert("messages_published".to_owned(), self.hub.published.into());
+        out.insert("messages_dropped".to_owned(), self.hub.dropped.into());
+        out.insert("queued_frames".to_owned(), self.hub.queued.into());
+        out.insert("max_client_queue".to_owned(), self.hub.max_queued.into());
+        out.insert(
+            "connections".to_owned(),
+            json!({
+                "open": self.connections.open,
+                "accepted": self.connections.accepted,
+                "rejected": self.connections.rejected,
+            }),
+        );
+    }
+
+    fn metrics(&self, out: &mut String) {
+        metric(
+            out,
+            "certstream_uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+            &[("", self.uptime_seconds)],
+        );
+        let clients: Vec<(String, f64)> = StreamKind::ALL
+            .iter()
+            .zip(self.hub.clients)
+            .map(|(kind, count)| (format!("stream=\"{}\"", stream_name(*kind)), count as f64))
+            .collect();
+        let clients: Vec<(&str, f64)> = clients
+            .iter()
+            .map(|(label, v)| (label.as_str(), *v))
+            .collect();
+        metric(
+            out,
+            "certstream_clients",
+            "gauge",
+            "Connected WebSocket clients per stream.",
+            &clients,
+        );
+        let counters = [
+            (
+                "certstream_messages_published_total",
+                "counter",
+                "Messages published to the streams.",
+                self.hub.published as f64,
+            ),
+            (
+                "certstream_messages_dropped_total",
+                "counter",
+                "Messages dropped from full client queues (slow clients).",
+                self.hub.dropped as f64,
+            ),
+            (
+                "certstream_queued_frames",
+                "gauge",
+                "Frames waiting in client queues.",
+                self.hub.queued as f64,
+            ),
+            (
+                "certstream_max_client_queue",
+                "gauge",
+                "Frames waiting in the fullest client queue.",
+                self.hub.max_queued as f64,
+            ),
+            (
+                "certstream_connections_open",
+                "gauge",
+                "Open TCP connections (HTTP and WebSocket).",
+                self.connections.open as f64,
+            ),
+            (
+                "certstream_connections_accepted_total",
+                "counter",
+                "TCP connections accepted.",
+                self.connections.accepted as f64,
+            ),
+            (
+                "certstream_connections_rejected_total",
+                "counter",
+                "Connections refused with 503 (limits).",
+                self.connections.rejected as f64,
+            ),
+        ];
+        for (name, kind, help, value) in counters {
+            metric(out, name, kind, help, &[("", value)]);
+        }
+    }
+}
+
+/// Appends one metric family; each sample is `(labels without braces, value)`.
+pub fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// The `/stats` body: the server's counters, then every reporter's keys.
+pub fn stats_json(own: &Snapshot, reporters: &[std::rc::Rc<dyn StatusReporter>]) -> Vec<u8> {
+    let mut out = Map::new();
+    own.stats(&mut out);
+    for reporter in reporters {
+        reporter.stats(&mut out);
+    }
+    let mut body = serde_json::to_vec_pretty(&Value::Object(out)).unwrap_or_default();
+    body.push(b'\n');
+    body
+}
+
+/// The `/metrics` body.
+pub fn metrics_text(own: &Snapshot, reporters: &[std::rc::Rc<dyn StatusReporter>]) -> Vec<u8> {
+    let mut out = String::new();
+    own.metrics(&mut out);
+    for reporter in reporters {
+        reporter.metrics(&mut out);
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            uptime_seconds: 1.5,
+            hub: HubStats {
+                clients: [3, 1, 0],
+                published: 7,
+                dropped: 2,
+                queued: 4,
+                max_queued: 3,
+            },
+            connections: ConnectionStats {
+                open: 5,
+                accepted: 9,
+                rejected: 1,
+            },
+        }
+    }
+
+    struct Logs;
+    impl StatusReporter for Logs {
+        fn stats(&self, out: &mut Map<String, Value>) {
+            out.insert(
+                "logs".to_owned(),
+                json!([{"name": "test log", "index": 10}]),
+            );
+        }
+        fn metrics(&self, out: &mut String) {
+            metric(
+                out,
+                "certstream_log_index",
+                "gauge",
+                "Next index per log.",
+                &[("log=\"test\"", 10.0)],
+            );
+        }
+    }
+
+    #[test]
+    fn stats_json_holds_counters_and_reporter_sections() {
+        let reporters: Vec<std::rc::Rc<dyn StatusReporter>> = vec![std::rc::Rc::new(Logs)];
+        let value: Value = serde_json::from_slice(&stats_json(&snapshot(), &reporters)).unwrap();
+        assert_eq!(
+            value["clients"],
+            json!({"lite": 3, "full": 1, "domains_only": 0, "total": 4})
+        );
+        assert_eq!(value["messages_published"], 7);
+        assert_eq!(value["messages_dropped"], 2);
+        assert_eq!(value["connections"]["rejected"], 1);
+        assert_eq!(value["logs"][0]["index"], 10);
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let reporters: Vec<std::rc::Rc<dyn StatusReporter>> = vec![std::rc::Rc::new(Logs)];
+        let text = String::from_utf8(metrics_text(&snapshot(), &reporters)).unwrap();
+        assert!(text.contains("# TYPE certstream_clients gauge\n"));
+        assert!(text.contains("certstream_clients{stream=\"lite\"} 3\n"));
+        assert!(text.contains("certstream_messages_dropped_total 2\n"));
+        assert!(text.contains("certstream_log_index{log=\"test\"} 10\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The real client libraries against the real server: PyPI `certstream` 1.12 (library and CLI) and `websockets`
+//! receive every published message on each stream, byte for byte. Python comes from `CERTSTREAM_TEST_PYTHON`
+//! (tests/run.sh prepares it); without it, or without the modules, this test fails: it never skips.
+
+mod server_support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use server_support::{TestServer, message};
+
+const MESSAGES: u64 = 100;
+
+fn python() -> String {
+    let python = std::env::var("CERTSTREAM_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "CERTSTREAM_TEST_PYTHON is not set: run tests/run.sh, or `python3 -m venv .venv && \
+             .venv/bin/pip install -r tests/python-requirements.txt` and export CERTSTREAM_TEST_PYTHON=$PWD/.venv/bin/python"
+        )
+    });
+    let check = Command::new(&python)
+        .args(["-c", "import certstream, websockets"])
+        .output();
+    match check {
+        Ok(output) if output.status.success() => python,
+        Ok(output) => panic!(
+            "{python} lacks the test modules (pip install -r tests/python-requirements.txt): {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(error) => panic!("cannot run CERTSTREAM_TEST_PYTHON={python}: {error}"),
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// A client process whose stdout lines are collected on a thread.
+struct Client {
+    name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Client {
+    fn spawn(name: &str, command: &mut Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            child,
+            lines,
+        }
+    }
+
+    /// The next `n` lines, or a failure naming the client and showing its stderr.
+    fn take(&mut self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => out.push(line),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let mut stderr = String::new();
+                    let _ = self
+                        .child
+                        .stderr
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut stderr);
+                    panic!(
+                        "{}: got {} of {n} lines; stderr:\n{stderr}",
+                        self.name,
+                        out.len()
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn python_clients_receive_every_message_exactly() {
+    let python = python();
+    let server = TestServer::start(|_| {});
+    let count = MESSAGES.to_string();
+    let ws = |path: &str| {
+        Client::spawn(
+            &format!("websockets {path}"),
+            Command::new(&python)
+                .arg(script("ws_receive.py"))
+                .arg(server.url(path))
+                .arg(&count),
+        )
+    };
+    let mut lite = ws("/");
+    let mut full = ws("/full-stream");
+    let mut domains = ws("/domains-only/");
+    let mut library = Client::spawn(
+        "certstream.listen_for_events",
+        Command::new(&python)
+            .arg(script("certstream_receive.py"))
+            .arg(server.url("/"))
+            .arg(&count),
+    );
+    let mut cli = Client::spawn(
+        "certstream CLI",
+        Command::new(&python)
+            .args([
+                "-m",
+                "certstream.cli",
+                "--disable-colors",
+                "--full",
+                "--url",
+            ])
+            .arg(server.url("/")),
+    );
+    server.wait_for_clients(5);
+    for n in 0..MESSAGES {
+        server.publish(message(n));
+    }
+
+    for (client, pick) in [(&mut lite, 0), (&mut full, 1), (&mut domains, 2)] {
+        assert_eq!(client.take(1), ["OPEN"]);
+        let lines = client.take(MESSAGES as usize);
+        for (n, line) in lines.iter().enumerate() {
+            let frames = message(n as u64);
+            let want = [&frames.lite, &frames.full, &frames.domains][pick].payload();
+            assert_eq!(line.as_bytes(), want, "{} message #{n}", client.name);
+        }
+    }
+    for (n, line) in library.take(MESSAGES as usize).iter().enumerate() {
+        assert_eq!(
+            line.as_bytes(),
+            message(n as u64).lite.payload(),
+            "certstream library message #{n}"
+        );
+    }
+    // CLI lines: "[<seen as local ISO time>] <source url> - <subject CN> [<all_domains joined>]"
+    for (n, line) in cli.take(MESSAGES as usize).iter().enumerate() {
+        let (_, rest) = line
+            .split_once("] ")
+            .unwrap_or_else(|| panic!("CLI line {line:?}"));
+        let domain = format!("host-{n}.example.com");
+        assert_eq!(
+            rest.trim_end(),
+            format!("https://ct.example.net/log/ - {domain} [{domain}, www.{domain}]")
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! WebSocket behaviour of the real server over 127.0.0.1: fan-out with exact bytes on the three streams, control
+//! frames, slow clients, misbehaving clients and connection storms, limits, graceful shutdown (also of the real
+//! binary on SIGTERM). Run on both monoio drivers (`MONOIO_FORCE_LEGACY_DRIVER=1`, see tests/run.sh).
+
+mod server_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use certstream::stream::Frames;
+use certstream::ws::frame::Frame;
+use server_support::{
+    TestServer, WsClient, encode_client_frame, http_request, message, split_response,
+};
+
+#[test]
+fn every_stream_gets_every_message_with_the_exact_bytes() {
+    let server = TestServer::start(|_| {});
+    let mut lite = WsClient::connect(server.addr, "/");
+    let mut full = WsClient::connect(server.addr, "/full-stream/");
+    let mut domains = WsClient::connect(server.addr, "/domains-only?x=1");
+    server.wait_for_clients(3);
+    for n in 0..200 {
+        server.publish(message(n));
+    }
+    for n in 0..200 {
+        let expected = message(n);
+        assert_eq!(lite.read_data(), expected.lite.payload(), "lite #{n}");
+        assert_eq!(full.read_data(), expected.full.payload(), "full #{n}");
+        assert_eq!(
+            domains.read_data(),
+            expected.domains.payload(),
+            "domains #{n}"
+        );
+    }
+    let elapsed = server.stop();
+    for client in [&mut lite, &mut full, &mut domains] {
+        assert_eq!(client.read_close(), Some(1001), "shutdown closes with 1001");
+    }
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "shutdown took {elapsed:?}"
+    );
+}
+
+#[test]
+fn pings_pongs_and_the_closing_handshake() {
+    let server = TestServer::start(|config| config.ping_interval = Duration::from_millis(200));
+    // The first frame travels in the same packet as the handshake request: it must still be read.
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    request.extend(encode_client_frame(0x9, b"early", true, true));
+    stream.write_all(&request).unwrap();
+    let mut response = vec![0u8; 4096];
+    let mut got = 0;
+    while !response[..got].ends_with(b"early") {
+        let n = stream.read(&mut response[got..]).unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {:?}",
+            String::from_utf8_lossy(&response[..got])
+        );
+        got += n;
+    }
+    let text = String::from_utf8_lossy(&response[..got]);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(
+        response[..got].ends_with(&[0x8A, 5, b'e', b'a', b'r', b'l', b'y']),
+        "pong echoes the early ping"
+    );
+
+    let mut client = WsClient::connect(server.addr, "/");
+    let started = Instant::now();
+    let ping = client.read_frame().unwrap();
+    assert_eq!(ping.opcode, 0x9, "the server pings");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    client.send(0xA, b"", true); // the pong
+    client.send(0x1, b"hello, ignored", true);
+    client.send(0x9, b"p1", true);
+    assert_eq!(next_non_ping(&mut client), (0xA, b"p1".to_vec()));
+    client.send(0x8, &1000u16.to_be_bytes(), true);
+    let close = next_non_ping(&mut client);
+    assert_eq!(
+        close,
+        (0x8, 1000u16.to_be_bytes().to_vec()),
+        "the close code is echoed"
+    );
+    assert!(
+        client.wait_closed(),
+        "the server closes TCP after the closing handshake"
+    );
+}
+
+fn next_non_ping(client: &mut WsClient) -> (u8, Vec<u8>) {
+    loop {
+        let frame = client.read_frame().expect("frame");
+        if frame.opcode != 0x9 {
+            return (frame.opcode, frame.payload);
+        }
+    }
+}
+
+#[test]
+fn a_slow_client_loses_its_oldest_messages_and_nobody_else_does() {
+    const READERS: usize = 50;
+    const MESSAGES: u64 = 2000;
+    // 4 KiB messages, so the slow client's kernel buffers (up to 4 MiB) fill and its ring overflows.
+    let big = |n: u64| {
+        let text = format!("{n:>4096}");
+        let frame = Frame::text(text.as_bytes());
+        Frames {
+            lite: frame.clone(),
+            full: frame.clone(),
+            domains: frame,
+        }
+    };
+    let server = TestServer::start(|_| {});
+    let slow = TcpStream::connect(server.addr).unwrap();
+    shrink_receive_buffer(&slow);
+    let mut slow = slow;
+    slow.write_all(
+        b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let expected: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..MESSAGES)
+            .map(|n| big(n).lite.payload().to_vec())
+            .collect(),
+    );
+    // Each reader reports its progress, so publishing can wait for the readers (drop-oldest is the specified
+    // behaviour for clients that fall 256 messages behind; these must not, even on a loaded machine).
+    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..READERS).map(|_| AtomicU64::new(0)).collect());
+    let readers: Vec<_> = (0..READERS)
+        .map(|i| {
+            let mut client = WsClient::connect(server.addr, "/");
+            let expected = expected.clone();
+            let progress = progress.clone();
+            std::thread::spawn(move || {
+                for (n, want) in expected.iter().enumerate() {
+                    assert_eq!(&client.read_data(), want, "message #{n}");
+                    progress[i].store(n as u64 + 1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    server.wait_for_clients(READERS as u64 + 1);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for n in 0..MESSAGES {
+        server.publish(big(n));
+        while progress
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+            + 100
+            < n
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the readers stopped making progress"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    for reader in readers {
+        reader
+            .join()
+            .expect("a reader missed or reordered a message");
+    }
+    let stats = server.stats();
+    let dropped = stats["messages_dropped"].as_u64().unwrap();
+    assert!(dropped > 0, "the slow client's drops are counted: {stats}");
+    assert!(dropped <= MESSAGES, "only the slow client dropped: {stats}");
+    assert!(
+        stats["max_client_queue"].as_u64().unwrap() <= 256,
+        "the ring bounds memory: {stats}"
+    );
+    let (_, _, metrics) = server_support::http_get(server.addr, "/metrics");
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains(&format!("certstream_messages_dropped_total {dropped}\n")),
+        "{metrics}"
+    );
+    drop(slow);
+}
+
+/// Makes a client's receive window tiny so the server's socket buffers fill quickly.
+fn shrink_receive_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt on an open socket with a pointer to a live c_int.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn misbehaving_clients_are_closed_and_the_others_keep_receiving() {
+    let server = TestServer::start(|config| {
+        config.request_head_timeout = Duration::from_millis(500);
+        config.max_connections_per_ip = 100_000; // the storm comes from 127.0.0.1 too
+    });
+    let mut good = WsClient::connect(server.addr, "/");
+    server.wait_for_clients(1);
+    let mut published = 0;
+    let mut publish_some = |server: &TestServer| {
+        for _ in 0..10 {
+            server.publish(message(published));
+            published += 1;
+        }
+    };
+
+    publish_some(&server);
+    let (status, _, _) = http_request(server.addr, "\x16\x03\x01\x02\x00garbage, not HTTP\r\n\r\n");
+    assert_eq!(status, 400, "garbage gets 400");
+
+    publish_some(&server);
+    let mut huge = TcpStream::connect(server.addr).unwrap();
+    huge.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
+    request.resize(1 << 20, b'a');
+    let _ = huge.write_all(&request); // the server may stop reading early
+    let mut response = Vec::new();
+    let _ = huge.read_to_end(&mut response);
+    assert_eq!(split_response(&response).0, 431, "a 1 MiB header gets 431");
+
+    publish_some(&server);
+    let started = Instant::now();
+    let (status, _, _) = {
+        let mut stuck = TcpStream::connect(server.addr).unwrap();
+        stuck
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stuck.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+        let mut response = Vec::new();
+        stuck.read_to_end(&mut response).unwrap();
+        split_response(&response)
+    };
+    assert_eq!(status, 408, "an unfinished request head times out");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    for (what, frame, code) in [
+        (
+            "unmasked frame",
+            encode_client_frame(0x1, b"hi", false, true),
+            1002,
+        ),
+        (
+            "invalid UTF-8",
+            encode_client_frame(0x1, b"ok \xC3\x28 bad", true, true),
+            1007,
+        ),
+        (
+            "oversize message",
+            encode_client_frame(0x2, &vec![7u8; 70 * 1024], true, true),
+            1009,
+        ),
+        (
+            "reserved opcode",
+            encode_client_frame(0x3, b"", true, true),
+            1002,
+        ),
+    ] {
+        publish_some(&server);
+        let mut bad = WsClient::connect(server.addr, "/full-stream");
+        bad.stream.write_all(&frame).unwrap();
+        assert_eq!(bad.read_close(), Some(code), "{what}");
+        assert!(bad.wait_closed(), "{what}: the connection is closed");
+    }
+
+    publish_some(&server);
+    // A storm: 5,000 connections, half upgraded, half stuck mid-request, all dropped at once.
+    let mut storm = Vec::with_capacity(5000);
+    for i in 0..5000 {
+        let mut stream = TcpStream::connect(server.addr).expect("storm connect");
+        let request: &[u8] = if i % 2 == 0 {
+            b"GET /domains-only HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        } else {
+            b"GET /stats HTTP/1.1\r\n"
+        };
+        stream.write_all(request).unwrap();
+        storm.push(stream);
+    }
+    publish_some(&server);
+    drop(storm);
+    publish_some(&server);
+
+    for n in 0..published {
+        assert_eq!(
+            good.read_data(),
+            message(n).lite.payload(),
+            "the well-behaved client got message #{n}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.stats()["clients"]["total"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "storm clients linger: {}",
+            server.stats()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+    assert_eq!(good.read_close(), Some(1001));
+}
+
+#[test]
+fn connection_limits_answer_503_before_the_upgrade() {
+    let server = TestServer::start(|config| config.max_connections_per_ip = 2);
+    let _first = WsClient::connect(server.addr, "/");
+    let _second = WsClient::connect(server.addr, "/");
+    let (status, _, _) = http_request(
+        server.addr,
+        "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(status, 503);
+    drop(_second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // /stats itself is a connection: with one client left, it fits within the limit of two.
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let (status, _, body) = split_response(&response);
+        if status == 200 {
+            let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(stats["connections"]["rejected"], 1, "{stats}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second connection's slot was never released"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_closes_every_client_with_1001_and_exits_zero() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_certstream"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the certstream binary");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the binary did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut clients: Vec<WsClient> = ["/", "/full-stream", "/domains-only"]
+        .iter()
+        .cycle()
+        .take(30)
+        .map(|path| WsClient::connect(addr, path))
+        .collect();
+    // The handshakes are answered before the hub registers the clients: wait until all 30 are counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = server_support::http_get(addr, "/stats");
+        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if stats["clients"]["total"] == 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats}");
+    }
+    let started = Instant::now();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    for client in &mut clients {
+        assert_eq!(client.read_close(), Some(1001));
+        client.send(0x8, &1001u16.to_be_bytes(), true);
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
