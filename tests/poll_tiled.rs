@@ -475,6 +475,10 @@ impl Harness {
     }
 
     fn spawn(&self, server: &Server, options: PollOptions) -> Running {
+        self.spawn_target(server.target(), options)
+    }
+
+    fn spawn_target(&self, target: Rc<LogTarget>, options: PollOptions) -> Running {
         let ctx = PollerContext {
             http: self.http.clone(),
             sink: self.sink.clone(),
@@ -485,7 +489,7 @@ impl Harness {
         let done = monoio::spawn(tiled::run(
             ctx,
             self.issuers.clone(),
-            server.target(),
+            target,
             status.clone(),
             stop.clone(),
         ));
@@ -876,5 +880,73 @@ fn the_stop_token_ends_the_poller_even_during_a_slow_request() {
         let started = Instant::now();
         poller.stop().await;
         assert!(started.elapsed() < Duration::from_millis(500));
+    });
+}
+
+#[test]
+fn an_issuer_that_stays_unavailable_shortens_the_chain_without_stalling_the_log() {
+    let server = Server::start(TestLog::new("ct.example.org/noissuer", 256));
+    // Every Navigli entry names the same second issuer; this log never serves it.
+    let second = &CORPUS.chains[0][1];
+    assert!(
+        CORPUS.chains[..256]
+            .iter()
+            .all(|c| c.len() == 2 && &c[1] == second)
+    );
+    let path = format!("/issuer/{}", hex(&Sha256::digest(second)));
+    for _ in 0..10 {
+        server.log.script(&path, Reply::new(404, Vec::new()));
+    }
+    run(async {
+        let harness = Harness::new();
+        // The other issuers are cached already, so the only waits are the backoffs of the missing one.
+        let others: Vec<[u8; 32]> = CORPUS
+            .issuers
+            .values()
+            .filter(|der| *der != second)
+            .map(|der| Sha256::digest(der).into())
+            .collect();
+        let (url, timeout) = (server.url(), Duration::from_secs(5));
+        let warm = harness
+            .issuers
+            .resolve(&harness.http, &url, &others, timeout);
+        assert_eq!(warm.await.unwrap().len(), 4);
+        let poller = harness.spawn(&server, options(256));
+        wait_for("tile 0", || harness.sink.count(&server.url()) == 256).await;
+        for (_, index, _, chain) in harness.sink.got.borrow().iter() {
+            let issuer_only = &CORPUS.chains[*index as usize][..1];
+            assert_eq!(chain, issuer_only, "chain of {index}");
+        }
+        let status = poller.status();
+        assert_eq!(
+            (status.delivered, status.incomplete_chains, status.errors),
+            (256, 256, 4)
+        );
+        assert_eq!(
+            server.log.count(&path),
+            4,
+            "given up after 4 attempts, not asked per entry"
+        );
+        poller.stop().await;
+    });
+}
+
+#[test]
+fn a_read_only_log_ends_at_its_final_size() {
+    let server = Server::start(TestLog::new("ct.example.org/frozen", 300));
+    let target = server.target();
+    let target = Rc::new(LogTarget {
+        source: target.source.clone(),
+        read_url: target.read_url.clone(),
+        origin: target.origin.clone(),
+        key: target.key.clone(),
+        final_tree_size: Some(300),
+    });
+    run(async {
+        let harness = Harness::new();
+        let poller = harness.spawn_target(target, options(300));
+        let ended = monoio::time::timeout(DEADLINE, poller.done).await;
+        assert!(ended.is_ok(), "the poller ends by itself");
+        harness.sink.assert_exactly(&server.url(), 0..300);
     });
 }
