@@ -269,7 +269,6 @@ impl Poller {
                 true
             }
         };
-        entries.truncate(usize::try_from(expected).unwrap_or(usize::MAX));
         if !self.deliver(&entries).await {
             return;
         }
