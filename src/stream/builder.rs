@@ -2,6 +2,9 @@ use std::fmt;
 use std::io::Write as _;
 use std::rc::Rc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::cert::{self, Cert, CertError, CertJson};
 use crate::ct::entry::{EntryType, LogEntry};
 use crate::ws::frame::Frame;
@@ -54,7 +57,10 @@ pub struct MessageBuilder {
     leaf_lite: Vec<u8>,
     leaf_full: Vec<u8>,
     chain: Vec<u8>,
-    domains: Vec<u8>,
+    /// The leaf's cert object without `all_domains` and `as_der`.
+    body: Vec<u8>,
+    /// The leaf's `all_domains` JSON array (also the whole `data` of the domains-only message).
+    all_domains: Vec<u8>,
 }
 
 impl MessageBuilder {
@@ -68,7 +74,8 @@ impl MessageBuilder {
             leaf_lite: Vec::with_capacity(4096),
             leaf_full: Vec::with_capacity(8192),
             chain: Vec::with_capacity(16384),
-            domains: Vec::with_capacity(512),
+            body: Vec::with_capacity(4096),
+            all_domains: Vec::with_capacity(512),
         }
     }
 
@@ -114,29 +121,31 @@ impl MessageBuilder {
             }
         });
 
+        // The cert object is serialized once without `all_domains` and `as_der`; the lite and full leaves are that
+        // body with those keys put in front (both sort before `extensions`), so the formatter runs once per entry.
         serialize_cert(
-            &mut self.leaf_lite,
+            &mut self.body,
             &CertJson {
                 cert: &leaf,
                 as_der: None,
-                all_domains: true,
+                all_domains: false,
             },
         );
-        serialize_cert(
+        self.all_domains.clear();
+        let _ = serde_json::to_writer(&mut self.all_domains, &leaf.all_domains);
+        compose_cert(
+            &mut self.leaf_lite,
+            Some(&self.all_domains),
+            None,
+            &self.body,
+        );
+        compose_cert(
             &mut self.leaf_full,
-            &CertJson {
-                cert: &leaf,
-                as_der: Some(leaf_der),
-                all_domains: true,
-            },
+            Some(&self.all_domains),
+            Some(leaf_der),
+            &self.body,
         );
         self.serialize_chain(chain);
-
-        self.domains.clear();
-        self.domains.extend_from_slice(b"{\"data\":");
-        let _ = serde_json::to_writer(&mut self.domains, &leaf.all_domains);
-        self.domains
-            .extend_from_slice(b",\"message_type\":\"dns_entries\"}");
 
         self.counters.built += 1;
         Ok(Frames {
@@ -154,7 +163,11 @@ impl MessageBuilder {
                 &self.leaf_full,
                 &self.tail,
             ]),
-            domains: Frame::text(&self.domains),
+            domains: Frame::text_from_parts(&[
+                b"{\"data\":",
+                &self.all_domains,
+                b",\"message_type\":\"dns_entries\"}",
+            ]),
         })
     }
 
@@ -208,15 +221,16 @@ impl MessageBuilder {
         self.counters.chain_cache_misses += 1;
         let json = cert::parse_certificate(der).ok().map(|cert| {
             self.counters.degraded_fields += u64::from(cert.degraded_fields);
-            let mut out = Vec::with_capacity(4096);
             serialize_cert(
-                &mut out,
+                &mut self.body,
                 &CertJson {
                     cert: &cert,
-                    as_der: Some(der),
+                    as_der: None,
                     all_domains: false,
                 },
             );
+            let mut out = Vec::with_capacity(self.body.len() + der.len() * 4 / 3 + 16);
+            compose_cert(&mut out, None, Some(der), &self.body);
             Rc::<[u8]>::from(out)
         });
         if let Some(cache) = self.chain_cache.as_mut() {
@@ -224,6 +238,33 @@ impl MessageBuilder {
         }
         json
     }
+}
+
+/// A cert object from its `body` (serialized without `all_domains` and `as_der`) with those keys put back in front,
+/// in key order. Base64 needs no JSON escaping, so `as_der` is encoded straight into the output.
+fn compose_cert(out: &mut Vec<u8>, all_domains: Option<&[u8]>, as_der: Option<&[u8]>, body: &[u8]) {
+    out.clear();
+    out.push(b'{');
+    if let Some(all_domains) = all_domains {
+        out.extend_from_slice(b"\"all_domains\":");
+        out.extend_from_slice(all_domains);
+        out.push(b',');
+    }
+    if let Some(der) = as_der {
+        out.extend_from_slice(b"\"as_der\":\"");
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(der.len(), true).unwrap_or_default(),
+            0,
+        );
+        let written = STANDARD
+            .encode_slice(der, &mut out[start..])
+            .unwrap_or_default();
+        out.truncate(start + written);
+        out.extend_from_slice(b"\",");
+    }
+    // `body` is `{"extensions":…}`: everything after its opening brace.
+    out.extend_from_slice(body.get(1..).unwrap_or_default());
 }
 
 fn serialize_cert(out: &mut Vec<u8>, cert: &CertJson<'_>) {
