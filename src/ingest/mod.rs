@@ -2,8 +2,10 @@
 //! exactly once and in index order to an [`EntrySink`] (the message pipeline). Errors, 429s and regressions only
 //! delay a log; they never skip an index.
 
+pub mod issuers;
 pub mod politeness;
 pub mod rfc6962;
+pub mod tiled;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -46,6 +48,9 @@ pub struct PollOptions {
     pub request_timeout: Duration,
     /// At most this many get-entries requests in flight per log while it is behind.
     pub max_in_flight: usize,
+    /// A tiled log's partial tip tile is fetched only once new entries have waited this long in it (the spec's
+    /// SHOULD avoid partial data tiles, against latency; busy logs fill their tiles sooner anyway).
+    pub partial_tile_min_age: Duration,
 }
 
 impl Default for PollOptions {
@@ -55,6 +60,7 @@ impl Default for PollOptions {
             poll_interval: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
             max_in_flight: 4,
+            partial_tile_min_age: Duration::from_secs(3),
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct LogStatus {
     pub delivered: u64,
     /// Entries that could not be decoded (logged and counted, never silent).
     pub skipped: u64,
+    /// Entries delivered with a shortened chain because an issuer stayed unavailable (tiled logs).
+    pub incomplete_chains: u64,
     /// Failed requests or bad responses.
     pub errors: u64,
     /// 429 answers.

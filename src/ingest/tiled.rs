@@ -1,0 +1,453 @@
+//! The static-ct-api poller (ct-protocols.md §2, §7): one task per tiled log, on the runtime thread.
+//!
+//! It polls the signed `checkpoint`, fetches each full data tile as soon as a verified checkpoint covers it, and
+//! reads the partial tip tile only when new entries have waited in it for `partial_tile_min_age`, never twice at
+//! the same width (certstream-server-go's refetch storm, §5). Each entry's issuer fingerprints are resolved through
+//! the shared [`IssuerCache`] before the entry goes to the sink, in index order, exactly once.
+//!
+//! Policies where the spec is silent:
+//! - A response that does not decode (or holds the wrong number of records) is an error: retried with backoff.
+//!   After [`TILE_ATTEMPTS`] bad answers in a row, a *full* tile's decodable records are delivered and the rest of
+//!   the tile is counted in `skipped` and logged (records after a bad one cannot be located); a *partial* tile is
+//!   simply not asked again at that width (a wider one or the full tile will carry its entries).
+//! - An issuer that fails [`ISSUER_ATTEMPTS`] times (429s excepted) is given up on for this log for
+//!   [`UNAVAILABLE_ISSUER_TTL`]: entries are then delivered with the chain up to that issuer and counted in
+//!   `incomplete_chains`, so one missing issuer cannot stall a log.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::issuers::{Fingerprint, IssuerCache, IssuerError, hex};
+use super::politeness::{Politeness, parse_retry_after};
+use super::{LogTarget, PollerContext, SharedStatus, StopToken};
+use crate::ct::checkpoint::Checkpoint;
+use crate::ct::entry::{Chain, LogEntry};
+use crate::ct::tile::{TileEntry, data_tile_entries, tile_path};
+
+/// Entries in a full data tile.
+const TILE_WIDTH: u64 = 256;
+/// Bad answers in a row for one tile before its undecodable part is given up on.
+pub const TILE_ATTEMPTS: u32 = 5;
+/// Failed fetches of one issuer before entries are delivered without it.
+pub const ISSUER_ATTEMPTS: u32 = 4;
+/// How long a given-up issuer is not asked for again.
+pub const UNAVAILABLE_ISSUER_TTL: Duration = Duration::from_secs(600);
+
+/// Follows one tiled log until `stop` (or, for a read-only log, until its final size is delivered).
+pub async fn run(
+    ctx: PollerContext,
+    issuers: Rc<IssuerCache>,
+    target: Rc<LogTarget>,
+    status: SharedStatus,
+    stop: StopToken,
+) {
+    // Spread the first checkpoint requests of all logs over one poll interval.
+    let start = ctx.options.poll_interval.mul_f64(rand::random::<f64>());
+    if !stop.sleep(start).await {
+        return;
+    }
+    let mut poller = Poller {
+        ctx,
+        issuers,
+        target,
+        status,
+        stop,
+        politeness: Politeness::default(),
+        size: 0,
+        next: 0,
+        last_checkpoint: None,
+        last_partial: None,
+        partial_waiting_since: None,
+        bad_tile: None,
+        unavailable: HashMap::new(),
+    };
+    poller.follow().await;
+}
+
+struct Poller {
+    ctx: PollerContext,
+    issuers: Rc<IssuerCache>,
+    target: Rc<LogTarget>,
+    status: SharedStatus,
+    stop: StopToken,
+    politeness: Politeness,
+    /// The largest verified checkpoint size.
+    size: u64,
+    /// The next index to deliver.
+    next: u64,
+    /// When the checkpoint was last requested.
+    last_checkpoint: Option<Instant>,
+    /// The (tile, width) of the last partial tile fetched or found missing: never requested again.
+    last_partial: Option<(u64, u8)>,
+    /// Since when undelivered entries have been waiting in the partial tip tile.
+    partial_waiting_since: Option<Instant>,
+    /// The tile (and partial width) that answered badly, and how many times in a row.
+    bad_tile: Option<((u64, Option<u8>), u32)>,
+    /// Issuers this log failed to serve, and until when they are not asked for.
+    unavailable: HashMap<Fingerprint, Instant>,
+}
+
+/// What the poller does next.
+enum Step {
+    Tile(u64, Option<u8>),
+    Checkpoint,
+    Sleep(Duration),
+}
+
+/// How a request ended; failures are already counted, logged and fed to the politeness state.
+enum Reply {
+    Body(Bytes),
+    NotFound,
+    Failed,
+    Stopped,
+}
+
+impl Poller {
+    async fn follow(&mut self) {
+        let first = loop {
+            if self.stop.is_stopped() {
+                return;
+            }
+            if let Some(size) = self.poll_checkpoint().await {
+                break size;
+            }
+            if !self.stop.sleep(self.ctx.options.poll_interval).await {
+                return;
+            }
+        };
+        self.next = first.saturating_sub(self.ctx.options.start_back);
+        self.status.borrow_mut().next_index = self.next;
+        tracing::info!(log = %self.target.read_url, size = first, start = self.next, "following tiled log");
+        while !self.stop.is_stopped() {
+            if self.target.final_tree_size.is_some_and(|f| self.next >= f) {
+                tracing::info!(log = %self.target.read_url, size = self.next, "read-only log fully delivered");
+                return;
+            }
+            match self.next_step(Instant::now()) {
+                Step::Tile(tile, width) => self.fetch_tile(tile, width).await,
+                Step::Checkpoint => {
+                    self.poll_checkpoint().await;
+                }
+                Step::Sleep(duration) => {
+                    self.stop.sleep(duration).await;
+                }
+            }
+        }
+    }
+
+    fn next_step(&mut self, now: Instant) -> Step {
+        let tile = self.next / TILE_WIDTH;
+        let tile_end = tile.saturating_add(1).saturating_mul(TILE_WIDTH);
+        if self.size >= tile_end {
+            return Step::Tile(tile, None);
+        }
+        let checkpoint_due = self
+            .last_checkpoint
+            .map_or(now, |at| at + self.ctx.options.poll_interval);
+        let mut wake = checkpoint_due;
+        if self.size > self.next {
+            // tile·256 ≤ next < size < tile_end, so the width is 1..=255.
+            let width = u8::try_from(self.size % TILE_WIDTH).unwrap_or(u8::MAX);
+            if self.last_partial != Some((tile, width)) {
+                let since = *self.partial_waiting_since.get_or_insert(now);
+                let due = since + self.ctx.options.partial_tile_min_age;
+                if now >= due {
+                    return Step::Tile(tile, Some(width));
+                }
+                wake = wake.min(due);
+            }
+        } else {
+            self.partial_waiting_since = None;
+        }
+        if now >= checkpoint_due {
+            Step::Checkpoint
+        } else {
+            Step::Sleep(wake - now)
+        }
+    }
+
+    /// Requests and verifies the checkpoint; returns its size when it verified. Only a larger size is adopted.
+    async fn poll_checkpoint(&mut self) -> Option<u64> {
+        self.last_checkpoint = Some(Instant::now());
+        let url = format!("{}checkpoint", self.target.read_url);
+        let body = match self.get(&url).await {
+            Reply::Body(body) => body,
+            Reply::NotFound => {
+                self.failed(format!("{url}: HTTP 404"));
+                return None;
+            }
+            Reply::Failed | Reply::Stopped => return None,
+        };
+        let verified = Checkpoint::parse(&body)
+            .and_then(|checkpoint| checkpoint.verify(&self.target.origin, &self.target.key));
+        let head = match verified {
+            Ok(head) => head,
+            Err(e) => {
+                self.failed(format!("{url}: checkpoint rejected: {e}"));
+                return None;
+            }
+        };
+        self.succeeded();
+        let size = match self.target.final_tree_size {
+            Some(last) => head.tree_size.min(last),
+            None => head.tree_size,
+        };
+        if size > self.size {
+            self.size = size;
+            self.status.borrow_mut().tree_size = size;
+        } else if size < self.size {
+            tracing::debug!(log = %self.target.read_url, size, known = self.size, "checkpoint went backwards: ignored");
+        }
+        Some(size)
+    }
+
+    /// Fetches data tile `tile` (full, or partial of `width`) and delivers its entries from `next` on.
+    async fn fetch_tile(&mut self, tile: u64, width: Option<u8>) {
+        let url = format!(
+            "{}tile/data/{}",
+            self.target.read_url,
+            tile_path(tile, width)
+        );
+        let body = match self.get(&url).await {
+            Reply::Body(body) => body,
+            Reply::NotFound => {
+                match width {
+                    // A log may delete a partial tile once the tile is full: look at the checkpoint now, and
+                    // fetch the full tile if it says so (or wait for growth: this width is not asked again).
+                    Some(w) => {
+                        tracing::debug!(%url, "partial tile not found; refreshing the checkpoint");
+                        self.last_partial = Some((tile, w));
+                        self.last_checkpoint = None;
+                    }
+                    None => self.failed(format!("{url}: HTTP 404")),
+                }
+                return;
+            }
+            Reply::Failed | Reply::Stopped => return,
+        };
+        let expected = width.map_or(TILE_WIDTH, u64::from);
+        let mut entries = Vec::with_capacity(usize::from(width.unwrap_or(u8::MAX)) + 1);
+        let mut problem = None;
+        for item in data_tile_entries(&body, tile) {
+            match item {
+                Ok(entry) => entries.push(entry),
+                Err(e) => {
+                    problem = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let count = entries.len() as u64;
+        if problem.is_none() && count != expected {
+            problem = Some(format!("{count} records, expected {expected}"));
+        }
+        let give_up = match problem {
+            None => {
+                self.bad_tile = None;
+                self.succeeded();
+                false
+            }
+            Some(problem) => {
+                let attempts = match self.bad_tile {
+                    Some((key, n)) if key == (tile, width) => n + 1,
+                    _ => 1,
+                };
+                self.bad_tile = Some(((tile, width), attempts));
+                self.failed(format!("{url}: bad tile (attempt {attempts}): {problem}"));
+                if attempts < TILE_ATTEMPTS {
+                    return;
+                }
+                self.bad_tile = None;
+                if let Some(w) = width {
+                    tracing::warn!(%url, "partial tile stays bad; waiting for a wider or the full tile");
+                    self.last_partial = Some((tile, w));
+                    return;
+                }
+                true
+            }
+        };
+        if !self.deliver(&entries).await {
+            return;
+        }
+        if let Some(w) = width {
+            self.last_partial = Some((tile, w));
+        }
+        self.partial_waiting_since = None;
+        if give_up {
+            let tile_end = tile.saturating_add(1).saturating_mul(TILE_WIDTH);
+            let skipped = tile_end.saturating_sub(self.next);
+            tracing::error!(%url, from = self.next, skipped, "full tile stays undecodable: skipping the rest of it");
+            self.next = tile_end;
+            let mut status = self.status.borrow_mut();
+            status.skipped += skipped;
+            status.next_index = self.next;
+        }
+    }
+
+    /// Delivers the entries at and after `next`, in order; false if stopped on the way.
+    async fn deliver(&mut self, entries: &[TileEntry<'_>]) -> bool {
+        let mut delivered = 0;
+        // Records are contiguous from the tile's first index, so the first one at `next` starts the run.
+        let from = self.next;
+        for tile_entry in entries.iter().skip_while(|e| e.index < from) {
+            let Some(chain) = self.chain_of(&tile_entry.entry).await else {
+                return false;
+            };
+            let ders: Vec<&[u8]> = chain.iter().map(|der| der.as_ref()).collect();
+            self.ctx.sink.entry(
+                &self.target.source,
+                tile_entry.index,
+                &tile_entry.entry,
+                &ders,
+            );
+            self.next = tile_entry.index + 1;
+            delivered += 1;
+            let mut status = self.status.borrow_mut();
+            status.next_index = self.next;
+            status.delivered += 1;
+        }
+        self.politeness.on_processed(delivered);
+        self.sync_politeness();
+        true
+    }
+
+    /// The entry's issuer chain as DER, issuer first; None if stopped while fetching it.
+    async fn chain_of(&mut self, entry: &LogEntry<'_>) -> Option<Vec<Bytes>> {
+        let fingerprints: &[Fingerprint] = match &entry.chain {
+            Chain::Fingerprints(fingerprints) => fingerprints,
+            Chain::Certificates(_) => &[],
+        };
+        let mut failures = 0;
+        loop {
+            // The chain up to the first issuer this log could not serve.
+            let now = Instant::now();
+            let usable = fingerprints
+                .iter()
+                .position(|fp| self.unavailable.get(fp).is_some_and(|until| *until > now))
+                .unwrap_or(fingerprints.len());
+            let wanted = fingerprints.get(..usable).unwrap_or(fingerprints);
+            let shortened = usable < fingerprints.len();
+            if let Some(chain) = self.issuers.cached(wanted) {
+                if shortened {
+                    self.status.borrow_mut().incomplete_chains += 1;
+                }
+                return Some(chain);
+            }
+            let wait = self.politeness.next_wait(rand::random::<f64>());
+            if !self.stop.sleep(wait).await {
+                return None;
+            }
+            let resolve = self.issuers.resolve(
+                &self.ctx.http,
+                &self.target.read_url,
+                wanted,
+                self.ctx.options.request_timeout,
+            );
+            let result = monoio::select! {
+                result = resolve => result,
+                _ = stopped(&self.stop) => return None,
+            };
+            match result {
+                // Cached now: the next turn returns it.
+                Ok(_) => self.succeeded(),
+                Err(IssuerError::Status {
+                    status: 429,
+                    retry_after,
+                    ..
+                }) => self.rate_limited(retry_after.as_deref()),
+                Err(e) => {
+                    failures += 1;
+                    self.failed(format!("{}: {e}", self.target.read_url));
+                    if failures >= ISSUER_ATTEMPTS {
+                        self.give_up_issuer(*e.fingerprint(), now);
+                        failures = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    fn give_up_issuer(&mut self, fingerprint: Fingerprint, now: Instant) {
+        tracing::warn!(
+            log = %self.target.read_url,
+            issuer = %hex(&fingerprint),
+            "issuer unavailable: delivering entries with the chain up to it for a while"
+        );
+        self.unavailable.retain(|_, until| *until > now);
+        self.unavailable
+            .insert(fingerprint, now + UNAVAILABLE_ISSUER_TTL);
+    }
+
+    /// One GET to the log after the politeness wait; 429s and failures are accounted for here.
+    async fn get(&mut self, url: &str) -> Reply {
+        let wait = self.politeness.next_wait(rand::random::<f64>());
+        if !self.stop.sleep(wait).await {
+            return Reply::Stopped;
+        }
+        let request = self
+            .ctx
+            .http
+            .get_with(url, &[], self.ctx.options.request_timeout);
+        let result = monoio::select! {
+            result = request => result,
+            _ = stopped(&self.stop) => return Reply::Stopped,
+        };
+        match result {
+            Err(e) => {
+                self.failed(format!("{url}: {e}"));
+                Reply::Failed
+            }
+            Ok(response) => match response.status {
+                200 => Reply::Body(response.body),
+                404 => Reply::NotFound,
+                429 => {
+                    self.rate_limited(response.retry_after());
+                    Reply::Failed
+                }
+                other => {
+                    self.failed(format!("{url}: HTTP {other}"));
+                    Reply::Failed
+                }
+            },
+        }
+    }
+
+    fn failed(&mut self, error: String) {
+        tracing::warn!(log = %self.target.read_url, %error, "tiled log request failed");
+        self.politeness.on_error();
+        {
+            let mut status = self.status.borrow_mut();
+            status.errors += 1;
+            status.last_error = Some(error);
+        }
+        self.sync_politeness();
+    }
+
+    fn rate_limited(&mut self, retry_after: Option<&str>) {
+        let pause = retry_after.and_then(|value| parse_retry_after(value, SystemTime::now()));
+        tracing::debug!(log = %self.target.read_url, ?pause, "rate limited");
+        self.politeness.on_rate_limited(pause);
+        self.status.borrow_mut().rate_limited += 1;
+        self.sync_politeness();
+    }
+
+    fn succeeded(&mut self) {
+        self.politeness.on_success();
+        self.sync_politeness();
+    }
+
+    fn sync_politeness(&self) {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut status = self.status.borrow_mut();
+        status.delay_ms = millis(self.politeness.delay());
+        status.backoff_ms = millis(self.politeness.backoff());
+    }
+}
+
+/// Completes once a stop is requested (checked every 100 ms), to race against a request.
+async fn stopped(stop: &StopToken) {
+    while stop.sleep(Duration::from_secs(3600)).await {}
+}
