@@ -440,6 +440,7 @@ fn options(start_back: u64) -> PollOptions {
         poll_interval: Duration::from_millis(100),
         request_timeout: Duration::from_secs(5),
         max_in_flight: 4,
+        ..PollOptions::default()
     }
 }
 
