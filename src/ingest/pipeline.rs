@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(message["data"]["cert_index"], 42);
         assert_eq!(
             message["data"]["leaf_cert"]["all_domains"],
-            json!(["a.example"])
+            json!(["a.example", "rcgen self signed cert"])
         );
     }
 }
