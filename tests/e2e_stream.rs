@@ -10,7 +10,7 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{Certstream, Collector, ListFile, Mock, assert_window};
+use e2e_support::{Certstream, Collector, Expected, ListFile, Mock, assert_window};
 use serde_json::{Value, json};
 
 /// Entries per log in the window.
@@ -95,14 +95,14 @@ fn start_listening(path: &str) -> (Certstream, Collector, ListFile) {
 }
 
 /// The window of `log`: the last [`WINDOW`] entries of its (fixed) size.
-fn window(mock: &Mock, log: &str) -> Vec<(u64, String, bool)> {
+fn window(mock: &Mock, log: &str) -> Vec<Expected> {
     let size = if log == "ro0" { READONLY_SIZE } else { SIZE };
     mock.expected(log, size - WINDOW, size)
 }
 
 /// Collects until every log of `logs` has its whole window (parseable entries), then checks each exactly.
 fn collect_windows(mock: &Mock, server: &Certstream, collector: &mut Collector, logs: &[String]) {
-    let windows: Vec<(String, Vec<(u64, String, bool)>)> = logs
+    let windows: Vec<(String, Vec<Expected>)> = logs
         .iter()
         .map(|log| (log.clone(), window(mock, log)))
         .collect();

@@ -83,8 +83,8 @@ impl Mock {
         );
     }
 
-    /// `/_mock/expected` of `log` for `start..end` (exclusive end): `(index, sha1 fingerprint, unparseable)`.
-    pub fn expected(&self, log: &str, start: u64, end: u64) -> Vec<(u64, String, bool)> {
+    /// `/_mock/expected` of `log` for `start..end` (exclusive end).
+    pub fn expected(&self, log: &str, start: u64, end: u64) -> Vec<Expected> {
         let path = format!("/_mock/expected?log={log}&start={start}&end={}", end - 1);
         let Value::Array(items) = self.json(&path) else {
             panic!("{path}: not an array");
@@ -430,6 +430,9 @@ pub fn only_logs(list: &Value, names: &[&str]) -> Value {
     list
 }
 
+/// One entry the mock announces: index, SHA-1 fingerprint of the leaf, whether its certificate is unparseable.
+pub type Expected = (u64, String, bool);
+
 /// One received `certificate_update`: index and leaf fingerprint.
 pub type Received = (u64, String);
 
@@ -503,7 +506,7 @@ impl Collector {
 }
 
 /// Checks that `received` is exactly the parseable entries of `expected`, once each, in index order.
-pub fn assert_window(log: &str, received: &[Received], expected: &[(u64, String, bool)]) {
+pub fn assert_window(log: &str, received: &[Received], expected: &[Expected]) {
     let want: Vec<Received> = expected
         .iter()
         .filter(|(_, _, unparseable)| !unparseable)
