@@ -2,7 +2,7 @@
 //! processes on 127.0.0.1, a log list file the test rewrites, and a WebSocket reader that sorts the stream by log.
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use certstream::ct::log_list::{GOOGLE_LOG_LIST_URL, LogKind, LogList};
+use certstream::ingest::supervisor::APPLE_LOG_LIST_URL;
 use serde_json::Value;
 
 #[path = "../server_support/mod.rs"]
@@ -179,6 +181,37 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// `host:port` of an absolute http(s) URL.
+fn host_port(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("absolute URL");
+    let authority = rest.split('/').next().expect("authority");
+    if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        let port = if scheme == "https" { 443 } else { 80 };
+        format!("{authority}:{port}")
+    }
+}
+
+/// `--resolve` items sending every snapshot log host and the list hosts to `port` on 127.0.0.1.
+fn resolve_everything_to(port: u16) -> String {
+    let snapshot = LogList::snapshot().expect("snapshot parses");
+    let mut hosts: BTreeSet<String> = snapshot
+        .logs
+        .iter()
+        .map(|log| match &log.kind {
+            LogKind::Rfc6962 { url } => host_port(url),
+            LogKind::Tiled { monitoring_url, .. } => host_port(monitoring_url),
+        })
+        .collect();
+    hosts.extend([GOOGLE_LOG_LIST_URL, APPLE_LOG_LIST_URL].map(host_port));
+    hosts
+        .iter()
+        .map(|host| format!("{host}:127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The `certstream` binary, listening on 127.0.0.1; killed on drop unless stopped.
 pub struct Certstream {
     child: Child,
@@ -189,10 +222,15 @@ pub struct Certstream {
 
 impl Certstream {
     /// Starts `certstream --listen 127.0.0.1:0 ARGS` with extra environment `env` and waits until it serves.
+    ///
+    /// Unless `env` says otherwise, every host of the compiled-in snapshot and of Chrome's and Apple's lists is
+    /// pinned to a closed loopback port (`CERTSTREAM_RESOLVE`): a test that ends up on the snapshot never
+    /// reaches the internet.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Certstream {
         let mut child = Command::new(env!("CARGO_BIN_EXE_certstream"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
             .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .env(
@@ -421,7 +459,7 @@ pub fn only_logs(list: &Value, names: &[&str]) -> Value {
     if let Some(operators) = list["operators"].as_array_mut() {
         for operator in operators {
             for field in ["logs", "tiled_logs"] {
-                if let Some(logs) = operator[field].as_array_mut() {
+                if let Some(logs) = operator.get_mut(field).and_then(Value::as_array_mut) {
                     logs.retain(keep);
                 }
             }
