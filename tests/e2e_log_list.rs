@@ -166,3 +166,35 @@ fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
     list.write_only(&full, &["r0"]);
     wait_following(&server, &["r0"]);
 }
+
+#[test]
+fn help_names_the_log_list_options_and_version_prints() {
+    let run = |arg: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_certstream"))
+            .arg(arg)
+            .output()
+            .expect("run certstream");
+        assert!(output.status.success(), "{arg}: {output:?}");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let help = run("--help");
+    for option in [
+        "--log-list",
+        "CUSTOM_LOG_LIST",
+        "--start-back",
+        "--log-list-refresh",
+        "RUST_LOG",
+    ] {
+        assert!(help.contains(option), "--help lacks {option}");
+    }
+    assert_eq!(
+        run("--version").trim(),
+        format!("certstream {}", env!("CARGO_PKG_VERSION"))
+    );
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_certstream"))
+        .args(["--start-back", "many"])
+        .output()
+        .expect("run certstream");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--start-back"));
+}

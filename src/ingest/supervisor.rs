@@ -561,3 +561,96 @@ impl StatusReporter for Supervisor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Hub;
+
+    /// The snapshot's selected logs, reduced to those at `positions`.
+    fn subset(list: &LogList, positions: &[usize]) -> LogList {
+        let selected: Vec<LogInfo> = list.selected(false).cloned().collect();
+        LogList {
+            version: None,
+            logs: positions.iter().map(|&i| selected[i].clone()).collect(),
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn applying_lists_starts_and_stops_pollers_by_log_id() {
+        crate::server::block_on(async {
+            let config = IngestConfig::default();
+            let http = Rc::new(http_client(&config).unwrap());
+            let pipeline = Rc::new(Pipeline::new(Hub::new(4), 16));
+            let supervisor = Supervisor::new(config, http, pipeline);
+            let snapshot = LogList::snapshot().unwrap();
+            let ids = |positions: &[usize]| -> Vec<String> {
+                subset(&snapshot, positions)
+                    .logs
+                    .into_iter()
+                    .map(|l| l.log_id)
+                    .collect()
+            };
+            supervisor.apply(&subset(&snapshot, &[0, 1, 2]));
+            assert_eq!(supervisor.followed(), ids(&[0, 1, 2]));
+            let first_stop = supervisor.logs.borrow()[0].stop.clone();
+            supervisor.apply(&subset(&snapshot, &[1, 2, 3]));
+            assert_eq!(supervisor.followed(), ids(&[1, 2, 3]));
+            assert!(
+                first_stop.is_stopped(),
+                "the removed log's poller is told to stop"
+            );
+            // Listed twice (e.g. Google's and Apple's lists before merging): followed once.
+            supervisor.apply(&subset(&snapshot, &[3, 3, 1]));
+            assert_eq!(supervisor.followed(), ids(&[1, 3]));
+
+            let mut stats = Map::new();
+            supervisor.stats(&mut stats);
+            let logs = stats["logs"].as_array().unwrap();
+            assert_eq!(logs.len(), 2);
+            for key in [
+                "description",
+                "url",
+                "kind",
+                "state",
+                "tree_size",
+                "lag",
+                "last_error",
+            ] {
+                assert!(logs[0].get(key).is_some(), "{key} missing: {}", logs[0]);
+            }
+            let mut metrics = String::new();
+            supervisor.metrics(&mut metrics);
+            assert!(
+                metrics.contains("certstream_logs_followed 2\n"),
+                "{metrics}"
+            );
+            assert_eq!(
+                metrics
+                    .lines()
+                    .filter(|l| l.starts_with("certstream_log_lag{"))
+                    .count(),
+                2
+            );
+
+            let kept: Vec<StopToken> = supervisor
+                .logs
+                .borrow()
+                .iter()
+                .map(|f| f.stop.clone())
+                .collect();
+            supervisor.shutdown();
+            assert!(supervisor.followed().is_empty());
+            assert!(kept.iter().all(StopToken::is_stopped));
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        label(&mut out, "log", "a \"quoted\" \\ name\nnext");
+        assert_eq!(out, r#"log="a \"quoted\" \\ name\nnext""#);
+    }
+}
