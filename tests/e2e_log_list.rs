@@ -198,3 +198,18 @@ fn help_names_the_log_list_options_and_version_prints() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--start-back"));
 }
+
+#[test]
+fn unreachable_apple_list_leaves_the_primary_list_in_use() {
+    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--rate", "0"]);
+    let list = ListFile::new();
+    list.write_only(&mock.list(), &["r0"]);
+    let server = Certstream::start(&["--log-list", list.location(), "--apple-log-list"], &[]);
+    server.wait_stats("the Apple list failure", Duration::from_secs(20), |s| {
+        s["log_list"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("valid.apple.com"))
+    });
+    wait_following(&server, &["r0"]);
+    assert_eq!(server.stats()["log_list"]["source"], list.location());
+}
