@@ -268,12 +268,14 @@ fn faults_on_every_log_at_once_only_delay() {
     let mock = mock(3, 2, &[]);
     mock.set_faults(
         &json!([
-            {"kind": "429", "p": 0.1, "retry_after": 1},
-            {"kind": "500", "p": 0.1},
-            {"kind": "truncate", "p": 0.1},
-            {"kind": "reset", "p": 0.1},
+            // About one request in four fails: enough to hit every log, not so many that error backoffs
+            // (1 s, 2 s, 4 s … on failures in a row) stretch the run.
+            {"kind": "429", "p": 0.05, "retry_after": 1},
+            {"kind": "500", "p": 0.05},
+            {"kind": "truncate", "p": 0.05},
+            {"kind": "reset", "p": 0.05},
             {"kind": "garbage", "p": 0.05},
-            {"kind": "slow", "p": 0.1, "ms": 200},
+            {"kind": "slow", "p": 0.05, "ms": 200},
             {"kind": "unparseable", "every": 11},
         ])
         .to_string(),
@@ -290,4 +292,12 @@ fn faults_on_every_log_at_once_only_delay() {
         .map(|l| l["errors"].as_u64().unwrap_or(0) + l["rate_limited"].as_u64().unwrap_or(0))
         .sum();
     assert!(errors > 0, "the faults reached the pollers");
+    let stats = mock.stats();
+    for kind in ["429", "500", "truncate", "reset", "garbage", "slow"] {
+        let triggered: u64 = logs
+            .iter()
+            .filter_map(|log| stats["logs"][log]["faults"][kind].as_u64())
+            .sum();
+        assert!(triggered > 0, "{kind} never triggered: {stats}");
+    }
 }
