@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let config = match Command::parse(server_args, |name| std::env::var(name).ok())? {
-        Command::Run(config) => config,
+        Command::Run(config) => *config,
         _ => {
             println!(
                 "replay_server [--rate N] [--count N] [--wait-clients N] [--file PATH] [certstream options]"

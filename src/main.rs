@@ -1,13 +1,17 @@
-//! The `certstream` binary: flags and environment → configuration → runtime → server.
+//! The `certstream` binary: flags and environment → configuration → runtime → log list → pollers → pipeline →
+//! hub → server.
 
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use certstream::config::{Command, HELP};
+use certstream::ingest::pipeline::{CHAIN_CACHE_CAPACITY, Pipeline};
+use certstream::ingest::supervisor::{Supervisor, http_client};
 use certstream::server::{self, Server};
 
 fn main() -> ExitCode {
     let config = match Command::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
-        Ok(Command::Run(config)) => config,
+        Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
@@ -31,10 +35,18 @@ fn main() -> ExitCode {
         tracing::warn!(%error, "could not raise the open files limit");
     }
     let result = server::block_on(async move {
+        let ingest = config.ingest.clone();
         let server = Server::bind(config)?;
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
+        let http = Rc::new(http_client(&ingest).map_err(std::io::Error::other)?);
+        let pipeline = Rc::new(Pipeline::new(server.hub(), CHAIN_CACHE_CAPACITY));
+        let supervisor = Rc::new(Supervisor::new(ingest, http, pipeline.clone()));
+        server.add_reporter(pipeline);
+        server.add_reporter(supervisor.clone());
+        monoio::spawn(supervisor.clone().run());
         tracing::info!(listen = %server.local_addr()?, legacy_driver = monoio::utils::is_legacy(), "serving");
         server.run(ctrl_c).await;
+        supervisor.shutdown();
         Ok::<_, std::io::Error>(())
     });
     match result.and_then(|inner| inner) {

@@ -3,8 +3,10 @@
 //! delay a log; they never skip an index.
 
 pub mod issuers;
+pub mod pipeline;
 pub mod politeness;
 pub mod rfc6962;
+pub mod supervisor;
 pub mod tiled;
 
 use std::cell::{Cell, RefCell};

@@ -1,0 +1,212 @@
+//! The message pipeline behind the pollers: each delivered entry is stamped with the time it was seen, built into
+//! its three frames once ([`MessageBuilder`]) and published to every client ([`Hub::publish`]).
+//!
+//! One [`Pipeline`] (one builder, so one chain cache) serves every log; each log's poller gets its own [`LogSink`],
+//! which counts what that log published and what it lost to certificates that do not parse.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use serde_json::{Map, Value, json};
+
+use crate::ct::entry::LogEntry;
+use crate::hub::Hub;
+use crate::server::{StatusReporter, metric};
+use crate::stream::{LogSource, MessageBuilder, seen_now};
+
+use super::EntrySink;
+
+/// Chain certificates whose serialized form is kept: intermediates repeat constantly across every log.
+pub const CHAIN_CACHE_CAPACITY: usize = 4096;
+
+/// Builds and publishes messages for every log.
+pub struct Pipeline {
+    builder: RefCell<MessageBuilder>,
+    hub: Hub,
+}
+
+impl Pipeline {
+    /// A pipeline publishing to `hub`, caching up to `chain_cache_capacity` chain certificates.
+    pub fn new(hub: Hub, chain_cache_capacity: usize) -> Self {
+        Self {
+            builder: RefCell::new(MessageBuilder::new(chain_cache_capacity)),
+            hub,
+        }
+    }
+
+    /// A sink for one log's poller, named `log` in warnings.
+    pub fn sink(self: &Rc<Self>, log: &str) -> LogSink {
+        LogSink {
+            pipeline: self.clone(),
+            log: log.to_owned(),
+            counts: Rc::default(),
+        }
+    }
+}
+
+/// What one log's entries became.
+#[derive(Debug, Default)]
+pub struct SinkCounts {
+    /// Messages published.
+    pub published: Cell<u64>,
+    /// Entries whose certificate could not be parsed (no message; logged).
+    pub rejected: Cell<u64>,
+}
+
+/// One log's entrance to the [`Pipeline`].
+pub struct LogSink {
+    pipeline: Rc<Pipeline>,
+    log: String,
+    counts: Rc<SinkCounts>,
+}
+
+impl LogSink {
+    /// This log's counters, shared for `/stats`.
+    pub fn counts(&self) -> Rc<SinkCounts> {
+        self.counts.clone()
+    }
+}
+
+impl EntrySink for LogSink {
+    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+        let seen = seen_now();
+        let built = self
+            .pipeline
+            .builder
+            .borrow_mut()
+            .build(log, index, entry, chain, seen);
+        match built {
+            Ok(frames) => {
+                self.pipeline.hub.publish(&frames);
+                bump(&self.counts.published);
+            }
+            Err(error) => {
+                tracing::warn!(log = %self.log, index, %error, "entry skipped");
+                bump(&self.counts.rejected);
+            }
+        }
+    }
+}
+
+fn bump(counter: &Cell<u64>) {
+    counter.set(counter.get() + 1);
+}
+
+impl StatusReporter for Pipeline {
+    fn stats(&self, out: &mut Map<String, Value>) {
+        let c = self.builder.borrow().counters().clone();
+        out.insert(
+            "messages".to_owned(),
+            json!({
+                "built": c.built,
+                "leaf_rejected": c.leaf_rejected,
+                "precert_tbs_fallbacks": c.precert_tbs_fallbacks,
+                "degraded_fields": c.degraded_fields,
+                "chain_rejected": c.chain_rejected,
+                "chain_cache_hits": c.chain_cache_hits,
+                "chain_cache_misses": c.chain_cache_misses,
+            }),
+        );
+    }
+
+    fn metrics(&self, out: &mut String) {
+        let c = self.builder.borrow().counters().clone();
+        let families = [
+            (
+                "certstream_messages_built_total",
+                "Log entries turned into messages.",
+                c.built,
+            ),
+            (
+                "certstream_leaf_rejected_total",
+                "Log entries skipped because their certificate did not parse.",
+                c.leaf_rejected,
+            ),
+            (
+                "certstream_precert_tbs_fallbacks_total",
+                "Precertificates emitted from the leaf's TBS because the pre-certificate did not parse.",
+                c.precert_tbs_fallbacks,
+            ),
+            (
+                "certstream_degraded_fields_total",
+                "Certificate fields rendered lossily or left out.",
+                c.degraded_fields,
+            ),
+            (
+                "certstream_chain_rejected_total",
+                "Chain certificates left out because they did not parse.",
+                c.chain_rejected,
+            ),
+            (
+                "certstream_chain_cache_hits_total",
+                "Chain certificates served from the cache.",
+                c.chain_cache_hits,
+            ),
+            (
+                "certstream_chain_cache_misses_total",
+                "Chain certificates parsed and added to the cache.",
+                c.chain_cache_misses,
+            ),
+        ];
+        for (name, help, value) in families {
+            metric(out, name, "counter", help, &[("", value as f64)]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ct::entry::{Chain, EntryType};
+    use crate::stream::LogKind;
+
+    fn entry(leaf: &[u8]) -> LogEntry<'_> {
+        LogEntry {
+            timestamp_ms: 1_700_000_000_000,
+            entry_type: EntryType::X509,
+            leaf,
+            issuer_key_hash: None,
+            pre_certificate: None,
+            chain: Chain::Certificates(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn unparseable_entries_are_counted_not_published() {
+        let hub = Hub::new(8);
+        let pipeline = Rc::new(Pipeline::new(hub.clone(), 16));
+        let sink = pipeline.sink("test log");
+        let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
+        sink.entry(&source, 7, &entry(b"not a certificate"), &[]);
+        let counts = sink.counts();
+        assert_eq!((counts.published.get(), counts.rejected.get()), (0, 1));
+        assert_eq!(hub.stats().published, 0);
+        let mut stats = Map::new();
+        pipeline.stats(&mut stats);
+        assert_eq!(stats["messages"]["leaf_rejected"], 1);
+        let mut metrics = String::new();
+        pipeline.metrics(&mut metrics);
+        assert!(metrics.contains("certstream_leaf_rejected_total 1\n"));
+    }
+
+    #[test]
+    fn certificates_are_published_once_per_entry() {
+        let hub = Hub::new(8);
+        let pipeline = Rc::new(Pipeline::new(hub.clone(), 16));
+        let sink = pipeline.sink("test log");
+        let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
+        let cert = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
+        let der = cert.cert.der().to_vec();
+        sink.entry(&source, 41, &entry(&der), &[]);
+        sink.entry(&source, 42, &entry(&der), &[]);
+        assert_eq!(sink.counts().published.get(), 2);
+        assert_eq!(hub.stats().published, 2);
+        let latest = hub.latest(crate::stream::StreamKind::Lite).unwrap();
+        let message: Value = serde_json::from_slice(latest.payload()).unwrap();
+        assert_eq!(message["data"]["cert_index"], 42);
+        assert_eq!(
+            message["data"]["leaf_cert"]["all_domains"],
+            json!(["a.example", "rcgen self signed cert"])
+        );
+    }
+}

@@ -1,0 +1,656 @@
+//! The supervisor: keeps one poller running per selected log of the log list.
+//!
+//! - The list is Chrome's (signature checked), or a custom one (URL or file; signature checked only when one is
+//!   configured), optionally merged with Apple's (deduplicated by log ID, the first list winning).
+//! - It is fetched at start and again every `log_list_refresh`. A fetch or parse that fails keeps the previous
+//!   list; when the very first one fails, the compiled-in snapshot of Chrome's list is used (offline start).
+//! - Usable, qualified and read-only logs are followed (read-only ones to their final size), pending ones on
+//!   request; retired and rejected ones never. A log that joins the list gets a poller; one that leaves has its
+//!   poller stopped. Logs are identified by log ID only.
+//! - Per-log state (position, lag, errors, politeness) goes to `/stats` (`logs`) and `/metrics`.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use crate::config::IngestConfig;
+use crate::ct::checkpoint::origin_from_submission_url;
+use crate::ct::log_list::{
+    self, GOOGLE_LOG_LIST_PUBKEY_PEM, GOOGLE_LOG_LIST_SIG_URL, GOOGLE_LOG_LIST_URL, LogInfo,
+    LogKind, LogList, LogListError, LogState,
+};
+use crate::http::{HttpClient, HttpClientConfig, HttpError};
+use crate::server::{StatusReporter, metric};
+use crate::stream::{self, LogSource};
+
+use super::issuers::IssuerCache;
+use super::pipeline::{Pipeline, SinkCounts};
+use super::{LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962, tiled};
+
+/// Apple's list of the logs in its CT programme (no detached signature: it rests on TLS).
+pub const APPLE_LOG_LIST_URL: &str = "https://valid.apple.com/ct/log_list/current_log_list.json";
+
+/// The HTTP client for logs and lists: the project's defaults plus any `--resolve` overrides.
+pub fn http_client(config: &IngestConfig) -> Result<HttpClient, HttpError> {
+    let mut http = HttpClientConfig::default();
+    for (host, port, addr) in &config.resolve {
+        http.resolve_overrides
+            .entry((host.clone(), *port))
+            .or_default()
+            .push(*addr);
+    }
+    HttpClient::new(http)
+}
+
+/// Why a log list could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Fetching, verifying or parsing failed.
+    List(LogListError),
+    /// A list or signature file could not be read.
+    File {
+        /// The path.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::List(e) => e.fmt(f),
+            Self::File { path, source } => write!(f, "cannot read {path}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl From<LogListError> for LoadError {
+    fn from(error: LogListError) -> Self {
+        Self::List(error)
+    }
+}
+
+/// One followed log.
+struct Followed {
+    info: LogInfo,
+    status: SharedStatus,
+    counts: Rc<SinkCounts>,
+    stop: StopToken,
+}
+
+/// Where the list in use came from, and how fetching it went.
+#[derive(Default)]
+struct ListState {
+    /// What was loaded last: a URL, a path, or the snapshot.
+    source: String,
+    version: Option<String>,
+    /// When a list was last loaded, Unix seconds.
+    loaded_at: Option<u64>,
+    loads: u64,
+    failures: u64,
+    last_error: Option<String>,
+    /// Apple's last good list, merged into every primary list.
+    apple: Option<LogList>,
+}
+
+/// Runs the pollers of every selected log, following the log list over time.
+pub struct Supervisor {
+    config: IngestConfig,
+    http: Rc<HttpClient>,
+    pipeline: Rc<Pipeline>,
+    issuers: Rc<IssuerCache>,
+    options: PollOptions,
+    logs: RefCell<Vec<Followed>>,
+    list: RefCell<ListState>,
+    stop: StopToken,
+}
+
+impl Supervisor {
+    /// A supervisor delivering every log's entries to `pipeline`. Nothing runs until [`run`](Self::run).
+    pub fn new(config: IngestConfig, http: Rc<HttpClient>, pipeline: Rc<Pipeline>) -> Self {
+        let options = PollOptions {
+            start_back: config.start_back,
+            poll_interval: config.poll_interval,
+            ..PollOptions::default()
+        };
+        Self {
+            config,
+            http,
+            pipeline,
+            issuers: Rc::new(IssuerCache::default()),
+            options,
+            logs: RefCell::default(),
+            list: RefCell::default(),
+            stop: StopToken::default(),
+        }
+    }
+
+    /// Loads the list, starts the pollers, and refreshes the list until [`shutdown`](Self::shutdown).
+    pub async fn run(self: Rc<Self>) {
+        loop {
+            self.refresh().await;
+            if !self.stop.sleep(self.config.log_list_refresh).await {
+                return;
+            }
+        }
+    }
+
+    /// Stops the refresh loop and every poller.
+    pub fn shutdown(&self) {
+        self.stop.stop();
+        for log in self.logs.borrow_mut().drain(..) {
+            log.stop.stop();
+        }
+    }
+
+    /// Loads the list once and applies it; on failure keeps the current one (or falls back to the snapshot).
+    pub async fn refresh(&self) {
+        let source = self
+            .config
+            .log_list
+            .as_deref()
+            .unwrap_or(GOOGLE_LOG_LIST_URL)
+            .to_owned();
+        let loaded = self.load_primary().await;
+        if self.stop.is_stopped() {
+            return;
+        }
+        let primary = match loaded {
+            Ok(list) => {
+                self.record_load(source, list.version.clone());
+                list
+            }
+            Err(error) => {
+                tracing::warn!(list = %source, %error, "cannot load the log list");
+                let never_loaded = {
+                    let mut state = self.list.borrow_mut();
+                    state.failures += 1;
+                    state.last_error = Some(format!("{source}: {error}"));
+                    state.loaded_at.is_none()
+                };
+                if !never_loaded {
+                    tracing::info!("keeping the previous log list");
+                    return;
+                }
+                match LogList::snapshot() {
+                    Ok(snapshot) => {
+                        tracing::warn!("following the compiled-in snapshot of Chrome's log list");
+                        self.record_load("compiled-in snapshot".into(), snapshot.version.clone());
+                        snapshot
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the compiled-in log list does not parse");
+                        return;
+                    }
+                }
+            }
+        };
+        let list = self.merge_apple(primary).await;
+        self.apply(&list);
+    }
+
+    fn record_load(&self, source: String, version: Option<String>) {
+        let mut state = self.list.borrow_mut();
+        state.source = source;
+        state.version = version;
+        state.loaded_at = Some(unix_now());
+        state.loads += 1;
+    }
+
+    /// Chrome's list, or the custom one.
+    async fn load_primary(&self) -> Result<LogList, LoadError> {
+        let Some(location) = &self.config.log_list else {
+            return Ok(log_list::fetch_verified(
+                &self.http,
+                GOOGLE_LOG_LIST_URL,
+                GOOGLE_LOG_LIST_SIG_URL,
+                GOOGLE_LOG_LIST_PUBKEY_PEM,
+            )
+            .await?);
+        };
+        let json = self.read(location).await?;
+        if let Some(signature) = &self.config.log_list_signature {
+            let signature = self.read(signature).await?;
+            log_list::verify_signature(&json, &signature, GOOGLE_LOG_LIST_PUBKEY_PEM)?;
+        }
+        Ok(LogList::parse(&json)?)
+    }
+
+    /// The primary list merged with Apple's when asked for (its last good copy when this fetch fails).
+    async fn merge_apple(&self, primary: LogList) -> LogList {
+        if !self.config.apple_log_list {
+            return primary;
+        }
+        let fetched = match self.read(APPLE_LOG_LIST_URL).await {
+            Ok(json) => LogList::parse(&json).map_err(LoadError::List),
+            Err(error) => Err(error),
+        };
+        let mut state = self.list.borrow_mut();
+        match fetched {
+            Ok(apple) => state.apple = Some(apple),
+            Err(error) => {
+                tracing::warn!(list = APPLE_LOG_LIST_URL, %error, "cannot load Apple's log list");
+                state.failures += 1;
+                state.last_error = Some(format!("{APPLE_LOG_LIST_URL}: {error}"));
+            }
+        }
+        LogList::merge([primary].into_iter().chain(state.apple.clone()))
+    }
+
+    /// The bytes at a URL (`http://`, `https://`) or in a file.
+    async fn read(&self, location: &str) -> Result<Vec<u8>, LoadError> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            let response = self
+                .http
+                .get(location)
+                .await
+                .map_err(|e| LoadError::List(LogListError::Fetch(e)))?;
+            if response.status != 200 {
+                return Err(LoadError::List(LogListError::Status {
+                    url: location.to_owned(),
+                    status: response.status,
+                }));
+            }
+            Ok(response.body.to_vec())
+        } else {
+            // A small local file read once per refresh: not worth a thread.
+            std::fs::read(location).map_err(|source| LoadError::File {
+                path: location.to_owned(),
+                source,
+            })
+        }
+    }
+
+    /// Starts pollers for the logs `list` selects that are not followed yet, and stops those it no longer selects.
+    pub fn apply(&self, list: &LogList) {
+        let selected: Vec<&LogInfo> = list.selected(self.config.include_pending).collect();
+        let mut logs = self.logs.borrow_mut();
+        logs.retain_mut(|followed| {
+            match selected.iter().find(|l| l.log_id == followed.info.log_id) {
+                Some(listed) => {
+                    // A poller keeps its position; only what is shown (state, description) follows the list.
+                    followed.info = (*listed).clone();
+                    true
+                }
+                None => {
+                    tracing::info!(log = %followed.info.description, "log left the list: stopping its poller");
+                    followed.stop.stop();
+                    false
+                }
+            }
+        });
+        for info in selected {
+            if logs.iter().any(|f| f.info.log_id == info.log_id) {
+                continue;
+            }
+            match self.follow(info) {
+                Ok(followed) => logs.push(followed),
+                Err(error) => {
+                    tracing::warn!(log = %info.description, %error, "cannot follow log");
+                }
+            }
+        }
+    }
+
+    /// Spawns the poller of one log.
+    fn follow(&self, info: &LogInfo) -> Result<Followed, String> {
+        let key = info.key().map_err(|e| e.to_string())?;
+        let final_tree_size = match info.state {
+            LogState::ReadOnly { final_tree_size } => Some(final_tree_size),
+            _ => None,
+        };
+        let (listed_url, read_url, origin, kind) = match &info.kind {
+            LogKind::Rfc6962 { url } => (url, url, String::new(), stream::LogKind::Rfc6962),
+            LogKind::Tiled {
+                submission_url,
+                monitoring_url,
+            } => (
+                submission_url,
+                monitoring_url,
+                origin_from_submission_url(submission_url).to_owned(),
+                stream::LogKind::Tiled {
+                    monitoring_url: monitoring_url.clone(),
+                },
+            ),
+        };
+        let target = Rc::new(LogTarget {
+            source: LogSource::new(&info.description, listed_url, kind),
+            read_url: read_url.clone(),
+            origin,
+            key,
+            final_tree_size,
+        });
+        let sink = self.pipeline.sink(&info.description);
+        let counts = sink.counts();
+        let ctx = PollerContext {
+            http: self.http.clone(),
+            sink: Rc::new(sink),
+            options: self.options.clone(),
+        };
+        let status = SharedStatus::default();
+        let stop = StopToken::default();
+        tracing::info!(log = %info.description, url = %read_url, "following log");
+        match info.kind {
+            LogKind::Rfc6962 { .. } => {
+                monoio::spawn(rfc6962::run(ctx, target, status.clone(), stop.clone()));
+            }
+            LogKind::Tiled { .. } => {
+                let issuers = self.issuers.clone();
+                monoio::spawn(tiled::run(
+                    ctx,
+                    issuers,
+                    target,
+                    status.clone(),
+                    stop.clone(),
+                ));
+            }
+        }
+        Ok(Followed {
+            info: info.clone(),
+            status,
+            counts,
+            stop,
+        })
+    }
+
+    /// Log IDs of the logs followed now, in the order they were started.
+    pub fn followed(&self) -> Vec<String> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|f| f.info.log_id.clone())
+            .collect()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn state_name(state: LogState) -> &'static str {
+    match state {
+        LogState::Pending => "pending",
+        LogState::Qualified => "qualified",
+        LogState::Usable => "usable",
+        LogState::ReadOnly { .. } => "readonly",
+        LogState::Retired => "retired",
+        LogState::Rejected => "rejected",
+        LogState::None => "none",
+    }
+}
+
+/// The URL a log is known by (a tiled log's submission prefix).
+fn listed_url(kind: &LogKind) -> &str {
+    match kind {
+        LogKind::Rfc6962 { url } => url,
+        LogKind::Tiled { submission_url, .. } => submission_url,
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(out: &mut String, name: &str, value: &str) {
+    let _ = write!(out, "{name}=\"");
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl Followed {
+    fn stats(&self) -> Value {
+        let status = self.status.borrow();
+        let rejected = self.counts.rejected.get();
+        json!({
+            "description": self.info.description,
+            "url": listed_url(&self.info.kind),
+            "kind": match self.info.kind {
+                LogKind::Rfc6962 { .. } => "rfc6962",
+                LogKind::Tiled { .. } => "tiled",
+            },
+            "state": state_name(self.info.state),
+            "tree_size": status.tree_size,
+            "next_index": status.next_index,
+            "lag": status.lag(),
+            "delivered": status.delivered,
+            "published": self.counts.published.get(),
+            "skipped": status.skipped + rejected,
+            "unparseable": rejected,
+            "errors": status.errors,
+            "rate_limited": status.rate_limited,
+            "delay_ms": status.delay_ms,
+            "backoff_ms": status.backoff_ms,
+            "last_error": status.last_error,
+        })
+    }
+}
+
+impl StatusReporter for Supervisor {
+    fn stats(&self, out: &mut Map<String, Value>) {
+        let list = self.list.borrow();
+        out.insert(
+            "log_list".to_owned(),
+            json!({
+                "source": list.source,
+                "version": list.version,
+                "loaded_at": list.loaded_at,
+                "loads": list.loads,
+                "failures": list.failures,
+                "last_error": list.last_error,
+            }),
+        );
+        let logs: Vec<Value> = self.logs.borrow().iter().map(Followed::stats).collect();
+        out.insert("logs".to_owned(), logs.into());
+    }
+
+    fn metrics(&self, out: &mut String) {
+        let logs = self.logs.borrow();
+        let list = self.list.borrow();
+        metric(
+            out,
+            "certstream_logs_followed",
+            "gauge",
+            "CT logs being followed.",
+            &[("", logs.len() as f64)],
+        );
+        metric(
+            out,
+            "certstream_log_list_failures_total",
+            "counter",
+            "Log list loads that failed (the previous list was kept).",
+            &[("", list.failures as f64)],
+        );
+        let labels: Vec<String> = logs
+            .iter()
+            .map(|f| {
+                let mut labels = String::new();
+                label(&mut labels, "log", &f.info.description);
+                labels.push(',');
+                label(&mut labels, "url", listed_url(&f.info.kind));
+                labels
+            })
+            .collect();
+        type Field = fn(&Followed) -> u64;
+        let families: [(&str, &str, &str, Field); 11] = [
+            (
+                "certstream_log_tree_size",
+                "gauge",
+                "Latest verified tree size.",
+                |f| f.status.borrow().tree_size,
+            ),
+            (
+                "certstream_log_next_index",
+                "gauge",
+                "Next index to deliver.",
+                |f| f.status.borrow().next_index,
+            ),
+            (
+                "certstream_log_lag",
+                "gauge",
+                "Entries in the log not delivered yet.",
+                |f| f.status.borrow().lag(),
+            ),
+            (
+                "certstream_log_delivered_total",
+                "counter",
+                "Entries delivered by the poller.",
+                |f| f.status.borrow().delivered,
+            ),
+            (
+                "certstream_log_published_total",
+                "counter",
+                "Messages published.",
+                |f| f.counts.published.get(),
+            ),
+            (
+                "certstream_log_skipped_total",
+                "counter",
+                "Entries that produced no message (undecodable entry or unparseable certificate).",
+                |f| f.status.borrow().skipped + f.counts.rejected.get(),
+            ),
+            (
+                "certstream_log_errors_total",
+                "counter",
+                "Failed requests or bad responses.",
+                |f| f.status.borrow().errors,
+            ),
+            (
+                "certstream_log_rate_limited_total",
+                "counter",
+                "429 answers.",
+                |f| f.status.borrow().rate_limited,
+            ),
+            (
+                "certstream_log_delay_milliseconds",
+                "gauge",
+                "Politeness delay between requests.",
+                |f| f.status.borrow().delay_ms,
+            ),
+            (
+                "certstream_log_backoff_milliseconds",
+                "gauge",
+                "Current error backoff.",
+                |f| f.status.borrow().backoff_ms,
+            ),
+            (
+                "certstream_log_incomplete_chains_total",
+                "counter",
+                "Entries delivered with a shortened chain (an issuer stayed unavailable).",
+                |f| f.status.borrow().incomplete_chains,
+            ),
+        ];
+        for (name, kind, help, field) in families {
+            let samples: Vec<(&str, f64)> = logs
+                .iter()
+                .zip(&labels)
+                .map(|(f, labels)| (labels.as_str(), field(f) as f64))
+                .collect();
+            metric(out, name, kind, help, &samples);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Hub;
+
+    /// The snapshot's selected logs, reduced to those at `positions`.
+    fn subset(list: &LogList, positions: &[usize]) -> LogList {
+        let selected: Vec<LogInfo> = list.selected(false).cloned().collect();
+        LogList {
+            version: None,
+            logs: positions.iter().map(|&i| selected[i].clone()).collect(),
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn applying_lists_starts_and_stops_pollers_by_log_id() {
+        crate::server::block_on(async {
+            let config = IngestConfig::default();
+            let http = Rc::new(http_client(&config).unwrap());
+            let pipeline = Rc::new(Pipeline::new(Hub::new(4), 16));
+            let supervisor = Supervisor::new(config, http, pipeline);
+            let snapshot = LogList::snapshot().unwrap();
+            let ids = |positions: &[usize]| -> Vec<String> {
+                subset(&snapshot, positions)
+                    .logs
+                    .into_iter()
+                    .map(|l| l.log_id)
+                    .collect()
+            };
+            supervisor.apply(&subset(&snapshot, &[0, 1, 2]));
+            assert_eq!(supervisor.followed(), ids(&[0, 1, 2]));
+            let first_stop = supervisor.logs.borrow()[0].stop.clone();
+            supervisor.apply(&subset(&snapshot, &[1, 2, 3]));
+            assert_eq!(supervisor.followed(), ids(&[1, 2, 3]));
+            assert!(
+                first_stop.is_stopped(),
+                "the removed log's poller is told to stop"
+            );
+            // Listed twice (e.g. Google's and Apple's lists before merging): followed once.
+            supervisor.apply(&subset(&snapshot, &[3, 3, 1]));
+            assert_eq!(supervisor.followed(), ids(&[1, 3]));
+
+            let mut stats = Map::new();
+            supervisor.stats(&mut stats);
+            let logs = stats["logs"].as_array().unwrap();
+            assert_eq!(logs.len(), 2);
+            for key in [
+                "description",
+                "url",
+                "kind",
+                "state",
+                "tree_size",
+                "lag",
+                "last_error",
+            ] {
+                assert!(logs[0].get(key).is_some(), "{key} missing: {}", logs[0]);
+            }
+            let mut metrics = String::new();
+            supervisor.metrics(&mut metrics);
+            assert!(
+                metrics.contains("certstream_logs_followed 2\n"),
+                "{metrics}"
+            );
+            assert_eq!(
+                metrics
+                    .lines()
+                    .filter(|l| l.starts_with("certstream_log_lag{"))
+                    .count(),
+                2
+            );
+
+            let kept: Vec<StopToken> = supervisor
+                .logs
+                .borrow()
+                .iter()
+                .map(|f| f.stop.clone())
+                .collect();
+            supervisor.shutdown();
+            assert!(supervisor.followed().is_empty());
+            assert!(kept.iter().all(StopToken::is_stopped));
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        label(&mut out, "log", "a \"quoted\" \\ name\nnext");
+        assert_eq!(out, r#"log="a \"quoted\" \\ name\nnext""#);
+    }
+}

@@ -1,0 +1,303 @@
+//! End to end over loopback: the mock CT logs (RFC 6962 and tiled) → the real `certstream` binary → a WebSocket
+//! client. For every log, every index of a known window (`--start-back`) arrives exactly once, in order, with the
+//! fingerprint the mock announces — with no fault, with each fault on its own log, and with faults on every log.
+//! A down log delivers nothing and holds nobody up; unparseable certificates are counted as skipped.
+//!
+//! The binary starts on an empty log list file; once the client is connected the test writes the mock's list
+//! into it, and the next refresh starts the pollers, so no message can go out before the client listens.
+
+mod e2e_support;
+
+use std::time::Duration;
+
+use e2e_support::{Certstream, Collector, Expected, ListFile, Mock, assert_window};
+use serde_json::{Value, json};
+
+/// Entries per log in the window.
+const WINDOW: u64 = 300;
+/// Size of every growing mock log (`--rate 0`: they do not grow, so the window is known).
+const SIZE: u64 = 1200;
+/// Final size of the read-only log `ro0`.
+const READONLY_SIZE: u64 = 700;
+/// Bound on collecting every window.
+const COLLECT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The mock with `rfc6962` + `tiled` logs and `ro0`, not growing, with `faults` (`--fault` specs).
+fn mock(rfc6962: usize, tiled: usize, faults: &[&str]) -> Mock {
+    let (rfc6962, tiled, size, readonly) = (
+        rfc6962.to_string(),
+        tiled.to_string(),
+        SIZE.to_string(),
+        READONLY_SIZE.to_string(),
+    );
+    let mut args = vec![
+        "--rfc6962",
+        &rfc6962,
+        "--tiled",
+        &tiled,
+        "--rate",
+        "0",
+        "--start-size",
+        &size,
+        "--readonly-final",
+        &readonly,
+    ];
+    for fault in faults {
+        args.extend(["--fault", fault]);
+    }
+    Mock::start(&args)
+}
+
+/// Every log's name (`r0`, `t0`, `ro0`, …) in the mock's list.
+fn log_names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list["operators"]
+        .as_array()
+        .expect("operators")
+        .iter()
+        .flat_map(|op| {
+            let logs = op["logs"].as_array().into_iter().flatten();
+            logs.chain(op["tiled_logs"].as_array().into_iter().flatten())
+        })
+        .map(|log| {
+            let url = log["url"].as_str().or(log["submission_url"].as_str());
+            e2e_support::mock_name(url.expect("log URL"))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A certstream following the list file (empty for now), with a client on `path` already connected.
+fn start_listening(path: &str) -> (Certstream, Collector, ListFile) {
+    let list = ListFile::new();
+    list.write(br#"{"version":"0","operators":[]}"#);
+    let server = Certstream::start(
+        &[
+            "--log-list",
+            list.location(),
+            "--log-list-refresh",
+            "200ms",
+            "--start-back",
+            &WINDOW.to_string(),
+            "--poll-interval",
+            "200ms",
+            // The test client must never lose a message to its queue limit.
+            "--ring-size",
+            "100000",
+        ],
+        &[],
+    );
+    let collector = Collector::connect(&server, path);
+    server.wait_stats("the client", Duration::from_secs(10), |s| {
+        s["clients"]["total"] == 1 && s["log_list"]["loads"].as_u64() >= Some(1)
+    });
+    (server, collector, list)
+}
+
+/// The window of `log`: the last [`WINDOW`] entries of its (fixed) size.
+fn window(mock: &Mock, log: &str) -> Vec<Expected> {
+    let size = if log == "ro0" { READONLY_SIZE } else { SIZE };
+    mock.expected(log, size - WINDOW, size)
+}
+
+/// Collects until every log of `logs` has its whole window (parseable entries), then checks each exactly.
+fn collect_windows(mock: &Mock, server: &Certstream, collector: &mut Collector, logs: &[String]) {
+    let windows: Vec<(String, Vec<Expected>)> = logs
+        .iter()
+        .map(|log| (log.clone(), window(mock, log)))
+        .collect();
+    let complete = collector.read_until(COLLECT_TIMEOUT, |by_log| {
+        windows.iter().all(|(log, expected)| {
+            let want = expected.iter().filter(|e| !e.2).count();
+            by_log.get(log).map_or(0, Vec::len) >= want
+        })
+    });
+    let counts: Vec<(String, usize)> = collector
+        .by_log
+        .iter()
+        .map(|(log, received)| (log.clone(), received.len()))
+        .collect();
+    assert!(
+        complete,
+        "not every window arrived in time: {counts:?}\n/stats: {}\nlog tail:\n{}",
+        server.stats()["logs"],
+        server.log_tail(40)
+    );
+    // Anything extra (a duplicate, an index outside the window) would arrive right behind.
+    collector.drain_for(Duration::from_millis(500));
+    for (log, expected) in &windows {
+        let received = collector.by_log.get(log).map_or(&[][..], Vec::as_slice);
+        assert_window(log, received, expected);
+    }
+}
+
+#[test]
+fn every_entry_of_every_log_once_in_order_then_graceful_shutdown() {
+    let mock = mock(2, 2, &[]);
+    let (server, mut collector, list) = start_listening("/full-stream");
+    let mock_list = mock.list();
+    list.write(&serde_json::to_vec(&mock_list).expect("list JSON"));
+    let logs = log_names(&mock_list);
+    assert_eq!(logs, ["r0", "r1", "ro0", "t0", "t1"]);
+    collect_windows(&mock, &server, &mut collector, &logs);
+    for log in &logs {
+        let stats = server.log_stats(log);
+        assert_eq!(stats["published"], WINDOW, "{log}: {stats}");
+        assert_eq!(stats["delivered"], WINDOW, "{log}: {stats}");
+        assert_eq!(stats["skipped"], 0, "{log}: {stats}");
+        assert_eq!(stats["lag"], 0, "{log}: {stats}");
+        let kind = if log.starts_with('t') {
+            "tiled"
+        } else {
+            "rfc6962"
+        };
+        assert_eq!(stats["kind"], kind, "{log}: {stats}");
+    }
+    assert_eq!(server.log_stats("ro0")["state"], "readonly");
+    let stats = server.stats();
+    assert_eq!(stats["messages_published"], 5 * WINDOW);
+    assert_eq!(stats["messages"]["built"], 5 * WINDOW);
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).expect("metrics text");
+    assert!(
+        metrics.contains("certstream_log_published_total{log=\"Mock 't0' log\",url=\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("certstream_logs_followed 5\n"),
+        "{metrics}"
+    );
+    assert_eq!(server.get("/health").0, 200);
+
+    let (clean_exit, took) = server.terminate();
+    assert!(clean_exit, "exit status after SIGTERM");
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    assert_eq!(
+        collector.client().read_close(),
+        Some(1001),
+        "clients get close 1001"
+    );
+}
+
+/// Checks the per-log outcome of a run with faults: windows exact, unparseable entries counted as skipped.
+fn check_fault_run(mock: &Mock, server: &Certstream, collector: &mut Collector, logs: &[String]) {
+    collect_windows(mock, server, collector, logs);
+    for log in logs {
+        let unparseable = window(mock, log).iter().filter(|e| e.2).count() as u64;
+        let stats = server.log_stats(log);
+        assert_eq!(stats["skipped"], unparseable, "{log}: {stats}");
+        assert_eq!(stats["published"], WINDOW - unparseable, "{log}: {stats}");
+    }
+}
+
+#[test]
+fn each_fault_on_its_own_log_only_delays_it() {
+    // One fault per log, all at once; r6 is down for the whole run.
+    let faults = [
+        "429@r0,every=3,retry_after=1",
+        "500@r1,p=0.3",
+        "slow@r2,ms=300,p=0.5",
+        "truncate@r3,p=0.3",
+        "garbage@r4,p=0.3",
+        "reset@r5,p=0.3",
+        "down@r6",
+        "backwards@r7,every=2,by=50",
+        "unparseable@r8,every=7",
+        "429@t0,every=3,retry_after=1",
+        "truncate@t1,p=0.3",
+        "reset@t2,p=0.3",
+        "garbage@t3,p=0.3",
+        "backwards@t4,every=2,by=50",
+        "unparseable@t5,every=5",
+        "500@ro0,p=0.3",
+    ];
+    let mock = mock(9, 6, &faults);
+    let (server, mut collector, list) = start_listening("/");
+    let mock_list = mock.list();
+    list.write(&serde_json::to_vec(&mock_list).expect("list JSON"));
+    let healthy: Vec<String> = log_names(&mock_list)
+        .into_iter()
+        .filter(|log| log != "r6")
+        .collect();
+    assert_eq!(healthy.len(), 15);
+    check_fault_run(&mock, &server, &mut collector, &healthy);
+    assert!(
+        !collector.by_log.contains_key("r6"),
+        "the down log delivered nothing"
+    );
+    let down = server.log_stats("r6");
+    assert!(down["errors"].as_u64() > Some(0), "{down}");
+    assert!(
+        down["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{down}"
+    );
+    let limited = server.log_stats("r0");
+    assert!(limited["rate_limited"].as_u64() > Some(0), "{limited}");
+    // Each fault really happened.
+    let stats = mock.stats();
+    for (log, kind) in [
+        ("r0", "429"),
+        ("r1", "500"),
+        ("r2", "slow"),
+        ("r3", "truncate"),
+        ("r4", "garbage"),
+        ("r5", "reset"),
+        ("r6", "down"),
+        ("r7", "backwards"),
+        ("t0", "429"),
+        ("t1", "truncate"),
+        ("t2", "reset"),
+        ("t3", "garbage"),
+        ("t4", "backwards"),
+    ] {
+        let count = &stats["logs"][log]["faults"][kind];
+        assert!(
+            count.as_u64() > Some(0),
+            "{log}: {kind} never triggered ({count})"
+        );
+    }
+    let mut server = server;
+    assert!(server.running(), "the server never exits on faults");
+}
+
+#[test]
+fn faults_on_every_log_at_once_only_delay() {
+    let mock = mock(3, 2, &[]);
+    mock.set_faults(
+        &json!([
+            // About one request in four fails: enough to hit every log, not so many that error backoffs
+            // (1 s, 2 s, 4 s … on failures in a row) stretch the run.
+            {"kind": "429", "p": 0.05, "retry_after": 1},
+            {"kind": "500", "p": 0.05},
+            {"kind": "truncate", "p": 0.05},
+            {"kind": "reset", "p": 0.05},
+            {"kind": "garbage", "p": 0.05},
+            {"kind": "slow", "p": 0.05, "ms": 200},
+            {"kind": "unparseable", "every": 11},
+        ])
+        .to_string(),
+    );
+    let (server, mut collector, list) = start_listening("/");
+    let mock_list = mock.list();
+    list.write(&serde_json::to_vec(&mock_list).expect("list JSON"));
+    let logs = log_names(&mock_list);
+    check_fault_run(&mock, &server, &mut collector, &logs);
+    let errors: u64 = server.stats()["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|l| l["errors"].as_u64().unwrap_or(0) + l["rate_limited"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(errors > 0, "the faults reached the pollers");
+    let stats = mock.stats();
+    for kind in ["429", "500", "truncate", "reset", "garbage", "slow"] {
+        let triggered: u64 = logs
+            .iter()
+            .filter_map(|log| stats["logs"][log]["faults"][kind].as_u64())
+            .sum();
+        assert!(triggered > 0, "{kind} never triggered: {stats}");
+    }
+}

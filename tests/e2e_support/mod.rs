@@ -1,0 +1,568 @@
+//! Shared by the end-to-end tests: the mock CT log (`mock-ct-log`) and the real `certstream` binary as child
+//! processes on 127.0.0.1, a log list file the test rewrites, and a WebSocket reader that sorts the stream by log.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use certstream::ct::log_list::{GOOGLE_LOG_LIST_URL, LogKind, LogList};
+use certstream::ingest::supervisor::APPLE_LOG_LIST_URL;
+use serde_json::Value;
+
+#[path = "../server_support/mod.rs"]
+mod server_support;
+pub use server_support::{WsClient, http_get};
+
+/// Bound of every wait on a child process or socket.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `mock-ct-log`; it exits when its stdin (held here) closes, and is killed on drop anyway.
+pub struct Mock {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Mock {
+    /// Starts the mock with `args` (after `--listen 127.0.0.1:0`).
+    pub fn start(args: &[&str]) -> Mock {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-ct-log"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn mock-ct-log");
+        let stdout = child.stdout.take().expect("mock stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(STARTUP_TIMEOUT)
+            .expect("mock prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Mock { child, addr }
+    }
+
+    /// `http://127.0.0.1:PORT/log_list.json`
+    pub fn list_url(&self) -> String {
+        format!("http://{}/log_list.json", self.addr)
+    }
+
+    /// The mock's log list as JSON.
+    pub fn list(&self) -> Value {
+        self.json("/log_list.json")
+    }
+
+    /// A GET returning JSON.
+    pub fn json(&self, path: &str) -> Value {
+        let (status, body) = request(&self.addr, "GET", path, b"");
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Replaces every fault rule.
+    pub fn set_faults(&self, faults: &str) {
+        let (status, body) = request(&self.addr, "POST", "/_mock/faults", faults.as_bytes());
+        assert_eq!(
+            status,
+            200,
+            "POST faults: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    /// `/_mock/expected` of `log` for `start..end` (exclusive end).
+    pub fn expected(&self, log: &str, start: u64, end: u64) -> Vec<Expected> {
+        let path = format!("/_mock/expected?log={log}&start={start}&end={}", end - 1);
+        let Value::Array(items) = self.json(&path) else {
+            panic!("{path}: not an array");
+        };
+        items
+            .iter()
+            .map(|item| {
+                (
+                    item["index"].as_u64().expect("index"),
+                    item["sha1_fingerprint"]
+                        .as_str()
+                        .expect("fingerprint")
+                        .to_owned(),
+                    item["unparseable"].as_bool().expect("unparseable"),
+                )
+            })
+            .collect()
+    }
+
+    /// `/_mock/stats`.
+    pub fn stats(&self) -> Value {
+        self.json("/_mock/stats")
+    }
+
+    /// Requests `log` received so far, over every endpoint.
+    pub fn requests(&self, log: &str) -> u64 {
+        let stats = self.stats();
+        let Some(requests) = stats["logs"][log]["requests"].as_object() else {
+            panic!("no request counts for {log}: {stats}");
+        };
+        requests.values().filter_map(Value::as_u64).sum()
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection, read to EOF: status (0 when none) and body.
+pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(STARTUP_TIMEOUT))
+        .expect("timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send request");
+    stream.write_all(body).expect("send body");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, Vec::new());
+    };
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = raw[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 || raw.len() < line_end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[line_end + 2..line_end + 2 + size]);
+        raw = &raw[(line_end + 4 + size).min(raw.len())..];
+    }
+    out
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// `host:port` of an absolute http(s) URL.
+fn host_port(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("absolute URL");
+    let authority = rest.split('/').next().expect("authority");
+    if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        let port = if scheme == "https" { 443 } else { 80 };
+        format!("{authority}:{port}")
+    }
+}
+
+/// `--resolve` items sending every snapshot log host and the list hosts to `port` on 127.0.0.1.
+fn resolve_everything_to(port: u16) -> String {
+    let snapshot = LogList::snapshot().expect("snapshot parses");
+    let mut hosts: BTreeSet<String> = snapshot
+        .logs
+        .iter()
+        .map(|log| match &log.kind {
+            LogKind::Rfc6962 { url } => host_port(url),
+            LogKind::Tiled { monitoring_url, .. } => host_port(monitoring_url),
+        })
+        .collect();
+    hosts.extend([GOOGLE_LOG_LIST_URL, APPLE_LOG_LIST_URL].map(host_port));
+    hosts
+        .iter()
+        .map(|host| format!("{host}:127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `certstream` binary, listening on 127.0.0.1; killed on drop unless stopped.
+pub struct Certstream {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Its log output (stdout), kept for failure messages.
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Certstream {
+    /// Starts `certstream --listen 127.0.0.1:0 ARGS` with extra environment `env` and waits until it serves.
+    ///
+    /// Unless `env` says otherwise, every host of the compiled-in snapshot and of Chrome's and Apple's lists is
+    /// pinned to a closed loopback port (`CERTSTREAM_RESOLVE`): a test that ends up on the snapshot never
+    /// reaches the internet.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Certstream {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_certstream"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn certstream");
+        let stdout = child.stdout.take().expect("certstream stdout");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = output.clone();
+        // Drains the log for the whole run (a full pipe would block the server), reporting the listen address.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
+                if let Some(rest) = line
+                    .split("listen=")
+                    .nth(1)
+                    .filter(|_| line.contains("serving"))
+                {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(STARTUP_TIMEOUT)
+            .expect("certstream reports its address");
+        let addr = addr
+            .parse()
+            .unwrap_or_else(|_| panic!("bad listen address {addr:?}"));
+        Certstream {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    /// GET `path`: status and body.
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let (status, _, body) = http_get(self.addr, path);
+        (status, body)
+    }
+
+    /// `/stats`.
+    pub fn stats(&self) -> Value {
+        let (status, body) = self.get("/stats");
+        assert_eq!(status, 200, "/stats: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("/stats is JSON")
+    }
+
+    /// `/stats` entry of the log whose description is `Mock '<name>' log`.
+    pub fn log_stats(&self, name: &str) -> Value {
+        let description = format!("Mock '{name}' log");
+        let stats = self.stats();
+        stats["logs"]
+            .as_array()
+            .and_then(|logs| {
+                logs.iter()
+                    .find(|l| l["description"] == description.as_str())
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in /stats: {stats}"))
+    }
+
+    /// Names (`r0`, `t1`, …) of the logs `/stats` shows, sorted.
+    pub fn followed(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.stats()["logs"]
+            .as_array()
+            .expect("logs array")
+            .iter()
+            .map(|l| mock_name(l["url"].as_str().expect("url")))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Waits until `condition` holds on `/stats`, at most `timeout`.
+    pub fn wait_stats(&self, what: &str, timeout: Duration, condition: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if condition(&stats) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; /stats: {stats}\nlog tail:\n{}",
+                self.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last `n` lines the server logged.
+    pub fn log_tail(&self, n: usize) -> String {
+        let lines = self.output.lock().map(|l| l.clone()).unwrap_or_default();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited successfully and how long it took.
+    pub fn terminate(mut self) -> (bool, Duration) {
+        let started = Instant::now();
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: a plain kill(2) of the child this struct started and still owns.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = started + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.success(), started.elapsed());
+            }
+            assert!(Instant::now() < deadline, "certstream ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Certstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ … final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The mock's log name (`r0`, `t1`, `ro0`) from a log URL (`…/rfc6962/r0/`, `…/submit/t1/`).
+pub fn mock_name(url: &str) -> String {
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A log list file in a private temporary directory, replaced atomically; removed on drop.
+pub struct ListFile {
+    dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl ListFile {
+    /// A new, not yet written, list file.
+    pub fn new() -> ListFile {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "certstream-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("log_list.json");
+        ListFile { dir, path }
+    }
+
+    /// The path, for `--log-list`.
+    pub fn location(&self) -> &str {
+        self.path.to_str().expect("UTF-8 temp path")
+    }
+
+    /// Replaces the file's content (write then rename, so the server never reads half a list).
+    pub fn write(&self, bytes: &[u8]) {
+        let tmp = self.dir.join("log_list.json.tmp");
+        std::fs::write(&tmp, bytes).expect("write list");
+        std::fs::rename(&tmp, &self.path).expect("rename list");
+    }
+
+    /// Writes `list` keeping only the logs named in `names`.
+    pub fn write_only(&self, list: &Value, names: &[&str]) {
+        self.write(&serde_json::to_vec(&only_logs(list, names)).expect("list JSON"));
+    }
+
+    /// Removes the file.
+    pub fn remove(&self) {
+        std::fs::remove_file(&self.path).expect("remove list");
+    }
+}
+
+impl Drop for ListFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A copy of the v3 list `list` with only the logs named in `names` (by mock name).
+pub fn only_logs(list: &Value, names: &[&str]) -> Value {
+    let mut list = list.clone();
+    let keep = |log: &Value| {
+        let url = log["url"].as_str().or(log["submission_url"].as_str());
+        url.is_some_and(|url| names.contains(&mock_name(url).as_str()))
+    };
+    if let Some(operators) = list["operators"].as_array_mut() {
+        for operator in operators {
+            for field in ["logs", "tiled_logs"] {
+                if let Some(logs) = operator.get_mut(field).and_then(Value::as_array_mut) {
+                    logs.retain(keep);
+                }
+            }
+        }
+    }
+    list
+}
+
+/// One entry the mock announces: index, SHA-1 fingerprint of the leaf, whether its certificate is unparseable.
+pub type Expected = (u64, String, bool);
+
+/// One received `certificate_update`: index and leaf fingerprint.
+pub type Received = (u64, String);
+
+/// Reads `certificate_update` messages from a WebSocket client, sorted by mock log name.
+pub struct Collector {
+    client: WsClient,
+    pub by_log: BTreeMap<String, Vec<Received>>,
+}
+
+impl Collector {
+    /// Connects to `path` (`/`, `/full-stream`) on `server`.
+    pub fn connect(server: &Certstream, path: &str) -> Collector {
+        let client = WsClient::connect(server.addr, path);
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        Collector {
+            client,
+            by_log: BTreeMap::new(),
+        }
+    }
+
+    /// Reads messages until `done` holds for what was collected, at most `timeout`; false on timeout.
+    pub fn read_until(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&BTreeMap<String, Vec<Received>>) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.by_log) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            match self.client.read_frame() {
+                Ok(frame) if frame.opcode == 1 => self.record(&frame.payload),
+                Ok(frame) if frame.opcode == 8 => panic!("the server closed the stream"),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("stream read failed: {e}"),
+            }
+        }
+        true
+    }
+
+    /// Keeps reading for `duration` (to catch duplicates or stray messages).
+    pub fn drain_for(&mut self, duration: Duration) {
+        self.read_until(duration, |_| false);
+    }
+
+    fn record(&mut self, payload: &[u8]) {
+        let message: Value = serde_json::from_slice(payload).expect("message is JSON");
+        assert_eq!(message["message_type"], "certificate_update", "{message}");
+        let data = &message["data"];
+        let url = data["source"]["url"].as_str().expect("source.url");
+        let index = data["cert_index"].as_u64().expect("cert_index");
+        let fingerprint = data["leaf_cert"]["fingerprint"]
+            .as_str()
+            .expect("fingerprint")
+            .to_owned();
+        self.by_log
+            .entry(mock_name(url))
+            .or_default()
+            .push((index, fingerprint));
+    }
+
+    /// The client itself (e.g. to read the close frame).
+    pub fn client(&mut self) -> &mut WsClient {
+        &mut self.client
+    }
+}
+
+/// Checks that `received` is exactly the parseable entries of `expected`, once each, in index order.
+pub fn assert_window(log: &str, received: &[Received], expected: &[Expected]) {
+    let want: Vec<Received> = expected
+        .iter()
+        .filter(|(_, _, unparseable)| !unparseable)
+        .map(|(index, fingerprint, _)| (*index, fingerprint.clone()))
+        .collect();
+    if received != want {
+        let first_difference = received
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(received.len().min(want.len()));
+        panic!(
+            "{log}: received {} messages, expected {}; first difference at position {first_difference}: \
+             received {:?}, expected {:?}",
+            received.len(),
+            want.len(),
+            received.get(first_difference),
+            want.get(first_difference)
+        );
+    }
+}
