@@ -438,7 +438,7 @@ fn options(start_back: u64) -> PollOptions {
     PollOptions {
         start_back,
         poll_interval: Duration::from_millis(100),
-        request_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(30),
         max_in_flight: 4,
         ..PollOptions::default()
     }

@@ -443,7 +443,7 @@ fn options(start_back: u64) -> PollOptions {
     PollOptions {
         start_back,
         poll_interval: Duration::from_millis(50),
-        request_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(30),
         partial_tile_min_age: Duration::from_millis(150),
         ..PollOptions::default()
     }
