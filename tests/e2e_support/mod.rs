@@ -57,6 +57,11 @@ impl Mock {
         Mock { child, addr }
     }
 
+    /// The process ID (benchmarks pin it to a core).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:PORT/log_list.json`
     pub fn list_url(&self) -> String {
         format!("http://{}/log_list.json", self.addr)
@@ -278,6 +283,11 @@ impl Certstream {
             addr,
             output,
         }
+    }
+
+    /// The process ID (benchmarks pin it and read its CPU time and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// GET `path`: status and body.
