@@ -4,7 +4,8 @@
 //! benchmark publisher; the load clients run in this process on one monoio thread pinned to CPU 1. Measured:
 //! delivered client-messages/s and MB/s with 10, 100, 1,000 and 5,000 lite clients (publisher as fast as the rings
 //! drain), publish→receipt latency (p50/p99; both sides read CLOCK_MONOTONIC), RSS per idle client with 10,000
-//! clients, and SIGTERM→exit time with 1,000 clients.
+//! clients, and SIGTERM→exit time with 1,000 clients. Phase names as arguments run only those phases:
+//! `cargo bench --bench ws_load -- idle fanout` (idle, shutdown, fanout, latency).
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -28,6 +29,9 @@ const PAYLOAD: usize = 1024;
 enum Publisher {
     /// Nothing (idle clients, shutdown).
     Idle,
+    /// Nothing, but once `clients` are connected, print the allocator's view of the heap (live bytes per client, to
+    /// tell live state from fragmentation in the RSS figure).
+    ReportHeap { clients: usize },
     /// Once `clients` are connected, publish `messages` as fast as the client rings drain.
     Saturate { clients: usize, messages: u64 },
     /// Once `clients` are connected, publish `messages` at `per_second`.
@@ -102,6 +106,7 @@ fn frames_now() -> Frames {
 async fn publish(hub: Hub, publisher: Publisher) {
     let (clients, messages) = match publisher {
         Publisher::Idle => return,
+        Publisher::ReportHeap { clients } => return report_heap(hub, clients).await,
         Publisher::Saturate { clients, messages }
         | Publisher::Paced {
             clients, messages, ..
@@ -133,6 +138,28 @@ async fn publish(hub: Hub, publisher: Publisher) {
             }
         }
     }
+}
+
+/// Bytes the allocator has handed out and not yet been given back (glibc `mallinfo2`).
+fn heap_in_use() -> usize {
+    // SAFETY: plain glibc query, no arguments.
+    let info = unsafe { libc::mallinfo2() };
+    info.uordblks + info.hblkhd
+}
+
+async fn report_heap(hub: Hub, clients: usize) {
+    let before = heap_in_use();
+    while hub.client_count() < clients {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    monoio::time::sleep(Duration::from_millis(300)).await;
+    let after = heap_in_use();
+    println!(
+        "idle: server heap in use {} KiB → {} KiB: {:.0} live bytes per idle client",
+        before / 1024,
+        after / 1024,
+        after.saturating_sub(before) as f64 / clients as f64
+    );
 }
 
 /// What the load clients saw.
@@ -328,12 +355,18 @@ fn main() {
         "ws_load: server pinned to CPU 0, load clients pinned to CPU 1, {PAYLOAD}-byte lite messages"
     );
     pin_to_cpu(1);
+    // Optional phase names (idle, shutdown, fanout, latency) run only those phases.
+    let phases: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |phase: &str| phases.is_empty() || phases.iter().any(|p| p == phase);
 
-    {
+    if wanted("idle") {
         let clients = 10_000;
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let pid = spawn_server(port, Publisher::Idle);
+        let pid = spawn_server(port, Publisher::ReportHeap { clients });
         wait_listening(addr);
         std::thread::sleep(Duration::from_millis(200));
         let before = rss_kib(pid);
@@ -362,7 +395,7 @@ fn main() {
         );
     }
 
-    {
+    if wanted("shutdown") {
         let clients = 1_000;
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -401,7 +434,10 @@ fn main() {
             seen.closes.get()
         );
     }
-    for clients in [10usize, 100, 1_000, 5_000] {
+    for clients in [10usize, 100, 1_000, 5_000]
+        .into_iter()
+        .filter(|_| wanted("fanout"))
+    {
         let messages = (2_000_000 / clients as u64).clamp(500, 200_000);
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -430,7 +466,7 @@ fn main() {
         );
     }
 
-    {
+    if wanted("latency") {
         let (clients, messages, per_second) = (1_000, 1_000, 200);
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));

@@ -1,6 +1,7 @@
 //! One upgraded WebSocket connection: a reader that decodes client frames and a writer that drains the client's
 //! ring with vectored writes, polled together by the connection's task.
 
+use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
+use super::limits::Slot;
 use crate::hub::{ClientHandle, CloseState};
 use crate::ws::decode::{Decoder, Event};
 use crate::ws::frame::{Frame, OpCode};
@@ -26,7 +28,7 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 const CLOSE_REPLY: Duration = Duration::from_secs(5);
 
 /// Read buffer size: clients send almost nothing, and an idle connection keeps one buffer in its pending read.
-const SMALL_READ: usize = 256;
+const SMALL_READ: usize = 64;
 
 /// Read buffer size after a read filled the small one (a client sending a large message).
 const LARGE_READ: usize = 16 * 1024;
@@ -50,31 +52,39 @@ enum WriteEnd {
 }
 
 /// Serves an upgraded connection until it closes. `decoder` already holds the bytes that arrived after the request
-/// head.
-pub async fn serve(
+/// head; `slot` counts the connection as open until then.
+///
+/// A plain function returning the future (not an `async fn`): the future then holds each value once, where an
+/// `async fn` would keep its arguments next to the locals they are moved into. Every idle client's task is this
+/// future, so its size is memory per client.
+pub fn serve(
     stream: TcpStream,
     mut decoder: Decoder,
     client: ClientHandle,
     write_stall_timeout: Duration,
-) {
+    slot: Slot,
+) -> impl Future<Output = ()> {
     let (mut reader, mut writer) = stream.into_split();
-    let mut reading = pin!(read_loop(&mut reader, &mut decoder, &client));
-    let mut writing = pin!(write_loop(&mut writer, &client, write_stall_timeout));
-    monoio::select! {
-        end = &mut reading => match end {
-            ReadEnd::Gone => {}
-            ReadEnd::CloseQueued | ReadEnd::CloseReplied => {
-                let _ = Box::pin(monoio::time::timeout(CLOSE_FLUSH, &mut writing)).await;
-            }
-        },
-        end = &mut writing => match end {
-            WriteEnd::Failed => {}
-            WriteEnd::CloseSent => {
-                if client.close_state() == CloseState::ServerInitiated {
-                    let _ = Box::pin(monoio::time::timeout(CLOSE_REPLY, &mut reading)).await;
+    async move {
+        let mut reading = pin!(read_loop(&mut reader, &mut decoder, &client));
+        let mut writing = pin!(write_loop(&mut writer, &client, write_stall_timeout));
+        monoio::select! {
+            end = &mut reading => match end {
+                ReadEnd::Gone => {}
+                ReadEnd::CloseQueued | ReadEnd::CloseReplied => {
+                    let _ = Box::pin(monoio::time::timeout(CLOSE_FLUSH, &mut writing)).await;
                 }
-            }
-        },
+            },
+            end = &mut writing => match end {
+                WriteEnd::Failed => {}
+                WriteEnd::CloseSent => {
+                    if client.close_state() == CloseState::ServerInitiated {
+                        let _ = Box::pin(monoio::time::timeout(CLOSE_REPLY, &mut reading)).await;
+                    }
+                }
+            },
+        }
+        drop(slot);
     }
 }
 
@@ -258,5 +268,28 @@ mod tests {
         assert!(batch.is_empty());
         assert_eq!(batch.read_iovec_len(), 0);
         assert!(batch.into_frames().is_empty());
+    }
+
+    /// Every idle client's task is the `serve` future: its size is memory per client (the budget is 4 KiB
+    /// per idle client, everything included).
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        crate::server::block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stream = TcpStream::connect_addr(addr).await.unwrap();
+            let hub = crate::hub::Hub::new(8);
+            let limits = Rc::new(super::super::limits::Limits::new(10, 10));
+            let task = serve(
+                stream,
+                Decoder::new(MAX_CLIENT_MESSAGE),
+                hub.join(crate::stream::StreamKind::Lite),
+                Duration::from_secs(1),
+                limits.admit(addr.ip()),
+            );
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= 640, "the connection future takes {size} bytes");
+        })
+        .unwrap();
     }
 }
