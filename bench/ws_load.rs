@@ -18,8 +18,7 @@ use certstream::hub::Hub;
 use certstream::server::{self, Server};
 use certstream::stream::Frames;
 use certstream::ws::frame::Frame;
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 
 /// Payload size of a benchmark message (a typical lite `certificate_update` is 1-2 KB).
 const PAYLOAD: usize = 1024;
@@ -125,11 +124,11 @@ async fn publish(hub: Hub, publisher: Publisher) {
                 monoio::time::sleep(Duration::from_nanos(1_000_000_000 / per_second)).await;
             }
             _ => {
-                // Keep every ring below its 256 frames (measure delivery, not drops). The wait is a timer, not a
+                // Fill every ring up to its 256 frames, never beyond (measure delivery, not drops). The wait is a timer, not a
                 // busy yield: monoio only reaps I/O completions once its run queue is empty.
                 let queued = hub.stats().max_queued as u64;
                 if queued < 128 {
-                    for _ in 0..(192 - queued).min(messages - published) {
+                    for _ in 0..(256 - queued).min(messages - published) {
                         hub.publish(&frames_now());
                         published += 1;
                     }
@@ -173,13 +172,33 @@ struct Seen {
     connected: Cell<usize>,
     closes: Cell<usize>,
     done: Cell<usize>,
+    /// CPU use (server, load clients) while frames flowed, as fractions of one core.
+    cpu: Cell<Option<(f64, f64)>>,
+}
+
+/// CPU seconds used so far by process `pid` (its threads' time on a CPU, from /proc/<pid>/schedstat, in ns).
+fn cpu_seconds(pid: libc::pid_t) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(f64::NAN, |ns| ns as f64 / 1e9)
 }
 
 const UPGRADE: &[u8] =
     b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-/// One load client: upgrade, then count frames (and sample latency) until `expect` frames or a close.
+/// Size of the receive buffer all load clients share.
+const RECV_BUF: usize = 256 * 1024;
+
+thread_local! {
+    /// One receive buffer for every load client (they all run on this thread): a client waits for readability and
+    /// then copies what the socket holds into it, so the kernel always copies into the same cache-hot memory instead
+    /// of into thousands of per-client buffers. Only a frame cut by a read boundary is kept per client.
+    static RECV: RefCell<Vec<u8>> = RefCell::new(vec![0; RECV_BUF]);
+}
+
+/// One load client: upgrade, then count frames (and sample latency, once per read) until `expect` frames or a close.
 async fn client(addr: SocketAddr, expect: u64, seen: Rc<Seen>) {
     let Ok(mut stream) = monoio::net::TcpStream::connect_addr(addr).await else {
         return;
@@ -188,67 +207,133 @@ async fn client(addr: SocketAddr, expect: u64, seen: Rc<Seen>) {
     if result.is_err() {
         return;
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let mut carry: Vec<u8> = Vec::new();
     let mut upgraded = false;
     let mut got = 0u64;
     loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(64 * 1024);
+        if stream.readable(false).await.is_err() {
+            return;
         }
-        let start = buf.len();
-        let (result, slice) = stream.read(buf.slice_mut(start..)).await;
-        buf = slice.into_inner();
-        let now = Instant::now();
-        let now_ns = monotonic_ns();
-        match result {
-            Ok(n) if n > 0 => {}
-            _ => return,
-        }
-        let mut pos = 0;
-        if !upgraded {
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
+        let outcome = RECV.with_borrow_mut(|buf| {
+            // SAFETY: recv into an owned buffer of `buf.len()` bytes; MSG_DONTWAIT never blocks the runtime.
+            let n =
+                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n == 0
+                || (n < 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
+            {
+                return Err(());
+            }
+            let Ok(n) = usize::try_from(n) else {
+                return Ok(false); // spurious readiness
             };
-            assert!(buf.starts_with(b"HTTP/1.1 101"), "upgrade refused");
-            upgraded = true;
-            pos = end + 4;
-            seen.connected.set(seen.connected.get() + 1);
+            let mut data = &buf[..n];
+            // A frame cut by the previous read boundary: complete it from the front of this read, on its own.
+            while (!upgraded || !carry.is_empty()) && !data.is_empty() {
+                let take = if upgraded {
+                    carry_missing(&carry).min(data.len())
+                } else {
+                    data.len()
+                };
+                carry.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                let (consumed, closed) =
+                    count_frames(&carry, &mut upgraded, &mut got, expect, &seen);
+                carry.drain(..consumed);
+                if closed {
+                    return Ok(true);
+                }
+            }
+            if !carry.is_empty() {
+                return Ok(false);
+            }
+            let (consumed, closed) = count_frames(data, &mut upgraded, &mut got, expect, &seen);
+            carry.extend_from_slice(&data[consumed..]);
+            Ok(closed)
+        });
+        if outcome != Ok(false) {
+            return;
         }
-        while let Some((opcode, header, len)) = parse_header(&buf[pos..]) {
-            if buf.len() - pos < header + len {
+    }
+}
+
+/// Bytes still missing from the partial frame in `carry` (up to a complete header when even that is cut).
+fn carry_missing(carry: &[u8]) -> usize {
+    match parse_header(carry) {
+        Some((_, header, len)) => (header + len).saturating_sub(carry.len()),
+        None => 10 - carry.len().min(10),
+    }
+}
+
+/// Counts the complete frames at the start of `data` (after the upgrade response, the first time); returns the bytes
+/// consumed and whether a close frame arrived.
+fn count_frames(
+    data: &[u8],
+    upgraded: &mut bool,
+    got: &mut u64,
+    expect: u64,
+    seen: &Seen,
+) -> (usize, bool) {
+    let mut pos = 0;
+    if !*upgraded {
+        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return (0, false);
+        };
+        assert!(data.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+        *upgraded = true;
+        pos = end + 4;
+        seen.connected.set(seen.connected.get() + 1);
+    }
+    let (mut frames, mut bytes, mut sample) = (0u64, 0u64, None);
+    let mut closed = false;
+    while let Some((opcode, header, len)) = parse_header(&data[pos..]) {
+        if data.len() - pos < header + len {
+            break;
+        }
+        let payload = &data[pos + header..pos + header + len];
+        pos += header + len;
+        match opcode {
+            1 => {
+                frames += 1;
+                bytes += (header + len) as u64;
+                if sample.is_none() {
+                    sample = Some(
+                        payload
+                            .iter()
+                            .take_while(|b| b.is_ascii_digit())
+                            .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0')),
+                    );
+                }
+            }
+            8 => {
+                seen.closes.set(seen.closes.get() + 1);
+                closed = true;
                 break;
             }
-            let payload = &buf[pos + header..pos + header + len];
-            pos += header + len;
-            match opcode {
-                1 => {
-                    got += 1;
-                    seen.frames.set(seen.frames.get() + 1);
-                    seen.bytes.set(seen.bytes.get() + (header + len) as u64);
-                    if seen.first.get().is_none() {
-                        seen.first.set(Some(now));
-                    }
-                    seen.last.set(Some(now));
-                    let sent: u64 = payload
-                        .iter()
-                        .take_while(|b| b.is_ascii_digit())
-                        .fold(0, |acc, b| acc * 10 + u64::from(b - b'0'));
-                    seen.latencies_us
-                        .borrow_mut()
-                        .push((now_ns.saturating_sub(sent) / 1000) as u32);
-                    if got == expect {
-                        seen.done.set(seen.done.get() + 1);
-                    }
-                }
-                8 => {
-                    seen.closes.set(seen.closes.get() + 1);
-                    return;
-                }
-                _ => {}
-            }
+            _ => {}
         }
-        buf.drain(..pos);
     }
+    if frames > 0 {
+        let now = Instant::now();
+        seen.frames.set(seen.frames.get() + frames);
+        seen.bytes.set(seen.bytes.get() + bytes);
+        if seen.first.get().is_none() {
+            seen.first.set(Some(now));
+        }
+        seen.last.set(Some(now));
+        if let Some(sent) = sample {
+            seen.latencies_us
+                .borrow_mut()
+                .push((monotonic_ns().saturating_sub(sent) / 1000) as u32);
+        }
+        let before = *got;
+        *got += frames;
+        if before < expect && *got >= expect {
+            seen.done.set(seen.done.get() + 1);
+        }
+    }
+    (pos, closed)
 }
 
 /// Opcode, header length and payload length of the frame at the start of `buf`, if its header is complete.
@@ -271,6 +356,7 @@ fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
 /// Runs `clients` load clients until `until` says stop (checked every 10 ms) or `limit` passes.
 fn run_clients(
     addr: SocketAddr,
+    server_pid: libc::pid_t,
     clients: usize,
     expect: u64,
     limit: Duration,
@@ -285,8 +371,17 @@ fn run_clients(
         let started = Instant::now();
         let mut last_frames = 0;
         let mut idle_since = Instant::now();
+        let own_pid = std::process::id() as libc::pid_t;
+        let mut flowing_since = None;
         while !until(&seen_inner) && started.elapsed() < limit {
             monoio::time::sleep(Duration::from_millis(10)).await;
+            if flowing_since.is_none() && seen_inner.frames.get() > 0 {
+                flowing_since = Some((
+                    Instant::now(),
+                    cpu_seconds(server_pid),
+                    cpu_seconds(own_pid),
+                ));
+            }
             // Stop early once frames stopped flowing for 3 s (e.g. some were dropped).
             if seen_inner.frames.get() != last_frames {
                 last_frames = seen_inner.frames.get();
@@ -294,6 +389,13 @@ fn run_clients(
             } else if last_frames > 0 && idle_since.elapsed() > Duration::from_secs(3) {
                 break;
             }
+        }
+        if let Some((since, server, own)) = flowing_since {
+            let wall = since.elapsed().as_secs_f64();
+            seen_inner.cpu.set(Some((
+                (cpu_seconds(server_pid) - server) / wall,
+                (cpu_seconds(own_pid) - own) / wall,
+            )));
         }
     })
     .expect("client runtime");
@@ -443,7 +545,7 @@ fn main() {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = spawn_server(port, Publisher::Saturate { clients, messages });
         wait_listening(addr);
-        let seen = run_clients(addr, clients, messages, Duration::from_secs(60), |s| {
+        let seen = run_clients(addr, pid, clients, messages, Duration::from_secs(60), |s| {
             s.done.get() == clients
         });
         let dropped = stats(addr)["messages_dropped"].as_u64().unwrap_or(0);
@@ -454,15 +556,20 @@ fn main() {
         };
         let mut latencies = seen.latencies_us.take();
         latencies.sort_unstable();
+        let (server_cpu, client_cpu) = seen.cpu.get().unwrap_or((f64::NAN, f64::NAN));
         println!(
             "{clients:>5} clients: {:>10.0} client-messages/s, {:>7.1} MB/s, delivered {}/{} (dropped {dropped}), \
-             latency p50 {} µs p99 {} µs (saturated)",
+             latency p50 {} µs p99 {} µs (saturated); CPU: server {:.0} %, clients {:.0} %; {:.2} M client-messages \
+             per server CPU-second",
             seen.frames.get() as f64 / secs,
             seen.bytes.get() as f64 / secs / 1e6,
             seen.frames.get(),
             messages * clients as u64,
             percentile(&latencies, 0.50),
             percentile(&latencies, 0.99),
+            server_cpu * 100.0,
+            client_cpu * 100.0,
+            seen.frames.get() as f64 / secs / server_cpu / 1e6,
         );
     }
 
@@ -479,7 +586,7 @@ fn main() {
             },
         );
         wait_listening(addr);
-        let seen = run_clients(addr, clients, messages, Duration::from_secs(60), |s| {
+        let seen = run_clients(addr, pid, clients, messages, Duration::from_secs(60), |s| {
             s.done.get() == clients
         });
         stop_server(pid);
