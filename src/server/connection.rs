@@ -1,6 +1,7 @@
 //! One upgraded WebSocket connection: a reader that decodes client frames and a writer that drains the client's
 //! ring with vectored writes, polled together by the connection's task.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
@@ -144,13 +145,14 @@ async fn write_loop(
     client: &ClientHandle,
     stall: Duration,
 ) -> WriteEnd {
-    let mut frames = Vec::new();
     loop {
         client.work().await;
-        let closing = client.take_batch(&mut frames, MAX_FRAMES_PER_WRITE);
+        let mut batch = Batch::spare();
+        let closing = client.take_batch(&mut batch.frames, MAX_FRAMES_PER_WRITE);
+        batch.point_at_frames();
         // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task.
-        match Box::pin(write_batch(writer, Batch::new(frames), stall)).await {
-            Some(batch) => frames = batch.into_frames(),
+        match Box::pin(write_batch(writer, batch, stall)).await {
+            Some(batch) => batch.recycle(),
             None => return WriteEnd::Failed,
         }
         if closing {
@@ -184,8 +186,18 @@ async fn write_batch(
     Some(batch)
 }
 
+/// Spare batches kept for reuse at most; more are freed when they come back (after a burst of many writers).
+const SPARE_BATCHES: usize = 64;
+
+thread_local! {
+    /// Batches of writes not in flight. A writer borrows one per write and gives it back, so the frame and `iovec`
+    /// arrays are reused instead of allocated per write, and an idle client holds none.
+    static SPARES: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Frames on their way to the socket, with the `iovec`s that point into them: the frame bytes are written straight
 /// from the shared buffers, never copied.
+#[derive(Default)]
 struct Batch {
     frames: Vec<Rc<Frame>>,
     iovecs: Vec<libc::iovec>,
@@ -194,19 +206,20 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(frames: Vec<Rc<Frame>>) -> Self {
-        let iovecs = frames
-            .iter()
-            .map(|frame| libc::iovec {
+    /// An empty batch, reused when one is spare.
+    fn spare() -> Self {
+        SPARES.with_borrow_mut(Vec::pop).unwrap_or_default()
+    }
+
+    /// Points one `iovec` at each frame.
+    fn point_at_frames(&mut self) {
+        self.iovecs.clear();
+        self.iovecs
+            .extend(self.frames.iter().map(|frame| libc::iovec {
                 iov_base: frame.wire().as_ptr() as *mut libc::c_void,
                 iov_len: frame.wire().len(),
-            })
-            .collect();
-        Self {
-            frames,
-            iovecs,
-            first: 0,
-        }
+            }));
+        self.first = 0;
     }
 
     fn is_empty(&self) -> bool {
@@ -227,10 +240,15 @@ impl Batch {
         }
     }
 
-    /// The frame list, emptied, to be reused for the next batch.
-    fn into_frames(mut self) -> Vec<Rc<Frame>> {
+    /// Releases the frames and keeps the arrays for the next write (up to [`SPARE_BATCHES`] spares).
+    fn recycle(mut self) {
         self.frames.clear();
-        self.frames
+        self.iovecs.clear();
+        SPARES.with_borrow_mut(|spares| {
+            if spares.len() < SPARE_BATCHES {
+                spares.push(self);
+            }
+        });
     }
 }
 
@@ -257,7 +275,11 @@ mod tests {
             .iter()
             .map(|s| Rc::new(Frame::text(s.as_bytes())))
             .collect();
-        let mut batch = Batch::new(frames);
+        let mut batch = Batch {
+            frames,
+            ..Batch::default()
+        };
+        batch.point_at_frames();
         assert_eq!(batch.read_iovec_len(), 3);
         batch.advance(3); // the first frame (2 header + 2 payload) minus one byte
         assert_eq!(batch.read_iovec_len(), 3);
@@ -267,7 +289,12 @@ mod tests {
         batch.advance(3);
         assert!(batch.is_empty());
         assert_eq!(batch.read_iovec_len(), 0);
-        assert!(batch.into_frames().is_empty());
+        batch.recycle();
+        let spare = Batch::spare();
+        assert!(
+            spare.frames.is_empty() && spare.frames.capacity() >= 3,
+            "the arrays are reused, emptied"
+        );
     }
 
     /// Every idle client's task is the `serve` future: its size is memory per client (the budget is 4 KiB
