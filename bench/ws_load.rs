@@ -133,6 +133,7 @@ async fn publish(hub: Hub, publisher: Publisher) {
                         published += 1;
                     }
                 }
+                // monoio's timer rounds this up to its 1 ms resolution.
                 monoio::time::sleep(Duration::from_micros(100)).await;
             }
         }
