@@ -124,8 +124,8 @@ async fn publish(hub: Hub, publisher: Publisher) {
                 monoio::time::sleep(Duration::from_nanos(1_000_000_000 / per_second)).await;
             }
             _ => {
-                // Fill every ring up to its 256 frames, never beyond (measure delivery, not drops). The wait is a timer, not a
-                // busy yield: monoio only reaps I/O completions once its run queue is empty.
+                // Fill every ring up to its 256 frames, never beyond (measure delivery, not drops). The wait is a timer,
+                // not a busy yield: monoio only reaps I/O completions once its run queue is empty.
                 let queued = hub.stats().max_queued as u64;
                 if queued < 128 {
                     for _ in 0..(256 - queued).min(messages - published) {
