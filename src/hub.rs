@@ -114,10 +114,15 @@ impl Hub {
         }
     }
 
-    /// Asks every client's writer to send a ping.
+    /// Asks every client's writer to send a ping, and frees the ring memory of clients with nothing queued: a burst
+    /// grows a ring up to the ring size, and without this every client would keep that capacity for good.
     pub fn ping_all(&self) {
         for client in self.snapshot().iter() {
             client.queue_control(Control::Ping(self.state.ping.clone()));
+            let mut ring = client.ring.borrow_mut();
+            if ring.is_empty() {
+                ring.shrink_to_fit();
+            }
         }
     }
 
@@ -498,6 +503,21 @@ mod tests {
             "queued data is discarded once closing: {out:?}"
         );
         assert_eq!(&out[0].payload()[..2], &1001u16.to_be_bytes());
+    }
+
+    #[test]
+    fn pinging_frees_the_ring_memory_of_drained_clients() {
+        let hub = Hub::new(64);
+        let drained = hub.join(StreamKind::Lite);
+        let behind = hub.join(StreamKind::Lite);
+        for n in 0..40 {
+            hub.publish(&frames(n));
+        }
+        drain(&drained);
+        assert!(drained.ring.borrow().capacity() >= 40);
+        hub.ping_all();
+        assert_eq!(drained.ring.borrow().capacity(), 0);
+        assert_eq!(behind.ring.borrow().len(), 40, "queued frames are kept");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! One upgraded WebSocket connection: a reader that decodes client frames and a writer that drains the client's
 //! ring with vectored writes, polled together by the connection's task.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
+use super::limits::Slot;
 use crate::hub::{ClientHandle, CloseState};
 use crate::ws::decode::{Decoder, Event};
 use crate::ws::frame::{Frame, OpCode};
@@ -26,7 +29,7 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 const CLOSE_REPLY: Duration = Duration::from_secs(5);
 
 /// Read buffer size: clients send almost nothing, and an idle connection keeps one buffer in its pending read.
-const SMALL_READ: usize = 256;
+const SMALL_READ: usize = 64;
 
 /// Read buffer size after a read filled the small one (a client sending a large message).
 const LARGE_READ: usize = 16 * 1024;
@@ -50,31 +53,39 @@ enum WriteEnd {
 }
 
 /// Serves an upgraded connection until it closes. `decoder` already holds the bytes that arrived after the request
-/// head.
-pub async fn serve(
+/// head; `slot` counts the connection as open until then.
+///
+/// A plain function returning the future (not an `async fn`): the future then holds each value once, where an
+/// `async fn` would keep its arguments next to the locals they are moved into. Every idle client's task is this
+/// future, so its size is memory per client.
+pub fn serve(
     stream: TcpStream,
     mut decoder: Decoder,
     client: ClientHandle,
     write_stall_timeout: Duration,
-) {
+    slot: Slot,
+) -> impl Future<Output = ()> {
     let (mut reader, mut writer) = stream.into_split();
-    let mut reading = pin!(read_loop(&mut reader, &mut decoder, &client));
-    let mut writing = pin!(write_loop(&mut writer, &client, write_stall_timeout));
-    monoio::select! {
-        end = &mut reading => match end {
-            ReadEnd::Gone => {}
-            ReadEnd::CloseQueued | ReadEnd::CloseReplied => {
-                let _ = Box::pin(monoio::time::timeout(CLOSE_FLUSH, &mut writing)).await;
-            }
-        },
-        end = &mut writing => match end {
-            WriteEnd::Failed => {}
-            WriteEnd::CloseSent => {
-                if client.close_state() == CloseState::ServerInitiated {
-                    let _ = Box::pin(monoio::time::timeout(CLOSE_REPLY, &mut reading)).await;
+    async move {
+        let mut reading = pin!(read_loop(&mut reader, &mut decoder, &client));
+        let mut writing = pin!(write_loop(&mut writer, &client, write_stall_timeout));
+        monoio::select! {
+            end = &mut reading => match end {
+                ReadEnd::Gone => {}
+                ReadEnd::CloseQueued | ReadEnd::CloseReplied => {
+                    let _ = Box::pin(monoio::time::timeout(CLOSE_FLUSH, &mut writing)).await;
                 }
-            }
-        },
+            },
+            end = &mut writing => match end {
+                WriteEnd::Failed => {}
+                WriteEnd::CloseSent => {
+                    if client.close_state() == CloseState::ServerInitiated {
+                        let _ = Box::pin(monoio::time::timeout(CLOSE_REPLY, &mut reading)).await;
+                    }
+                }
+            },
+        }
+        drop(slot);
     }
 }
 
@@ -134,13 +145,14 @@ async fn write_loop(
     client: &ClientHandle,
     stall: Duration,
 ) -> WriteEnd {
-    let mut frames = Vec::new();
     loop {
         client.work().await;
-        let closing = client.take_batch(&mut frames, MAX_FRAMES_PER_WRITE);
+        let mut batch = Batch::spare();
+        let closing = client.take_batch(&mut batch.frames, MAX_FRAMES_PER_WRITE);
+        batch.point_at_frames();
         // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task.
-        match Box::pin(write_batch(writer, Batch::new(frames), stall)).await {
-            Some(batch) => frames = batch.into_frames(),
+        match Box::pin(write_batch(writer, batch, stall)).await {
+            Some(batch) => batch.recycle(),
             None => return WriteEnd::Failed,
         }
         if closing {
@@ -174,8 +186,18 @@ async fn write_batch(
     Some(batch)
 }
 
+/// Spare batches kept for reuse at most; more are freed when they come back (after a burst of many writers).
+const SPARE_BATCHES: usize = 64;
+
+thread_local! {
+    /// Batches of writes not in flight. A writer borrows one per write and gives it back, so the frame and `iovec`
+    /// arrays are reused instead of allocated per write, and an idle client holds none.
+    static SPARES: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Frames on their way to the socket, with the `iovec`s that point into them: the frame bytes are written straight
 /// from the shared buffers, never copied.
+#[derive(Default)]
 struct Batch {
     frames: Vec<Rc<Frame>>,
     iovecs: Vec<libc::iovec>,
@@ -184,19 +206,20 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(frames: Vec<Rc<Frame>>) -> Self {
-        let iovecs = frames
-            .iter()
-            .map(|frame| libc::iovec {
+    /// An empty batch, reused when one is spare.
+    fn spare() -> Self {
+        SPARES.with_borrow_mut(Vec::pop).unwrap_or_default()
+    }
+
+    /// Points one `iovec` at each frame.
+    fn point_at_frames(&mut self) {
+        self.iovecs.clear();
+        self.iovecs
+            .extend(self.frames.iter().map(|frame| libc::iovec {
                 iov_base: frame.wire().as_ptr() as *mut libc::c_void,
                 iov_len: frame.wire().len(),
-            })
-            .collect();
-        Self {
-            frames,
-            iovecs,
-            first: 0,
-        }
+            }));
+        self.first = 0;
     }
 
     fn is_empty(&self) -> bool {
@@ -217,10 +240,15 @@ impl Batch {
         }
     }
 
-    /// The frame list, emptied, to be reused for the next batch.
-    fn into_frames(mut self) -> Vec<Rc<Frame>> {
+    /// Releases the frames and keeps the arrays for the next write (up to [`SPARE_BATCHES`] spares).
+    fn recycle(mut self) {
         self.frames.clear();
-        self.frames
+        self.iovecs.clear();
+        SPARES.with_borrow_mut(|spares| {
+            if spares.len() < SPARE_BATCHES {
+                spares.push(self);
+            }
+        });
     }
 }
 
@@ -247,7 +275,11 @@ mod tests {
             .iter()
             .map(|s| Rc::new(Frame::text(s.as_bytes())))
             .collect();
-        let mut batch = Batch::new(frames);
+        let mut batch = Batch {
+            frames,
+            ..Batch::default()
+        };
+        batch.point_at_frames();
         assert_eq!(batch.read_iovec_len(), 3);
         batch.advance(3); // the first frame (2 header + 2 payload) minus one byte
         assert_eq!(batch.read_iovec_len(), 3);
@@ -257,6 +289,34 @@ mod tests {
         batch.advance(3);
         assert!(batch.is_empty());
         assert_eq!(batch.read_iovec_len(), 0);
-        assert!(batch.into_frames().is_empty());
+        batch.recycle();
+        let spare = Batch::spare();
+        assert!(
+            spare.frames.is_empty() && spare.frames.capacity() >= 3,
+            "the arrays are reused, emptied"
+        );
+    }
+
+    /// Every idle client's task is the `serve` future: its size is memory per client (the budget is 4 KiB
+    /// per idle client, everything included).
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        crate::server::block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stream = TcpStream::connect_addr(addr).await.unwrap();
+            let hub = crate::hub::Hub::new(8);
+            let limits = Rc::new(super::super::limits::Limits::new(10, 10));
+            let task = serve(
+                stream,
+                Decoder::new(MAX_CLIENT_MESSAGE),
+                hub.join(crate::stream::StreamKind::Lite),
+                Duration::from_secs(1),
+                limits.admit(addr.ip()),
+            );
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= 640, "the connection future takes {size} bytes");
+        })
+        .unwrap();
     }
 }

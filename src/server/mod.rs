@@ -148,7 +148,10 @@ enum Action {
     Upgrade(crate::stream::StreamKind, Vec<u8>),
 }
 
-/// One accepted connection: read the request head, then answer over HTTP or serve a WebSocket stream.
+/// One accepted connection: read the request head, then answer over HTTP or hand the upgraded connection to its
+/// own task. The request phase (head buffer, parser, deadline timer, response write) needs far more state than a
+/// long-lived WebSocket connection; spawning the WebSocket phase as a new task frees it instead of sizing every
+/// client's task for it.
 async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
     let slot = shared.limits.admit(peer.ip());
     let _ = stream.set_nodelay(true);
@@ -171,11 +174,12 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
         }
     };
     match action {
-        Action::Respond(response) => Box::pin(http::respond_and_close(stream, response)).await,
+        Action::Respond(response) => http::respond_and_close(stream, response).await,
         Action::Upgrade(kind, response) => {
+            // Joined before the 101 goes out: a client sees every message published after its upgrade response.
             let client = shared.hub.join(kind);
             let stall = shared.config.write_stall_timeout;
-            match Box::pin(monoio::time::timeout(stall, stream.write_all(response))).await {
+            match monoio::time::timeout(stall, stream.write_all(response)).await {
                 Ok((Ok(_), _)) => {}
                 _ => return,
             }
@@ -183,11 +187,11 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
             // rather than held for the connection's lifetime.
             let mut decoder = Decoder::new(connection::MAX_CLIENT_MESSAGE);
             decoder.extend(buf.get(head_len..).unwrap_or_default());
-            drop(buf);
-            connection::serve(stream, decoder, client, stall).await;
+            monoio::spawn(CatchUnwind(connection::serve(
+                stream, decoder, client, stall, slot,
+            )));
         }
     }
-    drop(slot);
 }
 
 fn decide(request: &httparse::Request<'_, '_>, slot: &limits::Slot, shared: &Shared) -> Action {
