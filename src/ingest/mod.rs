@@ -10,7 +10,12 @@ pub mod supervisor;
 pub mod tiled;
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::ct::checkpoint::LogKey;
@@ -110,31 +115,131 @@ impl LogStatus {
 /// A log's status, shared between its poller and the stats endpoints.
 pub type SharedStatus = Rc<RefCell<LogStatus>>;
 
-/// Asks a poller to stop (its log left the list, or the server is shutting down). Pollers check it between
-/// requests and while waiting.
-#[derive(Clone, Debug, Default)]
-pub struct StopToken(Rc<Cell<bool>>);
+/// Asks a poller to stop (its log left the list, or the server is shutting down). Waiting on it costs nothing
+/// until the stop: [`StopToken::stopped`] registers a waker instead of polling on a timer.
+#[derive(Clone, Default)]
+pub struct StopToken(Rc<StopState>);
+
+#[derive(Default)]
+struct StopState {
+    stopped: Cell<bool>,
+    /// Wakers of the pending [`StopWait`] futures, by their id (removed when a future is dropped).
+    waiters: RefCell<HashMap<u64, Waker>>,
+    next_id: Cell<u64>,
+}
+
+impl fmt::Debug for StopToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StopToken")
+            .field(&self.is_stopped())
+            .finish()
+    }
+}
 
 impl StopToken {
-    /// Requests the stop.
+    /// Requests the stop and wakes everything waiting for it.
     pub fn stop(&self) {
-        self.0.set(true);
+        self.0.stopped.set(true);
+        let waiters = std::mem::take(&mut *self.0.waiters.borrow_mut());
+        for waker in waiters.into_values() {
+            waker.wake();
+        }
     }
 
     /// True once a stop was requested.
     pub fn is_stopped(&self) -> bool {
-        self.0.get()
+        self.0.stopped.get()
     }
 
-    /// Sleeps for `duration`, waking early (within 100 ms) when a stop is requested. Returns false if stopped.
-    pub async fn sleep(&self, duration: Duration) -> bool {
-        let step = Duration::from_millis(100);
-        let mut left = duration;
-        while !self.is_stopped() && !left.is_zero() {
-            let now = left.min(step);
-            monoio::time::sleep(now).await;
-            left -= now;
+    /// Completes once a stop is requested (to race against a request or a wait).
+    pub fn stopped(&self) -> StopWait {
+        StopWait {
+            state: self.0.clone(),
+            id: None,
         }
-        !self.is_stopped()
+    }
+
+    /// Sleeps for `duration`, waking at once when a stop is requested. Returns false if stopped.
+    pub async fn sleep(&self, duration: Duration) -> bool {
+        if self.is_stopped() {
+            return false;
+        }
+        monoio::select! {
+            _ = monoio::time::sleep(duration) => !self.is_stopped(),
+            _ = self.stopped() => false,
+        }
+    }
+}
+
+/// The future of [`StopToken::stopped`].
+pub struct StopWait {
+    state: Rc<StopState>,
+    id: Option<u64>,
+}
+
+impl Future for StopWait {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.state.stopped.get() {
+            return Poll::Ready(());
+        }
+        let this = &mut *self;
+        let state = &this.state;
+        let id = *this.id.get_or_insert_with(|| {
+            let id = state.next_id.get();
+            state.next_id.set(id + 1);
+            id
+        });
+        state.waiters.borrow_mut().insert(id, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for StopWait {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.state.waiters.borrow_mut().remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_wakes_sleepers_at_once_and_leaves_no_waiters() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let stop = StopToken::default();
+            let sleeper = monoio::spawn({
+                let stop = stop.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let finished = stop.sleep(Duration::from_secs(3600)).await;
+                    (finished, started.elapsed())
+                }
+            });
+            // A waiter that gives up before the stop must not stay registered.
+            let _ = monoio::time::timeout(Duration::from_millis(5), stop.stopped()).await;
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(stop.0.waiters.borrow().len(), 1, "only the sleeper waits");
+            stop.stop();
+            let (finished, waited) = sleeper.await;
+            assert!(!finished);
+            assert!(
+                waited < Duration::from_millis(500),
+                "woken by the stop, not the timer: {waited:?}"
+            );
+            assert!(stop.0.waiters.borrow().is_empty());
+            assert!(
+                !stop.sleep(Duration::from_secs(1)).await,
+                "sleeping after a stop returns at once"
+            );
+        });
     }
 }

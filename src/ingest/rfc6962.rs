@@ -184,11 +184,11 @@ impl Poller {
         self.sleep(wait).await
     }
 
-    /// Runs `work` unless a stop is requested first (noticed within 100 ms).
+    /// Runs `work` unless a stop is requested first.
     async fn until_stopped<F: Future>(&self, work: F) -> Result<F::Output, Stopped> {
         monoio::select! {
             output = work => Ok(output),
-            _ = self.stop.sleep(Duration::MAX) => Err(Stopped),
+            _ = self.stop.stopped() => Err(Stopped),
         }
     }
 

@@ -348,7 +348,7 @@ impl Poller {
             );
             let result = monoio::select! {
                 result = resolve => result,
-                _ = stopped(&self.stop) => return None,
+                _ = self.stop.stopped() => return None,
             };
             match result {
                 // Cached now: the next turn returns it.
@@ -393,7 +393,7 @@ impl Poller {
             .get_with(url, &[], self.ctx.options.request_timeout);
         let result = monoio::select! {
             result = request => result,
-            _ = stopped(&self.stop) => return Reply::Stopped,
+            _ = self.stop.stopped() => return Reply::Stopped,
         };
         match result {
             Err(e) => {
@@ -445,9 +445,4 @@ impl Poller {
         status.delay_ms = millis(self.politeness.delay());
         status.backoff_ms = millis(self.politeness.backoff());
     }
-}
-
-/// Completes once a stop is requested (checked every 100 ms), to race against a request.
-async fn stopped(stop: &StopToken) {
-    while stop.sleep(Duration::from_secs(3600)).await {}
 }
