@@ -6,10 +6,9 @@
 //! A tiny blocking HTTP/1.1 client (std::net) talks to the mock; each mock process holds a pipe as stdin and exits
 //! when the test drops it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -27,44 +26,27 @@ use sha2::{Digest, Sha256};
 use x509_parser::certificate::TbsCertificate;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+mod e2e_support;
+
 /// An inclusive range of entry indices.
 type Range = (u64, u64);
 
 /// Every socket read gives up after this long, so no test can hang on the mock.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running mock; killed when dropped.
+/// A running mock (spawned, and killed when dropped, by the shared end-to-end support) with the raw HTTP views
+/// these tests need.
 struct Mock {
-    child: Child,
+    process: e2e_support::Mock,
     /// `127.0.0.1:PORT`.
     addr: String,
 }
 
 impl Mock {
     fn start(args: &[&str]) -> Mock {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-ct-log"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn mock-ct-log");
-        let stdout = child.stdout.take().expect("mock stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(IO_TIMEOUT)
-            .expect("mock prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Mock { child, addr }
+        let process = e2e_support::Mock::start(args);
+        let addr = process.addr.clone();
+        Mock { process, addr }
     }
 
     fn get(&self, path: &str) -> Reply {
@@ -114,13 +96,6 @@ impl Mock {
 
     fn stats(&self) -> Value {
         self.json("/_mock/stats")
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -768,15 +743,10 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 #[test]
 fn exits_when_stdin_closes() {
     let mut mock = Mock::start(&["--rfc6962", "1", "--tiled", "0"]);
-    drop(mock.child.stdin.take());
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while mock.child.try_wait().expect("try_wait").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "mock still running after stdin closed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        mock.process.close_stdin_and_wait(IO_TIMEOUT),
+        "mock still running after stdin closed"
+    );
 }
 
 #[test]

@@ -62,6 +62,19 @@ impl Mock {
         self.child.id()
     }
 
+    /// Closes the mock's stdin (as when its parent dies) and waits up to `timeout` for it to exit; true if it did.
+    pub fn close_stdin_and_wait(&mut self, timeout: Duration) -> bool {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + timeout;
+        while self.child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// `http://127.0.0.1:PORT/log_list.json`
     pub fn list_url(&self) -> String {
         format!("http://{}/log_list.json", self.addr)
