@@ -4,6 +4,9 @@ use certstream::ws::decode::{CloseFrame, Decoder, ErrorKind, Event, ProtocolErro
 use certstream::ws::frame::Frame;
 use certstream::ws::handshake::{accept_key, check_upgrade, switching_protocols, wants_upgrade};
 use proptest::prelude::*;
+use server_support::raw_client_frame;
+
+mod server_support;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const FIN: u8 = 0x80;
@@ -14,35 +17,9 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
-/// A client frame: `first_byte` is FIN/RSV/opcode as sent, the length uses the minimal encoding, and the payload is
-/// masked with `mask` when there is one.
-fn raw_frame(first_byte: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![first_byte];
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        len @ 0..=125 => out.push(mask_bit | len as u8),
-        len @ 126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
-
 /// A masked client frame.
 fn frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    raw_frame(first_byte, payload, Some(MASK))
+    raw_client_frame(first_byte, payload, Some(MASK))
 }
 
 /// Feeds `bytes` at once and collects events until more input is needed or an error occurs.
@@ -111,7 +88,7 @@ fn seven_sixteen_and_sixty_four_bit_lengths() {
 
 #[test]
 fn unmasked_client_frame_is_a_protocol_error() {
-    let error = expect_error(&raw_frame(FIN | TEXT, b"hi", None));
+    let error = expect_error(&raw_client_frame(FIN | TEXT, b"hi", None));
     assert_eq!(error.kind(), ErrorKind::Unmasked);
     assert_eq!(error.close_code(), 1002);
 }
@@ -555,7 +532,7 @@ proptest! {
     #[test]
     fn masked_frames_round_trip(payload in proptest::collection::vec(any::<u8>(), 0..2000),
                                 mask in any::<[u8; 4]>(), split in 0usize..2100) {
-        let wire = raw_frame(FIN | BINARY, &payload, Some(mask));
+        let wire = raw_client_frame(FIN | BINARY, &payload, Some(mask));
         let split = split.min(wire.len());
         let mut decoder = Decoder::new(4096);
         decoder.extend(&wire[..split]);

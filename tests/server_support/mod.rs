@@ -351,25 +351,36 @@ impl WsClient {
 
 /// Encodes a client frame with an optional mask.
 pub fn encode_client_frame(opcode: u8, payload: &[u8], masked: bool, fin: bool) -> Vec<u8> {
-    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-    let mask_bit = if masked { 0x80 } else { 0 };
+    let first_byte = if fin { 0x80 } else { 0 } | opcode;
+    raw_client_frame(
+        first_byte,
+        payload,
+        masked.then_some([0x12, 0x34, 0x56, 0x78]),
+    )
+}
+
+/// A client frame exactly as given: `first_byte` is FIN/RSV/opcode as sent, the length uses the minimal encoding,
+/// and the payload is masked with `mask` when there is one.
+pub fn raw_client_frame(first_byte: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![first_byte];
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     match payload.len() {
-        n @ 0..=125 => out.push(mask_bit | n as u8),
-        n @ 126..=0xFFFF => {
+        len @ 0..=125 => out.push(mask_bit | len as u8),
+        len @ 126..=0xFFFF => {
             out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
+            out.extend_from_slice(&(len as u16).to_be_bytes());
         }
-        n => {
+        len => {
             out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
+            out.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
-    if masked {
-        let key = [0x12, 0x34, 0x56, 0x78];
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
+    match mask {
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
     }
     out
 }
