@@ -124,18 +124,7 @@ impl Reply {
 
 /// One request on a fresh connection (`Connection: close`), read to EOF.
 fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(addr).expect("connect to the mock");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).expect("send request");
-    stream.write_all(body).expect("send body");
-    let mut raw = Vec::new();
-    // A reset mid-read still leaves what arrived in `raw`.
-    let _ = stream.read_to_end(&mut raw);
-    parse_reply(&raw).0
+    parse_reply(&e2e_support::raw_request(addr, method, path, body)).0
 }
 
 /// Parses one response from `raw`; returns it and the bytes it took.

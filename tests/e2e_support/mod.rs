@@ -146,8 +146,9 @@ impl Drop for Mock {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection, read to EOF: status (0 when none) and body.
-pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`): the raw response, read to EOF (a reset
+/// mid-read still leaves what arrived).
+pub fn raw_request(addr: &str, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(STARTUP_TIMEOUT))
@@ -160,6 +161,12 @@ pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u
     stream.write_all(body).expect("send body");
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
+    raw
+}
+
+/// One HTTP/1.1 request on a fresh connection, read to EOF: status (0 when none) and body.
+pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let raw = raw_request(addr, method, path, body);
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return (0, Vec::new());
     };
