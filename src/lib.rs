@@ -11,6 +11,7 @@ pub mod ct;
 pub mod http;
 pub mod hub;
 pub mod ingest;
+pub mod log_throttle;
 pub mod server;
 pub mod stream;
 pub mod ws;
