@@ -14,10 +14,19 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Frames queued per client before the oldest is dropped (FORMAT.md §3: 256).
     pub ring_size: usize,
-    /// Open connections (WebSocket or HTTP) accepted at once; beyond it upgrades get `503`.
+    /// Open connections (WebSocket or HTTP) accepted at once; beyond it new connections are closed at accept.
     pub max_connections: usize,
-    /// Open connections accepted at once from one IP address; beyond it upgrades get `503`.
+    /// Open connections accepted at once from one IP address; beyond it new connections are closed at accept.
     pub max_connections_per_ip: usize,
+    /// Bytes of frames queued per client before the oldest is dropped (a second bound next to `ring_size`).
+    pub client_queue_bytes: usize,
+    /// File descriptors kept free for the CT log connections: clients are refused before they can take these.
+    pub descriptor_reserve: usize,
+    /// Messages larger than this (compact JSON) are left out of `/latest.json` and the example routes.
+    pub max_latest_bytes: usize,
+    /// Requests per second served on each expensive operational route (`/stats`, `/metrics`, `/latest.json`,
+    /// the example routes); more get `429`.
+    pub ops_rate: usize,
     /// Interval of the `heartbeat` message sent on every stream; `None` (the default) sends none.
     pub heartbeat: Option<Duration>,
     /// Interval of the server's WebSocket pings.
@@ -76,6 +85,10 @@ impl Default for Config {
             ring_size: 256,
             max_connections: 50_000,
             max_connections_per_ip: 1_000,
+            client_queue_bytes: 8 << 20,
+            descriptor_reserve: 256,
+            max_latest_bytes: 1 << 20,
+            ops_rate: 20,
             heartbeat: None,
             ping_interval: Duration::from_secs(30),
             write_stall_timeout: Duration::from_secs(60),
@@ -121,6 +134,14 @@ Options:
   --max-connections N       open connections at once [env CERTSTREAM_MAX_CONNECTIONS] [50000]
   --max-connections-per-ip N
                             open connections at once from one address [env CERTSTREAM_MAX_CONNECTIONS_PER_IP] [1000]
+  --client-queue-bytes N    bytes queued per client before the oldest messages are dropped
+                            [env CERTSTREAM_CLIENT_QUEUE_BYTES] [8388608]
+  --fd-reserve N            file descriptors kept free for CT log connections: clients are refused before the
+                            open-files limit minus N [env CERTSTREAM_FD_RESERVE] [256]
+  --max-latest-bytes N      messages over N bytes are left out of /latest.json and the example routes
+                            [env CERTSTREAM_MAX_LATEST_BYTES] [1048576]
+  --ops-rate N              requests per second on each of /stats, /metrics, /latest.json and the example
+                            routes (burst: 2 s worth); more get 429 [env CERTSTREAM_OPS_RATE] [20]
   --heartbeat               send a heartbeat message every 30 s on every stream [env CERTSTREAM_HEARTBEAT=1]
 
 Certificate Transparency logs:
@@ -156,7 +177,7 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 13] = [
+const OPTS: [Opt; 17] = [
     Opt {
         flag: "--listen",
         env: "WEBSOCKET_LISTEN",
@@ -175,6 +196,26 @@ const OPTS: [Opt; 13] = [
     Opt {
         flag: "--max-connections-per-ip",
         env: "CERTSTREAM_MAX_CONNECTIONS_PER_IP",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--client-queue-bytes",
+        env: "CERTSTREAM_CLIENT_QUEUE_BYTES",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--fd-reserve",
+        env: "CERTSTREAM_FD_RESERVE",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--max-latest-bytes",
+        env: "CERTSTREAM_MAX_LATEST_BYTES",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--ops-rate",
+        env: "CERTSTREAM_OPS_RATE",
         takes_value: true,
     },
     Opt {
@@ -264,6 +305,10 @@ impl Command {
             ring,
             max,
             per_ip,
+            queue_bytes,
+            fd_reserve,
+            latest_bytes,
+            ops_rate,
             heartbeat,
             log_list,
             signature,
@@ -285,6 +330,18 @@ impl Command {
         }
         if let Some(v) = per_ip {
             config.max_connections_per_ip = parse_count("--max-connections-per-ip", &v)?;
+        }
+        if let Some(v) = queue_bytes {
+            config.client_queue_bytes = parse_count("--client-queue-bytes", &v)?;
+        }
+        if let Some(v) = fd_reserve {
+            config.descriptor_reserve = parse_count("--fd-reserve", &v)?;
+        }
+        if let Some(v) = latest_bytes {
+            config.max_latest_bytes = parse_count("--max-latest-bytes", &v)?;
+        }
+        if let Some(v) = ops_rate {
+            config.ops_rate = parse_count("--ops-rate", &v)?;
         }
         if let Some(v) = heartbeat {
             config.heartbeat = parse_switch("--heartbeat", &v)?.then_some(Duration::from_secs(30));
@@ -508,6 +565,20 @@ mod tests {
         );
         assert_eq!(config.heartbeat, Some(Duration::from_secs(30)));
         assert_eq!(run(&[], &[("CERTSTREAM_HEARTBEAT", "off")]).heartbeat, None);
+        let budgets = run(
+            &["--client-queue-bytes", "4096", "--fd-reserve=64", "--ops-rate", "5"],
+            &[("CERTSTREAM_MAX_LATEST_BYTES", "1000")],
+        );
+        assert_eq!(
+            (
+                budgets.client_queue_bytes,
+                budgets.descriptor_reserve,
+                budgets.max_latest_bytes,
+                budgets.ops_rate
+            ),
+            (4096, 64, 1000, 5)
+        );
+        assert!(parse(&["--ops-rate", "0"], &[]).is_err());
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! publish path. Publishing a message costs, per client, one `Rc` clone pushed onto that client's bounded ring and,
 //! when the client's writer is parked, one wake-up; the frame bytes are never copied.
 //!
+//! Every client ring is bounded twice: in frames and in bytes (frames of the full stream can weigh megabytes). All
+//! rings end at the newest frame, so together they hold at most about one budget of distinct frames per stream.
+//!
 //! Clients live in an `Rc`-swapped slab: joins and leaves only record the change; the next publish (or ping, or
 //! shutdown) rebuilds one new `Rc<[…]>` snapshot, so a burst of thousands of connects or disconnects costs one
 //! rebuild, and the publish loop iterates an immutable snapshot.
@@ -21,6 +24,30 @@ use crate::ws::frame::Frame;
 /// How many lite messages `/latest.json` shows.
 pub const RECENT_LEN: usize = 25;
 
+/// Bytes of data frames a writer takes per batch at most (at least one frame): a client that stops reading holds
+/// its ring and one batch, so the batch must be bounded in bytes like the ring.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The byte bounds of the hub.
+#[derive(Clone, Copy, Debug)]
+pub struct ByteBudget {
+    /// Bytes of frames queued per client before the oldest is dropped.
+    pub client_queue: usize,
+    /// Messages larger than this are left out of [`Hub::latest`] and [`Hub::recent`], which together hold at
+    /// most about this much per stream.
+    pub latest: usize,
+}
+
+impl Default for ByteBudget {
+    fn default() -> Self {
+        let config = crate::config::Config::default();
+        Self {
+            client_queue: config.client_queue_bytes,
+            latest: config.max_latest_bytes,
+        }
+    }
+}
+
 /// The fan-out hub. Cheap to clone (a handle to shared state); it is the publish entry point for the pollers and tests.
 #[derive(Clone)]
 pub struct Hub {
@@ -29,6 +56,7 @@ pub struct Hub {
 
 struct HubState {
     ring_size: usize,
+    budget: ByteBudget,
     started: Instant,
     /// The snapshot publish iterates; may still hold clients that left (flagged) until the next rebuild.
     slab: RefCell<Rc<[Rc<Client>]>>,
@@ -37,10 +65,15 @@ struct HubState {
     clients: [Cell<usize>; 3],
     published: Cell<u64>,
     dropped: Cell<u64>,
+    /// Of `dropped`, the frames dropped because the ring was over its byte budget (not its frame count).
+    dropped_for_bytes: Cell<u64>,
+    /// Messages left out of `latest`/`recent` for being larger than the budget.
+    latest_skipped: Cell<u64>,
     /// Latest message per stream, for `/example.json` and friends.
     latest: RefCell<[Option<Frame>; 3]>,
-    /// The last [`RECENT_LEN`] lite messages, oldest first.
+    /// The last [`RECENT_LEN`] lite messages, oldest first, at most `budget.latest` bytes together.
     recent: RefCell<VecDeque<Frame>>,
+    recent_bytes: Cell<usize>,
     ping: Rc<Frame>,
     /// Woken when the last client leaves (graceful shutdown waits on it).
     empty_waker: RefCell<Option<Waker>>,
@@ -55,10 +88,19 @@ pub struct HubStats {
     pub published: u64,
     /// Messages dropped from full client rings since start (summed over clients).
     pub dropped: u64,
+    /// Of `dropped`, those dropped because a ring was over its byte budget.
+    pub dropped_for_bytes: u64,
+    /// Messages left out of `/latest.json` and the example routes for their size.
+    pub latest_skipped: u64,
     /// Frames currently waiting in client rings (bounded by clients × ring size).
     pub queued: usize,
     /// The largest ring among connected clients.
     pub max_queued: usize,
+    /// Bytes of frames waiting in client rings (summed over clients; frames shared between clients count once
+    /// per client).
+    pub queued_bytes: usize,
+    /// The largest ring among connected clients, in bytes.
+    pub max_queued_bytes: usize,
 }
 
 fn kind_index(kind: StreamKind) -> usize {
@@ -70,11 +112,17 @@ fn kind_index(kind: StreamKind) -> usize {
 }
 
 impl Hub {
-    /// A hub whose clients each queue at most `ring_size` frames.
+    /// A hub whose clients each queue at most `ring_size` frames, within the default byte budget.
     pub fn new(ring_size: usize) -> Self {
+        Self::with_budget(ring_size, ByteBudget::default())
+    }
+
+    /// A hub whose clients each queue at most `ring_size` frames and `budget.client_queue` bytes.
+    pub fn with_budget(ring_size: usize, budget: ByteBudget) -> Self {
         Self {
             state: Rc::new(HubState {
                 ring_size: ring_size.max(1),
+                budget,
                 started: Instant::now(),
                 slab: RefCell::new(Rc::from(Vec::new())),
                 joined: RefCell::new(Vec::new()),
@@ -82,8 +130,11 @@ impl Hub {
                 clients: Default::default(),
                 published: Cell::new(0),
                 dropped: Cell::new(0),
+                dropped_for_bytes: Cell::new(0),
+                latest_skipped: Cell::new(0),
                 latest: RefCell::new([None, None, None]),
                 recent: RefCell::new(VecDeque::with_capacity(RECENT_LEN)),
+                recent_bytes: Cell::new(0),
                 ping: Rc::new(Frame::ping(b"")),
                 empty_waker: RefCell::new(None),
             }),
@@ -93,24 +144,51 @@ impl Hub {
     /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
     pub fn publish(&self, frames: &Frames) {
         let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
-        for client in self.snapshot().iter() {
-            client.push(&shared[kind_index(client.kind)], &self.state.dropped);
-        }
         let state = &self.state;
-        state.published.set(state.published.get() + 1);
-        *state.latest.borrow_mut() = StreamKind::ALL.map(|kind| Some(frames.get(kind).clone()));
-        let mut recent = state.recent.borrow_mut();
-        if recent.len() == RECENT_LEN {
-            recent.pop_front();
+        for client in self.snapshot().iter() {
+            client.push(&shared[kind_index(client.kind)], state);
         }
-        recent.push_back(frames.lite.clone());
+        state.published.set(state.published.get() + 1);
+        self.keep_latest(frames);
+    }
+
+    /// Records the message for `/latest.json` and the example routes, leaving out the streams' variants that are
+    /// over the byte budget (counted): those pages show the most recent messages that fit, never a huge one.
+    fn keep_latest(&self, frames: &Frames) {
+        let state = &self.state;
+        let limit = state.budget.latest;
+        let mut skipped = false;
+        let mut latest = state.latest.borrow_mut();
+        for kind in StreamKind::ALL {
+            let frame = frames.get(kind);
+            if frame.payload().len() <= limit {
+                latest[kind_index(kind)] = Some(frame.clone());
+            } else {
+                skipped = true;
+            }
+        }
+        let lite = &frames.lite;
+        if lite.payload().len() <= limit {
+            let mut recent = state.recent.borrow_mut();
+            let mut bytes = state.recent_bytes.get() + lite.payload().len();
+            while recent.len() >= RECENT_LEN || (bytes > limit && !recent.is_empty()) {
+                if let Some(old) = recent.pop_front() {
+                    bytes -= old.payload().len();
+                }
+            }
+            recent.push_back(lite.clone());
+            state.recent_bytes.set(bytes);
+        }
+        if skipped {
+            state.latest_skipped.set(state.latest_skipped.get() + 1);
+        }
     }
 
     /// Queues the same frame for every client of every stream (heartbeats); not recorded as a latest message.
     pub fn broadcast(&self, frame: Frame) {
         let frame = Rc::new(frame);
         for client in self.snapshot().iter() {
-            client.push(&frame, &self.state.dropped);
+            client.push(&frame, &self.state);
         }
     }
 
@@ -140,7 +218,9 @@ impl Hub {
         let client = Rc::new(Client {
             kind,
             capacity: self.state.ring_size,
+            capacity_bytes: self.state.budget.client_queue,
             ring: RefCell::new(VecDeque::new()),
+            ring_bytes: Cell::new(0),
             control: RefCell::new(ControlQueue::default()),
             close: Cell::new(CloseState::Open),
             dropped: Cell::new(0),
@@ -179,7 +259,12 @@ impl Hub {
         self.state.latest.borrow()[kind_index(kind)].clone()
     }
 
-    /// The last [`RECENT_LEN`] lite messages, newest first.
+    /// Messages published since start (cheap: a counter; `/latest.json` caches its body per value).
+    pub fn published(&self) -> u64 {
+        self.state.published.get()
+    }
+
+    /// The last [`RECENT_LEN`] lite messages that fit the byte budget, newest first.
     pub fn recent(&self) -> Vec<Frame> {
         self.state.recent.borrow().iter().rev().cloned().collect()
     }
@@ -195,12 +280,17 @@ impl Hub {
             clients: self.state.clients.each_ref().map(Cell::get),
             published: self.state.published.get(),
             dropped: self.state.dropped.get(),
+            dropped_for_bytes: self.state.dropped_for_bytes.get(),
+            latest_skipped: self.state.latest_skipped.get(),
             ..HubStats::default()
         };
         for client in self.snapshot().iter().filter(|c| !c.left.get()) {
             let queued = client.ring.borrow().len();
             stats.queued += queued;
             stats.max_queued = stats.max_queued.max(queued);
+            let bytes = client.ring_bytes.get();
+            stats.queued_bytes += bytes;
+            stats.max_queued_bytes = stats.max_queued_bytes.max(bytes);
         }
         stats
     }
@@ -228,7 +318,7 @@ impl Hub {
 
     fn leave(&self, client: &Client) {
         client.left.set(true);
-        client.ring.borrow_mut().clear();
+        client.clear_ring();
         client.waker.take();
         let state = &self.state;
         state
@@ -291,12 +381,15 @@ enum Control {
     Ping(Rc<Frame>),
 }
 
-/// One WebSocket client as the hub sees it: a bounded ring of shared frames, pending control frames, and the waker
-/// of its writer task.
+/// One WebSocket client as the hub sees it: a ring of shared frames bounded in frames and in bytes, pending control
+/// frames, and the waker of its writer task.
 pub struct Client {
     kind: StreamKind,
     capacity: usize,
+    capacity_bytes: usize,
     ring: RefCell<VecDeque<Rc<Frame>>>,
+    /// Wire bytes of the frames in `ring`.
+    ring_bytes: Cell<usize>,
     control: RefCell<ControlQueue>,
     close: Cell<CloseState>,
     dropped: Cell<u64>,
@@ -342,7 +435,7 @@ impl Client {
     fn set_close(&self, close: Rc<Frame>, state: CloseState) {
         self.close.set(state);
         self.control.borrow_mut().close = Some(close);
-        self.ring.borrow_mut().clear();
+        self.clear_ring();
         self.wake();
     }
 
@@ -359,21 +452,35 @@ impl Client {
         self.wake();
     }
 
-    /// Pushes a data frame; a full ring drops its oldest frame and counts it here and in `total_dropped`.
+    /// Pushes a data frame; a ring over its frame count or byte budget drops its oldest frames (a frame larger
+    /// than the whole budget still goes out, alone) and counts them here and in the hub's totals.
     #[inline]
-    fn push(&self, frame: &Rc<Frame>, total_dropped: &Cell<u64>) {
+    fn push(&self, frame: &Rc<Frame>, hub: &HubState) {
         if self.left.get() || self.close.get() != CloseState::Open {
             return;
         }
+        let len = frame.wire().len();
         let mut ring = self.ring.borrow_mut();
-        if ring.len() >= self.capacity {
-            ring.pop_front();
+        let mut bytes = self.ring_bytes.get() + len;
+        while !ring.is_empty() && (ring.len() >= self.capacity || bytes > self.capacity_bytes) {
+            if ring.len() < self.capacity {
+                hub.dropped_for_bytes.set(hub.dropped_for_bytes.get() + 1);
+            }
+            if let Some(old) = ring.pop_front() {
+                bytes -= old.wire().len();
+            }
             self.dropped.set(self.dropped.get() + 1);
-            total_dropped.set(total_dropped.get() + 1);
+            hub.dropped.set(hub.dropped.get() + 1);
         }
         ring.push_back(frame.clone());
+        self.ring_bytes.set(bytes);
         drop(ring);
         self.wake();
+    }
+
+    fn clear_ring(&self) {
+        self.ring.borrow_mut().clear();
+        self.ring_bytes.set(0);
     }
 
     #[inline]
@@ -405,7 +512,8 @@ impl Client {
     }
 
     /// Moves the next frames to write into `out`: control frames first (pong, ping, close), then up to `max_data`
-    /// data frames, whole frames only. Returns `true` when a close frame was taken (nothing may follow it).
+    /// data frames and [`MAX_BATCH_BYTES`] (at least one frame), whole frames only. Returns `true` when a close
+    /// frame was taken (nothing may follow it).
     pub fn take_batch(&self, out: &mut Vec<Rc<Frame>>, max_data: usize) -> bool {
         let mut control = self.control.borrow_mut();
         out.extend(control.pong.take());
@@ -416,7 +524,16 @@ impl Client {
         }
         drop(control);
         let mut ring = self.ring.borrow_mut();
-        let n = ring.len().min(max_data);
+        let (mut n, mut taken) = (0, 0);
+        for frame in ring.iter().take(max_data) {
+            let len = frame.wire().len();
+            if n > 0 && taken + len > MAX_BATCH_BYTES {
+                break;
+            }
+            n += 1;
+            taken += len;
+        }
+        self.ring_bytes.set(self.ring_bytes.get() - taken);
         out.extend(ring.drain(..n));
         false
     }
@@ -477,6 +594,96 @@ mod tests {
         assert_eq!((slow.dropped(), fast.dropped()), (7, 0));
         assert_eq!(hub.stats().dropped, 7);
         assert_eq!(hub.stats().published, 10);
+    }
+
+    fn sized(lite: usize, full: usize) -> Frames {
+        Frames {
+            lite: Frame::text(&vec![b'l'; lite]),
+            full: Frame::text(&vec![b'f'; full]),
+            domains: Frame::text(b"d"),
+        }
+    }
+
+    #[test]
+    fn a_ring_over_its_byte_budget_drops_its_oldest_frames_and_counts_them() {
+        let budget = ByteBudget {
+            client_queue: 10_000,
+            latest: 1 << 20,
+        };
+        let hub = Hub::with_budget(256, budget);
+        let slow = hub.join(StreamKind::Full);
+        let reader = hub.join(StreamKind::Full);
+        for _ in 0..10 {
+            hub.publish(&sized(10, 3_000));
+            let mut out = Vec::new();
+            reader.take_batch(&mut out, usize::MAX);
+            assert_eq!(out.len(), 1, "a reading client gets every frame");
+        }
+        let stats = hub.stats();
+        assert_eq!(slow.ring.borrow().len(), 3, "3 frames of 3,004 bytes fit in 10,000");
+        assert_eq!(stats.max_queued_bytes, 3 * 3_004);
+        assert_eq!((stats.dropped, stats.dropped_for_bytes), (7, 7));
+        assert_eq!(slow.dropped(), 7);
+        hub.publish(&sized(10, 50_000));
+        assert_eq!(
+            slow.ring.borrow().len(),
+            1,
+            "a frame over the whole budget goes out alone"
+        );
+        let mut out = Vec::new();
+        slow.take_batch(&mut out, usize::MAX);
+        reader.take_batch(&mut out, usize::MAX);
+        assert_eq!((out.len(), hub.stats().queued_bytes), (2, 0));
+    }
+
+    #[test]
+    fn a_batch_is_bounded_in_bytes_but_takes_at_least_one_frame() {
+        let hub = Hub::with_budget(
+            256,
+            ByteBudget {
+                client_queue: 64 << 20,
+                latest: 16,
+            },
+        );
+        let client = hub.join(StreamKind::Full);
+        for _ in 0..3 {
+            hub.publish(&sized(1, MAX_BATCH_BYTES / 2 - 100));
+        }
+        hub.publish(&sized(1, 2 * MAX_BATCH_BYTES));
+        let mut sizes = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            client.take_batch(&mut out, usize::MAX);
+            if out.is_empty() {
+                break;
+            }
+            sizes.push(out.len());
+        }
+        assert_eq!(sizes, [2, 1, 1]);
+        assert_eq!(hub.stats().queued_bytes, 0);
+    }
+
+    #[test]
+    fn messages_over_the_latest_budget_are_left_out_of_latest_and_recent() {
+        let hub = Hub::with_budget(
+            8,
+            ByteBudget {
+                client_queue: 1 << 20,
+                latest: 1_000,
+            },
+        );
+        hub.publish(&sized(100, 100));
+        hub.publish(&sized(5_000, 5_000));
+        assert_eq!(hub.latest(StreamKind::Lite).unwrap().payload().len(), 100);
+        assert_eq!(hub.latest(StreamKind::DomainsOnly).unwrap().payload(), b"d");
+        assert_eq!(hub.recent().len(), 1);
+        assert_eq!(hub.stats().latest_skipped, 1);
+        for _ in 0..20 {
+            hub.publish(&sized(300, 10));
+        }
+        let recent = hub.recent();
+        assert_eq!(recent.len(), 3, "at most 1,000 bytes of messages are kept");
+        assert_eq!(hub.published(), 22);
     }
 
     #[test]

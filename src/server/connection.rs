@@ -306,13 +306,13 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let stream = TcpStream::connect_addr(addr).await.unwrap();
             let hub = crate::hub::Hub::new(8);
-            let limits = Rc::new(super::super::limits::Limits::new(10, 10));
+            let limits = Rc::new(super::super::limits::Limits::new(10, 10, usize::MAX));
             let task = serve(
                 stream,
                 Decoder::new(MAX_CLIENT_MESSAGE),
                 hub.join(crate::stream::StreamKind::Lite),
                 Duration::from_secs(1),
-                limits.admit(addr.ip()),
+                limits.admit(addr.ip()).expect("within the limits"),
             );
             let size = std::mem::size_of_val(&task);
             assert!(size <= 640, "the connection future takes {size} bytes");

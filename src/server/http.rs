@@ -142,6 +142,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
@@ -168,7 +169,7 @@ pub fn response_with(status: u16, content_type: &str, extra_headers: &str, body:
 
 /// Writes a response, then closes politely: our side is shut down and what the client still sends is read and
 /// discarded (bounded), so the kernel does not answer it with a reset that could destroy the response in flight.
-pub async fn respond_and_close(mut stream: TcpStream, response: Vec<u8>) {
+pub async fn respond_and_close(mut stream: TcpStream, response: bytes::Bytes) {
     const LINGER: Duration = Duration::from_secs(2);
     const LINGER_BYTES: usize = 4 << 20;
     let (result, _) = stream.write_all(response).await;

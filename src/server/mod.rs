@@ -10,6 +10,7 @@ mod connection;
 mod http;
 mod limits;
 mod pretty;
+mod rate;
 mod routes;
 mod stats;
 
@@ -23,11 +24,12 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{ByteBudget, Hub};
 use crate::ws::decode::Decoder;
 use crate::ws::frame::Frame;
 use crate::ws::handshake;
@@ -50,6 +52,7 @@ pub(crate) struct Shared {
     config: Config,
     hub: Hub,
     limits: Rc<limits::Limits>,
+    ops: routes::OpsRoutes,
     reporters: RefCell<Vec<Rc<dyn StatusReporter>>>,
 }
 
@@ -59,6 +62,7 @@ impl Shared {
             uptime_seconds: self.hub.uptime().as_secs_f64(),
             hub: self.hub.stats(),
             connections: self.limits.stats(),
+            rate_limited: self.ops.rate_limited(),
         }
     }
 }
@@ -71,12 +75,19 @@ impl Server {
             .reuse_addr(true)
             .reuse_port(false);
         let listener = TcpListener::bind_with_config(config.listen, &opts)?;
+        let descriptor_room = client_descriptor_room(config.descriptor_reserve);
+        let budget = ByteBudget {
+            client_queue: config.client_queue_bytes,
+            latest: config.max_latest_bytes,
+        };
         let shared = Rc::new(Shared {
-            hub: Hub::new(config.ring_size),
+            hub: Hub::with_budget(config.ring_size, budget),
             limits: Rc::new(limits::Limits::new(
                 config.max_connections,
                 config.max_connections_per_ip,
+                descriptor_room,
             )),
+            ops: routes::OpsRoutes::new(config.ops_rate),
             reporters: RefCell::new(Vec::new()),
             config,
         });
@@ -130,12 +141,15 @@ impl Server {
 async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
     loop {
         match listener.accept().await {
+            // A refused connection is closed here, before any read: it holds neither a descriptor nor a task.
             Ok((stream, peer)) => {
-                monoio::spawn(CatchUnwind(handle(stream, peer, shared.clone())));
+                if let Ok(slot) = shared.limits.admit(peer.ip()) {
+                    monoio::spawn(CatchUnwind(handle(stream, slot, shared.clone())));
+                }
             }
             Err(error) => {
                 // Typically EMFILE: back off instead of spinning; established clients keep being served.
-                tracing::warn!(%error, "accept failed");
+                shared.limits.accept_failed(&error);
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -144,7 +158,7 @@ async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
 
 /// What to do with a parsed request head.
 enum Action {
-    Respond(Vec<u8>),
+    Respond(Bytes),
     Upgrade(crate::stream::StreamKind, Vec<u8>),
 }
 
@@ -152,15 +166,14 @@ enum Action {
 /// own task. The request phase (head buffer, parser, deadline timer, response write) needs far more state than a
 /// long-lived WebSocket connection; spawning the WebSocket phase as a new task frees it instead of sizing every
 /// client's task for it.
-async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
-    let slot = shared.limits.admit(peer.ip());
+async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
     let _ = stream.set_nodelay(true);
     let (buf, head_len) =
         match http::read_head(&mut stream, shared.config.request_head_timeout).await {
             Ok(head) => head,
             Err(error) => {
                 if let Some(response) = error.response() {
-                    http::respond_and_close(stream, response).await;
+                    http::respond_and_close(stream, response.into()).await;
                 }
                 return;
             }
@@ -169,8 +182,8 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
         let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => decide(&request, &slot, &shared),
-            _ => Action::Respond(http::response(400, "text/plain", b"bad request\n")),
+            Ok(httparse::Status::Complete(_)) => decide(&request, &shared),
+            _ => Action::Respond(http::response(400, "text/plain", b"bad request\n").into()),
         }
     };
     match action {
@@ -194,17 +207,10 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
     }
 }
 
-fn decide(request: &httparse::Request<'_, '_>, slot: &limits::Slot, shared: &Shared) -> Action {
+fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
     let method = request.method.unwrap_or_default();
     let route = Route::of(request.path.unwrap_or_default());
     let wants_upgrade = handshake::wants_upgrade(request.headers);
-    if !slot.check() {
-        return Action::Respond(http::response(
-            503,
-            "text/plain",
-            b"too many connections, retry later\n",
-        ));
-    }
     match route {
         Route::Stream(kind) if wants_upgrade => {
             match handshake::check_upgrade(
@@ -213,7 +219,7 @@ fn decide(request: &httparse::Request<'_, '_>, slot: &limits::Slot, shared: &Sha
                 request.headers,
             ) {
                 Ok(upgrade) => Action::Upgrade(kind, handshake::switching_protocols(&upgrade)),
-                Err(error) => Action::Respond(error.response()),
+                Err(error) => Action::Respond(error.response().into()),
             }
         }
         _ => Action::Respond(routes::respond(route, method, wants_upgrade, shared)),
@@ -280,6 +286,34 @@ pub fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
             Ok(runtime.block_on(future))
         }
     }
+}
+
+/// How many connections clients may hold without eating into the descriptors reserved for the CT logs
+/// ([`limits`] module docs): the open-files limit and the descriptors open now are read once, here.
+fn client_descriptor_room(reserve: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc call with a valid pointer to an owned struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return usize::MAX;
+    }
+    // The listing's own descriptor is counted too: one more kept free.
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    let room = limits::descriptor_room(limit.rlim_cur, open, reserve);
+    tracing::info!(
+        open_files_limit = limit.rlim_cur,
+        open_now = open,
+        reserve,
+        room,
+        "descriptors: clients are refused beyond `room` connections"
+    );
+    if room == 0 {
+        tracing::warn!("the open-files limit leaves no descriptor for clients: raise it or lower --fd-reserve");
+    }
+    room
 }
 
 /// Raises the soft limit of open files to the hard limit (every client is a file descriptor); returns the new limit.

@@ -1,9 +1,22 @@
 //! The plain-HTTP endpoints (FORMAT.md §1): the live page, the latest messages, counters, health.
+//!
+//! The expensive routes (`/stats`, `/metrics`, `/latest.json`, the example routes) each serve at most
+//! `--ops-rate` requests a second server-wide (`429` with `Retry-After` beyond it, counted). `/latest.json` and the
+//! example routes are built at most once per published message and shared by every request until the next one;
+//! the hub keeps them within `--max-latest-bytes`.
 
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::log_throttle::LogThrottle;
 use crate::server::Shared;
 use crate::server::http::{Route, response, response_with};
 use crate::server::pretty::pretty_json;
+use crate::server::rate::TokenBucket;
 use crate::server::stats::{metrics_text, stats_json};
+use crate::stream::StreamKind;
 
 /// The built-in live page served on `/` without an upgrade.
 const PAGE: &str = include_str!("page.html");
@@ -11,73 +24,164 @@ const PAGE: &str = include_str!("page.html");
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// The expensive routes' request budgets and built bodies, shared by every request.
+pub(super) struct OpsRoutes {
+    /// One bucket per expensive route: `/stats`, `/metrics`, `/latest.json`, the example routes.
+    buckets: [TokenBucket; 4],
+    rate_limited: Cell<u64>,
+    rate_limited_log: LogThrottle,
+    latest: BuiltOnce,
+    examples: [BuiltOnce; 3],
+}
+
+impl OpsRoutes {
+    pub(super) fn new(per_second: usize) -> Self {
+        let now = Instant::now();
+        Self {
+            buckets: std::array::from_fn(|_| TokenBucket::new(per_second, now)),
+            rate_limited: Cell::new(0),
+            rate_limited_log: LogThrottle::new(Duration::from_secs(10)),
+            latest: BuiltOnce::default(),
+            examples: Default::default(),
+        }
+    }
+
+    /// Requests answered `429` since start.
+    pub(super) fn rate_limited(&self) -> u64 {
+        self.rate_limited.get()
+    }
+
+    /// `Err(retry_after)` when `route` is over its budget (counted, logged rate-limited).
+    fn admit(&self, route: Route) -> Result<(), Duration> {
+        let bucket = match route {
+            Route::Stats => &self.buckets[0],
+            Route::Metrics => &self.buckets[1],
+            Route::Latest => &self.buckets[2],
+            Route::Example(_) => &self.buckets[3],
+            _ => return Ok(()),
+        };
+        let now = Instant::now();
+        bucket.take(now).inspect_err(|_| {
+            self.rate_limited.set(self.rate_limited.get() + 1);
+            if let Some(held_back) = self.rate_limited_log.allow(now) {
+                tracing::warn!(?route, held_back, "operational route over its request rate: 429");
+            }
+        })
+    }
+}
+
+/// A response built at most once per published message, then shared (a `Bytes` clone per request).
+#[derive(Default)]
+struct BuiltOnce(RefCell<Option<(u64, Bytes)>>);
+
+impl BuiltOnce {
+    fn get(&self, published: u64, build: impl FnOnce() -> Vec<u8>) -> Bytes {
+        let mut cached = self.0.borrow_mut();
+        match &*cached {
+            Some((at, response)) if *at == published => response.clone(),
+            _ => {
+                let response = Bytes::from(build());
+                *cached = Some((published, response.clone()));
+                response
+            }
+        }
+    }
+}
+
 /// The complete response to a request that is not a WebSocket upgrade of a stream path. `wants_upgrade`: it asked
 /// for a WebSocket on a path that serves none, which gets an HTTP error, never `101`.
-pub(super) fn respond(route: Route, method: &str, wants_upgrade: bool, shared: &Shared) -> Vec<u8> {
+pub(super) fn respond(route: Route, method: &str, wants_upgrade: bool, shared: &Shared) -> Bytes {
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
-        return response_with(405, TEXT, "Allow: GET, HEAD\r\n", b"method not allowed\n");
+        return response_with(405, TEXT, "Allow: GET, HEAD\r\n", b"method not allowed\n").into();
     }
     let full = if wants_upgrade {
         match route {
-            Route::NotFound => response(404, TEXT, b"not found\n"),
-            _ => response(400, TEXT, b"not a WebSocket endpoint\n"),
+            Route::NotFound => response(404, TEXT, b"not found\n").into(),
+            _ => response(400, TEXT, b"not a WebSocket endpoint\n").into(),
         }
+    } else if let Err(retry_after) = shared.ops.admit(route) {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0);
+        response_with(
+            429,
+            TEXT,
+            &format!("Retry-After: {seconds}\r\n"),
+            b"too many requests on this route, retry later\n",
+        )
+        .into()
     } else {
         body_of(route, shared)
     };
     if head_only { strip_body(full) } else { full }
 }
 
-fn body_of(route: Route, shared: &Shared) -> Vec<u8> {
+fn body_of(route: Route, shared: &Shared) -> Bytes {
+    let published = shared.hub.published();
     match route {
-        Route::Stream(crate::stream::StreamKind::Lite) => {
-            response(200, "text/html; charset=utf-8", PAGE.as_bytes())
+        Route::Stream(StreamKind::Lite) => {
+            response(200, "text/html; charset=utf-8", PAGE.as_bytes()).into()
         }
         Route::Stream(_) => response_with(
             426,
             TEXT,
             "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
             b"this is a WebSocket endpoint: connect with a WebSocket client\n",
-        ),
-        Route::Example(kind) => match shared.hub.latest(kind) {
-            Some(frame) => response(200, JSON, &pretty_json(frame.payload())),
-            None => response(200, JSON, b"null"),
-        },
-        Route::Latest => {
-            let recent = shared.hub.recent();
-            let mut body = Vec::with_capacity(
-                16 + recent.iter().map(|f| f.payload().len() + 1).sum::<usize>(),
-            );
-            body.extend_from_slice(b"{\"messages\":[");
-            for (i, frame) in recent.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(frame.payload());
+        )
+        .into(),
+        Route::Example(kind) => shared.ops.examples[example_index(kind)].get(published, || {
+            match shared.hub.latest(kind) {
+                Some(frame) => response(200, JSON, &pretty_json(frame.payload())),
+                None => response(200, JSON, b"null"),
             }
-            body.extend_from_slice(b"]}");
-            response(200, JSON, &body)
-        }
+        }),
+        Route::Latest => shared
+            .ops
+            .latest
+            .get(published, || latest_json(&shared.hub.recent())),
         Route::Stats => response(
             200,
             JSON,
             &stats_json(&shared.snapshot(), &shared.reporters.borrow()),
-        ),
+        )
+        .into(),
         Route::Metrics => response(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
             &metrics_text(&shared.snapshot(), &shared.reporters.borrow()),
-        ),
-        Route::Health => response(200, TEXT, b"ok"),
-        Route::NotFound => response(404, TEXT, b"not found\n"),
+        )
+        .into(),
+        Route::Health => response(200, TEXT, b"ok").into(),
+        Route::NotFound => response(404, TEXT, b"not found\n").into(),
     }
 }
 
-/// A `HEAD` response: the `GET` head (with its `Content-Length`) and no body.
-fn strip_body(mut full: Vec<u8>) -> Vec<u8> {
-    if let Some(end) = full.windows(4).position(|w| w == b"\r\n\r\n") {
-        full.truncate(end + 4);
+fn example_index(kind: StreamKind) -> usize {
+    match kind {
+        StreamKind::Lite => 0,
+        StreamKind::Full => 1,
+        StreamKind::DomainsOnly => 2,
     }
-    full
+}
+
+/// The `/latest.json` response: `{"messages":[…]}`, newest first.
+fn latest_json(recent: &[crate::ws::frame::Frame]) -> Vec<u8> {
+    let mut body =
+        Vec::with_capacity(16 + recent.iter().map(|f| f.payload().len() + 1).sum::<usize>());
+    body.extend_from_slice(b"{\"messages\":[");
+    for (i, frame) in recent.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(frame.payload());
+    }
+    body.extend_from_slice(b"]}");
+    response(200, JSON, &body)
+}
+
+/// A `HEAD` response: the `GET` head (with its `Content-Length`) and no body.
+fn strip_body(full: Bytes) -> Bytes {
+    match full.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => full.slice(..end + 4),
+        None => full,
+    }
 }

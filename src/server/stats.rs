@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub hub: HubStats,
     /// Connection counters.
     pub connections: ConnectionStats,
+    /// Requests to the operational routes answered `429`.
+    pub rate_limited: u64,
 }
 
 /// The `/stats` key of each stream.
@@ -57,11 +59,31 @@ impl StatusReporter for Snapshot {
         out.insert("queued_frames".to_owned(), self.hub.queued.into());
         out.insert("max_client_queue".to_owned(), self.hub.max_queued.into());
         out.insert(
+            "messages_dropped_for_bytes".to_owned(),
+            self.hub.dropped_for_bytes.into(),
+        );
+        out.insert("queued_bytes".to_owned(), self.hub.queued_bytes.into());
+        out.insert(
+            "max_client_queue_bytes".to_owned(),
+            self.hub.max_queued_bytes.into(),
+        );
+        out.insert(
+            "latest_skipped_messages".to_owned(),
+            self.hub.latest_skipped.into(),
+        );
+        out.insert("http_rate_limited".to_owned(), self.rate_limited.into());
+        let c = &self.connections;
+        out.insert(
             "connections".to_owned(),
             json!({
-                "open": self.connections.open,
-                "accepted": self.connections.accepted,
-                "rejected": self.connections.rejected,
+                "open": c.open,
+                "accepted": c.accepted,
+                "rejected": c.rejected,
+                "rejected_per_ip": c.rejected_per_ip,
+                "rejected_total_limit": c.rejected_total,
+                "rejected_descriptors": c.rejected_descriptors,
+                "accept_errors": c.accept_errors,
+                "descriptor_room": c.descriptor_room,
             }),
         );
     }
@@ -128,15 +150,63 @@ impl StatusReporter for Snapshot {
                 self.connections.accepted as f64,
             ),
             (
-                "certstream_connections_rejected_total",
+                "certstream_messages_dropped_for_bytes_total",
                 "counter",
-                "Connections refused with 503 (limits).",
-                self.connections.rejected as f64,
+                "Of the dropped messages, those dropped because a client queue was over its byte budget.",
+                self.hub.dropped_for_bytes as f64,
+            ),
+            (
+                "certstream_queued_bytes",
+                "gauge",
+                "Bytes waiting in client queues (shared frames counted once per client).",
+                self.hub.queued_bytes as f64,
+            ),
+            (
+                "certstream_max_client_queue_bytes",
+                "gauge",
+                "Bytes waiting in the fullest client queue.",
+                self.hub.max_queued_bytes as f64,
+            ),
+            (
+                "certstream_latest_skipped_messages_total",
+                "counter",
+                "Messages left out of /latest.json and the example routes for their size.",
+                self.hub.latest_skipped as f64,
+            ),
+            (
+                "certstream_http_rate_limited_total",
+                "counter",
+                "Requests to /stats, /metrics, /latest.json or the example routes answered 429.",
+                self.rate_limited as f64,
+            ),
+            (
+                "certstream_accept_errors_total",
+                "counter",
+                "Failed accept calls (typically the open-files limit).",
+                self.connections.accept_errors as f64,
+            ),
+            (
+                "certstream_connections_descriptor_room",
+                "gauge",
+                "Connections clients may hold before the descriptors reserved for the CT logs.",
+                self.connections.descriptor_room as f64,
             ),
         ];
         for (name, kind, help, value) in counters {
             metric(out, name, kind, help, &[("", value)]);
         }
+        let c = &self.connections;
+        metric(
+            out,
+            "certstream_connections_rejected_total",
+            "counter",
+            "Connections closed at accept because a limit was reached, by limit.",
+            &[
+                ("reason=\"per_ip\"", c.rejected_per_ip as f64),
+                ("reason=\"total\"", c.rejected_total as f64),
+                ("reason=\"descriptors\"", c.rejected_descriptors as f64),
+            ],
+        );
     }
 }
 
@@ -187,12 +257,16 @@ mod tests {
                 dropped: 2,
                 queued: 4,
                 max_queued: 3,
+                ..HubStats::default()
             },
             connections: ConnectionStats {
                 open: 5,
                 accepted: 9,
                 rejected: 1,
+                rejected_per_ip: 1,
+                ..ConnectionStats::default()
             },
+            rate_limited: 6,
         }
     }
 
@@ -236,6 +310,8 @@ mod tests {
         assert!(text.contains("# TYPE certstream_clients gauge\n"));
         assert!(text.contains("certstream_clients{stream=\"lite\"} 3\n"));
         assert!(text.contains("certstream_messages_dropped_total 2\n"));
+        assert!(text.contains("certstream_connections_rejected_total{reason=\"per_ip\"} 1\n"));
+        assert!(text.contains("certstream_http_rate_limited_total 6\n"));
         assert!(text.contains("certstream_log_index{log=\"test\"} 10\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
