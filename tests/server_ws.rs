@@ -325,41 +325,6 @@ fn misbehaving_clients_are_closed_and_the_others_keep_receiving() {
 }
 
 #[test]
-fn connection_limits_answer_503_before_the_upgrade() {
-    let server = TestServer::start(|config| config.max_connections_per_ip = 2);
-    let _first = WsClient::connect(server.addr, "/");
-    let _second = WsClient::connect(server.addr, "/");
-    let (status, _, _) = http_request(
-        server.addr,
-        "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
-    assert_eq!(status, 503);
-    drop(_second);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // /stats itself is a connection: with one client left, it fits within the limit of two.
-        let mut stream = TcpStream::connect(server.addr).unwrap();
-        stream
-            .write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let (status, _, body) = split_response(&response);
-        if status == 200 {
-            let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(stats["connections"]["rejected"], 1, "{stats}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second connection's slot was never released"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-#[test]
 fn sigterm_closes_every_client_with_1001_and_exits_zero() {
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

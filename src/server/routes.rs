@@ -101,7 +101,7 @@ pub(super) fn respond(route: Route, method: &str, wants_upgrade: bool, shared: &
             _ => response(400, TEXT, b"not a WebSocket endpoint\n").into(),
         }
     } else if let Err(retry_after) = shared.ops.admit(route) {
-        let seconds = retry_after.as_secs_f64().ceil().max(1.0);
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         response_with(
             429,
             TEXT,

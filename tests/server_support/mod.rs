@@ -181,7 +181,11 @@ pub fn http_get(addr: SocketAddr, target: &str) -> (u16, String, Vec<u8>) {
 
 /// Sends a raw request and reads the whole response until the server closes.
 pub fn http_request(addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    http_request_on(TcpStream::connect(addr).expect("connect"), request)
+}
+
+/// As [`http_request`], on a stream already connected (e.g. from another source address).
+pub fn http_request_on(mut stream: TcpStream, request: &str) -> (u16, String, Vec<u8>) {
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
@@ -189,6 +193,45 @@ pub fn http_request(addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("read response");
     split_response(&response)
+}
+
+/// Connects to `addr` from the IPv4 address `source` (another loopback address, e.g. 127.0.0.2: another client
+/// as far as the server's per-address limit is concerned).
+pub fn connect_from(source: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(addr) = addr else {
+        panic!("connect_from is IPv4 only: {addr}")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a new socket owned by the returned stream; bind and connect get pointers to live sockaddr_in values.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(source, 0);
+        let remote = sockaddr(*addr.ip(), addr.port());
+        assert_eq!(
+            libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len),
+            0,
+            "bind {source}: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(
+            libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len),
+            0,
+            "connect from {source}: {}",
+            std::io::Error::last_os_error()
+        );
+        stream
+    }
 }
 
 /// Splits a response into status, head and body.
@@ -230,7 +273,11 @@ pub struct WsClient {
 impl WsClient {
     /// Connects and completes the opening handshake on `path`.
     pub fn connect(addr: SocketAddr, path: &str) -> Self {
-        let mut stream = TcpStream::connect(addr).expect("connect");
+        Self::handshake(TcpStream::connect(addr).expect("connect"), path)
+    }
+
+    /// Completes the opening handshake on `path` over a stream already connected.
+    pub fn handshake(mut stream: TcpStream, path: &str) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
