@@ -8,9 +8,12 @@
 
 mod e2e_support;
 
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use e2e_support::{Certstream, Collector, Expected, ListFile, Mock, assert_window};
+use e2e_support::{Certstream, Collector, Expected, ListFile, Mock, assert_window, closed_by_peer};
 use serde_json::{Value, json};
 
 /// Entries per log in the window.
@@ -69,24 +72,36 @@ fn log_names(list: &Value) -> Vec<String> {
 
 /// A certstream following the list file (empty for now), with a client on `path` already connected.
 fn start_listening(path: &str) -> (Certstream, Collector, ListFile) {
+    start_listening_with(path, &[], None)
+}
+
+/// As [`start_listening`], with more arguments and optionally an open-files limit.
+fn start_listening_with(
+    path: &str,
+    more_args: &[&str],
+    open_files: Option<u64>,
+) -> (Certstream, Collector, ListFile) {
     let list = ListFile::new();
     list.write(br#"{"version":"0","operators":[]}"#);
-    let server = Certstream::start(
-        &[
-            "--log-list",
-            list.location(),
-            "--log-list-refresh",
-            "200ms",
-            "--start-back",
-            &WINDOW.to_string(),
-            "--poll-interval",
-            "200ms",
-            // The test client must never lose a message to its queue limit.
-            "--ring-size",
-            "100000",
-        ],
-        &[],
-    );
+    let start_back = WINDOW.to_string();
+    let mut args = vec![
+        "--log-list",
+        list.location(),
+        "--log-list-refresh",
+        "200ms",
+        "--start-back",
+        &start_back,
+        "--poll-interval",
+        "200ms",
+        // The test client must never lose a message to its queue limit.
+        "--ring-size",
+        "100000",
+    ];
+    args.extend_from_slice(more_args);
+    let server = match open_files {
+        Some(limit) => Certstream::start_with_open_files(&args, &[], limit),
+        None => Certstream::start(&args, &[]),
+    };
     let collector = Collector::connect(&server, path);
     server.wait_stats("the client", Duration::from_secs(10), |s| {
         s["clients"]["total"] == 1 && s["log_list"]["loads"].as_u64() >= Some(1)
@@ -300,4 +315,58 @@ fn faults_on_every_log_at_once_only_delay() {
             .sum();
         assert!(triggered > 0, "{kind} never triggered: {stats}");
     }
+}
+
+/// Clients hammer the server at its open-files limit (unfinished connections, refused ones coming back at once):
+/// the descriptors reserved for the logs keep the list reload and the log connections working, and the client
+/// already connected keeps receiving.
+#[test]
+fn the_logs_are_reached_while_clients_hammer_the_open_files_limit() {
+    const OPEN_FILES: u64 = 256;
+    const HAMMER: usize = 400;
+    let mock = mock(1, 0, &[]);
+    let (server, mut collector, list) = start_listening_with(
+        "/",
+        &["--fd-reserve", "64", "--max-connections-per-ip", "100000"],
+        Some(OPEN_FILES),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammer = {
+        let (stop, addr) = (stop.clone(), server.addr);
+        std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            let mut connects = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                held.retain(|stream| !closed_by_peer(stream));
+                // At most 100 new connections per round: a steady hammer, not an ephemeral-port exhaustion.
+                let missing = HAMMER.saturating_sub(held.len()).min(100);
+                held.extend((0..missing).filter_map(|_| TcpStream::connect(addr).ok()));
+                connects += missing as u64;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            connects
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    list.write_only(&mock.list(), &["r0"]);
+    // Well within the 10 s the held connections get to send a request head.
+    let complete = collector.read_until(Duration::from_secs(8), |by_log| {
+        by_log.get("r0").map_or(0, Vec::len) >= WINDOW as usize
+    });
+    stop.store(true, Ordering::Relaxed);
+    let connects = hammer.join().expect("hammer thread");
+    assert!(
+        complete,
+        "r0 delivered {} of {WINDOW} entries while {connects} connections hammered the server; log tail:\n{}",
+        collector.by_log.get("r0").map_or(0, Vec::len),
+        server.log_tail(30)
+    );
+    collector.drain_for(Duration::from_millis(300));
+    assert_window("r0", &collector.by_log["r0"], &window(&mock, "r0"));
+    let connections = server.stats()["connections"].clone();
+    assert!(
+        connections["rejected_descriptors"].as_u64() > Some(0),
+        "{connections}"
+    );
+    assert_eq!(connections["accept_errors"], 0, "{connections}");
 }

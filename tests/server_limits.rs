@@ -4,7 +4,7 @@
 
 mod server_support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use certstream::stream::Frames;
 use certstream::ws::frame::Frame;
 use server_support::{
-    TestServer, WsClient, connect_from, http_get, http_request_on, message, split_response,
+    TestServer, WsClient, closed_by_peer, connect_from, http_get, http_request_on, message,
+    split_response,
 };
 
 /// The tests run one at a time: two of them measure the process's memory, which the others would disturb.
@@ -32,19 +33,6 @@ fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
-/// Whether the server closed `stream` (EOF or reset), without waiting.
-fn closed(mut stream: &TcpStream) -> bool {
-    stream.set_nonblocking(true).unwrap();
-    let mut byte = [0u8; 1];
-    let closed = match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(error) => error.kind() != ErrorKind::WouldBlock,
-    };
-    stream.set_nonblocking(false).unwrap();
-    closed
-}
-
 #[test]
 fn unfinished_connections_over_the_per_address_limit_are_closed_at_accept() {
     let _serial = serial();
@@ -58,7 +46,7 @@ fn unfinished_connections_over_the_per_address_limit_are_closed_at_accept() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(3);
     let held = loop {
-        let held = attack.iter().filter(|s| !closed(s)).count();
+        let held = attack.iter().filter(|s| !closed_by_peer(s)).count();
         if held <= LIMIT || Instant::now() > deadline {
             break held;
         }

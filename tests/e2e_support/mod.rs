@@ -17,7 +17,7 @@ use serde_json::Value;
 
 #[path = "../server_support/mod.rs"]
 mod server_support;
-pub use server_support::{WsClient, http_get};
+pub use server_support::{WsClient, closed_by_peer, http_get};
 
 /// Bound of every wait on a child process or socket.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -252,7 +252,33 @@ impl Certstream {
     /// pinned to a closed loopback port (`CERTSTREAM_RESOLVE`): a test that ends up on the snapshot never
     /// reaches the internet.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Certstream {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_certstream"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_certstream")), args, env)
+    }
+
+    /// As [`start`](Self::start), with the open-files limit (soft and hard, like `prlimit --nofile=N:N`) set to
+    /// `open_files` in the child.
+    pub fn start_with_open_files(args: &[&str], env: &[(&str, &str)], open_files: u64) -> Certstream {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_certstream"));
+        let limit = libc::rlimit {
+            rlim_cur: open_files,
+            rlim_max: open_files,
+        };
+        // SAFETY: setrlimit is async-signal-safe; the closure touches nothing but its own copy of `limit`.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::spawn(command, args, env)
+    }
+
+    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Certstream {
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))

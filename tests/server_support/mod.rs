@@ -234,6 +234,19 @@ pub fn connect_from(source: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
     }
 }
 
+/// Whether the peer closed `stream` (EOF or reset), without waiting.
+pub fn closed_by_peer(mut stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0u8; 1];
+    let closed = match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => error.kind() != ErrorKind::WouldBlock,
+    };
+    let _ = stream.set_nonblocking(false);
+    closed
+}
+
 /// Splits a response into status, head and body.
 pub fn split_response(response: &[u8]) -> (u16, String, Vec<u8>) {
     let end = response
