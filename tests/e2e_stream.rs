@@ -369,4 +369,12 @@ fn the_logs_are_reached_while_clients_hammer_the_open_files_limit() {
         "{connections}"
     );
     assert_eq!(connections["accept_errors"], 0, "{connections}");
+    let refusal_lines = server
+        .log_tail(10_000)
+        .matches("refusing connections at accept")
+        .count();
+    assert!(
+        refusal_lines <= 2,
+        "refusals are logged at most once per 10 s: {refusal_lines} lines"
+    );
 }
