@@ -566,7 +566,13 @@ mod tests {
         assert_eq!(config.heartbeat, Some(Duration::from_secs(30)));
         assert_eq!(run(&[], &[("CERTSTREAM_HEARTBEAT", "off")]).heartbeat, None);
         let budgets = run(
-            &["--client-queue-bytes", "4096", "--fd-reserve=64", "--ops-rate", "5"],
+            &[
+                "--client-queue-bytes",
+                "4096",
+                "--fd-reserve=64",
+                "--ops-rate",
+                "5",
+            ],
             &[("CERTSTREAM_MAX_LATEST_BYTES", "1000")],
         );
         assert_eq!(

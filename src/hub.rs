@@ -620,7 +620,11 @@ mod tests {
             assert_eq!(out.len(), 1, "a reading client gets every frame");
         }
         let stats = hub.stats();
-        assert_eq!(slow.ring.borrow().len(), 3, "3 frames of 3,004 bytes fit in 10,000");
+        assert_eq!(
+            slow.ring.borrow().len(),
+            3,
+            "3 frames of 3,004 bytes fit in 10,000"
+        );
         assert_eq!(stats.max_queued_bytes, 3 * 3_004);
         assert_eq!((stats.dropped, stats.dropped_for_bytes), (7, 7));
         assert_eq!(slow.dropped(), 7);

@@ -59,10 +59,14 @@ fn unfinished_connections_over_the_per_address_limit_are_closed_at_accept() {
     // A client from another address is served meanwhile: the stream and the counters.
     let mut client = WsClient::handshake(connect_from(good, server.addr), "/");
     server.publish(message(1));
-    let frame = client.read_frame().expect("the good client gets the message");
+    let frame = client
+        .read_frame()
+        .expect("the good client gets the message");
     assert_eq!(frame.payload, message(1).lite.payload());
-    let (status, _, body) =
-        http_request_on(connect_from(good, server.addr), "GET /stats HTTP/1.1\r\n\r\n");
+    let (status, _, body) = http_request_on(
+        connect_from(good, server.addr),
+        "GET /stats HTTP/1.1\r\n\r\n",
+    );
     assert_eq!(status, 200);
     let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let connections = &stats["connections"];
@@ -72,7 +76,10 @@ fn unfinished_connections_over_the_per_address_limit_are_closed_at_accept() {
         "{connections}"
     );
     assert_eq!(connections["rejected"], connections["rejected_per_ip"]);
-    assert!(connections["open"].as_u64() <= Some(LIMIT as u64 + 2), "{connections}");
+    assert!(
+        connections["open"].as_u64() <= Some(LIMIT as u64 + 2),
+        "{connections}"
+    );
 }
 
 #[test]
@@ -105,7 +112,10 @@ fn a_second_connection_over_the_limit_is_closed_and_the_slot_comes_back() {
             let (status, _, body) = split_response(&response);
             assert_eq!(status, 200);
             let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert!(stats["connections"]["rejected_per_ip"].as_u64() >= Some(1), "{stats}");
+            assert!(
+                stats["connections"]["rejected_per_ip"].as_u64() >= Some(1),
+                "{stats}"
+            );
             break;
         }
         assert!(
@@ -140,9 +150,15 @@ fn a_never_reading_full_stream_client_stays_within_its_byte_budget() {
     let mut peak = before;
     for n in 0..MESSAGES {
         server.publish(big_full(n, FRAME));
-        let frame = reader.read_frame().expect("the reading client gets every frame");
+        let frame = reader
+            .read_frame()
+            .expect("the reading client gets every frame");
         assert_eq!(frame.payload.len(), FRAME);
-        assert_eq!(&frame.payload[..8], format!("{n:08}").as_bytes(), "in order");
+        assert_eq!(
+            &frame.payload[..8],
+            format!("{n:08}").as_bytes(),
+            "in order"
+        );
         peak = peak.max(rss_kib());
     }
     let growth_mib = (peak - before) as f64 / 1024.0;
@@ -211,7 +227,10 @@ fn concurrent_latest_json_requests_with_huge_messages_stay_small_shared_and_heal
         "8 pending /latest.json with 13 messages of 1.2 MB: RSS +{growth_mib:.1} MiB, /health in {health:?}"
     );
     assert_eq!(status, 200);
-    assert!(health < Duration::from_millis(500), "/health took {health:?}");
+    assert!(
+        health < Duration::from_millis(500),
+        "/health took {health:?}"
+    );
     assert!(growth_mib < 16.0, "RSS grew by {growth_mib:.1} MiB");
     let (_, _, body) = http_get(server.addr, "/latest.json");
     assert!(body.len() <= CAP + 64, "{} bytes", body.len());
@@ -247,7 +266,11 @@ fn operational_routes_answer_429_over_their_rate_and_health_is_unaffected() {
     }
     assert!(limited >= 25, "only {limited} of 40 requests were limited");
     for _ in 0..20 {
-        assert_eq!(http_get(server.addr, "/health").0, 200, "/health has no limit");
+        assert_eq!(
+            http_get(server.addr, "/health").0,
+            200,
+            "/health has no limit"
+        );
     }
     assert_eq!(
         http_get(server.addr, "/latest.json").0,

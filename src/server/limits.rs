@@ -236,7 +236,11 @@ mod tests {
     #[test]
     fn the_descriptor_reserve_refuses_clients_before_the_open_files_limit() {
         assert_eq!(descriptor_room(1024, 20, 256), 748);
-        assert_eq!(descriptor_room(200, 20, 256), 0, "no room at all: every client is refused");
+        assert_eq!(
+            descriptor_room(200, 20, 256),
+            0,
+            "no room at all: every client is refused"
+        );
         let limits = Rc::new(Limits::new(100, 100, descriptor_room(64, 14, 48)));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let held: Vec<Slot> = (0..2).map(|_| limits.admit(ip).unwrap()).collect();

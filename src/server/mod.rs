@@ -296,7 +296,8 @@ fn client_descriptor_room(reserve: usize) -> usize {
         rlim_max: 0,
     };
     // SAFETY: plain libc call with a valid pointer to an owned struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur == libc::RLIM_INFINITY
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
     {
         return usize::MAX;
     }
@@ -311,7 +312,9 @@ fn client_descriptor_room(reserve: usize) -> usize {
         "descriptors: clients are refused beyond `room` connections"
     );
     if room == 0 {
-        tracing::warn!("the open-files limit leaves no descriptor for clients: raise it or lower --fd-reserve");
+        tracing::warn!(
+            "the open-files limit leaves no descriptor for clients: raise it or lower --fd-reserve"
+        );
     }
     room
 }

@@ -60,7 +60,10 @@ mod tests {
             assert!(bucket.take(t0).is_ok());
         }
         let wait = bucket.take(t0).unwrap_err();
-        assert!(wait <= Duration::from_millis(100) && !wait.is_zero(), "{wait:?}");
+        assert!(
+            wait <= Duration::from_millis(100) && !wait.is_zero(),
+            "{wait:?}"
+        );
         let t1 = t0 + Duration::from_millis(100);
         assert!(bucket.take(t1).is_ok(), "one token back after 1/rate");
         assert!(bucket.take(t1).is_err());
@@ -68,6 +71,9 @@ mod tests {
         for _ in 0..20 {
             assert!(bucket.take(later).is_ok());
         }
-        assert!(bucket.take(later).is_err(), "the burst never exceeds 2 s worth");
+        assert!(
+            bucket.take(later).is_err(),
+            "the burst never exceeds 2 s worth"
+        );
     }
 }

@@ -64,7 +64,11 @@ impl OpsRoutes {
         bucket.take(now).inspect_err(|_| {
             self.rate_limited.set(self.rate_limited.get() + 1);
             if let Some(held_back) = self.rate_limited_log.allow(now) {
-                tracing::warn!(?route, held_back, "operational route over its request rate: 429");
+                tracing::warn!(
+                    ?route,
+                    held_back,
+                    "operational route over its request rate: 429"
+                );
             }
         })
     }

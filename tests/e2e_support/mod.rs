@@ -17,6 +17,7 @@ use serde_json::Value;
 
 #[path = "../server_support/mod.rs"]
 mod server_support;
+#[allow(unused_imports)] // not every test file uses every helper (as `dead_code` above)
 pub use server_support::{WsClient, closed_by_peer, http_get};
 
 /// Bound of every wait on a child process or socket.
@@ -257,7 +258,11 @@ impl Certstream {
 
     /// As [`start`](Self::start), with the open-files limit (soft and hard, like `prlimit --nofile=N:N`) set to
     /// `open_files` in the child.
-    pub fn start_with_open_files(args: &[&str], env: &[(&str, &str)], open_files: u64) -> Certstream {
+    pub fn start_with_open_files(
+        args: &[&str],
+        env: &[(&str, &str)],
+        open_files: u64,
+    ) -> Certstream {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(env!("CARGO_BIN_EXE_certstream"));
         let limit = libc::rlimit {
