@@ -218,7 +218,6 @@ impl Hub {
         let client = Rc::new(Client {
             kind,
             capacity: self.state.ring_size,
-            capacity_bytes: self.state.budget.client_queue,
             ring: RefCell::new(VecDeque::new()),
             ring_bytes: Cell::new(0),
             control: RefCell::new(ControlQueue::default()),
@@ -386,7 +385,6 @@ enum Control {
 pub struct Client {
     kind: StreamKind,
     capacity: usize,
-    capacity_bytes: usize,
     ring: RefCell<VecDeque<Rc<Frame>>>,
     /// Wire bytes of the frames in `ring`.
     ring_bytes: Cell<usize>,
@@ -462,7 +460,7 @@ impl Client {
         let len = frame.wire().len();
         let mut ring = self.ring.borrow_mut();
         let mut bytes = self.ring_bytes.get() + len;
-        while !ring.is_empty() && (ring.len() >= self.capacity || bytes > self.capacity_bytes) {
+        while !ring.is_empty() && (ring.len() >= self.capacity || bytes > hub.budget.client_queue) {
             if ring.len() < self.capacity {
                 hub.dropped_for_bytes.set(hub.dropped_for_bytes.get() + 1);
             }
