@@ -1,7 +1,13 @@
 //! The HTTP/1.1 client the CT pollers use: keep-alive with one idle connection per origin, a deadline on every
 //! request, gzip, a body cap, and never a reused connection whose last request did not finish cleanly.
+//!
+//! HTTP/1.1 has no request IDs: a response belongs to a request only by its place on the connection. So a
+//! connection is reused only if nothing arrived on it since its last response, checked on the socket right
+//! before the next request is written (bytes after a response, or unsolicited ones, close it and are counted),
+//! and each CT log gets its own pool partition ([`HttpClient::partitioned`]): whatever a log's server sends can
+//! only ever be read as that log's answer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,11 +18,12 @@ use bytes::Bytes;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::connection::Connection;
+use super::connection::{Connection, SocketState};
 use super::dns::{Addrs, Resolver};
 use super::url::Target;
 use super::wire::{self, HeadError};
 use super::{HttpError, Response};
+use crate::log_throttle::LogThrottle;
 
 /// The default `User-Agent`: static-ct-api logs rate-limit clients whose agent names no contact URL.
 pub const DEFAULT_USER_AGENT: &str = concat!(
@@ -79,6 +86,9 @@ impl HttpClientConfig {
     }
 }
 
+/// At most one warning per this interval about connections closed for desync.
+const DESYNC_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// One extra request header.
 pub type Header<'a> = (&'a str, &'a str);
 
@@ -90,16 +100,30 @@ struct Origin {
     port: u16,
 }
 
+/// An idle connection's slot: the pool partition (one per CT log) and the origin.
+type PoolKey = (Rc<str>, Origin);
+
 struct Idle {
     conn: Connection,
     since: Instant,
+}
+
+/// Connections closed instead of reused because the server sent more than was asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DesyncCounts {
+    /// Bytes followed a response on its connection (e.g. a Content-Length shorter than what was sent).
+    pub leftover: u64,
+    /// Bytes arrived on an idle connection, unasked (e.g. a second, unsolicited response).
+    pub unsolicited: u64,
 }
 
 struct Inner {
     config: HttpClientConfig,
     tls: monoio_rustls::TlsConnector,
     resolver: Resolver,
-    idle: RefCell<HashMap<Origin, Idle>>,
+    idle: RefCell<HashMap<PoolKey, Idle>>,
+    desync: Cell<DesyncCounts>,
+    desync_warnings: LogThrottle,
 }
 
 /// An HTTP/1.1 client for a single monoio thread (cheap to clone; clones share connections and the DNS cache).
@@ -108,6 +132,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Rc<Inner>,
+    /// Idle connections are only reused by requests of the same partition.
+    partition: Rc<str>,
 }
 
 /// How one attempt on one connection ended.
@@ -156,10 +182,28 @@ impl HttpClient {
             tls: tls.into(),
             resolver,
             idle: RefCell::new(HashMap::new()),
+            desync: Cell::default(),
+            desync_warnings: LogThrottle::new(DESYNC_WARNING_INTERVAL),
         };
         Ok(Self {
             inner: Rc::new(inner),
+            partition: Rc::from(""),
         })
+    }
+
+    /// A client sharing this one's configuration, DNS cache and counters, whose idle connections serve only
+    /// its own requests: one per CT log, so that bytes a log's server sends can never be read as the answer to
+    /// another log's request on the same host:port.
+    pub fn partitioned(&self, partition: &str) -> HttpClient {
+        HttpClient {
+            inner: self.inner.clone(),
+            partition: Rc::from(partition),
+        }
+    }
+
+    /// Connections closed so far because a server sent more than was asked for.
+    pub fn desync_counts(&self) -> DesyncCounts {
+        self.inner.desync.get()
     }
 
     /// The configuration this client was built with.
@@ -218,17 +262,22 @@ impl HttpClient {
     }
 
     async fn execute(&self, target: &Target, request: Vec<u8>) -> Result<Response, HttpError> {
-        let origin = Origin {
-            tls: target.tls,
-            host: target.host.clone(),
-            port: target.port,
-        };
+        let origin = (
+            self.partition.clone(),
+            Origin {
+                tls: target.tls,
+                host: target.host.clone(),
+                port: target.port,
+            },
+        );
+        // Nothing may be awaited between this check and writing the request: a byte that arrives after the
+        // request was written can be its answer, one that arrived before cannot.
         if let Some(conn) = self.take_idle(&origin) {
             match self.attempt(conn, &origin, request.clone()).await {
                 Attempt::Done(response) => return Ok(response),
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Stale(e) => {
-                    tracing::debug!(host = %origin.host, error = %e, "reused connection was stale, retrying")
+                    tracing::debug!(host = %origin.1.host, error = %e, "reused connection was stale, retrying")
                 }
             }
         }
@@ -248,7 +297,7 @@ impl HttpClient {
 
     /// One request/response exchange. On success the connection goes back to the idle slot if it may be reused;
     /// on any failure it is dropped here.
-    async fn attempt(&self, mut conn: Connection, origin: &Origin, request: Vec<u8>) -> Attempt {
+    async fn attempt(&self, mut conn: Connection, origin: &PoolKey, request: Vec<u8>) -> Attempt {
         if let Err(e) = conn.write_all(request).await {
             return Attempt::Stale(HttpError::Io(e));
         }
@@ -262,12 +311,18 @@ impl HttpClient {
             Ok(body) => body,
             Err(e) => return Attempt::Failed(e),
         };
-        if head.keep_alive && conn.is_drained() {
-            let idle = Idle {
-                conn,
-                since: Instant::now(),
-            };
-            self.inner.idle.borrow_mut().insert(origin.clone(), idle);
+        if head.keep_alive {
+            let leftover =
+                !conn.is_drained() || conn.socket_state() == SocketState::Unsolicited;
+            if leftover {
+                self.desync(&origin.1, |c| c.leftover += 1, "bytes after a response");
+            } else {
+                let idle = Idle {
+                    conn,
+                    since: Instant::now(),
+                };
+                self.inner.idle.borrow_mut().insert(origin.clone(), idle);
+            }
         }
         Attempt::Done(Response {
             status: head.status,
@@ -276,8 +331,35 @@ impl HttpClient {
         })
     }
 
-    fn take_idle(&self, origin: &Origin) -> Option<Connection> {
+    /// The idle connection of `origin`, if it is young enough and nothing arrived on it since its last response.
+    fn take_idle(&self, origin: &PoolKey) -> Option<Connection> {
         let idle = self.inner.idle.borrow_mut().remove(origin)?;
-        (idle.since.elapsed() < self.inner.config.idle_timeout).then_some(idle.conn)
+        if idle.since.elapsed() >= self.inner.config.idle_timeout {
+            return None;
+        }
+        match idle.conn.socket_state() {
+            SocketState::Quiet => Some(idle.conn),
+            SocketState::Closed => None,
+            SocketState::Unsolicited => {
+                self.desync(&origin.1, |c| c.unsolicited += 1, "unsolicited bytes on an idle connection");
+                None
+            }
+        }
+    }
+
+    /// Counts (and logs, rate-limited) a connection closed because its server sent more than was asked for.
+    fn desync(&self, origin: &Origin, count: impl FnOnce(&mut DesyncCounts), what: &str) {
+        let mut counts = self.inner.desync.get();
+        count(&mut counts);
+        self.inner.desync.set(counts);
+        if let Some(held_back) = self.inner.desync_warnings.allow(Instant::now()) {
+            tracing::warn!(
+                host = %origin.host,
+                port = origin.port,
+                partition = %self.partition,
+                held_back,
+                "{what}: connection closed, not reused"
+            );
+        }
     }
 }

@@ -329,7 +329,8 @@ impl Supervisor {
         let sink = self.pipeline.sink(&info.description);
         let counts = sink.counts();
         let ctx = PollerContext {
-            http: self.http.clone(),
+            // Its own pool partition: nothing another log's server sends can be read as this log's answer.
+            http: Rc::new(self.http.partitioned(&info.log_id)),
             sink: Rc::new(sink),
             options: self.options.clone(),
         };
