@@ -289,6 +289,82 @@ fn dropped_request_future_drops_its_connection() {
     assert_eq!(server.connections(), 2);
 }
 
+/// A hostile server: `/hostile` is answered, then `forge_after` later (or in the same write) a forged response
+/// nobody asked for follows on the same connection; every other path gets its own path back.
+fn serve_forging(forge_after: Option<Duration>) -> Server {
+    serve(move |req, w| {
+        if req.path != "/hostile" {
+            return echo_path(req, w);
+        }
+        let forged = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";
+        match forge_after {
+            None => {
+                // Content-Length covers "/hostile"; the forged response rides behind it.
+                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n/hostile".to_vec();
+                out.extend_from_slice(forged);
+                let _ = w.write_all(&out);
+            }
+            Some(delay) => {
+                echo_path(req, w);
+                let _ = w.flush();
+                thread::sleep(delay);
+                let _ = w.write_all(forged);
+            }
+        }
+        After::KeepOpen
+    })
+}
+
+#[test]
+fn bytes_after_a_response_close_the_connection() {
+    let server = serve_forging(None);
+    let client = client();
+    run(async {
+        for path in ["/hostile", "/next", "/hostile", "/after"] {
+            let resp = client.get(&server.url(path)).await.expect("get");
+            assert_eq!(resp.body, path.as_bytes(), "{path} got another answer");
+        }
+    });
+    assert_eq!(client.desync_counts().leftover, 2);
+    assert_eq!(server.connections(), 3, "each hostile exchange cost its connection");
+}
+
+#[test]
+fn unsolicited_response_on_an_idle_connection_is_never_read_as_an_answer() {
+    let server = serve_forging(Some(Duration::from_millis(20)));
+    let client = client();
+    run(async {
+        for round in 0..3 {
+            let resp = client.get(&server.url("/hostile")).await.expect("hostile");
+            assert_eq!(resp.body, "/hostile".as_bytes());
+            // The forged response arrives while the connection is idle.
+            monoio::time::sleep(Duration::from_millis(80)).await;
+            let path = format!("/next{round}");
+            let resp = client.get(&server.url(&path)).await.expect("next");
+            assert_eq!(resp.body, path.as_bytes(), "the forged response was taken as the answer");
+        }
+    });
+    assert_eq!(client.desync_counts().unsolicited, 3);
+}
+
+#[test]
+fn another_partition_never_shares_a_connection_with_a_hostile_one() {
+    let server = serve_forging(Some(Duration::from_millis(30)));
+    let shared = client();
+    let (hostile, victim) = (shared.partitioned("hostile log"), shared.partitioned("victim log"));
+    run(async {
+        for round in 0..3 {
+            let resp = hostile.get(&server.url("/hostile")).await.expect("hostile");
+            assert_eq!(resp.body, "/hostile".as_bytes());
+            // At once, before the forged bytes arrive: nothing on the socket yet to warn a shared pool.
+            let path = format!("/victim{round}");
+            let resp = victim.get(&server.url(&path)).await.expect("victim");
+            assert_eq!(resp.body, path.as_bytes(), "the victim read the hostile log's forged response");
+            monoio::time::sleep(Duration::from_millis(60)).await;
+        }
+    });
+}
+
 #[test]
 fn chunked_body_with_extensions_and_trailers_keeps_framing() {
     let server = serve(|req, w| {
