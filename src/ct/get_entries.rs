@@ -10,6 +10,21 @@ use base64::engine::general_purpose::STANDARD;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+/// Default of the body bytes allowed per entry asked for: real entries (certificate and chain, in base64
+/// JSON) average 5–10 KB.
+pub const DEFAULT_BYTES_PER_ENTRY: usize = 64 * 1024;
+/// Every get-entries body may be this large whatever was asked for: room for one outsized (but accepted) entry.
+const MIN_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The largest get-entries body accepted for `requested` entries: what was asked for, not what a log sends,
+/// bounds the bytes read (a log answering with a 60 MB body of tiny entries is refused).
+pub fn body_limit(requested: u64, bytes_per_entry: usize) -> usize {
+    usize::try_from(requested)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(bytes_per_entry)
+        .max(MIN_BODY_LIMIT)
+}
+
 /// One get-entries item, base64-decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEntry {

@@ -108,13 +108,15 @@ struct Idle {
     since: Instant,
 }
 
-/// Connections closed instead of reused because the server sent more than was asked for.
+/// What servers sent beyond what was asked for, and what it cost them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DesyncCounts {
-    /// Bytes followed a response on its connection (e.g. a Content-Length shorter than what was sent).
+pub struct HttpCounts {
+    /// Connections closed: bytes followed a response (e.g. a Content-Length shorter than what was sent).
     pub leftover: u64,
-    /// Bytes arrived on an idle connection, unasked (e.g. a second, unsolicited response).
+    /// Connections closed: bytes arrived on an idle connection, unasked (e.g. a second, unsolicited response).
     pub unsolicited: u64,
+    /// Responses refused because their body was larger than the request's limit.
+    pub body_too_large: u64,
 }
 
 struct Inner {
@@ -122,7 +124,7 @@ struct Inner {
     tls: monoio_rustls::TlsConnector,
     resolver: Resolver,
     idle: RefCell<HashMap<PoolKey, Idle>>,
-    desync: Cell<DesyncCounts>,
+    counts: Cell<HttpCounts>,
     desync_warnings: LogThrottle,
 }
 
@@ -182,7 +184,7 @@ impl HttpClient {
             tls: tls.into(),
             resolver,
             idle: RefCell::new(HashMap::new()),
-            desync: Cell::default(),
+            counts: Cell::default(),
             desync_warnings: LogThrottle::new(DESYNC_WARNING_INTERVAL),
         };
         Ok(Self {
@@ -201,9 +203,9 @@ impl HttpClient {
         }
     }
 
-    /// Connections closed so far because a server sent more than was asked for.
-    pub fn desync_counts(&self) -> DesyncCounts {
-        self.inner.desync.get()
+    /// What servers sent beyond what was asked for, so far.
+    pub fn counts(&self) -> HttpCounts {
+        self.inner.counts.get()
     }
 
     /// The configuration this client was built with.
@@ -226,12 +228,31 @@ impl HttpClient {
         headers: &[Header<'_>],
         timeout: Duration,
     ) -> Result<Response, HttpError> {
+        self.get_limited(url, headers, timeout, self.inner.config.max_body_size)
+            .await
+    }
+
+    /// [`get_with`](Self::get_with) refusing a body larger than `max_body` (received or decoded; never more
+    /// than the configured `max_body_size`): for answers whose sensible size the caller knows.
+    pub async fn get_limited(
+        &self,
+        url: &str,
+        headers: &[Header<'_>],
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Response, HttpError> {
         let target = Target::parse(url)?;
         let request = self.request_bytes(&target, headers)?;
-        match monoio::time::timeout(timeout, self.execute(&target, request)).await {
+        let max_body = max_body.min(self.inner.config.max_body_size);
+        let exchange = self.execute(&target, request, max_body);
+        let result = match monoio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(HttpError::Timeout(timeout)),
+        };
+        if matches!(result, Err(HttpError::BodyTooLarge { .. })) {
+            self.count(|c| c.body_too_large += 1);
         }
+        result
     }
 
     /// The request head. A caller-supplied `User-Agent` or `Accept-Encoding` replaces the default one.
@@ -261,7 +282,12 @@ impl HttpClient {
         Ok(req.into_bytes())
     }
 
-    async fn execute(&self, target: &Target, request: Vec<u8>) -> Result<Response, HttpError> {
+    async fn execute(
+        &self,
+        target: &Target,
+        request: Vec<u8>,
+        max_body: usize,
+    ) -> Result<Response, HttpError> {
         let origin = (
             self.partition.clone(),
             Origin {
@@ -273,7 +299,7 @@ impl HttpClient {
         // Nothing may be awaited between this check and writing the request: a byte that arrives after the
         // request was written can be its answer, one that arrived before cannot.
         if let Some(conn) = self.take_idle(&origin) {
-            match self.attempt(conn, &origin, request.clone()).await {
+            match self.attempt(conn, &origin, request.clone(), max_body).await {
                 Attempt::Done(response) => return Ok(response),
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Stale(e) => {
@@ -289,7 +315,7 @@ impl HttpClient {
         let config = &self.inner.config;
         let conn =
             Connection::open(target, &addrs, config.connect_timeout, &self.inner.tls).await?;
-        match self.attempt(conn, &origin, request).await {
+        match self.attempt(conn, &origin, request, max_body).await {
             Attempt::Done(response) => Ok(response),
             Attempt::Stale(e) | Attempt::Failed(e) => Err(e),
         }
@@ -297,11 +323,16 @@ impl HttpClient {
 
     /// One request/response exchange. On success the connection goes back to the idle slot if it may be reused;
     /// on any failure it is dropped here.
-    async fn attempt(&self, mut conn: Connection, origin: &PoolKey, request: Vec<u8>) -> Attempt {
+    async fn attempt(
+        &self,
+        mut conn: Connection,
+        origin: &PoolKey,
+        request: Vec<u8>,
+        max_body: usize,
+    ) -> Attempt {
         if let Err(e) = conn.write_all(request).await {
             return Attempt::Stale(HttpError::Io(e));
         }
-        let max_body = self.inner.config.max_body_size;
         let head = match wire::read_head(&mut conn, max_body).await {
             Ok(head) => head,
             Err(HeadError::Closed(e)) => return Attempt::Stale(HttpError::Io(e)),
@@ -347,11 +378,15 @@ impl HttpClient {
         }
     }
 
-    /// Counts (and logs, rate-limited) a connection closed because its server sent more than was asked for.
-    fn desync(&self, origin: &Origin, count: impl FnOnce(&mut DesyncCounts), what: &str) {
-        let mut counts = self.inner.desync.get();
+    fn count(&self, count: impl FnOnce(&mut HttpCounts)) {
+        let mut counts = self.inner.counts.get();
         count(&mut counts);
-        self.inner.desync.set(counts);
+        self.inner.counts.set(counts);
+    }
+
+    /// Counts (and logs, rate-limited) a connection closed because its server sent more than was asked for.
+    fn desync(&self, origin: &Origin, count: impl FnOnce(&mut HttpCounts), what: &str) {
+        self.count(count);
         if let Some(held_back) = self.inner.desync_warnings.allow(Instant::now()) {
             tracing::warn!(
                 host = %origin.host,

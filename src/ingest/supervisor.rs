@@ -117,6 +117,7 @@ impl Supervisor {
         let options = PollOptions {
             start_back: config.start_back,
             poll_interval: config.poll_interval,
+            get_entries_bytes_per_entry: config.get_entries_bytes_per_entry,
             ..PollOptions::default()
         };
         Self {
