@@ -48,7 +48,7 @@ pub enum FaultKind {
     #[serde(rename = "unparseable")]
     Unparseable,
     // Hostile HTTP (a log attacking the client): absurd headers, desync and injection, huge bodies.
-    /// 429 whose Retry-After is absurd: year 300000000000, 2^64−1 seconds, negative, garbage (in turn).
+    /// 429 whose Retry-After is absurd, in turn: negative, garbage, year 300000000000, 2^64−1 seconds, year 9999.
     #[serde(rename = "absurd-429")]
     AbsurdRetryAfter,
     /// The real response, then at once a forged one in the same write (its Content-Length is shorter than what
@@ -65,10 +65,10 @@ pub enum FaultKind {
 
 /// The Retry-After values an `absurd-429` sends, in turn.
 pub const ABSURD_RETRY_AFTER: [&str; 5] = [
-    "Sun, 06 Nov 300000000000 08:49:37 GMT",
-    "18446744073709551615",
     "-5",
     "soon, maybe",
+    "Sun, 06 Nov 300000000000 08:49:37 GMT",
+    "18446744073709551615",
     "Fri, 31 Dec 9999 23:59:59 GMT",
 ];
 /// Default delay of an `unsolicited` forged response.
