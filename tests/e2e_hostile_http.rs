@@ -9,7 +9,7 @@ mod e2e_support;
 use std::time::{Duration, Instant};
 
 use e2e_support::{
-    Certstream, Collector, Expected, ListFile, Mock, collect_windows, memory_high_water_kib,
+    Certstream, Collector, Expected, ListFile, Mock, collect_windows, cpu_time, memory_high_water_kib,
 };
 use serde_json::Value;
 
@@ -188,6 +188,11 @@ fn huge_bodies_of_tiny_entries_cost_only_the_requested_entries() {
         &windows(&mock, &["r0", "r1", "r2", "r3", "r4"]),
         COLLECT_TIMEOUT,
     );
+    // One 60 MB answer per hostile log: decoding its 1.5 M entries took 0.5–1.7 s of CPU each; reading it (and
+    // decoding the 300 asked for) takes a fraction of that.
+    let cpu = cpu_time(server.pid());
+    eprintln!("certstream CPU time: {cpu:?}");
+    assert!(cpu < Duration::from_millis(1500), "{cpu:?} of CPU: entries beyond the request were decoded");
     let stats = server.stats();
     assert_eq!(counter(&stats["http"]["bodies_too_large"]), 0);
     for log in stats["logs"].as_array().expect("logs") {

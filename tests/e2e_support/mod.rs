@@ -583,6 +583,22 @@ pub fn memory_high_water_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(fields.iter().sum::<u64>() as f64 / ticks)
+}
+
 /// A certstream following a list file (empty for now) from `window` entries back, polling every 200 ms, with
 /// a client on `path` already connected; writing a list into the file starts the pollers. `args` are added.
 pub fn start_listening(path: &str, window: u64, args: &[&str]) -> (Certstream, Collector, ListFile) {
