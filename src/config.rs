@@ -555,6 +555,9 @@ mod tests {
         assert_eq!(ingest.log_list_refresh, Duration::from_millis(500));
         assert_eq!(ingest.start_back, 300);
         assert_eq!(ingest.poll_interval, Duration::from_millis(1500));
+        let bodies = run(&["--get-entries-bytes-per-entry", "1048576"], &[]).ingest;
+        assert_eq!(bodies.get_entries_bytes_per_entry, 1 << 20);
+        assert!(parse(&[], &[("CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY", "0")]).is_err());
         let flag_wins = run(&["--log-list", "list.json"], &[("CUSTOM_LOG_LIST", "x")]);
         assert_eq!(flag_wins.ingest.log_list.as_deref(), Some("list.json"));
         assert_eq!(run(&[], &[("CUSTOM_LOG_LIST", "")]).ingest.log_list, None);
