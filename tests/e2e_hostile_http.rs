@@ -9,7 +9,8 @@ mod e2e_support;
 use std::time::{Duration, Instant};
 
 use e2e_support::{
-    Certstream, Collector, Expected, ListFile, Mock, collect_windows, cpu_time, memory_high_water_kib,
+    Certstream, Collector, Expected, ListFile, Mock, collect_windows, cpu_time,
+    memory_high_water_kib,
 };
 use serde_json::Value;
 
@@ -72,16 +73,26 @@ fn absurd_retry_after_makes_a_log_wait_and_never_stops_the_process() {
     let (mut server, mut collector, _list) = follow(&mock, &[]);
     let hostile = ["r1", "r2", "t0"];
     // Three 429s each (the third is the far-future date), then the capped pause.
-    server.wait_stats("every hostile log rate limited thrice", COLLECT_TIMEOUT, |s| {
-        hostile.iter().all(|log| {
-            let description = format!("Mock '{log}' log");
-            s["logs"].as_array().is_some_and(|logs| {
-                logs.iter()
-                    .any(|l| l["description"] == description.as_str() && counter(&l["rate_limited"]) >= 3)
+    server.wait_stats(
+        "every hostile log rate limited thrice",
+        COLLECT_TIMEOUT,
+        |s| {
+            hostile.iter().all(|log| {
+                let description = format!("Mock '{log}' log");
+                s["logs"].as_array().is_some_and(|logs| {
+                    logs.iter().any(|l| {
+                        l["description"] == description.as_str() && counter(&l["rate_limited"]) >= 3
+                    })
+                })
             })
-        })
-    });
-    collect_windows(&server, &mut collector, &windows(&mock, &["r0"]), COLLECT_TIMEOUT);
+        },
+    );
+    collect_windows(
+        &server,
+        &mut collector,
+        &windows(&mock, &["r0"]),
+        COLLECT_TIMEOUT,
+    );
     // The hostile logs now wait: no request reaches them for a while.
     let before: Vec<u64> = hostile.iter().map(|log| mock.requests(log)).collect();
     std::thread::sleep(Duration::from_secs(2));
@@ -125,7 +136,10 @@ fn forged_responses_never_reach_another_logs_stream() {
     );
     let stats = mock.stats();
     for (log, kind) in [("r1", "trailing"), ("r2", "unsolicited")] {
-        assert!(counter(&stats["logs"][log]["faults"][kind]) > 10, "{log}: {kind} barely triggered");
+        assert!(
+            counter(&stats["logs"][log]["faults"][kind]) > 10,
+            "{log}: {kind} barely triggered"
+        );
     }
     let (_, metrics) = server.get("/metrics");
     let metrics = String::from_utf8(metrics).expect("metrics text");
@@ -155,16 +169,39 @@ fn health_latency(server: &Certstream, period: Duration) -> (Duration, Duration,
 /// asked for allows) and counted; memory stays low and the well-behaved log delivers its exact window.
 #[test]
 fn huge_bodies_of_tiny_entries_are_refused_and_memory_stays_low() {
-    let mock = mock(5, 0, &["tiny-entries@r1", "tiny-entries@r2", "tiny-entries@r3", "tiny-entries@r4"], &[]);
+    let mock = mock(
+        5,
+        0,
+        &[
+            "tiny-entries@r1",
+            "tiny-entries@r2",
+            "tiny-entries@r3",
+            "tiny-entries@r4",
+        ],
+        &[],
+    );
     let (server, mut collector, _list) = follow(&mock, &[]);
     let (p50, p99, max) = health_latency(&server, Duration::from_secs(4));
-    eprintln!("/health with 4 tiny-entries logs (bodies refused): p50 {p50:?}, p99 {p99:?}, max {max:?}");
-    collect_windows(&server, &mut collector, &windows(&mock, &["r0"]), COLLECT_TIMEOUT);
+    eprintln!(
+        "/health with 4 tiny-entries logs (bodies refused): p50 {p50:?}, p99 {p99:?}, max {max:?}"
+    );
+    collect_windows(
+        &server,
+        &mut collector,
+        &windows(&mock, &["r0"]),
+        COLLECT_TIMEOUT,
+    );
     let peak_mib = memory_high_water_kib(server.pid()) / 1024;
     eprintln!("peak RSS {peak_mib} MiB");
-    assert!(peak_mib < 100, "peak RSS {peak_mib} MiB: the huge bodies were read and decoded");
+    assert!(
+        peak_mib < 100,
+        "peak RSS {peak_mib} MiB: the huge bodies were read and decoded"
+    );
     let refused = counter(&server.stats()["http"]["bodies_too_large"]);
-    assert!(refused >= 4, "every hostile log's bodies were refused: {refused}");
+    assert!(
+        refused >= 4,
+        "every hostile log's bodies were refused: {refused}"
+    );
 }
 
 /// The same logs serving whole requested ranges (a page cap above the window) with the limit raised so the
@@ -175,13 +212,20 @@ fn huge_bodies_of_tiny_entries_cost_only_the_requested_entries() {
     let mock = mock(
         5,
         0,
-        &["tiny-entries@r1", "tiny-entries@r2", "tiny-entries@r3", "tiny-entries@r4"],
+        &[
+            "tiny-entries@r1",
+            "tiny-entries@r2",
+            "tiny-entries@r3",
+            "tiny-entries@r4",
+        ],
         &["--page-cap", "1000"],
     );
     let (server, mut collector, _list) =
         follow(&mock, &["--get-entries-bytes-per-entry", "1048576"]);
     let (p50, p99, max) = health_latency(&server, Duration::from_secs(4));
-    eprintln!("/health with 4 tiny-entries logs (bodies accepted): p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    eprintln!(
+        "/health with 4 tiny-entries logs (bodies accepted): p50 {p50:?}, p99 {p99:?}, max {max:?}"
+    );
     collect_windows(
         &server,
         &mut collector,
@@ -192,10 +236,17 @@ fn huge_bodies_of_tiny_entries_cost_only_the_requested_entries() {
     // decoding the 300 asked for) takes a fraction of that.
     let cpu = cpu_time(server.pid());
     eprintln!("certstream CPU time: {cpu:?}");
-    assert!(cpu < Duration::from_millis(1500), "{cpu:?} of CPU: entries beyond the request were decoded");
+    assert!(
+        cpu < Duration::from_millis(1500),
+        "{cpu:?} of CPU: entries beyond the request were decoded"
+    );
     let stats = server.stats();
     assert_eq!(counter(&stats["http"]["bodies_too_large"]), 0);
     for log in stats["logs"].as_array().expect("logs") {
-        assert_eq!(counter(&log["skipped"]), 0, "nothing beyond the request was decoded: {log}");
+        assert_eq!(
+            counter(&log["skipped"]),
+            0,
+            "nothing beyond the request was decoded: {log}"
+        );
     }
 }

@@ -326,7 +326,11 @@ fn bytes_after_a_response_close_the_connection() {
         }
     });
     assert_eq!(client.counts().leftover, 2);
-    assert_eq!(server.connections(), 3, "each hostile exchange cost its connection");
+    assert_eq!(
+        server.connections(),
+        3,
+        "each hostile exchange cost its connection"
+    );
 }
 
 #[test]
@@ -341,7 +345,11 @@ fn unsolicited_response_on_an_idle_connection_is_never_read_as_an_answer() {
             monoio::time::sleep(Duration::from_millis(80)).await;
             let path = format!("/next{round}");
             let resp = client.get(&server.url(&path)).await.expect("next");
-            assert_eq!(resp.body, path.as_bytes(), "the forged response was taken as the answer");
+            assert_eq!(
+                resp.body,
+                path.as_bytes(),
+                "the forged response was taken as the answer"
+            );
         }
     });
     assert_eq!(client.counts().unsolicited, 3);
@@ -351,7 +359,10 @@ fn unsolicited_response_on_an_idle_connection_is_never_read_as_an_answer() {
 fn another_partition_never_shares_a_connection_with_a_hostile_one() {
     let server = serve_forging(Some(Duration::from_millis(30)));
     let shared = client();
-    let (hostile, victim) = (shared.partitioned("hostile log"), shared.partitioned("victim log"));
+    let (hostile, victim) = (
+        shared.partitioned("hostile log"),
+        shared.partitioned("victim log"),
+    );
     run(async {
         for round in 0..3 {
             let resp = hostile.get(&server.url("/hostile")).await.expect("hostile");
@@ -359,7 +370,11 @@ fn another_partition_never_shares_a_connection_with_a_hostile_one() {
             // At once, before the forged bytes arrive: nothing on the socket yet to warn a shared pool.
             let path = format!("/victim{round}");
             let resp = victim.get(&server.url(&path)).await.expect("victim");
-            assert_eq!(resp.body, path.as_bytes(), "the victim read the hostile log's forged response");
+            assert_eq!(
+                resp.body,
+                path.as_bytes(),
+                "the victim read the hostile log's forged response"
+            );
             monoio::time::sleep(Duration::from_millis(60)).await;
         }
     });

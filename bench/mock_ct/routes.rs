@@ -521,7 +521,8 @@ fn with_tiny_entries(body: &[u8], count: u64) -> Vec<u8> {
     const TINY: &[u8] = br#",{"leaf_input":"AA==","extra_data":""}"#;
     let open = body.strip_suffix(b"]}").unwrap_or(body);
     let count = usize::try_from(count).unwrap_or(usize::MAX);
-    let mut out = Vec::with_capacity(open.len().saturating_add(TINY.len().saturating_mul(count)) + 2);
+    let mut out =
+        Vec::with_capacity(open.len().saturating_add(TINY.len().saturating_mul(count)) + 2);
     out.extend_from_slice(open);
     for i in 0..count {
         let first = i == 0 && open.ends_with(b"[");

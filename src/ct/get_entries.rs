@@ -7,8 +7,8 @@ use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Default of the body bytes allowed per entry asked for: real entries (certificate and chain, in base64
 /// JSON) average 5–10 KB.
@@ -288,20 +288,41 @@ mod tests {
     fn only_the_requested_entries_are_read() {
         let whole = body(5, "]}");
         assert_eq!(parse_get_entries(whole.as_bytes()).map(|e| e.len()), Ok(5));
-        assert_eq!(parse_get_entries_upto(whole.as_bytes(), 3).map(|e| e.len()), Ok(3));
-        assert_eq!(parse_get_entries_upto(whole.as_bytes(), 9).map(|e| e.len()), Ok(5));
+        assert_eq!(
+            parse_get_entries_upto(whole.as_bytes(), 3).map(|e| e.len()),
+            Ok(3)
+        );
+        assert_eq!(
+            parse_get_entries_upto(whole.as_bytes(), 9).map(|e| e.len()),
+            Ok(5)
+        );
         // What follows the requested entries is never looked at: bad base64, bad JSON, a cut body.
         let hostile = body(3, r#",{"leaf_input":"!!","extra_data":""},nonsense"#);
-        assert_eq!(parse_get_entries_upto(hostile.as_bytes(), 3).map(|e| e.len()), Ok(3));
+        assert_eq!(
+            parse_get_entries_upto(hostile.as_bytes(), 3).map(|e| e.len()),
+            Ok(3)
+        );
         assert!(parse_get_entries(hostile.as_bytes()).is_err());
         assert!(matches!(
             parse_get_entries_upto(hostile.as_bytes(), 4),
-            Err(GetEntriesError::Base64 { entry: 3, field: "leaf_input", .. })
+            Err(GetEntriesError::Base64 {
+                entry: 3,
+                field: "leaf_input",
+                ..
+            })
         ));
         // Other fields before `entries` are skipped; a missing or repeated `entries` is an error.
         let padded = format!(r#"{{"note":[1,{{"a":"b"}}],"entries":[{ENTRY}]}}"#);
-        assert_eq!(parse_get_entries_upto(padded.as_bytes(), 1).map(|e| e.len()), Ok(1));
-        for bad in [r#"{"other":[]}"#, r#"{"entries":[],"entries":[]}"#, "[]", "{"] {
+        assert_eq!(
+            parse_get_entries_upto(padded.as_bytes(), 1).map(|e| e.len()),
+            Ok(1)
+        );
+        for bad in [
+            r#"{"other":[]}"#,
+            r#"{"entries":[],"entries":[]}"#,
+            "[]",
+            "{",
+        ] {
             assert!(parse_get_entries_upto(bad.as_bytes(), 1).is_err(), "{bad}");
         }
     }
@@ -314,7 +335,10 @@ mod tests {
         let first = page.decode(0..2).expect("valid");
         assert_eq!(first[1].leaf_input, [0, 1]);
         assert_eq!(page.decode(2..4).map(|e| e.len()), Ok(2));
-        assert!(matches!(page.decode(3..9), Err(GetEntriesError::Base64 { entry: 4, .. })));
+        assert!(matches!(
+            page.decode(3..9),
+            Err(GetEntriesError::Base64 { entry: 4, .. })
+        ));
         assert_eq!(page.decode(7..9), Ok(Vec::new()));
     }
 

@@ -343,8 +343,7 @@ impl HttpClient {
             Err(e) => return Attempt::Failed(e),
         };
         if head.keep_alive {
-            let leftover =
-                !conn.is_drained() || conn.socket_state() == SocketState::Unsolicited;
+            let leftover = !conn.is_drained() || conn.socket_state() == SocketState::Unsolicited;
             if leftover {
                 self.desync(&origin.1, |c| c.leftover += 1, "bytes after a response");
             } else {
@@ -372,7 +371,11 @@ impl HttpClient {
             SocketState::Quiet => Some(idle.conn),
             SocketState::Closed => None,
             SocketState::Unsolicited => {
-                self.desync(&origin.1, |c| c.unsolicited += 1, "unsolicited bytes on an idle connection");
+                self.desync(
+                    &origin.1,
+                    |c| c.unsolicited += 1,
+                    "unsolicited bytes on an idle connection",
+                );
                 None
             }
         }

@@ -14,7 +14,7 @@ mod status;
 mod url;
 mod wire;
 
-pub use client::{DEFAULT_USER_AGENT, HttpCounts, Header, HttpClient, HttpClientConfig};
+pub use client::{DEFAULT_USER_AGENT, Header, HttpClient, HttpClientConfig, HttpCounts};
 pub use error::HttpError;
 pub use response::Response;
 pub use url::Target;

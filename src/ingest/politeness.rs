@@ -232,7 +232,10 @@ mod tests {
             "99999999999999999999999999",
         ] {
             let pause = parse_retry_after(huge, now);
-            assert!(pause.is_some_and(|p| p > BACKOFF_MAX), "{huge:?}: {pause:?}");
+            assert!(
+                pause.is_some_and(|p| p > BACKOFF_MAX),
+                "{huge:?}: {pause:?}"
+            );
             let mut p = Politeness::default();
             p.on_rate_limited(pause);
             assert_eq!(p.next_wait(0.0), BACKOFF_MAX, "{huge:?}");
@@ -241,14 +244,26 @@ mod tests {
             "Sun, 06 Nov -300000000000 08:49:37 GMT",
             "Thu, 01 Jan 1970 00:00:00 GMT",
         ] {
-            assert_eq!(parse_retry_after(past, now), Some(Duration::ZERO), "{past:?}");
+            assert_eq!(
+                parse_retry_after(past, now),
+                Some(Duration::ZERO),
+                "{past:?}"
+            );
         }
         assert_eq!(
-            parse_retry_after("Sun, 06 Nov 300000000000 08:49:37 GMT", SystemTime::UNIX_EPOCH),
+            parse_retry_after(
+                "Sun, 06 Nov 300000000000 08:49:37 GMT",
+                SystemTime::UNIX_EPOCH
+            ),
             Some(Duration::from_secs(9_467_085_537_859_596_577)),
             "exact far-future arithmetic"
         );
-        for garbage in ["-1", "-18446744073709551615", "1e9", "Sun, 06 Nov 3e11 08:49:37 GMT"] {
+        for garbage in [
+            "-1",
+            "-18446744073709551615",
+            "1e9",
+            "Sun, 06 Nov 3e11 08:49:37 GMT",
+        ] {
             assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
         }
     }

@@ -307,14 +307,20 @@ impl Poller {
         let max_body = body_limit(requested, self.ctx.options.get_entries_bytes_per_entry);
         let handle = monoio::spawn(async move {
             let response = get(&http, &url, timeout, max_body).await?;
-            let page = scan_get_entries(&response.body, usize::try_from(requested).unwrap_or(usize::MAX))
-                .map_err(PollError::Body)?;
+            let page = scan_get_entries(
+                &response.body,
+                usize::try_from(requested).unwrap_or(usize::MAX),
+            )
+            .map_err(PollError::Body)?;
             if page.is_empty() {
                 return Err(PollError::NoEntries { start, end });
             }
             let mut entries = Vec::with_capacity(page.len());
             for piece in (0..page.len()).step_by(DECODE_PIECE) {
-                entries.extend(page.decode(piece..piece + DECODE_PIECE).map_err(PollError::Body)?);
+                entries.extend(
+                    page.decode(piece..piece + DECODE_PIECE)
+                        .map_err(PollError::Body)?,
+                );
                 yield_now().await;
             }
             Ok(entries)

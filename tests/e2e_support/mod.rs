@@ -601,7 +601,11 @@ pub fn cpu_time(pid: u32) -> Duration {
 
 /// A certstream following a list file (empty for now) from `window` entries back, polling every 200 ms, with
 /// a client on `path` already connected; writing a list into the file starts the pollers. `args` are added.
-pub fn start_listening(path: &str, window: u64, args: &[&str]) -> (Certstream, Collector, ListFile) {
+pub fn start_listening(
+    path: &str,
+    window: u64,
+    args: &[&str],
+) -> (Certstream, Collector, ListFile) {
     let list = ListFile::new();
     list.write(br#"{"version":"0","operators":[]}"#);
     let window = window.to_string();
