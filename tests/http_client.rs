@@ -768,6 +768,50 @@ fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
 }
 
 #[test]
+fn unsolicited_tls_record_on_an_idle_connection_is_seen_on_the_socket() {
+    let pki = test_pki();
+    let handler: Arc<Handler> = Arc::new(|req: &Request, w: &mut dyn Write| {
+        respond(w, "", req.path.as_bytes());
+        if req.path == "/hostile" {
+            let _ = w.flush();
+            thread::sleep(Duration::from_millis(20));
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged");
+        }
+        After::KeepOpen
+    });
+    let server = serve_with(handler, Some(pki.server.clone()));
+    let port = server.addr.port();
+    let client = client_with(|c| {
+        c.use_webpki_roots = false;
+        c.add_roots_pem(pki.ca_pem.as_bytes()).expect("pem");
+        c.resolve_overrides
+            .insert(("ct.test".into(), port), vec![server.addr]);
+    });
+    run(async {
+        let url = |path: &str| format!("https://ct.test:{port}{path}");
+        for path in ["/a", "/b", "/hostile"] {
+            assert_eq!(
+                client.get(&url(path)).await.expect("https").body,
+                path.as_bytes()
+            );
+        }
+        monoio::time::sleep(Duration::from_millis(80)).await;
+        let resp = client.get(&url("/next")).await.expect("https");
+        assert_eq!(
+            resp.body,
+            "/next".as_bytes(),
+            "the forged record was read as the answer"
+        );
+    });
+    assert_eq!(client.counts().unsolicited, 1);
+    assert_eq!(
+        server.connections(),
+        2,
+        "reused until the forgery (session tickets are no alarm)"
+    );
+}
+
+#[test]
 fn reports_the_driver_in_use() {
     let legacy = run(async { monoio::utils::is_legacy() });
     eprintln!(

@@ -18,6 +18,9 @@ use rustls::pki_types::ServerName;
 use super::HttpError;
 use super::url::Target;
 
+/// The TLS record content type of application data (RFC 8446 §5.1).
+const TLS_APPLICATION_DATA: u8 = 23;
+
 /// Read granularity: large enough for a typical CT response header plus a good part of its body.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -157,6 +160,15 @@ impl Connection {
         };
         match n {
             0 => SocketState::Closed,
+            // Under TLS the byte is a record's content type: only application data (23) is an answer nobody
+            // asked for; an alert (a close_notify from a server timing the connection out) or a post-handshake
+            // message is not, but the connection is not worth keeping either.
+            _ if n > 0
+                && matches!(self.transport, Transport::Tls(_))
+                && probe[0] != TLS_APPLICATION_DATA =>
+            {
+                SocketState::Closed
+            }
             n if n > 0 => SocketState::Unsolicited,
             _ => match io::Error::last_os_error().kind() {
                 io::ErrorKind::WouldBlock => SocketState::Quiet,
