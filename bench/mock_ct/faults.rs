@@ -406,4 +406,35 @@ mod tests {
         assert_eq!(set.decide(1, Endpoint::Checkpoint).backwards_by, Some(3));
         assert_eq!(set.decide(1, Endpoint::DataTile).backwards_by, None);
     }
+
+    #[test]
+    fn hostile_http_faults_decide_what_they_say() {
+        let rules = [
+            "absurd-429@r0",
+            "trailing@t0",
+            "unsolicited@r0,ms=35",
+            "tiny-entries,entries=7",
+        ]
+        .map(|spec| Fault::parse_spec(spec).expect("valid"));
+        let set = FaultSet::new(rules.to_vec(), &names(), 1, 0).expect("valid");
+        let sent: Vec<&str> = (0..ABSURD_RETRY_AFTER.len() + 1)
+            .map(|_| match set.decide(0, Endpoint::GetSth).action {
+                Some(Action::AbsurdRetryAfter(value)) => value,
+                _ => panic!("absurd-429 replaces the response"),
+            })
+            .collect();
+        assert_eq!(sent[..5], ABSURD_RETRY_AFTER, "every value in turn");
+        assert_eq!(sent[5], ABSURD_RETRY_AFTER[0], "then again");
+        let entries = set.decide(0, Endpoint::GetEntries);
+        assert_eq!(
+            (entries.forge_after_ms, entries.tiny_entries),
+            (Some(35), Some(7))
+        );
+        let tile = set.decide(1, Endpoint::DataTile);
+        assert_eq!(
+            (tile.forge_after_ms, tile.tiny_entries),
+            (Some(0), None),
+            "tiny-entries: get-entries only"
+        );
+    }
 }

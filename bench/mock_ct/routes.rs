@@ -591,4 +591,15 @@ mod tests {
         assert!(parse_lower_hex(&hex.to_uppercase()).is_none());
         assert!(parse_lower_hex(&hex[2..]).is_none());
     }
+
+    #[test]
+    fn tiny_entries_extend_the_entries_array() {
+        let padded =
+            with_tiny_entries(br#"{"entries":[{"leaf_input":"AQ==","extra_data":""}]}"#, 3);
+        let parsed: Value = serde_json::from_slice(&padded).expect("JSON");
+        assert_eq!(parsed["entries"].as_array().map(Vec::len), Some(4));
+        let empty: Value =
+            serde_json::from_slice(&with_tiny_entries(br#"{"entries":[]}"#, 2)).expect("JSON");
+        assert_eq!(empty["entries"].as_array().map(Vec::len), Some(2));
+    }
 }
