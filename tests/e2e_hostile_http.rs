@@ -113,9 +113,9 @@ fn absurd_retry_after_makes_a_log_wait_and_never_stops_the_process() {
 #[test]
 fn forged_responses_never_reach_another_logs_stream() {
     // r1: a forged get-entries answer (r1's own certificates) rides behind every response (its Content-Length
-    // is shorter than what was sent); r2: the same, 20 ms after every response. r0 shares their host:port.
+    // is shorter than what was sent); r2: the same, 20 ms after every response. r0 and r3 share their host:port.
     let mock = mock(
-        3,
+        4,
         0,
         &["trailing@r1", "unsolicited@r2,ms=20"],
         &["--page-cap", "16"],
@@ -125,7 +125,7 @@ fn forged_responses_never_reach_another_logs_stream() {
     collect_windows(
         &server,
         &mut collector,
-        &windows(&mock, &["r0", "r1"]),
+        &windows(&mock, &["r0", "r3", "r1"]),
         COLLECT_TIMEOUT,
     );
     let http = &server.stats()["http"];
