@@ -89,12 +89,7 @@ struct Item<'a> {
 /// Parses a whole get-entries body with serde_json (borrowed strings, then base64). Entries are in log order
 /// from the requested `start`; an empty `entries` array is returned as an empty Vec.
 pub fn parse_get_entries(body: &[u8]) -> Result<Vec<RawEntry>, GetEntriesError> {
-    parse_get_entries_upto(body, usize::MAX)
-}
-
-/// Like [`parse_get_entries`], but reads only the first `max` entries (see [`scan_get_entries`]).
-pub fn parse_get_entries_upto(body: &[u8], max: usize) -> Result<Vec<RawEntry>, GetEntriesError> {
-    let page = scan_get_entries(body, max)?;
+    let page = scan_get_entries(body, usize::MAX)?;
     page.decode(0..page.len())
 }
 
@@ -278,6 +273,12 @@ mod tests {
     use super::*;
 
     const ENTRY: &str = r#"{"leaf_input":"AAE=","extra_data":"Ag=="}"#;
+
+    /// The first `max` entries of `body`, decoded.
+    fn parse_get_entries_upto(body: &[u8], max: usize) -> Result<Vec<RawEntry>, GetEntriesError> {
+        let page = scan_get_entries(body, max)?;
+        page.decode(0..page.len())
+    }
 
     fn body(entries: usize, tail: &str) -> String {
         let items = vec![ENTRY; entries].join(",");
