@@ -343,15 +343,23 @@ impl HttpClient {
             Err(e) => return Attempt::Failed(e),
         };
         if head.keep_alive {
-            let leftover = !conn.is_drained() || conn.socket_state() == SocketState::Unsolicited;
-            if leftover {
-                self.desync(&origin.1, |c| c.leftover += 1, "bytes after a response");
+            let state = if conn.is_drained() {
+                conn.socket_state()
             } else {
-                let idle = Idle {
-                    conn,
-                    since: Instant::now(),
-                };
-                self.inner.idle.borrow_mut().insert(origin.clone(), idle);
+                SocketState::Unsolicited
+            };
+            match state {
+                SocketState::Quiet => {
+                    let idle = Idle {
+                        conn,
+                        since: Instant::now(),
+                    };
+                    self.inner.idle.borrow_mut().insert(origin.clone(), idle);
+                }
+                SocketState::Unsolicited => {
+                    self.desync(&origin.1, |c| c.leftover += 1, "bytes after a response")
+                }
+                SocketState::Closed => {}
             }
         }
         Attempt::Done(Response {
