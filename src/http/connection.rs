@@ -18,6 +18,14 @@ use rustls::pki_types::ServerName;
 use super::HttpError;
 use super::url::Target;
 
+/// Most bytes one body read copies: a read of many megabytes already waiting (copy and page faults) would hold
+/// the reactor for milliseconds.
+const BODY_READ_STEP: usize = 256 * 1024;
+
+fn body_len_after_step(len: usize) -> usize {
+    len.saturating_add(BODY_READ_STEP)
+}
+
 /// The TLS record content type of application data (RFC 8446 §5.1).
 const TLS_APPLICATION_DATA: u8 = 23;
 
@@ -130,7 +138,8 @@ impl Connection {
         body.reserve(len.saturating_sub(body.len()));
         while body.len() < len {
             let owned = std::mem::take(body);
-            let (res, filled) = self.read_into(owned, len).await;
+            let end = len.min(body_len_after_step(owned.len()));
+            let (res, filled) = self.read_into(owned, end).await;
             *body = filled;
             if res? == 0 {
                 return Ok(false);
