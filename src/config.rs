@@ -61,6 +61,8 @@ pub struct IngestConfig {
     pub poll_interval: Duration,
     /// Fixed addresses for `(host, port)` of CT logs and lists, bypassing DNS (like curl's `--resolve`).
     pub resolve: Vec<(String, u16, SocketAddr)>,
+    /// A get-entries body may hold this many bytes per entry asked for (see `ct::get_entries::body_limit`).
+    pub get_entries_bytes_per_entry: usize,
 }
 
 impl Default for IngestConfig {
@@ -74,6 +76,7 @@ impl Default for IngestConfig {
             start_back: 0,
             poll_interval: Duration::from_secs(2),
             resolve: Vec::new(),
+            get_entries_bytes_per_entry: crate::ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
         }
     }
 }
@@ -163,6 +166,10 @@ Certificate Transparency logs:
   --resolve HOST:PORT:ADDR[,HOST:PORT:ADDR…]
                             connect to ADDR (an IP, or IP:PORT) for HOST:PORT instead of asking DNS
                             [env CERTSTREAM_RESOLVE]
+  --get-entries-bytes-per-entry N
+                            refuse a get-entries body larger than N bytes per entry asked for (at least 4 MiB,
+                            at most 64 MiB; refusals counted in /stats `http.bodies_too_large`)
+                            [env CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY] [65536]
 
 Other:
   RUST_LOG                  log filter (tracing EnvFilter syntax) [info]
@@ -177,7 +184,7 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 17] = [
+const OPTS: [Opt; 18] = [
     Opt {
         flag: "--listen",
         env: "WEBSOCKET_LISTEN",
@@ -263,6 +270,11 @@ const OPTS: [Opt; 17] = [
         env: "CERTSTREAM_RESOLVE",
         takes_value: true,
     },
+    Opt {
+        flag: "--get-entries-bytes-per-entry",
+        env: "CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY",
+        takes_value: true,
+    },
 ];
 
 impl Command {
@@ -318,6 +330,7 @@ impl Command {
             start_back,
             poll_interval,
             resolve,
+            get_entries_bytes_per_entry,
         ] = values;
         if let Some(v) = listen {
             config.listen = parse_listen(&v)?;
@@ -372,6 +385,9 @@ impl Command {
                 .filter(|item| !item.is_empty())
                 .map(parse_resolve)
                 .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = get_entries_bytes_per_entry {
+            ingest.get_entries_bytes_per_entry = parse_count("--get-entries-bytes-per-entry", &v)?;
         }
         if ingest.log_list_signature.is_some() && ingest.log_list.is_none() {
             return Err(ConfigError(
@@ -616,6 +632,9 @@ mod tests {
         assert_eq!(ingest.log_list_refresh, Duration::from_millis(500));
         assert_eq!(ingest.start_back, 300);
         assert_eq!(ingest.poll_interval, Duration::from_millis(1500));
+        let bodies = run(&["--get-entries-bytes-per-entry", "1048576"], &[]).ingest;
+        assert_eq!(bodies.get_entries_bytes_per_entry, 1 << 20);
+        assert!(parse(&[], &[("CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY", "0")]).is_err());
         let flag_wins = run(&["--log-list", "list.json"], &[("CUSTOM_LOG_LIST", "x")]);
         assert_eq!(flag_wins.ingest.log_list.as_deref(), Some("list.json"));
         assert_eq!(run(&[], &[("CUSTOM_LOG_LIST", "")]).ingest.log_list, None);

@@ -42,9 +42,10 @@ fn main() -> ExitCode {
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
         let http = Rc::new(http_client(&ingest).map_err(std::io::Error::other)?);
         let pipeline = Rc::new(Pipeline::new(server.hub(), CHAIN_CACHE_CAPACITY));
-        let supervisor = Rc::new(Supervisor::new(ingest, http, pipeline.clone()));
+        let supervisor = Rc::new(Supervisor::new(ingest, http.clone(), pipeline.clone()));
         server.add_reporter(pipeline);
         server.add_reporter(supervisor.clone());
+        server.add_reporter(http);
         monoio::spawn(supervisor.clone().run());
         tracing::info!(listen = %server.local_addr()?, legacy_driver = monoio::utils::is_legacy(), "serving");
         server.run(ctrl_c).await;

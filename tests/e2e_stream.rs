@@ -70,43 +70,8 @@ fn log_names(list: &Value) -> Vec<String> {
     names
 }
 
-/// A certstream following the list file (empty for now), with a client on `path` already connected.
 fn start_listening(path: &str) -> (Certstream, Collector, ListFile) {
-    start_listening_with(path, &[], None)
-}
-
-/// As [`start_listening`], with more arguments and optionally an open-files limit.
-fn start_listening_with(
-    path: &str,
-    more_args: &[&str],
-    open_files: Option<u64>,
-) -> (Certstream, Collector, ListFile) {
-    let list = ListFile::new();
-    list.write(br#"{"version":"0","operators":[]}"#);
-    let start_back = WINDOW.to_string();
-    let mut args = vec![
-        "--log-list",
-        list.location(),
-        "--log-list-refresh",
-        "200ms",
-        "--start-back",
-        &start_back,
-        "--poll-interval",
-        "200ms",
-        // The test client must never lose a message to its queue limit.
-        "--ring-size",
-        "100000",
-    ];
-    args.extend_from_slice(more_args);
-    let server = match open_files {
-        Some(limit) => Certstream::start_with_open_files(&args, &[], limit),
-        None => Certstream::start(&args, &[]),
-    };
-    let collector = Collector::connect(&server, path);
-    server.wait_stats("the client", Duration::from_secs(10), |s| {
-        s["clients"]["total"] == 1 && s["log_list"]["loads"].as_u64() >= Some(1)
-    });
-    (server, collector, list)
+    e2e_support::start_listening(path, WINDOW, &[], None)
 }
 
 /// The window of `log`: the last [`WINDOW`] entries of its (fixed) size.
@@ -121,29 +86,7 @@ fn collect_windows(mock: &Mock, server: &Certstream, collector: &mut Collector, 
         .iter()
         .map(|log| (log.clone(), window(mock, log)))
         .collect();
-    let complete = collector.read_until(COLLECT_TIMEOUT, |by_log| {
-        windows.iter().all(|(log, expected)| {
-            let want = expected.iter().filter(|e| !e.2).count();
-            by_log.get(log).map_or(0, Vec::len) >= want
-        })
-    });
-    let counts: Vec<(String, usize)> = collector
-        .by_log
-        .iter()
-        .map(|(log, received)| (log.clone(), received.len()))
-        .collect();
-    assert!(
-        complete,
-        "not every window arrived in time: {counts:?}\n/stats: {}\nlog tail:\n{}",
-        server.stats()["logs"],
-        server.log_tail(40)
-    );
-    // Anything extra (a duplicate, an index outside the window) would arrive right behind.
-    collector.drain_for(Duration::from_millis(500));
-    for (log, expected) in &windows {
-        let received = collector.by_log.get(log).map_or(&[][..], Vec::as_slice);
-        assert_window(log, received, expected);
-    }
+    e2e_support::collect_windows(server, collector, &windows, COLLECT_TIMEOUT);
 }
 
 #[test]
@@ -325,8 +268,9 @@ fn the_logs_are_reached_while_clients_hammer_the_open_files_limit() {
     const OPEN_FILES: u64 = 256;
     const HAMMER: usize = 400;
     let mock = mock(1, 0, &[]);
-    let (server, mut collector, list) = start_listening_with(
+    let (server, mut collector, list) = e2e_support::start_listening(
         "/",
+        WINDOW,
         &["--fd-reserve", "64", "--max-connections-per-ip", "100000"],
         Some(OPEN_FILES),
     );

@@ -289,6 +289,97 @@ fn dropped_request_future_drops_its_connection() {
     assert_eq!(server.connections(), 2);
 }
 
+/// A hostile server: `/hostile` is answered, then `forge_after` later (or in the same write) a forged response
+/// nobody asked for follows on the same connection; every other path gets its own path back.
+fn serve_forging(forge_after: Option<Duration>) -> Server {
+    serve(move |req, w| {
+        if req.path != "/hostile" {
+            return echo_path(req, w);
+        }
+        let forged = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";
+        match forge_after {
+            None => {
+                // Content-Length covers "/hostile"; the forged response rides behind it.
+                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n/hostile".to_vec();
+                out.extend_from_slice(forged);
+                let _ = w.write_all(&out);
+            }
+            Some(delay) => {
+                echo_path(req, w);
+                let _ = w.flush();
+                thread::sleep(delay);
+                let _ = w.write_all(forged);
+            }
+        }
+        After::KeepOpen
+    })
+}
+
+#[test]
+fn bytes_after_a_response_close_the_connection() {
+    let server = serve_forging(None);
+    let client = client();
+    run(async {
+        for path in ["/hostile", "/next", "/hostile", "/after"] {
+            let resp = client.get(&server.url(path)).await.expect("get");
+            assert_eq!(resp.body, path.as_bytes(), "{path} got another answer");
+        }
+    });
+    assert_eq!(client.counts().leftover, 2);
+    assert_eq!(
+        server.connections(),
+        3,
+        "each hostile exchange cost its connection"
+    );
+}
+
+#[test]
+fn unsolicited_response_on_an_idle_connection_is_never_read_as_an_answer() {
+    let server = serve_forging(Some(Duration::from_millis(20)));
+    let client = client();
+    run(async {
+        for round in 0..3 {
+            let resp = client.get(&server.url("/hostile")).await.expect("hostile");
+            assert_eq!(resp.body, "/hostile".as_bytes());
+            // The forged response arrives while the connection is idle.
+            monoio::time::sleep(Duration::from_millis(80)).await;
+            let path = format!("/next{round}");
+            let resp = client.get(&server.url(&path)).await.expect("next");
+            assert_eq!(
+                resp.body,
+                path.as_bytes(),
+                "the forged response was taken as the answer"
+            );
+        }
+    });
+    assert_eq!(client.counts().unsolicited, 3);
+}
+
+#[test]
+fn another_partition_never_shares_a_connection_with_a_hostile_one() {
+    let server = serve_forging(Some(Duration::from_millis(30)));
+    let shared = client();
+    let (hostile, victim) = (
+        shared.partitioned("hostile log"),
+        shared.partitioned("victim log"),
+    );
+    run(async {
+        for round in 0..3 {
+            let resp = hostile.get(&server.url("/hostile")).await.expect("hostile");
+            assert_eq!(resp.body, "/hostile".as_bytes());
+            // At once, before the forged bytes arrive: nothing on the socket yet to warn a shared pool.
+            let path = format!("/victim{round}");
+            let resp = victim.get(&server.url(&path)).await.expect("victim");
+            assert_eq!(
+                resp.body,
+                path.as_bytes(),
+                "the victim read the hostile log's forged response"
+            );
+            monoio::time::sleep(Duration::from_millis(60)).await;
+        }
+    });
+}
+
 #[test]
 fn chunked_body_with_extensions_and_trailers_keeps_framing() {
     let server = serve(|req, w| {
@@ -674,6 +765,50 @@ fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
     });
     // 1 for the three requests, 1 after the timeout, 1 refused by the untrusting client, 1 by the IP-name mismatch.
     assert_eq!(server.connections(), 4);
+}
+
+#[test]
+fn unsolicited_tls_record_on_an_idle_connection_is_seen_on_the_socket() {
+    let pki = test_pki();
+    let handler: Arc<Handler> = Arc::new(|req: &Request, w: &mut dyn Write| {
+        respond(w, "", req.path.as_bytes());
+        if req.path == "/hostile" {
+            let _ = w.flush();
+            thread::sleep(Duration::from_millis(20));
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged");
+        }
+        After::KeepOpen
+    });
+    let server = serve_with(handler, Some(pki.server.clone()));
+    let port = server.addr.port();
+    let client = client_with(|c| {
+        c.use_webpki_roots = false;
+        c.add_roots_pem(pki.ca_pem.as_bytes()).expect("pem");
+        c.resolve_overrides
+            .insert(("ct.test".into(), port), vec![server.addr]);
+    });
+    run(async {
+        let url = |path: &str| format!("https://ct.test:{port}{path}");
+        for path in ["/a", "/b", "/hostile"] {
+            assert_eq!(
+                client.get(&url(path)).await.expect("https").body,
+                path.as_bytes()
+            );
+        }
+        monoio::time::sleep(Duration::from_millis(80)).await;
+        let resp = client.get(&url("/next")).await.expect("https");
+        assert_eq!(
+            resp.body,
+            "/next".as_bytes(),
+            "the forged record was read as the answer"
+        );
+    });
+    assert_eq!(client.counts().unsolicited, 1);
+    assert_eq!(
+        server.connections(),
+        2,
+        "reused until the forgery (session tickets are no alarm)"
+    );
 }
 
 #[test]

@@ -47,7 +47,34 @@ pub enum FaultKind {
     /// Some indices' leaf certificate (and a precert's TBS) are bytes no X.509 parser accepts.
     #[serde(rename = "unparseable")]
     Unparseable,
+    // Hostile HTTP (a log attacking the client): absurd headers, desync and injection, huge bodies.
+    /// 429 whose Retry-After is absurd, in turn: negative, garbage, year 300000000000, 2^64−1 seconds, year 9999.
+    #[serde(rename = "absurd-429")]
+    AbsurdRetryAfter,
+    /// The real response, then at once a forged one in the same write (its Content-Length is shorter than what
+    /// was sent): the forged one stays on the connection.
+    #[serde(rename = "trailing")]
+    Trailing,
+    /// The real response, then an unsolicited forged one `ms` (default 20) later on the same connection.
+    #[serde(rename = "unsolicited")]
+    Unsolicited,
+    /// get-entries: the requested entries followed by `entries` (default 1.5 M) tiny ones (~60 MB).
+    #[serde(rename = "tiny-entries")]
+    TinyEntries,
 }
+
+/// The Retry-After values an `absurd-429` sends, in turn.
+pub const ABSURD_RETRY_AFTER: [&str; 5] = [
+    "-5",
+    "soon, maybe",
+    "Sun, 06 Nov 300000000000 08:49:37 GMT",
+    "18446744073709551615",
+    "Fri, 31 Dec 9999 23:59:59 GMT",
+];
+/// Default delay of an `unsolicited` forged response.
+const DEFAULT_UNSOLICITED_MS: u64 = 20;
+/// Default number of tiny entries a `tiny-entries` get-entries answer appends.
+const DEFAULT_TINY_ENTRIES: u64 = 1_500_000;
 
 impl FaultKind {
     /// The name used in specs and stats.
@@ -62,6 +89,10 @@ impl FaultKind {
             FaultKind::Down => "down",
             FaultKind::Backwards => "backwards",
             FaultKind::Unparseable => "unparseable",
+            FaultKind::AbsurdRetryAfter => "absurd-429",
+            FaultKind::Trailing => "trailing",
+            FaultKind::Unsolicited => "unsolicited",
+            FaultKind::TinyEntries => "tiny-entries",
         }
     }
 }
@@ -97,6 +128,9 @@ pub struct Fault {
     /// backwards: how many entries smaller the old head is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<u64>,
+    /// tiny-entries: how many tiny entries follow the requested ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<u64>,
 }
 
 impl Fault {
@@ -134,6 +168,10 @@ pub struct Decision {
     pub action: Option<Action>,
     /// Serve a tree head this many entries older.
     pub backwards_by: Option<u64>,
+    /// After the response, send a forged one: at once (`Some(0)`) or this many milliseconds later.
+    pub forge_after_ms: Option<u64>,
+    /// get-entries: append this many tiny entries.
+    pub tiny_entries: Option<u64>,
     /// Every fault that triggered (for the stats).
     pub triggered: Vec<FaultKind>,
 }
@@ -157,6 +195,8 @@ pub enum Action {
     Reset,
     /// 503.
     Down,
+    /// 429 with this (absurd) Retry-After value.
+    AbsurdRetryAfter(&'static str),
 }
 
 /// The active faults with their counters.
@@ -227,6 +267,7 @@ impl FaultSet {
             let applies = match fault.kind {
                 FaultKind::Unparseable => false,
                 FaultKind::Backwards => endpoint.serves_tree_head(),
+                FaultKind::TinyEntries => endpoint == Endpoint::GetEntries,
                 _ => true,
             };
             if !applies || !self.matches(i, log) || fault.endpoint.is_some_and(|e| e != endpoint) {
@@ -248,6 +289,22 @@ impl FaultSet {
                 FaultKind::Backwards => {
                     decision.backwards_by = Some(fault.by.unwrap_or(DEFAULT_BACKWARDS_BY));
                     continue;
+                }
+                FaultKind::Trailing => {
+                    decision.forge_after_ms = Some(0);
+                    continue;
+                }
+                FaultKind::Unsolicited => {
+                    decision.forge_after_ms = Some(fault.ms.unwrap_or(DEFAULT_UNSOLICITED_MS));
+                    continue;
+                }
+                FaultKind::TinyEntries => {
+                    decision.tiny_entries = Some(fault.entries.unwrap_or(DEFAULT_TINY_ENTRIES));
+                    continue;
+                }
+                FaultKind::AbsurdRetryAfter => {
+                    let turn = (count - 1) % ABSURD_RETRY_AFTER.len() as u64;
+                    Action::AbsurdRetryAfter(ABSURD_RETRY_AFTER[turn as usize])
                 }
                 FaultKind::TooManyRequests => Action::TooManyRequests {
                     retry_after: fault.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_S),
@@ -348,5 +405,36 @@ mod tests {
         .expect("valid");
         assert_eq!(set.decide(1, Endpoint::Checkpoint).backwards_by, Some(3));
         assert_eq!(set.decide(1, Endpoint::DataTile).backwards_by, None);
+    }
+
+    #[test]
+    fn hostile_http_faults_decide_what_they_say() {
+        let rules = [
+            "absurd-429@r0",
+            "trailing@t0",
+            "unsolicited@r0,ms=35",
+            "tiny-entries,entries=7",
+        ]
+        .map(|spec| Fault::parse_spec(spec).expect("valid"));
+        let set = FaultSet::new(rules.to_vec(), &names(), 1, 0).expect("valid");
+        let sent: Vec<&str> = (0..ABSURD_RETRY_AFTER.len() + 1)
+            .map(|_| match set.decide(0, Endpoint::GetSth).action {
+                Some(Action::AbsurdRetryAfter(value)) => value,
+                _ => panic!("absurd-429 replaces the response"),
+            })
+            .collect();
+        assert_eq!(sent[..5], ABSURD_RETRY_AFTER, "every value in turn");
+        assert_eq!(sent[5], ABSURD_RETRY_AFTER[0], "then again");
+        let entries = set.decide(0, Endpoint::GetEntries);
+        assert_eq!(
+            (entries.forge_after_ms, entries.tiny_entries),
+            (Some(35), Some(7))
+        );
+        let tile = set.decide(1, Endpoint::DataTile);
+        assert_eq!(
+            (tile.forge_after_ms, tile.tiny_entries),
+            (Some(0), None),
+            "tiny-entries: get-entries only"
+        );
     }
 }

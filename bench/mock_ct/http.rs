@@ -90,6 +90,15 @@ pub enum Reply {
     Truncated(Response),
     /// Close without answering.
     Reset,
+    /// Send the response, then after `delay_ms` these raw bytes (a forged response nobody asked for).
+    Forged {
+        /// The real response.
+        response: Response,
+        /// Milliseconds between the two (0: in the same write).
+        delay_ms: u64,
+        /// A complete HTTP response.
+        forged: Vec<u8>,
+    },
 }
 
 /// Answers requests.
@@ -133,6 +142,7 @@ fn connection(mut stream: TcpStream, handler: &impl Handler) -> io::Result<()> {
                 Reply::Full(r) => r.status.to_string(),
                 Reply::Truncated(r) => format!("{} (truncated)", r.status),
                 Reply::Reset => "reset".into(),
+                Reply::Forged { response, .. } => format!("{} (+ forged)", response.status),
             };
             let query = if request.query.is_empty() { "" } else { "?" };
             eprintln!(
@@ -162,6 +172,20 @@ fn connection(mut stream: TcpStream, handler: &impl Handler) -> io::Result<()> {
                 return stream.shutdown(Shutdown::Both);
             }
             Reply::Reset => return stream.shutdown(Shutdown::Both),
+            Reply::Forged {
+                response,
+                delay_ms,
+                forged,
+            } => {
+                let mut bytes = response_bytes(&response, keep_alive, response.body.as_ref().len());
+                if delay_ms > 0 {
+                    stream.write_all(&bytes)?;
+                    bytes.clear();
+                    thread::sleep(std::time::Duration::from_millis(delay_ms));
+                }
+                bytes.extend_from_slice(&forged);
+                stream.write_all(&bytes)?;
+            }
         }
     }
 }
@@ -244,6 +268,18 @@ fn write_response(
     send: usize,
 ) -> io::Result<()> {
     let body = response.body.as_ref();
+    // One write for small responses (one segment), two for large ones (no copy of the body).
+    if send <= 16384 {
+        stream.write_all(&response_bytes(response, keep_alive, send))
+    } else {
+        stream.write_all(&response_bytes(response, keep_alive, 0))?;
+        stream.write_all(body.get(..send).unwrap_or(body))
+    }
+}
+
+/// The head (announcing the whole body) followed by the first `send` bytes of the body.
+pub fn response_bytes(response: &Response, keep_alive: bool, send: usize) -> Vec<u8> {
+    let body = response.body.as_ref();
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         response.status,
@@ -259,16 +295,9 @@ fn write_response(
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
-    let body = body.get(..send).unwrap_or(body);
-    // One write for small responses (one segment), two for large ones (no copy of the body).
-    if body.len() <= 16384 {
-        let mut whole = head.into_bytes();
-        whole.extend_from_slice(body);
-        stream.write_all(&whole)
-    } else {
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)
-    }
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.get(..send).unwrap_or(body));
+    bytes
 }
 
 fn reason(status: u16) -> &'static str {

@@ -216,18 +216,38 @@ impl App {
                 response.headers.push(("Retry-After", value));
                 return Reply::Full(response);
             }
+            Some(Action::AbsurdRetryAfter(value)) => {
+                let mut response = Response::error(429, "rate limited");
+                response.headers.push(("Retry-After", value.into()));
+                return Reply::Full(response);
+            }
         };
         if request.method != "GET" {
             return Reply::Full(Response::error(405, "GET only"));
         }
-        let response = self
+        let mut response = self
             .answer(&faults, log, request, route, decision.backwards_by)
             .unwrap_or_else(|e| e);
+        if let Some(count) = decision.tiny_entries.filter(|_| response.status == 200) {
+            response.body = Body::Owned(with_tiny_entries(response.body.as_ref(), count));
+        }
         if truncate {
             Reply::Truncated(response)
+        } else if let Some(delay_ms) = decision.forge_after_ms {
+            Reply::Forged {
+                response,
+                delay_ms,
+                forged: self.forged_response(&faults, log),
+            }
         } else {
             Reply::Full(response)
         }
+    }
+
+    /// What a hostile log injects: a complete 200 get-entries answer carrying a page of its own certificates.
+    fn forged_response(&self, faults: &FaultSet, log: usize) -> Vec<u8> {
+        let body = self.entries_json(faults, log, 0, self.page_cap - 1);
+        crate::http::response_bytes(&Response::new(200, JSON, body), true, usize::MAX)
     }
 
     fn answer(
@@ -496,6 +516,22 @@ fn parse_lower_hex(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A get-entries body with `count` tiny entries (`{"leaf_input":"AA==","extra_data":""}`) after its own.
+fn with_tiny_entries(body: &[u8], count: u64) -> Vec<u8> {
+    const TINY: &[u8] = br#",{"leaf_input":"AA==","extra_data":""}"#;
+    let open = body.strip_suffix(b"]}").unwrap_or(body);
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    let mut out =
+        Vec::with_capacity(open.len().saturating_add(TINY.len().saturating_mul(count)) + 2);
+    out.extend_from_slice(open);
+    for i in 0..count {
+        let first = i == 0 && open.ends_with(b"[");
+        out.extend_from_slice(if first { &TINY[1..] } else { TINY });
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 /// `start` and `end` query parameters, `end ≥ start`.
 fn range_params(request: &Request) -> Result<(u64, u64), Response> {
     let number = |name| {
@@ -554,5 +590,16 @@ mod tests {
         assert_eq!(parsed[..2], [0x00, 0xff]);
         assert!(parse_lower_hex(&hex.to_uppercase()).is_none());
         assert!(parse_lower_hex(&hex[2..]).is_none());
+    }
+
+    #[test]
+    fn tiny_entries_extend_the_entries_array() {
+        let padded =
+            with_tiny_entries(br#"{"entries":[{"leaf_input":"AQ==","extra_data":""}]}"#, 3);
+        let parsed: Value = serde_json::from_slice(&padded).expect("JSON");
+        assert_eq!(parsed["entries"].as_array().map(Vec::len), Some(4));
+        let empty: Value =
+            serde_json::from_slice(&with_tiny_entries(br#"{"entries":[]}"#, 2)).expect("JSON");
+        assert_eq!(empty["entries"].as_array().map(Vec::len), Some(2));
     }
 }

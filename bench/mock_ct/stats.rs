@@ -105,7 +105,10 @@ impl LogStats {
         let mut map = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         for kind in kinds {
             *map.entry(kind.name()).or_default() += 1;
-            if *kind == FaultKind::TooManyRequests {
+            if matches!(
+                kind,
+                FaultKind::TooManyRequests | FaultKind::AbsurdRetryAfter
+            ) {
                 self.sent_429.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -1,7 +1,13 @@
 //! The HTTP/1.1 client the CT pollers use: keep-alive with one idle connection per origin, a deadline on every
 //! request, gzip, a body cap, and never a reused connection whose last request did not finish cleanly.
+//!
+//! HTTP/1.1 has no request IDs: a response belongs to a request only by its place on the connection. So a
+//! connection is reused only if nothing arrived on it since its last response, checked on the socket right
+//! before the next request is written (bytes after a response, or unsolicited ones, close it and are counted),
+//! and each CT log gets its own pool partition ([`HttpClient::partitioned`]): whatever a log's server sends can
+//! only ever be read as that log's answer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,11 +18,12 @@ use bytes::Bytes;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::connection::Connection;
+use super::connection::{Connection, SocketState};
 use super::dns::{Addrs, Resolver};
 use super::url::Target;
 use super::wire::{self, HeadError};
 use super::{HttpError, Response};
+use crate::log_throttle::LogThrottle;
 
 /// The default `User-Agent`: static-ct-api logs rate-limit clients whose agent names no contact URL.
 pub const DEFAULT_USER_AGENT: &str = concat!(
@@ -79,6 +86,9 @@ impl HttpClientConfig {
     }
 }
 
+/// At most one warning per this interval about connections closed for desync.
+const DESYNC_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// One extra request header.
 pub type Header<'a> = (&'a str, &'a str);
 
@@ -90,16 +100,32 @@ struct Origin {
     port: u16,
 }
 
+/// An idle connection's slot: the pool partition (one per CT log) and the origin.
+type PoolKey = (Rc<str>, Origin);
+
 struct Idle {
     conn: Connection,
     since: Instant,
+}
+
+/// What servers sent beyond what was asked for, and what it cost them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpCounts {
+    /// Connections closed: bytes followed a response (e.g. a Content-Length shorter than what was sent).
+    pub leftover: u64,
+    /// Connections closed: bytes arrived on an idle connection, unasked (e.g. a second, unsolicited response).
+    pub unsolicited: u64,
+    /// Responses refused because their body was larger than the request's limit.
+    pub body_too_large: u64,
 }
 
 struct Inner {
     config: HttpClientConfig,
     tls: monoio_rustls::TlsConnector,
     resolver: Resolver,
-    idle: RefCell<HashMap<Origin, Idle>>,
+    idle: RefCell<HashMap<PoolKey, Idle>>,
+    counts: Cell<HttpCounts>,
+    desync_warnings: LogThrottle,
 }
 
 /// An HTTP/1.1 client for a single monoio thread (cheap to clone; clones share connections and the DNS cache).
@@ -108,6 +134,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Rc<Inner>,
+    /// Idle connections are only reused by requests of the same partition.
+    partition: Rc<str>,
 }
 
 /// How one attempt on one connection ended.
@@ -156,10 +184,28 @@ impl HttpClient {
             tls: tls.into(),
             resolver,
             idle: RefCell::new(HashMap::new()),
+            counts: Cell::default(),
+            desync_warnings: LogThrottle::new(DESYNC_WARNING_INTERVAL),
         };
         Ok(Self {
             inner: Rc::new(inner),
+            partition: Rc::from(""),
         })
+    }
+
+    /// A client sharing this one's configuration, DNS cache and counters, whose idle connections serve only
+    /// its own requests: one per CT log, so that bytes a log's server sends can never be read as the answer to
+    /// another log's request on the same host:port.
+    pub fn partitioned(&self, partition: &str) -> HttpClient {
+        HttpClient {
+            inner: self.inner.clone(),
+            partition: Rc::from(partition),
+        }
+    }
+
+    /// What servers sent beyond what was asked for, so far.
+    pub fn counts(&self) -> HttpCounts {
+        self.inner.counts.get()
     }
 
     /// The configuration this client was built with.
@@ -182,12 +228,31 @@ impl HttpClient {
         headers: &[Header<'_>],
         timeout: Duration,
     ) -> Result<Response, HttpError> {
+        self.get_limited(url, headers, timeout, self.inner.config.max_body_size)
+            .await
+    }
+
+    /// [`get_with`](Self::get_with) refusing a body larger than `max_body` (received or decoded; never more
+    /// than the configured `max_body_size`): for answers whose sensible size the caller knows.
+    pub async fn get_limited(
+        &self,
+        url: &str,
+        headers: &[Header<'_>],
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Response, HttpError> {
         let target = Target::parse(url)?;
         let request = self.request_bytes(&target, headers)?;
-        match monoio::time::timeout(timeout, self.execute(&target, request)).await {
+        let max_body = max_body.min(self.inner.config.max_body_size);
+        let exchange = self.execute(&target, request, max_body);
+        let result = match monoio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(HttpError::Timeout(timeout)),
+        };
+        if matches!(result, Err(HttpError::BodyTooLarge { .. })) {
+            self.count(|c| c.body_too_large += 1);
         }
+        result
     }
 
     /// The request head. A caller-supplied `User-Agent` or `Accept-Encoding` replaces the default one.
@@ -217,18 +282,28 @@ impl HttpClient {
         Ok(req.into_bytes())
     }
 
-    async fn execute(&self, target: &Target, request: Vec<u8>) -> Result<Response, HttpError> {
-        let origin = Origin {
-            tls: target.tls,
-            host: target.host.clone(),
-            port: target.port,
-        };
+    async fn execute(
+        &self,
+        target: &Target,
+        request: Vec<u8>,
+        max_body: usize,
+    ) -> Result<Response, HttpError> {
+        let origin = (
+            self.partition.clone(),
+            Origin {
+                tls: target.tls,
+                host: target.host.clone(),
+                port: target.port,
+            },
+        );
+        // Nothing may be awaited between this check and writing the request: a byte that arrives after the
+        // request was written can be its answer, one that arrived before cannot.
         if let Some(conn) = self.take_idle(&origin) {
-            match self.attempt(conn, &origin, request.clone()).await {
+            match self.attempt(conn, &origin, request.clone(), max_body).await {
                 Attempt::Done(response) => return Ok(response),
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Stale(e) => {
-                    tracing::debug!(host = %origin.host, error = %e, "reused connection was stale, retrying")
+                    tracing::debug!(host = %origin.1.host, error = %e, "reused connection was stale, retrying")
                 }
             }
         }
@@ -240,7 +315,7 @@ impl HttpClient {
         let config = &self.inner.config;
         let conn =
             Connection::open(target, &addrs, config.connect_timeout, &self.inner.tls).await?;
-        match self.attempt(conn, &origin, request).await {
+        match self.attempt(conn, &origin, request, max_body).await {
             Attempt::Done(response) => Ok(response),
             Attempt::Stale(e) | Attempt::Failed(e) => Err(e),
         }
@@ -248,11 +323,16 @@ impl HttpClient {
 
     /// One request/response exchange. On success the connection goes back to the idle slot if it may be reused;
     /// on any failure it is dropped here.
-    async fn attempt(&self, mut conn: Connection, origin: &Origin, request: Vec<u8>) -> Attempt {
+    async fn attempt(
+        &self,
+        mut conn: Connection,
+        origin: &PoolKey,
+        request: Vec<u8>,
+        max_body: usize,
+    ) -> Attempt {
         if let Err(e) = conn.write_all(request).await {
             return Attempt::Stale(HttpError::Io(e));
         }
-        let max_body = self.inner.config.max_body_size;
         let head = match wire::read_head(&mut conn, max_body).await {
             Ok(head) => head,
             Err(HeadError::Closed(e)) => return Attempt::Stale(HttpError::Io(e)),
@@ -262,12 +342,25 @@ impl HttpClient {
             Ok(body) => body,
             Err(e) => return Attempt::Failed(e),
         };
-        if head.keep_alive && conn.is_drained() {
-            let idle = Idle {
-                conn,
-                since: Instant::now(),
+        if head.keep_alive {
+            let state = if conn.is_drained() {
+                conn.socket_state()
+            } else {
+                SocketState::Unsolicited
             };
-            self.inner.idle.borrow_mut().insert(origin.clone(), idle);
+            match state {
+                SocketState::Quiet => {
+                    let idle = Idle {
+                        conn,
+                        since: Instant::now(),
+                    };
+                    self.inner.idle.borrow_mut().insert(origin.clone(), idle);
+                }
+                SocketState::Unsolicited => {
+                    self.desync(&origin.1, |c| c.leftover += 1, "bytes after a response")
+                }
+                SocketState::Closed => {}
+            }
         }
         Attempt::Done(Response {
             status: head.status,
@@ -276,8 +369,43 @@ impl HttpClient {
         })
     }
 
-    fn take_idle(&self, origin: &Origin) -> Option<Connection> {
+    /// The idle connection of `origin`, if it is young enough and nothing arrived on it since its last response.
+    fn take_idle(&self, origin: &PoolKey) -> Option<Connection> {
         let idle = self.inner.idle.borrow_mut().remove(origin)?;
-        (idle.since.elapsed() < self.inner.config.idle_timeout).then_some(idle.conn)
+        if idle.since.elapsed() >= self.inner.config.idle_timeout {
+            return None;
+        }
+        match idle.conn.socket_state() {
+            SocketState::Quiet => Some(idle.conn),
+            SocketState::Closed => None,
+            SocketState::Unsolicited => {
+                self.desync(
+                    &origin.1,
+                    |c| c.unsolicited += 1,
+                    "unsolicited bytes on an idle connection",
+                );
+                None
+            }
+        }
+    }
+
+    fn count(&self, count: impl FnOnce(&mut HttpCounts)) {
+        let mut counts = self.inner.counts.get();
+        count(&mut counts);
+        self.inner.counts.set(counts);
+    }
+
+    /// Counts (and logs, rate-limited) a connection closed because its server sent more than was asked for.
+    fn desync(&self, origin: &Origin, count: impl FnOnce(&mut HttpCounts), what: &str) {
+        self.count(count);
+        if let Some(held_back) = self.inner.desync_warnings.allow(Instant::now()) {
+            tracing::warn!(
+                host = %origin.host,
+                port = origin.port,
+                partition = %self.partition,
+                held_back,
+                "{what}: connection closed, not reused"
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
@@ -16,6 +17,17 @@ use rustls::pki_types::ServerName;
 
 use super::HttpError;
 use super::url::Target;
+
+/// Most bytes one body read copies: a read of many megabytes already waiting (copy and page faults) would hold
+/// the reactor for milliseconds.
+const BODY_READ_STEP: usize = 256 * 1024;
+
+fn body_len_after_step(len: usize) -> usize {
+    len.saturating_add(BODY_READ_STEP)
+}
+
+/// The TLS record content type of application data (RFC 8446 §5.1).
+const TLS_APPLICATION_DATA: u8 = 23;
 
 /// Read granularity: large enough for a typical CT response header plus a good part of its body.
 const READ_CHUNK: usize = 16 * 1024;
@@ -28,8 +40,21 @@ enum Transport {
 /// An open connection plus the bytes read from it and not consumed yet.
 pub struct Connection {
     transport: Transport,
+    /// The TCP socket under the transport (also under TLS), for [`Connection::socket_state`].
+    fd: RawFd,
     buf: Vec<u8>,
     pos: usize,
+}
+
+/// What sits on an idle connection's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketState {
+    /// Nothing: the peer has sent nothing since the last response.
+    Quiet,
+    /// Bytes nobody asked for (under TLS, any record: a byte is a byte).
+    Unsolicited,
+    /// The peer closed, or the socket failed.
+    Closed,
 }
 
 impl Connection {
@@ -44,6 +69,7 @@ impl Connection {
         let tcp = connect_any(&target.host, addrs, connect_timeout).await?;
         // Requests are written in one piece; Nagle would only delay them.
         let _ = tcp.set_nodelay(true);
+        let fd = tcp.as_raw_fd();
         let transport = if target.tls {
             let tls_error = |source| HttpError::Tls {
                 host: target.host.clone(),
@@ -61,6 +87,7 @@ impl Connection {
         };
         Ok(Self {
             transport,
+            fd,
             buf: Vec::with_capacity(READ_CHUNK),
             pos: 0,
         })
@@ -111,7 +138,8 @@ impl Connection {
         body.reserve(len.saturating_sub(body.len()));
         while body.len() < len {
             let owned = std::mem::take(body);
-            let (res, filled) = self.read_into(owned, len).await;
+            let end = len.min(body_len_after_step(owned.len()));
+            let (res, filled) = self.read_into(owned, end).await;
             *body = filled;
             if res? == 0 {
                 return Ok(false);
@@ -123,6 +151,39 @@ impl Connection {
     /// Whether every received byte has been consumed (leftovers mean the peer sent more than one response).
     pub fn is_drained(&self) -> bool {
         self.pos == self.buf.len()
+    }
+
+    /// Looks at the socket without reading or waiting: whether anything arrived since the last response. Only
+    /// bytes still in the kernel are seen; the caller checks [`Connection::is_drained`] for the buffered ones.
+    pub fn socket_state(&self) -> SocketState {
+        let mut probe = [0u8; 1];
+        // SAFETY: `fd` is the socket owned by `self.transport`, open for as long as `self`; `probe` is a valid
+        // one-byte buffer. MSG_PEEK leaves the byte for a later read, MSG_DONTWAIT never blocks.
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                probe.as_mut_ptr().cast(),
+                probe.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => SocketState::Closed,
+            // Under TLS the byte is a record's content type: only application data (23) is an answer nobody
+            // asked for; an alert (a close_notify from a server timing the connection out) or a post-handshake
+            // message is not, but the connection is not worth keeping either.
+            _ if n > 0
+                && matches!(self.transport, Transport::Tls(_))
+                && probe[0] != TLS_APPLICATION_DATA =>
+            {
+                SocketState::Closed
+            }
+            n if n > 0 => SocketState::Unsolicited,
+            _ => match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => SocketState::Quiet,
+                _ => SocketState::Closed,
+            },
+        }
     }
 
     /// Appends one read to `buf`, never growing it past `end` (which must be within its capacity, and beyond

@@ -3,17 +3,18 @@
 //! Why not monoio-http-client: its pool reuses connections whose request failed or was cancelled (wrong bodies,
 //! panics over TLS). Here each request future owns its connection, so a timeout or a dropped future drops the
 //! connection with it; only a cleanly finished keep-alive exchange returns it to the single idle slot of its
-//! origin.
+//! origin (and pool partition), and only a connection nothing arrived on since is taken from there.
 
 mod client;
 mod connection;
 mod dns;
 mod error;
 mod response;
+mod status;
 mod url;
 mod wire;
 
-pub use client::{DEFAULT_USER_AGENT, Header, HttpClient, HttpClientConfig};
+pub use client::{DEFAULT_USER_AGENT, Header, HttpClient, HttpClientConfig, HttpCounts};
 pub use error::HttpError;
 pub use response::Response;
 pub use url::Target;

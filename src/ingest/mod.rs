@@ -5,6 +5,7 @@
 pub mod issuers;
 pub mod pipeline;
 pub mod politeness;
+pub mod reactor;
 pub mod rfc6962;
 pub mod supervisor;
 pub mod tiled;
@@ -58,6 +59,8 @@ pub struct PollOptions {
     /// A tiled log's partial tip tile is fetched only once new entries have waited this long in it (the spec's
     /// SHOULD avoid partial data tiles, against latency; busy logs fill their tiles sooner anyway).
     pub partial_tile_min_age: Duration,
+    /// A get-entries body may hold this many bytes per entry asked for.
+    pub get_entries_bytes_per_entry: usize,
 }
 
 impl Default for PollOptions {
@@ -68,6 +71,7 @@ impl Default for PollOptions {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 4,
             partial_tile_min_age: Duration::from_secs(3),
+            get_entries_bytes_per_entry: crate::ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
         }
     }
 }

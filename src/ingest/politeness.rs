@@ -69,21 +69,30 @@ impl Politeness {
 }
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP-date (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`),
-/// relative to `now`. A date in the past means no wait.
+/// relative to `now`. A date in the past means no wait. Any value a log sends yields a finite duration without
+/// overflow (absurd ones saturate); [`Politeness::on_rate_limited`] caps what is honoured.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "wait as long as you may".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
     let at = parse_imf_fixdate(value)?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i128::from(d.as_secs()));
+    let ahead = at.saturating_sub(now).max(0);
+    Some(Duration::from_secs(
+        u64::try_from(ahead).unwrap_or(u64::MAX),
+    ))
 }
 
-fn parse_imf_fixdate(value: &str) -> Option<SystemTime> {
+/// Seconds since the Unix epoch of an IMF-fixdate, in i128 so that no year a log may write overflows.
+fn parse_imf_fixdate(value: &str) -> Option<i128> {
     // "Sun, 06 Nov 1994 08:49:37 GMT"
     let mut parts = value.split_whitespace();
     let _weekday = parts.next()?;
-    let day: u64 = parts.next()?.parse().ok()?;
+    let day: i128 = parts.next()?.parse().ok()?;
     let month = match parts.next()? {
         "Jan" => 1,
         "Feb" => 2,
@@ -100,23 +109,28 @@ fn parse_imf_fixdate(value: &str) -> Option<SystemTime> {
         _ => return None,
     };
     let year: i64 = parts.next()?.parse().ok()?;
-    let mut clock = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let mut clock = parts.next()?.split(':').map(|p| p.parse::<i128>().ok());
     let (h, m, s) = (clock.next()??, clock.next()??, clock.next()??);
-    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+    let in_range = |v: i128, max: i128| (0..=max).contains(&v);
+    if parts.next()? != "GMT"
+        || parts.next().is_some()
+        || !(1..=31).contains(&day)
+        || !in_range(h, 23)
+        || !in_range(m, 59)
+        || !in_range(s, 60)
+    {
         return None;
     }
-    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + m * 60 + s))
+    Some(days_from_civil(i128::from(year), month, day) * 86_400 + h * 3600 + m * 60 + s)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u64, day: u64) -> i64 {
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm); i128 cannot overflow for
+/// any i64 year.
+fn days_from_civil(year: i128, month: i128, day: i128) -> i128 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
-    let month = month as i64;
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -194,8 +208,63 @@ mod tests {
             "Sun, 32 Nov 1994 08:49:37 GMT",
             "Sun, 06 Foo 1994 08:49:37 GMT",
             "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 06 Nov 1994 08:49:37 GMT trailing",
+            "Sun, 06 Nov 1994 -1:49:37 GMT",
+            "Sun, 06 Nov 99999999999999999999 08:49:37 GMT",
+            "+5",
+            "5.5",
+            "\u{0}",
         ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    /// Hostile values never panic: far-future dates and huge delay-seconds saturate and the pause honoured is
+    /// capped; negative or garbage values are ignored.
+    #[test]
+    fn absurd_retry_after_values_are_capped_not_fatal() {
+        let now = SystemTime::now();
+        for huge in [
+            "Sun, 06 Nov 300000000000 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 23:59:60 GMT",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "18446744073709551615",
+            "99999999999999999999999999",
+        ] {
+            let pause = parse_retry_after(huge, now);
+            assert!(
+                pause.is_some_and(|p| p > BACKOFF_MAX),
+                "{huge:?}: {pause:?}"
+            );
+            let mut p = Politeness::default();
+            p.on_rate_limited(pause);
+            assert_eq!(p.next_wait(0.0), BACKOFF_MAX, "{huge:?}");
+        }
+        for past in [
+            "Sun, 06 Nov -300000000000 08:49:37 GMT",
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(past, now),
+                Some(Duration::ZERO),
+                "{past:?}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after(
+                "Sun, 06 Nov 300000000000 08:49:37 GMT",
+                SystemTime::UNIX_EPOCH
+            ),
+            Some(Duration::from_secs(9_467_085_537_859_596_577)),
+            "exact far-future arithmetic"
+        );
+        for garbage in [
+            "-1",
+            "-18446744073709551615",
+            "1e9",
+            "Sun, 06 Nov 3e11 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
         }
     }
 }

@@ -117,6 +117,7 @@ impl Supervisor {
         let options = PollOptions {
             start_back: config.start_back,
             poll_interval: config.poll_interval,
+            get_entries_bytes_per_entry: config.get_entries_bytes_per_entry,
             ..PollOptions::default()
         };
         Self {
@@ -329,7 +330,8 @@ impl Supervisor {
         let sink = self.pipeline.sink(&info.description);
         let counts = sink.counts();
         let ctx = PollerContext {
-            http: self.http.clone(),
+            // Its own pool partition: nothing another log's server sends can be read as this log's answer.
+            http: Rc::new(self.http.partitioned(&info.log_id)),
             sink: Rc::new(sink),
             options: self.options.clone(),
         };

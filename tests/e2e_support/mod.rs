@@ -604,6 +604,101 @@ impl Collector {
     }
 }
 
+/// The peak resident memory of process `pid` so far (`VmHWM`), in KiB.
+pub fn memory_high_water_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(fields.iter().sum::<u64>() as f64 / ticks)
+}
+
+/// A certstream following a list file (empty for now) from `window` entries back, polling every 200 ms, with
+/// a client on `path` already connected; writing a list into the file starts the pollers. `args` are added.
+pub fn start_listening(
+    path: &str,
+    window: u64,
+    args: &[&str],
+    open_files: Option<u64>,
+) -> (Certstream, Collector, ListFile) {
+    let list = ListFile::new();
+    list.write(br#"{"version":"0","operators":[]}"#);
+    let window = window.to_string();
+    let mut all = vec![
+        "--log-list",
+        list.location(),
+        "--log-list-refresh",
+        "200ms",
+        "--start-back",
+        &window,
+        "--poll-interval",
+        "200ms",
+        // The test client must never lose a message to its queue limit.
+        "--ring-size",
+        "100000",
+    ];
+    all.extend_from_slice(args);
+    let server = match open_files {
+        Some(limit) => Certstream::start_with_open_files(&all, &[], limit),
+        None => Certstream::start(&all, &[]),
+    };
+    let collector = Collector::connect(&server, path);
+    server.wait_stats("the client", Duration::from_secs(10), |s| {
+        s["clients"]["total"] == 1 && s["log_list"]["loads"].as_u64() >= Some(1)
+    });
+    (server, collector, list)
+}
+
+/// Collects until every log of `windows` has its whole window (parseable entries), at most `timeout`, then
+/// checks each exactly (after a short drain, so a duplicate or stray index would be seen).
+pub fn collect_windows(
+    server: &Certstream,
+    collector: &mut Collector,
+    windows: &[(String, Vec<Expected>)],
+    timeout: Duration,
+) {
+    let complete = collector.read_until(timeout, |by_log| {
+        windows.iter().all(|(log, expected)| {
+            let want = expected.iter().filter(|e| !e.2).count();
+            by_log.get(log).map_or(0, Vec::len) >= want
+        })
+    });
+    let counts: Vec<(String, usize)> = collector
+        .by_log
+        .iter()
+        .map(|(log, received)| (log.clone(), received.len()))
+        .collect();
+    assert!(
+        complete,
+        "not every window arrived in time: {counts:?}\n/stats: {}\nlog tail:\n{}",
+        server.stats()["logs"],
+        server.log_tail(40)
+    );
+    // Anything extra (a duplicate, an index outside the window) would arrive right behind.
+    collector.drain_for(Duration::from_millis(500));
+    for (log, expected) in windows {
+        let received = collector.by_log.get(log).map_or(&[][..], Vec::as_slice);
+        assert_window(log, received, expected);
+    }
+}
+
 /// Checks that `received` is exactly the parseable entries of `expected`, once each, in index order.
 pub fn assert_window(log: &str, received: &[Received], expected: &[Expected]) {
     let want: Vec<Received> = expected
