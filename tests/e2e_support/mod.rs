@@ -252,17 +252,7 @@ impl Certstream {
     /// pinned to a closed loopback port (`CERTSTREAM_RESOLVE`): a test that ends up on the snapshot never
     /// reaches the internet.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Certstream {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_certstream"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
-            .envs(env.iter().copied())
-            .env("NO_COLOR", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
+        let mut child = Self::command(args, env)
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn certstream");
@@ -303,6 +293,63 @@ impl Certstream {
             addr,
             output,
         }
+    }
+
+    /// `certstream --listen 127.0.0.1:0 ARGS` with the environment described at [`start`](Self::start).
+    fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_certstream"));
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// As [`start`](Self::start), with the server's log going to `stdout`, which this helper does not read: the
+    /// server listens on a port chosen here and is waited for through `/health`.
+    pub fn start_with_stdout(args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Certstream {
+        let addr = SocketAddr::from(([127, 0, 0, 1], closed_port()));
+        let listen = addr.to_string();
+        let child = Self::command(args, env)
+            .args(["--listen", &listen])
+            .stdout(stdout)
+            .spawn()
+            .expect("spawn certstream");
+        let mut server = Certstream {
+            child,
+            addr,
+            output: Arc::default(),
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while server.health_within(Duration::from_secs(1)).is_none() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("certstream exited before serving: {status}");
+            }
+            assert!(Instant::now() < deadline, "certstream never served /health");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// How long `GET /health` took, if a `200` came back within `timeout`.
+    pub fn health_within(&self, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect_timeout(&self.addr, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+            .ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).ok()?;
+        let elapsed = started.elapsed();
+        (response.starts_with(b"HTTP/1.1 200") && elapsed <= timeout).then_some(elapsed)
     }
 
     /// The process ID (benchmarks pin it and read its CPU time and memory).
