@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, PipeWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -312,14 +312,15 @@ impl Certstream {
         command
     }
 
-    /// As [`start`](Self::start), with the server's log going to `stdout`, which this helper does not read: the
-    /// server listens on a port chosen here and is waited for through `/health`.
-    pub fn start_with_stdout(args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Certstream {
+    /// As [`start`](Self::start), with the server's stdout and stderr both on `log` (`2>&1 | …`), which this
+    /// helper does not read: the server listens on a port chosen here and is waited for through `/health`.
+    pub fn start_logging_to(args: &[&str], env: &[(&str, &str)], log: PipeWriter) -> Certstream {
         let addr = SocketAddr::from(([127, 0, 0, 1], closed_port()));
         let listen = addr.to_string();
         let child = Self::command(args, env)
             .args(["--listen", &listen])
-            .stdout(stdout)
+            .stderr(log.try_clone().expect("dup the log pipe"))
+            .stdout(log)
             .spawn()
             .expect("spawn certstream");
         let mut server = Certstream {
