@@ -13,6 +13,8 @@ pub mod hub;
 pub mod ingest;
 pub mod log_throttle;
 pub mod logging;
+pub mod operator_input;
+pub mod redact;
 pub mod server;
 pub mod stream;
 pub mod ws;

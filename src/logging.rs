@@ -119,7 +119,9 @@ impl LogOutput {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Nothing panics while holding the lock; a poisoned queue is still a valid queue.
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -224,7 +226,10 @@ mod tests {
         open.1.notify_all();
         assert!(output.flush(Duration::from_secs(5)));
         let written = String::from_utf8(written.lock().unwrap().clone()).unwrap();
-        assert!(written.starts_with("line 0000 of the log.\nline 0001"), "{written}");
+        assert!(
+            written.starts_with("line 0000 of the log.\nline 0001"),
+            "{written}"
+        );
         assert_eq!(written.lines().count(), 4);
     }
 
