@@ -9,6 +9,11 @@ use crate::server::stats::{metrics_text, stats_json};
 const PAGE: &str = include_str!("page.html");
 
 const JSON: &str = "application/json";
+/// Cross-origin reads only for the public data (`/example.json`, `/latest.json`): the same messages any web page can
+/// already get from the streams, for dashboards on other origins. Operational routes (`/stats`, `/metrics`,
+/// `/health`) and errors send no such header, so no other site's scripts can read them from a browser that can
+/// reach the server (e.g. an operator's, inside a private network).
+const PUBLIC_DATA: &str = "Access-Control-Allow-Origin: *\r\n";
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The complete response to a request that is not a WebSocket upgrade of a stream path. `wants_upgrade`: it asked
@@ -41,8 +46,8 @@ fn body_of(route: Route, shared: &Shared) -> Vec<u8> {
             b"this is a WebSocket endpoint: connect with a WebSocket client\n",
         ),
         Route::Example(kind) => match shared.hub.latest(kind) {
-            Some(frame) => response(200, JSON, &pretty_json(frame.payload())),
-            None => response(200, JSON, b"null"),
+            Some(frame) => response_with(200, JSON, PUBLIC_DATA, &pretty_json(frame.payload())),
+            None => response_with(200, JSON, PUBLIC_DATA, b"null"),
         },
         Route::Latest => {
             let recent = shared.hub.recent();
@@ -57,7 +62,7 @@ fn body_of(route: Route, shared: &Shared) -> Vec<u8> {
                 body.extend_from_slice(frame.payload());
             }
             body.extend_from_slice(b"]}");
-            response(200, JSON, &body)
+            response_with(200, JSON, PUBLIC_DATA, &body)
         }
         Route::Stats => response(
             200,
