@@ -78,7 +78,7 @@ pub async fn read_file(
         std::thread::Builder::new()
             .name("operator-input".into())
             .spawn(move || {
-                let read = read_capped(&path, max_size, deadline);
+                let read = read_capped(&path, max_size, timeout);
                 if let Ok(mut slot) = result.lock() {
                     *slot = Some(read);
                 }
@@ -100,8 +100,9 @@ pub async fn read_file(
     }
 }
 
-/// The blocking part: reads `path` to its end, refusing more than `max_size` bytes or a wait past `deadline`.
-pub fn read_capped(path: &str, max_size: usize, deadline: Instant) -> Result<Vec<u8>, InputError> {
+/// The blocking part: reads `path` to its end, refusing more than `max_size` bytes or waiting longer than `timeout`.
+pub fn read_capped(path: &str, max_size: usize, timeout: Duration) -> Result<Vec<u8>, InputError> {
+    let deadline = Instant::now() + timeout;
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -123,7 +124,7 @@ pub fn read_capped(path: &str, max_size: usize, deadline: Instant) -> Result<Vec
                 // A pipe whose writer has not written yet: wait for data, until the deadline.
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(InputError::TimedOut(Duration::ZERO));
+                    return Err(InputError::TimedOut(timeout));
                 }
                 let mut fd = libc::pollfd {
                     fd: file.as_raw_fd(),
@@ -143,8 +144,8 @@ pub fn read_capped(path: &str, max_size: usize, deadline: Instant) -> Result<Vec
 mod tests {
     use super::*;
 
-    fn soon() -> Instant {
-        Instant::now() + Duration::from_secs(5)
+    fn soon() -> Duration {
+        Duration::from_secs(5)
     }
 
     #[test]
@@ -197,7 +198,7 @@ mod tests {
         let _writer = OpenOptions::new().write(true).open(path).unwrap();
         let started = Instant::now();
         assert!(matches!(
-            read_capped(path, 10, Instant::now() + Duration::from_millis(200)),
+            read_capped(path, 10, Duration::from_millis(200)),
             Err(InputError::TimedOut(_))
         ));
         let waited = started.elapsed();
