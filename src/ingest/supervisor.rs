@@ -735,6 +735,44 @@ mod tests {
     }
 
     #[test]
+    fn a_log_whose_url_changes_gets_a_new_poller_that_keeps_its_position_and_counters() {
+        crate::server::block_on(async {
+            let config = IngestConfig::default();
+            let http = Rc::new(http_client(&config).unwrap());
+            let pipeline = Rc::new(Pipeline::new(Hub::new(4), 16));
+            let supervisor = Supervisor::new(config, http, pipeline);
+            let mut list = subset(&LogList::snapshot().unwrap(), &[0, 1]);
+            supervisor.apply(&list);
+            let (old_stop, other_stop) = {
+                let logs = supervisor.logs.borrow();
+                let mut status = logs[0].status.borrow_mut();
+                (status.tree_size, status.next_index, status.delivered) = (100, 42, 7);
+                logs[0].counts.published.set(5);
+                (logs[0].stop.clone(), logs[1].stop.clone())
+            };
+            // Only the state changes: nothing restarts.
+            list.logs[0].state = LogState::Qualified;
+            supervisor.apply(&list);
+            assert!(!old_stop.is_stopped());
+            let LogKind::Rfc6962 { url } = &mut list.logs[0].kind else {
+                panic!("the snapshot's first log is an RFC 6962 log");
+            };
+            *url = "https://moved.example/log/".to_owned();
+            supervisor.apply(&list);
+            assert!(old_stop.is_stopped(), "the poller at the old URL stops");
+            assert!(!other_stop.is_stopped(), "the other log is left alone");
+            let logs = supervisor.logs.borrow();
+            assert_eq!(logs.len(), 2);
+            assert_eq!(listed_url(&logs[0].info.kind), "https://moved.example/log/");
+            assert!(!logs[0].stop.is_stopped());
+            let status = logs[0].status.borrow();
+            assert_eq!((status.next_index, status.delivered), (42, 7));
+            assert_eq!(logs[0].counts.published.get(), 5);
+        })
+        .unwrap();
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let mut out = String::new();
         label(&mut out, "log", "a \"quoted\" \\ name\nnext");
