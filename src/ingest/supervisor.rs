@@ -214,19 +214,14 @@ impl Supervisor {
         state.loads += 1;
     }
 
-    /// Chrome's list, or the custom one.
+    /// Chrome's list (always signature-checked), or the custom one; both read within the same bounds.
     async fn load_primary(&self) -> Result<LogList, LoadError> {
-        let Some(location) = &self.config.log_list else {
-            return Ok(log_list::fetch_verified(
-                &self.http,
-                GOOGLE_LOG_LIST_URL,
-                GOOGLE_LOG_LIST_SIG_URL,
-                GOOGLE_LOG_LIST_PUBKEY_PEM,
-            )
-            .await?);
+        let (location, signature) = match &self.config.log_list {
+            Some(location) => (location.as_str(), self.config.log_list_signature.as_deref()),
+            None => (GOOGLE_LOG_LIST_URL, Some(GOOGLE_LOG_LIST_SIG_URL)),
         };
         let json = self.read(location).await?;
-        if let Some(signature) = &self.config.log_list_signature {
+        if let Some(signature) = signature {
             let signature = self.read(signature).await?;
             log_list::verify_signature(&json, &signature, GOOGLE_LOG_LIST_PUBKEY_PEM)?;
         }
