@@ -41,10 +41,13 @@ struct Queue {
 }
 
 impl LogOutput {
-    /// Starts the writer thread on a duplicate of stdout; at most `budget` bytes wait for it.
+    /// Starts the writer thread on a duplicate of stdout; at most `budget` bytes wait for it. Without a stdout
+    /// (closed at start) every line is dropped and counted.
     pub fn stdout(budget: usize) -> io::Result<Self> {
-        let out = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        Self::spawn(out, budget)
+        match io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Self::spawn(File::from(fd), budget),
+            Err(_) => Self::spawn(Closed, budget),
+        }
     }
 
     /// Starts the writer thread writing to `out`.
@@ -122,6 +125,19 @@ impl Shared {
         self.queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Where lines go when there is no stdout: nowhere, each one counted as dropped.
+struct Closed;
+
+impl Write for Closed {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::BrokenPipe.into())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -233,19 +249,9 @@ mod tests {
         assert_eq!(written.lines().count(), 4);
     }
 
-    struct Broken;
-    impl Write for Broken {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::BrokenPipe.into())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn failed_writes_are_counted_not_fatal() {
-        let output = LogOutput::spawn(Broken, 1 << 20).unwrap();
+        let output = LogOutput::spawn(Closed, 1 << 20).unwrap();
         {
             let mut writer = tracing_subscriber::fmt::MakeWriter::make_writer(&output);
             writer.write_all(b"one ").unwrap();

@@ -193,6 +193,9 @@ fn help_names_the_log_list_options_and_version_prints() {
         "CUSTOM_LOG_LIST",
         "--start-back",
         "--log-list-refresh",
+        "--log-list-max-size",
+        "--log-list-timeout",
+        "--log-buffer",
         "RUST_LOG",
     ] {
         assert!(help.contains(option), "--help lacks {option}");
