@@ -760,9 +760,22 @@ mod tests {
             assert_eq!(logs.len(), 2);
             assert_eq!(listed_url(&logs[0].info.kind), "https://moved.example/log/");
             assert!(!logs[0].stop.is_stopped());
-            let status = logs[0].status.borrow();
-            assert_eq!((status.next_index, status.delivered), (42, 7));
-            assert_eq!(logs[0].counts.published.get(), 5);
+            {
+                let status = logs[0].status.borrow();
+                assert_eq!((status.next_index, status.delivered), (42, 7));
+                assert_eq!(logs[0].counts.published.get(), 5);
+            }
+            // A per-log error quoting a URL is shown redacted.
+            logs[0].status.borrow_mut().last_error = Some(
+                "get-sth: invalid URL \"https://u:hunter2@moved.example/?token=s3cr3t\"".into(),
+            );
+            drop(logs);
+            let mut stats = Map::new();
+            supervisor.stats(&mut stats);
+            assert_eq!(
+                stats["logs"][0]["last_error"],
+                "get-sth: invalid URL \"https://***@moved.example/?***\""
+            );
         })
         .unwrap();
     }
