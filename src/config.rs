@@ -37,6 +37,8 @@ pub struct Config {
     pub request_head_timeout: Duration,
     /// Upper bound of the graceful shutdown (close frames flushed, close replies awaited).
     pub shutdown_grace: Duration,
+    /// Bytes of log lines waiting for stdout; beyond it lines are dropped and counted.
+    pub log_buffer: usize,
     /// Which CT logs to follow, and how.
     pub ingest: IngestConfig,
 }
@@ -55,6 +57,10 @@ pub struct IngestConfig {
     pub include_pending: bool,
     /// How often the log list is fetched again.
     pub log_list_refresh: Duration,
+    /// Largest log list (or signature) accepted, in bytes, from a file or a URL.
+    pub log_list_max_size: usize,
+    /// Deadline for loading the list (and its signature) from a file or a URL.
+    pub log_list_timeout: Duration,
     /// Start this many entries before each log's current size (0: only new certificates).
     pub start_back: u64,
     /// How often a caught-up log is polled.
@@ -73,6 +79,8 @@ impl Default for IngestConfig {
             apple_log_list: false,
             include_pending: false,
             log_list_refresh: Duration::from_secs(3600),
+            log_list_max_size: 4 << 20,
+            log_list_timeout: Duration::from_secs(10),
             start_back: 0,
             poll_interval: Duration::from_secs(2),
             resolve: Vec::new(),
@@ -97,6 +105,7 @@ impl Default for Config {
             write_stall_timeout: Duration::from_secs(60),
             request_head_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(1),
+            log_buffer: 1 << 20,
             ingest: IngestConfig::default(),
         }
     }
@@ -160,6 +169,11 @@ Certificate Transparency logs:
   --log-list-refresh DURATION
                             how often the list is fetched again: 1h, 10m, 30s, 500ms
                             [env CERTSTREAM_LOG_LIST_REFRESH] [1h]
+  --log-list-max-size BYTES largest list or signature accepted (file or URL); a bigger one is a failed load
+                            [env CERTSTREAM_LOG_LIST_MAX_SIZE] [4194304]
+  --log-list-timeout DURATION
+                            deadline for reading the list and its signature (a FIFO or a hung mount cannot
+                            hold the server) [env CERTSTREAM_LOG_LIST_TIMEOUT] [10s]
   --start-back N            start N entries before each log's current size [env CERTSTREAM_START_BACK] [0: only
                             new certificates]
   --poll-interval DURATION  how often a caught-up log is polled [env CERTSTREAM_POLL_INTERVAL] [2s]
@@ -173,6 +187,8 @@ Certificate Transparency logs:
 
 Other:
   RUST_LOG                  log filter (tracing EnvFilter syntax) [info]
+  --log-buffer BYTES        log lines waiting for a slow stdout; beyond it lines are dropped and counted
+                            [env CERTSTREAM_LOG_BUFFER] [1048576]
   --help                    this text
   --version                 the version
 ";
@@ -184,7 +200,7 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 18] = [
+const OPTS: [Opt; 21] = [
     Opt {
         flag: "--listen",
         env: "WEBSOCKET_LISTEN",
@@ -253,6 +269,21 @@ const OPTS: [Opt; 18] = [
     Opt {
         flag: "--log-list-refresh",
         env: "CERTSTREAM_LOG_LIST_REFRESH",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--log-list-max-size",
+        env: "CERTSTREAM_LOG_LIST_MAX_SIZE",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--log-list-timeout",
+        env: "CERTSTREAM_LOG_LIST_TIMEOUT",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--log-buffer",
+        env: "CERTSTREAM_LOG_BUFFER",
         takes_value: true,
     },
     Opt {
@@ -327,6 +358,9 @@ impl Command {
             apple,
             pending,
             refresh,
+            list_max_size,
+            list_timeout,
+            log_buffer,
             start_back,
             poll_interval,
             resolve,
@@ -359,6 +393,9 @@ impl Command {
         if let Some(v) = heartbeat {
             config.heartbeat = parse_switch("--heartbeat", &v)?.then_some(Duration::from_secs(30));
         }
+        if let Some(v) = log_buffer {
+            config.log_buffer = parse_count("--log-buffer", &v)?;
+        }
         let ingest = &mut config.ingest;
         ingest.log_list = log_list.filter(|v| !v.is_empty());
         ingest.log_list_signature = signature.filter(|v| !v.is_empty());
@@ -370,6 +407,12 @@ impl Command {
         }
         if let Some(v) = refresh {
             ingest.log_list_refresh = parse_duration("--log-list-refresh", &v)?;
+        }
+        if let Some(v) = list_max_size {
+            ingest.log_list_max_size = parse_count("--log-list-max-size", &v)?;
+        }
+        if let Some(v) = list_timeout {
+            ingest.log_list_timeout = parse_duration("--log-list-timeout", &v)?;
         }
         if let Some(v) = start_back {
             ingest.start_back = v
@@ -640,6 +683,23 @@ mod tests {
         assert_eq!(run(&[], &[("CUSTOM_LOG_LIST", "")]).ingest.log_list, None);
         assert!(parse(&["--log-list-signature", "x.sig"], &[]).is_err());
         assert!(parse(&["--start-back", "-1"], &[]).is_err());
+    }
+
+    #[test]
+    fn operator_input_and_log_output_bounds() {
+        let config = run(&[], &[]);
+        assert_eq!(config.log_buffer, 1 << 20);
+        assert_eq!(config.ingest.log_list_max_size, 4 << 20);
+        assert_eq!(config.ingest.log_list_timeout, Duration::from_secs(10));
+        let config = run(
+            &["--log-list-max-size", "1000", "--log-list-timeout=2s"],
+            &[("CERTSTREAM_LOG_BUFFER", "4096")],
+        );
+        assert_eq!(config.log_buffer, 4096);
+        assert_eq!(config.ingest.log_list_max_size, 1000);
+        assert_eq!(config.ingest.log_list_timeout, Duration::from_secs(2));
+        assert!(parse(&["--log-buffer", "0"], &[]).is_err());
+        assert!(parse(&["--log-list-timeout", "0s"], &[]).is_err());
     }
 
     #[test]

@@ -1,28 +1,42 @@
 //! The `certstream` binary: flags and environment → configuration → runtime → log list → pollers → pipeline →
 //! hub → server.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::Duration;
 
 use certstream::config::{Command, HELP};
 use certstream::ingest::pipeline::{CHAIN_CACHE_CAPACITY, Pipeline};
 use certstream::ingest::supervisor::{Supervisor, http_client};
+use certstream::logging::LogOutput;
 use certstream::server::{self, Server};
 
 fn main() -> ExitCode {
     let config = match Command::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
         Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
-            print!("{HELP}");
+            let _ = std::io::stdout().write_all(HELP.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("certstream {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(
+                std::io::stdout(),
+                "certstream {}",
+                env!("CARGO_PKG_VERSION")
+            );
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            eprintln!("certstream: {error}");
+            report(&error);
             return ExitCode::from(2);
+        }
+    };
+    let log = match LogOutput::stdout(config.log_buffer) {
+        Ok(log) => log,
+        Err(error) => {
+            report(&error);
+            return ExitCode::FAILURE;
         }
     };
     tracing_subscriber::fmt()
@@ -32,10 +46,12 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(log.clone())
         .init();
     if let Err(error) = server::raise_open_files_limit() {
         tracing::warn!(%error, "could not raise the open files limit");
     }
+    let reporter = Rc::new(log.clone());
     let result = server::block_on(async move {
         let ingest = config.ingest.clone();
         let server = Server::bind(config)?;
@@ -43,6 +59,7 @@ fn main() -> ExitCode {
         let http = Rc::new(http_client(&ingest).map_err(std::io::Error::other)?);
         let pipeline = Rc::new(Pipeline::new(server.hub(), CHAIN_CACHE_CAPACITY));
         let supervisor = Rc::new(Supervisor::new(ingest, http.clone(), pipeline.clone()));
+        server.add_reporter(reporter);
         server.add_reporter(pipeline);
         server.add_reporter(supervisor.clone());
         server.add_reporter(http);
@@ -52,11 +69,19 @@ fn main() -> ExitCode {
         supervisor.shutdown();
         Ok::<_, std::io::Error>(())
     });
-    match result.and_then(|inner| inner) {
+    let code = match result.and_then(|inner| inner) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("certstream: {error}");
+            report(&error);
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last lines (shutdown) get a moment to reach a live reader; a stalled one cannot hold the exit.
+    log.flush(Duration::from_millis(200));
+    code
+}
+
+/// A fatal error on stderr; a closed or broken stderr must not turn it into a panic.
+fn report(error: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "certstream: {error}");
 }

@@ -1,6 +1,8 @@
 //! The log list end to end, with the real `certstream` binary: offline start on the compiled-in snapshot (Chrome's
-//! list unreachable, a custom list unreachable, a custom list whose signature does not verify), and a refreshed
-//! list file that adds and removes logs, with the previous list kept when the file turns bad or disappears.
+//! list unreachable, a custom list unreachable, a custom list whose signature does not verify, a "list" that is
+//! endless or a FIFO nobody writes to), a refreshed list file that adds and removes logs, with the previous list
+//! kept when the file turns bad or disappears, a log whose URL changes in the list, and what `/stats` and
+//! `/metrics` may show of the list's location.
 //!
 //! Every snapshot log host and list host is pinned to a closed port on 127.0.0.1 with `--resolve` (see
 //! `e2e_support::Certstream::start`), so nothing leaves loopback.
@@ -8,10 +10,18 @@
 mod e2e_support;
 
 use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use certstream::ct::log_list::LogList;
-use e2e_support::{Certstream, ListFile, Mock, closed_port};
+use e2e_support::{Certstream, Collector, ListFile, Mock, assert_window, closed_port, only_logs};
+
+/// `/health` must answer within this while the list is being read.
+const PROMPT: Duration = Duration::from_millis(500);
 
 /// The descriptions of the logs the snapshot selects.
 fn snapshot_logs() -> BTreeSet<String> {
@@ -183,6 +193,9 @@ fn help_names_the_log_list_options_and_version_prints() {
         "CUSTOM_LOG_LIST",
         "--start-back",
         "--log-list-refresh",
+        "--log-list-max-size",
+        "--log-list-timeout",
+        "--log-buffer",
         "RUST_LOG",
     ] {
         assert!(help.contains(option), "--help lacks {option}");
@@ -211,5 +224,246 @@ fn unreachable_apple_list_leaves_the_primary_list_in_use() {
             .is_some_and(|e| e.contains("valid.apple.com"))
     });
     wait_following(&server, &["r0"]);
-    assert_eq!(server.stats()["log_list"]["source"], list.location());
+    assert_eq!(
+        server.stats()["log_list"]["source"],
+        "log_list.json",
+        "a file is shown by its name only"
+    );
+}
+
+/// Makes `list`'s path a FIFO.
+fn make_fifo(list: &ListFile) {
+    let path = std::ffi::CString::new(list.location()).expect("path");
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn endless_or_silent_list_files_neither_fill_memory_nor_hold_the_server() {
+    // Endless: read up to the size cap, then refused.
+    let server = Certstream::start(&["--log-list", "/dev/zero"], &[]);
+    assert!(server.health_within(PROMPT).is_some(), "/health is slow");
+    assert_on_snapshot(&server, "larger than the 4194304-byte cap");
+    drop(server);
+
+    // A FIFO without a writer reads as empty: not a list.
+    let fifo = ListFile::new();
+    make_fifo(&fifo);
+    let server = Certstream::start(&["--log-list", fifo.location()], &[]);
+    assert!(server.health_within(PROMPT).is_some(), "/health is slow");
+    assert_on_snapshot(&server, "not a v3 log list");
+    drop(server);
+
+    // A FIFO whose writer never writes: given up at the deadline (set through the environment, which older
+    // binaries ignore, rather than a flag they would refuse).
+    let _reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo.path)
+        .expect("open the FIFO for reading");
+    let _writer = OpenOptions::new()
+        .write(true)
+        .open(&fifo.path)
+        .expect("open the FIFO for writing");
+    let server = Certstream::start(
+        &["--log-list", fifo.location()],
+        &[("CERTSTREAM_LOG_LIST_TIMEOUT", "1s")],
+    );
+    assert!(server.health_within(PROMPT).is_some(), "/health is slow");
+    assert_on_snapshot(&server, "not read within 1000 ms");
+}
+
+/// A TCP relay to `upstream` that records the bytes clients send (request heads), to see which address a log is
+/// read at. Its threads end with the test process.
+struct Relay {
+    addr: SocketAddr,
+    sent: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let addr = listener.local_addr().expect("relay address");
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (record, upstream) = (sent.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut client_back, mut server_back) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_back, &mut client_back);
+                    let _ = client_back.shutdown(std::net::Shutdown::Both);
+                });
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0; 16 * 1024];
+                    while let Ok(n) = client.read(&mut buf) {
+                        if n == 0 || server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        record.lock().expect("lock").extend_from_slice(&buf[..n]);
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Relay { addr, sent }
+    }
+
+    /// Requests received so far whose path starts with `prefix`.
+    fn requests(&self, prefix: &str) -> usize {
+        let sent = self.sent.lock().expect("lock");
+        let needle = format!("GET {prefix}");
+        String::from_utf8_lossy(&sent).matches(&needle).count()
+    }
+}
+
+/// `list` with the read URLs of its logs (RFC 6962 `url`, tiled `monitoring_url`) pointing at `relay`.
+fn read_through(list: &serde_json::Value, mock: &Mock, relay: &Relay) -> Vec<u8> {
+    let text = serde_json::to_string(list).expect("list JSON");
+    let (from, to) = (
+        format!("http://{}", mock.addr),
+        format!("http://{}", relay.addr),
+    );
+    text.replace(&format!("{from}/rfc6962/"), &format!("{to}/rfc6962/"))
+        .replace(&format!("{from}/monitor/"), &format!("{to}/monitor/"))
+        .into_bytes()
+}
+
+#[test]
+fn a_log_whose_url_changes_is_read_at_the_new_url_without_gap_or_duplicate() {
+    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "1", "--rate", "100"]);
+    let (old, new) = (Relay::start(&mock.addr), Relay::start(&mock.addr));
+    let logs = only_logs(&mock.list(), &["r0", "t0"]);
+    let list = ListFile::new();
+    list.write(&read_through(&logs, &mock, &old));
+    let server = Certstream::start(
+        &[
+            "--log-list",
+            list.location(),
+            "--log-list-refresh",
+            "200ms",
+            "--poll-interval",
+            "100ms",
+        ],
+        &[],
+    );
+    let mut stream = Collector::connect(&server, "/");
+    let at_least = |n: usize| {
+        move |by_log: &std::collections::BTreeMap<String, Vec<(u64, String)>>| {
+            ["r0", "t0"]
+                .iter()
+                .all(|log| by_log.get(*log).is_some_and(|got| got.len() >= n))
+        }
+    };
+    assert!(
+        stream.read_until(Duration::from_secs(15), at_least(1)),
+        "both logs deliver: {:?}\n{}",
+        stream.by_log.keys(),
+        server.log_tail(20)
+    );
+    assert_eq!(new.requests("/"), 0);
+
+    list.write(&read_through(&logs, &mock, &new));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while new.requests("/rfc6962/r0/") == 0 || new.requests("/monitor/t0/") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the logs are not read at their new URL\n{}",
+            server.log_tail(20)
+        );
+        stream.drain_for(Duration::from_millis(50));
+    }
+    // Requests to the old URL stop (one in flight at the change may still land).
+    stream.drain_for(Duration::from_millis(300));
+    let (r0_old, t0_old) = (old.requests("/rfc6962/r0/"), old.requests("/monitor/t0/"));
+    let delivered: Vec<usize> = ["r0", "t0"]
+        .iter()
+        .map(|l| stream.by_log[*l].len())
+        .collect();
+    // Both logs go on delivering from where they were: a full tile of t0 (2.56 s at 100/s) and more of r0.
+    assert!(
+        stream.read_until(Duration::from_secs(15), |by_log| {
+            by_log["r0"].len() > delivered[0] + 100 && by_log["t0"].len() > delivered[1] + 100
+        }),
+        "the logs stopped delivering after the change\n{}",
+        server.log_tail(20)
+    );
+    assert_eq!(
+        old.requests("/rfc6962/r0/"),
+        r0_old,
+        "r0 still read at its old URL"
+    );
+    assert_eq!(
+        old.requests("/monitor/t0/"),
+        t0_old,
+        "t0 still read at its old URL"
+    );
+    stream.drain_for(Duration::from_millis(300));
+    for log in ["r0", "t0"] {
+        let received = &stream.by_log[log];
+        let (first, last) = (received[0].0, received[received.len() - 1].0);
+        assert_window(log, received, &mock.expected(log, first, last + 1));
+    }
+}
+
+#[test]
+fn stats_and_metrics_never_show_list_credentials_queries_or_paths() {
+    let leaks = ["hunter2", "s3cr3t", "alice", "private-dir"];
+    let assert_no_leak = |server: &Certstream| {
+        for path in ["/stats", "/metrics"] {
+            let (status, body) = server.get(path);
+            assert_eq!(status, 200);
+            let text = String::from_utf8_lossy(&body);
+            for secret in leaks {
+                assert!(!text.contains(secret), "{path} shows {secret:?}:\n{text}");
+            }
+        }
+    };
+
+    // Credentials (refused by the HTTP client, whose error quotes the URL) and a token in the query.
+    let port = closed_port();
+    let url = format!("http://alice:hunter2@127.0.0.1:{port}/list.json?token=s3cr3t");
+    let server = Certstream::start(&["--log-list", &url], &[]);
+    assert_on_snapshot(
+        &server,
+        &format!("http://***@127.0.0.1:{port}/list.json?***"),
+    );
+    assert_no_leak(&server);
+    drop(server);
+
+    // A list that loads, from a URL with a token, and its logs.
+    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--rate", "0"]);
+    let url = format!("{}?token=s3cr3t", mock.list_url());
+    let server = Certstream::start(&["--log-list", &url], &[]);
+    wait_following(&server, &["r0"]);
+    assert_eq!(
+        server.stats()["log_list"]["source"],
+        format!("{}?***", mock.list_url())
+    );
+    assert_no_leak(&server);
+    drop(server);
+
+    // A file path, and a signature path, that do not exist: only their file names are shown.
+    let dir = std::env::temp_dir().join(format!("private-dir-{}", std::process::id()));
+    let list = dir.join("list.json");
+    let signature = dir.join("list.sig");
+    let server = Certstream::start(
+        &[
+            "--log-list",
+            list.to_str().expect("path"),
+            "--log-list-signature",
+            signature.to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert_on_snapshot(&server, "cannot read list.json");
+    assert_eq!(server.stats()["log_list"]["source"], "compiled-in snapshot");
+    assert_no_leak(&server);
 }

@@ -471,6 +471,7 @@ fn follow_all(
                 origin: String::new(),
                 key: LogKey::from_spki(&server.spki).expect("test key"),
                 final_tree_size: *final_tree_size,
+                first_index: None,
             });
             let sink = Rc::new(Recorder::default());
             let ctx = PollerContext {

@@ -354,6 +354,7 @@ impl Server {
             origin: self.log.origin.clone(),
             key: LogKey::from_spki(&self.log.spki).unwrap(),
             final_tree_size: None,
+            first_index: None,
         })
     }
 }
@@ -941,6 +942,7 @@ fn a_read_only_log_ends_at_its_final_size() {
         origin: target.origin.clone(),
         key: target.key.clone(),
         final_tree_size: Some(300),
+        first_index: None,
     });
     run(async {
         let harness = Harness::new();

@@ -74,6 +74,31 @@ fn latest_messages_before_and_after_publishing() {
 }
 
 #[test]
+fn cross_origin_reads_only_for_public_data() {
+    let server = TestServer::start(|_| {});
+    let cors = "access-control-allow-origin: *";
+    for path in ["/example.json", "/full-stream/example.json", "/latest.json"] {
+        let (status, head, _) = http_get(server.addr, path);
+        assert_eq!(status, 200, "{path}");
+        assert!(head.to_ascii_lowercase().contains(cors), "{path}: {head}");
+    }
+    for path in [
+        "/stats",
+        "/metrics",
+        "/health",
+        "/",
+        "/nope",
+        "/full-stream",
+    ] {
+        let (_, head, _) = http_get(server.addr, path);
+        assert!(
+            !head.to_ascii_lowercase().contains("access-control"),
+            "{path} is readable cross-origin: {head}"
+        );
+    }
+}
+
+#[test]
 fn counters_page_health_and_errors() {
     let server = TestServer::start(|_| {});
     let mut client = server_support::WsClient::connect(server.addr, "/full-stream");

@@ -285,7 +285,9 @@ fn parse_log(value: Value, is_tiled: bool, operator: &str) -> Result<LogInfo, St
 /// A log prefix: an absolute http(s) URL, normalised to end in `/`.
 fn log_url(url: Option<String>, field: &str) -> Result<String, String> {
     let mut url = url.ok_or_else(|| format!("missing {field}"))?;
-    Target::parse(&url).map_err(|e| format!("{field}: {e}"))?;
+    // The error quotes the URL: redacted, since skipped entries are logged.
+    Target::parse(&url)
+        .map_err(|e| format!("{field}: {}", crate::redact::urls_in(&e.to_string())))?;
     if url.contains(['?', '#']) {
         return Err(format!("{field} has a query or fragment"));
     }

@@ -43,6 +43,9 @@ pub struct LogTarget {
     pub key: LogKey,
     /// Read-only logs stop growing at this size.
     pub final_tree_size: Option<u64>,
+    /// Where to start: this index (a poller taking over from a stopped one, e.g. after the log's URL changed),
+    /// or, when `None`, the first verified tree size minus `start_back`.
+    pub first_index: Option<u64>,
 }
 
 /// Tuning shared by every poller.

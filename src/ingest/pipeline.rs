@@ -65,6 +65,11 @@ impl LogSink {
     pub fn counts(&self) -> Rc<SinkCounts> {
         self.counts.clone()
     }
+
+    /// The same sink counting into `counts` (a restarted poller's log keeps its totals).
+    pub fn with_counts(self, counts: Rc<SinkCounts>) -> Self {
+        Self { counts, ..self }
+    }
 }
 
 impl EntrySink for LogSink {

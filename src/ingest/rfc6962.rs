@@ -41,8 +41,8 @@ const DECODE_PIECE: usize = 100;
 /// Follows the RFC 6962 log `target` until `stop` is requested (or, for a read-only log, until every entry up to
 /// its final tree size has been delivered), delivering entries to `ctx.sink` and keeping `status` current.
 ///
-/// Starts after a random delay of up to one poll interval (so many logs do not poll in step), at the log's
-/// verified tree size minus `options.start_back`.
+/// Starts after a random delay of up to one poll interval (so many logs do not poll in step), at
+/// `target.first_index` or else the log's verified tree size minus `options.start_back`.
 pub async fn run(ctx: PollerContext, target: Rc<LogTarget>, status: SharedStatus, stop: StopToken) {
     let mut poller = Poller {
         ctx,
@@ -230,7 +230,10 @@ impl Poller {
                     .target
                     .final_tree_size
                     .map_or(head.tree_size, |f| head.tree_size.min(f));
-                self.next = size.saturating_sub(self.ctx.options.start_back);
+                self.next = self
+                    .target
+                    .first_index
+                    .unwrap_or_else(|| size.saturating_sub(self.ctx.options.start_back));
                 self.tree_size = Some(head.tree_size);
                 tracing::info!(log = %log, tree_size = head.tree_size, start = self.next, "following log");
             }

@@ -6,7 +6,11 @@
 //!   list; when the very first one fails, the compiled-in snapshot of Chrome's list is used (offline start).
 //! - Usable, qualified and read-only logs are followed (read-only ones to their final size), pending ones on
 //!   request; retired and rejected ones never. A log that joins the list gets a poller; one that leaves has its
-//!   poller stopped. Logs are identified by log ID only.
+//!   poller stopped. Logs are identified by log ID only. A listed log whose poller inputs change (URL, description,
+//!   final tree size) gets a new poller that starts at the old one's next index, so nothing is lost or repeated.
+//! - List files and URLs are read with a size cap and a deadline, files off the reactor thread
+//!   ([`crate::operator_input`]); what `/stats`, `/metrics` and the log show of locations is redacted
+//!   ([`crate::redact`]).
 //! - Per-log state (position, lag, errors, politeness) goes to `/stats` (`logs`) and `/metrics`.
 
 use std::cell::RefCell;
@@ -18,17 +22,23 @@ use serde_json::{Map, Value, json};
 
 use crate::config::IngestConfig;
 use crate::ct::checkpoint::origin_from_submission_url;
+use crate::ct::entry::LogEntry;
 use crate::ct::log_list::{
     self, GOOGLE_LOG_LIST_PUBKEY_PEM, GOOGLE_LOG_LIST_SIG_URL, GOOGLE_LOG_LIST_URL, LogInfo,
     LogKind, LogList, LogListError, LogState,
 };
 use crate::http::{HttpClient, HttpClientConfig, HttpError};
+use crate::operator_input::{self, InputError};
+use crate::redact;
 use crate::server::{StatusReporter, metric};
 use crate::stream::{self, LogSource};
 
 use super::issuers::IssuerCache;
-use super::pipeline::{Pipeline, SinkCounts};
-use super::{LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962, tiled};
+use super::pipeline::{LogSink, Pipeline, SinkCounts};
+use super::{
+    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
+    tiled,
+};
 
 /// Apple's list of the logs in its CT programme (no detached signature: it rests on TLS).
 pub const APPLE_LOG_LIST_URL: &str = "https://valid.apple.com/ct/log_list/current_log_list.json";
@@ -50,12 +60,12 @@ pub fn http_client(config: &IngestConfig) -> Result<HttpClient, HttpError> {
 pub enum LoadError {
     /// Fetching, verifying or parsing failed.
     List(LogListError),
-    /// A list or signature file could not be read.
-    File {
-        /// The path.
-        path: String,
+    /// A list or signature file could not be read, or a URL was too slow or too big.
+    Read {
+        /// The file or URL, redacted ([`redact::location`]).
+        location: String,
         /// What went wrong.
-        source: std::io::Error,
+        source: InputError,
     },
 }
 
@@ -63,7 +73,7 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::List(e) => e.fmt(f),
-            Self::File { path, source } => write!(f, "cannot read {path}: {source}"),
+            Self::Read { location, source } => write!(f, "cannot read {location}: {source}"),
         }
     }
 }
@@ -152,12 +162,12 @@ impl Supervisor {
 
     /// Loads the list once and applies it; on failure keeps the current one (or falls back to the snapshot).
     pub async fn refresh(&self) {
-        let source = self
-            .config
-            .log_list
-            .as_deref()
-            .unwrap_or(GOOGLE_LOG_LIST_URL)
-            .to_owned();
+        let source = redact::location(
+            self.config
+                .log_list
+                .as_deref()
+                .unwrap_or(GOOGLE_LOG_LIST_URL),
+        );
         let loaded = self.load_primary().await;
         if self.stop.is_stopped() {
             return;
@@ -168,6 +178,7 @@ impl Supervisor {
                 list
             }
             Err(error) => {
+                let error = redact::urls_in(&error.to_string());
                 tracing::warn!(list = %source, %error, "cannot load the log list");
                 let never_loaded = {
                     let mut state = self.list.borrow_mut();
@@ -204,19 +215,14 @@ impl Supervisor {
         state.loads += 1;
     }
 
-    /// Chrome's list, or the custom one.
+    /// Chrome's list (always signature-checked), or the custom one; both read within the same bounds.
     async fn load_primary(&self) -> Result<LogList, LoadError> {
-        let Some(location) = &self.config.log_list else {
-            return Ok(log_list::fetch_verified(
-                &self.http,
-                GOOGLE_LOG_LIST_URL,
-                GOOGLE_LOG_LIST_SIG_URL,
-                GOOGLE_LOG_LIST_PUBKEY_PEM,
-            )
-            .await?);
+        let (location, signature) = match &self.config.log_list {
+            Some(location) => (location.as_str(), self.config.log_list_signature.as_deref()),
+            None => (GOOGLE_LOG_LIST_URL, Some(GOOGLE_LOG_LIST_SIG_URL)),
         };
         let json = self.read(location).await?;
-        if let Some(signature) = &self.config.log_list_signature {
+        if let Some(signature) = signature {
             let signature = self.read(signature).await?;
             log_list::verify_signature(&json, &signature, GOOGLE_LOG_LIST_PUBKEY_PEM)?;
         }
@@ -236,6 +242,7 @@ impl Supervisor {
         match fetched {
             Ok(apple) => state.apple = Some(apple),
             Err(error) => {
+                let error = redact::urls_in(&error.to_string());
                 tracing::warn!(list = APPLE_LOG_LIST_URL, %error, "cannot load Apple's log list");
                 state.failures += 1;
                 state.last_error = Some(format!("{APPLE_LOG_LIST_URL}: {error}"));
@@ -244,44 +251,66 @@ impl Supervisor {
         LogList::merge([primary].into_iter().chain(state.apple.clone()))
     }
 
-    /// The bytes at a URL (`http://`, `https://`) or in a file.
+    /// The bytes at a URL (`http://`, `https://`) or in a file: at most `log_list_max_size` of them, within
+    /// `log_list_timeout`.
     async fn read(&self, location: &str) -> Result<Vec<u8>, LoadError> {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            let response = self
-                .http
-                .get(location)
+        let (max_size, timeout) = (self.config.log_list_max_size, self.config.log_list_timeout);
+        let failed = |source| LoadError::Read {
+            location: redact::location(location),
+            source,
+        };
+        if !(location.starts_with("http://") || location.starts_with("https://")) {
+            return operator_input::read_file(location, max_size, timeout)
                 .await
-                .map_err(|e| LoadError::List(LogListError::Fetch(e)))?;
-            if response.status != 200 {
-                return Err(LoadError::List(LogListError::Status {
-                    url: location.to_owned(),
-                    status: response.status,
-                }));
-            }
-            Ok(response.body.to_vec())
-        } else {
-            // A small local file read once per refresh: not worth a thread.
-            std::fs::read(location).map_err(|source| LoadError::File {
-                path: location.to_owned(),
-                source,
-            })
+                .map_err(failed);
         }
+        let response = monoio::time::timeout(timeout, self.http.get(location))
+            .await
+            .map_err(|_| failed(InputError::TimedOut(timeout)))?
+            .map_err(|e| LoadError::List(LogListError::Fetch(e)))?;
+        if response.status != 200 {
+            return Err(LoadError::List(LogListError::Status {
+                url: redact::location(location),
+                status: response.status,
+            }));
+        }
+        if response.body.len() > max_size {
+            return Err(failed(InputError::TooLarge { limit: max_size }));
+        }
+        Ok(response.body.to_vec())
     }
 
-    /// Starts pollers for the logs `list` selects that are not followed yet, and stops those it no longer selects.
+    /// Starts pollers for the logs `list` selects that are not followed yet, stops those it no longer selects, and
+    /// restarts, at their position, those whose poller inputs changed.
     pub fn apply(&self, list: &LogList) {
         let selected: Vec<&LogInfo> = list.selected(self.config.include_pending).collect();
         let mut logs = self.logs.borrow_mut();
         logs.retain_mut(|followed| {
-            match selected.iter().find(|l| l.log_id == followed.info.log_id) {
-                Some(listed) => {
-                    // A poller keeps its position; only what is shown (state, description) follows the list.
-                    followed.info = (*listed).clone();
+            let Some(listed) = selected.iter().find(|l| l.log_id == followed.info.log_id) else {
+                tracing::info!(log = %followed.info.description, "log left the list: stopping its poller");
+                followed.stop.stop();
+                return false;
+            };
+            if same_poller_inputs(&followed.info, listed) {
+                // Only what is shown (e.g. the state) follows the list.
+                followed.info = (*listed).clone();
+                return true;
+            }
+            followed.stop.stop();
+            tracing::info!(
+                log = %listed.description,
+                from = %redact::location(read_url(&followed.info.kind)),
+                to = %redact::location(read_url(&listed.kind)),
+                next_index = followed.status.borrow().next_index,
+                "log changed in the list: restarting its poller where it was"
+            );
+            match self.follow(listed, Some(followed)) {
+                Ok(successor) => {
+                    *followed = successor;
                     true
                 }
-                None => {
-                    tracing::info!(log = %followed.info.description, "log left the list: stopping its poller");
-                    followed.stop.stop();
+                Err(error) => {
+                    tracing::warn!(log = %listed.description, %error, "cannot follow log");
                     false
                 }
             }
@@ -290,7 +319,7 @@ impl Supervisor {
             if logs.iter().any(|f| f.info.log_id == info.log_id) {
                 continue;
             }
-            match self.follow(info) {
+            match self.follow(info, None) {
                 Ok(followed) => logs.push(followed),
                 Err(error) => {
                     tracing::warn!(log = %info.description, %error, "cannot follow log");
@@ -299,13 +328,10 @@ impl Supervisor {
         }
     }
 
-    /// Spawns the poller of one log.
-    fn follow(&self, info: &LogInfo) -> Result<Followed, String> {
+    /// Spawns the poller of one log; with `predecessor` (stopped), the new one continues at its next index and
+    /// carries on its counters.
+    fn follow(&self, info: &LogInfo, predecessor: Option<&Followed>) -> Result<Followed, String> {
         let key = info.key().map_err(|e| e.to_string())?;
-        let final_tree_size = match info.state {
-            LogState::ReadOnly { final_tree_size } => Some(final_tree_size),
-            _ => None,
-        };
         let (listed_url, read_url, origin, kind) = match &info.kind {
             LogKind::Rfc6962 { url } => (url, url, String::new(), stream::LogKind::Rfc6962),
             LogKind::Tiled {
@@ -320,24 +346,36 @@ impl Supervisor {
                 },
             ),
         };
+        let previous: Option<LogStatus> = predecessor.map(|p| p.status.borrow().clone());
         let target = Rc::new(LogTarget {
             source: LogSource::new(&info.description, listed_url, kind),
             read_url: read_url.clone(),
             origin,
             key,
-            final_tree_size,
+            final_tree_size: final_tree_size(info),
+            // A predecessor that has seen a tree head has a position; one that has not, has none to keep.
+            first_index: previous
+                .as_ref()
+                .filter(|status| status.tree_size > 0)
+                .map(|status| status.next_index),
         });
-        let sink = self.pipeline.sink(&info.description);
+        let mut sink = self.pipeline.sink(&info.description);
+        if let Some(predecessor) = predecessor {
+            sink = sink.with_counts(predecessor.counts.clone());
+        }
         let counts = sink.counts();
+        let stop = StopToken::default();
         let ctx = PollerContext {
             // Its own pool partition: nothing another log's server sends can be read as this log's answer.
             http: Rc::new(self.http.partitioned(&info.log_id)),
-            sink: Rc::new(sink),
+            sink: Rc::new(UntilStopped {
+                sink,
+                stop: stop.clone(),
+            }),
             options: self.options.clone(),
         };
-        let status = SharedStatus::default();
-        let stop = StopToken::default();
-        tracing::info!(log = %info.description, url = %read_url, "following log");
+        let status = SharedStatus::new(RefCell::new(previous.unwrap_or_default()));
+        tracing::info!(log = %info.description, url = %redact::location(read_url), "following log");
         match info.kind {
             LogKind::Rfc6962 { .. } => {
                 monoio::spawn(rfc6962::run(ctx, target, status.clone(), stop.clone()));
@@ -368,6 +406,45 @@ impl Supervisor {
             .iter()
             .map(|f| f.info.log_id.clone())
             .collect()
+    }
+}
+
+/// A poller's sink that takes nothing once the poller is told to stop: an entry the stopped poller still had in
+/// hand belongs to its successor (which starts at the index the stop left), so passing it on would repeat it.
+struct UntilStopped {
+    sink: LogSink,
+    stop: StopToken,
+}
+
+impl EntrySink for UntilStopped {
+    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+        if !self.stop.is_stopped() {
+            self.sink.entry(log, index, entry, chain);
+        }
+    }
+}
+
+/// Whether a poller built for `running` also serves `listed`: same read URLs, name and final size. The key cannot
+/// differ (the log ID is its hash).
+fn same_poller_inputs(running: &LogInfo, listed: &LogInfo) -> bool {
+    running.kind == listed.kind
+        && running.description == listed.description
+        && final_tree_size(running) == final_tree_size(listed)
+}
+
+/// A read-only log's final size.
+fn final_tree_size(info: &LogInfo) -> Option<u64> {
+    match info.state {
+        LogState::ReadOnly { final_tree_size } => Some(final_tree_size),
+        _ => None,
+    }
+}
+
+/// Where a log is read: an RFC 6962 log's URL, a tiled log's monitoring prefix.
+fn read_url(kind: &LogKind) -> &str {
+    match kind {
+        LogKind::Rfc6962 { url } => url,
+        LogKind::Tiled { monitoring_url, .. } => monitoring_url,
     }
 }
 
@@ -417,7 +494,7 @@ impl Followed {
         let rejected = self.counts.rejected.get();
         json!({
             "description": self.info.description,
-            "url": listed_url(&self.info.kind),
+            "url": redact::location(listed_url(&self.info.kind)),
             "kind": match self.info.kind {
                 LogKind::Rfc6962 { .. } => "rfc6962",
                 LogKind::Tiled { .. } => "tiled",
@@ -434,7 +511,7 @@ impl Followed {
             "rate_limited": status.rate_limited,
             "delay_ms": status.delay_ms,
             "backoff_ms": status.backoff_ms,
-            "last_error": status.last_error,
+            "last_error": status.last_error.as_deref().map(redact::urls_in),
         })
     }
 }
@@ -450,6 +527,7 @@ impl StatusReporter for Supervisor {
                 "loaded_at": list.loaded_at,
                 "loads": list.loads,
                 "failures": list.failures,
+                // Already redacted when recorded.
                 "last_error": list.last_error,
             }),
         );
@@ -480,7 +558,11 @@ impl StatusReporter for Supervisor {
                 let mut labels = String::new();
                 label(&mut labels, "log", &f.info.description);
                 labels.push(',');
-                label(&mut labels, "url", listed_url(&f.info.kind));
+                label(
+                    &mut labels,
+                    "url",
+                    &redact::location(listed_url(&f.info.kind)),
+                );
                 labels
             })
             .collect();
@@ -645,6 +727,57 @@ mod tests {
             supervisor.shutdown();
             assert!(supervisor.followed().is_empty());
             assert!(kept.iter().all(StopToken::is_stopped));
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_log_whose_url_changes_gets_a_new_poller_that_keeps_its_position_and_counters() {
+        crate::server::block_on(async {
+            let config = IngestConfig::default();
+            let http = Rc::new(http_client(&config).unwrap());
+            let pipeline = Rc::new(Pipeline::new(Hub::new(4), 16));
+            let supervisor = Supervisor::new(config, http, pipeline);
+            let mut list = subset(&LogList::snapshot().unwrap(), &[0, 1]);
+            supervisor.apply(&list);
+            let (old_stop, other_stop) = {
+                let logs = supervisor.logs.borrow();
+                let mut status = logs[0].status.borrow_mut();
+                (status.tree_size, status.next_index, status.delivered) = (100, 42, 7);
+                logs[0].counts.published.set(5);
+                (logs[0].stop.clone(), logs[1].stop.clone())
+            };
+            // Only the state changes: nothing restarts.
+            list.logs[0].state = LogState::Qualified;
+            supervisor.apply(&list);
+            assert!(!old_stop.is_stopped());
+            let LogKind::Rfc6962 { url } = &mut list.logs[0].kind else {
+                panic!("the snapshot's first log is an RFC 6962 log");
+            };
+            *url = "https://moved.example/log/".to_owned();
+            supervisor.apply(&list);
+            assert!(old_stop.is_stopped(), "the poller at the old URL stops");
+            assert!(!other_stop.is_stopped(), "the other log is left alone");
+            let logs = supervisor.logs.borrow();
+            assert_eq!(logs.len(), 2);
+            assert_eq!(listed_url(&logs[0].info.kind), "https://moved.example/log/");
+            assert!(!logs[0].stop.is_stopped());
+            {
+                let status = logs[0].status.borrow();
+                assert_eq!((status.next_index, status.delivered), (42, 7));
+                assert_eq!(logs[0].counts.published.get(), 5);
+            }
+            // A per-log error quoting a URL is shown redacted.
+            logs[0].status.borrow_mut().last_error = Some(
+                "get-sth: invalid URL \"https://u:hunter2@moved.example/?token=s3cr3t\"".into(),
+            );
+            drop(logs);
+            let mut stats = Map::new();
+            supervisor.stats(&mut stats);
+            assert_eq!(
+                stats["logs"][0]["last_error"],
+                "get-sth: invalid URL \"https://***@moved.example/?***\""
+            );
         })
         .unwrap();
     }

@@ -118,7 +118,10 @@ impl Poller {
                 return;
             }
         };
-        self.next = first.saturating_sub(self.ctx.options.start_back);
+        self.next = self
+            .target
+            .first_index
+            .unwrap_or_else(|| first.saturating_sub(self.ctx.options.start_back));
         self.status.borrow_mut().next_index = self.next;
         tracing::info!(log = %self.target.read_url, size = first, start = self.next, "following tiled log");
         while !self.stop.is_stopped() {

@@ -158,7 +158,7 @@ pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
 pub fn response_with(status: u16, content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
-         Access-Control-Allow-Origin: *\r\nConnection: close\r\n{extra_headers}\r\n",
+         Connection: close\r\n{extra_headers}\r\n",
         reason(status),
         body.len()
     )

@@ -22,6 +22,11 @@ use crate::stream::StreamKind;
 const PAGE: &str = include_str!("page.html");
 
 const JSON: &str = "application/json";
+/// Cross-origin reads only for the public data (`/example.json`, `/latest.json`): the same messages any web page can
+/// already get from the streams, for dashboards on other origins. Operational routes (`/stats`, `/metrics`,
+/// `/health`) and errors send no such header, so no other site's scripts can read them from a browser that can
+/// reach the server (e.g. an operator's, inside a private network).
+const PUBLIC_DATA: &str = "Access-Control-Allow-Origin: *\r\n";
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The expensive routes' request budgets and built bodies, shared by every request.
@@ -134,8 +139,8 @@ fn body_of(route: Route, shared: &Shared) -> Bytes {
         .into(),
         Route::Example(kind) => shared.ops.examples[example_index(kind)].get(published, || {
             match shared.hub.latest(kind) {
-                Some(frame) => response(200, JSON, &pretty_json(frame.payload())),
-                None => response(200, JSON, b"null"),
+                Some(frame) => response_with(200, JSON, PUBLIC_DATA, &pretty_json(frame.payload())),
+                None => response_with(200, JSON, PUBLIC_DATA, b"null"),
             }
         }),
         Route::Latest => shared
@@ -179,7 +184,7 @@ fn latest_json(recent: &[crate::ws::frame::Frame]) -> Vec<u8> {
         body.extend_from_slice(frame.payload());
     }
     body.extend_from_slice(b"]}");
-    response(200, JSON, &body)
+    response_with(200, JSON, PUBLIC_DATA, &body)
 }
 
 /// A `HEAD` response: the `GET` head (with its `Content-Length`) and no body.

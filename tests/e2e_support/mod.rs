@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, PipeWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -253,7 +253,7 @@ impl Certstream {
     /// pinned to a closed loopback port (`CERTSTREAM_RESOLVE`): a test that ends up on the snapshot never
     /// reaches the internet.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Certstream {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_certstream")), args, env)
+        Self::spawn(Self::command(args, env))
     }
 
     /// As [`start`](Self::start), with the open-files limit (soft and hard, like `prlimit --nofile=N:N`) set to
@@ -264,7 +264,7 @@ impl Certstream {
         open_files: u64,
     ) -> Certstream {
         use std::os::unix::process::CommandExt;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_certstream"));
+        let mut command = Self::command(args, env);
         let limit = libc::rlimit {
             rlim_cur: open_files,
             rlim_max: open_files,
@@ -279,21 +279,12 @@ impl Certstream {
                 }
             });
         }
-        Self::spawn(command, args, env)
+        Self::spawn(command)
     }
 
-    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Certstream {
+    /// Spawns `command` with its stdout read by a thread (kept for failure messages) and waits until it serves.
+    fn spawn(mut command: Command) -> Certstream {
         let mut child = command
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
-            .envs(env.iter().copied())
-            .env("NO_COLOR", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn certstream");
@@ -334,6 +325,64 @@ impl Certstream {
             addr,
             output,
         }
+    }
+
+    /// `certstream --listen 127.0.0.1:0 ARGS` with the environment described at [`start`](Self::start).
+    fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_certstream"));
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// As [`start`](Self::start), with the server's stdout and stderr both on `log` (`2>&1 | …`), which this
+    /// helper does not read: the server listens on a port chosen here and is waited for through `/health`.
+    pub fn start_logging_to(args: &[&str], env: &[(&str, &str)], log: PipeWriter) -> Certstream {
+        let addr = SocketAddr::from(([127, 0, 0, 1], closed_port()));
+        let listen = addr.to_string();
+        let child = Self::command(args, env)
+            .args(["--listen", &listen])
+            .stderr(log.try_clone().expect("dup the log pipe"))
+            .stdout(log)
+            .spawn()
+            .expect("spawn certstream");
+        let mut server = Certstream {
+            child,
+            addr,
+            output: Arc::default(),
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while server.health_within(Duration::from_secs(1)).is_none() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("certstream exited before serving: {status}");
+            }
+            assert!(Instant::now() < deadline, "certstream never served /health");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// How long `GET /health` took, if a `200` came back within `timeout`.
+    pub fn health_within(&self, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect_timeout(&self.addr, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+            .ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).ok()?;
+        let elapsed = started.elapsed();
+        (response.starts_with(b"HTTP/1.1 200") && elapsed <= timeout).then_some(elapsed)
     }
 
     /// The process ID (benchmarks pin it and read its CPU time and memory).
