@@ -6,6 +6,8 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use super::Shared;
+use super::guard::Reason;
 use crate::stream::StreamKind;
 
 /// Largest request head accepted (request line and headers); a longer one gets `431`.
@@ -166,13 +168,22 @@ pub fn response_with(status: u16, content_type: &str, extra_headers: &str, body:
     out
 }
 
-/// Writes a response, then closes politely: our side is shut down and what the client still sends is read and
+/// Writes a response within `--http-write-timeout` (a client that does not read cannot pin the response's memory;
+/// counted when it bites), then closes politely: our side is shut down and what the client still sends is read and
 /// discarded (bounded), so the kernel does not answer it with a reset that could destroy the response in flight.
-pub async fn respond_and_close(mut stream: TcpStream, response: Vec<u8>) {
+pub async fn respond_and_close(mut stream: TcpStream, response: Vec<u8>, shared: &Shared) {
     const LINGER: Duration = Duration::from_secs(2);
     const LINGER_BYTES: usize = 4 << 20;
-    let (result, _) = stream.write_all(response).await;
-    if result.is_err() || stream.shutdown().await.is_err() {
+    let deadline = shared.config.http_write_timeout;
+    match monoio::time::timeout(deadline, stream.write_all(response)).await {
+        Ok((Ok(_), _)) => {}
+        Ok((Err(_), _)) => return,
+        Err(_) => {
+            shared.rules.guard.count(Reason::HttpWriteTimeout);
+            return;
+        }
+    }
+    if stream.shutdown().await.is_err() {
         return;
     }
     let drain = async {

@@ -7,6 +7,7 @@
 //! profile keeps `panic = "unwind"` for this.
 
 mod connection;
+mod guard;
 mod http;
 mod limits;
 mod pretty;
@@ -28,10 +29,11 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::ws::decode::Decoder;
 use crate::ws::frame::Frame;
 use crate::ws::handshake;
+use crate::ws::session::{Session, SessionLimits};
 
+pub use guard::{GuardStats, Reason as CloseReason};
 pub use http::Route;
 pub use limits::ConnectionStats;
 pub use stats::{StatusReporter, metric};
@@ -50,6 +52,7 @@ pub(crate) struct Shared {
     config: Config,
     hub: Hub,
     limits: Rc<limits::Limits>,
+    rules: connection::Rules,
     reporters: RefCell<Vec<Rc<dyn StatusReporter>>>,
 }
 
@@ -59,6 +62,7 @@ impl Shared {
             uptime_seconds: self.hub.uptime().as_secs_f64(),
             hub: self.hub.stats(),
             connections: self.limits.stats(),
+            guard: self.rules.guard.stats(),
         }
     }
 }
@@ -77,6 +81,11 @@ impl Server {
                 config.max_connections,
                 config.max_connections_per_ip,
             )),
+            rules: connection::Rules {
+                guard: Rc::new(guard::Guard::new(config.partial_message_budget)),
+                write_stall_timeout: config.write_stall_timeout,
+                tcp_keepalive: config.tcp_keepalive,
+            },
             reporters: RefCell::new(Vec::new()),
             config,
         });
@@ -160,7 +169,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
             Ok(head) => head,
             Err(error) => {
                 if let Some(response) = error.response() {
-                    http::respond_and_close(stream, response).await;
+                    http::respond_and_close(stream, response, &shared).await;
                 }
                 return;
             }
@@ -174,7 +183,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
         }
     };
     match action {
-        Action::Respond(response) => http::respond_and_close(stream, response).await,
+        Action::Respond(response) => http::respond_and_close(stream, response, &shared).await,
         Action::Upgrade(kind, response) => {
             // Joined before the 101 goes out: a client sees every message published after its upgrade response.
             let client = shared.hub.join(kind);
@@ -183,14 +192,30 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Rc<Shared>) {
                 Ok((Ok(_), _)) => {}
                 _ => return,
             }
-            // The decoder keeps the bytes that followed the head (the first frames); the head buffer is freed now
+            // The session keeps the bytes that followed the head (the first frames); the head buffer is freed now
             // rather than held for the connection's lifetime.
-            let mut decoder = Decoder::new(connection::MAX_CLIENT_MESSAGE);
-            decoder.extend(buf.get(head_len..).unwrap_or_default());
+            let session = Session::new(
+                session_limits(&shared.config),
+                buf.get(head_len..).unwrap_or_default(),
+                Instant::now(),
+            );
             monoio::spawn(CatchUnwind(connection::serve(
-                stream, decoder, client, stall, slot,
+                stream,
+                session,
+                client,
+                &shared.rules,
+                slot,
             )));
         }
+    }
+}
+
+/// The per-connection WebSocket rules of this configuration.
+fn session_limits(config: &Config) -> SessionLimits {
+    SessionLimits {
+        max_message_len: connection::MAX_CLIENT_MESSAGE,
+        control_frames_per_second: config.control_frames_per_second,
+        message_timeout: config.message_timeout,
     }
 }
 
