@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use certstream::stream::Frames;
 use certstream::ws::frame::Frame;
 use server_support::{
-    TestServer, WsClient, encode_client_frame, http_request, message, split_response,
+    TestServer, WsClient, encode_client_frame, http_request, message, shrink_receive_buffer,
+    split_response,
 };
 
 #[test]
@@ -192,23 +193,6 @@ fn a_slow_client_loses_its_oldest_messages_and_nobody_else_does() {
         "{metrics}"
     );
     drop(slow);
-}
-
-/// Makes a client's receive window tiny so the server's socket buffers fill quickly.
-fn shrink_receive_buffer(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let size: libc::c_int = 4096;
-    // SAFETY: setsockopt on an open socket with a pointer to a live c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
 }
 
 #[test]

@@ -180,6 +180,7 @@ pub async fn respond_and_close(mut stream: TcpStream, response: Vec<u8>, shared:
         Ok((Err(_), _)) => return,
         Err(_) => {
             shared.rules.guard.count(Reason::HttpWriteTimeout);
+            reset_on_close(&stream);
             return;
         }
     }
@@ -200,6 +201,26 @@ pub async fn respond_and_close(mut stream: TcpStream, response: Vec<u8>, shared:
         }
     };
     let _ = monoio::time::timeout(LINGER, drain).await;
+}
+
+/// Makes closing the socket send a reset: the unsent rest of an abandoned response is discarded by the kernel
+/// instead of being kept (and trickled to a client that does not read) after the connection is gone.
+fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on an open socket with a pointer to a live `linger`.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -240,8 +240,12 @@ impl Decoder {
         self.frame.is_some() || self.message.is_some() || self.pos < self.input.len()
     }
 
-    /// Bytes held for unfinished frames and messages (buffer capacities: what the connection costs in memory).
+    /// Bytes held for an unfinished frame or message (buffer capacities: what it costs in memory); 0 between
+    /// messages (the small input buffer kept then is part of every connection's fixed cost).
     pub fn buffered_bytes(&self) -> usize {
+        if !self.in_progress() {
+            return 0;
+        }
         self.input.capacity() + self.payload.capacity() + self.control.capacity()
     }
 
