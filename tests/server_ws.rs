@@ -407,3 +407,37 @@ fn sigterm_closes_every_client_with_1001_and_exits_zero() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_client_close_overtakes_the_frames_not_yet_written() {
+    let server = TestServer::start(|_| {});
+    let mut client = WsClient::connect(server.addr, "/full-stream");
+    server.wait_for_clients(1);
+    // 200 frames of 64 KiB (12.8 MB) to a client that does not read yet: the writer takes them in one batch and
+    // the kernel accepts only a few MB of it.
+    let big = Frame::text(&vec![b'x'; 64 * 1024]);
+    for _ in 0..200 {
+        server.publish(Frames {
+            lite: big.clone(),
+            full: big.clone(),
+            domains: big.clone(),
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    client.send(0x8, &1000u16.to_be_bytes(), true);
+    let mut data_frames = 0;
+    let code = loop {
+        let frame = client.read_frame().expect("a frame");
+        match frame.opcode {
+            1 => data_frames += 1,
+            8 => break frame.close_code(),
+            _ => {}
+        }
+    };
+    assert_eq!(code, Some(1000));
+    // What the kernel buffers already held still arrives, then the close: not the rest of the batch.
+    assert!(
+        data_frames < 150,
+        "{data_frames} data frames were sent after the client's close"
+    );
+}
