@@ -113,7 +113,9 @@ async fn connection(mut stream: TcpStream) -> io::Result<()> {
                 match monoio::time::timeout(left, stream.read(buf)).await {
                     Ok(read) => read,
                     Err(_) => {
-                        if let Some(Action::Close { frame, .. }) = session.check_deadline(Instant::now()) {
+                        if let Some(Action::Close { frame, .. }) =
+                            session.check_deadline(Instant::now())
+                        {
                             let (result, _) = stream.write_all(frame.wire().to_vec()).await;
                             result?;
                         }

@@ -57,7 +57,8 @@ fn http_responses_that_are_not_read_are_dropped_at_the_write_deadline() {
     // server's send buffer grows up to 4 MiB).
     let filler = "x".repeat(400_000);
     for n in 0..25 {
-        let json = format!("{{\"message_type\":\"certificate_update\",\"n\":{n},\"pad\":\"{filler}\"}}");
+        let json =
+            format!("{{\"message_type\":\"certificate_update\",\"n\":{n},\"pad\":\"{filler}\"}}");
         let frame = Frame::text(json.as_bytes());
         server.publish(Frames {
             lite: frame.clone(),
@@ -81,7 +82,11 @@ fn http_responses_that_are_not_read_are_dropped_at_the_write_deadline() {
     assert_eq!(status, 200);
     assert!(body.len() > 10_000_000, "a reading client gets it all");
     let stats = wait_for_closes(&server, "http_write_timeout", 20);
-    assert_eq!(stats["connections"]["open"], 1 + 1, "the WebSocket client and the /stats request");
+    assert_eq!(
+        stats["connections"]["open"],
+        1 + 1,
+        "the WebSocket client and the /stats request"
+    );
     for mut stream in attackers {
         // The rest of the response was discarded (reset), not kept in the kernel for a client that does not read.
         stream
@@ -131,7 +136,10 @@ fn unfinished_messages_hit_the_byte_budget_then_the_deadline() {
     let closes = &stats["protective_closes"];
     let budget = closes["partial_message_budget"].as_u64().unwrap();
     let timeout = closes["message_timeout"].as_u64().unwrap();
-    assert!(budget >= 10, "most are refused at once by the budget: {stats}");
+    assert!(
+        budget >= 10,
+        "most are refused at once by the budget: {stats}"
+    );
     assert!(timeout >= 1, "those within the budget time out: {stats}");
     assert_eq!(budget + timeout, 20, "{stats}");
     // A message sent slowly but finished within the deadline is fine.
@@ -165,7 +173,10 @@ fn a_control_frame_flood_is_closed_with_1008_and_a_steady_pinger_is_not() {
         still_served(&server, &mut good, n);
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(server.stats()["protective_closes"]["control_frame_flood"], 1);
+    assert_eq!(
+        server.stats()["protective_closes"]["control_frame_flood"],
+        1
+    );
 }
 
 #[test]

@@ -206,7 +206,10 @@ fn python_clients_close_cleanly_on_every_stream_while_messages_flow() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for line in &lines {
             let result: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-            assert_eq!(result["code"], 1000, "the server answered the close: {result}");
+            assert_eq!(
+                result["code"], 1000,
+                "the server answered the close: {result}"
+            );
             let seconds = result["seconds"].as_f64().unwrap_or(f64::MAX);
             assert!(seconds < 2.0, "close() took too long: {result}");
         }
@@ -227,7 +230,6 @@ fn shutdown_with_200_python_clients_that_stopped_reading_is_fast_and_all_get_100
     let mut clients = Client::spawn("close_clients.py shutdown", &mut command);
     let mut go = clients.child.stdin.take().expect("stdin");
     server.wait_for_clients(200);
-    let mut n = 0;
     // Every client reads its first 5 messages, then stops reading: its library pauses the socket once 16 more are
     // queued, so it will not see the close frame (nor answer it) before it reads again.
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -239,16 +241,19 @@ fn shutdown_with_200_python_clients_that_stopped_reading_is_fast_and_all_get_100
         ready
     });
     assert_eq!(ready, ["READY"]);
-    for _ in 0..40 {
+    for n in 0..40 {
         server.publish(message(1_000_000 + n));
-        n += 1;
     }
     std::thread::sleep(Duration::from_millis(300));
     let took = server.stop();
     std::io::Write::write_all(&mut go, b"go\n").unwrap();
     let summary: serde_json::Value =
         serde_json::from_str(&clients.take(1)[0]).expect("a JSON summary");
-    assert_eq!(summary["codes"], serde_json::json!({"1001": 200}), "{summary}");
+    assert_eq!(
+        summary["codes"],
+        serde_json::json!({"1001": 200}),
+        "{summary}"
+    );
     eprintln!("shutdown with 200 Python websockets clients: {took:?}");
     assert!(
         took < Duration::from_millis(100),

@@ -81,11 +81,8 @@ pub fn serve(
     if let Some(idle) = rules.tcp_keepalive {
         // A peer that vanished without a FIN or RST (power loss, NAT timeout) is found and closed; a silent but
         // present client answers the probes and stays (FORMAT.md §3).
-        let _ = stream.set_tcp_keepalive(
-            Some(idle),
-            Some(KEEPALIVE_INTERVAL),
-            Some(KEEPALIVE_PROBES),
-        );
+        let _ =
+            stream.set_tcp_keepalive(Some(idle), Some(KEEPALIVE_INTERVAL), Some(KEEPALIVE_PROBES));
     }
     let (mut reader, mut writer) = stream.into_split();
     let stall = rules.write_stall_timeout;

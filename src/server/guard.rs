@@ -160,7 +160,10 @@ mod tests {
         let b = PartialBytes::new(guard.clone());
         assert!(a.update(60));
         assert!(!b.update(50), "60 + 50 is over 100");
-        assert!(b.update(30), "shrinking or staying within the budget is fine");
+        assert!(
+            b.update(30),
+            "shrinking or staying within the budget is fine"
+        );
         assert_eq!(guard.stats().partial_message_bytes, 90);
         drop(a);
         assert_eq!(guard.stats().partial_message_bytes, 30);

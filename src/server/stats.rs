@@ -276,7 +276,9 @@ mod tests {
         assert!(text.contains("certstream_clients{stream=\"lite\"} 3\n"));
         assert!(text.contains("certstream_messages_dropped_total 2\n"));
         assert!(text.contains("certstream_log_index{log=\"test\"} 10\n"));
-        assert!(text.contains("certstream_protective_closes_total{reason=\"http_write_timeout\"} 1\n"));
+        assert!(
+            text.contains("certstream_protective_closes_total{reason=\"http_write_timeout\"} 1\n")
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");

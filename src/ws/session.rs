@@ -212,10 +212,9 @@ impl Session {
     /// Fails the connection if the message in progress missed its deadline (call when the deadline passed).
     pub fn check_deadline(&mut self, now: Instant) -> Option<Action> {
         match self.deadline() {
-            Some(deadline) if now >= deadline => Some(self.fail(
-                CloseCause::MessageTimeout,
-                "message not finished in time",
-            )),
+            Some(deadline) if now >= deadline => {
+                Some(self.fail(CloseCause::MessageTimeout, "message not finished in time"))
+            }
             _ => None,
         }
     }
@@ -294,7 +293,10 @@ mod tests {
                 cause: CloseCause::PeerClosed
             }
         );
-        assert!(session.close_sent(), "the handshake is complete once the reply is written");
+        assert!(
+            session.close_sent(),
+            "the handshake is complete once the reply is written"
+        );
     }
 
     #[test]
@@ -306,7 +308,11 @@ mod tests {
         let mut bytes = client_frame(0x9, b"ping after our close", true);
         bytes.extend(client_frame(0x8, &[0x03, 0xE9], true));
         session.receive(&bytes, now);
-        assert_eq!(drain(&mut session, now), [Action::Closed], "no pong after our close");
+        assert_eq!(
+            drain(&mut session, now),
+            [Action::Closed],
+            "no pong after our close"
+        );
     }
 
     #[test]
@@ -321,7 +327,10 @@ mod tests {
                 cause: CloseCause::PeerClosed
             }]
         );
-        assert!(session.close_sent(), "whichever close is written completes the handshake");
+        assert!(
+            session.close_sent(),
+            "whichever close is written completes the handshake"
+        );
         assert_eq!(drain(&mut session, now), []);
     }
 
@@ -335,7 +344,10 @@ mod tests {
                 session.receive(&client_frame(0x9, b"", true), now);
             }
             let actions = drain(&mut session, now);
-            assert!(actions.iter().all(|a| matches!(a, Action::Pong(_))), "{actions:?}");
+            assert!(
+                actions.iter().all(|a| matches!(a, Action::Pong(_))),
+                "{actions:?}"
+            );
         }
         let now = t0 + Duration::from_secs(10);
         for _ in 0..6 {
