@@ -161,8 +161,12 @@ impl Session {
                 });
             }
         };
+        // The deadline runs from a message's first byte: a finished message restarts it for the bytes after it,
+        // while control frames do not (pings must not keep an unfinished message alive).
         if !self.decoder.in_progress() {
             self.message_started = None;
+        } else if matches!(action, Action::Message { .. }) {
+            self.message_started = Some(now);
         }
         Some(action)
     }
