@@ -58,7 +58,7 @@ enum WriteEnd {
     CloseSent { complete: bool },
 }
 
-/// What a connection needs besides its socket: the server-wide guard and the write stall timeout.
+/// What a connection needs besides its socket: the server-wide guard, the write stall timeout, the keepalive idle.
 pub struct Rules {
     pub guard: Rc<Guard>,
     pub write_stall_timeout: Duration,
