@@ -1,16 +1,20 @@
 //! Echo server for the Autobahn fuzzingclient, built on certstream's own WebSocket layer
 //! (`certstream::ws`): `autobahn_echo 127.0.0.1:9002`.
 //!
-//! One task per connection; every text and binary message is echoed, pings are answered, and the server closes
-//! TCP after the close handshake. Nothing a peer sends can panic it: errors end only that peer's task.
+//! One task per connection; every text and binary message is echoed, and everything else (pings, pongs, the close
+//! handshake, protocol errors, the control-frame budget and the message deadline) is decided by the production
+//! `ws::session::Session` with the server's default limits, so the Autobahn run tests the server's own code path.
+//! The server closes TCP after the close handshake. Nothing a peer sends can panic it: errors end only that peer's
+//! task.
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use certstream::ws::decode::{CLOSE_NORMAL, Decoder, Event};
-use certstream::ws::frame::{OpCode, put_header};
+use certstream::config::Config;
+use certstream::ws::frame::put_header;
 use certstream::ws::handshake::{check_upgrade, switching_protocols};
+use certstream::ws::session::{Action, Session, SessionLimits};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
@@ -77,29 +81,83 @@ async fn connection(mut stream: TcpStream) -> io::Result<()> {
     let Some(first_frames) = handshake(&mut stream).await? else {
         return Ok(());
     };
-    let mut decoder = Decoder::new(MAX_MESSAGE_LEN);
-    decoder.extend(&first_frames);
+    let defaults = Config::default();
+    let limits = SessionLimits {
+        max_message_len: MAX_MESSAGE_LEN,
+        control_frames_per_second: defaults.control_frames_per_second,
+        message_timeout: defaults.message_timeout,
+    };
+    let mut session = Session::new(limits, &first_frames, Instant::now());
     let mut buf = Vec::with_capacity(READ_BUFFER_LEN);
     let mut out = Vec::new();
     loop {
-        let close_code = drain_events(&mut decoder, &mut out);
+        let end = answer(&mut session, &mut out);
         if !out.is_empty() {
             let (result, written) = stream.write_all(std::mem::take(&mut out)).await;
             result?;
             out = written;
             out.clear();
         }
-        if close_code.is_some() {
+        if let Some(end) = end {
+            if let End::CloseWritten = end {
+                // The peer's reply, if any, is read and dropped while lingering.
+                session.close_sent();
+            }
             return linger_close(stream, buf).await;
         }
         buf.clear();
-        let (result, filled) = stream.read(buf).await;
+        let read = match session.deadline() {
+            None => stream.read(buf).await,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match monoio::time::timeout(left, stream.read(buf)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        if let Some(Action::Close { frame, .. }) =
+                            session.check_deadline(Instant::now())
+                        {
+                            let (result, _) = stream.write_all(frame.wire().to_vec()).await;
+                            result?;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let (result, filled) = read;
         buf = filled;
         if result? == 0 {
             return Ok(());
         }
-        decoder.extend(&buf);
+        session.receive(&buf, Instant::now());
     }
+}
+
+/// How a batch of actions ended the conversation.
+enum End {
+    /// A close frame was put into the output (our reply, or a failure).
+    CloseWritten,
+    /// The peer answered a close of ours.
+    HandshakeDone,
+}
+
+/// Carries out the session's decisions into `out`: echoes messages, sends pongs and close frames.
+fn answer(session: &mut Session, out: &mut Vec<u8>) -> Option<End> {
+    while let Some(action) = session.next_action(Instant::now()) {
+        match action {
+            Action::Message { opcode, payload } => {
+                put_header(out, opcode, payload.len());
+                out.extend_from_slice(&payload);
+            }
+            Action::Pong(frame) => out.extend_from_slice(frame.wire()),
+            Action::Close { frame, .. } => {
+                out.extend_from_slice(frame.wire());
+                return Some(End::CloseWritten);
+            }
+            Action::Closed => return Some(End::HandshakeDone),
+        }
+    }
+    None
 }
 
 /// Reads and answers the upgrade request. Returns the bytes that followed the head (the first frames), or `None`
@@ -143,35 +201,6 @@ async fn handshake(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
         result?;
         return Ok(rest);
     }
-}
-
-/// Answers every decoded event into `out`; returns the close code once the connection is to be closed.
-fn drain_events(decoder: &mut Decoder, out: &mut Vec<u8>) -> Option<u16> {
-    loop {
-        let (opcode, payload) = match decoder.next_event() {
-            Ok(None) => return None,
-            Ok(Some(Event::Text(payload))) => (OpCode::Text, payload),
-            Ok(Some(Event::Binary(payload))) => (OpCode::Binary, payload),
-            Ok(Some(Event::Ping(payload))) => (OpCode::Pong, payload),
-            Ok(Some(Event::Pong(_))) => continue,
-            Ok(Some(Event::Close(frame))) => {
-                let code = frame.map_or(CLOSE_NORMAL, |f| f.code);
-                push_frame(out, OpCode::Close, &code.to_be_bytes());
-                return Some(code);
-            }
-            Err(error) => {
-                let code = error.close_code();
-                push_frame(out, OpCode::Close, &code.to_be_bytes());
-                return Some(code);
-            }
-        };
-        push_frame(out, opcode, &payload);
-    }
-}
-
-fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
-    put_header(out, opcode, payload.len());
-    out.extend_from_slice(payload);
 }
 
 /// The server closes TCP first: send FIN, then read (and discard) until the peer's FIN or a timeout, so unread

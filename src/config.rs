@@ -39,6 +39,16 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Bytes of log lines waiting for stdout; beyond it lines are dropped and counted.
     pub log_buffer: usize,
+    /// Time allowed to write a whole plain-HTTP response.
+    pub http_write_timeout: Duration,
+    /// Time a WebSocket client has to finish a message once its first byte arrived.
+    pub message_timeout: Duration,
+    /// Bytes all unfinished WebSocket client messages may hold together.
+    pub partial_message_budget: usize,
+    /// Control frames (pings, pongs) accepted per second from one client, on average and in a burst.
+    pub control_frames_per_second: u32,
+    /// Idle time before TCP keepalive probes a silent WebSocket peer (`None`: no keepalive).
+    pub tcp_keepalive: Option<Duration>,
     /// Which CT logs to follow, and how.
     pub ingest: IngestConfig,
 }
@@ -106,6 +116,11 @@ impl Default for Config {
             request_head_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(1),
             log_buffer: 1 << 20,
+            http_write_timeout: Duration::from_secs(10),
+            message_timeout: Duration::from_secs(10),
+            partial_message_budget: 64 << 20,
+            control_frames_per_second: 20,
+            tcp_keepalive: Some(Duration::from_secs(60)),
             ingest: IngestConfig::default(),
         }
     }
@@ -155,6 +170,21 @@ Options:
   --ops-rate N              requests per second on each of /stats, /metrics, /latest.json and the example
                             routes (burst: 2 s worth); more get 429 [env CERTSTREAM_OPS_RATE] [20]
   --heartbeat               send a heartbeat message every 30 s on every stream [env CERTSTREAM_HEARTBEAT=1]
+  --http-write-timeout DURATION
+                            time to write a whole HTTP response, then the connection is closed
+                            [env CERTSTREAM_HTTP_WRITE_TIMEOUT] [10s]
+  --message-timeout DURATION
+                            time a WebSocket client has to finish a message it started, then close 1008
+                            [env CERTSTREAM_MESSAGE_TIMEOUT] [10s]
+  --partial-message-budget BYTES
+                            bytes all unfinished client messages may hold together; a client growing past it is
+                            closed with 1008 [env CERTSTREAM_PARTIAL_MESSAGE_BUDGET] [67108864 (64 MiB)]
+  --control-frames-per-second N
+                            pings and pongs accepted per client per second (also the burst); beyond, close 1008
+                            [env CERTSTREAM_CONTROL_FRAMES_PER_SECOND] [20]
+  --tcp-keepalive DURATION  idle time before TCP keepalive probes a silent client (every 10 s, 6 probes: a vanished
+                            peer is closed after about 2 min; silent but present clients are never closed); 0 turns
+                            it off [env CERTSTREAM_TCP_KEEPALIVE] [60s]
 
 Certificate Transparency logs:
   --log-list URL|PATH       follow the logs of this v3 log list (http(s) URL or file) instead of Chrome's signed
@@ -200,7 +230,7 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 21] = [
+const OPTS: [Opt; 26] = [
     Opt {
         flag: "--listen",
         env: "WEBSOCKET_LISTEN",
@@ -245,6 +275,31 @@ const OPTS: [Opt; 21] = [
         flag: "--heartbeat",
         env: "CERTSTREAM_HEARTBEAT",
         takes_value: false,
+    },
+    Opt {
+        flag: "--http-write-timeout",
+        env: "CERTSTREAM_HTTP_WRITE_TIMEOUT",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--message-timeout",
+        env: "CERTSTREAM_MESSAGE_TIMEOUT",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--partial-message-budget",
+        env: "CERTSTREAM_PARTIAL_MESSAGE_BUDGET",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--control-frames-per-second",
+        env: "CERTSTREAM_CONTROL_FRAMES_PER_SECOND",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--tcp-keepalive",
+        env: "CERTSTREAM_TCP_KEEPALIVE",
+        takes_value: true,
     },
     Opt {
         flag: "--log-list",
@@ -353,6 +408,11 @@ impl Command {
             latest_bytes,
             ops_rate,
             heartbeat,
+            http_write_timeout,
+            message_timeout,
+            partial_message_budget,
+            control_frames_per_second,
+            tcp_keepalive,
             log_list,
             signature,
             apple,
@@ -395,6 +455,25 @@ impl Command {
         }
         if let Some(v) = log_buffer {
             config.log_buffer = parse_count("--log-buffer", &v)?;
+        }
+        if let Some(v) = http_write_timeout {
+            config.http_write_timeout = parse_duration("--http-write-timeout", &v)?;
+        }
+        if let Some(v) = message_timeout {
+            config.message_timeout = parse_duration("--message-timeout", &v)?;
+        }
+        if let Some(v) = partial_message_budget {
+            config.partial_message_budget = parse_count("--partial-message-budget", &v)?;
+        }
+        if let Some(v) = control_frames_per_second {
+            let n = parse_count("--control-frames-per-second", &v)?;
+            config.control_frames_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = tcp_keepalive {
+            config.tcp_keepalive = match v.as_str() {
+                "0" | "off" => None,
+                _ => Some(parse_duration("--tcp-keepalive", &v)?),
+            };
         }
         let ingest = &mut config.ingest;
         ingest.log_list = log_list.filter(|v| !v.is_empty());
@@ -644,6 +723,32 @@ mod tests {
             (4096, 64, 1000, 5)
         );
         assert!(parse(&["--ops-rate", "0"], &[]).is_err());
+    }
+
+    #[test]
+    fn client_deadlines_and_budgets() {
+        let defaults = run(&[], &[]);
+        assert_eq!(defaults.tcp_keepalive, Some(Duration::from_secs(60)));
+        let config = run(
+            &[
+                "--http-write-timeout",
+                "2s",
+                "--message-timeout=500ms",
+                "--partial-message-budget",
+                "1000",
+                "--control-frames-per-second",
+                "3",
+                "--tcp-keepalive",
+                "0",
+            ],
+            &[("CERTSTREAM_MESSAGE_TIMEOUT", "1m")],
+        );
+        assert_eq!(config.http_write_timeout, Duration::from_secs(2));
+        assert_eq!(config.message_timeout, Duration::from_millis(500));
+        assert_eq!(config.partial_message_budget, 1000);
+        assert_eq!(config.control_frames_per_second, 3);
+        assert_eq!(config.tcp_keepalive, None);
+        assert!(parse(&["--control-frames-per-second", "0"], &[]).is_err());
     }
 
     #[test]

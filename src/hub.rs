@@ -204,12 +204,12 @@ impl Hub {
         }
     }
 
-    /// Starts the closing handshake with every client: the frame (a close frame) is sent after any control frame
-    /// already queued, and queued data is discarded.
+    /// Queues the close frame (shutdown) for every client that has none queued yet: it is sent after any control
+    /// frame already queued, and queued data is discarded.
     pub fn close_all(&self, close: Frame) {
         let close = Rc::new(close);
         for client in self.snapshot().iter() {
-            client.start_close(close.clone());
+            client.queue_close_frame(close.clone());
         }
     }
 
@@ -221,7 +221,7 @@ impl Hub {
             ring: RefCell::new(VecDeque::new()),
             ring_bytes: Cell::new(0),
             control: RefCell::new(ControlQueue::default()),
-            close: Cell::new(CloseState::Open),
+            closing: Cell::new(false),
             dropped: Cell::new(0),
             left: Cell::new(false),
             waker: Cell::new(None),
@@ -316,7 +316,9 @@ impl Hub {
     }
 
     fn leave(&self, client: &Client) {
-        client.left.set(true);
+        if client.left.replace(true) {
+            return;
+        }
         client.clear_ring();
         client.waker.take();
         let state = &self.state;
@@ -350,21 +352,18 @@ impl std::ops::Deref for ClientHandle {
     }
 }
 
-impl Drop for ClientHandle {
-    fn drop(&mut self) {
+impl ClientHandle {
+    /// Leaves the hub before the connection ends (its close frame is out and only the peer's reply is awaited):
+    /// graceful shutdown waits for members only.
+    pub fn leave(&self) {
         self.hub.leave(&self.client);
     }
 }
 
-/// Where a client is in the closing handshake.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseState {
-    /// Streaming.
-    Open,
-    /// The server started the closing handshake (shutdown): a close frame is queued or sent, the peer's reply is awaited.
-    ServerInitiated,
-    /// The connection ends after the queued close frame: the peer closed first, or violated the protocol.
-    Final,
+impl Drop for ClientHandle {
+    fn drop(&mut self) {
+        self.hub.leave(&self.client);
+    }
 }
 
 /// Control frames waiting to be sent, coalesced so a client that floods pings cannot grow memory.
@@ -389,7 +388,8 @@ pub struct Client {
     /// Wire bytes of the frames in `ring`.
     ring_bytes: Cell<usize>,
     control: RefCell<ControlQueue>,
-    close: Cell<CloseState>,
+    /// A close frame is queued or sent: nothing more is queued (the handshake itself is the session's, `ws::session`).
+    closing: Cell<bool>,
     dropped: Cell<u64>,
     left: Cell<bool>,
     waker: Cell<Option<Waker>>,
@@ -406,9 +406,9 @@ impl Client {
         self.dropped.get()
     }
 
-    /// The closing-handshake state.
-    pub fn close_state(&self) -> CloseState {
-        self.close.get()
+    /// Whether a close frame is queued or sent.
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
     }
 
     /// Queues a pong (replacing an unsent one: only the latest ping needs an answer, RFC 6455 §5.5.3).
@@ -416,29 +416,23 @@ impl Client {
         self.queue_control(Control::Pong(Rc::new(pong)));
     }
 
-    /// Queues the final close frame (a reply to the peer's close, or a protocol error); the connection ends once it
-    /// is written. Ignored when a close is already queued.
-    pub fn close_final(&self, close: Frame) {
-        if self.close.get() == CloseState::Open {
-            self.set_close(Rc::new(close), CloseState::Final);
-        }
+    /// Queues a close frame; the queued data is discarded and nothing is queued after it. Ignored when a close is
+    /// already queued (whichever close goes out first completes the handshake).
+    pub fn queue_close(&self, close: Frame) {
+        self.queue_close_frame(Rc::new(close));
     }
 
-    fn start_close(&self, close: Rc<Frame>) {
-        if self.close.get() == CloseState::Open {
-            self.set_close(close, CloseState::ServerInitiated);
+    fn queue_close_frame(&self, close: Rc<Frame>) {
+        if self.closing.replace(true) {
+            return;
         }
-    }
-
-    fn set_close(&self, close: Rc<Frame>, state: CloseState) {
-        self.close.set(state);
         self.control.borrow_mut().close = Some(close);
         self.clear_ring();
         self.wake();
     }
 
     fn queue_control(&self, control: Control) {
-        if self.close.get() != CloseState::Open {
+        if self.closing.get() {
             return;
         }
         let mut queue = self.control.borrow_mut();
@@ -454,7 +448,7 @@ impl Client {
     /// than the whole budget still goes out, alone) and counts them here and in the hub's totals.
     #[inline]
     fn push(&self, frame: &Rc<Frame>, hub: &HubState) {
-        if self.left.get() || self.close.get() != CloseState::Open {
+        if self.left.get() || self.closing.get() {
             return;
         }
         let len = frame.wire().len();
@@ -702,7 +696,8 @@ mod tests {
         assert_eq!(payloads, [&b"b"[..], b"", b"lite 1"]);
         hub.publish(&frames(2));
         hub.close_all(Frame::close(1001, "bye"));
-        assert_eq!(client.close_state(), CloseState::ServerInitiated);
+        assert!(client.is_closing());
+        client.queue_close(Frame::close(1000, "")); // ignored: a close is already queued
         hub.publish(&frames(3));
         out.clear();
         assert!(client.take_batch(&mut out, 10), "the close frame is taken");

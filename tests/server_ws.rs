@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use certstream::stream::Frames;
 use certstream::ws::frame::Frame;
 use server_support::{
-    TestServer, WsClient, encode_client_frame, http_request, message, split_response,
+    TestServer, WsClient, encode_client_frame, http_request, message, shrink_receive_buffer,
+    split_response,
 };
 
 #[test]
@@ -194,23 +195,6 @@ fn a_slow_client_loses_its_oldest_messages_and_nobody_else_does() {
     drop(slow);
 }
 
-/// Makes a client's receive window tiny so the server's socket buffers fill quickly.
-fn shrink_receive_buffer(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let size: libc::c_int = 4096;
-    // SAFETY: setsockopt on an open socket with a pointer to a live c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-}
-
 #[test]
 fn misbehaving_clients_are_closed_and_the_others_keep_receiving() {
     let server = TestServer::start(|config| {
@@ -386,5 +370,39 @@ fn sigterm_closes_every_client_with_1001_and_exits_zero() {
         started.elapsed() < Duration::from_secs(2),
         "shutdown took {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn a_client_close_overtakes_the_frames_not_yet_written() {
+    let server = TestServer::start(|_| {});
+    let mut client = WsClient::connect(server.addr, "/full-stream");
+    server.wait_for_clients(1);
+    // 200 frames of 64 KiB (12.8 MB) to a client that does not read yet: the writer takes them in one batch and
+    // the kernel accepts only a few MB of it.
+    let big = Frame::text(&vec![b'x'; 64 * 1024]);
+    for _ in 0..200 {
+        server.publish(Frames {
+            lite: big.clone(),
+            full: big.clone(),
+            domains: big.clone(),
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    client.send(0x8, &1000u16.to_be_bytes(), true);
+    let mut data_frames = 0;
+    let code = loop {
+        let frame = client.read_frame().expect("a frame");
+        match frame.opcode {
+            1 => data_frames += 1,
+            8 => break frame.close_code(),
+            _ => {}
+        }
+    };
+    assert_eq!(code, Some(1000));
+    // What the kernel buffers already held still arrives, then the close: not the rest of the batch.
+    assert!(
+        data_frames < 150,
+        "{data_frames} data frames were sent after the client's close"
     );
 }

@@ -1,20 +1,22 @@
-//! One upgraded WebSocket connection: a reader that decodes client frames and a writer that drains the client's
-//! ring with vectored writes, polled together by the connection's task.
+//! One upgraded WebSocket connection: a reader that feeds the client's bytes to its `ws::session::Session` and acts
+//! on what the session decides, and a writer that drains the client's ring with vectored writes, polled together
+//! by the connection's task.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
+use super::guard::{Guard, PartialBytes, Reason};
 use super::limits::Slot;
-use crate::hub::{ClientHandle, CloseState};
-use crate::ws::decode::{Decoder, Event};
-use crate::ws::frame::{Frame, OpCode};
+use crate::hub::{Client, ClientHandle};
+use crate::ws::frame::Frame;
+use crate::ws::session::{Action, CloseCause, Session};
 
 /// Largest client message accepted; a longer one closes the connection with 1009 (FORMAT.md §3).
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
@@ -28,6 +30,10 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 /// How long we wait for the peer's close reply after sending ours.
 const CLOSE_REPLY: Duration = Duration::from_secs(5);
 
+/// TCP keepalive probes, once the idle time passed: every 10 s, 6 unanswered ones end the connection.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 6;
+
 /// Read buffer size: clients send almost nothing, and an idle connection keeps one buffer in its pending read.
 const SMALL_READ: usize = 64;
 
@@ -38,7 +44,7 @@ const LARGE_READ: usize = 16 * 1024;
 enum ReadEnd {
     /// The peer vanished (EOF or socket error); nothing more can be sent.
     Gone,
-    /// A final close frame is queued (the peer's close, or a protocol violation).
+    /// A final close frame is queued (the reply to the peer's close, or the session failed the connection).
     CloseQueued,
     /// The peer answered our close: the handshake is complete.
     CloseReplied,
@@ -48,40 +54,58 @@ enum ReadEnd {
 enum WriteEnd {
     /// The socket failed, or a write made no progress within the stall timeout.
     Failed,
-    /// The close frame was written.
-    CloseSent,
+    /// A close frame was written; `complete` when the peer's close had already been received.
+    CloseSent { complete: bool },
 }
 
-/// Serves an upgraded connection until it closes. `decoder` already holds the bytes that arrived after the request
-/// head; `slot` counts the connection as open until then.
+/// What a connection needs besides its socket: the server-wide guard, the write stall timeout, the keepalive idle.
+pub struct Rules {
+    pub guard: Rc<Guard>,
+    pub write_stall_timeout: Duration,
+    pub tcp_keepalive: Option<Duration>,
+}
+
+/// Serves an upgraded connection until it closes. `session` already holds the bytes that arrived after the
+/// request head; `slot` counts the connection as open until then.
 ///
 /// A plain function returning the future (not an `async fn`): the future then holds each value once, where an
 /// `async fn` would keep its arguments next to the locals they are moved into. Every idle client's task is this
 /// future, so its size is memory per client.
 pub fn serve(
     stream: TcpStream,
-    mut decoder: Decoder,
+    session: Session,
     client: ClientHandle,
-    write_stall_timeout: Duration,
+    rules: &Rules,
     slot: Slot,
-) -> impl Future<Output = ()> {
+) -> impl Future<Output = ()> + use<> {
+    if let Some(idle) = rules.tcp_keepalive {
+        // A peer that vanished without a FIN or RST (power loss, NAT timeout) is found and closed; a silent but
+        // present client answers the probes and stays (FORMAT.md §3).
+        let _ =
+            stream.set_tcp_keepalive(Some(idle), Some(KEEPALIVE_INTERVAL), Some(KEEPALIVE_PROBES));
+    }
     let (mut reader, mut writer) = stream.into_split();
+    let stall = rules.write_stall_timeout;
+    // Built here, not inside the future: a value moved into the future and then wrapped there would be held twice.
+    let session = RefCell::new(session);
+    let partial = PartialBytes::new(rules.guard.clone());
     async move {
-        let mut reading = pin!(read_loop(&mut reader, &mut decoder, &client));
-        let mut writing = pin!(write_loop(&mut writer, &client, write_stall_timeout));
+        let mut reading = pin!(read_loop(&mut reader, &session, &client, &partial));
+        let mut writing = pin!(write_loop(&mut writer, &session, &client, stall));
         monoio::select! {
             end = &mut reading => match end {
-                ReadEnd::Gone => {}
-                ReadEnd::CloseQueued | ReadEnd::CloseReplied => {
+                ReadEnd::Gone | ReadEnd::CloseReplied => {}
+                ReadEnd::CloseQueued => {
                     let _ = Box::pin(monoio::time::timeout(CLOSE_FLUSH, &mut writing)).await;
                 }
             },
             end = &mut writing => match end {
-                WriteEnd::Failed => {}
-                WriteEnd::CloseSent => {
-                    if client.close_state() == CloseState::ServerInitiated {
-                        let _ = Box::pin(monoio::time::timeout(CLOSE_REPLY, &mut reading)).await;
-                    }
+                WriteEnd::Failed | WriteEnd::CloseSent { complete: true } => {}
+                WriteEnd::CloseSent { complete: false } => {
+                    // Our close (shutdown) is out: leave the hub so shutdown need not wait for a reply a client
+                    // that stopped reading will never send, and give the others time to answer.
+                    client.leave();
+                    let _ = Box::pin(monoio::time::timeout(CLOSE_REPLY, &mut reading)).await;
                 }
             },
         }
@@ -89,38 +113,20 @@ pub fn serve(
     }
 }
 
-/// Reads and decodes client frames: answers pings, completes or fails the closing handshake, ignores data.
+/// Reads client bytes into the session and acts on its decisions: queues pongs and close frames, ends when the
+/// handshake completes, the peer vanishes or the session fails the connection (a deadline or a budget).
 async fn read_loop(
     reader: &mut OwnedReadHalf<TcpStream>,
-    decoder: &mut Decoder,
+    session: &RefCell<Session>,
     client: &ClientHandle,
+    partial: &PartialBytes,
 ) -> ReadEnd {
     let mut buf = Vec::with_capacity(SMALL_READ);
     loop {
-        loop {
-            match decoder.next_event() {
-                Ok(None) => break,
-                Ok(Some(Event::Ping(payload))) => client.queue_pong(Frame::pong(&payload)),
-                Ok(Some(Event::Pong(_) | Event::Text(_) | Event::Binary(_))) => {}
-                Ok(Some(Event::Close(close))) => {
-                    if client.close_state() == CloseState::ServerInitiated {
-                        return ReadEnd::CloseReplied;
-                    }
-                    // Echo the peer's status code (RFC 6455 §5.5.1); an empty close gets an empty close.
-                    let reply = match close {
-                        Some(close) => Frame::close(close.code, ""),
-                        None => Frame::new(OpCode::Close, b""),
-                    };
-                    client.close_final(reply);
-                    return ReadEnd::CloseQueued;
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "closing a WebSocket client that violated the protocol");
-                    client.close_final(Frame::close(error.close_code(), &error.to_string()));
-                    return ReadEnd::CloseQueued;
-                }
-            }
+        if let Some(end) = act(session, client, partial) {
+            return end;
         }
+        let guard = partial.guard();
         let wanted = if buf.len() == buf.capacity() && buf.capacity() < LARGE_READ {
             LARGE_READ
         } else {
@@ -130,18 +136,89 @@ async fn read_loop(
             buf = Vec::with_capacity(wanted);
         }
         buf.clear();
-        let (result, returned) = reader.read(buf).await;
+        let deadline = session.borrow().deadline();
+        let (result, returned) = match deadline {
+            None => reader.read(buf).await,
+            // Boxed: the timer is only needed while a message is unfinished, not in every idle task.
+            Some(deadline) => match Box::pin(read_until(reader, buf, deadline)).await {
+                Some(read) => read,
+                None => {
+                    let action = session.borrow_mut().check_deadline(Instant::now());
+                    return match action {
+                        Some(Action::Close { frame, cause }) => close(client, guard, frame, cause),
+                        _ => ReadEnd::Gone,
+                    };
+                }
+            },
+        };
         buf = returned;
         match result {
-            Ok(n) if n > 0 => decoder.extend(&buf),
+            Ok(n) if n > 0 => session.borrow_mut().receive(&buf, Instant::now()),
+            Err(error) if error.raw_os_error() == Some(libc::ETIMEDOUT) => {
+                guard.count(Reason::KeepaliveTimeout);
+                return ReadEnd::Gone;
+            }
             _ => return ReadEnd::Gone,
         }
     }
 }
 
-/// Waits for queued frames and writes them, many per system call, until the close frame is out.
+/// One read that must complete by `deadline`; `None` when it did not.
+async fn read_until(
+    reader: &mut OwnedReadHalf<TcpStream>,
+    buf: Vec<u8>,
+    deadline: Instant,
+) -> Option<(std::io::Result<usize>, Vec<u8>)> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    monoio::time::timeout(left, reader.read(buf)).await.ok()
+}
+
+/// Carries out what the session decided on the bytes received so far, and enforces the server-wide budget of
+/// partial-message bytes; `Some` when the reader is done.
+fn act(
+    session: &RefCell<Session>,
+    client: &ClientHandle,
+    partial: &PartialBytes,
+) -> Option<ReadEnd> {
+    let guard = partial.guard();
+    let mut session = session.borrow_mut();
+    let now = Instant::now();
+    while let Some(action) = session.next_action(now) {
+        match action {
+            Action::Message { .. } => {}
+            Action::Pong(pong) => client.queue_pong(pong),
+            Action::Close { frame, cause } => return Some(close(client, guard, frame, cause)),
+            Action::Closed => return Some(ReadEnd::CloseReplied),
+        }
+    }
+    if partial.update(session.buffered_bytes()) {
+        return None;
+    }
+    guard.count(Reason::PartialMessageBudget);
+    let action = session.fail(
+        CloseCause::ServerLimit,
+        "server busy: too many unfinished messages",
+    );
+    partial.update(session.buffered_bytes());
+    if let Action::Close { frame, .. } = action {
+        client.queue_close(frame);
+    }
+    Some(ReadEnd::CloseQueued)
+}
+
+/// Queues the close frame the session decided on, counting the protective ones.
+fn close(client: &ClientHandle, guard: &Guard, frame: Frame, cause: CloseCause) -> ReadEnd {
+    if let Some(reason) = Reason::of(cause) {
+        guard.count(reason);
+    }
+    client.queue_close(frame);
+    ReadEnd::CloseQueued
+}
+
+/// Waits for queued frames and writes them, many per system call, until a close frame is out.
 async fn write_loop(
     writer: &mut OwnedWriteHalf<TcpStream>,
+    session: &RefCell<Session>,
     client: &ClientHandle,
     stall: Duration,
 ) -> WriteEnd {
@@ -151,20 +228,25 @@ async fn write_loop(
         let closing = client.take_batch(&mut batch.frames, MAX_FRAMES_PER_WRITE);
         batch.point_at_frames();
         // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task.
-        match Box::pin(write_batch(writer, batch, stall)).await {
+        // A batch that carries the close frame is written whole; any other gives way to a close queued meanwhile.
+        let give_way = (!closing).then_some(&**client);
+        match Box::pin(write_batch(writer, batch, give_way, stall)).await {
             Some(batch) => batch.recycle(),
             None => return WriteEnd::Failed,
         }
         if closing {
-            return WriteEnd::CloseSent;
+            let complete = session.borrow_mut().close_sent();
+            return WriteEnd::CloseSent { complete };
         }
     }
 }
 
-/// Writes a whole batch; `None` if the socket fails or a write makes no progress within `stall`.
+/// Writes a whole batch; `None` if the socket fails or a write makes no progress within `stall`. Once a close frame
+/// is queued, the frames not yet started are dropped: the close overtakes them at the next frame boundary.
 async fn write_batch(
     writer: &mut OwnedWriteHalf<TcpStream>,
     mut batch: Batch,
+    give_way: Option<&Client>,
     stall: Duration,
 ) -> Option<Batch> {
     while !batch.is_empty() {
@@ -172,6 +254,9 @@ async fn write_batch(
             Ok((Ok(written), returned)) if written > 0 => {
                 batch = returned;
                 batch.advance(written);
+                if give_way.is_some_and(Client::is_closing) {
+                    batch.drop_unstarted();
+                }
             }
             Ok(_) => return None,
             Err(_) => {
@@ -238,6 +323,16 @@ impl Batch {
             written -= iovec.iov_len;
             self.first += 1;
         }
+    }
+
+    /// Forgets the frames not yet started (the one partly written, if any, is finished: a frame cannot be cut).
+    fn drop_unstarted(&mut self) {
+        let started = self
+            .iovecs
+            .get(self.first)
+            .zip(self.frames.get(self.first))
+            .is_some_and(|(iovec, frame)| iovec.iov_len < frame.wire().len());
+        self.iovecs.truncate(self.first + usize::from(started));
     }
 
     /// Releases the frames and keeps the arrays for the next write (up to [`SPARE_BATCHES`] spares).
@@ -307,15 +402,23 @@ mod tests {
             let stream = TcpStream::connect_addr(addr).await.unwrap();
             let hub = crate::hub::Hub::new(8);
             let limits = Rc::new(super::super::limits::Limits::new(10, 10, usize::MAX));
+            let config = crate::config::Config::default();
+            let rules = Rules {
+                guard: Rc::new(Guard::new(1 << 20)),
+                write_stall_timeout: Duration::from_secs(1),
+                tcp_keepalive: config.tcp_keepalive,
+            };
             let task = serve(
                 stream,
-                Decoder::new(MAX_CLIENT_MESSAGE),
+                Session::new(super::super::session_limits(&config), &[], Instant::now()),
                 hub.join(crate::stream::StreamKind::Lite),
-                Duration::from_secs(1),
+                &rules,
                 limits.admit(addr.ip()).expect("within the limits"),
             );
             let size = std::mem::size_of_val(&task);
-            assert!(size <= 640, "the connection future takes {size} bytes");
+            // 616 bytes before the session (close state, control-frame budget, message deadline: +72) and the
+            // connection's share of the partial-message budget.
+            assert!(size <= 768, "the connection future takes {size} bytes");
         })
         .unwrap();
     }

@@ -6,6 +6,8 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use super::Shared;
+use super::guard::Reason;
 use crate::stream::StreamKind;
 
 /// Largest request head accepted (request line and headers); a longer one gets `431`.
@@ -167,13 +169,23 @@ pub fn response_with(status: u16, content_type: &str, extra_headers: &str, body:
     out
 }
 
-/// Writes a response, then closes politely: our side is shut down and what the client still sends is read and
+/// Writes a response within `--http-write-timeout` (a client that does not read cannot pin the response's memory;
+/// counted when it bites), then closes politely: our side is shut down and what the client still sends is read and
 /// discarded (bounded), so the kernel does not answer it with a reset that could destroy the response in flight.
-pub async fn respond_and_close(mut stream: TcpStream, response: bytes::Bytes) {
+pub async fn respond_and_close(mut stream: TcpStream, response: bytes::Bytes, shared: &Shared) {
     const LINGER: Duration = Duration::from_secs(2);
     const LINGER_BYTES: usize = 4 << 20;
-    let (result, _) = stream.write_all(response).await;
-    if result.is_err() || stream.shutdown().await.is_err() {
+    let deadline = shared.config.http_write_timeout;
+    match monoio::time::timeout(deadline, stream.write_all(response)).await {
+        Ok((Ok(_), _)) => {}
+        Ok((Err(_), _)) => return,
+        Err(_) => {
+            shared.rules.guard.count(Reason::HttpWriteTimeout);
+            reset_on_close(&stream);
+            return;
+        }
+    }
+    if stream.shutdown().await.is_err() {
         return;
     }
     let drain = async {
@@ -190,6 +202,26 @@ pub async fn respond_and_close(mut stream: TcpStream, response: bytes::Bytes) {
         }
     };
     let _ = monoio::time::timeout(LINGER, drain).await;
+}
+
+/// Makes closing the socket send a reset: the unsent rest of an abandoned response is discarded by the kernel
+/// instead of being kept (and trickled to a client that does not read) after the connection is gone.
+fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on an open socket with a pointer to a live `linger`.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! profile keeps `panic = "unwind"` for this.
 
 mod connection;
+mod guard;
 mod http;
 mod limits;
 mod pretty;
@@ -30,10 +31,11 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::hub::{ByteBudget, Hub};
-use crate::ws::decode::Decoder;
 use crate::ws::frame::Frame;
 use crate::ws::handshake;
+use crate::ws::session::{Session, SessionLimits};
 
+pub use guard::{GuardStats, Reason as CloseReason};
 pub use http::Route;
 pub use limits::ConnectionStats;
 pub use stats::{StatusReporter, metric};
@@ -53,6 +55,7 @@ pub(crate) struct Shared {
     hub: Hub,
     limits: Rc<limits::Limits>,
     ops: routes::OpsRoutes,
+    rules: connection::Rules,
     reporters: RefCell<Vec<Rc<dyn StatusReporter>>>,
 }
 
@@ -63,6 +66,7 @@ impl Shared {
             hub: self.hub.stats(),
             connections: self.limits.stats(),
             rate_limited: self.ops.rate_limited(),
+            guard: self.rules.guard.stats(),
         }
     }
 }
@@ -88,6 +92,11 @@ impl Server {
                 descriptor_room,
             )),
             ops: routes::OpsRoutes::new(config.ops_rate),
+            rules: connection::Rules {
+                guard: Rc::new(guard::Guard::new(config.partial_message_budget)),
+                write_stall_timeout: config.write_stall_timeout,
+                tcp_keepalive: config.tcp_keepalive,
+            },
             reporters: RefCell::new(Vec::new()),
             config,
         });
@@ -173,7 +182,7 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
             Ok(head) => head,
             Err(error) => {
                 if let Some(response) = error.response() {
-                    http::respond_and_close(stream, response.into()).await;
+                    http::respond_and_close(stream, response.into(), &shared).await;
                 }
                 return;
             }
@@ -187,7 +196,7 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
         }
     };
     match action {
-        Action::Respond(response) => http::respond_and_close(stream, response).await,
+        Action::Respond(response) => http::respond_and_close(stream, response, &shared).await,
         Action::Upgrade(kind, response) => {
             // Joined before the 101 goes out: a client sees every message published after its upgrade response.
             let client = shared.hub.join(kind);
@@ -196,14 +205,30 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
                 Ok((Ok(_), _)) => {}
                 _ => return,
             }
-            // The decoder keeps the bytes that followed the head (the first frames); the head buffer is freed now
+            // The session keeps the bytes that followed the head (the first frames); the head buffer is freed now
             // rather than held for the connection's lifetime.
-            let mut decoder = Decoder::new(connection::MAX_CLIENT_MESSAGE);
-            decoder.extend(buf.get(head_len..).unwrap_or_default());
+            let session = Session::new(
+                session_limits(&shared.config),
+                buf.get(head_len..).unwrap_or_default(),
+                Instant::now(),
+            );
             monoio::spawn(CatchUnwind(connection::serve(
-                stream, decoder, client, stall, slot,
+                stream,
+                session,
+                client,
+                &shared.rules,
+                slot,
             )));
         }
+    }
+}
+
+/// The per-connection WebSocket rules of this configuration.
+fn session_limits(config: &Config) -> SessionLimits {
+    SessionLimits {
+        max_message_len: connection::MAX_CLIENT_MESSAGE,
+        control_frames_per_second: config.control_frames_per_second,
+        message_timeout: config.message_timeout,
     }
 }
 

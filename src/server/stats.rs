@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value, json};
 
 use crate::hub::HubStats;
+use crate::server::guard::{GuardStats, Reason};
 use crate::server::limits::ConnectionStats;
 use crate::stream::StreamKind;
 
@@ -27,6 +28,8 @@ pub struct Snapshot {
     pub connections: ConnectionStats,
     /// Requests to the operational routes answered `429`.
     pub rate_limited: u64,
+    /// Protective closes and the partial-message bytes held.
+    pub guard: GuardStats,
 }
 
 /// The `/stats` key of each stream.
@@ -85,6 +88,16 @@ impl StatusReporter for Snapshot {
                 "accept_errors": c.accept_errors,
                 "descriptor_room": c.descriptor_room,
             }),
+        );
+        let closes: Map<String, Value> = Reason::ALL
+            .iter()
+            .zip(self.guard.closes)
+            .map(|(reason, count)| (reason.name().to_owned(), count.into()))
+            .collect();
+        out.insert("protective_closes".to_owned(), closes.into());
+        out.insert(
+            "partial_message_bytes".to_owned(),
+            self.guard.partial_message_bytes.into(),
         );
     }
 
@@ -207,6 +220,26 @@ impl StatusReporter for Snapshot {
                 ("reason=\"descriptors\"", c.rejected_descriptors as f64),
             ],
         );
+        let closes: Vec<(String, f64)> = Reason::ALL
+            .iter()
+            .zip(self.guard.closes)
+            .map(|(reason, count)| (format!("reason=\"{}\"", reason.name()), count as f64))
+            .collect();
+        let closes: Vec<(&str, f64)> = closes.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            out,
+            "certstream_protective_closes_total",
+            "counter",
+            "Connections the server closed to protect itself (deadlines, budgets, dead peers, protocol errors).",
+            &closes,
+        );
+        metric(
+            out,
+            "certstream_partial_message_bytes",
+            "gauge",
+            "Bytes held in unfinished client WebSocket messages.",
+            &[("", self.guard.partial_message_bytes as f64)],
+        );
     }
 }
 
@@ -267,6 +300,10 @@ mod tests {
                 ..ConnectionStats::default()
             },
             rate_limited: 6,
+            guard: GuardStats {
+                closes: [1, 2, 3, 4, 5, 6],
+                partial_message_bytes: 70,
+            },
         }
     }
 
@@ -301,6 +338,8 @@ mod tests {
         assert_eq!(value["messages_dropped"], 2);
         assert_eq!(value["connections"]["rejected"], 1);
         assert_eq!(value["logs"][0]["index"], 10);
+        assert_eq!(value["protective_closes"]["control_frame_flood"], 4);
+        assert_eq!(value["partial_message_bytes"], 70);
     }
 
     #[test]
@@ -313,6 +352,9 @@ mod tests {
         assert!(text.contains("certstream_connections_rejected_total{reason=\"per_ip\"} 1\n"));
         assert!(text.contains("certstream_http_rate_limited_total 6\n"));
         assert!(text.contains("certstream_log_index{log=\"test\"} 10\n"));
+        assert!(
+            text.contains("certstream_protective_closes_total{reason=\"http_write_timeout\"} 1\n")
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");

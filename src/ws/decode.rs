@@ -18,6 +18,9 @@ pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// Close code: a message larger than the decoder accepts.
 pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 
+/// Input buffer capacity kept between frames; a larger one is freed once drained.
+const SPARE_INPUT: usize = 4096;
+
 /// Longest payload of a control frame (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
@@ -221,11 +224,39 @@ impl Decoder {
             Ok(None) => {
                 self.input.drain(..self.pos);
                 self.pos = 0;
+                // A large read (a big message) must not stay allocated for the connection's lifetime.
+                if self.input.is_empty() && self.input.capacity() > SPARE_INPUT {
+                    self.input = Vec::new();
+                }
             }
             // The caller keeps draining events, so compacting waits for the Ok(None) that ends the batch.
             Ok(Some(_)) => {}
         }
         result
+    }
+
+    /// Whether a frame or message has started and is not complete (including a partial frame header).
+    pub fn in_progress(&self) -> bool {
+        self.frame.is_some() || self.message.is_some() || self.pos < self.input.len()
+    }
+
+    /// Bytes held for an unfinished frame or message (buffer capacities: what it costs in memory); 0 between
+    /// messages (the small input buffer kept then is part of every connection's fixed cost).
+    pub fn buffered_bytes(&self) -> usize {
+        if !self.in_progress() {
+            return 0;
+        }
+        self.input.capacity() + self.payload.capacity() + self.control.capacity()
+    }
+
+    /// Frees every buffer and ignores all further input (the connection is being failed).
+    pub fn release(&mut self) {
+        self.closed = true;
+        self.frame = None;
+        self.message = None;
+        self.payload = Vec::new();
+        self.control = Vec::new();
+        self.release_input();
     }
 
     /// Frees the input buffer once nothing more will be decoded.
