@@ -52,6 +52,7 @@ fn still_served(server: &TestServer, good: &mut WsClient, n: u64) {
 fn http_responses_that_are_not_read_are_dropped_at_the_write_deadline() {
     let server = TestServer::start(|config| {
         config.http_write_timeout = Duration::from_millis(500);
+        config.max_latest_bytes = 16 << 20;
     });
     // `/latest.json` carries the last 25 lite messages: make it ~10 MB, more than the socket buffers hold (the
     // server's send buffer grows up to 4 MiB).

@@ -334,6 +334,8 @@ impl Certstream {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
+            // The tests poll `/stats` freely; the rate limit has its own test.
+            .env("CERTSTREAM_OPS_RATE", "100000")
             .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .env(

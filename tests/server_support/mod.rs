@@ -32,6 +32,8 @@ impl TestServer {
         let _ = server::raise_open_files_limit();
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            // The tests poll `/stats` freely; the rate limit has its own test (which sets it).
+            ops_rate: 100_000,
             ..Config::default()
         };
         tweak(&mut config);
