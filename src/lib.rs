@@ -12,6 +12,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod log_throttle;
+pub mod panic_boundary;
 pub mod server;
 pub mod stream;
 pub mod ws;

@@ -12,12 +12,9 @@ use serde_json::{Map, Value, json};
 use crate::ct::entry::LogEntry;
 use crate::hub::Hub;
 use crate::server::{StatusReporter, metric};
-use crate::stream::{LogSource, MessageBuilder, seen_now};
+use crate::stream::{BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
 
 use super::EntrySink;
-
-/// Chain certificates whose serialized form is kept: intermediates repeat constantly across every log.
-pub const CHAIN_CACHE_CAPACITY: usize = 4096;
 
 /// Builds and publishes messages for every log.
 pub struct Pipeline {
@@ -26,10 +23,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline publishing to `hub`, caching up to `chain_cache_capacity` chain certificates.
-    pub fn new(hub: Hub, chain_cache_capacity: usize) -> Self {
+    /// A pipeline publishing to `hub`, building messages within `limits`.
+    pub fn new(hub: Hub, limits: BuildLimits) -> Self {
         Self {
-            builder: RefCell::new(MessageBuilder::new(chain_cache_capacity)),
+            builder: RefCell::new(MessageBuilder::new(limits)),
             hub,
         }
     }
@@ -51,6 +48,8 @@ pub struct SinkCounts {
     pub published: Cell<u64>,
     /// Entries whose certificate could not be parsed (no message; logged).
     pub rejected: Cell<u64>,
+    /// Entries whose certificate or message was over its byte budget (no message; logged).
+    pub oversized: Cell<u64>,
 }
 
 /// One log's entrance to the [`Pipeline`].
@@ -82,7 +81,10 @@ impl EntrySink for LogSink {
             }
             Err(error) => {
                 tracing::warn!(log = %self.log, index, %error, "entry skipped");
-                bump(&self.counts.rejected);
+                bump(match error {
+                    BuildError::Leaf(_) => &self.counts.rejected,
+                    BuildError::Oversized { .. } => &self.counts.oversized,
+                });
             }
         }
     }
@@ -94,12 +96,16 @@ fn bump(counter: &Cell<u64>) {
 
 impl StatusReporter for Pipeline {
     fn stats(&self, out: &mut Map<String, Value>) {
-        let c = self.builder.borrow().counters().clone();
+        let c = self.builder.borrow().counters();
         out.insert(
             "messages".to_owned(),
             json!({
                 "built": c.built,
                 "leaf_rejected": c.leaf_rejected,
+                "oversized_certificates": c.oversized_certificates,
+                "oversized_messages": c.oversized_messages,
+                "oversized_chain_certificates": c.oversized_chain_certificates,
+                "chain_cache_evicted": c.chain_cache_evicted,
                 "precert_tbs_fallbacks": c.precert_tbs_fallbacks,
                 "degraded_fields": c.degraded_fields,
                 "chain_rejected": c.chain_rejected,
@@ -110,7 +116,7 @@ impl StatusReporter for Pipeline {
     }
 
     fn metrics(&self, out: &mut String) {
-        let c = self.builder.borrow().counters().clone();
+        let c = self.builder.borrow().counters();
         let families = [
             (
                 "certstream_messages_built_total",
@@ -121,6 +127,26 @@ impl StatusReporter for Pipeline {
                 "certstream_leaf_rejected_total",
                 "Log entries skipped because their certificate did not parse.",
                 c.leaf_rejected,
+            ),
+            (
+                "certstream_oversized_certificates_total",
+                "Log entries skipped because their certificate was over --max-certificate-bytes.",
+                c.oversized_certificates,
+            ),
+            (
+                "certstream_oversized_messages_total",
+                "Log entries skipped because a message was over --max-message-bytes.",
+                c.oversized_messages,
+            ),
+            (
+                "certstream_oversized_chain_certificates_total",
+                "Chain certificates left out because they were over --max-chain-certificate-bytes.",
+                c.oversized_chain_certificates,
+            ),
+            (
+                "certstream_chain_cache_evicted_total",
+                "Chain certificates dropped from the cache to stay within --chain-cache-bytes.",
+                c.chain_cache_evicted,
             ),
             (
                 "certstream_precert_tbs_fallbacks_total",
@@ -174,7 +200,7 @@ mod tests {
     #[test]
     fn unparseable_entries_are_counted_not_published() {
         let hub = Hub::new(8);
-        let pipeline = Rc::new(Pipeline::new(hub.clone(), 16));
+        let pipeline = Rc::new(Pipeline::new(hub.clone(), BuildLimits::default()));
         let sink = pipeline.sink("test log");
         let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
         sink.entry(&source, 7, &entry(b"not a certificate"), &[]);
@@ -192,7 +218,7 @@ mod tests {
     #[test]
     fn certificates_are_published_once_per_entry() {
         let hub = Hub::new(8);
-        let pipeline = Rc::new(Pipeline::new(hub.clone(), 16));
+        let pipeline = Rc::new(Pipeline::new(hub.clone(), BuildLimits::default()));
         let sink = pipeline.sink("test log");
         let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
         let cert = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();

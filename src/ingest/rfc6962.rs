@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::task::JoinHandle;
 
@@ -23,8 +23,9 @@ use crate::ct::entry::{Chain, decode_rfc6962};
 use crate::ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries};
 use crate::http::{HttpClient, HttpError, Response};
 
+use super::growth::{FollowedSize, Observed};
 use super::politeness::{Politeness, parse_retry_after};
-use super::{LogTarget, PollerContext, SharedStatus, StopToken};
+use super::{LogTarget, PollerContext, SharedStatus, StopOnDrop, StopToken, deliver_entry};
 
 /// Entries asked for while the log's page size is unknown. Logs answer with at most their cap (Google 32, most
 /// others 256, ct-go's default 1000), which is how the cap is learned.
@@ -38,14 +39,22 @@ const MIN_LEARNED_PAGE: u64 = 16;
 /// Follows the RFC 6962 log `target` until `stop` is requested (or, for a read-only log, until every entry up to
 /// its final tree size has been delivered), delivering entries to `ctx.sink` and keeping `status` current.
 ///
-/// Starts after a random delay of up to one poll interval (so many logs do not poll in step), at the log's
-/// verified tree size minus `options.start_back`.
-pub async fn run(ctx: PollerContext, target: Rc<LogTarget>, status: SharedStatus, stop: StopToken) {
+/// Starts after a random delay of up to one poll interval (so many logs do not poll in step), at `resume` (a
+/// restarted poller's next index) or else at the log's verified tree size minus `options.start_back`.
+pub async fn run(
+    ctx: PollerContext,
+    target: Rc<LogTarget>,
+    status: SharedStatus,
+    stop: StopToken,
+    resume: Option<u64>,
+) {
     let mut poller = Poller {
+        growth: FollowedSize::new(ctx.options.max_growth_per_second),
         ctx,
         target,
         status,
         stop,
+        resume,
         politeness: Politeness::default(),
         tree_size: None,
         next: 0,
@@ -74,6 +83,8 @@ enum PollError {
         end: u64,
     },
     TreeHead(TreeHeadError),
+    /// The poller stopped while the request was in flight (nobody reads this result).
+    Cancelled,
 }
 
 impl fmt::Display for PollError {
@@ -94,6 +105,7 @@ impl fmt::Display for PollError {
                 write!(f, "no entries returned for the range {start}..={end}")
             }
             Self::TreeHead(e) => e.fmt(f),
+            Self::Cancelled => f.write_str("cancelled"),
         }
     }
 }
@@ -111,9 +123,13 @@ struct Poller {
     target: Rc<LogTarget>,
     status: SharedStatus,
     stop: StopToken,
+    /// Where a restarted poller resumes.
+    resume: Option<u64>,
     politeness: Politeness,
     /// The highest verified tree size; `None` until the first good tree head.
     tree_size: Option<u64>,
+    /// How much of the verified size may be read yet.
+    growth: FollowedSize,
     /// The next index to deliver (meaningful once `tree_size` is known).
     next: u64,
     /// Entries per request, and whether that is the log's learned cap or still the first guess.
@@ -151,9 +167,13 @@ impl Poller {
         }
     }
 
-    /// Entries below this index may be fetched: the verified size, capped by a read-only log's final size.
-    fn limit(&self) -> u64 {
-        let size = self.tree_size.unwrap_or(0);
+    /// Entries below this index may be fetched: the followed part of the verified size, capped by a read-only
+    /// log's final size.
+    fn limit(&mut self) -> u64 {
+        if self.tree_size.is_none() {
+            return 0;
+        }
+        let size = self.growth.followed(Instant::now());
         self.target.final_tree_size.map_or(size, |f| size.min(f))
     }
 
@@ -227,11 +247,23 @@ impl Poller {
                     .target
                     .final_tree_size
                     .map_or(head.tree_size, |f| head.tree_size.min(f));
-                self.next = size.saturating_sub(self.ctx.options.start_back);
+                self.next = self
+                    .resume
+                    .unwrap_or_else(|| size.saturating_sub(self.ctx.options.start_back));
                 self.tree_size = Some(head.tree_size);
+                self.growth.start(head.tree_size, Instant::now());
                 tracing::info!(log = %log, tree_size = head.tree_size, start = self.next, "following log");
             }
-            Some(known) if head.tree_size > known => self.tree_size = Some(head.tree_size),
+            Some(known) if head.tree_size > known => {
+                self.tree_size = Some(head.tree_size);
+                let observed = self.growth.observe(head.tree_size, Instant::now());
+                if let Observed::Implausible { first } = observed {
+                    self.status.borrow_mut().implausible_heads += 1;
+                    if first {
+                        tracing::warn!(log = %log, claimed = head.tree_size, from = known, "tree head grew implausibly; following it at the capped rate");
+                    }
+                }
+            }
             Some(known) if head.tree_size < known => {
                 tracing::debug!(log = %log, tree_size = head.tree_size, high_water = known, "tree head went backwards; ignored");
             }
@@ -241,6 +273,8 @@ impl Poller {
 
     /// Fetches from `next` up to the verified size, pipelining pages once the page size is known.
     async fn catch_up(&mut self) -> Result<(), Stopped> {
+        // Ends the fetches still in flight whenever this returns (stop, panic), instead of leaving them detached.
+        let fetches = StopOnDrop(StopToken::default());
         let mut queue: VecDeque<Fetch> = VecDeque::new();
         // The first index no queued request covers; queued ranges are contiguous from `next` up to it.
         let mut launch_from = self.next;
@@ -254,7 +288,7 @@ impl Poller {
             while queue.len() < depth && launch_from < self.limit() {
                 self.wait_turn(Duration::ZERO).await?;
                 let end = self.page_end(launch_from).min(self.limit() - 1);
-                queue.push_back(self.launch(launch_from, end));
+                queue.push_back(self.launch(launch_from, end, &fetches.0));
                 launch_from = end + 1;
             }
             let Some(fetch) = queue.pop_front() else {
@@ -285,27 +319,34 @@ impl Poller {
                 } else {
                     // Later ranges are in flight: the rest of this one must come first.
                     self.wait_turn(Duration::ZERO).await?;
-                    queue.push_front(self.launch(from, end));
+                    queue.push_front(self.launch(from, end, &fetches.0));
                 }
             }
         }
     }
 
-    /// Starts fetching `start..=end` in its own task.
-    fn launch(&self, start: u64, end: u64) -> Fetch {
+    /// Starts fetching `start..=end` in its own task, which ends early when `cancel` is stopped.
+    fn launch(&self, start: u64, end: u64, cancel: &StopToken) -> Fetch {
         let url = format!(
             "{}ct/v1/get-entries?start={start}&end={end}",
             self.target.read_url
         );
         let http = self.ctx.http.clone();
         let timeout = self.ctx.options.request_timeout;
+        let cancel = cancel.clone();
         let handle = monoio::spawn(async move {
-            let response = get(&http, &url, timeout).await?;
-            let entries = parse_get_entries(&response.body).map_err(PollError::Body)?;
-            if entries.is_empty() {
-                return Err(PollError::NoEntries { start, end });
+            let fetch = async {
+                let response = get(&http, &url, timeout).await?;
+                let entries = parse_get_entries(&response.body).map_err(PollError::Body)?;
+                if entries.is_empty() {
+                    return Err(PollError::NoEntries { start, end });
+                }
+                Ok(entries)
+            };
+            monoio::select! {
+                result = fetch => result,
+                _ = cancel.stopped() => Err(PollError::Cancelled),
             }
-            Ok(entries)
         });
         Fetch { start, end, handle }
     }
@@ -341,10 +382,9 @@ impl Poller {
                         Chain::Certificates(certificates) => certificates,
                         Chain::Fingerprints(_) => &[],
                     };
-                    self.ctx
-                        .sink
-                        .entry(&self.target.source, index, &entry, chain);
-                    delivered += 1;
+                    if deliver_entry(&self.ctx, &self.target, &self.status, index, &entry, chain) {
+                        delivered += 1;
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(log = %self.target.read_url, index, error = %error, "skipping undecodable entry");
@@ -354,7 +394,7 @@ impl Poller {
             index += 1;
         }
         self.next = index;
-        self.politeness.on_processed(delivered + skipped);
+        self.politeness.on_processed(index - start);
         self.politeness.on_success();
         let mut status = self.status.borrow_mut();
         status.delivered += delivered;
@@ -377,9 +417,14 @@ impl Poller {
         status.last_error = Some(message);
     }
 
-    fn sync_status(&self) {
+    fn sync_status(&mut self) {
+        let followed = match self.tree_size {
+            Some(_) => self.growth.followed(Instant::now()),
+            None => 0,
+        };
         let mut status = self.status.borrow_mut();
-        status.tree_size = self.tree_size.unwrap_or(0);
+        status.tree_size = followed;
+        status.claimed_tree_size = self.tree_size.unwrap_or(0);
         status.next_index = self.next;
         status.delay_ms = duration_ms(self.politeness.delay());
         status.backoff_ms = duration_ms(self.politeness.backoff());
