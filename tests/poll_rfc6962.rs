@@ -484,7 +484,7 @@ fn follow_all(
             let (poller_status, poller_stop, poller_ended) =
                 (status.clone(), stop.clone(), ended.clone());
             monoio::spawn(async move {
-                rfc6962::run(ctx, target, poller_status, poller_stop).await;
+                rfc6962::run(ctx, target, poller_status, poller_stop, None).await;
                 poller_ended.set(Some(Instant::now()));
             });
             running.push((sink, status, stop, ended));

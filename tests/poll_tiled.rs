@@ -492,6 +492,7 @@ impl Harness {
             target,
             status.clone(),
             stop.clone(),
+            None,
         ));
         Running { status, stop, done }
     }
