@@ -27,8 +27,8 @@ pub struct TileEntry<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TileError {
     /// The record at `index` was located (every length prefix of it fits) but is invalid: an empty certificate, a
-    /// wrong, missing or repeated `leaf_index`, a fingerprint list that is not whole fingerprints. It costs only
-    /// itself: the records after it are read on.
+    /// missing or repeated `leaf_index`, a fingerprint list that is not whole fingerprints. It costs only itself:
+    /// the records after it are read on.
     Record {
         /// The record's index in the log.
         index: u64,
@@ -36,7 +36,8 @@ pub enum TileError {
         error: DecodeError,
     },
     /// The tile's framing is broken (a length past the end, an unknown entry type whose shape is unknown, more
-    /// than 256 records): nothing from here on can be located. The iterator stops.
+    /// than 256 records), or a record's `leaf_index` is not its position (this is not the tile asked for):
+    /// nothing from here on can be trusted. The iterator stops.
     Framing(DecodeError),
 }
 
@@ -140,7 +141,7 @@ impl<'a> DataTileEntries<'a> {
                 expected: index,
                 found,
             };
-            return Err(bad(r.error("leaf_index", extensions_at, kind)));
+            return Err(TileError::Framing(r.error("leaf_index", extensions_at, kind)));
         }
         // The length prefix counts bytes, not fingerprints (ct-protocols.md §2.4).
         let (fingerprints, rest) = fingerprint_bytes.as_chunks::<32>();

@@ -814,6 +814,43 @@ mod tests {
         .unwrap();
     }
 
+    /// A panic in a poller's own code restarts it, after the backoff, from its next undelivered index. (No input
+    /// is known to make a poller panic, so the test's poller panics on purpose.)
+    #[test]
+    fn a_panicking_poller_restarts_from_its_next_index_after_a_backoff() {
+        crate::server::block_on(async {
+            let status = SharedStatus::default();
+            let starts: Rc<RefCell<Vec<(Option<u64>, Instant)>>> = Rc::default();
+            let poller = {
+                let (starts, status) = (starts.clone(), status.clone());
+                move |resume| {
+                    let (starts, status) = (starts.clone(), status.clone());
+                    async move {
+                        starts.borrow_mut().push((resume, Instant::now()));
+                        if starts.borrow().len() == 1 {
+                            {
+                                let mut status = status.borrow_mut();
+                                status.claimed_tree_size = 100;
+                                status.next_index = 42;
+                            }
+                            monoio::time::sleep(Duration::from_millis(1)).await;
+                            panic!("a bug in the poller");
+                        }
+                    }
+                }
+            };
+            keep_polling("test log".into(), status.clone(), StopToken::default(), poller).await;
+            let starts = starts.borrow();
+            assert_eq!(starts.len(), 2);
+            assert_eq!((starts[0].0, starts[1].0), (None, Some(42)));
+            assert!(starts[1].1 - starts[0].1 >= RESTART_BACKOFF_MIN);
+            let status = status.borrow();
+            assert_eq!(status.restarts, 1);
+            assert!(status.last_error.as_deref().unwrap().contains("a bug in the poller"));
+        })
+        .unwrap();
+    }
+
     #[test]
     fn label_values_are_escaped() {
         let mut out = String::new();
