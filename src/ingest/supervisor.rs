@@ -499,6 +499,7 @@ impl Followed {
             "restarts": status.restarts,
             "broken_tiles": status.broken_tiles,
             "implausible_heads": status.implausible_heads,
+            "incomplete_chains": status.incomplete_chains,
             "errors": status.errors,
             "rate_limited": status.rate_limited,
             "delay_ms": status.delay_ms,

@@ -14,7 +14,8 @@
 //!   *full* tile's records up to the break are delivered and the rest of the tile is counted in `skipped` and
 //!   logged; a *partial* tile is simply not asked again at that width (a wider one or the full tile will carry
 //!   its entries).
-//! - An issuer that fails [`ISSUER_ATTEMPTS`] times (429s excepted) is given up on for this log for
+//! - An issuer that fails [`ISSUER_ATTEMPTS`] times (429s excepted), or once when it is over the chain
+//!   certificate byte budget, is given up on for this log for
 //!   [`UNAVAILABLE_ISSUER_TTL`]: entries are then delivered with the chain up to that issuer and counted in
 //!   `incomplete_chains`, so one missing issuer cannot stall a log.
 
@@ -415,7 +416,9 @@ impl Poller {
                 Err(e) => {
                     failures += 1;
                     self.failed(format!("{}: {e}", self.target.read_url));
-                    if failures >= ISSUER_ATTEMPTS {
+                    // An issuer over the byte budget will not shrink: no point asking again.
+                    let hopeless = matches!(e, IssuerError::TooLarge { .. });
+                    if hopeless || failures >= ISSUER_ATTEMPTS {
                         self.give_up_issuer(*e.fingerprint(), now);
                         failures = 0;
                     }
