@@ -67,13 +67,13 @@ fn log_names(list: &Value) -> Vec<String> {
     names
 }
 
-/// A certstream following the list file (empty for now), with a client on `path` already connected; `extra`
-/// arguments are added to the test's defaults.
-fn start_listening(path: &str, extra: &[&str]) -> (Certstream, Collector, ListFile) {
+/// A certstream following the list file (empty for now), with a client on `path` already connected, with extra
+/// environment `env`.
+fn start_listening(path: &str, env: &[(&str, &str)]) -> (Certstream, Collector, ListFile) {
     let list = ListFile::new();
     list.write(br#"{"version":"0","operators":[]}"#);
     let window = WINDOW.to_string();
-    let mut args = vec![
+    let args = [
         "--log-list",
             list.location(),
             "--log-list-refresh",
@@ -86,8 +86,7 @@ fn start_listening(path: &str, extra: &[&str]) -> (Certstream, Collector, ListFi
             "--ring-size",
             "100000",
     ];
-    args.extend_from_slice(extra);
-    let server = Certstream::start(&args, &[]);
+    let server = Certstream::start(&args, env);
     let collector = Collector::connect(&server, path);
     server.wait_stats("the client", Duration::from_secs(10), |s| {
         s["clients"]["total"] == 1 && s["log_list"]["loads"].as_u64() >= Some(1)
@@ -387,7 +386,7 @@ fn an_implausible_tree_head_is_followed_at_the_capped_rate() {
     let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
     let mock = mock(2, 2, &faults);
     let started = std::time::Instant::now();
-    let (server, mut collector, list) = start_listening("/", &["--max-log-growth", "100"]);
+    let (server, mut collector, list) = start_listening("/", &[("CERTSTREAM_MAX_LOG_GROWTH", "100")]);
     let logs = follow_mock(&mock, &list);
     let healthy: Vec<String> = logs
         .iter()
@@ -395,21 +394,17 @@ fn an_implausible_tree_head_is_followed_at_the_capped_rate() {
         .cloned()
         .collect();
     collect_windows(&mock, &server, &mut collector, &healthy);
-    server.wait_stats("the jumps", Duration::from_secs(10), |_| {
-        ["r0", "t0"]
-            .iter()
-            .all(|log| server.log_stats(log)["implausible_heads"].as_u64() >= Some(1))
-    });
     std::thread::sleep(Duration::from_secs(2));
-    let allowed = WINDOW + RATE * (10 + started.elapsed().as_secs() + 1);
+    let allowed = WINDOW + RATE * (10 + started.elapsed().as_secs() + 5);
     for log in ["r0", "t0"] {
         let stats = server.log_stats(log);
-        assert_eq!(stats["claimed_tree_size"], CLAIM, "{log}: {stats}");
         let published = stats["published"].as_u64().expect("published");
         assert!(
             published <= allowed,
             "{log}: {published} messages, at most {allowed} allowed: {stats}"
         );
+        assert_eq!(stats["claimed_tree_size"], CLAIM, "{log}: {stats}");
+        assert!(stats["implausible_heads"].as_u64() >= Some(1), "{log}: {stats}");
         assert!(
             stats["lag"].as_u64() < Some(10_000),
             "{log}: lag is against the followed size: {stats}"
