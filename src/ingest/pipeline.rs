@@ -216,6 +216,53 @@ mod tests {
     }
 
     #[test]
+    fn certificates_and_messages_over_their_budgets_are_skipped_and_counted() {
+        // 2,000 names: a valid ~50 KiB certificate whose full message is ~4× that.
+        let names: Vec<String> = (0..2_000)
+            .map(|i| format!("host-{i:05}.many-names.example"))
+            .collect();
+        let big = rcgen::generate_simple_self_signed(names).unwrap();
+        let der = big.cert.der().to_vec();
+        let small = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
+        let small = small.cert.der().to_vec();
+        let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
+        for (limits, oversized) in [
+            (
+                BuildLimits {
+                    max_certificate_bytes: der.len() - 1,
+                    ..BuildLimits::default()
+                },
+                "oversized_certificates",
+            ),
+            (
+                BuildLimits {
+                    max_message_bytes: 2 * der.len(),
+                    ..BuildLimits::default()
+                },
+                "oversized_messages",
+            ),
+        ] {
+            let hub = Hub::new(8);
+            let pipeline = Rc::new(Pipeline::new(hub.clone(), limits));
+            let sink = pipeline.sink("test log");
+            sink.entry(&source, 1, &entry(&der), &[]);
+            sink.entry(&source, 2, &entry(&small), &[]);
+            let counts = sink.counts();
+            assert_eq!(
+                (counts.published.get(), counts.oversized.get(), counts.rejected.get()),
+                (1, 1, 0),
+                "{oversized}"
+            );
+            let mut stats = Map::new();
+            pipeline.stats(&mut stats);
+            assert_eq!(stats["messages"][oversized], 1, "{oversized}");
+            let mut metrics = String::new();
+            pipeline.metrics(&mut metrics);
+            assert!(metrics.contains(&format!("certstream_{oversized}_total 1\n")));
+        }
+    }
+
+    #[test]
     fn certificates_are_published_once_per_entry() {
         let hub = Hub::new(8);
         let pipeline = Rc::new(Pipeline::new(hub.clone(), BuildLimits::default()));
