@@ -179,7 +179,10 @@ fn main() {
     let serde_ser = serialize_all(|buf, cert| serde_json::to_writer(buf, cert).unwrap());
     let simd_ser = serialize_all(|buf, cert| simd_json::to_writer(buf, cert).unwrap());
     let build = |cache: usize| {
-        let mut builder = MessageBuilder::new(BuildLimits { chain_cache_bytes: cache, ..BuildLimits::default() });
+        let mut builder = MessageBuilder::new(BuildLimits {
+            chain_cache_bytes: cache,
+            ..BuildLimits::default()
+        });
         time_it(budget, || {
             for (entry, index) in &entries {
                 let chain = chain_of(entry);
@@ -237,7 +240,10 @@ fn main() {
     }
 
     let rfc_only = |cache: usize| {
-        let mut builder = MessageBuilder::new(BuildLimits { chain_cache_bytes: cache, ..BuildLimits::default() });
+        let mut builder = MessageBuilder::new(BuildLimits {
+            chain_cache_bytes: cache,
+            ..BuildLimits::default()
+        });
         let rfc: Vec<_> = entries.iter().take(corpus.rfc6962.len()).collect();
         let round = time_it(budget, || {
             for (entry, index) in &rfc {

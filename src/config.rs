@@ -374,15 +374,31 @@ impl Command {
         }
         let limits = &mut ingest.build_limits;
         for (flag, value, field) in [
-            ("--chain-cache-bytes", chain_cache_bytes, &mut limits.chain_cache_bytes),
-            ("--issuer-cache-bytes", issuer_cache_bytes, &mut ingest.issuer_cache_bytes),
-            ("--max-certificate-bytes", max_certificate_bytes, &mut limits.max_certificate_bytes),
+            (
+                "--chain-cache-bytes",
+                chain_cache_bytes,
+                &mut limits.chain_cache_bytes,
+            ),
+            (
+                "--issuer-cache-bytes",
+                issuer_cache_bytes,
+                &mut ingest.issuer_cache_bytes,
+            ),
+            (
+                "--max-certificate-bytes",
+                max_certificate_bytes,
+                &mut limits.max_certificate_bytes,
+            ),
             (
                 "--max-chain-certificate-bytes",
                 max_chain_certificate_bytes,
                 &mut limits.max_chain_certificate_bytes,
             ),
-            ("--max-message-bytes", max_message_bytes, &mut limits.max_message_bytes),
+            (
+                "--max-message-bytes",
+                max_message_bytes,
+                &mut limits.max_message_bytes,
+            ),
         ] {
             if let Some(v) = value {
                 *field = parse_bytes(flag, &v)?;

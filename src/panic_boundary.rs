@@ -33,7 +33,8 @@ impl std::fmt::Display for Panicked {
 /// Runs `work`, turning a panic inside it into `Err`. Whatever `work` borrowed mutably may be left half-updated:
 /// callers only use this around work whose state is rebuilt or self-consistent at each step.
 pub fn catch<R>(work: impl FnOnce() -> R) -> Result<R, Panicked> {
-    std::panic::catch_unwind(AssertUnwindSafe(work)).map_err(|payload| Panicked::from_payload(&*payload))
+    std::panic::catch_unwind(AssertUnwindSafe(work))
+        .map_err(|payload| Panicked::from_payload(&*payload))
 }
 
 /// Polls a future inside a panic boundary: completes with `Err` (and is never polled again) when a poll panics.

@@ -460,7 +460,10 @@ fn a_bad_record_costs_only_itself() {
                 assert_eq!(error.kind, DecodeErrorKind::EmptyCertificate);
             }
             (5, Err(TileError::Framing(error))) => assert!(
-                matches!(error.kind, DecodeErrorKind::LeafIndexMismatch { found: 99, .. }),
+                matches!(
+                    error.kind,
+                    DecodeErrorKind::LeafIndexMismatch { found: 99, .. }
+                ),
                 "{error}"
             ),
             (_, Ok(entry)) => assert_eq!(entry.index, index as u64),

@@ -75,16 +75,16 @@ fn start_listening(path: &str, env: &[(&str, &str)]) -> (Certstream, Collector, 
     let window = WINDOW.to_string();
     let args = [
         "--log-list",
-            list.location(),
-            "--log-list-refresh",
-            "200ms",
-            "--start-back",
-            &window,
-            "--poll-interval",
-            "200ms",
-            // The test client must never lose a message to its queue limit.
-            "--ring-size",
-            "100000",
+        list.location(),
+        "--log-list-refresh",
+        "200ms",
+        "--start-back",
+        &window,
+        "--poll-interval",
+        "200ms",
+        // The test client must never lose a message to its queue limit.
+        "--ring-size",
+        "100000",
     ];
     let server = Certstream::start(&args, env);
     let collector = Collector::connect(&server, path);
@@ -329,7 +329,10 @@ fn bad_records_are_skipped_alone_in_tiles_and_pages() {
     for log in ["r0", "t0"] {
         let stats = server.log_stats(log);
         assert!(stats["skipped"].as_u64() >= Some(20), "{log}: {stats}");
-        assert_eq!(stats["errors"], 0, "{log}: no retry for a bad record: {stats}");
+        assert_eq!(
+            stats["errors"], 0,
+            "{log}: no retry for a bad record: {stats}"
+        );
     }
     assert_eq!(server.log_stats("t0")["broken_tiles"], 0);
     for log in ["r1", "t1", "ro0"] {
@@ -386,7 +389,8 @@ fn an_implausible_tree_head_is_followed_at_the_capped_rate() {
     let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
     let mock = mock(2, 2, &faults);
     let started = std::time::Instant::now();
-    let (server, mut collector, list) = start_listening("/", &[("CERTSTREAM_MAX_LOG_GROWTH", "100")]);
+    let (server, mut collector, list) =
+        start_listening("/", &[("CERTSTREAM_MAX_LOG_GROWTH", "100")]);
     let logs = follow_mock(&mock, &list);
     let healthy: Vec<String> = logs
         .iter()
@@ -404,7 +408,10 @@ fn an_implausible_tree_head_is_followed_at_the_capped_rate() {
             "{log}: {published} messages, at most {allowed} allowed: {stats}"
         );
         assert_eq!(stats["claimed_tree_size"], CLAIM, "{log}: {stats}");
-        assert!(stats["implausible_heads"].as_u64() >= Some(1), "{log}: {stats}");
+        assert!(
+            stats["implausible_heads"].as_u64() >= Some(1),
+            "{log}: {stats}"
+        );
         assert!(
             stats["lag"].as_u64() < Some(10_000),
             "{log}: lag is against the followed size: {stats}"

@@ -899,7 +899,11 @@ fn a_panic_while_building_an_entry_costs_that_entry_only() {
     let out = follow_until(&server, options(100), 100, Duration::from_secs(20));
     assert_delivered_in_order(&out.records, (0..100).filter(|i| *i != 5 && *i != 77));
     assert_eq!(
-        (out.status.panicked, out.status.delivered, out.status.skipped),
+        (
+            out.status.panicked,
+            out.status.delivered,
+            out.status.skipped
+        ),
         (2, 98, 0)
     );
     assert_eq!(out.status.next_index, 100);

@@ -854,7 +854,10 @@ fn a_garbage_tile_is_retried_not_skipped() {
         harness.sink.assert_exactly(&server.url(), 0..512);
         assert_eq!(server.log.count("/tile/data/000"), 3);
         let status = poller.status();
-        assert_eq!((status.errors, status.skipped, status.broken_tiles), (2, 0, 2));
+        assert_eq!(
+            (status.errors, status.skipped, status.broken_tiles),
+            (2, 0, 2)
+        );
         assert!(
             status.last_error.unwrap().contains("leaf_index"),
             "the second bad answer is a leaf index mismatch"

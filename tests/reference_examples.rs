@@ -265,7 +265,10 @@ fn chain_cache_serves_repeated_intermediates_and_skips_bad_ones() {
     let chain: [&[u8]; 3] = [&x3, garbage, &root];
 
     let mut cached = MessageBuilder::new(BuildLimits::default());
-    let mut uncached = MessageBuilder::new(BuildLimits { chain_cache_bytes: 0, ..BuildLimits::default() });
+    let mut uncached = MessageBuilder::new(BuildLimits {
+        chain_cache_bytes: 0,
+        ..BuildLimits::default()
+    });
     for round in 0..3 {
         let a = cached.build(&source, round, &entry, &chain, 2.0).unwrap();
         let b = uncached.build(&source, round, &entry, &chain, 2.0).unwrap();

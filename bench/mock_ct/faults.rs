@@ -93,7 +93,10 @@ impl FaultKind {
     fn per_entry(self) -> bool {
         matches!(
             self,
-            FaultKind::Unparseable | FaultKind::EmptyCert | FaultKind::HugeCert | FaultKind::HugeChain
+            FaultKind::Unparseable
+                | FaultKind::EmptyCert
+                | FaultKind::HugeCert
+                | FaultKind::HugeChain
         )
     }
 }

@@ -1,7 +1,7 @@
 //! The mock's HTTP routes: the log list, both read APIs of every log, and the `/_mock/*` control endpoints.
 
-use std::fmt::Write as _;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

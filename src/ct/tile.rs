@@ -118,10 +118,7 @@ impl<'a> DataTileEntries<'a> {
             .map_err(TileError::Framing)?;
         let pre_certificate_at = r.position();
         let pre_certificate = match entry.issuer_key_hash {
-            Some(_) => Some(
-                r.vector(3, "pre_certificate")
-                    .map_err(TileError::Framing)?,
-            ),
+            Some(_) => Some(r.vector(3, "pre_certificate").map_err(TileError::Framing)?),
             None => None,
         };
         let fingerprints_at = r.position();
@@ -141,7 +138,11 @@ impl<'a> DataTileEntries<'a> {
                 expected: index,
                 found,
             };
-            return Err(TileError::Framing(r.error("leaf_index", extensions_at, kind)));
+            return Err(TileError::Framing(r.error(
+                "leaf_index",
+                extensions_at,
+                kind,
+            )));
         }
         // The length prefix counts bytes, not fingerprints (ct-protocols.md §2.4).
         let (fingerprints, rest) = fingerprint_bytes.as_chunks::<32>();

@@ -249,7 +249,11 @@ mod tests {
             sink.entry(&source, 2, &entry(&small), &[]);
             let counts = sink.counts();
             assert_eq!(
-                (counts.published.get(), counts.oversized.get(), counts.rejected.get()),
+                (
+                    counts.published.get(),
+                    counts.oversized.get(),
+                    counts.rejected.get()
+                ),
                 (1, 1, 0),
                 "{oversized}"
             );

@@ -821,7 +821,9 @@ mod tests {
     fn a_panicking_poller_restarts_from_its_next_index_after_a_backoff() {
         crate::server::block_on(async {
             let status = SharedStatus::default();
-            let starts: Rc<RefCell<Vec<(Option<u64>, Instant)>>> = Rc::default();
+            // Each start: where it resumed, and when.
+            type Starts = Rc<RefCell<Vec<(Option<u64>, Instant)>>>;
+            let starts: Starts = Rc::default();
             let poller = {
                 let (starts, status) = (starts.clone(), status.clone());
                 move |resume| {
@@ -840,14 +842,26 @@ mod tests {
                     }
                 }
             };
-            keep_polling("test log".into(), status.clone(), StopToken::default(), poller).await;
+            keep_polling(
+                "test log".into(),
+                status.clone(),
+                StopToken::default(),
+                poller,
+            )
+            .await;
             let starts = starts.borrow();
             assert_eq!(starts.len(), 2);
             assert_eq!((starts[0].0, starts[1].0), (None, Some(42)));
             assert!(starts[1].1 - starts[0].1 >= RESTART_BACKOFF_MIN);
             let status = status.borrow();
             assert_eq!(status.restarts, 1);
-            assert!(status.last_error.as_deref().unwrap().contains("a bug in the poller"));
+            assert!(
+                status
+                    .last_error
+                    .as_deref()
+                    .unwrap()
+                    .contains("a bug in the poller")
+            );
         })
         .unwrap();
     }

@@ -415,9 +415,17 @@ impl Poller {
                 }) => self.rate_limited(retry_after.as_deref()),
                 Err(e) => {
                     failures += 1;
-                    self.failed(format!("{}: {e}", self.target.read_url));
-                    // An issuer over the byte budget will not shrink: no point asking again.
+                    // An issuer over the byte budget will not shrink: no point asking again, nor backing off.
                     let hopeless = matches!(e, IssuerError::TooLarge { .. });
+                    let error = format!("{}: {e}", self.target.read_url);
+                    if hopeless {
+                        tracing::warn!(log = %self.target.read_url, %error, "issuer refused");
+                        let mut status = self.status.borrow_mut();
+                        status.errors += 1;
+                        status.last_error = Some(error);
+                    } else {
+                        self.failed(error);
+                    }
                     if hopeless || failures >= ISSUER_ATTEMPTS {
                         self.give_up_issuer(*e.fingerprint(), now);
                         failures = 0;

@@ -235,12 +235,7 @@ impl MessageBuilder {
 
         self.counters.built += 1;
         Ok(Frames {
-            lite: Frame::text_from_parts(&[
-                &self.head,
-                LITE_LEAF,
-                &self.leaf_lite,
-                &self.tail,
-            ]),
+            lite: Frame::text_from_parts(&[&self.head, LITE_LEAF, &self.leaf_lite, &self.tail]),
             full: Frame::text_from_parts(&[
                 &self.head,
                 FULL_CHAIN,

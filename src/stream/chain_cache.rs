@@ -74,10 +74,10 @@ impl ChainCache {
         if let Some(hit) = self.current.get(&key).filter(|cached| *cached.der == *der) {
             return Some(hit.json.clone());
         }
-        if !self.previous.get(&key).is_some_and(|cached| *cached.der == *der) {
-            return None;
-        }
-        let promoted = self.previous.remove(&key)?;
+        let promoted = self
+            .previous
+            .remove(&key)
+            .filter(|cached| *cached.der == *der)?;
         let json = promoted.json.clone();
         self.insert_cached(key, promoted);
         Some(json)
