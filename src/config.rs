@@ -666,6 +666,42 @@ mod tests {
     }
 
     #[test]
+    fn byte_budgets_and_growth_cap() {
+        let ingest = run(
+            &[
+                "--max-log-growth",
+                "500",
+                "--chain-cache-bytes",
+                "2MiB",
+                "--max-certificate-bytes=100k",
+                "--max-message-bytes",
+                "65536",
+            ],
+            &[
+                ("CERTSTREAM_ISSUER_CACHE_BYTES", "1M"),
+                ("CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES", "8KiB"),
+                ("CERTSTREAM_MAX_MESSAGE_BYTES", "1"),
+            ],
+        )
+        .ingest;
+        assert_eq!(ingest.max_log_growth, 500);
+        assert_eq!(ingest.issuer_cache_bytes, 1 << 20);
+        assert_eq!(
+            ingest.build_limits,
+            BuildLimits {
+                chain_cache_bytes: 2 << 20,
+                max_certificate_bytes: 100 << 10,
+                max_chain_certificate_bytes: 8 << 10,
+                max_message_bytes: 65536,
+            }
+        );
+        for bad in ["", "1GiB", "x", "-1", "1.5M"] {
+            assert!(parse_bytes("--x", bad).is_err(), "{bad:?}");
+        }
+        assert!(HELP.contains("--max-chain-certificate-bytes SIZE"));
+    }
+
+    #[test]
     fn durations() {
         let d = |t: &str| parse_duration("--x", t);
         assert_eq!(d("1h").unwrap(), Duration::from_secs(3600));
