@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # RSS high-water of the real binary while one hostile mock log attacks its memory (bounded: SECONDS each).
-#   bash bench/hostile_rss.sh [CERTSTREAM_BINARY]
+#   bash bench/hostile_rss.sh [CERTSTREAM_BINARY]        (ONLY=TEXT runs the cases whose name contains TEXT)
 # Each case: a mock with one log, not growing, 200,000 entries, every entry hostile; certstream follows the whole
 # log (--start-back) for SECONDS s; prints VmHWM and the counters that show which budget bit.
 set -euo pipefail
@@ -13,12 +13,13 @@ cases=(
   "chain certs 256 KiB|--rfc6962 1 --tiled 0 --fault huge_chain@r0,bytes=262144"
   "issuers 60 KB (cached)|--rfc6962 0 --tiled 1 --fault huge_chain@t0,bytes=60000"
   "issuers 128 KiB|--rfc6962 0 --tiled 1 --fault huge_chain@t0,bytes=131072"
-  "certificates 2.5 MB|--rfc6962 1 --tiled 0 --fault huge_cert@r0,bytes=2500000"
+  "certificates 2.5 MB|--rfc6962 1 --tiled 0 --page-cap 8 --fault huge_cert@r0,bytes=2500000"
   "no attack|--rfc6962 1 --tiled 1"
 )
 for case in "${cases[@]}"; do
   name=${case%%|*}
   args=${case#*|}
+  [[ -n ${ONLY:-} && $name != *"$ONLY"* ]] && continue
   coproc MOCKP { exec "$MOCK" --listen 127.0.0.1:0 --rate 0 --start-size 200000 $args; }
   read -r line <&"${MOCKP[0]}"
   base=${line#listening }

@@ -6,11 +6,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 use crate::ct::entry::LogEntry;
 use crate::hub::Hub;
+use crate::log_throttle::LogThrottle;
 use crate::server::{StatusReporter, metric};
 use crate::stream::{BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
 
@@ -37,6 +39,7 @@ impl Pipeline {
             pipeline: self.clone(),
             log: log.to_owned(),
             counts: Rc::default(),
+            skip_warnings: LogThrottle::new(Duration::from_secs(1)),
         }
     }
 }
@@ -57,6 +60,8 @@ pub struct LogSink {
     pipeline: Rc<Pipeline>,
     log: String,
     counts: Rc<SinkCounts>,
+    /// Skipped entries are logged at most once a second.
+    skip_warnings: LogThrottle,
 }
 
 impl LogSink {
@@ -80,7 +85,9 @@ impl EntrySink for LogSink {
                 bump(&self.counts.published);
             }
             Err(error) => {
-                tracing::warn!(log = %self.log, index, %error, "entry skipped");
+                if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
+                    tracing::warn!(log = %self.log, index, %error, held_back, "entry skipped");
+                }
                 bump(match error {
                     BuildError::Leaf(_) => &self.counts.rejected,
                     BuildError::Oversized { .. } => &self.counts.oversized,

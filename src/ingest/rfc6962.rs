@@ -22,6 +22,7 @@ use crate::ct::checkpoint::{SignedTreeHead, TreeHead, TreeHeadError};
 use crate::ct::entry::{Chain, decode_rfc6962};
 use crate::ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries};
 use crate::http::{HttpClient, HttpError, Response};
+use crate::log_throttle::LogThrottle;
 
 use super::growth::{FollowedSize, Observed};
 use super::politeness::{Politeness, parse_retry_after};
@@ -55,6 +56,7 @@ pub async fn run(
         status,
         stop,
         resume,
+        skip_warnings: LogThrottle::new(Duration::from_secs(1)),
         politeness: Politeness::default(),
         tree_size: None,
         next: 0,
@@ -125,6 +127,8 @@ struct Poller {
     stop: StopToken,
     /// Where a restarted poller resumes.
     resume: Option<u64>,
+    /// Undecodable entries are logged at most once a second.
+    skip_warnings: LogThrottle,
     politeness: Politeness,
     /// The highest verified tree size; `None` until the first good tree head.
     tree_size: Option<u64>,
@@ -387,7 +391,9 @@ impl Poller {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(log = %self.target.read_url, index, error = %error, "skipping undecodable entry");
+                    if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
+                        tracing::warn!(log = %self.target.read_url, index, error = %error, held_back, "skipping undecodable entry");
+                    }
                     skipped += 1;
                 }
             }
