@@ -11,6 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::SharedStatus;
+
 /// Seconds of growth a log may save up and use at once.
 pub const BURST_SECONDS: f64 = 10.0;
 /// Default `--max-log-growth`: entries per second per log (real logs stay far below; see the module docs).
@@ -60,11 +62,14 @@ impl FollowedSize {
         self.claimed
     }
 
-    /// The first verified head: followed at once.
-    pub fn start(&mut self, size: u64, now: Instant) {
-        self.claimed = size;
-        self.followed = size;
+    /// The first verified head: followed at once, unless a restarted poller resumes at `resume` below it: then
+    /// what lies between is growth like any other (a restart must not lift the cap).
+    pub fn start(&mut self, size: u64, resume: Option<u64>, now: Instant) -> Observed {
+        let base = resume.map_or(size, |at| at.min(size));
+        self.claimed = base;
+        self.followed = base;
         self.refilled_at = Some(now);
+        self.observe(size, now)
     }
 
     /// A later verified head of `size`. Smaller or equal heads change nothing (stale replicas).
@@ -110,6 +115,27 @@ impl FollowedSize {
     }
 }
 
+/// Counts an implausible head in `status` and logs the first of an episode (the same for both log kinds).
+pub(crate) fn report(
+    observed: Observed,
+    status: &SharedStatus,
+    log: &str,
+    from: u64,
+    claimed: u64,
+) {
+    if let Observed::Implausible { first } = observed {
+        status.borrow_mut().implausible_heads += 1;
+        if first {
+            tracing::warn!(
+                log,
+                claimed,
+                from,
+                "tree head grew implausibly; following it at the capped rate"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,7 +144,7 @@ mod tests {
     fn real_growth_is_followed_at_once() {
         let t0 = Instant::now();
         let mut size = FollowedSize::new(2_000);
-        size.start(1_000_000, t0);
+        assert_eq!(size.start(1_000_000, None, t0), Observed::NoGrowth);
         for step in 1..=100u64 {
             // 500 entries/s, polled every 2 s: a busy real log.
             let now = t0 + Duration::from_secs(2 * step);
@@ -135,7 +161,7 @@ mod tests {
     fn a_jump_to_2_pow_63_is_followed_at_the_capped_rate() {
         let t0 = Instant::now();
         let mut size = FollowedSize::new(2_000);
-        size.start(1_000, t0);
+        size.start(1_000, None, t0);
         let huge = 1 << 63;
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(
@@ -158,10 +184,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_does_not_lift_the_cap() {
+        let t0 = Instant::now();
+        let mut size = FollowedSize::new(2_000);
+        assert_eq!(
+            size.start(1 << 63, Some(1_000), t0),
+            Observed::Implausible { first: true }
+        );
+        assert_eq!(size.followed(t0), 21_000);
+        let mut fresh = FollowedSize::new(2_000);
+        assert_eq!(fresh.start(5_000, Some(4_000), t0), Observed::Plausible);
+        assert_eq!(fresh.followed(t0), 5_000);
+    }
+
+    #[test]
     fn an_episode_ends_when_the_claim_is_reached() {
         let t0 = Instant::now();
         let mut size = FollowedSize::new(100);
-        size.start(0, t0);
+        size.start(0, None, t0);
         assert_eq!(
             size.observe(3_000, t0),
             Observed::Implausible { first: true }

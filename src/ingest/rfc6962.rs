@@ -24,7 +24,7 @@ use crate::ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries};
 use crate::http::{HttpClient, HttpError, Response};
 use crate::log_throttle::LogThrottle;
 
-use super::growth::{FollowedSize, Observed};
+use super::growth::{self, FollowedSize};
 use super::politeness::{Politeness, parse_retry_after};
 use super::{LogTarget, PollerContext, SharedStatus, StopOnDrop, StopToken, deliver_entry};
 
@@ -255,18 +255,16 @@ impl Poller {
                     .resume
                     .unwrap_or_else(|| size.saturating_sub(self.ctx.options.start_back));
                 self.tree_size = Some(head.tree_size);
-                self.growth.start(head.tree_size, Instant::now());
+                let observed = self
+                    .growth
+                    .start(head.tree_size, self.resume, Instant::now());
+                growth::report(observed, &self.status, log, self.next, head.tree_size);
                 tracing::info!(log = %log, tree_size = head.tree_size, start = self.next, "following log");
             }
             Some(known) if head.tree_size > known => {
                 self.tree_size = Some(head.tree_size);
                 let observed = self.growth.observe(head.tree_size, Instant::now());
-                if let Observed::Implausible { first } = observed {
-                    self.status.borrow_mut().implausible_heads += 1;
-                    if first {
-                        tracing::warn!(log = %log, claimed = head.tree_size, from = known, "tree head grew implausibly; following it at the capped rate");
-                    }
-                }
+                growth::report(observed, &self.status, log, known, head.tree_size);
             }
             Some(known) if head.tree_size < known => {
                 tracing::debug!(log = %log, tree_size = head.tree_size, high_water = known, "tree head went backwards; ignored");

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::growth::{FollowedSize, Observed};
+use super::growth::{self, FollowedSize};
 use super::issuers::{Fingerprint, IssuerCache, IssuerError, hex};
 use super::politeness::{Politeness, parse_retry_after};
 use super::{LogTarget, PollerContext, SharedStatus, StopToken, deliver_entry};
@@ -64,6 +64,7 @@ pub async fn run(
     let mut poller = Poller {
         growth: FollowedSize::new(ctx.options.max_growth_per_second),
         following: false,
+        resume,
         record_warnings: LogThrottle::new(Duration::from_secs(1)),
         ctx,
         issuers,
@@ -79,7 +80,7 @@ pub async fn run(
         bad_tile: None,
         unavailable: HashMap::new(),
     };
-    poller.follow(resume).await;
+    poller.follow().await;
 }
 
 struct Poller {
@@ -95,6 +96,8 @@ struct Poller {
     growth: FollowedSize,
     /// A checkpoint has verified (`growth` is started).
     following: bool,
+    /// Where a restarted poller resumes.
+    resume: Option<u64>,
     /// Skipped records are logged at most once a second.
     record_warnings: LogThrottle,
     /// The next index to deliver.
@@ -127,7 +130,7 @@ enum Reply {
 }
 
 impl Poller {
-    async fn follow(&mut self, resume: Option<u64>) {
+    async fn follow(&mut self) {
         let first = loop {
             if self.stop.is_stopped() {
                 return;
@@ -139,7 +142,9 @@ impl Poller {
                 return;
             }
         };
-        self.next = resume.unwrap_or_else(|| first.saturating_sub(self.ctx.options.start_back));
+        self.next = self
+            .resume
+            .unwrap_or_else(|| first.saturating_sub(self.ctx.options.start_back));
         self.status.borrow_mut().next_index = self.next;
         tracing::info!(log = %self.target.read_url, size = first, start = self.next, "following tiled log");
         while !self.stop.is_stopped() {
@@ -221,15 +226,19 @@ impl Poller {
             Some(last) => head.tree_size.min(last),
             None => head.tree_size,
         };
-        if !self.following {
+        let observed = if self.following {
+            self.growth.observe(size, Instant::now())
+        } else {
             self.following = true;
-            self.growth.start(size, Instant::now());
-        } else if let Observed::Implausible { first } = self.growth.observe(size, Instant::now()) {
-            self.status.borrow_mut().implausible_heads += 1;
-            if first {
-                tracing::warn!(log = %self.target.read_url, claimed = size, from = self.size, "checkpoint grew implausibly; following it at the capped rate");
-            }
-        }
+            self.growth.start(size, self.resume, Instant::now())
+        };
+        growth::report(
+            observed,
+            &self.status,
+            &self.target.read_url,
+            self.size,
+            size,
+        );
         if size > self.size {
             self.size = size;
             self.status.borrow_mut().claimed_tree_size = size;
