@@ -13,7 +13,7 @@ use certstream::cert::{self, CertJson};
 use certstream::ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
 use certstream::ct::get_entries::{parse_get_entries, parse_get_entries_simd};
 use certstream::ct::tile::data_tile_entries;
-use certstream::stream::{LogKind, LogSource, MessageBuilder};
+use certstream::stream::{BuildLimits, LogKind, LogSource, MessageBuilder};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const TILES: [&str; 5] = ["000", "001", "002", "003", "003.p/10"];
@@ -179,7 +179,10 @@ fn main() {
     let serde_ser = serialize_all(|buf, cert| serde_json::to_writer(buf, cert).unwrap());
     let simd_ser = serialize_all(|buf, cert| simd_json::to_writer(buf, cert).unwrap());
     let build = |cache: usize| {
-        let mut builder = MessageBuilder::new(cache);
+        let mut builder = MessageBuilder::new(BuildLimits {
+            chain_cache_bytes: cache,
+            ..BuildLimits::default()
+        });
         time_it(budget, || {
             for (entry, index) in &entries {
                 let chain = chain_of(entry);
@@ -191,10 +194,10 @@ fn main() {
             }
         })
     };
-    let with_cache = build(4096);
+    let with_cache = build(BuildLimits::default().chain_cache_bytes);
     let without_cache = build(0);
     let full = time_it(budget, || {
-        let mut builder = MessageBuilder::new(4096);
+        let mut builder = MessageBuilder::new(BuildLimits::default());
         for (leaf, extra) in &corpus.rfc6962 {
             let entry = decode_rfc6962(leaf, extra).unwrap();
             let chain = chain_of(&entry);
@@ -237,7 +240,10 @@ fn main() {
     }
 
     let rfc_only = |cache: usize| {
-        let mut builder = MessageBuilder::new(cache);
+        let mut builder = MessageBuilder::new(BuildLimits {
+            chain_cache_bytes: cache,
+            ..BuildLimits::default()
+        });
         let rfc: Vec<_> = entries.iter().take(corpus.rfc6962.len()).collect();
         let round = time_it(budget, || {
             for (entry, index) in &rfc {
@@ -251,7 +257,7 @@ fn main() {
         });
         per_entry(round, rfc.len())
     };
-    let (on, _) = rfc_only(4096);
+    let (on, _) = rfc_only(BuildLimits::default().chain_cache_bytes);
     let (off, _) = rfc_only(0);
     println!(
         "RFC 6962 entries only (2–3 chain certs each): cache on {on:.2} µs, off {off:.2} µs per entry ({:.2}x)",

@@ -7,6 +7,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::ingest::growth::DEFAULT_MAX_GROWTH_PER_SECOND;
+use crate::ingest::issuers::DEFAULT_BUDGET_BYTES as DEFAULT_ISSUER_CACHE_BYTES;
+use crate::stream::BuildLimits;
+
 /// Everything the server needs to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -75,6 +79,12 @@ pub struct IngestConfig {
     pub start_back: u64,
     /// How often a caught-up log is polled.
     pub poll_interval: Duration,
+    /// Entries per second a log may grow before its tree heads count as implausible (then followed at that rate).
+    pub max_log_growth: u64,
+    /// Byte budget of the tiled logs' issuer cache.
+    pub issuer_cache_bytes: usize,
+    /// Byte budgets of message building: chain cache, largest certificate, chain certificate and message.
+    pub build_limits: BuildLimits,
     /// Fixed addresses for `(host, port)` of CT logs and lists, bypassing DNS (like curl's `--resolve`).
     pub resolve: Vec<(String, u16, SocketAddr)>,
     /// A get-entries body may hold this many bytes per entry asked for (see `ct::get_entries::body_limit`).
@@ -93,6 +103,9 @@ impl Default for IngestConfig {
             log_list_timeout: Duration::from_secs(10),
             start_back: 0,
             poll_interval: Duration::from_secs(2),
+            max_log_growth: DEFAULT_MAX_GROWTH_PER_SECOND,
+            issuer_cache_bytes: DEFAULT_ISSUER_CACHE_BYTES,
+            build_limits: BuildLimits::default(),
             resolve: Vec::new(),
             get_entries_bytes_per_entry: crate::ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
         }
@@ -207,6 +220,17 @@ Certificate Transparency logs:
   --start-back N            start N entries before each log's current size [env CERTSTREAM_START_BACK] [0: only
                             new certificates]
   --poll-interval DURATION  how often a caught-up log is polled [env CERTSTREAM_POLL_INTERVAL] [2s]
+  --max-log-growth N        entries per second a log may grow; a tree head beyond that (10 s of it saved up) is
+                            logged and followed at this rate [env CERTSTREAM_MAX_LOG_GROWTH] [2000]
+  --chain-cache-bytes SIZE  budget of the cache of chain certificates' JSON [env CERTSTREAM_CHAIN_CACHE_BYTES] [8MiB]
+  --issuer-cache-bytes SIZE budget of the tiled logs' issuer cache [env CERTSTREAM_ISSUER_CACHE_BYTES] [4MiB]
+  --max-certificate-bytes SIZE
+                            larger certificates are skipped unparsed [env CERTSTREAM_MAX_CERTIFICATE_BYTES] [256KiB]
+  --max-chain-certificate-bytes SIZE
+                            larger chain certificates and issuers are left out
+                            [env CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES] [64KiB]
+  --max-message-bytes SIZE  entries whose message is larger are skipped [env CERTSTREAM_MAX_MESSAGE_BYTES] [1MiB]
+                            (SIZE: bytes, or with a KiB / MiB suffix; every skip is counted in /stats)
   --resolve HOST:PORT:ADDR[,HOST:PORT:ADDR…]
                             connect to ADDR (an IP, or IP:PORT) for HOST:PORT instead of asking DNS
                             [env CERTSTREAM_RESOLVE]
@@ -230,7 +254,7 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 26] = [
+const OPTS: [Opt; 32] = [
     Opt {
         flag: "--listen",
         env: "WEBSOCKET_LISTEN",
@@ -352,6 +376,36 @@ const OPTS: [Opt; 26] = [
         takes_value: true,
     },
     Opt {
+        flag: "--max-log-growth",
+        env: "CERTSTREAM_MAX_LOG_GROWTH",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--chain-cache-bytes",
+        env: "CERTSTREAM_CHAIN_CACHE_BYTES",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--issuer-cache-bytes",
+        env: "CERTSTREAM_ISSUER_CACHE_BYTES",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--max-certificate-bytes",
+        env: "CERTSTREAM_MAX_CERTIFICATE_BYTES",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--max-chain-certificate-bytes",
+        env: "CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--max-message-bytes",
+        env: "CERTSTREAM_MAX_MESSAGE_BYTES",
+        takes_value: true,
+    },
+    Opt {
         flag: "--resolve",
         env: "CERTSTREAM_RESOLVE",
         takes_value: true,
@@ -423,6 +477,12 @@ impl Command {
             log_buffer,
             start_back,
             poll_interval,
+            max_log_growth,
+            chain_cache_bytes,
+            issuer_cache_bytes,
+            max_certificate_bytes,
+            max_chain_certificate_bytes,
+            max_message_bytes,
             resolve,
             get_entries_bytes_per_entry,
         ] = values;
@@ -500,6 +560,41 @@ impl Command {
         }
         if let Some(v) = poll_interval {
             ingest.poll_interval = parse_duration("--poll-interval", &v)?;
+        }
+        if let Some(v) = max_log_growth {
+            ingest.max_log_growth = parse_count("--max-log-growth", &v)? as u64;
+        }
+        let limits = &mut ingest.build_limits;
+        for (flag, value, field) in [
+            (
+                "--chain-cache-bytes",
+                chain_cache_bytes,
+                &mut limits.chain_cache_bytes,
+            ),
+            (
+                "--issuer-cache-bytes",
+                issuer_cache_bytes,
+                &mut ingest.issuer_cache_bytes,
+            ),
+            (
+                "--max-certificate-bytes",
+                max_certificate_bytes,
+                &mut limits.max_certificate_bytes,
+            ),
+            (
+                "--max-chain-certificate-bytes",
+                max_chain_certificate_bytes,
+                &mut limits.max_chain_certificate_bytes,
+            ),
+            (
+                "--max-message-bytes",
+                max_message_bytes,
+                &mut limits.max_message_bytes,
+            ),
+        ] {
+            if let Some(v) = value {
+                *field = parse_bytes(flag, &v)?;
+            }
         }
         if let Some(v) = resolve {
             ingest.resolve = v
@@ -605,6 +700,30 @@ fn parse_count(flag: &str, text: &str) -> Result<usize, ConfigError> {
             "{flag}: `{text}` is not a positive whole number"
         ))),
     }
+}
+
+/// A byte size: a whole number, optionally followed by `KiB`/`K`/`k` or `MiB`/`M`/`m` (powers of 1024).
+fn parse_bytes(flag: &str, text: &str) -> Result<usize, ConfigError> {
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let scale: usize = match unit.trim() {
+        "" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" | "m" => 1 << 20,
+        _ => 0,
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .filter(|_| scale > 0)
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "{flag}: `{text}` is not a size (bytes, or with a KiB / MiB suffix)"
+            ))
+        })
 }
 
 fn parse_switch(flag: &str, text: &str) -> Result<bool, ConfigError> {
@@ -805,6 +924,42 @@ mod tests {
         assert_eq!(config.ingest.log_list_timeout, Duration::from_secs(2));
         assert!(parse(&["--log-buffer", "0"], &[]).is_err());
         assert!(parse(&["--log-list-timeout", "0s"], &[]).is_err());
+    }
+
+    #[test]
+    fn byte_budgets_and_growth_cap() {
+        let ingest = run(
+            &[
+                "--max-log-growth",
+                "500",
+                "--chain-cache-bytes",
+                "2MiB",
+                "--max-certificate-bytes=100k",
+                "--max-message-bytes",
+                "65536",
+            ],
+            &[
+                ("CERTSTREAM_ISSUER_CACHE_BYTES", "1M"),
+                ("CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES", "8KiB"),
+                ("CERTSTREAM_MAX_MESSAGE_BYTES", "1"),
+            ],
+        )
+        .ingest;
+        assert_eq!(ingest.max_log_growth, 500);
+        assert_eq!(ingest.issuer_cache_bytes, 1 << 20);
+        assert_eq!(
+            ingest.build_limits,
+            BuildLimits {
+                chain_cache_bytes: 2 << 20,
+                max_certificate_bytes: 100 << 10,
+                max_chain_certificate_bytes: 8 << 10,
+                max_message_bytes: 65536,
+            }
+        );
+        for bad in ["", "1GiB", "x", "-1", "1.5M"] {
+            assert!(parse_bytes("--x", bad).is_err(), "{bad:?}");
+        }
+        assert!(HELP.contains("--max-chain-certificate-bytes SIZE"));
     }
 
     #[test]

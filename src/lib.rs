@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod log_throttle;
 pub mod logging;
 pub mod operator_input;
+pub mod panic_boundary;
 pub mod redact;
 pub mod server;
 pub mod stream;

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use certstream::config::{Command, HELP};
-use certstream::ingest::pipeline::{CHAIN_CACHE_CAPACITY, Pipeline};
+use certstream::ingest::pipeline::Pipeline;
 use certstream::ingest::supervisor::{Supervisor, http_client};
 use certstream::logging::LogOutput;
 use certstream::server::{self, Server};
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         let server = Server::bind(config)?;
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
         let http = Rc::new(http_client(&ingest).map_err(std::io::Error::other)?);
-        let pipeline = Rc::new(Pipeline::new(server.hub(), CHAIN_CACHE_CAPACITY));
+        let pipeline = Rc::new(Pipeline::new(server.hub(), ingest.build_limits));
         let supervisor = Rc::new(Supervisor::new(ingest, http.clone(), pipeline.clone()));
         server.add_reporter(reporter);
         server.add_reporter(pipeline);

@@ -10,7 +10,7 @@ use certstream::ct::entry::{
 use certstream::ct::get_entries::{
     GetEntriesError, RawEntry, parse_get_entries, parse_get_entries_simd,
 };
-use certstream::ct::tile::{TileEntry, data_tile_entries, leaf_hash, tile_path};
+use certstream::ct::tile::{TileEntry, TileError, data_tile_entries, leaf_hash, tile_path};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
@@ -413,19 +413,63 @@ fn tile_paths() {
 // ---------------------------------------------------------------------------------------------------------
 // Malformed input: one test per error kind
 
-/// The only item a tile yields, which must be an error; the iterator must stop after it.
+/// The first item a tile yields, which must be an error; after broken framing the iterator must stop.
 fn single_tile_error(tile: &[u8], tile_index: u64) -> DecodeError {
     let mut items = data_tile_entries(tile, tile_index);
     let error = match items.next() {
         Some(Err(e)) => e,
         other => panic!("expected an error, got {other:?}"),
     };
-    assert!(
-        items.next().is_none(),
-        "the iterator must stop after an error"
-    );
+    if let TileError::Framing(_) = error {
+        assert!(
+            items.next().is_none(),
+            "the iterator must stop after broken framing"
+        );
+    }
+    let error = error.decode_error().clone();
     assert_eq!(error.buffer, Buffer::DataTile);
     error
+}
+
+/// A bad record whose boundaries are known costs only itself: the records after it are read on. (Before, an
+/// empty certificate made the whole rest of the tile undecodable.)
+#[test]
+fn a_bad_record_costs_only_itself() {
+    let live = live_entries();
+    let raw = first_x509(live);
+    let good = decode_rfc6962(&raw.leaf_input, &raw.extra_data).expect("decodes");
+    let empty = LogEntry {
+        leaf: &[],
+        ..good.clone()
+    };
+    let mut tile = Vec::new();
+    for index in 0..7 {
+        let record = match index {
+            2 => x509_tile_record(&empty, index),
+            // A record of another index: not the tile asked for, nothing after it is trusted.
+            5 => x509_tile_record(&good, 99),
+            _ => x509_tile_record(&good, index),
+        };
+        tile.extend_from_slice(&record);
+    }
+    let items: Vec<_> = data_tile_entries(&tile, 0).collect();
+    assert_eq!(items.len(), 6, "the iterator stops at the wrong leaf_index");
+    for (index, item) in items.iter().enumerate() {
+        match (index, item) {
+            (2, Err(TileError::Record { index: 2, error })) => {
+                assert_eq!(error.kind, DecodeErrorKind::EmptyCertificate);
+            }
+            (5, Err(TileError::Framing(error))) => assert!(
+                matches!(
+                    error.kind,
+                    DecodeErrorKind::LeafIndexMismatch { found: 99, .. }
+                ),
+                "{error}"
+            ),
+            (_, Ok(entry)) => assert_eq!(entry.index, index as u64),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -608,6 +652,9 @@ fn unknown_entry_type() {
         .next()
         .expect("second item")
         .expect_err("unknown type");
+    let TileError::Framing(e) = e else {
+        panic!("an unknown entry type breaks the framing: {e}")
+    };
     assert_eq!(
         (e.offset, e.kind),
         (
@@ -729,7 +776,9 @@ fn more_than_256_records_in_a_tile() {
     let items: Vec<_> = data_tile_entries(&tile, 0).collect();
     assert_eq!(items.len(), 257);
     assert!(items[..256].iter().all(Result::is_ok));
-    let e = items[256].clone().expect_err("257th record");
+    let Err(TileError::Framing(e)) = items[256].clone() else {
+        panic!("the 257th record breaks the framing")
+    };
     assert_eq!(
         (e.offset, e.kind.clone()),
         (
@@ -755,12 +804,12 @@ fn check_rfc6962(leaf_input: &[u8], extra_data: &[u8]) -> Result<(), TestCaseErr
 }
 
 fn check_tile(tile: &[u8], tile_index: u64) -> Result<(), TestCaseError> {
-    let mut errors = 0;
+    let mut framing_errors = 0;
     for item in data_tile_entries(tile, tile_index) {
-        prop_assert_eq!(errors, 0, "items after an error");
+        prop_assert_eq!(framing_errors, 0, "items after broken framing");
         if let Err(e) = item {
-            prop_assert!(e.offset <= tile.len(), "{e}");
-            errors += 1;
+            prop_assert!(e.decode_error().offset <= tile.len(), "{e}");
+            framing_errors += u32::from(matches!(e, TileError::Framing(_)));
         }
     }
     Ok(())

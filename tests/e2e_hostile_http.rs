@@ -42,7 +42,7 @@ fn mock(rfc6962: usize, tiled: usize, faults: &[&str], args: &[&str]) -> Mock {
 
 /// The binary with a connected client, following the mock's logs from [`WINDOW`] back.
 fn follow(mock: &Mock, args: &[&str]) -> (Certstream, Collector, ListFile) {
-    let (server, collector, list) = e2e_support::start_listening("/", WINDOW, args, None);
+    let (server, collector, list) = e2e_support::start_listening("/", WINDOW, args, &[], None);
     list.write(&serde_json::to_vec(&mock.list()).expect("list JSON"));
     (server, collector, list)
 }

@@ -70,8 +70,10 @@ fn log_names(list: &Value) -> Vec<String> {
     names
 }
 
-fn start_listening(path: &str) -> (Certstream, Collector, ListFile) {
-    e2e_support::start_listening(path, WINDOW, &[], None)
+/// A certstream following the list file (empty for now), with a client on `path` already connected, with extra
+/// environment `env`.
+fn start_listening(path: &str, env: &[(&str, &str)]) -> (Certstream, Collector, ListFile) {
+    e2e_support::start_listening(path, WINDOW, &[], env, None)
 }
 
 /// The window of `log`: the last [`WINDOW`] entries of its (fixed) size.
@@ -92,7 +94,7 @@ fn collect_windows(mock: &Mock, server: &Certstream, collector: &mut Collector, 
 #[test]
 fn every_entry_of_every_log_once_in_order_then_graceful_shutdown() {
     let mock = mock(2, 2, &[]);
-    let (server, mut collector, list) = start_listening("/full-stream");
+    let (server, mut collector, list) = start_listening("/full-stream", &[]);
     let mock_list = mock.list();
     list.write(&serde_json::to_vec(&mock_list).expect("list JSON"));
     let logs = log_names(&mock_list);
@@ -171,7 +173,7 @@ fn each_fault_on_its_own_log_only_delays_it() {
         "500@ro0,p=0.3",
     ];
     let mock = mock(9, 6, &faults);
-    let (server, mut collector, list) = start_listening("/");
+    let (server, mut collector, list) = start_listening("/", &[]);
     let mock_list = mock.list();
     list.write(&serde_json::to_vec(&mock_list).expect("list JSON"));
     let healthy: Vec<String> = log_names(&mock_list)
@@ -238,7 +240,7 @@ fn faults_on_every_log_at_once_only_delay() {
         ])
         .to_string(),
     );
-    let (server, mut collector, list) = start_listening("/");
+    let (server, mut collector, list) = start_listening("/", &[]);
     let mock_list = mock.list();
     list.write(&serde_json::to_vec(&mock_list).expect("list JSON"));
     let logs = log_names(&mock_list);
@@ -272,6 +274,7 @@ fn the_logs_are_reached_while_clients_hammer_the_open_files_limit() {
         "/",
         WINDOW,
         &["--fd-reserve", "64", "--max-connections-per-ip", "100000"],
+        &[],
         Some(OPEN_FILES),
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -321,4 +324,125 @@ fn the_logs_are_reached_while_clients_hammer_the_open_files_limit() {
         refusal_lines <= 2,
         "refusals are logged at most once per 10 s: {refusal_lines} lines"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Hostile logs: bad records, oversized certificates and chains, implausible tree heads. Each runs beside
+// well-behaved logs that must see no effect.
+
+/// Starts the mock's list in `server` and returns every log name.
+fn follow_mock(mock: &Mock, list: &ListFile) -> Vec<String> {
+    let mock_list = mock.list();
+    list.write(&serde_json::to_vec(&mock_list).expect("list JSON"));
+    log_names(&mock_list)
+}
+
+/// A record with an empty certificate (u24 length 0) costs only itself, in a data tile as in a get-entries page:
+/// the valid entries after it in the same tile arrive, with no retry and no error.
+#[test]
+fn bad_records_are_skipped_alone_in_tiles_and_pages() {
+    let faults = [
+        "empty_cert@r0,every=13",
+        "empty_cert@t0,every=13",
+        "unparseable@t0,every=29",
+    ];
+    let mock = mock(2, 2, &faults);
+    let (server, mut collector, list) = start_listening("/", &[]);
+    let logs = follow_mock(&mock, &list);
+    check_fault_run(&mock, &server, &mut collector, &logs);
+    for log in ["r0", "t0"] {
+        let stats = server.log_stats(log);
+        assert!(stats["skipped"].as_u64() >= Some(20), "{log}: {stats}");
+        assert_eq!(
+            stats["errors"], 0,
+            "{log}: no retry for a bad record: {stats}"
+        );
+    }
+    assert_eq!(server.log_stats("t0")["broken_tiles"], 0);
+    for log in ["r1", "t1", "ro0"] {
+        assert_eq!(server.log_stats(log)["skipped"], 0, "{log}");
+    }
+}
+
+/// Certificates, chain certificates and issuers over their byte budgets are refused unparsed and counted: an
+/// oversized leaf skips its entry (counted `oversized`), an oversized chain certificate or issuer is left out of
+/// the chain. Every other entry arrives.
+#[test]
+fn oversized_certificates_chains_and_issuers_are_refused_and_counted() {
+    let faults = [
+        "huge_cert@r0,every=11,bytes=300000",
+        "huge_chain@r0,every=7,bytes=100000",
+        "huge_chain@t0,every=100,bytes=100000",
+    ];
+    let mock = mock(2, 2, &faults);
+    let (server, mut collector, list) = start_listening("/", &[]);
+    let logs = follow_mock(&mock, &list);
+    check_fault_run(&mock, &server, &mut collector, &logs);
+    let r0 = server.log_stats("r0");
+    let huge = window(&mock, "r0").iter().filter(|e| e.2).count() as u64;
+    assert_eq!(r0["oversized"], huge, "{r0}");
+    assert_eq!(r0["unparseable"], 0, "refused before parsing: {r0}");
+    let messages = &server.stats()["messages"];
+    assert!(
+        messages["oversized_chain_certificates"].as_u64() >= Some(300 / 7 - huge),
+        "{messages}"
+    );
+    assert_eq!(messages["oversized_certificates"], huge, "{messages}");
+    let t0 = server.log_stats("t0");
+    assert!(t0["incomplete_chains"].as_u64() >= Some(2), "{t0}");
+    for log in ["r1", "t1", "ro0"] {
+        let stats = server.log_stats(log);
+        assert_eq!(
+            (&stats["skipped"], &stats["incomplete_chains"]),
+            (&json!(0), &json!(0)),
+            "{log}: {stats}"
+        );
+    }
+}
+
+/// A log whose signed tree head jumps to a billion entries is logged, counted and followed at the capped rate
+/// (here 100 entries per second, 10 s of it at once), not as fast as it serves; the other logs see no effect.
+#[test]
+fn an_implausible_tree_head_is_followed_at_the_capped_rate() {
+    const CLAIM: u64 = 1_000_000_000;
+    const RATE: u64 = 100;
+    let faults = [
+        format!("jump@r0,every=2,to={CLAIM}"),
+        format!("jump@t0,every=2,to={CLAIM}"),
+    ];
+    let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
+    let mock = mock(2, 2, &faults);
+    let started = std::time::Instant::now();
+    let (server, mut collector, list) =
+        start_listening("/", &[("CERTSTREAM_MAX_LOG_GROWTH", "100")]);
+    let logs = follow_mock(&mock, &list);
+    let healthy: Vec<String> = logs
+        .iter()
+        .filter(|log| !["r0", "t0"].contains(&log.as_str()))
+        .cloned()
+        .collect();
+    collect_windows(&mock, &server, &mut collector, &healthy);
+    std::thread::sleep(Duration::from_secs(2));
+    let allowed = WINDOW + RATE * (10 + started.elapsed().as_secs() + 5);
+    for log in ["r0", "t0"] {
+        let stats = server.log_stats(log);
+        let published = stats["published"].as_u64().expect("published");
+        assert!(
+            published <= allowed,
+            "{log}: {published} messages, at most {allowed} allowed: {stats}"
+        );
+        assert_eq!(stats["claimed_tree_size"], CLAIM, "{log}: {stats}");
+        assert!(
+            stats["implausible_heads"].as_u64() >= Some(1),
+            "{log}: {stats}"
+        );
+        assert!(
+            stats["lag"].as_u64() < Some(10_000),
+            "{log}: lag is against the followed size: {stats}"
+        );
+    }
+    for log in &healthy {
+        let stats = server.log_stats(log);
+        assert_eq!(stats["implausible_heads"], 0, "{log}: {stats}");
+    }
 }

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use certstream::ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
 use certstream::ct::tile::data_tile_entries;
-use certstream::stream::{Frames, LogKind, LogSource, MessageBuilder};
+use certstream::stream::{BuildLimits, Frames, LogKind, LogSource, MessageBuilder};
 use serde_json::Value;
 use sha1::Digest as _;
 
@@ -48,7 +48,7 @@ fn update_type(entry: &LogEntry<'_>) -> &'static str {
 fn rfc6962_messages() -> Vec<Built> {
     let text = std::fs::read_to_string(format!("{CORPUS}/rfc6962/live_ct.json")).unwrap();
     let items: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut builder = MessageBuilder::new(1024);
+    let mut builder = MessageBuilder::new(BuildLimits::default());
     items
         .iter()
         .map(|item| {
@@ -86,7 +86,7 @@ fn tiled_messages() -> Vec<Built> {
             monitoring_url: monitoring.into(),
         },
     );
-    let mut builder = MessageBuilder::new(1024);
+    let mut builder = MessageBuilder::new(BuildLimits::default());
     let mut out = Vec::new();
     for name in ["000", "001", "002", "003", "003.p/10"] {
         let tile = std::fs::read(format!("{CORPUS}/tiled/navigli2025h2/tile/data/{name}")).unwrap();

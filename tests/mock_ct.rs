@@ -16,10 +16,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use certstream::ct::checkpoint::{
     Checkpoint, SignedTreeHead, TreeHead, origin_from_submission_url,
 };
-use certstream::ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
+use certstream::ct::entry::{Chain, DecodeErrorKind, EntryType, LogEntry, decode_rfc6962};
 use certstream::ct::get_entries::{RawEntry, parse_get_entries};
 use certstream::ct::log_list::{LogInfo, LogKind, LogList, LogState};
-use certstream::ct::tile::{data_tile_entries, tile_path};
+use certstream::ct::tile::{TileError, data_tile_entries, tile_path};
 use serde_json::Value;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -663,6 +663,51 @@ fn unparseable_certificates_keep_valid_framing() {
     for (record, expected) in data_tile_entries(&tile.body, 0).zip(&expected) {
         check_against_expected(&record.expect("tile framing stays valid").entry, expected);
     }
+}
+
+#[test]
+fn hostile_entries_and_heads() {
+    let mock = Mock::start(&[
+        "--rfc6962",
+        "1",
+        "--tiled",
+        "1",
+        "--rate",
+        "0",
+        "--fault",
+        "empty_cert,every=4",
+        "--fault",
+        "huge_chain@r0,every=5,bytes=70000",
+        "--fault",
+        "jump@t0,every=2,to=5000000",
+    ]);
+    // Empty certificates: the record's framing stays valid, the certificate is u24 length 0.
+    let (status, entries) = get_entries(&mock, &mock.log("r0"), 0, 9);
+    assert_eq!((status, entries.len()), (200, 10));
+    let error = decode_rfc6962(&entries[3].leaf_input, &entries[3].extra_data)
+        .expect_err("an empty certificate");
+    assert_eq!(error.kind, DecodeErrorKind::EmptyCertificate);
+    let huge = decode_rfc6962(&entries[4].leaf_input, &entries[4].extra_data).expect("decodes");
+    let Chain::Certificates(chain) = huge.chain else {
+        panic!("RFC 6962 chains are certificates")
+    };
+    assert_eq!(chain.last().map(|c| c.len()), Some(70000));
+    let expected = mock.expected("r0", 0, 9);
+    assert_eq!(expected[3]["unparseable"], true);
+    let tile = mock.get_url(&format!("{}tile/data/000", log_url(&mock.log("t0"))));
+    let records: Vec<_> = data_tile_entries(&tile.body, 0).collect();
+    assert_eq!(records.len(), 256);
+    assert!(matches!(
+        records[3],
+        Err(TileError::Record { index: 3, .. })
+    ));
+    assert!(records[4].is_ok());
+    // A jump: every second checkpoint claims 5,000,000 entries, signed, and tiles up to it are served.
+    let t0 = mock.log("t0");
+    let sizes: Vec<u64> = (0..2).map(|_| checkpoint(&mock, &t0).tree_size).collect();
+    assert_eq!(sizes, [1000, 5_000_000]);
+    let far = mock.get_url(&format!("{}tile/data/x019/000", log_url(&t0)));
+    assert_eq!(far.status, 200);
 }
 
 #[test]

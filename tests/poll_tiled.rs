@@ -354,7 +354,6 @@ impl Server {
             origin: self.log.origin.clone(),
             key: LogKey::from_spki(&self.log.spki).unwrap(),
             final_tree_size: None,
-            first_index: None,
         })
     }
 }
@@ -493,6 +492,7 @@ impl Harness {
             target,
             status.clone(),
             stop.clone(),
+            None,
         ));
         Running { status, stop, done }
     }
@@ -854,11 +854,48 @@ fn a_garbage_tile_is_retried_not_skipped() {
         harness.sink.assert_exactly(&server.url(), 0..512);
         assert_eq!(server.log.count("/tile/data/000"), 3);
         let status = poller.status();
-        assert_eq!((status.errors, status.skipped), (2, 0));
+        assert_eq!(
+            (status.errors, status.skipped, status.broken_tiles),
+            (2, 0, 2)
+        );
         assert!(
             status.last_error.unwrap().contains("leaf_index"),
             "the second bad answer is a leaf index mismatch"
         );
+        poller.stop().await;
+    });
+}
+
+/// `record` (one TileLeaf) with its certificate (or a precert's TBS) replaced by an empty one (u24 length 0).
+fn with_empty_leaf(record: &[u8]) -> Vec<u8> {
+    let leaf_at = if record[8..10] == [0, 1] { 10 + 32 } else { 10 };
+    let len = be(&record[leaf_at..leaf_at + 3]);
+    [&record[..leaf_at], &[0, 0, 0], &record[leaf_at + 3 + len..]].concat()
+}
+
+#[test]
+fn a_bad_record_is_skipped_alone_without_a_retry() {
+    let server = Server::start(TestLog::new("ct.example.org/bad-record", 512));
+    // Record 10 of tile 0 has an empty certificate; its boundaries are known, so it costs only itself.
+    let mut records = CORPUS.records[..256].to_vec();
+    records[10] = with_empty_leaf(&records[10]);
+    server
+        .log
+        .script("/tile/data/000", Reply::new(200, records.concat()));
+    run(async {
+        let harness = Harness::new();
+        let poller = harness.spawn(&server, options(512));
+        wait_for("both tiles", || harness.sink.count(&server.url()) == 511).await;
+        monoio::time::sleep(Duration::from_millis(200)).await;
+        let got: Vec<u64> = harness.sink.got.borrow().iter().map(|d| d.1).collect();
+        assert_eq!(got, (0..512).filter(|i| *i != 10).collect::<Vec<_>>());
+        assert_eq!(server.log.count("/tile/data/000"), 1, "no retry");
+        let status = poller.status();
+        assert_eq!(
+            (status.skipped, status.errors, status.broken_tiles),
+            (1, 0, 0)
+        );
+        assert_eq!((status.delivered, status.next_index), (511, 512));
         poller.stop().await;
     });
 }
@@ -942,7 +979,6 @@ fn a_read_only_log_ends_at_its_final_size() {
         origin: target.origin.clone(),
         key: target.key.clone(),
         final_tree_size: Some(300),
-        first_index: None,
     });
     run(async {
         let harness = Harness::new();

@@ -8,7 +8,7 @@ mod support;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use certstream::ct::entry::{Chain, decode_rfc6962};
-use certstream::stream::{Frames, LogKind, LogSource, MessageBuilder};
+use certstream::stream::{BuildLimits, Frames, LogKind, LogSource, MessageBuilder};
 use serde_json::{Value, json};
 use support::examples::*;
 
@@ -59,7 +59,7 @@ fn build(
     let Chain::Certificates(chain) = &entry.chain else {
         unreachable!()
     };
-    MessageBuilder::new(16)
+    MessageBuilder::new(BuildLimits::default())
         .build(source, index, &entry, chain, seen)
         .unwrap()
 }
@@ -216,7 +216,7 @@ fn precert_without_a_usable_pre_certificate_falls_back_to_the_leaf_tbs() {
     extra_data.extend_from_slice(&chain_bytes(&[]));
     let source = LogSource::new("x", "https://x.example/", LogKind::Rfc6962);
     let entry = decode_rfc6962(&leaf_input, &extra_data).unwrap();
-    let mut builder = MessageBuilder::new(16);
+    let mut builder = MessageBuilder::new(BuildLimits::default());
     let frames = builder.build(&source, 7, &entry, &[], 1.5).unwrap();
     assert_eq!(builder.counters().precert_tbs_fallbacks, 1);
     let full: Value = serde_json::from_slice(frames.full.payload()).unwrap();
@@ -240,7 +240,7 @@ fn an_unparseable_leaf_is_an_error_and_counted() {
     let extra_data = chain_bytes(&[]);
     let entry = decode_rfc6962(&leaf_input, &extra_data).unwrap();
     let source = LogSource::new("x", "https://x.example/", LogKind::Rfc6962);
-    let mut builder = MessageBuilder::new(16);
+    let mut builder = MessageBuilder::new(BuildLimits::default());
     let err = builder.build(&source, 1, &entry, &[], 1.0).unwrap_err();
     assert!(
         err.to_string().contains("leaf certificate rejected"),
@@ -264,8 +264,11 @@ fn chain_cache_serves_repeated_intermediates_and_skips_bad_ones() {
     let garbage: &[u8] = b"\x30\x00";
     let chain: [&[u8]; 3] = [&x3, garbage, &root];
 
-    let mut cached = MessageBuilder::new(16);
-    let mut uncached = MessageBuilder::new(0);
+    let mut cached = MessageBuilder::new(BuildLimits::default());
+    let mut uncached = MessageBuilder::new(BuildLimits {
+        chain_cache_bytes: 0,
+        ..BuildLimits::default()
+    });
     for round in 0..3 {
         let a = cached.build(&source, round, &entry, &chain, 2.0).unwrap();
         let b = uncached.build(&source, round, &entry, &chain, 2.0).unwrap();

@@ -9,6 +9,7 @@ use certstream::ct::entry::EntryType;
 use sha1::{Digest, Sha1};
 
 use crate::corpus::{Corpus, CorpusEntry};
+use crate::faults::EntryFaults;
 
 /// Timestamp of entry 0 (2026-05-17T06:40:00Z); entry i is `i` ms later, so timestamps increase with the index.
 const BASE_TIMESTAMP_MS: u64 = 1_779_000_000_000;
@@ -42,25 +43,45 @@ pub struct Entry<'c> {
     pub timestamp_ms: u64,
     /// The corpus entry it derives from (type, TBS, chain).
     pub source: &'c CorpusEntry,
-    /// X509: the certificate; precert: the pre-certificate. Unique per (log, index); garbage when `unparseable`.
+    /// X509: the certificate; precert: the pre-certificate. Unique per (log, index); garbage, empty or huge
+    /// under entry faults.
     pub cert: Vec<u8>,
-    /// True when `cert` (and a precert's TBS) were replaced by bytes no X.509 parser accepts.
+    /// True when `cert` (and a precert's TBS) were replaced by bytes no X.509 parser accepts (garbage, empty or
+    /// huge): the entry must produce no message.
     pub unparseable: bool,
+    /// A `huge_chain` fault's extra chain certificate (tiled logs: issuer), after the real chain.
+    pub extra_chain: Option<Vec<u8>>,
 }
 
-/// The entry at `index` of log number `log`.
+/// `len` bytes of DER-framed garbage (a SEQUENCE no X.509 parser accepts), different for every `tag`.
+pub fn der_garbage(len: usize, tag: &[u8]) -> Vec<u8> {
+    let len = len.max(16);
+    let content = len - 5;
+    let mut out = vec![0x30, 0x83];
+    out.extend_from_slice(&(content as u32).to_be_bytes()[1..]);
+    out.resize(len - tag.len(), 0x5A);
+    out.extend_from_slice(tag);
+    out
+}
+
+/// The entry at `index` of log number `log`, as `faults` make it.
 pub fn generate(
     corpus: &Corpus,
     seed: u64,
     log: usize,
     index: u64,
-    unparseable: bool,
+    faults: EntryFaults,
 ) -> Entry<'_> {
+    let unparseable = faults.unparseable;
     let pick = mix(&[seed, log as u64, index]) % corpus.entries.len() as u64;
     let source = &corpus.entries[pick as usize];
     // Unique per (log, index) for indices below 2^48.
     let tag = ((log as u64) << 48 | (index & 0xFFFF_FFFF_FFFF)).to_be_bytes();
-    let cert = if unparseable {
+    let cert = if faults.empty_cert {
+        Vec::new()
+    } else if let Some(len) = faults.huge_cert {
+        der_garbage(len, &tag)
+    } else if unparseable {
         // A SEQUENCE holding an OCTET STRING: well-formed DER, but neither a Certificate nor a TBSCertificate.
         let mut garbage = vec![0x30, 0x0A, 0x04, 0x08];
         garbage.extend_from_slice(&tag);
@@ -78,7 +99,8 @@ pub fn generate(
         timestamp_ms: BASE_TIMESTAMP_MS + index,
         source,
         cert,
-        unparseable,
+        unparseable: unparseable || faults.huge_cert.is_some() || faults.empty_cert,
+        extra_chain: faults.huge_chain.map(|len| der_garbage(len, &tag)),
     }
 }
 
@@ -101,6 +123,15 @@ impl Entry<'_> {
             let _ = write!(out, "{separator}{byte:02X}");
         }
         out
+    }
+
+    /// SHA-256 of every chain certificate, issuer first, then the extra one.
+    pub fn chain_fingerprints(&self) -> Vec<[u8; 32]> {
+        let mut fingerprints = self.source.chain_fingerprints.clone();
+        if let Some(extra) = &self.extra_chain {
+            fingerprints.push(sha2::Sha256::digest(extra).into());
+        }
+        fingerprints
     }
 
     /// The precert's TBS as served in the leaf (garbage too when unparseable, so no TBS fallback can parse it).
@@ -140,9 +171,16 @@ impl Entry<'_> {
         if self.source.entry_type == EntryType::Precert {
             put_u24_vector(out, &self.cert);
         }
-        let total: usize = self.source.chain.iter().map(|c| 3 + c.len()).sum();
+        let chain: Vec<&[u8]> = self
+            .source
+            .chain
+            .iter()
+            .map(Vec::as_slice)
+            .chain(self.extra_chain.as_deref())
+            .collect();
+        let total: usize = chain.iter().map(|c| 3 + c.len()).sum();
         put_u24(out, total);
-        for cert in &self.source.chain {
+        for cert in chain {
             put_u24_vector(out, cert);
         }
     }
@@ -171,9 +209,9 @@ impl Entry<'_> {
         if self.source.entry_type == EntryType::Precert {
             put_u24_vector(out, &self.cert);
         }
-        let fingerprints = &self.source.chain_fingerprints;
+        let fingerprints = self.chain_fingerprints();
         put_u16(out, fingerprints.len() * 32);
-        for fingerprint in fingerprints {
+        for fingerprint in &fingerprints {
             out.extend_from_slice(fingerprint);
         }
     }

@@ -16,6 +16,10 @@ const DEFAULT_RETRY_AFTER_S: u64 = 1;
 const DEFAULT_SLOW_MS: u64 = 1000;
 /// Default distance a tree head goes backwards.
 const DEFAULT_BACKWARDS_BY: u64 = 10;
+/// Default size of a `huge_cert` certificate or a `huge_chain` chain certificate / issuer.
+const DEFAULT_HUGE_BYTES: u64 = 256 << 10;
+/// Default tree size a `jump` claims: 2^63.
+const DEFAULT_JUMP_TO: u64 = 1 << 63;
 
 /// What goes wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +65,22 @@ pub enum FaultKind {
     /// get-entries: the requested entries followed by `entries` (default 1.5 M) tiny ones (~60 MB).
     #[serde(rename = "tiny-entries")]
     TinyEntries,
+    // Hostile entries and tree heads (per index like `unparseable`, except `jump`).
+    /// Some indices' certificate (a precert's TBS and pre-certificate too) is empty: u24 length 0, the record's
+    /// boundaries intact.
+    #[serde(rename = "empty_cert")]
+    EmptyCert,
+    /// Some indices' certificate is `bytes` bytes of DER-framed garbage (a precert's TBS too).
+    #[serde(rename = "huge_cert")]
+    HugeCert,
+    /// Some indices carry one more chain certificate (tiled logs: one more issuer, served at `issuer/<hex>`) of
+    /// `bytes` bytes of DER-framed garbage, different for every index.
+    #[serde(rename = "huge_chain")]
+    HugeChain,
+    /// get-sth / checkpoint claim a tree of `to` entries (2^63 by default), correctly signed, and entries up to
+    /// it are served.
+    #[serde(rename = "jump")]
+    Jump,
 }
 
 /// The Retry-After values an `absurd-429` sends, in turn.
@@ -93,7 +113,22 @@ impl FaultKind {
             FaultKind::Trailing => "trailing",
             FaultKind::Unsolicited => "unsolicited",
             FaultKind::TinyEntries => "tiny-entries",
+            FaultKind::EmptyCert => "empty_cert",
+            FaultKind::HugeCert => "huge_cert",
+            FaultKind::HugeChain => "huge_chain",
+            FaultKind::Jump => "jump",
         }
+    }
+
+    /// Faults decided per entry index rather than per request.
+    fn per_entry(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Unparseable
+                | FaultKind::EmptyCert
+                | FaultKind::HugeCert
+                | FaultKind::HugeChain
+        )
     }
 }
 
@@ -131,6 +166,25 @@ pub struct Fault {
     /// tiny-entries: how many tiny entries follow the requested ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<u64>,
+    /// huge_cert, huge_chain: size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// jump: the tree size claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+}
+
+/// What the entry faults make of one entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryFaults {
+    /// The certificate is DER no X.509 parser accepts.
+    pub unparseable: bool,
+    /// The certificate is empty.
+    pub empty_cert: bool,
+    /// The certificate is this many bytes of garbage.
+    pub huge_cert: Option<usize>,
+    /// One more chain certificate of this many bytes.
+    pub huge_chain: Option<usize>,
 }
 
 impl Fault {
@@ -172,6 +226,8 @@ pub struct Decision {
     pub forge_after_ms: Option<u64>,
     /// get-entries: append this many tiny entries.
     pub tiny_entries: Option<u64>,
+    /// Serve a tree head claiming this size.
+    pub jump_to: Option<u64>,
     /// Every fault that triggered (for the stats).
     pub triggered: Vec<FaultKind>,
 }
@@ -265,8 +321,8 @@ impl FaultSet {
         let mut decision = Decision::default();
         for (i, fault) in self.faults.iter().enumerate() {
             let applies = match fault.kind {
-                FaultKind::Unparseable => false,
-                FaultKind::Backwards => endpoint.serves_tree_head(),
+                kind if kind.per_entry() => false,
+                FaultKind::Backwards | FaultKind::Jump => endpoint.serves_tree_head(),
                 FaultKind::TinyEntries => endpoint == Endpoint::GetEntries,
                 _ => true,
             };
@@ -306,6 +362,10 @@ impl FaultSet {
                     let turn = (count - 1) % ABSURD_RETRY_AFTER.len() as u64;
                     Action::AbsurdRetryAfter(ABSURD_RETRY_AFTER[turn as usize])
                 }
+                FaultKind::Jump => {
+                    decision.jump_to = Some(fault.to.unwrap_or(DEFAULT_JUMP_TO));
+                    continue;
+                }
                 FaultKind::TooManyRequests => Action::TooManyRequests {
                     retry_after: fault.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_S),
                     http_date: fault.http_date,
@@ -315,7 +375,10 @@ impl FaultSet {
                 FaultKind::Garbage => Action::Garbage,
                 FaultKind::Reset => Action::Reset,
                 FaultKind::Down => Action::Down,
-                FaultKind::Unparseable => continue,
+                FaultKind::Unparseable
+                | FaultKind::EmptyCert
+                | FaultKind::HugeCert
+                | FaultKind::HugeChain => continue,
             };
             // The first replacing fault wins.
             decision.action.get_or_insert(action);
@@ -323,13 +386,36 @@ impl FaultSet {
         decision
     }
 
-    /// Whether entry `index` of log `log` carries an unparseable certificate.
-    pub fn unparseable(&self, log: usize, index: u64) -> bool {
-        self.faults.iter().enumerate().any(|(i, fault)| {
-            fault.kind == FaultKind::Unparseable
-                && self.matches(i, log)
-                && self.triggers(i, fault, log, index + 1)
-        })
+    /// What the entry faults make of entry `index` of log `log`.
+    pub fn entry_faults(&self, log: usize, index: u64) -> EntryFaults {
+        let mut faults = EntryFaults::default();
+        let size = |fault: &Fault| fault.bytes.unwrap_or(DEFAULT_HUGE_BYTES) as usize;
+        for (i, fault) in self.faults.iter().enumerate() {
+            if !fault.kind.per_entry()
+                || !self.matches(i, log)
+                || !self.triggers(i, fault, log, index + 1)
+            {
+                continue;
+            }
+            match fault.kind {
+                FaultKind::Unparseable => faults.unparseable = true,
+                FaultKind::EmptyCert => faults.empty_cert = true,
+                FaultKind::HugeCert => faults.huge_cert = Some(size(fault)),
+                FaultKind::HugeChain => faults.huge_chain = Some(size(fault)),
+                _ => {}
+            }
+        }
+        faults
+    }
+
+    /// The largest size a `jump` fault makes log `log` claim: entries are served up to it.
+    pub fn claimed_size(&self, log: usize) -> Option<u64> {
+        self.faults
+            .iter()
+            .enumerate()
+            .filter(|(i, fault)| fault.kind == FaultKind::Jump && self.matches(*i, log))
+            .map(|(_, fault)| fault.to.unwrap_or(DEFAULT_JUMP_TO))
+            .max()
     }
 
     fn matches(&self, fault: usize, log: usize) -> bool {

@@ -1,8 +1,9 @@
 //! The mock's HTTP routes: the log list, both read APIs of every log, and the `/_mock/*` control endpoints.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certstream::ct::checkpoint::TreeHead;
@@ -11,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::cache::Cache;
 use crate::corpus::Corpus;
 use crate::dates::http_date;
-use crate::entries::{Entry, generate, mix};
+use crate::entries::{Entry, der_garbage, generate, mix};
 use crate::faults::{Action, Fault, FaultSet};
 use crate::http::{Body, Handler, Reply, Request, Response};
 use crate::logs::{Growth, MONITORING_PREFIX, MockLog, Protocol, RFC6962_PREFIX, origin};
@@ -40,6 +41,8 @@ pub struct App {
     verbose: bool,
     /// Distinct garbage bodies.
     garbage_count: AtomicU64,
+    /// The `huge_chain` issuers tiles referred to: fingerprint → (log, index, bytes), built again on request.
+    extra_issuers: Mutex<HashMap<[u8; 32], (usize, u64, usize)>>,
 }
 
 /// How the mock was configured (see main.rs for the flags).
@@ -81,6 +84,7 @@ impl App {
             host_port,
             verbose: settings.verbose,
             garbage_count: AtomicU64::new(0),
+            extra_issuers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -100,7 +104,7 @@ impl App {
             self.seed,
             log,
             index,
-            faults.unparseable(log, index),
+            faults.entry_faults(log, index),
         )
     }
 
@@ -226,7 +230,14 @@ impl App {
             return Reply::Full(Response::error(405, "GET only"));
         }
         let mut response = self
-            .answer(&faults, log, request, route, decision.backwards_by)
+            .answer(
+                &faults,
+                log,
+                request,
+                route,
+                decision.backwards_by,
+                decision.jump_to,
+            )
             .unwrap_or_else(|e| e);
         if let Some(count) = decision.tiny_entries.filter(|_| response.status == 200) {
             response.body = Body::Owned(with_tiny_entries(response.body.as_ref(), count));
@@ -257,18 +268,23 @@ impl App {
         request: &Request,
         route: Route<'_>,
         backwards_by: Option<u64>,
+        jump_to: Option<u64>,
     ) -> Result<Response, Response> {
         let log = &self.logs[log_number];
-        let size = log.size(&self.growth);
+        let real_size = log.size(&self.growth);
+        // A `jump` log serves entries up to what it claims.
+        let size = faults
+            .claimed_size(log_number)
+            .map_or(real_size, |claimed| claimed.max(real_size));
         let stats = &self.stats[log_number];
         match route {
             Route::GetSth => {
-                let head = self.head(log, size, backwards_by);
+                let head = self.head(log, real_size, backwards_by, jump_to);
                 let body = log.sth_json(&head).map_err(|e| Response::error(500, e))?;
                 Ok(Response::new(200, JSON, body))
             }
             Route::Checkpoint => {
-                let head = self.head(log, size, backwards_by);
+                let head = self.head(log, real_size, backwards_by, jump_to);
                 let origin = origin(&self.host_port, &log.name);
                 let body = log
                     .checkpoint(&origin, &head)
@@ -324,27 +340,29 @@ impl App {
                 let fingerprint =
                     parse_lower_hex(hex).ok_or_else(|| Response::error(404, "bad issuer"))?;
                 let cert = self
-                    .corpus
-                    .issuers
-                    .get(&fingerprint)
+                    .issuer(&fingerprint)
                     .ok_or_else(|| Response::error(404, "unknown issuer"))?;
-                Ok(immutable(
-                    "application/pkix-cert",
-                    Body::Owned(cert.clone()),
-                ))
+                Ok(immutable("application/pkix-cert", Body::Owned(cert)))
             }
             Route::Other => Err(Response::error(404, "not found")),
         }
     }
 
-    /// The current head, or an older one for a `backwards` fault.
-    fn head(&self, log: &MockLog, size: u64, backwards_by: Option<u64>) -> TreeHead {
+    /// The current head, or an older one for a `backwards` fault, or a huge one for a `jump` fault.
+    fn head(
+        &self,
+        log: &MockLog,
+        size: u64,
+        backwards_by: Option<u64>,
+        jump_to: Option<u64>,
+    ) -> TreeHead {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let (tree_size, timestamp) = match backwards_by {
-            Some(by) => (size.saturating_sub(by), now_ms.saturating_sub(1000)),
-            None => (size, now_ms),
+        let (tree_size, timestamp) = match (jump_to, backwards_by) {
+            (Some(to), _) => (to, now_ms),
+            (None, Some(by)) => (size.saturating_sub(by), now_ms.saturating_sub(1000)),
+            (None, None) => (size, now_ms),
         };
         TreeHead {
             tree_size,
@@ -390,9 +408,27 @@ impl App {
     fn tile(&self, faults: &FaultSet, log: usize, first: u64, width: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(width as usize * 3000);
         for index in first..first + width {
-            self.entry(faults, log, index).put_tile_leaf(&mut out);
+            let entry = self.entry(faults, log, index);
+            if let (Some(extra), Some(fingerprint)) =
+                (&entry.extra_chain, entry.chain_fingerprints().last())
+            {
+                let mut issuers = self.extra_issuers.lock().unwrap_or_else(|p| p.into_inner());
+                issuers.insert(*fingerprint, (log, index, extra.len()));
+            }
+            entry.put_tile_leaf(&mut out);
         }
         out
+    }
+
+    /// An issuer: a corpus chain certificate, or a `huge_chain` fault's garbage one.
+    fn issuer(&self, fingerprint: &[u8; 32]) -> Option<Vec<u8>> {
+        if let Some(cert) = self.corpus.issuers.get(fingerprint) {
+            return Some(cert.clone());
+        }
+        let issuers = self.extra_issuers.lock().unwrap_or_else(|p| p.into_inner());
+        let &(log, index, len) = issuers.get(fingerprint)?;
+        let tag = ((log as u64) << 48 | (index & 0xFFFF_FFFF_FFFF)).to_be_bytes();
+        Some(der_garbage(len, &tag))
     }
 
     /// 200 with random bytes that are neither JSON nor UTF-8 nor a tile.

@@ -183,13 +183,32 @@ impl std::error::Error for DecodeError {}
 pub(crate) struct TimestampedEntry<'a> {
     pub(crate) timestamp_ms: u64,
     pub(crate) entry_type: EntryType,
+    /// Possibly empty: see [`TimestampedEntry::check_leaf`].
     pub(crate) leaf: &'a [u8],
+    /// Offset of the leaf's length prefix.
+    leaf_at: usize,
     pub(crate) issuer_key_hash: Option<&'a [u8; 32]>,
     /// The `CtExtensions` contents, as a reader so errors inside keep absolute offsets.
     pub(crate) extensions: Reader<'a>,
 }
 
-/// Reads a `TimestampedEntry` (ct-protocols.md §1.3).
+impl TimestampedEntry<'_> {
+    /// The leaf is an `ASN.1Cert` (`opaque<1..2^24-1>`): empty is an error. Checked apart from the reading so a
+    /// data tile can tell a bad record (skipped alone) from broken framing.
+    pub(crate) fn check_leaf(&self, r: &Reader<'_>) -> Result<(), DecodeError> {
+        if !self.leaf.is_empty() {
+            return Ok(());
+        }
+        let field = match self.entry_type {
+            EntryType::X509 => "certificate",
+            EntryType::Precert => "tbs_certificate",
+        };
+        Err(r.error(field, self.leaf_at, DecodeErrorKind::EmptyCertificate))
+    }
+}
+
+/// Reads a `TimestampedEntry` (ct-protocols.md §1.3); the caller checks the leaf with
+/// [`TimestampedEntry::check_leaf`].
 pub(crate) fn read_timestamped_entry<'a>(
     r: &mut Reader<'a>,
 ) -> Result<TimestampedEntry<'a>, DecodeError> {
@@ -200,11 +219,12 @@ pub(crate) fn read_timestamped_entry<'a>(
         1 => EntryType::Precert,
         other => return Err(r.error("entry_type", at, DecodeErrorKind::UnknownEntryType(other))),
     };
-    let (leaf, issuer_key_hash) = match entry_type {
-        EntryType::X509 => (r.certificate("certificate")?, None),
+    let (leaf_at, leaf, issuer_key_hash) = match entry_type {
+        EntryType::X509 => (r.position(), r.vector(3, "certificate")?, None),
         EntryType::Precert => {
             let issuer_key_hash = r.array::<32>("issuer_key_hash")?;
-            (r.certificate("tbs_certificate")?, Some(issuer_key_hash))
+            let at = r.position();
+            (at, r.vector(3, "tbs_certificate")?, Some(issuer_key_hash))
         }
     };
     let extensions = r.sub(2, "extensions")?;
@@ -212,6 +232,7 @@ pub(crate) fn read_timestamped_entry<'a>(
         timestamp_ms,
         entry_type,
         leaf,
+        leaf_at,
         issuer_key_hash,
         extensions,
     })
@@ -247,6 +268,7 @@ pub fn decode_rfc6962<'a>(
         other => return Err(leaf.error("leaf_type", 1, DecodeErrorKind::UnknownLeafType(other))),
     }
     let entry = read_timestamped_entry(&mut leaf)?;
+    entry.check_leaf(&leaf)?;
     leaf.finish("leaf_input")?;
 
     let mut extra = Reader::new(extra_data, Buffer::ExtraData);

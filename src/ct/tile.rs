@@ -1,6 +1,6 @@
 //! static-ct-api data tiles (ct-protocols.md §2.3–2.4): `TileLeaf` records, Merkle leaf hashes and tile paths.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use sha2::{Digest, Sha256};
 
@@ -23,15 +23,54 @@ pub struct TileEntry<'a> {
     pub timestamped_entry: &'a [u8],
 }
 
+/// Why a data tile record was not yielded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TileError {
+    /// The record at `index` was located (every length prefix of it fits) but is invalid: an empty certificate, a
+    /// missing or repeated `leaf_index`, a fingerprint list that is not whole fingerprints. It costs only itself:
+    /// the records after it are read on.
+    Record {
+        /// The record's index in the log.
+        index: u64,
+        /// What was wrong.
+        error: DecodeError,
+    },
+    /// The tile's framing is broken (a length past the end, an unknown entry type whose shape is unknown, more
+    /// than 256 records), or a record's `leaf_index` is not its position (this is not the tile asked for):
+    /// nothing from here on can be trusted. The iterator stops.
+    Framing(DecodeError),
+}
+
+impl TileError {
+    /// The decoding error, wherever it was.
+    pub fn decode_error(&self) -> &DecodeError {
+        match self {
+            Self::Record { error, .. } | Self::Framing(error) => error,
+        }
+    }
+}
+
+impl fmt::Display for TileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Record { index, error } => write!(f, "record {index}: {error}"),
+            Self::Framing(error) => write!(f, "broken framing: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for TileError {}
+
 /// Iterates the TileLeaf records of data tile number `tile_index` (full: 256 entries; partial: fewer); each record's
-/// leaf_index extension must equal 256*tile_index + position. After the first error the iterator yields that error
-/// and stops (records cannot be resynchronised).
+/// leaf_index extension must equal 256*tile_index + position. A bad record whose boundaries are known is yielded as
+/// [`TileError::Record`] and the records after it follow; after a [`TileError::Framing`] the iterator stops
+/// (records cannot be resynchronised).
 ///
 /// An empty input yields nothing; comparing the count with the expected width is the caller's job.
 pub fn data_tile_entries(
     tile: &[u8],
     tile_index: u64,
-) -> impl Iterator<Item = Result<TileEntry<'_>, DecodeError>> {
+) -> impl Iterator<Item = Result<TileEntry<'_>, TileError>> {
     DataTileEntries {
         reader: Reader::new(tile, Buffer::DataTile),
         // Saturates for absurd tile numbers: no uint40 leaf_index can equal u64::MAX, so such records
@@ -50,51 +89,66 @@ struct DataTileEntries<'a> {
 }
 
 impl<'a> Iterator for DataTileEntries<'a> {
-    type Item = Result<TileEntry<'a>, DecodeError>;
+    type Item = Result<TileEntry<'a>, TileError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.reader.is_empty() {
             return None;
         }
         let result = self.read_record();
-        self.failed = result.is_err();
+        self.failed = matches!(result, Err(TileError::Framing(_)));
         self.position += 1;
         Some(result)
     }
 }
 
 impl<'a> DataTileEntries<'a> {
-    fn read_record(&mut self) -> Result<TileEntry<'a>, DecodeError> {
+    fn read_record(&mut self) -> Result<TileEntry<'a>, TileError> {
+        let index = self.first_index.saturating_add(self.position);
         let r = &mut self.reader;
+        // Framing: every length prefix of the record, so that its end is known.
         if self.position >= TILE_WIDTH {
-            r.finish("data_tile (more than 256 entries)")?;
+            r.finish("data_tile (more than 256 entries)")
+                .map_err(TileError::Framing)?;
         }
         let start = r.position();
-        let entry = read_timestamped_entry(r)?;
-        let timestamped_entry = r.read_since(start, "timestamped_entry")?;
+        let entry = read_timestamped_entry(r).map_err(TileError::Framing)?;
+        let timestamped_entry = r
+            .read_since(start, "timestamped_entry")
+            .map_err(TileError::Framing)?;
+        let pre_certificate_at = r.position();
+        let pre_certificate = match entry.issuer_key_hash {
+            Some(_) => Some(r.vector(3, "pre_certificate").map_err(TileError::Framing)?),
+            None => None,
+        };
+        let fingerprints_at = r.position();
+        let fingerprint_bytes = r.vector(2, "fingerprints").map_err(TileError::Framing)?;
 
-        let index = self.first_index.saturating_add(self.position);
+        // The record is located: whatever is wrong inside it from here on costs this record only.
+        let bad = |error| TileError::Record { index, error };
+        entry.check_leaf(r).map_err(bad)?;
+        if pre_certificate.is_some_and(<[u8]>::is_empty) {
+            let kind = DecodeErrorKind::EmptyCertificate;
+            return Err(bad(r.error("pre_certificate", pre_certificate_at, kind)));
+        }
         let extensions_at = entry.extensions.position();
-        let found = read_leaf_index(entry.extensions)?;
+        let found = read_leaf_index(entry.extensions).map_err(bad)?;
         if found != index {
             let kind = DecodeErrorKind::LeafIndexMismatch {
                 expected: index,
                 found,
             };
-            return Err(r.error("leaf_index", extensions_at, kind));
+            return Err(TileError::Framing(r.error(
+                "leaf_index",
+                extensions_at,
+                kind,
+            )));
         }
-
-        let pre_certificate = match entry.issuer_key_hash {
-            Some(_) => Some(r.certificate("pre_certificate")?),
-            None => None,
-        };
-        let fingerprints_at = r.position();
-        let fingerprint_bytes = r.vector(2, "fingerprints")?;
         // The length prefix counts bytes, not fingerprints (ct-protocols.md §2.4).
         let (fingerprints, rest) = fingerprint_bytes.as_chunks::<32>();
         if !rest.is_empty() {
             let kind = DecodeErrorKind::FingerprintsLength(fingerprint_bytes.len());
-            return Err(r.error("fingerprints", fingerprints_at, kind));
+            return Err(bad(r.error("fingerprints", fingerprints_at, kind)));
         }
 
         Ok(TileEntry {

@@ -1,9 +1,11 @@
 //! The process-wide cache of static-ct-api issuer certificates (ct-protocols.md §2.5), shared by every tiled
 //! poller on the thread: SHA-256 fingerprint → DER. A miss is fetched once from `<monitoring>issuer/<hex>`, even
 //! when several entries or logs ask at the same time, and kept only if its SHA-256 matches the fingerprint.
-//! Failures are not cached: the next request for that fingerprint fetches again.
+//! Failures are not cached: the next request for that fingerprint fetches again. Bounded in bytes: an issuer
+//! larger than the largest chain certificate accepted is refused, and the cache drops issuers (any, counted in
+//! `evicted`) to stay within its budget.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -17,8 +19,11 @@ use crate::http::HttpClient;
 /// A SHA-256 fingerprint of a DER certificate.
 pub type Fingerprint = [u8; 32];
 
-/// Issuers are a few hundred in practice; the bound only guards against a log that invents fingerprints.
-pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Default `--issuer-cache-bytes`: real issuers are a few hundred certificates of 1–2 KiB (under 1 MiB in all);
+/// the budget only guards against a log that invents fingerprints or serves huge issuers.
+pub const DEFAULT_BUDGET_BYTES: usize = 4 << 20;
+/// What an issuer costs besides its DER: the key, the map slot, the allocation.
+const ENTRY_OVERHEAD: usize = 96;
 
 /// Why an issuer could not be resolved. Cloneable: every caller waiting on the same fetch gets the same error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,13 @@ pub enum IssuerError {
         /// The raw `Retry-After` value of a 429 or 503, if any.
         retry_after: Option<String>,
     },
+    /// The body is larger than the largest chain certificate accepted.
+    TooLarge {
+        /// The issuer asked for.
+        fingerprint: Fingerprint,
+        /// The body's size.
+        bytes: usize,
+    },
     /// The body's SHA-256 is not the fingerprint it was fetched for.
     Mismatch {
         /// The issuer asked for.
@@ -54,6 +66,7 @@ impl IssuerError {
         match self {
             Self::Fetch { fingerprint, .. }
             | Self::Status { fingerprint, .. }
+            | Self::TooLarge { fingerprint, .. }
             | Self::Mismatch { fingerprint, .. } => fingerprint,
         }
     }
@@ -71,6 +84,11 @@ impl fmt::Display for IssuerError {
                 status,
                 ..
             } => write!(f, "issuer {} answered HTTP {status}", hex(fingerprint)),
+            Self::TooLarge { fingerprint, bytes } => write!(
+                f,
+                "issuer {} is {bytes} bytes, over the chain certificate budget",
+                hex(fingerprint)
+            ),
             Self::Mismatch {
                 fingerprint,
                 served,
@@ -93,23 +111,45 @@ pub struct IssuerCache {
     known: RefCell<HashMap<Fingerprint, Bytes>>,
     /// Fetches in progress: the callers waiting for each one's result.
     in_flight: RefCell<HashMap<Fingerprint, Vec<flume::Sender<FetchResult>>>>,
-    capacity: usize,
+    /// Bytes held by `known`, and the budget.
+    bytes: Cell<usize>,
+    budget: usize,
+    /// Largest issuer accepted.
+    max_issuer_bytes: usize,
+    /// Issuers dropped to stay within the budget.
+    evicted: Cell<u64>,
 }
 
 impl Default for IssuerCache {
     fn default() -> Self {
-        Self::new(DEFAULT_CAPACITY)
+        Self::new(
+            DEFAULT_BUDGET_BYTES,
+            crate::stream::BuildLimits::default().max_chain_certificate_bytes,
+        )
     }
 }
 
 impl IssuerCache {
-    /// An empty cache holding at most `capacity` issuers (at least one).
-    pub fn new(capacity: usize) -> Self {
+    /// An empty cache holding at most `budget` bytes of issuers, each at most `max_issuer_bytes`.
+    pub fn new(budget: usize, max_issuer_bytes: usize) -> Self {
         Self {
             known: RefCell::new(HashMap::new()),
             in_flight: RefCell::new(HashMap::new()),
-            capacity: capacity.max(1),
+            bytes: Cell::new(0),
+            budget,
+            max_issuer_bytes,
+            evicted: Cell::new(0),
         }
+    }
+
+    /// Bytes held now (at most the budget).
+    pub fn bytes(&self) -> usize {
+        self.bytes.get()
+    }
+
+    /// Issuers dropped to stay within the budget.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.get()
     }
 
     /// How many issuers are cached.
@@ -194,7 +234,17 @@ impl IssuerCache {
                         cache: self,
                         fingerprint: *fingerprint,
                     };
-                    let result = fetch(http, monitoring_url, fingerprint, timeout).await;
+                    let result = fetch(http, monitoring_url, fingerprint, timeout)
+                        .await
+                        .and_then(|der| {
+                            if der.len() > self.max_issuer_bytes {
+                                return Err(IssuerError::TooLarge {
+                                    fingerprint: *fingerprint,
+                                    bytes: der.len(),
+                                });
+                            }
+                            Ok(der)
+                        });
                     if let Ok(der) = &result {
                         self.insert(*fingerprint, der.clone());
                     }
@@ -206,14 +256,27 @@ impl IssuerCache {
     }
 
     fn insert(&self, fingerprint: Fingerprint, der: Bytes) {
+        let cost = |der: &Bytes| der.len() + ENTRY_OVERHEAD;
         let mut known = self.known.borrow_mut();
-        if known.len() >= self.capacity && !known.contains_key(&fingerprint) {
-            // Any victim will do: a real log's issuers fit many times over, so this only trims invented ones.
-            if let Some(victim) = known.keys().next().copied() {
-                known.remove(&victim);
+        let mut bytes = self.bytes.get();
+        if let Some(replaced) = known.remove(&fingerprint) {
+            bytes -= cost(&replaced);
+        }
+        // Any victim will do: a real log's issuers fit many times over, so this only trims invented ones.
+        while bytes + cost(&der) > self.budget {
+            let Some(victim) = known.keys().next().copied() else {
+                break;
+            };
+            if let Some(removed) = known.remove(&victim) {
+                bytes -= cost(&removed);
+                self.evicted.set(self.evicted.get() + 1);
             }
         }
-        known.insert(fingerprint, der);
+        if bytes + cost(&der) <= self.budget {
+            bytes += cost(&der);
+            known.insert(fingerprint, der);
+        }
+        self.bytes.set(bytes);
     }
 }
 
@@ -298,12 +361,20 @@ mod tests {
     }
 
     #[test]
-    fn the_bound_holds() {
-        let cache = IssuerCache::new(2);
+    fn the_byte_budget_holds() {
+        let cache = IssuerCache::new(2 * (3 + ENTRY_OVERHEAD), 1024);
         for i in 0..5u8 {
             cache.insert([i; 32], Bytes::from_static(b"der"));
         }
         assert_eq!(cache.len(), 2);
+        assert_eq!(cache.evicted(), 3);
         assert!(cache.get(&[4; 32]).is_some(), "the newest is kept");
+        // 128 KiB issuers: a budget of 1 MiB holds a handful, never gigabytes.
+        let cache = IssuerCache::new(1 << 20, 256 << 10);
+        for i in 0..64u8 {
+            cache.insert([i; 32], Bytes::from(vec![i; 128 << 10]));
+            assert!(cache.bytes() <= 1 << 20);
+        }
+        assert_eq!(cache.len(), 7);
     }
 }

@@ -2,6 +2,7 @@
 //! exactly once and in index order to an [`EntrySink`] (the message pipeline). Errors, 429s and regressions only
 //! delay a log; they never skip an index.
 
+pub mod growth;
 pub mod issuers;
 pub mod pipeline;
 pub mod politeness;
@@ -17,11 +18,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ct::checkpoint::LogKey;
 use crate::ct::entry::LogEntry;
 use crate::http::HttpClient;
+use crate::log_throttle::LogThrottle;
+use crate::panic_boundary::catch;
 use crate::stream::LogSource;
 
 /// Where pollers deliver entries.
@@ -43,9 +46,6 @@ pub struct LogTarget {
     pub key: LogKey,
     /// Read-only logs stop growing at this size.
     pub final_tree_size: Option<u64>,
-    /// Where to start: this index (a poller taking over from a stopped one, e.g. after the log's URL changed),
-    /// or, when `None`, the first verified tree size minus `start_back`.
-    pub first_index: Option<u64>,
 }
 
 /// Tuning shared by every poller.
@@ -64,6 +64,8 @@ pub struct PollOptions {
     pub partial_tile_min_age: Duration,
     /// A get-entries body may hold this many bytes per entry asked for.
     pub get_entries_bytes_per_entry: usize,
+    /// Entries per second a log's tree may grow before its heads count as implausible ([`growth`]).
+    pub max_growth_per_second: u64,
 }
 
 impl Default for PollOptions {
@@ -75,6 +77,7 @@ impl Default for PollOptions {
             max_in_flight: 4,
             partial_tile_min_age: Duration::from_secs(3),
             get_entries_bytes_per_entry: crate::ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
+            max_growth_per_second: growth::DEFAULT_MAX_GROWTH_PER_SECOND,
         }
     }
 }
@@ -98,6 +101,16 @@ pub struct LogStatus {
     pub delivered: u64,
     /// Entries that could not be decoded (logged and counted, never silent).
     pub skipped: u64,
+    /// Entries whose building panicked (skipped, logged with their index).
+    pub panicked: u64,
+    /// Times the poller panicked and was restarted.
+    pub restarts: u64,
+    /// Tiled logs: tile answers whose framing was broken (records could not be located), retried.
+    pub broken_tiles: u64,
+    /// Tree heads that grew implausibly fast (followed at the capped rate, see [`growth`]).
+    pub implausible_heads: u64,
+    /// The size the latest verified tree head claims (`tree_size` is what is followed of it).
+    pub claimed_tree_size: u64,
     /// Entries delivered with a shortened chain because an issuer stayed unavailable (tiled logs).
     pub incomplete_chains: u64,
     /// Failed requests or bad responses.
@@ -121,6 +134,30 @@ impl LogStatus {
 
 /// A log's status, shared between its poller and the stats endpoints.
 pub type SharedStatus = Rc<RefCell<LogStatus>>;
+
+/// Hands entry `index` to the sink inside the per-entry panic boundary: a panic while building it (x509-parser,
+/// the formatter, the chain cache on hostile DER) skips that entry only, counted in `panicked` and logged
+/// (rate-limited) with the log and index. True when the sink took the entry without panicking.
+pub(crate) fn deliver_entry(
+    ctx: &PollerContext,
+    target: &LogTarget,
+    status: &SharedStatus,
+    index: u64,
+    entry: &LogEntry<'_>,
+    chain: &[&[u8]],
+) -> bool {
+    let Err(panicked) = catch(|| ctx.sink.entry(&target.source, index, entry, chain)) else {
+        return true;
+    };
+    status.borrow_mut().panicked += 1;
+    thread_local! {
+        static PANIC_WARNINGS: LogThrottle = const { LogThrottle::new(Duration::from_secs(1)) };
+    }
+    if let Some(held_back) = PANIC_WARNINGS.with(|throttle| throttle.allow(Instant::now())) {
+        tracing::error!(log = %target.read_url, index, %panicked, held_back, "building an entry panicked; entry skipped");
+    }
+    false
+}
 
 /// Asks a poller to stop (its log left the list, or the server is shutting down). Waiting on it costs nothing
 /// until the stop: [`StopToken::stopped`] registers a waker instead of polling on a timer.
@@ -175,6 +212,16 @@ impl StopToken {
             _ = monoio::time::sleep(duration) => !self.is_stopped(),
             _ = self.stopped() => false,
         }
+    }
+}
+
+/// Stops its token when dropped, so tasks spawned on behalf of one owner (a poller's fetches) end with it rather
+/// than run detached (monoio detaches the task of a dropped `JoinHandle`).
+pub(crate) struct StopOnDrop(pub(crate) StopToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 

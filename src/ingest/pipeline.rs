@@ -6,18 +6,17 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 use crate::ct::entry::LogEntry;
 use crate::hub::Hub;
+use crate::log_throttle::LogThrottle;
 use crate::server::{StatusReporter, metric};
-use crate::stream::{LogSource, MessageBuilder, seen_now};
+use crate::stream::{BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
 
 use super::EntrySink;
-
-/// Chain certificates whose serialized form is kept: intermediates repeat constantly across every log.
-pub const CHAIN_CACHE_CAPACITY: usize = 4096;
 
 /// Builds and publishes messages for every log.
 pub struct Pipeline {
@@ -26,10 +25,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline publishing to `hub`, caching up to `chain_cache_capacity` chain certificates.
-    pub fn new(hub: Hub, chain_cache_capacity: usize) -> Self {
+    /// A pipeline publishing to `hub`, building messages within `limits`.
+    pub fn new(hub: Hub, limits: BuildLimits) -> Self {
         Self {
-            builder: RefCell::new(MessageBuilder::new(chain_cache_capacity)),
+            builder: RefCell::new(MessageBuilder::new(limits)),
             hub,
         }
     }
@@ -40,6 +39,7 @@ impl Pipeline {
             pipeline: self.clone(),
             log: log.to_owned(),
             counts: Rc::default(),
+            skip_warnings: LogThrottle::new(Duration::from_secs(1)),
         }
     }
 }
@@ -51,6 +51,8 @@ pub struct SinkCounts {
     pub published: Cell<u64>,
     /// Entries whose certificate could not be parsed (no message; logged).
     pub rejected: Cell<u64>,
+    /// Entries whose certificate or message was over its byte budget (no message; logged).
+    pub oversized: Cell<u64>,
 }
 
 /// One log's entrance to the [`Pipeline`].
@@ -58,6 +60,8 @@ pub struct LogSink {
     pipeline: Rc<Pipeline>,
     log: String,
     counts: Rc<SinkCounts>,
+    /// Skipped entries are logged at most once a second.
+    skip_warnings: LogThrottle,
 }
 
 impl LogSink {
@@ -86,8 +90,13 @@ impl EntrySink for LogSink {
                 bump(&self.counts.published);
             }
             Err(error) => {
-                tracing::warn!(log = %self.log, index, %error, "entry skipped");
-                bump(&self.counts.rejected);
+                if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
+                    tracing::warn!(log = %self.log, index, %error, held_back, "entry skipped");
+                }
+                bump(match error {
+                    BuildError::Leaf(_) => &self.counts.rejected,
+                    BuildError::Oversized { .. } => &self.counts.oversized,
+                });
             }
         }
     }
@@ -99,12 +108,16 @@ fn bump(counter: &Cell<u64>) {
 
 impl StatusReporter for Pipeline {
     fn stats(&self, out: &mut Map<String, Value>) {
-        let c = self.builder.borrow().counters().clone();
+        let c = self.builder.borrow().counters();
         out.insert(
             "messages".to_owned(),
             json!({
                 "built": c.built,
                 "leaf_rejected": c.leaf_rejected,
+                "oversized_certificates": c.oversized_certificates,
+                "oversized_messages": c.oversized_messages,
+                "oversized_chain_certificates": c.oversized_chain_certificates,
+                "chain_cache_evicted": c.chain_cache_evicted,
                 "precert_tbs_fallbacks": c.precert_tbs_fallbacks,
                 "degraded_fields": c.degraded_fields,
                 "chain_rejected": c.chain_rejected,
@@ -115,7 +128,7 @@ impl StatusReporter for Pipeline {
     }
 
     fn metrics(&self, out: &mut String) {
-        let c = self.builder.borrow().counters().clone();
+        let c = self.builder.borrow().counters();
         let families = [
             (
                 "certstream_messages_built_total",
@@ -126,6 +139,26 @@ impl StatusReporter for Pipeline {
                 "certstream_leaf_rejected_total",
                 "Log entries skipped because their certificate did not parse.",
                 c.leaf_rejected,
+            ),
+            (
+                "certstream_oversized_certificates_total",
+                "Log entries skipped because their certificate was over --max-certificate-bytes.",
+                c.oversized_certificates,
+            ),
+            (
+                "certstream_oversized_messages_total",
+                "Log entries skipped because a message was over --max-message-bytes.",
+                c.oversized_messages,
+            ),
+            (
+                "certstream_oversized_chain_certificates_total",
+                "Chain certificates left out because they were over --max-chain-certificate-bytes.",
+                c.oversized_chain_certificates,
+            ),
+            (
+                "certstream_chain_cache_evicted_total",
+                "Chain certificates dropped from the cache to stay within --chain-cache-bytes.",
+                c.chain_cache_evicted,
             ),
             (
                 "certstream_precert_tbs_fallbacks_total",
@@ -179,7 +212,7 @@ mod tests {
     #[test]
     fn unparseable_entries_are_counted_not_published() {
         let hub = Hub::new(8);
-        let pipeline = Rc::new(Pipeline::new(hub.clone(), 16));
+        let pipeline = Rc::new(Pipeline::new(hub.clone(), BuildLimits::default()));
         let sink = pipeline.sink("test log");
         let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
         sink.entry(&source, 7, &entry(b"not a certificate"), &[]);
@@ -195,9 +228,60 @@ mod tests {
     }
 
     #[test]
+    fn certificates_and_messages_over_their_budgets_are_skipped_and_counted() {
+        // 2,000 names: a valid ~50 KiB certificate whose full message is ~4× that.
+        let names: Vec<String> = (0..2_000)
+            .map(|i| format!("host-{i:05}.many-names.example"))
+            .collect();
+        let big = rcgen::generate_simple_self_signed(names).unwrap();
+        let der = big.cert.der().to_vec();
+        let small = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
+        let small = small.cert.der().to_vec();
+        let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
+        for (limits, oversized) in [
+            (
+                BuildLimits {
+                    max_certificate_bytes: der.len() - 1,
+                    ..BuildLimits::default()
+                },
+                "oversized_certificates",
+            ),
+            (
+                BuildLimits {
+                    max_message_bytes: 2 * der.len(),
+                    ..BuildLimits::default()
+                },
+                "oversized_messages",
+            ),
+        ] {
+            let hub = Hub::new(8);
+            let pipeline = Rc::new(Pipeline::new(hub.clone(), limits));
+            let sink = pipeline.sink("test log");
+            sink.entry(&source, 1, &entry(&der), &[]);
+            sink.entry(&source, 2, &entry(&small), &[]);
+            let counts = sink.counts();
+            assert_eq!(
+                (
+                    counts.published.get(),
+                    counts.oversized.get(),
+                    counts.rejected.get()
+                ),
+                (1, 1, 0),
+                "{oversized}"
+            );
+            let mut stats = Map::new();
+            pipeline.stats(&mut stats);
+            assert_eq!(stats["messages"][oversized], 1, "{oversized}");
+            let mut metrics = String::new();
+            pipeline.metrics(&mut metrics);
+            assert!(metrics.contains(&format!("certstream_{oversized}_total 1\n")));
+        }
+    }
+
+    #[test]
     fn certificates_are_published_once_per_entry() {
         let hub = Hub::new(8);
-        let pipeline = Rc::new(Pipeline::new(hub.clone(), 16));
+        let pipeline = Rc::new(Pipeline::new(hub.clone(), BuildLimits::default()));
         let sink = pipeline.sink("test log");
         let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
         let cert = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::task::JoinHandle;
 
@@ -22,10 +22,12 @@ use crate::ct::checkpoint::{SignedTreeHead, TreeHead, TreeHeadError};
 use crate::ct::entry::{Chain, decode_rfc6962};
 use crate::ct::get_entries::{GetEntriesError, RawEntry, body_limit, scan_get_entries};
 use crate::http::{HttpClient, HttpError, Response};
+use crate::log_throttle::LogThrottle;
 
+use super::growth::{self, FollowedSize};
 use super::politeness::{Politeness, parse_retry_after};
 use super::reactor::yield_now;
-use super::{LogTarget, PollerContext, SharedStatus, StopToken};
+use super::{LogTarget, PollerContext, SharedStatus, StopOnDrop, StopToken, deliver_entry};
 
 /// Entries asked for while the log's page size is unknown. Logs answer with at most their cap (Google 32, most
 /// others 256, ct-go's default 1000), which is how the cap is learned.
@@ -41,14 +43,23 @@ const DECODE_PIECE: usize = 100;
 /// Follows the RFC 6962 log `target` until `stop` is requested (or, for a read-only log, until every entry up to
 /// its final tree size has been delivered), delivering entries to `ctx.sink` and keeping `status` current.
 ///
-/// Starts after a random delay of up to one poll interval (so many logs do not poll in step), at
-/// `target.first_index` or else the log's verified tree size minus `options.start_back`.
-pub async fn run(ctx: PollerContext, target: Rc<LogTarget>, status: SharedStatus, stop: StopToken) {
+/// Starts after a random delay of up to one poll interval (so many logs do not poll in step), at `resume` (a
+/// restarted poller's next index) or else at the log's verified tree size minus `options.start_back`.
+pub async fn run(
+    ctx: PollerContext,
+    target: Rc<LogTarget>,
+    status: SharedStatus,
+    stop: StopToken,
+    resume: Option<u64>,
+) {
     let mut poller = Poller {
+        growth: FollowedSize::new(ctx.options.max_growth_per_second),
         ctx,
         target,
         status,
         stop,
+        resume,
+        skip_warnings: LogThrottle::new(Duration::from_secs(1)),
         politeness: Politeness::default(),
         tree_size: None,
         next: 0,
@@ -77,6 +88,8 @@ enum PollError {
         end: u64,
     },
     TreeHead(TreeHeadError),
+    /// The poller stopped while the request was in flight (nobody reads this result).
+    Cancelled,
 }
 
 impl fmt::Display for PollError {
@@ -97,6 +110,7 @@ impl fmt::Display for PollError {
                 write!(f, "no entries returned for the range {start}..={end}")
             }
             Self::TreeHead(e) => e.fmt(f),
+            Self::Cancelled => f.write_str("cancelled"),
         }
     }
 }
@@ -114,9 +128,15 @@ struct Poller {
     target: Rc<LogTarget>,
     status: SharedStatus,
     stop: StopToken,
+    /// Where a restarted poller resumes.
+    resume: Option<u64>,
+    /// Undecodable entries are logged at most once a second.
+    skip_warnings: LogThrottle,
     politeness: Politeness,
     /// The highest verified tree size; `None` until the first good tree head.
     tree_size: Option<u64>,
+    /// How much of the verified size may be read yet.
+    growth: FollowedSize,
     /// The next index to deliver (meaningful once `tree_size` is known).
     next: u64,
     /// Entries per request, and whether that is the log's learned cap or still the first guess.
@@ -154,9 +174,13 @@ impl Poller {
         }
     }
 
-    /// Entries below this index may be fetched: the verified size, capped by a read-only log's final size.
-    fn limit(&self) -> u64 {
-        let size = self.tree_size.unwrap_or(0);
+    /// Entries below this index may be fetched: the followed part of the verified size, capped by a read-only
+    /// log's final size.
+    fn limit(&mut self) -> u64 {
+        if self.tree_size.is_none() {
+            return 0;
+        }
+        let size = self.growth.followed(Instant::now());
         self.target.final_tree_size.map_or(size, |f| size.min(f))
     }
 
@@ -231,13 +255,20 @@ impl Poller {
                     .final_tree_size
                     .map_or(head.tree_size, |f| head.tree_size.min(f));
                 self.next = self
-                    .target
-                    .first_index
+                    .resume
                     .unwrap_or_else(|| size.saturating_sub(self.ctx.options.start_back));
                 self.tree_size = Some(head.tree_size);
+                let observed = self
+                    .growth
+                    .start(head.tree_size, self.resume, Instant::now());
+                growth::report(observed, &self.status, log, self.next, head.tree_size);
                 tracing::info!(log = %log, tree_size = head.tree_size, start = self.next, "following log");
             }
-            Some(known) if head.tree_size > known => self.tree_size = Some(head.tree_size),
+            Some(known) if head.tree_size > known => {
+                self.tree_size = Some(head.tree_size);
+                let observed = self.growth.observe(head.tree_size, Instant::now());
+                growth::report(observed, &self.status, log, known, head.tree_size);
+            }
             Some(known) if head.tree_size < known => {
                 tracing::debug!(log = %log, tree_size = head.tree_size, high_water = known, "tree head went backwards; ignored");
             }
@@ -247,6 +278,8 @@ impl Poller {
 
     /// Fetches from `next` up to the verified size, pipelining pages once the page size is known.
     async fn catch_up(&mut self) -> Result<(), Stopped> {
+        // Ends the fetches still in flight whenever this returns (stop, panic), instead of leaving them detached.
+        let fetches = StopOnDrop(StopToken::default());
         let mut queue: VecDeque<Fetch> = VecDeque::new();
         // The first index no queued request covers; queued ranges are contiguous from `next` up to it.
         let mut launch_from = self.next;
@@ -260,7 +293,7 @@ impl Poller {
             while queue.len() < depth && launch_from < self.limit() {
                 self.wait_turn(Duration::ZERO).await?;
                 let end = self.page_end(launch_from).min(self.limit() - 1);
-                queue.push_back(self.launch(launch_from, end));
+                queue.push_back(self.launch(launch_from, end, &fetches.0));
                 launch_from = end + 1;
             }
             let Some(fetch) = queue.pop_front() else {
@@ -291,15 +324,16 @@ impl Poller {
                 } else {
                     // Later ranges are in flight: the rest of this one must come first.
                     self.wait_turn(Duration::ZERO).await?;
-                    queue.push_front(self.launch(from, end));
+                    queue.push_front(self.launch(from, end, &fetches.0));
                 }
             }
         }
     }
 
-    /// Starts fetching `start..=end` in its own task. Only the requested entries are read from the body, which
-    /// must fit what was asked for, and they are decoded a piece at a time, yielding between pieces.
-    fn launch(&self, start: u64, end: u64) -> Fetch {
+    /// Starts fetching `start..=end` in its own task, which ends early when `cancel` is stopped. Only the requested
+    /// entries are read from the body, which must fit what was asked for, and they are decoded a piece at a time,
+    /// yielding between pieces.
+    fn launch(&self, start: u64, end: u64, cancel: &StopToken) -> Fetch {
         let url = format!(
             "{}ct/v1/get-entries?start={start}&end={end}",
             self.target.read_url
@@ -308,25 +342,32 @@ impl Poller {
         let timeout = self.ctx.options.request_timeout;
         let requested = end - start + 1;
         let max_body = body_limit(requested, self.ctx.options.get_entries_bytes_per_entry);
+        let cancel = cancel.clone();
         let handle = monoio::spawn(async move {
-            let response = get(&http, &url, timeout, max_body).await?;
-            let page = scan_get_entries(
-                &response.body,
-                usize::try_from(requested).unwrap_or(usize::MAX),
-            )
-            .map_err(PollError::Body)?;
-            if page.is_empty() {
-                return Err(PollError::NoEntries { start, end });
+            let fetch = async {
+                let response = get(&http, &url, timeout, max_body).await?;
+                let page = scan_get_entries(
+                    &response.body,
+                    usize::try_from(requested).unwrap_or(usize::MAX),
+                )
+                .map_err(PollError::Body)?;
+                if page.is_empty() {
+                    return Err(PollError::NoEntries { start, end });
+                }
+                let mut entries = Vec::with_capacity(page.len());
+                for piece in (0..page.len()).step_by(DECODE_PIECE) {
+                    entries.extend(
+                        page.decode(piece..piece + DECODE_PIECE)
+                            .map_err(PollError::Body)?,
+                    );
+                    yield_now().await;
+                }
+                Ok(entries)
+            };
+            monoio::select! {
+                result = fetch => result,
+                _ = cancel.stopped() => Err(PollError::Cancelled),
             }
-            let mut entries = Vec::with_capacity(page.len());
-            for piece in (0..page.len()).step_by(DECODE_PIECE) {
-                entries.extend(
-                    page.decode(piece..piece + DECODE_PIECE)
-                        .map_err(PollError::Body)?,
-                );
-                yield_now().await;
-            }
-            Ok(entries)
         });
         Fetch { start, end, handle }
     }
@@ -362,20 +403,21 @@ impl Poller {
                         Chain::Certificates(certificates) => certificates,
                         Chain::Fingerprints(_) => &[],
                     };
-                    self.ctx
-                        .sink
-                        .entry(&self.target.source, index, &entry, chain);
-                    delivered += 1;
+                    if deliver_entry(&self.ctx, &self.target, &self.status, index, &entry, chain) {
+                        delivered += 1;
+                    }
                 }
                 Err(error) => {
-                    tracing::warn!(log = %self.target.read_url, index, error = %error, "skipping undecodable entry");
+                    if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
+                        tracing::warn!(log = %self.target.read_url, index, error = %error, held_back, "skipping undecodable entry");
+                    }
                     skipped += 1;
                 }
             }
             index += 1;
         }
         self.next = index;
-        self.politeness.on_processed(delivered + skipped);
+        self.politeness.on_processed(index - start);
         self.politeness.on_success();
         let mut status = self.status.borrow_mut();
         status.delivered += delivered;
@@ -398,9 +440,14 @@ impl Poller {
         status.last_error = Some(message);
     }
 
-    fn sync_status(&self) {
+    fn sync_status(&mut self) {
+        let followed = match self.tree_size {
+            Some(_) => self.growth.followed(Instant::now()),
+            None => 0,
+        };
         let mut status = self.status.borrow_mut();
-        status.tree_size = self.tree_size.unwrap_or(0);
+        status.tree_size = followed;
+        status.claimed_tree_size = self.tree_size.unwrap_or(0);
         status.next_index = self.next;
         status.delay_ms = duration_ms(self.politeness.delay());
         status.backoff_ms = duration_ms(self.politeness.backoff());

@@ -6,11 +6,16 @@
 //! the shared [`IssuerCache`] before the entry goes to the sink, in index order, exactly once.
 //!
 //! Policies where the spec is silent:
-//! - A response that does not decode (or holds the wrong number of records) is an error: retried with backoff.
-//!   After [`TILE_ATTEMPTS`] bad answers in a row, a *full* tile's decodable records are delivered and the rest of
-//!   the tile is counted in `skipped` and logged (records after a bad one cannot be located); a *partial* tile is
-//!   simply not asked again at that width (a wider one or the full tile will carry its entries).
-//! - An issuer that fails [`ISSUER_ATTEMPTS`] times (429s excepted) is given up on for this log for
+//! - A record whose boundaries are known but whose content is bad (an empty certificate, a wrong `leaf_index`, …)
+//!   is skipped alone, logged and counted in `skipped`, like an undecodable RFC 6962 entry: it costs neither its
+//!   neighbours nor a retry.
+//! - A response whose framing is broken (records cannot be located) or that holds the wrong number of records is
+//!   an error, counted in `broken_tiles`: retried with backoff. After [`TILE_ATTEMPTS`] bad answers in a row, a
+//!   *full* tile's records up to the break are delivered and the rest of the tile is counted in `skipped` and
+//!   logged; a *partial* tile is simply not asked again at that width (a wider one or the full tile will carry
+//!   its entries).
+//! - An issuer that fails [`ISSUER_ATTEMPTS`] times (429s excepted), or once when it is over the chain
+//!   certificate byte budget, is given up on for this log for
 //!   [`UNAVAILABLE_ISSUER_TTL`]: entries are then delivered with the chain up to that issuer and counted in
 //!   `incomplete_chains`, so one missing issuer cannot stall a log.
 
@@ -20,12 +25,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use super::growth::{self, FollowedSize};
 use super::issuers::{Fingerprint, IssuerCache, IssuerError, hex};
 use super::politeness::{Politeness, parse_retry_after};
-use super::{LogTarget, PollerContext, SharedStatus, StopToken};
+use super::{LogTarget, PollerContext, SharedStatus, StopToken, deliver_entry};
 use crate::ct::checkpoint::Checkpoint;
-use crate::ct::entry::{Chain, LogEntry};
-use crate::ct::tile::{TileEntry, data_tile_entries, tile_path};
+use crate::ct::entry::{Chain, DecodeError, LogEntry};
+use crate::ct::tile::{TileEntry, TileError, data_tile_entries, tile_path};
+use crate::log_throttle::LogThrottle;
 
 /// Entries in a full data tile.
 const TILE_WIDTH: u64 = 256;
@@ -36,13 +43,18 @@ pub const ISSUER_ATTEMPTS: u32 = 4;
 /// How long a given-up issuer is not asked for again.
 pub const UNAVAILABLE_ISSUER_TTL: Duration = Duration::from_secs(600);
 
-/// Follows one tiled log until `stop` (or, for a read-only log, until its final size is delivered).
+/// A located record of a data tile: its entry, or why it is skipped.
+type Record<'a> = Result<TileEntry<'a>, (u64, DecodeError)>;
+
+/// Follows one tiled log until `stop` (or, for a read-only log, until its final size is delivered), from `resume`
+/// (a restarted poller's next index) or else from the first checkpoint's size minus `options.start_back`.
 pub async fn run(
     ctx: PollerContext,
     issuers: Rc<IssuerCache>,
     target: Rc<LogTarget>,
     status: SharedStatus,
     stop: StopToken,
+    resume: Option<u64>,
 ) {
     // Spread the first checkpoint requests of all logs over one poll interval.
     let start = ctx.options.poll_interval.mul_f64(rand::random::<f64>());
@@ -50,6 +62,10 @@ pub async fn run(
         return;
     }
     let mut poller = Poller {
+        growth: FollowedSize::new(ctx.options.max_growth_per_second),
+        following: false,
+        resume,
+        record_warnings: LogThrottle::new(Duration::from_secs(1)),
         ctx,
         issuers,
         target,
@@ -76,6 +92,14 @@ struct Poller {
     politeness: Politeness,
     /// The largest verified checkpoint size.
     size: u64,
+    /// How much of `size` may be read yet.
+    growth: FollowedSize,
+    /// A checkpoint has verified (`growth` is started).
+    following: bool,
+    /// Where a restarted poller resumes.
+    resume: Option<u64>,
+    /// Skipped records are logged at most once a second.
+    record_warnings: LogThrottle,
     /// The next index to deliver.
     next: u64,
     /// When the checkpoint was last requested.
@@ -119,8 +143,7 @@ impl Poller {
             }
         };
         self.next = self
-            .target
-            .first_index
+            .resume
             .unwrap_or_else(|| first.saturating_sub(self.ctx.options.start_back));
         self.status.borrow_mut().next_index = self.next;
         tracing::info!(log = %self.target.read_url, size = first, start = self.next, "following tiled log");
@@ -142,16 +165,21 @@ impl Poller {
     }
 
     fn next_step(&mut self, now: Instant) -> Step {
+        let followed = self.growth.followed(now);
+        self.status.borrow_mut().tree_size = followed;
         let tile = self.next / TILE_WIDTH;
         let tile_end = tile.saturating_add(1).saturating_mul(TILE_WIDTH);
-        if self.size >= tile_end {
+        if followed >= tile_end {
             return Step::Tile(tile, None);
         }
         let checkpoint_due = self
             .last_checkpoint
             .map_or(now, |at| at + self.ctx.options.poll_interval);
         let mut wake = checkpoint_due;
-        if self.size > self.next {
+        if followed < self.size.min(tile_end) {
+            // The growth cap holds back entries the log claims.
+            wake = wake.min(now + self.growth.time_until(tile_end, now));
+        } else if self.size > self.next {
             // tile·256 ≤ next < size < tile_end, so the width is 1..=255.
             let width = u8::try_from(self.size % TILE_WIDTH).unwrap_or(u8::MAX);
             if self.last_partial != Some((tile, width)) {
@@ -198,9 +226,22 @@ impl Poller {
             Some(last) => head.tree_size.min(last),
             None => head.tree_size,
         };
+        let observed = if self.following {
+            self.growth.observe(size, Instant::now())
+        } else {
+            self.following = true;
+            self.growth.start(size, self.resume, Instant::now())
+        };
+        growth::report(
+            observed,
+            &self.status,
+            &self.target.read_url,
+            self.size,
+            size,
+        );
         if size > self.size {
             self.size = size;
-            self.status.borrow_mut().tree_size = size;
+            self.status.borrow_mut().claimed_tree_size = size;
         } else if size < self.size {
             tracing::debug!(log = %self.target.read_url, size, known = self.size, "checkpoint went backwards: ignored");
         }
@@ -232,18 +273,20 @@ impl Poller {
             Reply::Failed | Reply::Stopped => return,
         };
         let expected = width.map_or(TILE_WIDTH, u64::from);
-        let mut entries = Vec::with_capacity(usize::from(width.unwrap_or(u8::MAX)) + 1);
+        let mut records: Vec<Record<'_>> =
+            Vec::with_capacity(usize::from(width.unwrap_or(u8::MAX)) + 1);
         let mut problem = None;
         for item in data_tile_entries(&body, tile) {
             match item {
-                Ok(entry) => entries.push(entry),
-                Err(e) => {
-                    problem = Some(e.to_string());
+                Ok(entry) => records.push(Ok(entry)),
+                Err(TileError::Record { index, error }) => records.push(Err((index, error))),
+                Err(error @ TileError::Framing(_)) => {
+                    problem = Some(error.to_string());
                     break;
                 }
             }
         }
-        let count = entries.len() as u64;
+        let count = records.len() as u64;
         if problem.is_none() && count != expected {
             problem = Some(format!("{count} records, expected {expected}"));
         }
@@ -259,6 +302,7 @@ impl Poller {
                     _ => 1,
                 };
                 self.bad_tile = Some(((tile, width), attempts));
+                self.status.borrow_mut().broken_tiles += 1;
                 self.failed(format!("{url}: bad tile (attempt {attempts}): {problem}"));
                 if attempts < TILE_ATTEMPTS {
                     return;
@@ -272,7 +316,7 @@ impl Poller {
                 true
             }
         };
-        if !self.deliver(&entries).await {
+        if !self.deliver(&records).await {
             return;
         }
         if let Some(w) = width {
@@ -290,29 +334,46 @@ impl Poller {
         }
     }
 
-    /// Delivers the entries at and after `next`, in order; false if stopped on the way.
-    async fn deliver(&mut self, entries: &[TileEntry<'_>]) -> bool {
-        let mut delivered = 0;
+    /// Delivers the records at and after `next`, in order (skipping the bad ones, counted and logged); false if
+    /// stopped on the way.
+    async fn deliver(&mut self, records: &[Record<'_>]) -> bool {
+        let mut processed = 0;
         // Records are contiguous from the tile's first index, so the first one at `next` starts the run.
         let from = self.next;
-        for tile_entry in entries.iter().skip_while(|e| e.index < from) {
-            let Some(chain) = self.chain_of(&tile_entry.entry).await else {
-                return false;
-            };
-            let ders: Vec<&[u8]> = chain.iter().map(|der| der.as_ref()).collect();
-            self.ctx.sink.entry(
-                &self.target.source,
-                tile_entry.index,
-                &tile_entry.entry,
-                &ders,
-            );
-            self.next = tile_entry.index + 1;
-            delivered += 1;
-            let mut status = self.status.borrow_mut();
-            status.next_index = self.next;
-            status.delivered += 1;
+        let index_of = |record: &Record<'_>| match record {
+            Ok(tile_entry) => tile_entry.index,
+            Err((index, _)) => *index,
+        };
+        for record in records.iter().skip_while(|r| index_of(r) < from) {
+            let index = index_of(record);
+            match record {
+                Ok(tile_entry) => {
+                    let Some(chain) = self.chain_of(&tile_entry.entry).await else {
+                        return false;
+                    };
+                    let ders: Vec<&[u8]> = chain.iter().map(|der| der.as_ref()).collect();
+                    let ok = deliver_entry(
+                        &self.ctx,
+                        &self.target,
+                        &self.status,
+                        index,
+                        &tile_entry.entry,
+                        &ders,
+                    );
+                    self.status.borrow_mut().delivered += u64::from(ok);
+                }
+                Err((_, error)) => {
+                    self.status.borrow_mut().skipped += 1;
+                    if let Some(held_back) = self.record_warnings.allow(Instant::now()) {
+                        tracing::warn!(log = %self.target.read_url, index, %error, held_back, "skipping undecodable tile record");
+                    }
+                }
+            }
+            self.next = index + 1;
+            processed += 1;
+            self.status.borrow_mut().next_index = self.next;
         }
-        self.politeness.on_processed(delivered);
+        self.politeness.on_processed(processed);
         self.sync_politeness();
         true
     }
@@ -363,8 +424,18 @@ impl Poller {
                 }) => self.rate_limited(retry_after.as_deref()),
                 Err(e) => {
                     failures += 1;
-                    self.failed(format!("{}: {e}", self.target.read_url));
-                    if failures >= ISSUER_ATTEMPTS {
+                    // An issuer over the byte budget will not shrink: no point asking again, nor backing off.
+                    let hopeless = matches!(e, IssuerError::TooLarge { .. });
+                    let error = format!("{}: {e}", self.target.read_url);
+                    if hopeless {
+                        tracing::warn!(log = %self.target.read_url, %error, "issuer refused");
+                        let mut status = self.status.borrow_mut();
+                        status.errors += 1;
+                        status.last_error = Some(error);
+                    } else {
+                        self.failed(error);
+                    }
+                    if hopeless || failures >= ISSUER_ATTEMPTS {
                         self.give_up_issuer(*e.fingerprint(), now);
                         failures = 0;
                     }

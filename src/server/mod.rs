@@ -1,10 +1,9 @@
 //! The WebSocket server: one listener, HTTP/1.1 request heads, routing, WebSocket connections fed by the [`Hub`],
 //! server pings, optional heartbeats, connection limits and graceful shutdown, all on one monoio thread.
 //!
-//! Panic policy: monoio does not catch panics in tasks, so one panicking task would take the whole runtime (every
-//! client) down. Each connection runs inside [`CatchUnwind`]: a panic is logged and ends that connection only (its
-//! hub membership and connection slot are released by their `Drop`), and the server keeps serving. The release
-//! profile keeps `panic = "unwind"` for this.
+//! Panic policy ([`crate::panic_boundary`]): each connection runs inside a panic boundary: a panic is logged and
+//! ends that connection only (its hub membership and connection slot are released by their `Drop`), and the
+//! server keeps serving.
 
 mod connection;
 mod guard;
@@ -19,10 +18,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -31,6 +27,7 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::hub::{ByteBudget, Hub};
+use crate::panic_boundary::CatchUnwind;
 use crate::ws::frame::Frame;
 use crate::ws::handshake;
 use crate::ws::session::{Session, SessionLimits};
@@ -153,7 +150,7 @@ async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
             // A refused connection is closed here, before any read: it holds neither a descriptor nor a task.
             Ok((stream, peer)) => {
                 if let Ok(slot) = shared.limits.admit(peer.ip()) {
-                    monoio::spawn(CatchUnwind(handle(stream, slot, shared.clone())));
+                    monoio::spawn(connection_task(handle(stream, slot, shared.clone())));
                 }
             }
             Err(error) => {
@@ -212,7 +209,7 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
                 buf.get(head_len..).unwrap_or_default(),
                 Instant::now(),
             );
-            monoio::spawn(CatchUnwind(connection::serve(
+            monoio::spawn(connection_task(connection::serve(
                 stream,
                 session,
                 client,
@@ -273,24 +270,10 @@ async fn heartbeat_loop(hub: Hub, interval: Duration) {
     }
 }
 
-/// Runs a connection future, turning a panic inside it into the end of that connection (see the module docs).
-struct CatchUnwind<F>(F);
-
-impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: structural pinning of the only field; it is never moved out of the pinned wrapper.
-        let inner = unsafe { self.map_unchecked_mut(|this| &mut this.0) };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(poll) => poll,
-            Err(_) => {
-                tracing::error!(
-                    "a connection task panicked; that connection is closed, the server keeps running"
-                );
-                Poll::Ready(())
-            }
-        }
+/// Runs a connection future inside a panic boundary: a panic ends that connection only (see the module docs).
+async fn connection_task(connection: impl Future<Output = ()>) {
+    if let Err(panicked) = CatchUnwind::new(connection).await {
+        tracing::error!(%panicked, "a connection task panicked; that connection is closed, the server keeps running");
     }
 }
 

@@ -13,17 +13,61 @@ use super::Frames;
 use super::chain_cache::ChainCache;
 use super::source::{LogSource, write_f64};
 
+// The fixed parts of the three messages around the serialized pieces.
+const LITE_LEAF: &[u8] = b"\"leaf_cert\":";
+const FULL_CHAIN: &[u8] = b"\"chain\":";
+const FULL_LEAF: &[u8] = b",\"leaf_cert\":";
+const DOMAINS_HEAD: &[u8] = b"{\"data\":";
+const DOMAINS_TAIL: &[u8] = b",\"message_type\":\"dns_entries\"}";
+
+/// Byte budgets of message building: what one log entry may cost, whatever a log sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildLimits {
+    /// Chain cache budget (certificates and their JSON); 0 disables the cache.
+    pub chain_cache_bytes: usize,
+    /// Largest leaf certificate (or pre-certificate, or TBS) accepted; a larger entry is skipped unparsed.
+    pub max_certificate_bytes: usize,
+    /// Largest chain certificate accepted; a larger one is left out of `data.chain` unparsed and uncached.
+    pub max_chain_certificate_bytes: usize,
+    /// Largest message (any of the three frames' payload) published; an entry above it is skipped.
+    pub max_message_bytes: usize,
+}
+
+impl Default for BuildLimits {
+    /// Real certificates are 1–8 KiB (a few with thousands of names reach ~100 KiB), intermediates 1–2 KiB, full
+    /// messages ~3.7× their certificate; the budgets leave that room many times over while one hostile log can
+    /// cost no more than a few MiB (README, "Budgets").
+    fn default() -> Self {
+        Self {
+            chain_cache_bytes: 8 << 20,
+            max_certificate_bytes: 256 << 10,
+            max_chain_certificate_bytes: 64 << 10,
+            max_message_bytes: 1 << 20,
+        }
+    }
+}
+
 /// Why an entry produced no message. The caller logs it with the log and index, and counts it.
 #[derive(Debug)]
 pub enum BuildError {
     /// Neither the certificate nor (for precerts) the TBS fallback could be parsed.
     Leaf(CertError),
+    /// The certificate or the message is larger than its budget.
+    Oversized {
+        /// "certificate" or "message".
+        what: &'static str,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::Leaf(err) => write!(f, "leaf certificate rejected: {err}"),
+            BuildError::Oversized { what, bytes, limit } => {
+                write!(f, "{what} of {bytes} bytes is over the {limit}-byte budget")
+            }
         }
     }
 }
@@ -37,6 +81,12 @@ pub struct BuildCounters {
     pub built: u64,
     /// Entries skipped because the leaf did not parse.
     pub leaf_rejected: u64,
+    /// Entries skipped because the certificate was over `max_certificate_bytes`.
+    pub oversized_certificates: u64,
+    /// Entries skipped because a message was over `max_message_bytes`.
+    pub oversized_messages: u64,
+    /// Chain certificates left out because they were over `max_chain_certificate_bytes`.
+    pub oversized_chain_certificates: u64,
     /// Precert entries whose pre-certificate did not parse, emitted from the leaf's TBS instead.
     pub precert_tbs_fallbacks: u64,
     /// Fields rendered lossily or degraded (bad strings, bad extensions).
@@ -46,10 +96,13 @@ pub struct BuildCounters {
     /// Chain certificates served from / added to the chain cache.
     pub chain_cache_hits: u64,
     pub chain_cache_misses: u64,
+    /// Chain certificates dropped from the cache (or never kept) to stay within its byte budget.
+    pub chain_cache_evicted: u64,
 }
 
 /// Turns decoded log entries into [`Frames`]: each variant serialized once and framed once.
 pub struct MessageBuilder {
+    limits: BuildLimits,
     chain_cache: Option<ChainCache>,
     counters: BuildCounters,
     head: Vec<u8>,
@@ -64,10 +117,12 @@ pub struct MessageBuilder {
 }
 
 impl MessageBuilder {
-    /// A builder whose chain cache holds up to `chain_cache_capacity` certificates (0 disables the cache).
-    pub fn new(chain_cache_capacity: usize) -> Self {
+    /// A builder within `limits`.
+    pub fn new(limits: BuildLimits) -> Self {
         Self {
-            chain_cache: (chain_cache_capacity > 0).then(|| ChainCache::new(chain_cache_capacity)),
+            limits,
+            chain_cache: (limits.chain_cache_bytes > 0)
+                .then(|| ChainCache::new(limits.chain_cache_bytes)),
             counters: BuildCounters::default(),
             head: Vec::with_capacity(256),
             tail: Vec::with_capacity(512),
@@ -80,8 +135,11 @@ impl MessageBuilder {
     }
 
     /// Counters so far.
-    pub fn counters(&self) -> &BuildCounters {
-        &self.counters
+    pub fn counters(&self) -> BuildCounters {
+        BuildCounters {
+            chain_cache_evicted: self.chain_cache.as_ref().map_or(0, ChainCache::evicted),
+            ..self.counters.clone()
+        }
     }
 
     /// Builds the three frames of entry `index` of `source`. `chain` is the issuer chain, issuer first (for RFC 6962
@@ -95,6 +153,18 @@ impl MessageBuilder {
         chain: &[&[u8]],
         seen: f64,
     ) -> Result<Frames, BuildError> {
+        let certificate_bytes = entry
+            .leaf
+            .len()
+            .max(entry.pre_certificate.map_or(0, <[u8]>::len));
+        if certificate_bytes > self.limits.max_certificate_bytes {
+            self.counters.oversized_certificates += 1;
+            return Err(BuildError::Oversized {
+                what: "certificate",
+                bytes: certificate_bytes,
+                limit: self.limits.max_certificate_bytes,
+            });
+        }
         let (leaf, leaf_der) = self
             .parse_leaf(entry)
             .inspect_err(|_| self.counters.leaf_rejected += 1)?;
@@ -147,27 +217,34 @@ impl MessageBuilder {
         );
         self.serialize_chain(chain);
 
+        // Payload sizes of the three frames below (same parts), checked before any is assembled.
+        let shared = self.head.len() + self.tail.len();
+        let lite = shared + LITE_LEAF.len() + self.leaf_lite.len();
+        let full =
+            shared + FULL_CHAIN.len() + self.chain.len() + FULL_LEAF.len() + self.leaf_full.len();
+        let domains = DOMAINS_HEAD.len() + self.all_domains.len() + DOMAINS_TAIL.len();
+        let largest = lite.max(full).max(domains);
+        if largest > self.limits.max_message_bytes {
+            self.counters.oversized_messages += 1;
+            return Err(BuildError::Oversized {
+                what: "message",
+                bytes: largest,
+                limit: self.limits.max_message_bytes,
+            });
+        }
+
         self.counters.built += 1;
         Ok(Frames {
-            lite: Frame::text_from_parts(&[
-                &self.head,
-                b"\"leaf_cert\":",
-                &self.leaf_lite,
-                &self.tail,
-            ]),
+            lite: Frame::text_from_parts(&[&self.head, LITE_LEAF, &self.leaf_lite, &self.tail]),
             full: Frame::text_from_parts(&[
                 &self.head,
-                b"\"chain\":",
+                FULL_CHAIN,
                 &self.chain,
-                b",\"leaf_cert\":",
+                FULL_LEAF,
                 &self.leaf_full,
                 &self.tail,
             ]),
-            domains: Frame::text_from_parts(&[
-                b"{\"data\":",
-                &self.all_domains,
-                b",\"message_type\":\"dns_entries\"}",
-            ]),
+            domains: Frame::text_from_parts(&[DOMAINS_HEAD, &self.all_domains, DOMAINS_TAIL]),
         })
     }
 
@@ -200,6 +277,11 @@ impl MessageBuilder {
         self.chain.push(b'[');
         let mut first = true;
         for der in chain {
+            if der.len() > self.limits.max_chain_certificate_bytes {
+                // Not parsed, not cached: a log could otherwise fill memory and the cache with huge garbage.
+                self.counters.oversized_chain_certificates += 1;
+                continue;
+            }
             let Some(json) = self.chain_cert_json(der) else {
                 self.counters.chain_rejected += 1;
                 continue;

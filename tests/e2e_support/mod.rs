@@ -687,6 +687,7 @@ pub fn start_listening(
     path: &str,
     window: u64,
     args: &[&str],
+    env: &[(&str, &str)],
     open_files: Option<u64>,
 ) -> (Certstream, Collector, ListFile) {
     let list = ListFile::new();
@@ -707,8 +708,8 @@ pub fn start_listening(
     ];
     all.extend_from_slice(args);
     let server = match open_files {
-        Some(limit) => Certstream::start_with_open_files(&all, &[], limit),
-        None => Certstream::start(&all, &[]),
+        Some(limit) => Certstream::start_with_open_files(&all, env, limit),
+        None => Certstream::start(&all, env),
     };
     let collector = Collector::connect(&server, path);
     server.wait_stats("the client", Duration::from_secs(10), |s| {
