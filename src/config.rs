@@ -20,6 +20,9 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Interval of the `heartbeat` message sent on every stream; `None` (the default) sends none.
     pub heartbeat: Option<Duration>,
+    /// How long ingestion waits for a client whose socket stays full before it stops waiting for it (the client
+    /// then loses its oldest messages when its queue is full); see `hub::admission`.
+    pub slow_client_grace: Duration,
     /// Interval of the server's WebSocket pings.
     pub ping_interval: Duration,
     /// A connection whose writes make no progress for this long is closed.
@@ -77,6 +80,7 @@ impl Default for Config {
             max_connections: 50_000,
             max_connections_per_ip: 1_000,
             heartbeat: None,
+            slow_client_grace: crate::hub::admission::DEFAULT_SLOW_CLIENT_GRACE,
             ping_interval: Duration::from_secs(30),
             write_stall_timeout: Duration::from_secs(60),
             request_head_timeout: Duration::from_secs(10),
@@ -122,6 +126,10 @@ Options:
   --max-connections-per-ip N
                             open connections at once from one address [env CERTSTREAM_MAX_CONNECTIONS_PER_IP] [1000]
   --heartbeat               send a heartbeat message every 30 s on every stream [env CERTSTREAM_HEARTBEAT=1]
+  --slow-client-grace DURATION
+                            ingestion slows down rather than drop messages for clients that keep up; a client
+                            whose socket stays full this long does not keep up: it is no longer waited for and
+                            loses its oldest queued messages [env CERTSTREAM_SLOW_CLIENT_GRACE] [500ms]
 
 Certificate Transparency logs:
   --log-list URL|PATH       follow the logs of this v3 log list (http(s) URL or file) instead of Chrome's signed
@@ -156,7 +164,7 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 13] = [
+const OPTS: [Opt; 14] = [
     Opt {
         flag: "--listen",
         env: "WEBSOCKET_LISTEN",
@@ -181,6 +189,11 @@ const OPTS: [Opt; 13] = [
         flag: "--heartbeat",
         env: "CERTSTREAM_HEARTBEAT",
         takes_value: false,
+    },
+    Opt {
+        flag: "--slow-client-grace",
+        env: "CERTSTREAM_SLOW_CLIENT_GRACE",
+        takes_value: true,
     },
     Opt {
         flag: "--log-list",
@@ -265,6 +278,7 @@ impl Command {
             max,
             per_ip,
             heartbeat,
+            slow_client_grace,
             log_list,
             signature,
             apple,
@@ -288,6 +302,9 @@ impl Command {
         }
         if let Some(v) = heartbeat {
             config.heartbeat = parse_switch("--heartbeat", &v)?.then_some(Duration::from_secs(30));
+        }
+        if let Some(v) = slow_client_grace {
+            config.slow_client_grace = parse_duration("--slow-client-grace", &v)?;
         }
         let ingest = &mut config.ingest;
         ingest.log_list = log_list.filter(|v| !v.is_empty());
@@ -499,6 +516,8 @@ mod tests {
                 "--max-connections-per-ip",
                 "2",
                 "--heartbeat",
+                "--slow-client-grace",
+                "2s",
             ],
             &[],
         );
@@ -507,6 +526,11 @@ mod tests {
             (10, 2)
         );
         assert_eq!(config.heartbeat, Some(Duration::from_secs(30)));
+        assert_eq!(config.slow_client_grace, Duration::from_secs(2));
+        assert_eq!(
+            run(&[], &[("CERTSTREAM_SLOW_CLIENT_GRACE", "250ms")]).slow_client_grace,
+            Duration::from_millis(250)
+        );
         assert_eq!(run(&[], &[("CERTSTREAM_HEARTBEAT", "off")]).heartbeat, None);
     }
 

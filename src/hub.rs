@@ -7,6 +7,11 @@
 //! Clients live in an `Rc`-swapped slab: joins and leaves only record the change; the next publish (or ping, or
 //! shutdown) rebuilds one new `Rc<[…]>` snapshot, so a burst of thousands of connects or disconnects costs one
 //! rebuild, and the publish loop iterates an immutable snapshot.
+//!
+//! Ingestion asks the hub's [`Gate`] before publishing: see [`admission`] for the rule that keeps pollers from
+//! out-running the writers of clients that keep up.
+
+pub mod admission;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -17,6 +22,9 @@ use std::time::Instant;
 
 use crate::stream::{Frames, StreamKind};
 use crate::ws::frame::Frame;
+
+pub use admission::{AdmissionStats, Gate};
+use admission::{Admission, Standing};
 
 /// How many lite messages `/latest.json` shows.
 pub const RECENT_LEN: usize = 25;
@@ -44,6 +52,7 @@ struct HubState {
     ping: Rc<Frame>,
     /// Woken when the last client leaves (graceful shutdown waits on it).
     empty_waker: RefCell<Option<Waker>>,
+    admission: Rc<Admission>,
 }
 
 /// Counters of the hub, for `/stats` and `/metrics`.
@@ -70,8 +79,14 @@ fn kind_index(kind: StreamKind) -> usize {
 }
 
 impl Hub {
-    /// A hub whose clients each queue at most `ring_size` frames.
+    /// A hub whose clients each queue at most `ring_size` frames, with the default slow-client grace period.
     pub fn new(ring_size: usize) -> Self {
+        Self::with_slow_client_grace(ring_size, admission::DEFAULT_SLOW_CLIENT_GRACE)
+    }
+
+    /// A hub whose clients each queue at most `ring_size` frames; ingestion waits up to `grace` for a client whose
+    /// socket is full before it stops waiting for it ([`admission`]).
+    pub fn with_slow_client_grace(ring_size: usize, grace: std::time::Duration) -> Self {
         Self {
             state: Rc::new(HubState {
                 ring_size: ring_size.max(1),
@@ -86,15 +101,22 @@ impl Hub {
                 recent: RefCell::new(VecDeque::with_capacity(RECENT_LEN)),
                 ping: Rc::new(Frame::ping(b"")),
                 empty_waker: RefCell::new(None),
+                admission: Rc::new(Admission::new(grace)),
             }),
         }
+    }
+
+    /// Ingestion's view of the hub: whether it may publish now (see [`admission`]).
+    pub fn gate(&self) -> Gate {
+        Gate::new(self.clone())
     }
 
     /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
     pub fn publish(&self, frames: &Frames) {
         let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
+        let now = Instant::now();
         for client in self.snapshot().iter() {
-            client.push(&shared[kind_index(client.kind)], &self.state.dropped);
+            client.push(&shared[kind_index(client.kind)], &self.state.dropped, now);
         }
         let state = &self.state;
         state.published.set(state.published.get() + 1);
@@ -109,8 +131,9 @@ impl Hub {
     /// Queues the same frame for every client of every stream (heartbeats); not recorded as a latest message.
     pub fn broadcast(&self, frame: Frame) {
         let frame = Rc::new(frame);
+        let now = Instant::now();
         for client in self.snapshot().iter() {
-            client.push(&frame, &self.state.dropped);
+            client.push(&frame, &self.state.dropped, now);
         }
     }
 
@@ -146,6 +169,9 @@ impl Hub {
             dropped: Cell::new(0),
             left: Cell::new(false),
             waker: Cell::new(None),
+            in_flight: Cell::new(0),
+            standing: Standing::new(self.state.ring_size),
+            admission: self.state.admission.clone(),
         });
         self.state.joined.borrow_mut().push(client.clone());
         let count = &self.state.clients[kind_index(kind)];
@@ -229,6 +255,7 @@ impl Hub {
     fn leave(&self, client: &Client) {
         client.left.set(true);
         client.ring.borrow_mut().clear();
+        client.standing.release(Instant::now(), &client.admission);
         client.waker.take();
         let state = &self.state;
         state
@@ -302,6 +329,10 @@ pub struct Client {
     dropped: Cell<u64>,
     left: Cell<bool>,
     waker: Cell<Option<Waker>>,
+    /// Data frames taken by the writer and not yet completely written.
+    in_flight: Cell<usize>,
+    standing: Standing,
+    admission: Rc<Admission>,
 }
 
 impl Client {
@@ -343,6 +374,7 @@ impl Client {
         self.close.set(state);
         self.control.borrow_mut().close = Some(close);
         self.ring.borrow_mut().clear();
+        self.standing.release(Instant::now(), &self.admission);
         self.wake();
     }
 
@@ -361,7 +393,7 @@ impl Client {
 
     /// Pushes a data frame; a full ring drops its oldest frame and counts it here and in `total_dropped`.
     #[inline]
-    fn push(&self, frame: &Rc<Frame>, total_dropped: &Cell<u64>) {
+    fn push(&self, frame: &Rc<Frame>, total_dropped: &Cell<u64>, now: Instant) {
         if self.left.get() || self.close.get() != CloseState::Open {
             return;
         }
@@ -372,7 +404,9 @@ impl Client {
             total_dropped.set(total_dropped.get() + 1);
         }
         ring.push_back(frame.clone());
+        let backlog = ring.len() + self.in_flight.get();
         drop(ring);
+        self.standing.update(backlog, now, &self.admission);
         self.wake();
     }
 
@@ -418,7 +452,18 @@ impl Client {
         let mut ring = self.ring.borrow_mut();
         let n = ring.len().min(max_data);
         out.extend(ring.drain(..n));
+        self.in_flight.set(n);
+        self.standing.write_started(Instant::now());
         false
+    }
+
+    /// The writer finished writing the batch it took; `whole` when it went out in one write (the socket took it
+    /// all), which tells admission whether the socket or the reactor paces this client.
+    pub fn batch_written(&self, whole: bool) {
+        self.in_flight.set(0);
+        let backlog = self.ring.borrow().len();
+        self.standing
+            .write_finished(whole, backlog, Instant::now(), &self.admission);
     }
 }
 

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         let pipeline = Rc::new(Pipeline::new(server.hub(), CHAIN_CACHE_CAPACITY));
         let supervisor = Rc::new(Supervisor::new(ingest, http, pipeline.clone()));
         server.add_reporter(pipeline);
+        server.add_reporter(Rc::new(server.hub().gate()));
         server.add_reporter(supervisor.clone());
         monoio::spawn(supervisor.clone().run());
         tracing::info!(listen = %server.local_addr()?, legacy_driver = monoio::utils::is_legacy(), "serving");

@@ -3,6 +3,7 @@
 //! delay a log; they never skip an index.
 
 pub mod issuers;
+pub mod pacing;
 pub mod pipeline;
 pub mod politeness;
 pub mod rfc6962;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use crate::ct::checkpoint::LogKey;
 use crate::ct::entry::LogEntry;
 use crate::http::HttpClient;
+use crate::hub::Gate;
 use crate::stream::LogSource;
 
 /// Where pollers deliver entries.
@@ -28,6 +30,11 @@ pub trait EntrySink {
     /// Entry `index` of `log`, delivered exactly once and in index order per log. `chain` is the issuer chain as
     /// DER, issuer first (from `extra_data`, or the issuers a tiled log's fingerprints resolved to).
     fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
+
+    /// The gate pollers pass before delivering (see [`pacing`]): `None` for a sink that never falls behind.
+    fn gate(&self) -> Option<Gate> {
+        None
+    }
 }
 
 /// One log to follow.

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value, json};
 
 use crate::ct::entry::LogEntry;
-use crate::hub::Hub;
+use crate::hub::{Gate, Hub};
 use crate::server::{StatusReporter, metric};
 use crate::stream::{LogSource, MessageBuilder, seen_now};
 
@@ -85,6 +85,10 @@ impl EntrySink for LogSink {
                 bump(&self.counts.rejected);
             }
         }
+    }
+
+    fn gate(&self) -> Option<Gate> {
+        Some(self.pipeline.hub.gate())
     }
 }
 

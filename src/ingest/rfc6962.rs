@@ -9,12 +9,14 @@
 //!   consumed strictly in range order, and a short or failed range is re-requested before any later one is used.
 //! - Every failure (HTTP, status, timeout, bad JSON, zero entries, bad tree head) only delays the log. The only
 //!   thing ever skipped is an entry that does not decode, and that is logged and counted.
+//! - A page is delivered in turns ([`super::pacing`]): only while the hub admits messages, a few milliseconds at a
+//!   time, so the next page is not fetched before this one reached the clients that keep up.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::task::JoinHandle;
 
@@ -23,6 +25,7 @@ use crate::ct::entry::{Chain, decode_rfc6962};
 use crate::ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries};
 use crate::http::{HttpClient, HttpError, Response};
 
+use super::pacing::Turn;
 use super::politeness::{Politeness, parse_retry_after};
 use super::{LogTarget, PollerContext, SharedStatus, StopToken};
 
@@ -269,7 +272,7 @@ impl Poller {
                         u64::try_from(entries.len()).map_or(requested, |n| n.min(requested));
                     entries.truncate(usize::try_from(served).unwrap_or(usize::MAX));
                     self.learn_page(start, requested, served);
-                    self.deliver(start, &entries);
+                    self.deliver(start, &entries).await?;
                     (served < requested).then_some(start + served)
                 }
                 Err(error) => {
@@ -330,35 +333,46 @@ impl Poller {
         }
     }
 
-    /// Decodes and delivers entries `start..` in order; entries that do not decode are logged and counted.
-    fn deliver(&mut self, start: u64, entries: &[RawEntry]) {
+    /// Decodes and delivers entries `start..` in order, in turns; entries that do not decode are logged and
+    /// counted.
+    async fn deliver(&mut self, start: u64, entries: &[RawEntry]) -> Result<(), Stopped> {
+        let mut pending = entries.iter();
         let mut index = start;
-        let (mut delivered, mut skipped) = (0u64, 0u64);
-        for raw in entries {
-            match decode_rfc6962(&raw.leaf_input, &raw.extra_data) {
-                Ok(entry) => {
-                    let chain: &[&[u8]] = match &entry.chain {
-                        Chain::Certificates(certificates) => certificates,
-                        Chain::Fingerprints(_) => &[],
-                    };
-                    self.ctx
-                        .sink
-                        .entry(&self.target.source, index, &entry, chain);
-                    delivered += 1;
+        while pending.len() > 0 {
+            let turn = self.until_stopped(Turn::begin(self.ctx.sink.gate())).await?;
+            let (mut delivered, mut skipped) = (0u64, 0u64);
+            while turn.may_continue(Instant::now()) {
+                let Some(raw) = pending.next() else { break };
+                match decode_rfc6962(&raw.leaf_input, &raw.extra_data) {
+                    Ok(entry) => {
+                        let chain: &[&[u8]] = match &entry.chain {
+                            Chain::Certificates(certificates) => certificates,
+                            Chain::Fingerprints(_) => &[],
+                        };
+                        self.ctx
+                            .sink
+                            .entry(&self.target.source, index, &entry, chain);
+                        delivered += 1;
+                    }
+                    Err(error) => {
+                        tracing::warn!(log = %self.target.read_url, index, error = %error, "skipping undecodable entry");
+                        skipped += 1;
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(log = %self.target.read_url, index, error = %error, "skipping undecodable entry");
-                    skipped += 1;
-                }
+                index += 1;
             }
-            index += 1;
+            self.next = index;
+            self.politeness.on_processed(delivered + skipped);
+            {
+                let mut status = self.status.borrow_mut();
+                status.delivered += delivered;
+                status.skipped += skipped;
+                status.next_index = self.next;
+            }
+            turn.end().await;
         }
-        self.next = index;
-        self.politeness.on_processed(delivered + skipped);
         self.politeness.on_success();
-        let mut status = self.status.borrow_mut();
-        status.delivered += delivered;
-        status.skipped += skipped;
+        Ok(())
     }
 
     /// Records a failed request: counted, logged, and slowing the next request down.

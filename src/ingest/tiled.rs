@@ -13,6 +13,8 @@
 //! - An issuer that fails [`ISSUER_ATTEMPTS`] times (429s excepted) is given up on for this log for
 //!   [`UNAVAILABLE_ISSUER_TTL`]: entries are then delivered with the chain up to that issuer and counted in
 //!   `incomplete_chains`, so one missing issuer cannot stall a log.
+//! - A tile is delivered in turns ([`super::pacing`]): only while the hub admits messages, a few milliseconds at a
+//!   time, so the next tile is not fetched before this one reached the clients that keep up.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::issuers::{Fingerprint, IssuerCache, IssuerError, hex};
+use super::pacing::Turn;
 use super::politeness::{Politeness, parse_retry_after};
 use super::{LogTarget, PollerContext, SharedStatus, StopToken};
 use crate::ct::checkpoint::Checkpoint;
@@ -287,31 +290,56 @@ impl Poller {
         }
     }
 
-    /// Delivers the entries at and after `next`, in order; false if stopped on the way.
+    /// Delivers the entries at and after `next`, in order and in turns; false if stopped on the way.
     async fn deliver(&mut self, entries: &[TileEntry<'_>]) -> bool {
         let mut delivered = 0;
         // Records are contiguous from the tile's first index, so the first one at `next` starts the run.
         let from = self.next;
-        for tile_entry in entries.iter().skip_while(|e| e.index < from) {
-            let Some(chain) = self.chain_of(&tile_entry.entry).await else {
+        let mut pending = entries.iter().skip_while(|e| e.index < from).peekable();
+        while pending.peek().is_some() {
+            let Some(mut turn) = self.turn().await else {
                 return false;
             };
-            let ders: Vec<&[u8]> = chain.iter().map(|der| der.as_ref()).collect();
-            self.ctx.sink.entry(
-                &self.target.source,
-                tile_entry.index,
-                &tile_entry.entry,
-                &ders,
-            );
-            self.next = tile_entry.index + 1;
-            delivered += 1;
-            let mut status = self.status.borrow_mut();
-            status.next_index = self.next;
-            status.delivered += 1;
+            while turn.may_continue(Instant::now()) {
+                let Some(tile_entry) = pending.next() else {
+                    break;
+                };
+                let Some(chain) = self.chain_of(&tile_entry.entry).await else {
+                    return false;
+                };
+                if !turn.may_continue(Instant::now()) {
+                    // Fetching an issuer let others publish meanwhile: admission is asked again.
+                    match self.turn().await {
+                        Some(next) => turn = next,
+                        None => return false,
+                    }
+                }
+                let ders: Vec<&[u8]> = chain.iter().map(|der| der.as_ref()).collect();
+                self.ctx.sink.entry(
+                    &self.target.source,
+                    tile_entry.index,
+                    &tile_entry.entry,
+                    &ders,
+                );
+                self.next = tile_entry.index + 1;
+                delivered += 1;
+                let mut status = self.status.borrow_mut();
+                status.next_index = self.next;
+                status.delivered += 1;
+            }
+            turn.end().await;
         }
         self.politeness.on_processed(delivered);
         self.sync_politeness();
         true
+    }
+
+    /// A turn of delivery, once the hub admits messages; None if stopped while waiting.
+    async fn turn(&self) -> Option<Turn> {
+        monoio::select! {
+            turn = Turn::begin(self.ctx.sink.gate()) => Some(turn),
+            _ = self.stop.stopped() => None,
+        }
     }
 
     /// The entry's issuer chain as DER, issuer first; None if stopped while fetching it.

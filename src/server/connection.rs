@@ -152,7 +152,10 @@ async fn write_loop(
         batch.point_at_frames();
         // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task.
         match Box::pin(write_batch(writer, batch, stall)).await {
-            Some(batch) => batch.recycle(),
+            Some((batch, whole)) => {
+                client.batch_written(whole);
+                batch.recycle();
+            }
             None => return WriteEnd::Failed,
         }
         if closing {
@@ -161,13 +164,16 @@ async fn write_loop(
     }
 }
 
-/// Writes a whole batch; `None` if the socket fails or a write makes no progress within `stall`.
+/// Writes a whole batch, and tells whether it took a single write (the socket had room for all of it); `None` if
+/// the socket fails or a write makes no progress within `stall`.
 async fn write_batch(
     writer: &mut OwnedWriteHalf<TcpStream>,
     mut batch: Batch,
     stall: Duration,
-) -> Option<Batch> {
+) -> Option<(Batch, bool)> {
+    let mut writes = 0u32;
     while !batch.is_empty() {
+        writes += 1;
         match monoio::time::timeout(stall, writer.writev(batch)).await {
             Ok((Ok(written), returned)) if written > 0 => {
                 batch = returned;
@@ -183,7 +189,7 @@ async fn write_batch(
             }
         }
     }
-    Some(batch)
+    Some((batch, writes <= 1))
 }
 
 /// Spare batches kept for reuse at most; more are freed when they come back (after a burst of many writers).

@@ -72,7 +72,7 @@ impl Server {
             .reuse_port(false);
         let listener = TcpListener::bind_with_config(config.listen, &opts)?;
         let shared = Rc::new(Shared {
-            hub: Hub::new(config.ring_size),
+            hub: Hub::with_slow_client_grace(config.ring_size, config.slow_client_grace),
             limits: Rc::new(limits::Limits::new(
                 config.max_connections,
                 config.max_connections_per_ip,
