@@ -252,7 +252,12 @@ impl Certstream {
     /// pinned to a closed loopback port (`CERTSTREAM_RESOLVE`): a test that ends up on the snapshot never
     /// reaches the internet.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Certstream {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_certstream"))
+        Self::start_program(env!("CARGO_BIN_EXE_certstream"), args, env)
+    }
+
+    /// [`Certstream::start`] with another build of the binary (benchmarks compare versions).
+    pub fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Certstream {
+        let mut child = Command::new(program)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
