@@ -99,3 +99,4 @@ fn a_reading_client_loses_nothing_when_logs_are_far_ahead() {
     );
     assert_eq!(stats["admission"]["clients_declared_lagging"], 0);
 }
+

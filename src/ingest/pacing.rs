@@ -5,7 +5,14 @@
 //! the writers and every other ready task before this poller's next turn. Each log is one task, so each log gets
 //! one turn per round: a log with a huge (or hostile) backlog gets the same share of the reactor as any other, and
 //! no delivery step holds the reactor for more than a few milliseconds (a 1,000-entry page is ~12 ms of work).
+//!
+//! All turns together get at most [`ROUND_BUDGET`] between two passes of the reactor over I/O: monoio reaps
+//! completions (and fires timers) only between rounds of its run queue, so sixty logs each taking a turn would
+//! otherwise hold every socket (`/health`, client writes) for sixty turns. Once the budget is spent, the next turn
+//! waits for a timer, which fires only after the reactor has processed I/O; a wait for admission is such a pass
+//! too, and also renews the budget.
 
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -15,6 +22,14 @@ use crate::hub::Gate;
 /// The work one turn may do before yielding (a few dozen entries).
 pub const TURN_BUDGET: Duration = Duration::from_millis(2);
 
+/// The work all turns together may do between two passes of the reactor over I/O.
+pub const ROUND_BUDGET: Duration = Duration::from_millis(8);
+
+thread_local! {
+    /// Delivery work done since the reactor last processed I/O (as far as the pollers can tell).
+    static ROUND_USED: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
 /// One turn of delivery.
 pub struct Turn {
     gate: Option<Gate>,
@@ -22,10 +37,20 @@ pub struct Turn {
 }
 
 impl Turn {
-    /// Waits until the hub admits messages (at once without a gate), and starts a turn.
+    /// Waits until the hub admits messages (at once without a gate) and the round has budget left, and starts a
+    /// turn.
     pub async fn begin(gate: Option<Gate>) -> Turn {
-        if let Some(gate) = &gate {
-            gate.admitted().await;
+        loop {
+            if let Some(gate) = gate.as_ref().filter(|gate| !gate.admits()) {
+                gate.admitted().await;
+                ROUND_USED.set(Duration::ZERO);
+            }
+            if ROUND_USED.get() < ROUND_BUDGET {
+                break;
+            }
+            // Timers fire only once the run queue is empty, after the reactor has reaped I/O completions.
+            monoio::time::sleep(Duration::from_millis(1)).await;
+            ROUND_USED.set(Duration::ZERO);
         }
         Turn {
             gate,
@@ -39,8 +64,9 @@ impl Turn {
             && self.gate.as_ref().is_none_or(Gate::admits)
     }
 
-    /// Ends the turn: lets every other ready task run before this one continues.
+    /// Ends the turn: counts its work in the round and lets every other ready task run before this one continues.
     pub async fn end(self) {
+        ROUND_USED.set(ROUND_USED.get() + self.started.elapsed());
         yield_now().await;
     }
 }
@@ -121,6 +147,25 @@ mod tests {
             let began = waiting.await;
             assert!(began >= released, "the turn waited for the writer");
             assert_eq!(hub.stats().dropped, 0);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn turns_together_stop_for_the_reactor_once_the_round_budget_is_spent() {
+        crate::server::block_on(async {
+            ROUND_USED.set(ROUND_BUDGET);
+            let started = Instant::now();
+            let turn = Turn::begin(None).await;
+            assert!(
+                started.elapsed() >= Duration::from_millis(1),
+                "waited for a timer"
+            );
+            assert_eq!(ROUND_USED.get(), Duration::ZERO, "a new round");
+            turn.end().await;
+            let again = Instant::now();
+            Turn::begin(None).await;
+            assert!(again.elapsed() < Duration::from_millis(1), "budget left");
         })
         .unwrap();
     }
