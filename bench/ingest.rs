@@ -15,57 +15,19 @@
 
 #[path = "../tests/e2e_support/mod.rs"]
 mod e2e_support;
+#[path = "support.rs"]
+mod support;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_support::{Certstream, Mock, WsClient};
+use support::{cpu_seconds, pin, rss_mib};
 
 /// 30 RFC 6962 logs + 30 tiled logs, the size of today's log list.
 const RFC6962_LOGS: u32 = 30;
 const TILED_LOGS: u32 = 30;
-
-fn pin(pid: u32, cpu: u32) {
-    let ok = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("(taskset unavailable: process {pid} not pinned)");
-    }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 of the whole line.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.parse::<f64>().ok())
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks / per_second
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 /// The value after `"key":` in a compact JSON message, without parsing the whole message (the client must keep
 /// up with the server on one core).
