@@ -3,7 +3,8 @@
 //! each total rate it prints what was delivered, what the reading client lost (a gap or a duplicate in any log's
 //! index sequence; `dropped` counts messages the server dropped from client queues), the largest per-log lag
 //! behind the latest tree head the server saw, the server's CPU use and RSS; then the RSS of an idle server
-//! following 60 logs.
+//! following 60 logs. "per CPU-s" is what was delivered per second of the server's CPU time: on a shared machine
+//! the server's share of the core varies from run to run, this does much less.
 //!
 //! The overload curve: the rates are multiples of the server's saturation rate (`INGEST_FACTORS`, default
 //! 0.5,1,1.5,2,2.5,3), found first as what the server delivers when offered far more than it can take
@@ -226,15 +227,24 @@ fn main() {
         }
     };
     println!(
-        "{:>6} {:>10} {:>11} {:>6} {:>6} {:>8} {:>18} {:>7} {:>8}",
-        "×sat", "offered/s", "delivered/s", "gaps", "dups", "dropped", "max lag", "CPU %", "RSS MiB"
+        "{:>6} {:>10} {:>11} {:>6} {:>6} {:>8} {:>18} {:>7} {:>11} {:>8}",
+        "×sat",
+        "offered/s",
+        "delivered/s",
+        "gaps",
+        "dups",
+        "dropped",
+        "max lag",
+        "CPU %",
+        "per CPU-s",
+        "RSS MiB"
     );
     let mut runs = Vec::new();
     for (total, factor) in levels {
         let run = measure(total, &settings);
         let per_log_rate = total / f64::from(RFC6962_LOGS + TILED_LOGS);
         println!(
-            "{:>6} {total:>10.0} {:>11.0} {:>6} {:>6} {:>8} {:>9} ({:>5.1} s) {:>7.1} {:>8.1}",
+            "{:>6} {total:>10.0} {:>11.0} {:>6} {:>6} {:>8} {:>9} ({:>5.1} s) {:>7.1} {:>11.0} {:>8.1}",
             factor.map_or("-".into(), |f| format!("{f}×")),
             run.delivered,
             run.gaps,
@@ -243,6 +253,7 @@ fn main() {
             run.max_lag,
             run.max_lag as f64 / per_log_rate.max(f64::MIN_POSITIVE),
             run.cpu,
+            run.delivered / (run.cpu / 100.0).max(f64::MIN_POSITIVE),
             run.rss
         );
         runs.push((total, run));

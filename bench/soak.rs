@@ -197,9 +197,9 @@ fn main() {
             stats["admission"]["clients_behind"],
         );
     }
-    let stats = server.stats();
     stop.store(true, Ordering::Relaxed);
     let received: BTreeMap<String, Vec<Received>> = reader.join().expect("reader thread");
+    let stats = server.stats();
     let mut health: Vec<(Duration, u16)> = health.join().expect("health thread");
     let failed = health.iter().filter(|(_, status)| *status != 200).count();
     health.sort();
