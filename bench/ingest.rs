@@ -139,7 +139,10 @@ fn start(total_rate: f64, settings: &Settings) -> (Mock, Certstream) {
     if let Some(ring) = &settings.ring {
         args.extend(["--ring-size", ring.as_str()]);
     }
-    let env = [("CUSTOM_LOG_LIST", mock.list_url()), ("RUST_LOG", "warn".into())];
+    let env = [
+        ("CUSTOM_LOG_LIST", mock.list_url()),
+        ("RUST_LOG", "warn".into()),
+    ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = match &settings.server {
         Some(program) => Certstream::start_program(program, &args, &env),
@@ -219,7 +222,8 @@ fn main() {
                     );
                     run.delivered.round()
                 });
-            let factors = list("INGEST_FACTORS").unwrap_or_else(|| vec![0.5, 1.0, 1.5, 2.0, 2.5, 3.0]);
+            let factors =
+                list("INGEST_FACTORS").unwrap_or_else(|| vec![0.5, 1.0, 1.5, 2.0, 2.5, 3.0]);
             factors
                 .into_iter()
                 .map(|f| (f * saturation, Some(f)))
@@ -264,7 +268,10 @@ fn main() {
             .iter()
             .map(|(total, r)| format!("{total:.0}: {:.0} %", r.delivered / peak * 100.0))
             .collect();
-        println!("delivered as a share of the peak ({peak:.0}/s): {}", curve.join(", "));
+        println!(
+            "delivered as a share of the peak ({peak:.0}/s): {}",
+            curve.join(", ")
+        );
     }
 
     if std::env::var_os("INGEST_SKIP_IDLE").is_none() {

@@ -94,7 +94,12 @@ fn plan() -> (Vec<String>, Vec<String>, usize, usize) {
         .map(|i| format!("r{i}"))
         .chain((tiled..tiled + WELL_BEHAVED).map(|i| format!("t{i}")))
         .collect();
-    (faults, well_behaved, rfc + WELL_BEHAVED, tiled + WELL_BEHAVED)
+    (
+        faults,
+        well_behaved,
+        rfc + WELL_BEHAVED,
+        tiled + WELL_BEHAVED,
+    )
 }
 
 fn post_increment(n: &mut usize) -> usize {
@@ -113,7 +118,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() {
     let duration = duration_from_args();
     let (faults, well_behaved, rfc, tiled) = plan();
-    let (rfc_count, tiled_count, rate) = (rfc.to_string(), tiled.to_string(), RATE_PER_LOG.to_string());
+    let (rfc_count, tiled_count, rate) =
+        (rfc.to_string(), tiled.to_string(), RATE_PER_LOG.to_string());
     let mut args = vec![
         "--rfc6962",
         &rfc_count,
@@ -219,7 +225,9 @@ fn main() {
             "EXITED"
         }
     );
-    println!("well-behaved logs (what the reading client received of what the server published for each):");
+    println!(
+        "well-behaved logs (what the reading client received of what the server published for each):"
+    );
     for log in &well_behaved {
         let published = stats["logs"]
             .as_array()

@@ -23,8 +23,8 @@ use std::time::Instant;
 use crate::stream::{Frames, StreamKind};
 use crate::ws::frame::Frame;
 
-pub use admission::{AdmissionStats, Gate};
 use admission::{Admission, Standing};
+pub use admission::{AdmissionStats, Gate};
 
 /// How many lite messages `/latest.json` shows.
 pub const RECENT_LEN: usize = 25;

@@ -47,10 +47,7 @@ fn a_reading_client_loses_nothing_when_logs_are_far_ahead() {
         ],
         // A generous grace: a test client descheduled on a busy CI machine must not count as slow. (Given in the
         // environment, so the same test runs against builds without the option.)
-        &[
-            ("CERTSTREAM_SLOW_CLIENT_GRACE", "5s"),
-            ("RUST_LOG", "warn"),
-        ],
+        &[("CERTSTREAM_SLOW_CLIENT_GRACE", "5s"), ("RUST_LOG", "warn")],
     );
     let mut collector = Collector::connect(&server, "/");
     server.wait_stats("the client", Duration::from_secs(10), |s| {
@@ -99,4 +96,3 @@ fn a_reading_client_loses_nothing_when_logs_are_far_ahead() {
     );
     assert_eq!(stats["admission"]["clients_declared_lagging"], 0);
 }
-

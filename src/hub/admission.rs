@@ -172,7 +172,9 @@ impl Standing {
                     && self.socket_full_since.get().is_none()
                     && now.saturating_duration_since(since) >= LAGGING_MIN =>
             {
-                admission.lagging.set(admission.lagging.get().saturating_sub(1));
+                admission
+                    .lagging
+                    .set(admission.lagging.get().saturating_sub(1));
                 State::Ahead
             }
             same => same,
@@ -242,7 +244,9 @@ impl Standing {
     pub(super) fn release(&self, now: Instant, admission: &Admission) {
         match self.state.replace(State::Released) {
             State::Behind => admission.unhold(now),
-            State::Lagging(_) => admission.lagging.set(admission.lagging.get().saturating_sub(1)),
+            State::Lagging(_) => admission
+                .lagging
+                .set(admission.lagging.get().saturating_sub(1)),
             State::Ahead | State::Released => {}
         }
     }
@@ -410,7 +414,8 @@ mod tests {
     }
 
     #[test]
-    fn a_full_socket_for_the_grace_period_makes_a_client_lagging_until_it_caught_up_and_served_its_time() {
+    fn a_full_socket_for_the_grace_period_makes_a_client_lagging_until_it_caught_up_and_served_its_time()
+     {
         let admission = Admission::new(GRACE);
         let standing = Standing::new(8);
         let t0 = Instant::now();

@@ -339,7 +339,9 @@ impl Poller {
         let mut pending = entries.iter();
         let mut index = start;
         while pending.len() > 0 {
-            let turn = self.until_stopped(Turn::begin(self.ctx.sink.gate())).await?;
+            let turn = self
+                .until_stopped(Turn::begin(self.ctx.sink.gate()))
+                .await?;
             let (mut delivered, mut skipped) = (0u64, 0u64);
             while turn.may_continue(Instant::now()) {
                 let Some(raw) = pending.next() else { break };
