@@ -10,7 +10,7 @@
 //! - Every failure (HTTP, status, timeout, bad JSON, zero entries, bad tree head) only delays the log. The only
 //!   thing ever skipped is an entry that does not decode, and that is logged and counted.
 //! - A page is delivered in turns ([`super::pacing`]): only while the hub admits messages, a few milliseconds at a
-//!   time, so the next page is not fetched before this one reached the clients that keep up.
+//!   time; and while it does not, no further page is requested beyond the one being waited for.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -255,6 +255,10 @@ impl Poller {
                 1
             };
             while queue.len() < depth && launch_from < self.limit() {
+                if !queue.is_empty() && !self.ctx.sink.gate().is_none_or(|gate| gate.admits()) {
+                    // Clients that keep up are behind: what is in flight is enough until they catch up.
+                    break;
+                }
                 self.wait_turn(Duration::ZERO).await?;
                 let end = self.page_end(launch_from).min(self.limit() - 1);
                 queue.push_back(self.launch(launch_from, end));
