@@ -1,65 +1,34 @@
 //! Ingestion benchmark: the mock CT logs at rising rates → the `certstream` binary pinned to one core → one
-//! WebSocket client. For each total rate it prints what was delivered, whether anything was missed (a gap or a
-//! duplicate in any log's index sequence; `dropped` counts messages the server dropped for a slow client), the
-//! largest per-log lag behind the latest tree head the server saw, the server's CPU use and RSS; then
-//! the RSS of an idle server following 60 logs.
+//! WebSocket client reading the lite stream as fast as it can, with the server's default queue per client. For
+//! each total rate it prints what was delivered, what the reading client lost (a gap or a duplicate in any log's
+//! index sequence; `dropped` counts messages the server dropped from client queues), the largest per-log lag
+//! behind the latest tree head the server saw, the server's CPU use and RSS; then the RSS of an idle server
+//! following 60 logs. "per CPU-s" is what was delivered per second of the server's CPU time: on a shared machine
+//! the server's share of the core varies from run to run, this does much less.
 //!
-//! Run: `cargo bench --bench ingest` (`INGEST_LEVELS=2000,20000` to choose the rates, `INGEST_SECONDS` the
-//! measuring window). The server runs on CPU 0, the mock and the client on CPU 1.
+//! The overload curve: the rates are multiples of the server's saturation rate (`INGEST_FACTORS`, default
+//! 0.5,1,1.5,2,2.5,3), found first as what the server delivers when offered far more than it can take
+//! (`INGEST_PROBE`, 60,000 entries/s), or given (`INGEST_SATURATION`); `INGEST_LEVELS=2000,20000` gives absolute
+//! rates instead. `INGEST_SECONDS` sets the measuring window, `INGEST_SERVER` another build of the server (to
+//! compare versions in the same machine state), `INGEST_RING` a queue size other than the server's default.
+//!
+//! Run: `cargo bench --bench ingest`. The server runs on CPU 0, the mock and the client on CPU 1.
 
 #[path = "../tests/e2e_support/mod.rs"]
 mod e2e_support;
+#[path = "support.rs"]
+mod support;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_support::{Certstream, Mock, WsClient};
+use support::{cpu_seconds, pin, rss_mib};
 
 /// 30 RFC 6962 logs + 30 tiled logs, the size of today's log list.
 const RFC6962_LOGS: u32 = 30;
 const TILED_LOGS: u32 = 30;
-
-fn pin(pid: u32, cpu: u32) {
-    let ok = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("(taskset unavailable: process {pid} not pinned)");
-    }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 of the whole line.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.parse::<f64>().ok())
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks / per_second
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 /// The value after `"key":` in a compact JSON message, without parsing the whole message (the client must keep
 /// up with the server on one core).
@@ -117,7 +86,41 @@ fn read_for(client: &mut WsClient, duration: Duration, tally: &mut Tally) {
     }
 }
 
-fn start(total_rate: f64) -> (Mock, Certstream) {
+/// What one run at one offered rate showed.
+struct Run {
+    delivered: f64,
+    gaps: u64,
+    duplicates: u64,
+    dropped: u64,
+    max_lag: u64,
+    cpu: f64,
+    rss: f64,
+}
+
+/// Benchmark settings from the environment.
+struct Settings {
+    server: Option<String>,
+    ring: Option<String>,
+    window: Duration,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn list(name: &str) -> Option<Vec<f64>> {
+    let text = std::env::var(name).ok()?;
+    Some(
+        text.split(',')
+            .filter_map(|l| l.trim().parse().ok())
+            .collect(),
+    )
+}
+
+fn start(total_rate: f64, settings: &Settings) -> (Mock, Certstream) {
     let per_log = format!("{}", total_rate / f64::from(RFC6962_LOGS + TILED_LOGS));
     let mock = Mock::start(&[
         "--rfc6962",
@@ -132,86 +135,154 @@ fn start(total_rate: f64) -> (Mock, Certstream) {
         "32",
     ]);
     pin(mock.pid(), 1);
-    // A ring large enough that the benchmark's client never loses messages to a burst (a full data tile arrives as
-    // 256 entries at once): what is measured is ingestion, not the client's reading speed.
-    let server = Certstream::start(
-        &["--ring-size", "1000000"],
-        &[("CUSTOM_LOG_LIST", &mock.list_url()), ("RUST_LOG", "warn")],
-    );
+    let mut args = Vec::new();
+    if let Some(ring) = &settings.ring {
+        args.extend(["--ring-size", ring.as_str()]);
+    }
+    let env = [
+        ("CUSTOM_LOG_LIST", mock.list_url()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = match &settings.server {
+        Some(program) => Certstream::start_program(program, &args, &env),
+        None => Certstream::start(&args, &env),
+    };
     pin(server.pid(), 0);
     (mock, server)
 }
 
+/// Offers `total` entries/s for a warm-up and the window; what the client received.
+fn measure(total: f64, settings: &Settings) -> Run {
+    let (mock, server) = start(total, settings);
+    let mut client = WsClient::connect(server.addr, "/");
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("read timeout");
+    let mut tally = Tally::default();
+    // Warm-up: every poller has started (jittered over one poll interval) and caught up.
+    read_for(&mut client, Duration::from_secs(6), &mut tally);
+    let (received_before, cpu_before, started) =
+        (tally.received, cpu_seconds(server.pid()), Instant::now());
+    read_for(&mut client, settings.window, &mut tally);
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = server.stats();
+    let max_lag = stats["logs"]
+        .as_array()
+        .map(|logs| {
+            logs.iter()
+                .filter_map(|l| l["lag"].as_u64())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    let run = Run {
+        delivered: (tally.received - received_before) as f64 / elapsed,
+        gaps: tally.gaps,
+        duplicates: tally.duplicates,
+        dropped: stats["messages_dropped"].as_u64().unwrap_or(0),
+        max_lag,
+        cpu: (cpu_seconds(server.pid()) - cpu_before) / elapsed * 100.0,
+        rss: rss_mib(server.pid()),
+    };
+    drop(client);
+    drop(server);
+    drop(mock);
+    run
+}
+
 fn main() {
-    let levels: Vec<f64> = std::env::var("INGEST_LEVELS")
-        .unwrap_or_else(|_| "2000,5000,10000,20000,30000,40000".into())
-        .split(',')
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    let window = Duration::from_secs(
-        std::env::var("INGEST_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(15),
-    );
+    let settings = Settings {
+        server: std::env::var("INGEST_SERVER").ok(),
+        ring: std::env::var("INGEST_RING").ok(),
+        window: Duration::from_secs(env_or("INGEST_SECONDS", 15)),
+    };
     pin(std::process::id(), 1);
     println!(
-        "{} logs ({RFC6962_LOGS} RFC 6962 with 32-entry pages, {TILED_LOGS} tiled); server on CPU 0; window {} s",
+        "{} logs ({RFC6962_LOGS} RFC 6962 with 32-entry pages, {TILED_LOGS} tiled); server {} on CPU 0, queue {}; \
+         window {} s",
         RFC6962_LOGS + TILED_LOGS,
-        window.as_secs()
+        settings.server.as_deref().unwrap_or("(this build)"),
+        settings.ring.as_deref().unwrap_or("default"),
+        settings.window.as_secs()
     );
+    let levels: Vec<(f64, Option<f64>)> = match list("INGEST_LEVELS") {
+        Some(levels) => levels.into_iter().map(|l| (l, None)).collect(),
+        None => {
+            let saturation = std::env::var("INGEST_SATURATION")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| {
+                    let probe = env_or("INGEST_PROBE", 60_000.0);
+                    let run = measure(probe, &settings);
+                    println!(
+                        "saturation: {:.0} entries/s delivered when offered {probe:.0}/s (server CPU {:.1} %)",
+                        run.delivered, run.cpu
+                    );
+                    run.delivered.round()
+                });
+            let factors =
+                list("INGEST_FACTORS").unwrap_or_else(|| vec![0.5, 1.0, 1.5, 2.0, 2.5, 3.0]);
+            factors
+                .into_iter()
+                .map(|f| (f * saturation, Some(f)))
+                .collect()
+        }
+    };
     println!(
-        "{:>12} {:>12} {:>6} {:>6} {:>8} {:>14} {:>8} {:>9}",
-        "offered/s", "delivered/s", "gaps", "dups", "dropped", "max lag", "CPU %", "RSS MiB"
+        "{:>6} {:>10} {:>11} {:>6} {:>6} {:>8} {:>18} {:>7} {:>11} {:>8}",
+        "×sat",
+        "offered/s",
+        "delivered/s",
+        "gaps",
+        "dups",
+        "dropped",
+        "max lag",
+        "CPU %",
+        "per CPU-s",
+        "RSS MiB"
     );
-    for total in levels {
-        let (mock, server) = start(total);
-        let mut client = WsClient::connect(server.addr, "/");
-        client
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("read timeout");
-        let mut tally = Tally::default();
-        // Warm-up: every poller has started (jittered over one poll interval) and caught up.
-        read_for(&mut client, Duration::from_secs(6), &mut tally);
-        let (received_before, cpu_before, started) =
-            (tally.received, cpu_seconds(server.pid()), Instant::now());
-        read_for(&mut client, window, &mut tally);
-        let elapsed = started.elapsed().as_secs_f64();
-        let delivered = (tally.received - received_before) as f64 / elapsed;
-        let cpu = (cpu_seconds(server.pid()) - cpu_before) / elapsed * 100.0;
-        let stats = server.stats();
-        let max_lag = stats["logs"]
-            .as_array()
-            .map(|logs| {
-                logs.iter()
-                    .filter_map(|l| l["lag"].as_u64())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0);
+    let mut runs = Vec::new();
+    for (total, factor) in levels {
+        let run = measure(total, &settings);
         let per_log_rate = total / f64::from(RFC6962_LOGS + TILED_LOGS);
         println!(
-            "{total:>12.0} {delivered:>12.0} {:>6} {:>6} {:>8} {:>7} ({:>4.1} s) {cpu:>8.1} {:>9.1}",
-            tally.gaps,
-            tally.duplicates,
-            stats["messages_dropped"],
-            max_lag,
-            max_lag as f64 / per_log_rate,
+            "{:>6} {total:>10.0} {:>11.0} {:>6} {:>6} {:>8} {:>9} ({:>5.1} s) {:>7.1} {:>11.0} {:>8.1}",
+            factor.map_or("-".into(), |f| format!("{f}×")),
+            run.delivered,
+            run.gaps,
+            run.duplicates,
+            run.dropped,
+            run.max_lag,
+            run.max_lag as f64 / per_log_rate.max(f64::MIN_POSITIVE),
+            run.cpu,
+            run.delivered / (run.cpu / 100.0).max(f64::MIN_POSITIVE),
+            run.rss
+        );
+        runs.push((total, run));
+    }
+    let peak = runs.iter().map(|(_, r)| r.delivered).fold(0.0, f64::max);
+    if peak > 0.0 {
+        let curve: Vec<String> = runs
+            .iter()
+            .map(|(total, r)| format!("{total:.0}: {:.0} %", r.delivered / peak * 100.0))
+            .collect();
+        println!(
+            "delivered as a share of the peak ({peak:.0}/s): {}",
+            curve.join(", ")
+        );
+    }
+
+    if std::env::var_os("INGEST_SKIP_IDLE").is_none() {
+        let (mock, server) = start(0.0, &settings);
+        std::thread::sleep(Duration::from_secs(8));
+        let followed = server.stats()["logs"].as_array().map_or(0, |l| l.len());
+        println!(
+            "idle, following {followed} logs: RSS {:.1} MiB",
             rss_mib(server.pid())
         );
-        drop(client);
         drop(server);
         drop(mock);
     }
-
-    let (mock, server) = start(0.0);
-    std::thread::sleep(Duration::from_secs(8));
-    let followed = server.stats()["logs"].as_array().map_or(0, |l| l.len());
-    println!(
-        "idle, following {followed} logs: RSS {:.1} MiB",
-        rss_mib(server.pid())
-    );
-    drop(server);
-    drop(mock);
 }

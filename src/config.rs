@@ -33,6 +33,9 @@ pub struct Config {
     pub ops_rate: usize,
     /// Interval of the `heartbeat` message sent on every stream; `None` (the default) sends none.
     pub heartbeat: Option<Duration>,
+    /// How long ingestion waits for a client whose socket stays full before it stops waiting for it (the client
+    /// then loses its oldest messages when its queue is full); see `hub::admission`.
+    pub slow_client_grace: Duration,
     /// Interval of the server's WebSocket pings.
     pub ping_interval: Duration,
     /// A connection whose writes make no progress for this long is closed.
@@ -124,6 +127,7 @@ impl Default for Config {
             max_latest_bytes: 1 << 20,
             ops_rate: 20,
             heartbeat: None,
+            slow_client_grace: crate::hub::admission::DEFAULT_SLOW_CLIENT_GRACE,
             ping_interval: Duration::from_secs(30),
             write_stall_timeout: Duration::from_secs(60),
             request_head_timeout: Duration::from_secs(10),
@@ -198,6 +202,10 @@ Options:
   --tcp-keepalive DURATION  idle time before TCP keepalive probes a silent client (every 10 s, 6 probes: a vanished
                             peer is closed after about 2 min; silent but present clients are never closed); 0 turns
                             it off [env CERTSTREAM_TCP_KEEPALIVE] [60s]
+  --slow-client-grace DURATION
+                            ingestion slows down rather than drop messages for clients that keep up; a client
+                            whose socket stays full this long does not keep up: it is no longer waited for and
+                            loses its oldest queued messages [env CERTSTREAM_SLOW_CLIENT_GRACE] [500ms]
 
 Certificate Transparency logs:
   --log-list URL|PATH       follow the logs of this v3 log list (http(s) URL or file) instead of Chrome's signed
@@ -254,7 +262,7 @@ struct Opt {
     takes_value: bool,
 }
 
-const OPTS: [Opt; 32] = [
+const OPTS: [Opt; 33] = [
     Opt {
         flag: "--listen",
         env: "WEBSOCKET_LISTEN",
@@ -323,6 +331,11 @@ const OPTS: [Opt; 32] = [
     Opt {
         flag: "--tcp-keepalive",
         env: "CERTSTREAM_TCP_KEEPALIVE",
+        takes_value: true,
+    },
+    Opt {
+        flag: "--slow-client-grace",
+        env: "CERTSTREAM_SLOW_CLIENT_GRACE",
         takes_value: true,
     },
     Opt {
@@ -467,6 +480,7 @@ impl Command {
             partial_message_budget,
             control_frames_per_second,
             tcp_keepalive,
+            slow_client_grace,
             log_list,
             signature,
             apple,
@@ -534,6 +548,9 @@ impl Command {
                 "0" | "off" => None,
                 _ => Some(parse_duration("--tcp-keepalive", &v)?),
             };
+        }
+        if let Some(v) = slow_client_grace {
+            config.slow_client_grace = parse_duration("--slow-client-grace", &v)?;
         }
         let ingest = &mut config.ingest;
         ingest.log_list = log_list.filter(|v| !v.is_empty());
@@ -813,6 +830,8 @@ mod tests {
                 "--max-connections-per-ip",
                 "2",
                 "--heartbeat",
+                "--slow-client-grace",
+                "2s",
             ],
             &[],
         );
@@ -821,6 +840,11 @@ mod tests {
             (10, 2)
         );
         assert_eq!(config.heartbeat, Some(Duration::from_secs(30)));
+        assert_eq!(config.slow_client_grace, Duration::from_secs(2));
+        assert_eq!(
+            run(&[], &[("CERTSTREAM_SLOW_CLIENT_GRACE", "250ms")]).slow_client_grace,
+            Duration::from_millis(250)
+        );
         assert_eq!(run(&[], &[("CERTSTREAM_HEARTBEAT", "off")]).heartbeat, None);
         let budgets = run(
             &[

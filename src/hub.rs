@@ -10,6 +10,11 @@
 //! Clients live in an `Rc`-swapped slab: joins and leaves only record the change; the next publish (or ping, or
 //! shutdown) rebuilds one new `Rc<[…]>` snapshot, so a burst of thousands of connects or disconnects costs one
 //! rebuild, and the publish loop iterates an immutable snapshot.
+//!
+//! Ingestion asks the hub's [`Gate`] before publishing: see [`admission`] for the rule that keeps pollers from
+//! out-running the writers of clients that keep up.
+
+pub mod admission;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -20,6 +25,9 @@ use std::time::Instant;
 
 use crate::stream::{Frames, StreamKind};
 use crate::ws::frame::Frame;
+
+use admission::{Admission, Standing};
+pub use admission::{AdmissionStats, Gate};
 
 /// How many lite messages `/latest.json` shows.
 pub const RECENT_LEN: usize = 25;
@@ -77,6 +85,7 @@ struct HubState {
     ping: Rc<Frame>,
     /// Woken when the last client leaves (graceful shutdown waits on it).
     empty_waker: RefCell<Option<Waker>>,
+    admission: Rc<Admission>,
 }
 
 /// Counters of the hub, for `/stats` and `/metrics`.
@@ -112,13 +121,19 @@ fn kind_index(kind: StreamKind) -> usize {
 }
 
 impl Hub {
-    /// A hub whose clients each queue at most `ring_size` frames, within the default byte budget.
+    /// A hub whose clients each queue at most `ring_size` frames, within the default byte budget and with the
+    /// default slow-client grace period.
     pub fn new(ring_size: usize) -> Self {
-        Self::with_budget(ring_size, ByteBudget::default())
+        Self::with_budget(
+            ring_size,
+            ByteBudget::default(),
+            admission::DEFAULT_SLOW_CLIENT_GRACE,
+        )
     }
 
-    /// A hub whose clients each queue at most `ring_size` frames and `budget.client_queue` bytes.
-    pub fn with_budget(ring_size: usize, budget: ByteBudget) -> Self {
+    /// A hub whose clients each queue at most `ring_size` frames and `budget.client_queue` bytes; ingestion waits
+    /// up to `grace` for a client whose socket is full before it stops waiting for it ([`admission`]).
+    pub fn with_budget(ring_size: usize, budget: ByteBudget, grace: std::time::Duration) -> Self {
         Self {
             state: Rc::new(HubState {
                 ring_size: ring_size.max(1),
@@ -137,16 +152,23 @@ impl Hub {
                 recent_bytes: Cell::new(0),
                 ping: Rc::new(Frame::ping(b"")),
                 empty_waker: RefCell::new(None),
+                admission: Rc::new(Admission::new(grace)),
             }),
         }
+    }
+
+    /// Ingestion's view of the hub: whether it may publish now (see [`admission`]).
+    pub fn gate(&self) -> Gate {
+        Gate::new(self.clone())
     }
 
     /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
     pub fn publish(&self, frames: &Frames) {
         let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
+        let now = Instant::now();
         let state = &self.state;
         for client in self.snapshot().iter() {
-            client.push(&shared[kind_index(client.kind)], state);
+            client.push(&shared[kind_index(client.kind)], state, now);
         }
         state.published.set(state.published.get() + 1);
         self.keep_latest(frames);
@@ -187,8 +209,9 @@ impl Hub {
     /// Queues the same frame for every client of every stream (heartbeats); not recorded as a latest message.
     pub fn broadcast(&self, frame: Frame) {
         let frame = Rc::new(frame);
+        let now = Instant::now();
         for client in self.snapshot().iter() {
-            client.push(&frame, &self.state);
+            client.push(&frame, &self.state, now);
         }
     }
 
@@ -225,6 +248,9 @@ impl Hub {
             dropped: Cell::new(0),
             left: Cell::new(false),
             waker: Cell::new(None),
+            in_flight: Cell::new(0),
+            standing: Standing::new(self.state.ring_size),
+            admission: self.state.admission.clone(),
         });
         self.state.joined.borrow_mut().push(client.clone());
         let count = &self.state.clients[kind_index(kind)];
@@ -320,6 +346,7 @@ impl Hub {
             return;
         }
         client.clear_ring();
+        client.standing.release(Instant::now(), &client.admission);
         client.waker.take();
         let state = &self.state;
         state
@@ -393,6 +420,10 @@ pub struct Client {
     dropped: Cell<u64>,
     left: Cell<bool>,
     waker: Cell<Option<Waker>>,
+    /// Data frames taken by the writer and not yet completely written.
+    in_flight: Cell<usize>,
+    standing: Standing,
+    admission: Rc<Admission>,
 }
 
 impl Client {
@@ -428,6 +459,7 @@ impl Client {
         }
         self.control.borrow_mut().close = Some(close);
         self.clear_ring();
+        self.standing.release(Instant::now(), &self.admission);
         self.wake();
     }
 
@@ -447,7 +479,7 @@ impl Client {
     /// Pushes a data frame; a ring over its frame count or byte budget drops its oldest frames (a frame larger
     /// than the whole budget still goes out, alone) and counts them here and in the hub's totals.
     #[inline]
-    fn push(&self, frame: &Rc<Frame>, hub: &HubState) {
+    fn push(&self, frame: &Rc<Frame>, hub: &HubState, now: Instant) {
         if self.left.get() || self.closing.get() {
             return;
         }
@@ -466,7 +498,9 @@ impl Client {
         }
         ring.push_back(frame.clone());
         self.ring_bytes.set(bytes);
+        let backlog = ring.len() + self.in_flight.get();
         drop(ring);
+        self.standing.update(backlog, now, &self.admission);
         self.wake();
     }
 
@@ -527,7 +561,18 @@ impl Client {
         }
         self.ring_bytes.set(self.ring_bytes.get() - taken);
         out.extend(ring.drain(..n));
+        self.in_flight.set(n);
+        self.standing.write_started(Instant::now());
         false
+    }
+
+    /// The writer finished writing the batch it took; `whole` when it went out in one write (the socket took it
+    /// all), which tells admission whether the socket or the reactor paces this client.
+    pub fn batch_written(&self, whole: bool) {
+        self.in_flight.set(0);
+        let backlog = self.ring.borrow().len();
+        self.standing
+            .write_finished(whole, backlog, Instant::now(), &self.admission);
     }
 }
 
@@ -602,7 +647,7 @@ mod tests {
             client_queue: 10_000,
             latest: 1 << 20,
         };
-        let hub = Hub::with_budget(256, budget);
+        let hub = Hub::with_budget(256, budget, admission::DEFAULT_SLOW_CLIENT_GRACE);
         let slow = hub.join(StreamKind::Full);
         let reader = hub.join(StreamKind::Full);
         for _ in 0..10 {
@@ -640,6 +685,7 @@ mod tests {
                 client_queue: 64 << 20,
                 latest: 16,
             },
+            admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
         let client = hub.join(StreamKind::Full);
         for _ in 0..3 {
@@ -667,6 +713,7 @@ mod tests {
                 client_queue: 1 << 20,
                 latest: 1_000,
             },
+            admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
         hub.publish(&sized(100, 100));
         hub.publish(&sized(5_000, 5_000));

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         let supervisor = Rc::new(Supervisor::new(ingest, http.clone(), pipeline.clone()));
         server.add_reporter(reporter);
         server.add_reporter(pipeline);
+        server.add_reporter(Rc::new(server.hub().gate()));
         server.add_reporter(supervisor.clone());
         server.add_reporter(http);
         monoio::spawn(supervisor.clone().run());

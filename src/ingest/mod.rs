@@ -4,6 +4,7 @@
 
 pub mod growth;
 pub mod issuers;
+pub mod pacing;
 pub mod pipeline;
 pub mod politeness;
 pub mod reactor;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::ct::checkpoint::LogKey;
 use crate::ct::entry::LogEntry;
 use crate::http::HttpClient;
+use crate::hub::Gate;
 use crate::log_throttle::LogThrottle;
 use crate::panic_boundary::catch;
 use crate::stream::LogSource;
@@ -32,6 +34,11 @@ pub trait EntrySink {
     /// Entry `index` of `log`, delivered exactly once and in index order per log. `chain` is the issuer chain as
     /// DER, issuer first (from `extra_data`, or the issuers a tiled log's fingerprints resolved to).
     fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
+
+    /// The gate pollers pass before delivering (see [`pacing`]): `None` for a sink that never falls behind.
+    fn gate(&self) -> Option<Gate> {
+        None
+    }
 }
 
 /// One log to follow.

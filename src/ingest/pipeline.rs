@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use crate::ct::entry::LogEntry;
-use crate::hub::Hub;
+use crate::hub::{Gate, Hub};
 use crate::log_throttle::LogThrottle;
 use crate::server::{StatusReporter, metric};
 use crate::stream::{BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
@@ -99,6 +99,10 @@ impl EntrySink for LogSink {
                 });
             }
         }
+    }
+
+    fn gate(&self) -> Option<Gate> {
+        Some(self.pipeline.hub.gate())
     }
 }
 

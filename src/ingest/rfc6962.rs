@@ -9,6 +9,8 @@
 //!   consumed strictly in range order, and a short or failed range is re-requested before any later one is used.
 //! - Every failure (HTTP, status, timeout, bad JSON, zero entries, bad tree head) only delays the log. The only
 //!   thing ever skipped is an entry that does not decode, and that is logged and counted.
+//! - A page is delivered in turns ([`super::pacing`]): only while the hub admits messages, a few milliseconds at a
+//!   time; and while it does not, no further page is requested beyond the one being waited for.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -25,6 +27,7 @@ use crate::http::{HttpClient, HttpError, Response};
 use crate::log_throttle::LogThrottle;
 
 use super::growth::{self, FollowedSize};
+use super::pacing::Turn;
 use super::politeness::{Politeness, parse_retry_after};
 use super::reactor::yield_now;
 use super::{LogTarget, PollerContext, SharedStatus, StopOnDrop, StopToken, deliver_entry};
@@ -291,6 +294,10 @@ impl Poller {
                 1
             };
             while queue.len() < depth && launch_from < self.limit() {
+                if !queue.is_empty() && !self.ctx.sink.gate().is_none_or(|gate| gate.admits()) {
+                    // Clients that keep up are behind: what is in flight is enough until they catch up.
+                    break;
+                }
                 self.wait_turn(Duration::ZERO).await?;
                 let end = self.page_end(launch_from).min(self.limit() - 1);
                 queue.push_back(self.launch(launch_from, end, &fetches.0));
@@ -308,7 +315,7 @@ impl Poller {
                         u64::try_from(entries.len()).map_or(requested, |n| n.min(requested));
                     entries.truncate(usize::try_from(served).unwrap_or(usize::MAX));
                     self.learn_page(start, requested, served);
-                    self.deliver(start, &entries);
+                    self.deliver(start, &entries).await?;
                     (served < requested).then_some(start + served)
                 }
                 Err(error) => {
@@ -392,36 +399,57 @@ impl Poller {
         }
     }
 
-    /// Decodes and delivers entries `start..` in order; entries that do not decode are logged and counted.
-    fn deliver(&mut self, start: u64, entries: &[RawEntry]) {
+    /// Decodes and delivers entries `start..` in order, in turns; entries that do not decode are logged and
+    /// counted.
+    async fn deliver(&mut self, start: u64, entries: &[RawEntry]) -> Result<(), Stopped> {
+        let mut pending = entries.iter();
         let mut index = start;
-        let (mut delivered, mut skipped) = (0u64, 0u64);
-        for raw in entries {
-            match decode_rfc6962(&raw.leaf_input, &raw.extra_data) {
-                Ok(entry) => {
-                    let chain: &[&[u8]] = match &entry.chain {
-                        Chain::Certificates(certificates) => certificates,
-                        Chain::Fingerprints(_) => &[],
-                    };
-                    if deliver_entry(&self.ctx, &self.target, &self.status, index, &entry, chain) {
-                        delivered += 1;
+        while pending.len() > 0 {
+            let turn = self
+                .until_stopped(Turn::begin(self.ctx.sink.gate()))
+                .await?;
+            let (mut delivered, mut skipped) = (0u64, 0u64);
+            let turn_start = index;
+            while turn.may_continue(Instant::now()) {
+                let Some(raw) = pending.next() else { break };
+                match decode_rfc6962(&raw.leaf_input, &raw.extra_data) {
+                    Ok(entry) => {
+                        let chain: &[&[u8]] = match &entry.chain {
+                            Chain::Certificates(certificates) => certificates,
+                            Chain::Fingerprints(_) => &[],
+                        };
+                        if deliver_entry(
+                            &self.ctx,
+                            &self.target,
+                            &self.status,
+                            index,
+                            &entry,
+                            chain,
+                        ) {
+                            delivered += 1;
+                        }
+                    }
+                    Err(error) => {
+                        if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
+                            tracing::warn!(log = %self.target.read_url, index, error = %error, held_back, "skipping undecodable entry");
+                        }
+                        skipped += 1;
                     }
                 }
-                Err(error) => {
-                    if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
-                        tracing::warn!(log = %self.target.read_url, index, error = %error, held_back, "skipping undecodable entry");
-                    }
-                    skipped += 1;
-                }
+                index += 1;
             }
-            index += 1;
+            self.next = index;
+            self.politeness.on_processed(index - turn_start);
+            {
+                let mut status = self.status.borrow_mut();
+                status.delivered += delivered;
+                status.skipped += skipped;
+                status.next_index = self.next;
+            }
+            turn.end().await;
         }
-        self.next = index;
-        self.politeness.on_processed(index - start);
         self.politeness.on_success();
-        let mut status = self.status.borrow_mut();
-        status.delivered += delivered;
-        status.skipped += skipped;
+        Ok(())
     }
 
     /// Records a failed request: counted, logged, and slowing the next request down.

@@ -18,6 +18,8 @@
 //!   certificate byte budget, is given up on for this log for
 //!   [`UNAVAILABLE_ISSUER_TTL`]: entries are then delivered with the chain up to that issuer and counted in
 //!   `incomplete_chains`, so one missing issuer cannot stall a log.
+//! - A tile is delivered in turns ([`super::pacing`]): only while the hub admits messages, a few milliseconds at a
+//!   time, so the next tile is not fetched before this one reached the clients that keep up.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -27,6 +29,7 @@ use bytes::Bytes;
 
 use super::growth::{self, FollowedSize};
 use super::issuers::{Fingerprint, IssuerCache, IssuerError, hex};
+use super::pacing::Turn;
 use super::politeness::{Politeness, parse_retry_after};
 use super::{LogTarget, PollerContext, SharedStatus, StopToken, deliver_entry};
 use crate::ct::checkpoint::Checkpoint;
@@ -334,8 +337,8 @@ impl Poller {
         }
     }
 
-    /// Delivers the records at and after `next`, in order (skipping the bad ones, counted and logged); false if
-    /// stopped on the way.
+    /// Delivers the records at and after `next`, in order and in turns (skipping the bad ones, counted and
+    /// logged); false if stopped on the way.
     async fn deliver(&mut self, records: &[Record<'_>]) -> bool {
         let mut processed = 0;
         // Records are contiguous from the tile's first index, so the first one at `next` starts the run.
@@ -344,38 +347,63 @@ impl Poller {
             Ok(tile_entry) => tile_entry.index,
             Err((index, _)) => *index,
         };
-        for record in records.iter().skip_while(|r| index_of(r) < from) {
-            let index = index_of(record);
-            match record {
-                Ok(tile_entry) => {
-                    let Some(chain) = self.chain_of(&tile_entry.entry).await else {
-                        return false;
-                    };
-                    let ders: Vec<&[u8]> = chain.iter().map(|der| der.as_ref()).collect();
-                    let ok = deliver_entry(
-                        &self.ctx,
-                        &self.target,
-                        &self.status,
-                        index,
-                        &tile_entry.entry,
-                        &ders,
-                    );
-                    self.status.borrow_mut().delivered += u64::from(ok);
-                }
-                Err((_, error)) => {
-                    self.status.borrow_mut().skipped += 1;
-                    if let Some(held_back) = self.record_warnings.allow(Instant::now()) {
-                        tracing::warn!(log = %self.target.read_url, index, %error, held_back, "skipping undecodable tile record");
+        let mut pending = records.iter().skip_while(|r| index_of(r) < from).peekable();
+        while pending.peek().is_some() {
+            let Some(mut turn) = self.turn().await else {
+                return false;
+            };
+            while turn.may_continue(Instant::now()) {
+                let Some(record) = pending.next() else {
+                    break;
+                };
+                let index = index_of(record);
+                match record {
+                    Ok(tile_entry) => {
+                        let Some(chain) = self.chain_of(&tile_entry.entry).await else {
+                            return false;
+                        };
+                        if !turn.may_continue(Instant::now()) {
+                            // Fetching an issuer let others publish meanwhile: admission is asked again.
+                            match self.turn().await {
+                                Some(next) => turn = next,
+                                None => return false,
+                            }
+                        }
+                        let ders: Vec<&[u8]> = chain.iter().map(|der| der.as_ref()).collect();
+                        let ok = deliver_entry(
+                            &self.ctx,
+                            &self.target,
+                            &self.status,
+                            index,
+                            &tile_entry.entry,
+                            &ders,
+                        );
+                        self.status.borrow_mut().delivered += u64::from(ok);
+                    }
+                    Err((_, error)) => {
+                        self.status.borrow_mut().skipped += 1;
+                        if let Some(held_back) = self.record_warnings.allow(Instant::now()) {
+                            tracing::warn!(log = %self.target.read_url, index, %error, held_back, "skipping undecodable tile record");
+                        }
                     }
                 }
+                self.next = index + 1;
+                processed += 1;
+                self.status.borrow_mut().next_index = self.next;
             }
-            self.next = index + 1;
-            processed += 1;
-            self.status.borrow_mut().next_index = self.next;
+            turn.end().await;
         }
         self.politeness.on_processed(processed);
         self.sync_politeness();
         true
+    }
+
+    /// A turn of delivery, once the hub admits messages; None if stopped while waiting.
+    async fn turn(&self) -> Option<Turn> {
+        monoio::select! {
+            turn = Turn::begin(self.ctx.sink.gate()) => Some(turn),
+            _ = self.stop.stopped() => None,
+        }
     }
 
     /// The entry's issuer chain as DER, issuer first; None if stopped while fetching it.

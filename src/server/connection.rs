@@ -231,7 +231,10 @@ async fn write_loop(
         // A batch that carries the close frame is written whole; any other gives way to a close queued meanwhile.
         let give_way = (!closing).then_some(&**client);
         match Box::pin(write_batch(writer, batch, give_way, stall)).await {
-            Some(batch) => batch.recycle(),
+            Some((batch, whole)) => {
+                client.batch_written(whole);
+                batch.recycle();
+            }
             None => return WriteEnd::Failed,
         }
         if closing {
@@ -241,15 +244,18 @@ async fn write_loop(
     }
 }
 
-/// Writes a whole batch; `None` if the socket fails or a write makes no progress within `stall`. Once a close frame
-/// is queued, the frames not yet started are dropped: the close overtakes them at the next frame boundary.
+/// Writes a whole batch, and tells whether it took a single write (the socket had room for all of it); `None` if
+/// the socket fails or a write makes no progress within `stall`. Once a close frame is queued, the frames not yet
+/// started are dropped: the close overtakes them at the next frame boundary.
 async fn write_batch(
     writer: &mut OwnedWriteHalf<TcpStream>,
     mut batch: Batch,
     give_way: Option<&Client>,
     stall: Duration,
-) -> Option<Batch> {
+) -> Option<(Batch, bool)> {
+    let mut writes = 0u32;
     while !batch.is_empty() {
+        writes += 1;
         match monoio::time::timeout(stall, writer.writev(batch)).await {
             Ok((Ok(written), returned)) if written > 0 => {
                 batch = returned;
@@ -268,7 +274,7 @@ async fn write_batch(
             }
         }
     }
-    Some(batch)
+    Some((batch, writes <= 1))
 }
 
 /// Spare batches kept for reuse at most; more are freed when they come back (after a burst of many writers).

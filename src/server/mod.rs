@@ -82,7 +82,7 @@ impl Server {
             latest: config.max_latest_bytes,
         };
         let shared = Rc::new(Shared {
-            hub: Hub::with_budget(config.ring_size, budget),
+            hub: Hub::with_budget(config.ring_size, budget, config.slow_client_grace),
             limits: Rc::new(limits::Limits::new(
                 config.max_connections,
                 config.max_connections_per_ip,

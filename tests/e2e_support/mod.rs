@@ -253,7 +253,12 @@ impl Certstream {
     /// pinned to a closed loopback port (`CERTSTREAM_RESOLVE`): a test that ends up on the snapshot never
     /// reaches the internet.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Certstream {
-        Self::spawn(Self::command(args, env))
+        Self::start_program(env!("CARGO_BIN_EXE_certstream"), args, env)
+    }
+
+    /// [`Certstream::start`] with another build of the binary (benchmarks compare versions).
+    pub fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Certstream {
+        Self::spawn(Self::command(program, args, env))
     }
 
     /// As [`start`](Self::start), with the open-files limit (soft and hard, like `prlimit --nofile=N:N`) set to
@@ -264,7 +269,7 @@ impl Certstream {
         open_files: u64,
     ) -> Certstream {
         use std::os::unix::process::CommandExt;
-        let mut command = Self::command(args, env);
+        let mut command = Self::command(env!("CARGO_BIN_EXE_certstream"), args, env);
         let limit = libc::rlimit {
             rlim_cur: open_files,
             rlim_max: open_files,
@@ -328,8 +333,8 @@ impl Certstream {
     }
 
     /// `certstream --listen 127.0.0.1:0 ARGS` with the environment described at [`start`](Self::start).
-    fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_certstream"));
+    fn command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(program);
         command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -351,7 +356,7 @@ impl Certstream {
     pub fn start_logging_to(args: &[&str], env: &[(&str, &str)], log: PipeWriter) -> Certstream {
         let addr = SocketAddr::from(([127, 0, 0, 1], closed_port()));
         let listen = addr.to_string();
-        let child = Self::command(args, env)
+        let child = Self::command(env!("CARGO_BIN_EXE_certstream"), args, env)
             .args(["--listen", &listen])
             .stderr(log.try_clone().expect("dup the log pipe"))
             .stdout(log)
