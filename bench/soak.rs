@@ -47,6 +47,22 @@ const HOSTILE: &[(&str, Kind)] = &[
     ("backwards,every=2,by=50", Kind::Tiled),
     ("unparseable,every=7", Kind::Rfc6962),
     ("unparseable,every=5", Kind::Tiled),
+    // Hostile HTTP: absurd Retry-After values, forged responses on a kept-alive connection, huge bodies.
+    ("absurd-429,p=0.3", Kind::Rfc6962),
+    ("absurd-429,p=0.3", Kind::Tiled),
+    ("trailing,p=0.3", Kind::Rfc6962),
+    ("unsolicited,p=0.3,ms=20", Kind::Rfc6962),
+    ("unsolicited,p=0.3,ms=20", Kind::Tiled),
+    ("tiny-entries", Kind::Rfc6962),
+    // Hostile entries and heads: bad records, oversized certificates, chains and issuers, a tree head at 2^63.
+    ("empty_cert,every=13", Kind::Rfc6962),
+    ("empty_cert,every=13", Kind::Tiled),
+    ("huge_cert,every=11,bytes=300000", Kind::Rfc6962),
+    ("huge_cert,every=11,bytes=300000", Kind::Tiled),
+    ("huge_chain,every=7,bytes=100000", Kind::Rfc6962),
+    ("huge_chain,every=100,bytes=100000", Kind::Tiled),
+    ("jump,every=2", Kind::Rfc6962),
+    ("jump,every=2", Kind::Tiled),
 ];
 
 /// Well-behaved logs of each kind.

@@ -427,6 +427,10 @@ impl EntrySink for Recorder {
             chain_len: chain.len(),
         });
     }
+
+    fn gate(&self) -> Option<certstream::hub::Gate> {
+        None
+    }
 }
 
 /// How one poller's run went.

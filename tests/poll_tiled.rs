@@ -415,6 +415,10 @@ impl EntrySink for Recorder {
             .borrow_mut()
             .push((monitoring_url.clone(), index, entry.timestamp_ms, chain));
     }
+
+    fn gate(&self) -> Option<certstream::hub::Gate> {
+        None
+    }
 }
 
 impl Recorder {

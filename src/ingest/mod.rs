@@ -7,7 +7,6 @@ pub mod issuers;
 pub mod pacing;
 pub mod pipeline;
 pub mod politeness;
-pub mod reactor;
 pub mod rfc6962;
 pub mod supervisor;
 pub mod tiled;
@@ -35,10 +34,9 @@ pub trait EntrySink {
     /// DER, issuer first (from `extra_data`, or the issuers a tiled log's fingerprints resolved to).
     fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
 
-    /// The gate pollers pass before delivering (see [`pacing`]): `None` for a sink that never falls behind.
-    fn gate(&self) -> Option<Gate> {
-        None
-    }
+    /// The gate pollers pass before delivering (see [`pacing`]): `None` for a sink that never falls behind. No
+    /// default: a sink that wraps another must pass its gate on, or ingestion would stop waiting for clients.
+    fn gate(&self) -> Option<Gate>;
 }
 
 /// One log to follow.

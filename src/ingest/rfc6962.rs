@@ -27,9 +27,8 @@ use crate::http::{HttpClient, HttpError, Response};
 use crate::log_throttle::LogThrottle;
 
 use super::growth::{self, FollowedSize};
-use super::pacing::Turn;
+use super::pacing::{Turn, yield_now};
 use super::politeness::{Politeness, parse_retry_after};
-use super::reactor::yield_now;
 use super::{LogTarget, PollerContext, SharedStatus, StopOnDrop, StopToken, deliver_entry};
 
 /// Entries asked for while the log's page size is unknown. Logs answer with at most their cap (Google 32, most

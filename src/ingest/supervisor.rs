@@ -33,6 +33,7 @@ use crate::ct::log_list::{
     LogKind, LogList, LogListError, LogState,
 };
 use crate::http::{HttpClient, HttpClientConfig, HttpError};
+use crate::hub::Gate;
 use crate::operator_input::{self, InputError};
 use crate::panic_boundary::CatchUnwind;
 use crate::redact;
@@ -449,6 +450,10 @@ impl EntrySink for UntilStopped {
         if !self.stop.is_stopped() {
             self.sink.entry(log, index, entry, chain);
         }
+    }
+
+    fn gate(&self) -> Option<Gate> {
+        self.sink.gate()
     }
 }
 
