@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::stream::{Frames, StreamKind};
 use crate::ws::frame::Frame;
 
-use admission::{Admission, Standing};
+use admission::{Admission, Backlog, Standing};
 pub use admission::{AdmissionStats, Gate};
 
 /// How many lite messages `/latest.json` shows.
@@ -248,8 +248,8 @@ impl Hub {
             dropped: Cell::new(0),
             left: Cell::new(false),
             waker: Cell::new(None),
-            in_flight: Cell::new(0),
-            standing: Standing::new(self.state.ring_size),
+            in_flight: Cell::new(Backlog::default()),
+            standing: Standing::new(self.state.ring_size, self.state.budget.client_queue),
             admission: self.state.admission.clone(),
         });
         self.state.joined.borrow_mut().push(client.clone());
@@ -420,8 +420,8 @@ pub struct Client {
     dropped: Cell<u64>,
     left: Cell<bool>,
     waker: Cell<Option<Waker>>,
-    /// Data frames taken by the writer and not yet completely written.
-    in_flight: Cell<usize>,
+    /// Data frames (and their bytes) taken by the writer and not yet completely written.
+    in_flight: Cell<Backlog>,
     standing: Standing,
     admission: Rc<Admission>,
 }
@@ -498,7 +498,11 @@ impl Client {
         }
         ring.push_back(frame.clone());
         self.ring_bytes.set(bytes);
-        let backlog = ring.len() + self.in_flight.get();
+        let in_flight = self.in_flight.get();
+        let backlog = Backlog {
+            frames: ring.len() + in_flight.frames,
+            bytes: bytes + in_flight.bytes,
+        };
         drop(ring);
         self.standing.update(backlog, now, &self.admission);
         self.wake();
@@ -561,7 +565,10 @@ impl Client {
         }
         self.ring_bytes.set(self.ring_bytes.get() - taken);
         out.extend(ring.drain(..n));
-        self.in_flight.set(n);
+        self.in_flight.set(Backlog {
+            frames: n,
+            bytes: taken,
+        });
         self.standing.write_started(Instant::now());
         false
     }
@@ -569,8 +576,11 @@ impl Client {
     /// The writer finished writing the batch it took; `whole` when it went out in one write (the socket took it
     /// all), which tells admission whether the socket or the reactor paces this client.
     pub fn batch_written(&self, whole: bool) {
-        self.in_flight.set(0);
-        let backlog = self.ring.borrow().len();
+        self.in_flight.set(Backlog::default());
+        let backlog = Backlog {
+            frames: self.ring.borrow().len(),
+            bytes: self.ring_bytes.get(),
+        };
         self.standing
             .write_finished(whole, backlog, Instant::now(), &self.admission);
     }

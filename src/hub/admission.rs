@@ -7,7 +7,8 @@
 //!
 //! The rule, decided here and nowhere else:
 //! - A client's *backlog* is what its ring holds plus what its writer took and has not finished writing. The client
-//!   is *behind* while its backlog is at or above its *mark* ([`mark_for`]: ¾ of its ring, at most [`MAX_MARK`]).
+//!   is *behind* while its backlog is at or above its *mark* in frames ([`mark_for`]: ¾ of its ring, at most
+//!   [`MAX_MARK`]) or in bytes (¾ of its byte budget, so big messages hold ingestion before the ring drops any).
 //! - Ingestion publishes while no client that keeps up is behind ([`Gate::admits`], checked before every message);
 //!   otherwise it waits ([`Gate::admitted`]) until the writers bring such clients back under their mark. A client
 //!   that keeps up therefore never holds more than its mark and never loses a frame.
@@ -48,6 +49,13 @@ pub const STUCK_WRITES: u32 = 4;
 /// The backlog at which a client of a ring of `ring_size` frames is behind.
 pub fn mark_for(ring_size: usize) -> usize {
     (ring_size - ring_size / 4).clamp(1, MAX_MARK)
+}
+
+/// What a client has queued plus what its writer took and has not finished writing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Backlog {
+    pub frames: usize,
+    pub bytes: usize,
 }
 
 /// The hub-wide side: how many clients that keep up are behind, and the pollers waiting for none to be.
@@ -138,6 +146,7 @@ enum State {
 /// One client's side: its mark, its state, and what its writes have shown about its socket.
 pub(super) struct Standing {
     mark: usize,
+    mark_bytes: usize,
     state: Cell<State>,
     /// Since when the client's batches have needed more than one write (its send buffer was full); `None` once a
     /// batch goes out whole.
@@ -147,28 +156,35 @@ pub(super) struct Standing {
 }
 
 impl Standing {
-    pub(super) fn new(ring_size: usize) -> Self {
+    /// A client of a ring of `ring_size` frames and `queue_bytes` bytes.
+    pub(super) fn new(ring_size: usize, queue_bytes: usize) -> Self {
         Self {
             mark: mark_for(ring_size),
+            mark_bytes: queue_bytes - queue_bytes / 4,
             state: Cell::new(State::Ahead),
             socket_full_since: Cell::new(None),
             writing_since: Cell::new(None),
         }
     }
 
-    /// The backlog changed to `backlog` frames.
-    pub(super) fn update(&self, backlog: usize, now: Instant, admission: &Admission) {
+    /// Whether `backlog` is at or above the mark, in frames or in bytes.
+    fn at_mark(&self, backlog: Backlog) -> bool {
+        backlog.frames >= self.mark || backlog.bytes >= self.mark_bytes
+    }
+
+    /// The backlog changed to `backlog`.
+    pub(super) fn update(&self, backlog: Backlog, now: Instant, admission: &Admission) {
         let next = match self.state.get() {
-            State::Ahead if backlog >= self.mark => {
+            State::Ahead if self.at_mark(backlog) => {
                 admission.hold(now);
                 State::Behind
             }
-            State::Behind if backlog < self.mark => {
+            State::Behind if !self.at_mark(backlog) => {
                 admission.unhold(now);
                 State::Ahead
             }
             State::Lagging(since)
-                if backlog < self.mark
+                if !self.at_mark(backlog)
                     && self.socket_full_since.get().is_none()
                     && now.saturating_duration_since(since) >= LAGGING_MIN =>
             {
@@ -191,7 +207,7 @@ impl Standing {
     pub(super) fn write_finished(
         &self,
         whole: bool,
-        backlog: usize,
+        backlog: Backlog,
         now: Instant,
         admission: &Admission,
     ) {
@@ -382,6 +398,10 @@ impl StatusReporter for Gate {
 mod tests {
     use super::*;
 
+    fn frames(frames: usize) -> Backlog {
+        Backlog { frames, bytes: 0 }
+    }
+
     const GRACE: Duration = Duration::from_millis(500);
 
     fn ms(n: u64) -> Duration {
@@ -399,16 +419,16 @@ mod tests {
     #[test]
     fn a_client_at_its_mark_holds_ingestion_until_its_writer_brings_it_under() {
         let admission = Admission::new(GRACE);
-        let standing = Standing::new(8); // mark 6
+        let standing = Standing::new(8, usize::MAX); // mark 6
         let t0 = Instant::now();
-        standing.update(5, t0, &admission);
+        standing.update(frames(5), t0, &admission);
         assert!(admission.admits());
-        standing.update(6, t0, &admission);
+        standing.update(frames(6), t0, &admission);
         assert!(!admission.admits());
         // A writer delayed by the reactor: its batch goes out whole, however late. Never lagging.
         standing.write_started(t0);
         assert!(!standing.expire(t0 + ms(1900), &admission));
-        standing.write_finished(true, 0, t0 + ms(2000), &admission);
+        standing.write_finished(true, frames(0), t0 + ms(2000), &admission);
         assert!(admission.admits());
         assert_eq!(admission.held(t0 + ms(5000)), ms(2000));
     }
@@ -417,10 +437,10 @@ mod tests {
     fn a_full_socket_for_the_grace_period_makes_a_client_lagging_until_it_caught_up_and_served_its_time()
      {
         let admission = Admission::new(GRACE);
-        let standing = Standing::new(8);
+        let standing = Standing::new(8, usize::MAX);
         let t0 = Instant::now();
         standing.write_started(t0);
-        standing.write_finished(false, 6, t0 + ms(10), &admission);
+        standing.write_finished(false, frames(6), t0 + ms(10), &admission);
         assert!(!admission.admits());
         assert!(
             !standing.expire(t0 + ms(400), &admission),
@@ -430,23 +450,40 @@ mod tests {
         assert!(admission.admits(), "no longer waited for");
         assert_eq!(admission.lagging.get(), 1);
         // More frames and even a whole write within LAGGING_MIN change nothing.
-        standing.update(8, t0 + ms(600), &admission);
-        standing.write_finished(true, 0, t0 + ms(700), &admission);
+        standing.update(frames(8), t0 + ms(600), &admission);
+        standing.write_finished(true, frames(0), t0 + ms(700), &admission);
         assert!(admission.admits());
         assert_eq!(standing.state.get(), State::Lagging(t0 + ms(510)));
         // Caught up after LAGGING_MIN: waited for again.
-        standing.update(1, t0 + LAGGING_MIN + ms(600), &admission);
+        standing.update(frames(1), t0 + LAGGING_MIN + ms(600), &admission);
         assert_eq!(standing.state.get(), State::Ahead);
         assert_eq!(admission.lagging.get(), 0);
         assert_eq!(admission.declared_lagging.get(), 1);
     }
 
     #[test]
+    fn big_messages_reach_the_mark_in_bytes_before_the_ring_is_full() {
+        let admission = Admission::new(GRACE);
+        let standing = Standing::new(256, 4 << 20); // marks: 192 frames, 3 MiB
+        let t0 = Instant::now();
+        let big = |frames| Backlog {
+            frames,
+            bytes: frames << 20,
+        };
+        standing.update(big(2), t0, &admission);
+        assert!(admission.admits());
+        standing.update(big(3), t0, &admission);
+        assert!(!admission.admits(), "3 MiB queued in 3 frames is the mark");
+        standing.write_finished(true, big(0), t0 + ms(5), &admission);
+        assert!(admission.admits());
+    }
+
+    #[test]
     fn a_write_stuck_for_several_grace_periods_counts_as_a_full_socket() {
         let admission = Admission::new(GRACE);
-        let standing = Standing::new(8);
+        let standing = Standing::new(8, usize::MAX);
         let t0 = Instant::now();
-        standing.update(6, t0, &admission);
+        standing.update(frames(6), t0, &admission);
         standing.write_started(t0);
         assert!(!standing.expire(t0 + GRACE * STUCK_WRITES - ms(1), &admission));
         assert!(standing.expire(t0 + GRACE * STUCK_WRITES, &admission));
@@ -456,16 +493,16 @@ mod tests {
     #[test]
     fn leaving_releases_whatever_the_client_held() {
         let admission = Admission::new(GRACE);
-        let (behind, lagging) = (Standing::new(4), Standing::new(4));
+        let (behind, lagging) = (Standing::new(4, usize::MAX), Standing::new(4, usize::MAX));
         let t0 = Instant::now();
-        behind.update(3, t0, &admission);
-        lagging.write_finished(false, 3, t0, &admission);
+        behind.update(frames(3), t0, &admission);
+        lagging.write_finished(false, frames(3), t0, &admission);
         lagging.expire(t0 + GRACE, &admission);
         assert_eq!((admission.behind.get(), admission.lagging.get()), (1, 1));
         behind.release(t0 + GRACE, &admission);
         lagging.release(t0 + GRACE, &admission);
         assert_eq!((admission.behind.get(), admission.lagging.get()), (0, 0));
-        behind.update(4, t0 + GRACE, &admission);
+        behind.update(frames(4), t0 + GRACE, &admission);
         assert!(admission.admits(), "a released client never counts again");
     }
 }
