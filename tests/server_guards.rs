@@ -67,6 +67,13 @@ fn http_responses_that_are_not_read_are_dropped_at_the_write_deadline() {
             domains: frame,
         });
     }
+    // Publishing goes through the server thread's command queue: the well-behaved client joins only after it, so
+    // its first message is the one `still_served` publishes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stats()["messages_published"].as_u64() < Some(25) {
+        assert!(Instant::now() < deadline, "the 25 messages were never published");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut good = WsClient::connect(server.addr, "/");
     server.wait_for_clients(1);
     let attackers: Vec<TcpStream> = (0..20)
