@@ -71,7 +71,10 @@ fn http_responses_that_are_not_read_are_dropped_at_the_write_deadline() {
     // its first message is the one `still_served` publishes.
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.stats()["messages_published"].as_u64() < Some(25) {
-        assert!(Instant::now() < deadline, "the 25 messages were never published");
+        assert!(
+            Instant::now() < deadline,
+            "the 25 messages were never published"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut good = WsClient::connect(server.addr, "/");
