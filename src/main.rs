@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         )
         .with_writer(log.clone())
         .init();
+    certstream::panic_boundary::report_panics_through_the_log();
     if let Err(error) = server::raise_open_files_limit() {
         tracing::warn!(%error, "could not raise the open files limit");
     }

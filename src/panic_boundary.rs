@@ -7,7 +7,29 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Routes panic messages to the process log (`logging`: never blocks, drops counted) instead of the default hook's
+/// write to stderr, which blocks the reactor when stderr is a stalled pipe, once per caught panic. At most one line
+/// a second; the lines held back are counted in the next one. The boundaries log each panic they catch with its
+/// context (log and index, or connection) themselves.
+pub fn report_panics_through_the_log() {
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(u64::MAX);
+    static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+    std::panic::set_hook(Box::new(|info| {
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if LAST_SECOND.swap(second, Ordering::Relaxed) == second {
+            HELD_BACK.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let held_back = HELD_BACK.swap(0, Ordering::Relaxed);
+        tracing::error!(%info, held_back, "panic");
+    }));
+}
 
 /// A caught panic, with its message when it had one.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,8 +15,8 @@
 //! - A client whose **socket** holds its writes back (a batch that needed more than one write: the kernel's send
 //!   buffer was full) for the grace period (`--slow-client-grace`) while it is behind does not keep up: it becomes
 //!   *lagging*; ingestion stops waiting for it and its ring drops its oldest frames when full, counted, as for any
-//!   slow client. A write that stays in flight for [`STUCK_WRITES`] grace periods counts the same (a socket that
-//!   never takes another byte). When the reactor is what delays a writer, its writes go out whole and it is never
+//!   slow client. A write that stays in flight for a grace period counts the same (a socket that takes no more:
+//!   a client that never reads, whose batches therefore never finish). When the reactor is what delays a writer, its writes go out whole and it is never
 //!   declared lagging: that is the overload this rule is for.
 //! - A lagging client is waited for again only once its backlog is under the mark, its last batch went out whole,
 //!   and [`LAGGING_MIN`] has passed; so one client holds ingestion back for at most one grace period per
@@ -43,8 +43,6 @@ pub const MAX_MARK: usize = 1024;
 /// A lagging client stays lagging at least this long.
 pub const LAGGING_MIN: Duration = Duration::from_secs(30);
 
-/// A single write in flight for this many grace periods is a socket that takes nothing more.
-pub const STUCK_WRITES: u32 = 4;
 
 /// The backlog at which a client of a ring of `ring_size` frames is behind.
 pub fn mark_for(ring_size: usize) -> usize {
@@ -235,7 +233,7 @@ impl Standing {
         let stuck = self
             .writing_since
             .get()
-            .is_some_and(|since| now.saturating_duration_since(since) >= grace * STUCK_WRITES);
+            .is_some_and(|since| now.saturating_duration_since(since) >= grace);
         if !(socket_full || stuck) {
             return false;
         }
@@ -479,14 +477,14 @@ mod tests {
     }
 
     #[test]
-    fn a_write_stuck_for_several_grace_periods_counts_as_a_full_socket() {
+    fn a_write_stuck_for_a_grace_period_counts_as_a_full_socket() {
         let admission = Admission::new(GRACE);
         let standing = Standing::new(8, usize::MAX);
         let t0 = Instant::now();
         standing.update(frames(6), t0, &admission);
         standing.write_started(t0);
-        assert!(!standing.expire(t0 + GRACE * STUCK_WRITES - ms(1), &admission));
-        assert!(standing.expire(t0 + GRACE * STUCK_WRITES, &admission));
+        assert!(!standing.expire(t0 + GRACE - ms(1), &admission));
+        assert!(standing.expire(t0 + GRACE, &admission));
         assert!(admission.admits());
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::http::HttpClient;
+use crate::http::{HttpClient, HttpError};
 
 /// A SHA-256 fingerprint of a DER certificate.
 pub type Fingerprint = [u8; 32];
@@ -44,12 +44,12 @@ pub enum IssuerError {
         /// The raw `Retry-After` value of a 429 or 503, if any.
         retry_after: Option<String>,
     },
-    /// The body is larger than the largest chain certificate accepted.
+    /// The body is larger than the largest chain certificate accepted (found while it was read).
     TooLarge {
         /// The issuer asked for.
         fingerprint: Fingerprint,
-        /// The body's size.
-        bytes: usize,
+        /// The largest chain certificate accepted.
+        limit: usize,
     },
     /// The body's SHA-256 is not the fingerprint it was fetched for.
     Mismatch {
@@ -84,9 +84,9 @@ impl fmt::Display for IssuerError {
                 status,
                 ..
             } => write!(f, "issuer {} answered HTTP {status}", hex(fingerprint)),
-            Self::TooLarge { fingerprint, bytes } => write!(
+            Self::TooLarge { fingerprint, limit } => write!(
                 f,
-                "issuer {} is {bytes} bytes, over the chain certificate budget",
+                "issuer {} is over the {limit}-byte chain certificate budget",
                 hex(fingerprint)
             ),
             Self::Mismatch {
@@ -234,17 +234,14 @@ impl IssuerCache {
                         cache: self,
                         fingerprint: *fingerprint,
                     };
-                    let result = fetch(http, monitoring_url, fingerprint, timeout)
-                        .await
-                        .and_then(|der| {
-                            if der.len() > self.max_issuer_bytes {
-                                return Err(IssuerError::TooLarge {
-                                    fingerprint: *fingerprint,
-                                    bytes: der.len(),
-                                });
-                            }
-                            Ok(der)
-                        });
+                    let result = fetch(
+                        http,
+                        monitoring_url,
+                        fingerprint,
+                        timeout,
+                        self.max_issuer_bytes,
+                    )
+                    .await;
                     if let Ok(der) = &result {
                         self.insert(*fingerprint, der.clone());
                     }
@@ -313,14 +310,22 @@ async fn fetch(
     monitoring_url: &str,
     fingerprint: &Fingerprint,
     timeout: Duration,
+    max_issuer_bytes: usize,
 ) -> FetchResult {
     let url = format!("{monitoring_url}issuer/{}", hex(fingerprint));
+    // Capped while it is read: an issuer over the chain-element budget is neither held nor hashed.
     let response = http
-        .get_with(&url, &[], timeout)
+        .get_limited(&url, &[], timeout, max_issuer_bytes)
         .await
-        .map_err(|e| IssuerError::Fetch {
-            fingerprint: *fingerprint,
-            reason: e.to_string(),
+        .map_err(|e| match e {
+            HttpError::BodyTooLarge { limit } => IssuerError::TooLarge {
+                fingerprint: *fingerprint,
+                limit,
+            },
+            e => IssuerError::Fetch {
+                fingerprint: *fingerprint,
+                reason: e.to_string(),
+            },
         })?;
     if response.status != 200 {
         return Err(IssuerError::Status {

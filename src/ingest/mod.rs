@@ -28,6 +28,10 @@ use crate::log_throttle::LogThrottle;
 use crate::panic_boundary::catch;
 use crate::stream::LogSource;
 
+/// The largest get-sth or checkpoint body read: a signed tree head is well under 1 KiB; this leaves room for long
+/// origins and many cosignatures, and keeps a hostile log from making us read (and hold) megabytes per poll.
+pub const MAX_TREE_HEAD_BYTES: usize = 64 * 1024;
+
 /// Where pollers deliver entries.
 pub trait EntrySink {
     /// Entry `index` of `log`, delivered exactly once and in index order per log. `chain` is the issuer chain as

@@ -29,7 +29,9 @@ use crate::log_throttle::LogThrottle;
 use super::growth::{self, FollowedSize};
 use super::pacing::{Turn, yield_now};
 use super::politeness::{Politeness, parse_retry_after};
-use super::{LogTarget, PollerContext, SharedStatus, StopOnDrop, StopToken, deliver_entry};
+use super::{
+    LogTarget, MAX_TREE_HEAD_BYTES, PollerContext, SharedStatus, StopOnDrop, StopToken, deliver_entry,
+};
 
 /// Entries asked for while the log's page size is unknown. Logs answer with at most their cap (Google 32, most
 /// others 256, ct-go's default 1000), which is how the cap is learned.
@@ -230,7 +232,7 @@ impl Poller {
         );
         let result = self
             .until_stopped(async {
-                let response = get(http, &url, timeout, usize::MAX).await?;
+                let response = get(http, &url, timeout, MAX_TREE_HEAD_BYTES).await?;
                 SignedTreeHead::from_json(&response.body)
                     .and_then(|sth| sth.verify(key))
                     .map_err(PollError::TreeHead)

@@ -281,18 +281,21 @@ impl Supervisor {
                 .await
                 .map_err(failed);
         }
-        let response = monoio::time::timeout(timeout, self.http.get(location))
+        // Capped while it is read, like a file: a list URL cannot make us hold more than `max_size`.
+        let response = self
+            .http
+            .get_limited(location, &[], timeout, max_size)
             .await
-            .map_err(|_| failed(InputError::TimedOut(timeout)))?
-            .map_err(|e| LoadError::List(LogListError::Fetch(e)))?;
+            .map_err(|e| match e {
+                HttpError::Timeout(_) => failed(InputError::TimedOut(timeout)),
+                HttpError::BodyTooLarge { .. } => failed(InputError::TooLarge { limit: max_size }),
+                e => LoadError::List(LogListError::Fetch(e)),
+            })?;
         if response.status != 200 {
             return Err(LoadError::List(LogListError::Status {
                 url: redact::location(location),
                 status: response.status,
             }));
-        }
-        if response.body.len() > max_size {
-            return Err(failed(InputError::TooLarge { limit: max_size }));
         }
         Ok(response.body.to_vec())
     }

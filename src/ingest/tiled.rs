@@ -31,9 +31,12 @@ use super::growth::{self, FollowedSize};
 use super::issuers::{Fingerprint, IssuerCache, IssuerError, hex};
 use super::pacing::Turn;
 use super::politeness::{Politeness, parse_retry_after};
-use super::{LogTarget, PollerContext, SharedStatus, StopToken, deliver_entry};
+use super::{
+    LogTarget, MAX_TREE_HEAD_BYTES, PollerContext, SharedStatus, StopToken, deliver_entry,
+};
 use crate::ct::checkpoint::Checkpoint;
 use crate::ct::entry::{Chain, DecodeError, LogEntry};
+use crate::ct::get_entries::body_limit;
 use crate::ct::tile::{TileEntry, TileError, data_tile_entries, tile_path};
 use crate::log_throttle::LogThrottle;
 
@@ -207,7 +210,7 @@ impl Poller {
     async fn poll_checkpoint(&mut self) -> Option<u64> {
         self.last_checkpoint = Some(Instant::now());
         let url = format!("{}checkpoint", self.target.read_url);
-        let body = match self.get(&url).await {
+        let body = match self.get(&url, MAX_TREE_HEAD_BYTES).await {
             Reply::Body(body) => body,
             Reply::NotFound => {
                 self.failed(format!("{url}: HTTP 404"));
@@ -258,7 +261,9 @@ impl Poller {
             self.target.read_url,
             tile_path(tile, width)
         );
-        let body = match self.get(&url).await {
+        let records = width.map_or(TILE_WIDTH, u64::from);
+        let max_body = body_limit(records, self.ctx.options.get_entries_bytes_per_entry);
+        let body = match self.get(&url, max_body).await {
             Reply::Body(body) => body,
             Reply::NotFound => {
                 match width {
@@ -483,8 +488,9 @@ impl Poller {
             .insert(fingerprint, now + UNAVAILABLE_ISSUER_TTL);
     }
 
-    /// One GET to the log after the politeness wait; 429s and failures are accounted for here.
-    async fn get(&mut self, url: &str) -> Reply {
+    /// One GET to the log after the politeness wait, its body capped at `max_body`; 429s and failures are accounted
+    /// for here.
+    async fn get(&mut self, url: &str, max_body: usize) -> Reply {
         let wait = self.politeness.next_wait(rand::random::<f64>());
         if !self.stop.sleep(wait).await {
             return Reply::Stopped;
@@ -492,7 +498,7 @@ impl Poller {
         let request = self
             .ctx
             .http
-            .get_with(url, &[], self.ctx.options.request_timeout);
+            .get_limited(url, &[], self.ctx.options.request_timeout, max_body);
         let result = monoio::select! {
             result = request => result,
             _ = self.stop.stopped() => return Reply::Stopped,
