@@ -30,7 +30,8 @@ use super::growth::{self, FollowedSize};
 use super::pacing::{Turn, yield_now};
 use super::politeness::{Politeness, parse_retry_after};
 use super::{
-    LogTarget, MAX_TREE_HEAD_BYTES, PollerContext, SharedStatus, StopOnDrop, StopToken, deliver_entry,
+    LogTarget, MAX_TREE_HEAD_BYTES, PollerContext, SharedStatus, StopOnDrop, StopToken,
+    deliver_entry,
 };
 
 /// Entries asked for while the log's page size is unknown. Logs answer with at most their cap (Google 32, most

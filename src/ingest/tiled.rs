@@ -495,10 +495,10 @@ impl Poller {
         if !self.stop.sleep(wait).await {
             return Reply::Stopped;
         }
-        let request = self
-            .ctx
-            .http
-            .get_limited(url, &[], self.ctx.options.request_timeout, max_body);
+        let request =
+            self.ctx
+                .http
+                .get_limited(url, &[], self.ctx.options.request_timeout, max_body);
         let result = monoio::select! {
             result = request => result,
             _ = self.stop.stopped() => return Reply::Stopped,
