@@ -1003,12 +1003,18 @@ mod tests {
         let sized = [
             ("--client-queue-bytes", "CERTSTREAM_CLIENT_QUEUE_BYTES"),
             ("--max-latest-bytes", "CERTSTREAM_MAX_LATEST_BYTES"),
-            ("--partial-message-budget", "CERTSTREAM_PARTIAL_MESSAGE_BUDGET"),
+            (
+                "--partial-message-budget",
+                "CERTSTREAM_PARTIAL_MESSAGE_BUDGET",
+            ),
             ("--log-buffer", "CERTSTREAM_LOG_BUFFER"),
             ("--log-list-max-size", "CERTSTREAM_LOG_LIST_MAX_SIZE"),
             ("--chain-cache-bytes", "CERTSTREAM_CHAIN_CACHE_BYTES"),
             ("--issuer-cache-bytes", "CERTSTREAM_ISSUER_CACHE_BYTES"),
-            ("--max-certificate-bytes", "CERTSTREAM_MAX_CERTIFICATE_BYTES"),
+            (
+                "--max-certificate-bytes",
+                "CERTSTREAM_MAX_CERTIFICATE_BYTES",
+            ),
             (
                 "--max-chain-certificate-bytes",
                 "CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES",

@@ -237,10 +237,7 @@ fn concurrent_latest_json_requests_with_huge_messages_stay_small_shared_and_heal
         "8 pending /latest.json with 13 messages of 1.2 MB: RSS +{growth_mib:.1} MiB, /health in {health:?}"
     );
     assert_eq!(status, 200);
-    assert!(
-        health < Duration::from_secs(1),
-        "/health took {health:?}"
-    );
+    assert!(health < Duration::from_secs(1), "/health took {health:?}");
     assert!(growth_mib < 16.0, "RSS grew by {growth_mib:.1} MiB");
     let (_, _, body) = http_get(server.addr, "/latest.json");
     assert!(body.len() <= CAP + 64, "{} bytes", body.len());
