@@ -171,6 +171,9 @@ pub const HELP: &str = "certstream: streams every new Certificate Transparency l
 
 Usage: certstream [OPTIONS]
 
+SIZE is a number of bytes above 0, optionally with a KiB or MiB suffix (64KiB, 8MiB).
+DURATION is a number with ms, s, m or h (500ms, 30s, 1.5m, 1h), above 0 and at most a year.
+
 Options:
   --listen ADDR             address to serve on, Go style: :8080 (all interfaces), 127.0.0.1:8080, [::1]:8080
                             [env WEBSOCKET_LISTEN] [default :8080]
@@ -178,12 +181,12 @@ Options:
   --max-connections N       open connections at once [env CERTSTREAM_MAX_CONNECTIONS] [50000]
   --max-connections-per-ip N
                             open connections at once from one address [env CERTSTREAM_MAX_CONNECTIONS_PER_IP] [1000]
-  --client-queue-bytes N    bytes queued per client before the oldest messages are dropped
-                            [env CERTSTREAM_CLIENT_QUEUE_BYTES] [8388608]
+  --client-queue-bytes SIZE bytes queued per client before the oldest messages are dropped
+                            [env CERTSTREAM_CLIENT_QUEUE_BYTES] [8MiB]
   --fd-reserve N            file descriptors kept free for CT log connections: clients are refused before the
                             open-files limit minus N [env CERTSTREAM_FD_RESERVE] [256]
-  --max-latest-bytes N      messages over N bytes are left out of /latest.json and the example routes
-                            [env CERTSTREAM_MAX_LATEST_BYTES] [1048576]
+  --max-latest-bytes SIZE   larger messages are left out of /latest.json and the example routes
+                            [env CERTSTREAM_MAX_LATEST_BYTES] [1MiB]
   --ops-rate N              requests per second on each of /stats, /metrics, /latest.json and the example
                             routes (burst: 2 s worth); more get 429 [env CERTSTREAM_OPS_RATE] [20]
   --heartbeat               send a heartbeat message every 30 s on every stream [env CERTSTREAM_HEARTBEAT=1]
@@ -193,9 +196,9 @@ Options:
   --message-timeout DURATION
                             time a WebSocket client has to finish a message it started, then close 1008
                             [env CERTSTREAM_MESSAGE_TIMEOUT] [10s]
-  --partial-message-budget BYTES
+  --partial-message-budget SIZE
                             bytes all unfinished client messages may hold together; a client growing past it is
-                            closed with 1008 [env CERTSTREAM_PARTIAL_MESSAGE_BUDGET] [67108864 (64 MiB)]
+                            closed with 1008 [env CERTSTREAM_PARTIAL_MESSAGE_BUDGET] [64MiB]
   --control-frames-per-second N
                             pings and pongs accepted per client per second (also the burst); beyond, close 1008
                             [env CERTSTREAM_CONTROL_FRAMES_PER_SECOND] [20]
@@ -220,8 +223,8 @@ Certificate Transparency logs:
   --log-list-refresh DURATION
                             how often the list is fetched again: 1h, 10m, 30s, 500ms
                             [env CERTSTREAM_LOG_LIST_REFRESH] [1h]
-  --log-list-max-size BYTES largest list or signature accepted (file or URL); a bigger one is a failed load
-                            [env CERTSTREAM_LOG_LIST_MAX_SIZE] [4194304]
+  --log-list-max-size SIZE  largest list or signature accepted (file or URL); a bigger one is a failed load
+                            [env CERTSTREAM_LOG_LIST_MAX_SIZE] [4MiB]
   --log-list-timeout DURATION
                             deadline for reading the list and its signature (a FIFO or a hung mount cannot
                             hold the server) [env CERTSTREAM_LOG_LIST_TIMEOUT] [10s]
@@ -238,19 +241,19 @@ Certificate Transparency logs:
                             larger chain certificates and issuers are left out
                             [env CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES] [64KiB]
   --max-message-bytes SIZE  entries whose message is larger are skipped [env CERTSTREAM_MAX_MESSAGE_BYTES] [1MiB]
-                            (SIZE: bytes, or with a KiB / MiB suffix; every skip is counted in /stats)
+                            (every skip is counted in /stats)
   --resolve HOST:PORT:ADDR[,HOST:PORT:ADDR…]
                             connect to ADDR (an IP, or IP:PORT) for HOST:PORT instead of asking DNS
                             [env CERTSTREAM_RESOLVE]
-  --get-entries-bytes-per-entry N
-                            refuse a get-entries body larger than N bytes per entry asked for (at least 4 MiB,
-                            at most 64 MiB; refusals counted in /stats `http.bodies_too_large`)
-                            [env CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY] [65536]
+  --get-entries-bytes-per-entry SIZE
+                            refuse a get-entries body larger than SIZE per entry asked for (the whole body may
+                            hold at least 4 MiB, at most 64 MiB; refusals counted in /stats
+                            `http.bodies_too_large`) [env CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY] [64KiB]
 
 Other:
   RUST_LOG                  log filter (tracing EnvFilter syntax) [info]
-  --log-buffer BYTES        log lines waiting for a slow stdout; beyond it lines are dropped and counted
-                            [env CERTSTREAM_LOG_BUFFER] [1048576]
+  --log-buffer SIZE         log lines waiting for a slow stdout; beyond it lines are dropped and counted
+                            [env CERTSTREAM_LOG_BUFFER] [1MiB]
   --help                    this text
   --version                 the version
 ";
@@ -513,13 +516,13 @@ impl Command {
             config.max_connections_per_ip = parse_count("--max-connections-per-ip", &v)?;
         }
         if let Some(v) = queue_bytes {
-            config.client_queue_bytes = parse_count("--client-queue-bytes", &v)?;
+            config.client_queue_bytes = parse_bytes("--client-queue-bytes", &v)?;
         }
         if let Some(v) = fd_reserve {
             config.descriptor_reserve = parse_count("--fd-reserve", &v)?;
         }
         if let Some(v) = latest_bytes {
-            config.max_latest_bytes = parse_count("--max-latest-bytes", &v)?;
+            config.max_latest_bytes = parse_bytes("--max-latest-bytes", &v)?;
         }
         if let Some(v) = ops_rate {
             config.ops_rate = parse_count("--ops-rate", &v)?;
@@ -528,7 +531,7 @@ impl Command {
             config.heartbeat = parse_switch("--heartbeat", &v)?.then_some(Duration::from_secs(30));
         }
         if let Some(v) = log_buffer {
-            config.log_buffer = parse_count("--log-buffer", &v)?;
+            config.log_buffer = parse_bytes("--log-buffer", &v)?;
         }
         if let Some(v) = http_write_timeout {
             config.http_write_timeout = parse_duration("--http-write-timeout", &v)?;
@@ -537,7 +540,7 @@ impl Command {
             config.message_timeout = parse_duration("--message-timeout", &v)?;
         }
         if let Some(v) = partial_message_budget {
-            config.partial_message_budget = parse_count("--partial-message-budget", &v)?;
+            config.partial_message_budget = parse_bytes("--partial-message-budget", &v)?;
         }
         if let Some(v) = control_frames_per_second {
             let n = parse_count("--control-frames-per-second", &v)?;
@@ -565,7 +568,7 @@ impl Command {
             ingest.log_list_refresh = parse_duration("--log-list-refresh", &v)?;
         }
         if let Some(v) = list_max_size {
-            ingest.log_list_max_size = parse_count("--log-list-max-size", &v)?;
+            ingest.log_list_max_size = parse_bytes("--log-list-max-size", &v)?;
         }
         if let Some(v) = list_timeout {
             ingest.log_list_timeout = parse_duration("--log-list-timeout", &v)?;
@@ -621,7 +624,7 @@ impl Command {
                 .collect::<Result<_, _>>()?;
         }
         if let Some(v) = get_entries_bytes_per_entry {
-            ingest.get_entries_bytes_per_entry = parse_count("--get-entries-bytes-per-entry", &v)?;
+            ingest.get_entries_bytes_per_entry = parse_bytes("--get-entries-bytes-per-entry", &v)?;
         }
         if ingest.log_list_signature.is_some() && ingest.log_list.is_none() {
             return Err(ConfigError(
@@ -665,11 +668,17 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// Parses a duration: a positive number with a unit `ms`, `s`, `m` or `h` (seconds when none).
+/// The longest duration any option takes. Every duration becomes a deadline (`Instant::now() + d`) or a timer,
+/// and `Instant + Duration` panics on overflow (`--log-list-timeout 1000000000000s`); no timeout, interval or
+/// grace is meaningful beyond a year, and a year is far from any overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses a duration: a positive number with a unit `ms`, `s`, `m` or `h` (seconds when none), at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
     let bad = || {
         ConfigError(format!(
-            "{flag}: `{text}` is not a duration like 500ms, 30s, 10m or 1h"
+            "{flag}: `{text}` is not a duration above 0 and at most a year, like 500ms, 30s, 10m or 1h"
         ))
     };
     let split = text
@@ -685,7 +694,7 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
         _ => return Err(bad()),
     };
     match Duration::try_from_secs_f64(seconds) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(duration) if !duration.is_zero() && duration <= MAX_DURATION => Ok(duration),
         _ => Err(bad()),
     }
 }
@@ -719,7 +728,9 @@ fn parse_count(flag: &str, text: &str) -> Result<usize, ConfigError> {
     }
 }
 
-/// A byte size: a whole number, optionally followed by `KiB`/`K`/`k` or `MiB`/`M`/`m` (powers of 1024).
+/// A byte size, the one rule of every byte-size option: a whole number above 0 (no budget makes sense at zero: a
+/// zero message cap would skip every entry, a zero cache refetch everything), optionally followed by
+/// `KiB`/`K`/`k` or `MiB`/`M`/`m` (powers of 1024).
 fn parse_bytes(flag: &str, text: &str) -> Result<usize, ConfigError> {
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
@@ -736,9 +747,10 @@ fn parse_bytes(flag: &str, text: &str) -> Result<usize, ConfigError> {
         .ok()
         .filter(|_| scale > 0)
         .and_then(|n| n.checked_mul(scale))
+        .filter(|&n| n > 0)
         .ok_or_else(|| {
             ConfigError(format!(
-                "{flag}: `{text}` is not a size (bytes, or with a KiB / MiB suffix)"
+                "{flag}: `{text}` is not a size above 0 (bytes, or with a KiB / MiB suffix)"
             ))
         })
 }
@@ -980,10 +992,66 @@ mod tests {
                 max_message_bytes: 65536,
             }
         );
-        for bad in ["", "1GiB", "x", "-1", "1.5M"] {
+        for bad in ["", "0", "0MiB", "1GiB", "x", "-1", "1.5M"] {
             assert!(parse_bytes("--x", bad).is_err(), "{bad:?}");
         }
-        assert!(HELP.contains("--max-chain-certificate-bytes SIZE"));
+    }
+
+    /// Every byte-size option follows the one rule: suffixes accepted, 0 refused, SIZE in `--help`.
+    #[test]
+    fn every_byte_size_option_takes_a_suffix_and_refuses_zero() {
+        let sized = [
+            ("--client-queue-bytes", "CERTSTREAM_CLIENT_QUEUE_BYTES"),
+            ("--max-latest-bytes", "CERTSTREAM_MAX_LATEST_BYTES"),
+            (
+                "--partial-message-budget",
+                "CERTSTREAM_PARTIAL_MESSAGE_BUDGET",
+            ),
+            ("--log-buffer", "CERTSTREAM_LOG_BUFFER"),
+            ("--log-list-max-size", "CERTSTREAM_LOG_LIST_MAX_SIZE"),
+            ("--chain-cache-bytes", "CERTSTREAM_CHAIN_CACHE_BYTES"),
+            ("--issuer-cache-bytes", "CERTSTREAM_ISSUER_CACHE_BYTES"),
+            (
+                "--max-certificate-bytes",
+                "CERTSTREAM_MAX_CERTIFICATE_BYTES",
+            ),
+            (
+                "--max-chain-certificate-bytes",
+                "CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES",
+            ),
+            ("--max-message-bytes", "CERTSTREAM_MAX_MESSAGE_BYTES"),
+            (
+                "--get-entries-bytes-per-entry",
+                "CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY",
+            ),
+        ];
+        for (flag, env) in sized {
+            assert!(parse(&[flag, "3MiB"], &[]).is_ok(), "{flag} 3MiB");
+            assert!(parse(&[], &[(env, "64k")]).is_ok(), "{env}=64k");
+            assert!(parse(&[flag, "0"], &[]).is_err(), "{flag} 0");
+            assert!(parse(&[], &[(env, "0KiB")]).is_err(), "{env}=0KiB");
+            assert!(HELP.contains(&format!("{flag} SIZE")), "{flag} in --help");
+        }
+        let config = run(
+            &["--client-queue-bytes", "2MiB", "--log-list-max-size=1M"],
+            &[
+                ("CERTSTREAM_MAX_LATEST_BYTES", "64KiB"),
+                ("CERTSTREAM_PARTIAL_MESSAGE_BUDGET", "16M"),
+                ("CERTSTREAM_LOG_BUFFER", "8k"),
+                ("CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY", "32KiB"),
+            ],
+        );
+        assert_eq!(
+            (
+                config.client_queue_bytes,
+                config.max_latest_bytes,
+                config.partial_message_budget,
+                config.log_buffer,
+                config.ingest.log_list_max_size,
+                config.ingest.get_entries_bytes_per_entry,
+            ),
+            (2 << 20, 64 << 10, 16 << 20, 8 << 10, 1 << 20, 32 << 10)
+        );
     }
 
     #[test]
@@ -996,6 +1064,13 @@ mod tests {
         for bad in ["", "0", "0s", "1d", "h", "-1s", "1.2.3s", "1e400"] {
             assert!(d(bad).is_err(), "{bad} should be refused");
         }
+        // Up to a year; beyond, refused: `Instant::now() + d` would overflow and panic.
+        assert_eq!(d("8760h").unwrap(), MAX_DURATION);
+        for huge in ["8761h", "1000000000000s", "18446744073709551616s"] {
+            assert!(d(huge).is_err(), "{huge} should be refused");
+        }
+        assert!(parse(&["--log-list-timeout", "1000000000000s"], &[]).is_err());
+        assert!(parse(&[], &[("CERTSTREAM_MESSAGE_TIMEOUT", "999999999h")]).is_err());
     }
 
     #[test]

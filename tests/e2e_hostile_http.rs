@@ -191,6 +191,13 @@ fn huge_bodies_of_tiny_entries_are_refused_and_memory_stays_low() {
         &windows(&mock, &["r0"]),
         COLLECT_TIMEOUT,
     );
+    for log in ["r1", "r2", "r3", "r4"] {
+        let delivered = collector.by_log.get(log).map_or(0, Vec::len);
+        assert_eq!(
+            delivered, 0,
+            "{log}: every body was refused, nothing delivered"
+        );
+    }
     let peak_mib = memory_high_water_kib(server.pid()) / 1024;
     eprintln!("peak RSS {peak_mib} MiB");
     assert!(

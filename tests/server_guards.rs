@@ -130,13 +130,15 @@ fn unfinished_messages_hit_the_byte_budget_then_the_deadline() {
     server.wait_for_clients(1);
     // The attack: a declared 65,536-byte binary frame, 65,535 bytes of it sent, never finished.
     let frame = raw_client_frame(0x82, &vec![7u8; 65_536], Some([1, 2, 3, 4]));
+    // Every attacker connects first, then all start their messages back to back: on a slow machine the handshakes
+    // could otherwise outlast the deadline, and early attackers time out before the budget bites.
     let mut attackers: Vec<WsClient> = (0..20)
-        .map(|_| {
-            let mut client = WsClient::connect(server.addr, "/");
-            client.stream.write_all(&frame[..frame.len() - 1]).unwrap();
-            client
-        })
+        .map(|_| WsClient::connect(server.addr, "/"))
         .collect();
+    server.wait_for_clients(21);
+    for client in &mut attackers {
+        client.stream.write_all(&frame[..frame.len() - 1]).unwrap();
+    }
     let stats = wait_for_closes(&server, "partial_message_budget", 1);
     let held = stats["partial_message_bytes"].as_u64().unwrap();
     assert!(held <= 512 * 1024 + 128 * 1024, "the budget holds: {stats}");

@@ -218,7 +218,17 @@ fn concurrent_latest_json_requests_with_huge_messages_stay_small_shared_and_heal
             stream
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Each answer has begun (its status line arrived): every response is built, and the rest stays unread.
+    for stream in &pending {
+        let mut stream = stream;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut status_line = [0; 12];
+        stream.read_exact(&mut status_line).unwrap();
+        assert_eq!(&status_line, b"HTTP/1.1 200");
+    }
+    // A sanity bound with room for a loaded machine: the latency itself is printed and tracked by benchmarks.
     let started = Instant::now();
     let (status, _, _) = http_get(server.addr, "/health");
     let health = started.elapsed();
@@ -227,10 +237,7 @@ fn concurrent_latest_json_requests_with_huge_messages_stay_small_shared_and_heal
         "8 pending /latest.json with 13 messages of 1.2 MB: RSS +{growth_mib:.1} MiB, /health in {health:?}"
     );
     assert_eq!(status, 200);
-    assert!(
-        health < Duration::from_millis(500),
-        "/health took {health:?}"
-    );
+    assert!(health < Duration::from_secs(1), "/health took {health:?}");
     assert!(growth_mib < 16.0, "RSS grew by {growth_mib:.1} MiB");
     let (_, _, body) = http_get(server.addr, "/latest.json");
     assert!(body.len() <= CAP + 64, "{} bytes", body.len());

@@ -255,8 +255,10 @@ fn shutdown_with_200_python_clients_that_stopped_reading_is_fast_and_all_get_100
         "{summary}"
     );
     eprintln!("shutdown with 200 Python websockets clients: {took:?}");
+    // The bug waited out the whole 1 s shutdown grace for clients that are not reading; half of it leaves room for
+    // a loaded machine (the time itself is printed above and tracked by benchmarks, not asserted tightly).
     assert!(
-        took < Duration::from_millis(100),
+        took < Duration::from_millis(500),
         "shutdown waited {took:?} for clients that are not reading"
     );
 }
