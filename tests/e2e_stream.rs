@@ -338,11 +338,13 @@ fn follow_mock(mock: &Mock, list: &ListFile) -> Vec<String> {
 }
 
 /// A record with an empty certificate (u24 length 0) costs only itself, in a data tile as in a get-entries page:
-/// the valid entries after it in the same tile arrive, with no retry and no error.
+/// the valid entries after it in the same tile arrive, with no retry and no error. So does a get-entries item
+/// whose `leaf_input` is not base64.
 #[test]
 fn bad_records_are_skipped_alone_in_tiles_and_pages() {
     let faults = [
         "empty_cert@r0,every=13",
+        "bad_base64@r0,every=17",
         "empty_cert@t0,every=13",
         "unparseable@t0,every=29",
     ];

@@ -17,7 +17,7 @@ use certstream::ct::checkpoint::{
     Checkpoint, SignedTreeHead, TreeHead, origin_from_submission_url,
 };
 use certstream::ct::entry::{Chain, DecodeErrorKind, EntryType, LogEntry, decode_rfc6962};
-use certstream::ct::get_entries::{RawEntry, parse_get_entries};
+use certstream::ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries, scan_get_entries};
 use certstream::ct::log_list::{LogInfo, LogKind, LogList, LogState};
 use certstream::ct::tile::{TileError, data_tile_entries, tile_path};
 use serde_json::Value;
@@ -708,6 +708,56 @@ fn hostile_entries_and_heads() {
     assert_eq!(sizes, [1000, 5_000_000]);
     let far = mock.get_url(&format!("{}tile/data/x019/000", log_url(&t0)));
     assert_eq!(far.status, 200);
+}
+
+/// `bad_base64`: the item's `leaf_input` is not base64 but the page's JSON is intact, so only that item fails; the
+/// expected list marks it as producing no message. Tiles hold no base64: a tiled log serves it unchanged.
+#[test]
+fn bad_base64_spoils_one_get_entries_item_only() {
+    let mock = Mock::start(&[
+        "--rfc6962",
+        "1",
+        "--tiled",
+        "1",
+        "--rate",
+        "0",
+        "--fault",
+        "bad_base64,every=4",
+    ]);
+    let reply = mock.get_url(&format!(
+        "{}ct/v1/get-entries?start=0&end=9",
+        log_url(&mock.log("r0"))
+    ));
+    assert_eq!(reply.status, 200);
+    let page = scan_get_entries(&reply.body, usize::MAX).expect("the JSON framing is intact");
+    let items = page.decode(0..page.len());
+    assert_eq!(items.len(), 10);
+    for (index, item) in items.iter().enumerate() {
+        if index % 4 == 3 {
+            assert!(
+                matches!(
+                    item,
+                    Err(GetEntriesError::Base64 {
+                        field: "leaf_input",
+                        ..
+                    })
+                ),
+                "{index}: {item:?}"
+            );
+        } else {
+            let raw = item.as_ref().expect("valid base64");
+            decode_rfc6962(&raw.leaf_input, &raw.extra_data).expect("decodes");
+        }
+    }
+    let expected = mock.expected("r0", 0, 9);
+    let flagged: Vec<bool> = expected.iter().map(|e| e["unparseable"] == true).collect();
+    assert_eq!(flagged, (0..10).map(|i| i % 4 == 3).collect::<Vec<_>>());
+    let tile = mock.get_url(&format!("{}tile/data/000", log_url(&mock.log("t0"))));
+    let expected = mock.expected("t0", 0, 255);
+    for (record, expected) in data_tile_entries(&tile.body, 0).zip(&expected) {
+        assert_eq!(expected["unparseable"], false);
+        check_against_expected(&record.expect("tile unchanged").entry, expected);
+    }
 }
 
 #[test]

@@ -26,7 +26,7 @@ use certstream::ct::checkpoint::{LogKey, TreeHead};
 use certstream::ct::entry::{Chain, LogEntry, decode_rfc6962};
 use certstream::http::{HttpClient, HttpClientConfig};
 use certstream::ingest::{
-    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, StopToken, rfc6962,
+    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
 };
 use certstream::stream::{LogKind, LogSource};
 
@@ -115,6 +115,8 @@ struct Script {
     faults: HashMap<u64, Fault>,
     /// Indices whose leaf is not a valid MerkleTreeLeaf.
     undecodable: HashSet<u64>,
+    /// Indices whose `leaf_input` is not base64 (the item's JSON is intact).
+    bad_base64: HashSet<u64>,
     /// Indices whose building panics in the sink (a stand-in for x509-parser or the formatter panicking on
     /// hostile DER: no known input makes them panic).
     panic_at: HashSet<u64>,
@@ -131,6 +133,7 @@ impl Script {
             align: true,
             faults: HashMap::new(),
             undecodable: HashSet::new(),
+            bad_base64: HashSet::new(),
             panic_at: HashSet::new(),
             delay: Duration::ZERO,
         }
@@ -306,7 +309,7 @@ fn answer(server: &Shared, path: &str) -> (u16, String, Vec<u8>) {
         record(None, 0);
         return (400, String::new(), b"bad range".to_vec());
     };
-    let (fault, delay, cap, align, available, undecodable) = {
+    let (fault, delay, cap, align, available, undecodable, bad_base64) = {
         let mut script = lock(&server.script);
         let fault = script.faults.remove(&start);
         (
@@ -316,6 +319,7 @@ fn answer(server: &Shared, path: &str) -> (u16, String, Vec<u8>) {
             script.align,
             script.available,
             script.undecodable.clone(),
+            script.bad_base64.clone(),
         )
     };
     thread::sleep(delay);
@@ -363,10 +367,13 @@ fn answer(server: &Shared, path: &str) -> (u16, String, Vec<u8>) {
         if index > start {
             body.push(b',');
         }
+        let mut leaf = BASE64.encode(&leaf);
+        if bad_base64.contains(&index) {
+            leaf.insert(1, '!');
+        }
         body.extend_from_slice(
             format!(
-                r#"{{"leaf_input":"{}","extra_data":"{}"}}"#,
-                BASE64.encode(&leaf),
+                r#"{{"leaf_input":"{leaf}","extra_data":"{}"}}"#,
                 BASE64.encode(&extra)
             )
             .as_bytes(),
@@ -412,19 +419,26 @@ struct Record {
     leaf: Vec<u8>,
     timestamp_ms: u64,
     chain_len: usize,
+    /// The poller's status as the entry was built: where a poller restarted now would resume, and the entries
+    /// counted (delivered, skipped, panicked) so far.
+    status_next_index: u64,
+    status_counted: u64,
 }
 
-#[derive(Default)]
-struct Recorder(RefCell<Vec<Record>>, HashSet<u64>);
+/// Records what it is given; building an entry of the set panics. Holds the poller's status to snapshot it.
+struct Recorder(RefCell<Vec<Record>>, HashSet<u64>, SharedStatus);
 
 impl EntrySink for Recorder {
     fn entry(&self, _log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
         assert!(!self.1.contains(&index), "building entry {index} panics");
+        let status = self.2.borrow();
         self.0.borrow_mut().push(Record {
             index,
             leaf: entry.leaf.to_vec(),
             timestamp_ms: entry.timestamp_ms,
             chain_len: chain.len(),
+            status_next_index: status.next_index,
+            status_counted: status.delivered + status.skipped + status.panicked,
         });
     }
 
@@ -484,13 +498,13 @@ fn follow_all(
                 final_tree_size: *final_tree_size,
             });
             let panic_at = lock(&server.shared.script).panic_at.clone();
-            let sink = Rc::new(Recorder(RefCell::default(), panic_at));
+            let status = Rc::new(RefCell::new(LogStatus::default()));
+            let sink = Rc::new(Recorder(RefCell::default(), panic_at, status.clone()));
             let ctx = PollerContext {
                 http: http.clone(),
                 sink: sink.clone(),
                 options: options.clone(),
             };
-            let status = Rc::new(RefCell::new(LogStatus::default()));
             let stop = StopToken::default();
             let ended = Rc::new(Cell::new(None::<Instant>));
             let (poller_status, poller_stop, poller_ended) =
@@ -893,6 +907,44 @@ fn undecodable_entries_are_skipped_counted_and_the_rest_arrive() {
     assert_delivered_in_order(&out.records, (0..100).filter(|i| *i != 5 && *i != 77));
     assert_eq!((out.status.skipped, out.status.delivered), (2, 98));
     assert_eq!(out.status.next_index, 100);
+}
+
+/// An item whose `leaf_input` is not base64 is skipped alone: its page's other entries arrive, with no retry and
+/// no error.
+#[test]
+fn an_item_with_bad_base64_is_skipped_alone_without_a_retry() {
+    let mut script = Script::new(100);
+    script.bad_base64 = HashSet::from([5, 40]);
+    let server = LogServer::start(script);
+    let out = follow_until(&server, options(100), 100, Duration::from_secs(20));
+    assert_delivered_in_order(&out.records, (0..100).filter(|i| *i != 5 && *i != 40));
+    assert_eq!(
+        (out.status.skipped, out.status.delivered, out.status.errors),
+        (2, 98, 0)
+    );
+    assert_eq!(out.status.next_index, 100);
+    assert_served_ranges_tile(&server, 0, 100);
+}
+
+/// The status moves with every entry, not at the end of a delivery turn: when an entry is built, the next index
+/// a restarted poller would resume at is that entry's, and everything before it is counted. (A poller that
+/// panicked mid-turn is restarted from the status's next index, so a stale one would repeat entries.)
+#[test]
+fn the_status_is_current_at_every_entry() {
+    let mut script = Script::new(100);
+    script.undecodable = HashSet::from([7]);
+    script.panic_at = HashSet::from([30]);
+    let server = LogServer::start(script);
+    let out = follow_until(&server, options(100), 100, Duration::from_secs(20));
+    assert_eq!(out.records.len(), 98);
+    for record in &out.records {
+        assert_eq!(
+            (record.status_next_index, record.status_counted),
+            (record.index, record.index),
+            "status as entry {} was built",
+            record.index
+        );
+    }
 }
 
 #[test]

@@ -47,8 +47,10 @@ pub struct Entry<'c> {
     /// under entry faults.
     pub cert: Vec<u8>,
     /// True when `cert` (and a precert's TBS) were replaced by bytes no X.509 parser accepts (garbage, empty or
-    /// huge): the entry must produce no message.
+    /// huge), or the get-entries item is not base64: the entry must produce no message.
     pub unparseable: bool,
+    /// A `bad_base64` fault: the get-entries item's `leaf_input` is not base64.
+    pub bad_base64: bool,
     /// A `huge_chain` fault's extra chain certificate (tiled logs: issuer), after the real chain.
     pub extra_chain: Option<Vec<u8>>,
 }
@@ -99,7 +101,11 @@ pub fn generate(
         timestamp_ms: BASE_TIMESTAMP_MS + index,
         source,
         cert,
-        unparseable: unparseable || faults.huge_cert.is_some() || faults.empty_cert,
+        unparseable: unparseable
+            || faults.huge_cert.is_some()
+            || faults.empty_cert
+            || faults.bad_base64,
+        bad_base64: faults.bad_base64,
         extra_chain: faults.huge_chain.map(|len| der_garbage(len, &tag)),
     }
 }
@@ -190,6 +196,10 @@ impl Entry<'_> {
         scratch.clear();
         self.put_leaf_input(scratch);
         out.push_str("{\"leaf_input\":\"");
+        if self.bad_base64 {
+            // Outside the base64 alphabet, yet a plain JSON string.
+            out.push('!');
+        }
         BASE64.encode_string(&scratch[..], out);
         scratch.clear();
         self.put_extra_data(scratch);

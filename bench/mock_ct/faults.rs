@@ -70,6 +70,10 @@ pub enum FaultKind {
     /// boundaries intact.
     #[serde(rename = "empty_cert")]
     EmptyCert,
+    /// get-entries: some indices' `leaf_input` is not base64 (the item's JSON intact). Tiles have no base64:
+    /// tiled logs serve those indices unchanged.
+    #[serde(rename = "bad_base64")]
+    BadBase64,
     /// Some indices' certificate is `bytes` bytes of DER-framed garbage (a precert's TBS too).
     #[serde(rename = "huge_cert")]
     HugeCert,
@@ -114,6 +118,7 @@ impl FaultKind {
             FaultKind::Unsolicited => "unsolicited",
             FaultKind::TinyEntries => "tiny-entries",
             FaultKind::EmptyCert => "empty_cert",
+            FaultKind::BadBase64 => "bad_base64",
             FaultKind::HugeCert => "huge_cert",
             FaultKind::HugeChain => "huge_chain",
             FaultKind::Jump => "jump",
@@ -126,6 +131,7 @@ impl FaultKind {
             self,
             FaultKind::Unparseable
                 | FaultKind::EmptyCert
+                | FaultKind::BadBase64
                 | FaultKind::HugeCert
                 | FaultKind::HugeChain
         )
@@ -181,6 +187,8 @@ pub struct EntryFaults {
     pub unparseable: bool,
     /// The certificate is empty.
     pub empty_cert: bool,
+    /// The get-entries item's `leaf_input` is not base64.
+    pub bad_base64: bool,
     /// The certificate is this many bytes of garbage.
     pub huge_cert: Option<usize>,
     /// One more chain certificate of this many bytes.
@@ -377,6 +385,7 @@ impl FaultSet {
                 FaultKind::Down => Action::Down,
                 FaultKind::Unparseable
                 | FaultKind::EmptyCert
+                | FaultKind::BadBase64
                 | FaultKind::HugeCert
                 | FaultKind::HugeChain => continue,
             };
@@ -400,6 +409,7 @@ impl FaultSet {
             match fault.kind {
                 FaultKind::Unparseable => faults.unparseable = true,
                 FaultKind::EmptyCert => faults.empty_cert = true,
+                FaultKind::BadBase64 => faults.bad_base64 = true,
                 FaultKind::HugeCert => faults.huge_cert = Some(size(fault)),
                 FaultKind::HugeChain => faults.huge_chain = Some(size(fault)),
                 _ => {}

@@ -23,8 +23,8 @@
 //! (signatures over them verify), level-0+ hash tiles and proofs are not served. Responses are never compressed.
 //!
 //! Fault specs: `KIND[@LOG][,key=value…]`, KIND one of `429 500 slow truncate garbage reset down backwards
-//! unparseable absurd-429 trailing unsolicited tiny-entries`, or the hostile entries and heads `empty_cert huge_cert
-//! huge_chain jump`; keys `endpoint p every retry_after http_date ms by entries bytes to` (see faults.rs).
+//! unparseable absurd-429 trailing unsolicited tiny-entries`, or the hostile entries and heads `empty_cert bad_base64
+//! huge_cert huge_chain jump`; keys `endpoint p every retry_after http_date ms by entries bytes to` (see faults.rs).
 
 mod cache;
 mod corpus;

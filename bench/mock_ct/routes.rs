@@ -99,13 +99,10 @@ impl App {
     }
 
     fn entry(&self, faults: &FaultSet, log: usize, index: u64) -> Entry<'_> {
-        generate(
-            &self.corpus,
-            self.seed,
-            log,
-            index,
-            faults.entry_faults(log, index),
-        )
+        let mut entry_faults = faults.entry_faults(log, index);
+        // Tiles hold no base64: the fault exists only in get-entries pages.
+        entry_faults.bad_base64 &= self.logs[log].protocol == Protocol::Rfc6962;
+        generate(&self.corpus, self.seed, log, index, entry_faults)
     }
 
     fn control(&self, request: &Request) -> Response {

@@ -34,12 +34,13 @@ pub struct RawEntry {
     pub extra_data: Vec<u8>,
 }
 
-/// A get-entries body that is not the expected JSON, or holds invalid base64.
+/// A get-entries body that is not the expected JSON (the whole body is unusable), or an item holding invalid
+/// base64 (that item alone is).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GetEntriesError {
     /// Not JSON, or not an object with an `entries` array of `{leaf_input, extra_data}` strings.
     Json(String),
-    /// A field is not valid standard-alphabet base64.
+    /// A field of one item is not valid standard-alphabet base64.
     Base64 {
         /// Position of the entry in `entries`.
         entry: usize,
@@ -86,11 +87,11 @@ struct Item<'a> {
     extra_data: Cow<'a, str>,
 }
 
-/// Parses a whole get-entries body with serde_json (borrowed strings, then base64). Entries are in log order
-/// from the requested `start`; an empty `entries` array is returned as an empty Vec.
+/// Parses a whole get-entries body with serde_json (borrowed strings, then base64), failing on the first bad
+/// item. Entries are in log order from the requested `start`; an empty `entries` array is returned as an empty Vec.
 pub fn parse_get_entries(body: &[u8]) -> Result<Vec<RawEntry>, GetEntriesError> {
     let page = scan_get_entries(body, usize::MAX)?;
-    page.decode(0..page.len())
+    page.decode(0..page.len()).into_iter().collect()
 }
 
 /// A get-entries body whose JSON was read but whose base64 is not decoded yet, so that decoding can be done in
@@ -110,8 +111,9 @@ impl GetEntriesPage<'_> {
         self.items.is_empty()
     }
 
-    /// Base64-decodes the entries at positions `range` (clipped to [`len`](Self::len)).
-    pub fn decode(&self, range: Range<usize>) -> Result<Vec<RawEntry>, GetEntriesError> {
+    /// Base64-decodes the entries at positions `range` (clipped to [`len`](Self::len)), one result per entry:
+    /// the JSON framing was read, so every item's boundaries are known and a bad one costs only itself.
+    pub fn decode(&self, range: Range<usize>) -> Vec<Result<RawEntry, GetEntriesError>> {
         let end = range.end.min(self.items.len());
         let first = range.start.min(end);
         let items = self.items.get(first..end).unwrap_or_default();
@@ -277,7 +279,7 @@ mod tests {
     /// The first `max` entries of `body`, decoded.
     fn parse_get_entries_upto(body: &[u8], max: usize) -> Result<Vec<RawEntry>, GetEntriesError> {
         let page = scan_get_entries(body, max)?;
-        page.decode(0..page.len())
+        page.decode(0..page.len()).into_iter().collect()
     }
 
     fn body(entries: usize, tail: &str) -> String {
@@ -333,14 +335,55 @@ mod tests {
         let text = body(4, r#",{"leaf_input":"!!","extra_data":""}]}"#);
         let page = scan_get_entries(text.as_bytes(), usize::MAX).expect("JSON");
         assert_eq!(page.len(), 5);
-        let first = page.decode(0..2).expect("valid");
-        assert_eq!(first[1].leaf_input, [0, 1]);
-        assert_eq!(page.decode(2..4).map(|e| e.len()), Ok(2));
+        let first = page.decode(0..2);
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            first[1].as_ref().map(|e| &e.leaf_input[..]),
+            Ok(&[0, 1][..])
+        );
+        assert_eq!(page.decode(2..4).iter().filter(|e| e.is_ok()).count(), 2);
+        let last = page.decode(3..9);
+        assert_eq!(last.len(), 2, "clipped to the page");
         assert!(matches!(
-            page.decode(3..9),
+            last[1],
             Err(GetEntriesError::Base64 { entry: 4, .. })
         ));
-        assert_eq!(page.decode(7..9), Ok(Vec::new()));
+        assert_eq!(page.decode(7..9), Vec::new());
+    }
+
+    #[test]
+    fn a_bad_item_costs_only_itself() {
+        // Item 1's leaf_input and item 3's extra_data are not base64; their neighbours decode.
+        let bad_leaf = r#"{"leaf_input":"not base64!","extra_data":"Ag=="}"#;
+        let bad_extra = r#"{"leaf_input":"AAE=","extra_data":"A"}"#;
+        let text = format!(r#"{{"entries":[{ENTRY},{bad_leaf},{ENTRY},{bad_extra},{ENTRY}]}}"#);
+        let page =
+            scan_get_entries(text.as_bytes(), usize::MAX).expect("the JSON framing is intact");
+        let decoded = page.decode(0..page.len());
+        let fields: Vec<Option<&str>> = decoded
+            .iter()
+            .map(|item| match item {
+                Ok(_) => None,
+                Err(GetEntriesError::Base64 { field, .. }) => Some(*field),
+                Err(GetEntriesError::Json(_)) => Some("json"),
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [None, Some("leaf_input"), None, Some("extra_data"), None]
+        );
+        assert!(matches!(
+            decoded[1],
+            Err(GetEntriesError::Base64 { entry: 1, .. })
+        ));
+        for good in [0, 2, 4] {
+            assert_eq!(
+                decoded[good]
+                    .as_ref()
+                    .map(|e| (&e.leaf_input[..], &e.extra_data[..])),
+                Ok((&[0u8, 1][..], &[2u8][..]))
+            );
+        }
     }
 
     #[test]

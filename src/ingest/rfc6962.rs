@@ -8,7 +8,10 @@
 //! - While behind, up to `max_in_flight` pages are fetched concurrently, each by its own task; responses are
 //!   consumed strictly in range order, and a short or failed range is re-requested before any later one is used.
 //! - Every failure (HTTP, status, timeout, bad JSON, zero entries, bad tree head) only delays the log. The only
-//!   thing ever skipped is an entry that does not decode, and that is logged and counted.
+//!   thing ever skipped is an entry that does not decode (bad base64 in its item included: the JSON framing gives
+//!   its boundaries), and that is logged and counted, never costing its neighbours or a retry.
+//! - The status's next index and counts move with every entry, so a poller restarted after a panic resumes
+//!   exactly after the last entry handled.
 //! - A page is delivered in turns ([`super::pacing`]): only while the hub admits messages, a few milliseconds at a
 //!   time; and while it does not, no further page is requested beyond the one being waited for.
 
@@ -120,11 +123,14 @@ impl fmt::Display for PollError {
     }
 }
 
+/// One item of a get-entries page: its entry, or why its base64 does not decode.
+type PageItem = Result<RawEntry, GetEntriesError>;
+
 /// One get-entries request in flight, for the inclusive range `start..=end`.
 struct Fetch {
     start: u64,
     end: u64,
-    handle: JoinHandle<Result<Vec<RawEntry>, PollError>>,
+    handle: JoinHandle<Result<Vec<PageItem>, PollError>>,
 }
 
 /// One log's polling state.
@@ -365,10 +371,7 @@ impl Poller {
                 }
                 let mut entries = Vec::with_capacity(page.len());
                 for piece in (0..page.len()).step_by(DECODE_PIECE) {
-                    entries.extend(
-                        page.decode(piece..piece + DECODE_PIECE)
-                            .map_err(PollError::Body)?,
-                    );
+                    entries.extend(page.decode(piece..piece + DECODE_PIECE));
                     yield_now().await;
                 }
                 Ok(entries)
@@ -401,57 +404,58 @@ impl Poller {
         }
     }
 
-    /// Decodes and delivers entries `start..` in order, in turns; entries that do not decode are logged and
-    /// counted.
-    async fn deliver(&mut self, start: u64, entries: &[RawEntry]) -> Result<(), Stopped> {
+    /// Decodes and delivers entries `start..` in order, in turns; entries that do not decode (their base64 or
+    /// their record) are logged and counted. The status moves with every entry: a panic mid-turn restarts the
+    /// poller after the last entry handled, never repeating one.
+    async fn deliver(&mut self, start: u64, entries: &[PageItem]) -> Result<(), Stopped> {
         let mut pending = entries.iter();
         let mut index = start;
         while pending.len() > 0 {
             let turn = self
                 .until_stopped(Turn::begin(self.ctx.sink.gate()))
                 .await?;
-            let (mut delivered, mut skipped) = (0u64, 0u64);
             let turn_start = index;
             while turn.may_continue(Instant::now()) {
-                let Some(raw) = pending.next() else { break };
-                match decode_rfc6962(&raw.leaf_input, &raw.extra_data) {
-                    Ok(entry) => {
+                let Some(item) = pending.next() else { break };
+                let decoded = item
+                    .as_ref()
+                    .map(|raw| decode_rfc6962(&raw.leaf_input, &raw.extra_data));
+                let delivered = match decoded {
+                    Ok(Ok(entry)) => {
                         let chain: &[&[u8]] = match &entry.chain {
                             Chain::Certificates(certificates) => certificates,
                             Chain::Fingerprints(_) => &[],
                         };
-                        if deliver_entry(
-                            &self.ctx,
-                            &self.target,
-                            &self.status,
-                            index,
-                            &entry,
-                            chain,
-                        ) {
-                            delivered += 1;
-                        }
+                        deliver_entry(&self.ctx, &self.target, &self.status, index, &entry, chain)
+                    }
+                    Ok(Err(error)) => {
+                        self.skip(index, &error);
+                        false
                     }
                     Err(error) => {
-                        if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
-                            tracing::warn!(log = %self.target.read_url, index, error = %error, held_back, "skipping undecodable entry");
-                        }
-                        skipped += 1;
+                        self.skip(index, error);
+                        false
                     }
-                }
+                };
                 index += 1;
-            }
-            self.next = index;
-            self.politeness.on_processed(index - turn_start);
-            {
+                self.next = index;
                 let mut status = self.status.borrow_mut();
-                status.delivered += delivered;
-                status.skipped += skipped;
-                status.next_index = self.next;
+                status.delivered += u64::from(delivered);
+                status.next_index = index;
             }
+            self.politeness.on_processed(index - turn_start);
             turn.end().await;
         }
         self.politeness.on_success();
         Ok(())
+    }
+
+    /// Skips the undecodable entry at `index`: counted, logged at most once a second.
+    fn skip(&self, index: u64, error: &dyn fmt::Display) {
+        if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
+            tracing::warn!(log = %self.target.read_url, index, error = %error, held_back, "skipping undecodable entry");
+        }
+        self.status.borrow_mut().skipped += 1;
     }
 
     /// Records a failed request: counted, logged, and slowing the next request down.
