@@ -380,6 +380,45 @@ fn another_partition_never_shares_a_connection_with_a_hostile_one() {
     });
 }
 
+/// A log that left the list never asks its pool partition again: its idle connection is closed once it expires,
+/// when any other partition returns a connection, instead of holding a descriptor forever.
+#[test]
+fn expired_idle_connections_are_closed_even_if_their_partition_never_asks_again() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (ended, ends) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let ended = ended.clone();
+            thread::spawn(move || {
+                stream.set_read_timeout(Some(SERVER_IO_TIMEOUT)).ok();
+                if read_request(&mut stream, &mut Vec::new()).is_some() {
+                    respond(&mut stream, "", b"ok");
+                }
+                // Ok(0): the client closed the connection (a timeout is an error).
+                let closed_by_client = matches!(stream.read(&mut [0u8; 64]), Ok(0));
+                let _ = ended.send((n, closed_by_client));
+            });
+        }
+    });
+    let shared = client_with(|config| config.idle_timeout = Duration::from_millis(100));
+    let (departed, staying) = (
+        shared.partitioned("departed log"),
+        shared.partitioned("staying log"),
+    );
+    run(async {
+        departed.get(&format!("http://{addr}/a")).await.expect("a");
+        monoio::time::sleep(Duration::from_millis(200)).await;
+        staying.get(&format!("http://{addr}/b")).await.expect("b");
+    });
+    assert_eq!(
+        ends.recv_timeout(SERVER_IO_TIMEOUT - Duration::from_secs(1)),
+        Ok((0, true)),
+        "the departed log's expired connection is closed"
+    );
+}
+
 #[test]
 fn chunked_body_with_extensions_and_trailers_keeps_framing() {
     let server = serve(|req, w| {

@@ -350,11 +350,13 @@ impl HttpClient {
             };
             match state {
                 SocketState::Quiet => {
-                    let idle = Idle {
-                        conn,
-                        since: Instant::now(),
-                    };
-                    self.inner.idle.borrow_mut().insert(origin.clone(), idle);
+                    let now = Instant::now();
+                    let mut pool = self.inner.idle.borrow_mut();
+                    // Expired connections are closed here too, not only when their partition asks again: a log
+                    // that left the list never does, and its connection would keep a descriptor forever.
+                    let idle_timeout = self.inner.config.idle_timeout;
+                    pool.retain(|_, idle| now.saturating_duration_since(idle.since) < idle_timeout);
+                    pool.insert(origin.clone(), Idle { conn, since: now });
                 }
                 SocketState::Unsolicited => {
                     self.desync(&origin.1, |c| c.leftover += 1, "bytes after a response")
