@@ -17,7 +17,7 @@
 //!   nothing is skipped or repeated and no other log notices. (A panic while building one entry costs only that
 //!   entry: see [`super::deliver_entry`].)
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::rc::Rc;
@@ -129,6 +129,8 @@ pub struct Supervisor {
     issuers: Rc<IssuerCache>,
     options: PollOptions,
     logs: RefCell<Vec<Followed>>,
+    /// What the logs that left the list counted, so the totals never go down (they are Prometheus counters).
+    departed: Cell<Totals>,
     list: RefCell<ListState>,
     stop: StopToken,
 }
@@ -154,6 +156,7 @@ impl Supervisor {
             issuers: Rc::new(issuers),
             options,
             logs: RefCell::default(),
+            departed: Cell::default(),
             list: RefCell::default(),
             stop: StopToken::default(),
         }
@@ -309,6 +312,7 @@ impl Supervisor {
             let Some(listed) = selected.iter().find(|l| l.log_id == followed.info.log_id) else {
                 tracing::info!(log = %followed.info.description, "log left the list: stopping its poller");
                 followed.stop.stop();
+                self.departed.set(self.departed.get().plus(&followed.status.borrow()));
                 return false;
             };
             if same_poller_inputs(&followed.info, listed) {
@@ -600,11 +604,20 @@ impl Followed {
     }
 }
 
-/// Sums over the logs followed now.
-#[derive(Default)]
+/// Sums over every log followed since start.
+#[derive(Clone, Copy, Default)]
 struct Totals {
     panicked: u64,
     restarts: u64,
+}
+
+impl Totals {
+    fn plus(self, status: &LogStatus) -> Self {
+        Self {
+            panicked: self.panicked + status.panicked,
+            restarts: self.restarts + status.restarts,
+        }
+    }
 }
 
 impl Supervisor {
@@ -612,11 +625,8 @@ impl Supervisor {
         self.logs
             .borrow()
             .iter()
-            .fold(Totals::default(), |mut totals, followed| {
-                let status = followed.status.borrow();
-                totals.panicked += status.panicked;
-                totals.restarts += status.restarts;
-                totals
+            .fold(self.departed.get(), |totals, followed| {
+                totals.plus(&followed.status.borrow())
             })
     }
 }
@@ -656,13 +666,13 @@ impl StatusReporter for Supervisor {
             (
                 "certstream_entries_panicked_total",
                 "counter",
-                "Entries skipped because building them panicked, over the logs followed now.",
+                "Entries skipped because building them panicked.",
                 totals.panicked,
             ),
             (
                 "certstream_poller_restarts_total",
                 "counter",
-                "Pollers restarted after a panic, over the logs followed now.",
+                "Pollers restarted after a panic.",
                 totals.restarts,
             ),
             (
@@ -959,6 +969,33 @@ mod tests {
                     .unwrap()
                     .contains("a bug in the poller")
             );
+        })
+        .unwrap();
+    }
+
+    /// `certstream_entries_panicked_total` and `certstream_poller_restarts_total` are counters: a log leaving the
+    /// list must not take its share out of them.
+    #[test]
+    fn the_totals_keep_what_departed_logs_counted() {
+        crate::server::block_on(async {
+            let config = IngestConfig::default();
+            let http = Rc::new(http_client(&config).unwrap());
+            let pipeline = Rc::new(Pipeline::new(Hub::new(4), Default::default()));
+            let supervisor = Supervisor::new(config, http, pipeline);
+            let all = LogList::snapshot().unwrap();
+            supervisor.apply(&subset(&all, &[0, 1]));
+            for (followed, (panicked, restarts)) in
+                supervisor.logs.borrow().iter().zip([(3, 1), (5, 2)])
+            {
+                let mut status = followed.status.borrow_mut();
+                (status.panicked, status.restarts) = (panicked, restarts);
+            }
+            supervisor.apply(&subset(&all, &[1]));
+            let mut stats = Map::new();
+            supervisor.stats(&mut stats);
+            assert_eq!(stats["ingest"]["panicked"], 8);
+            assert_eq!(stats["ingest"]["restarts"], 3);
+            supervisor.shutdown();
         })
         .unwrap();
     }
