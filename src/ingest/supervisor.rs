@@ -851,13 +851,18 @@ mod tests {
         }
     }
 
+    /// A supervisor with the default configuration, publishing to a small hub (call inside a runtime).
+    fn test_supervisor() -> Supervisor {
+        let config = IngestConfig::default();
+        let http = Rc::new(http_client(&config).unwrap());
+        let pipeline = Rc::new(Pipeline::new(Hub::new(4), Default::default()));
+        Supervisor::new(config, http, pipeline)
+    }
+
     #[test]
     fn applying_lists_starts_and_stops_pollers_by_log_id() {
         crate::server::block_on(async {
-            let config = IngestConfig::default();
-            let http = Rc::new(http_client(&config).unwrap());
-            let pipeline = Rc::new(Pipeline::new(Hub::new(4), Default::default()));
-            let supervisor = Supervisor::new(config, http, pipeline);
+            let supervisor = test_supervisor();
             let snapshot = LogList::snapshot().unwrap();
             let ids = |positions: &[usize]| -> Vec<String> {
                 subset(&snapshot, positions)
@@ -978,10 +983,7 @@ mod tests {
     #[test]
     fn the_totals_keep_what_departed_logs_counted() {
         crate::server::block_on(async {
-            let config = IngestConfig::default();
-            let http = Rc::new(http_client(&config).unwrap());
-            let pipeline = Rc::new(Pipeline::new(Hub::new(4), Default::default()));
-            let supervisor = Supervisor::new(config, http, pipeline);
+            let supervisor = test_supervisor();
             let all = LogList::snapshot().unwrap();
             supervisor.apply(&subset(&all, &[0, 1]));
             for (followed, (panicked, restarts)) in
@@ -1003,10 +1005,7 @@ mod tests {
     #[test]
     fn a_log_whose_url_changes_gets_a_new_poller_that_keeps_its_position_and_counters() {
         crate::server::block_on(async {
-            let config = IngestConfig::default();
-            let http = Rc::new(http_client(&config).unwrap());
-            let pipeline = Rc::new(Pipeline::new(Hub::new(4), Default::default()));
-            let supervisor = Supervisor::new(config, http, pipeline);
+            let supervisor = test_supervisor();
             let mut list = subset(&LogList::snapshot().unwrap(), &[0, 1]);
             supervisor.apply(&list);
             let (old_stop, other_stop) = {
