@@ -22,22 +22,7 @@ const COLLECT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// `rfc6962` + `tiled` non-growing mock logs with `faults` (`--fault` specs) and `args`.
 fn mock(rfc6962: usize, tiled: usize, faults: &[&str], args: &[&str]) -> Mock {
-    let (rfc6962, tiled, size) = (rfc6962.to_string(), tiled.to_string(), SIZE.to_string());
-    let mut all = vec![
-        "--rfc6962",
-        &rfc6962,
-        "--tiled",
-        &tiled,
-        "--rate",
-        "0",
-        "--start-size",
-        &size,
-    ];
-    all.extend_from_slice(args);
-    for fault in faults {
-        all.extend(["--fault", fault]);
-    }
-    Mock::start(&all)
+    Mock::fixed(rfc6962, tiled, SIZE, faults, args)
 }
 
 /// The binary with a connected client, following the mock's logs from [`WINDOW`] back.

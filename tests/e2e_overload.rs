@@ -21,18 +21,7 @@ const COLLECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_reading_client_loses_nothing_when_logs_are_far_ahead() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        &RFC6962_LOGS.to_string(),
-        "--tiled",
-        &TILED_LOGS.to_string(),
-        "--rate",
-        "0",
-        "--start-size",
-        &SIZE.to_string(),
-        "--page-cap",
-        "256",
-    ]);
+    let mock = Mock::fixed(RFC6962_LOGS, TILED_LOGS, SIZE, &[], &["--page-cap", "256"]);
     // The list is written only once the client listens, so every message is published after its upgrade.
     let list = ListFile::new();
     list.write(br#"{"version":"0","operators":[]}"#);

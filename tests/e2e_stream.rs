@@ -27,28 +27,14 @@ const COLLECT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The mock with `rfc6962` + `tiled` logs and `ro0`, not growing, with `faults` (`--fault` specs).
 fn mock(rfc6962: usize, tiled: usize, faults: &[&str]) -> Mock {
-    let (rfc6962, tiled, size, readonly) = (
-        rfc6962.to_string(),
-        tiled.to_string(),
-        SIZE.to_string(),
-        READONLY_SIZE.to_string(),
-    );
-    let mut args = vec![
-        "--rfc6962",
-        &rfc6962,
-        "--tiled",
-        &tiled,
-        "--rate",
-        "0",
-        "--start-size",
-        &size,
-        "--readonly-final",
-        &readonly,
-    ];
-    for fault in faults {
-        args.extend(["--fault", fault]);
-    }
-    Mock::start(&args)
+    let readonly = READONLY_SIZE.to_string();
+    Mock::fixed(
+        rfc6962,
+        tiled,
+        SIZE,
+        faults,
+        &["--readonly-final", &readonly],
+    )
 }
 
 /// Every log's name (`r0`, `t0`, `ro0`, …) in the mock's list.

@@ -31,6 +31,27 @@ pub struct Mock {
 }
 
 impl Mock {
+    /// Starts the mock with `rfc6962` + `tiled` logs of `size` entries that do not grow, each `--fault` spec of
+    /// `faults`, and `args`.
+    pub fn fixed(rfc6962: usize, tiled: usize, size: u64, faults: &[&str], args: &[&str]) -> Mock {
+        let (rfc6962, tiled, size) = (rfc6962.to_string(), tiled.to_string(), size.to_string());
+        let mut all = vec![
+            "--rfc6962",
+            &rfc6962,
+            "--tiled",
+            &tiled,
+            "--rate",
+            "0",
+            "--start-size",
+            &size,
+        ];
+        all.extend_from_slice(args);
+        for fault in faults {
+            all.extend(["--fault", fault]);
+        }
+        Mock::start(&all)
+    }
+
     /// Starts the mock with `args` (after `--listen 127.0.0.1:0`).
     pub fn start(args: &[&str]) -> Mock {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mock-ct-log"))
