@@ -5,7 +5,7 @@
 set -euo pipefail
 seconds="${1:-60}"
 cd "$(dirname "$0")/.."
-corpus_root="${CERTSTREAM_CORPUS:-$PWD/../shared/corpus}"
+corpus_root="${CERTSTREAM_CORPUS:-$PWD/tests/corpus}"
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 

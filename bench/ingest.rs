@@ -14,16 +14,13 @@
 //!
 //! Run: `cargo bench --bench ingest`. The server runs on CPU 0, the mock and the client on CPU 1.
 
-#[path = "../tests/e2e_support/mod.rs"]
-mod e2e_support;
-#[path = "support.rs"]
 mod support;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use e2e_support::{Certstream, Mock, WsClient};
+use certstream_testkit::{Certstream, Mock, WsClient};
 use support::{cpu_seconds, pin, rss_mib};
 
 /// 30 RFC 6962 logs + 30 tiled logs, the size of today's log list.
@@ -122,6 +119,8 @@ fn list(name: &str) -> Option<Vec<f64>> {
 
 fn start(total_rate: f64, settings: &Settings) -> (Mock, Certstream) {
     let per_log = format!("{}", total_rate / f64::from(RFC6962_LOGS + TILED_LOGS));
+    // The mock runs in this process: it and the readers get core 1, the server core 0.
+    pin(std::process::id(), 1);
     let mock = Mock::start(&[
         "--rfc6962",
         &RFC6962_LOGS.to_string(),
@@ -134,7 +133,6 @@ fn start(total_rate: f64, settings: &Settings) -> (Mock, Certstream) {
         "--page-cap",
         "32",
     ]);
-    pin(mock.pid(), 1);
     let mut args = Vec::new();
     if let Some(ring) = &settings.ring {
         args.extend(["--ring-size", ring.as_str()]);

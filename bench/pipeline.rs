@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use certstream::cert::{self, CertJson};
-use certstream::ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
-use certstream::ct::get_entries::{parse_get_entries, parse_get_entries_simd};
-use certstream::ct::tile::data_tile_entries;
 use certstream::stream::{BuildLimits, LogKind, LogSource, MessageBuilder};
+use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
+use certstream_ct::get_entries::{parse_get_entries, parse_get_entries_simd};
+use certstream_ct::tile::data_tile_entries;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const TILES: [&str; 5] = ["000", "001", "002", "003", "003.p/10"];
 
 /// One corpus entry in its wire form: RFC 6962 (leaf_input, extra_data) or a data tile.
@@ -26,7 +25,8 @@ struct Corpus {
 }
 
 fn load() -> Corpus {
-    let text = std::fs::read_to_string(format!("{CORPUS}/rfc6962/live_ct.json")).expect("corpus");
+    let text = String::from_utf8(certstream_testkit::corpus::read("rfc6962/live_ct.json"))
+        .expect("corpus");
     let items: Vec<serde_json::Value> = serde_json::from_str(&text).expect("corpus json");
     let field =
         |item: &serde_json::Value, name: &str| item[name].as_str().expect("field").to_owned();
@@ -45,7 +45,7 @@ fn load() -> Corpus {
             let index = name[..3].parse().unwrap();
             (
                 index,
-                std::fs::read(format!("{CORPUS}/tiled/navigli2025h2/tile/data/{name}")).unwrap(),
+                certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}")),
             )
         })
         .collect();

@@ -6,9 +6,6 @@
 //! Run: `cargo bench --bench soak -- --minutes 10` (the default), or `--seconds 90` for a short run. Not part of the
 //! test suite. Extend [`HOSTILE`] when the mock learns a new hostile mode.
 
-#[path = "../tests/e2e_support/mod.rs"]
-mod e2e_support;
-#[path = "support.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -16,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_support::{Certstream, Collector, ListFile, Mock, Received, WsClient, http_get};
+use certstream_testkit::{Certstream, Collector, ListFile, Mock, SeenEntry, WsClient, http_get};
 use support::rss_mib;
 
 /// Which kind of log a mode runs on.
@@ -220,7 +217,7 @@ fn main() {
         );
     }
     stop.store(true, Ordering::Relaxed);
-    let received: BTreeMap<String, Vec<Received>> = reader.join().expect("reader thread");
+    let received: BTreeMap<String, Vec<SeenEntry>> = reader.join().expect("reader thread");
     let stats = server.stats();
     let mut health: Vec<(Duration, u16)> = health.join().expect("health thread");
     let failed = health.iter().filter(|(_, status)| *status != 200).count();

@@ -17,7 +17,7 @@ use certstream::config::Config;
 use certstream::hub::Hub;
 use certstream::server::{self, Server};
 use certstream::stream::Frames;
-use certstream::ws::frame::Frame;
+use certstream_ws::frame::Frame;
 use monoio::io::AsyncWriteRentExt;
 
 /// Payload size of a benchmark message (a typical lite `certificate_update` is 1-2 KB).

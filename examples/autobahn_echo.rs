@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use certstream::config::Config;
-use certstream::ws::frame::put_header;
-use certstream::ws::handshake::{check_upgrade, switching_protocols};
-use certstream::ws::session::{Action, Session, SessionLimits};
+use certstream_ws::frame::put_header;
+use certstream_ws::handshake::{check_upgrade, switching_protocols};
+use certstream_ws::session::{Action, Session, SessionLimits};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 

@@ -15,7 +15,7 @@ use certstream::config::Command;
 use certstream::hub::Hub;
 use certstream::server::{self, Server};
 use certstream::stream::Frames;
-use certstream::ws::frame::Frame;
+use certstream_ws::frame::Frame;
 use serde_json::json;
 
 struct Script {

@@ -110,7 +110,7 @@ impl Default for IngestConfig {
             issuer_cache_bytes: DEFAULT_ISSUER_CACHE_BYTES,
             build_limits: BuildLimits::default(),
             resolve: Vec::new(),
-            get_entries_bytes_per_entry: crate::ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
+            get_entries_bytes_per_entry: certstream_ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
         }
     }
 }

@@ -24,7 +24,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::stream::{Frames, StreamKind};
-use crate::ws::frame::Frame;
+use certstream_ws::frame::Frame;
 
 use admission::{Admission, Backlog, Standing};
 pub use admission::{AdmissionStats, Gate};

@@ -7,7 +7,6 @@
 
 pub mod cert;
 pub mod config;
-pub mod ct;
 pub mod http;
 pub mod hub;
 pub mod ingest;
@@ -18,4 +17,3 @@ pub mod panic_boundary;
 pub mod redact;
 pub mod server;
 pub mod stream;
-pub mod ws;

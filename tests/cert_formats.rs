@@ -1,15 +1,13 @@
 //! The cert object of FORMAT.md §2: the reference examples byte for byte, every extension format,
-//! every §4 deviation, odd encodings (built with `support::der`), and rejection of bad input.
-
-mod support;
+//! every §4 deviation, odd encodings (built with `certstream_testkit::der`), and rejection of bad input.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use certstream::cert::{Cert, CertJson, parse_certificate, parse_tbs_certificate};
+use certstream_testkit::der::*;
+use certstream_testkit::examples::*;
 use proptest::prelude::*;
 use serde_json::Value;
-use support::der::*;
-use support::examples::*;
 
 // ---------------------------------------------------------------------------------------------------------
 // helpers

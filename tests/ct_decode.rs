@@ -1,27 +1,20 @@
-//! CT entry decoding against real log data (`../shared/corpus` beside the repository, or `$CERTSTREAM_CORPUS`): 40 RFC 6962
+//! CT entry decoding against real log data (`tests/corpus`): 40 RFC 6962
 //! get-entries items and 1,034 static-ct-api tile records, whose leaf hashes are checked against the log's own
 //! level-0 Merkle tiles; then one test per malformation, truncation at every offset, and property tests.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use certstream::ct::entry::{
+use certstream_ct::entry::{
     Buffer, Chain, DecodeError, DecodeErrorKind, EntryType, LogEntry, decode_rfc6962,
 };
-use certstream::ct::get_entries::{
+use certstream_ct::get_entries::{
     GetEntriesError, RawEntry, parse_get_entries, parse_get_entries_simd,
 };
-use certstream::ct::tile::{TileEntry, TileError, data_tile_entries, leaf_hash, tile_path};
+use certstream_ct::tile::{TileEntry, TileError, data_tile_entries, leaf_hash, tile_path};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
 use x509_parser::prelude::{FromDer, X509Certificate};
-
-fn corpus_file(relative: &str) -> Vec<u8> {
-    let root = std::env::var("CERTSTREAM_CORPUS")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus").to_string());
-    let path = format!("{root}/{relative}");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("test corpus file {path}: {e}"))
-}
 
 /// The 40 live get-entries items, base64-decoded (read once per test binary).
 fn live_entries() -> &'static [RawEntry] {
@@ -45,7 +38,8 @@ fn live_entries() -> &'static [RawEntry] {
 
 fn live_json() -> Vec<serde_json::Value> {
     let json: serde_json::Value =
-        serde_json::from_slice(&corpus_file("rfc6962/live_ct.json")).expect("live_ct.json is JSON");
+        serde_json::from_slice(&certstream_testkit::corpus::read("rfc6962/live_ct.json"))
+            .expect("live_ct.json is JSON");
     json.as_array().expect("live_ct.json is an array").clone()
 }
 
@@ -64,7 +58,7 @@ fn live_get_entries_body() -> &'static str {
 }
 
 fn data_tile(name: &str) -> Vec<u8> {
-    corpus_file(&format!("tiled/navigli2025h2/tile/data/{name}"))
+    certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}"))
 }
 
 fn decode_tile(tile: &[u8], tile_index: u64) -> Vec<TileEntry<'_>> {
@@ -300,7 +294,8 @@ fn all_tile_entries_decode_and_hash_to_the_level0_tiles() {
         ("003.p/10", 3, 10),
     ] {
         let tile = data_tile(name);
-        let hashes = corpus_file(&format!("tiled/navigli2025h2/tile/0/{name}"));
+        let hashes =
+            certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/0/{name}"));
         assert_eq!(hashes.len(), 32 * width);
         let entries = decode_tile(&tile, tile_index);
         assert_eq!(entries.len(), width, "tile {name}");

@@ -4,11 +4,9 @@
 //! process; forged responses (after a short Content-Length, or unsolicited) never reach another log's stream;
 //! huge bodies of tiny entries are refused or cut to what was asked for, and never freeze the reactor.
 
-mod e2e_support;
-
 use std::time::{Duration, Instant};
 
-use e2e_support::{
+use certstream_testkit::{
     Certstream, Collector, Expected, ListFile, Mock, collect_windows, cpu_time,
     memory_high_water_kib,
 };
@@ -27,7 +25,8 @@ fn mock(rfc6962: usize, tiled: usize, faults: &[&str], args: &[&str]) -> Mock {
 
 /// The binary with a connected client, following the mock's logs from [`WINDOW`] back.
 fn follow(mock: &Mock, args: &[&str]) -> (Certstream, Collector, ListFile) {
-    let (server, collector, list) = e2e_support::start_listening("/", WINDOW, args, &[], None);
+    let (server, collector, list) =
+        certstream_testkit::start_listening("/", WINDOW, args, &[], None);
     list.write(&serde_json::to_vec(&mock.list()).expect("list JSON"));
     (server, collector, list)
 }

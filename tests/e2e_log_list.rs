@@ -5,9 +5,7 @@
 //! `/metrics` may show of the list's location.
 //!
 //! Every snapshot log host and list host is pinned to a closed port on 127.0.0.1 with `--resolve` (see
-//! `e2e_support::Certstream::start`), so nothing leaves loopback.
-
-mod e2e_support;
+//! `certstream_testkit::Certstream::start`), so nothing leaves loopback.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -17,8 +15,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use certstream::ct::log_list::LogList;
-use e2e_support::{Certstream, Collector, ListFile, Mock, assert_window, closed_port, only_logs};
+use certstream_ct::log_list::LogList;
+use certstream_testkit::{
+    Certstream, Collector, ListFile, Mock, assert_window, closed_port, only_logs,
+};
 
 /// `/health` must answer within this while the list is being read.
 const PROMPT: Duration = Duration::from_millis(500);

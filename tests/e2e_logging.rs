@@ -7,13 +7,11 @@
 //! The server starts offline (every list and log host pinned to a closed port), so its log is busy: one line per
 //! snapshot log followed, and a warning per failed request.
 
-mod e2e_support;
-
 use std::io::pipe;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use e2e_support::Certstream;
+use certstream_testkit::Certstream;
 
 /// `/health` must answer within this, every time.
 const PROMPT: Duration = Duration::from_millis(500);

@@ -4,11 +4,9 @@
 //! send instead of dropping messages from its queue. Before the admission gate the pollers starved the writer and
 //! the queue dropped thousands of messages here.
 
-mod e2e_support;
-
 use std::time::Duration;
 
-use e2e_support::{Certstream, Collector, Expected, ListFile, Mock, assert_window};
+use certstream_testkit::{Certstream, Collector, Expected, ListFile, Mock, assert_window};
 
 /// Entries each log is behind when the server starts following it.
 const BACKLOG: u64 = 3000;

@@ -2,11 +2,9 @@
 //! `CUSTOM_LOG_LIST`, default start position). Under sustained 429s the request rate each log sees falls, and it
 //! recovers once they stop; a tiled log's partial tiles are never fetched twice for the same (tile, width).
 
-mod e2e_support;
-
 use std::time::{Duration, Instant};
 
-use e2e_support::{Certstream, Mock};
+use certstream_testkit::{Certstream, Mock};
 use serde_json::Value;
 
 /// Requests per second `log` receives over `period`.

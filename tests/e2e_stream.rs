@@ -6,14 +6,14 @@
 //! The binary starts on an empty log list file; once the client is connected the test writes the mock's list
 //! into it, and the next refresh starts the pollers, so no message can go out before the client listens.
 
-mod e2e_support;
-
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use e2e_support::{Certstream, Collector, Expected, ListFile, Mock, assert_window, closed_by_peer};
+use certstream_testkit::{
+    Certstream, Collector, Expected, ListFile, Mock, assert_window, closed_by_peer,
+};
 use serde_json::{Value, json};
 
 /// Entries per log in the window.
@@ -49,7 +49,7 @@ fn log_names(list: &Value) -> Vec<String> {
         })
         .map(|log| {
             let url = log["url"].as_str().or(log["submission_url"].as_str());
-            e2e_support::mock_name(url.expect("log URL"))
+            certstream_testkit::mock_name(url.expect("log URL"))
         })
         .collect();
     names.sort();
@@ -59,7 +59,7 @@ fn log_names(list: &Value) -> Vec<String> {
 /// A certstream following the list file (empty for now), with a client on `path` already connected, with extra
 /// environment `env`.
 fn start_listening(path: &str, env: &[(&str, &str)]) -> (Certstream, Collector, ListFile) {
-    e2e_support::start_listening(path, WINDOW, &[], env, None)
+    certstream_testkit::start_listening(path, WINDOW, &[], env, None)
 }
 
 /// The window of `log`: the last [`WINDOW`] entries of its (fixed) size.
@@ -74,7 +74,7 @@ fn collect_windows(mock: &Mock, server: &Certstream, collector: &mut Collector, 
         .iter()
         .map(|log| (log.clone(), window(mock, log)))
         .collect();
-    e2e_support::collect_windows(server, collector, &windows, COLLECT_TIMEOUT);
+    certstream_testkit::collect_windows(server, collector, &windows, COLLECT_TIMEOUT);
 }
 
 #[test]
@@ -256,7 +256,7 @@ fn the_logs_are_reached_while_clients_hammer_the_open_files_limit() {
     const OPEN_FILES: u64 = 256;
     const HAMMER: usize = 400;
     let mock = mock(1, 0, &[]);
-    let (server, mut collector, list) = e2e_support::start_listening(
+    let (server, mut collector, list) = certstream_testkit::start_listening(
         "/",
         WINDOW,
         &["--fd-reserve", "64", "--max-connections-per-ip", "100000"],

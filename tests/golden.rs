@@ -7,13 +7,12 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use certstream::ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
-use certstream::ct::tile::data_tile_entries;
 use certstream::stream::{BuildLimits, Frames, LogKind, LogSource, MessageBuilder};
+use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
+use certstream_ct::tile::data_tile_entries;
 use serde_json::Value;
 use sha1::Digest as _;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 /// A fixed `seen` so the output is reproducible.
 const SEEN: f64 = 1_780_000_000.123456;
@@ -25,8 +24,10 @@ struct Built {
 }
 
 fn list_description(url: &str) -> String {
-    let text =
-        std::fs::read_to_string(format!("{CORPUS}/loglist/google_log_list_v3.json")).unwrap();
+    let text = String::from_utf8(certstream_testkit::corpus::read(
+        "loglist/google_log_list_v3.json",
+    ))
+    .unwrap();
     let list: Value = serde_json::from_str(&text).unwrap();
     for operator in list["operators"].as_array().unwrap() {
         for log in operator["logs"].as_array().into_iter().flatten() {
@@ -46,7 +47,7 @@ fn update_type(entry: &LogEntry<'_>) -> &'static str {
 }
 
 fn rfc6962_messages() -> Vec<Built> {
-    let text = std::fs::read_to_string(format!("{CORPUS}/rfc6962/live_ct.json")).unwrap();
+    let text = String::from_utf8(certstream_testkit::corpus::read("rfc6962/live_ct.json")).unwrap();
     let items: Vec<Value> = serde_json::from_str(&text).unwrap();
     let mut builder = MessageBuilder::new(BuildLimits::default());
     items
@@ -89,7 +90,8 @@ fn tiled_messages() -> Vec<Built> {
     let mut builder = MessageBuilder::new(BuildLimits::default());
     let mut out = Vec::new();
     for name in ["000", "001", "002", "003", "003.p/10"] {
-        let tile = std::fs::read(format!("{CORPUS}/tiled/navigli2025h2/tile/data/{name}")).unwrap();
+        let tile =
+            certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}"));
         let tile_index: u64 = name[..3].parse().unwrap();
         for entry in data_tile_entries(&tile, tile_index) {
             let entry = entry.unwrap();

@@ -1,39 +1,19 @@
 //! The log list against Chrome's real v3 list (corpus copy, v85.92): parsing, selection, merging, signature
 //! checks, the compiled-in snapshot, and malformed input.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::thread;
-use std::time::Duration;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use certstream::ct::log_list::{
+use certstream_ct::log_list::{
     self, GOOGLE_LOG_LIST_PUBKEY_PEM, LogInfo, LogKind, LogList, LogListError, LogState,
     SNAPSHOT_JSON,
 };
-use certstream::http::{HttpClient, HttpClientConfig};
 use serde_json::{Value, json};
 
-/// Reads a file of `shared/corpus/loglist`, found beside the repository or in any folder above it (worktrees
-/// and CI clones sit at different depths).
-fn corpus(name: &str) -> Vec<u8> {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|dir| dir.join("shared/corpus/loglist").join(name))
-        .find(|path| path.is_file())
-        .and_then(|path| std::fs::read(path).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "corpus file {name} not found in shared/corpus/loglist above {}",
-                manifest.display()
-            )
-        })
-}
-
 fn real_list() -> LogList {
-    LogList::parse(&corpus("google_log_list_v3.json")).expect("the real list parses")
+    LogList::parse(&certstream_testkit::corpus::read(
+        "loglist/google_log_list_v3.json",
+    ))
+    .expect("the real list parses")
 }
 
 fn find<'a>(list: &'a LogList, description: &str) -> &'a LogInfo {
@@ -104,7 +84,10 @@ fn real_list_parses_with_kinds_states_and_urls() {
 
 /// The real list with the state of the log described by `description` replaced.
 fn list_with_state(description: &str, state: Value) -> Vec<u8> {
-    let mut doc: Value = serde_json::from_slice(&corpus("google_log_list_v3.json")).unwrap();
+    let mut doc: Value = serde_json::from_slice(&certstream_testkit::corpus::read(
+        "loglist/google_log_list_v3.json",
+    ))
+    .unwrap();
     for operator in doc["operators"].as_array_mut().unwrap() {
         for kind in ["logs", "tiled_logs"] {
             for log in operator[kind].as_array_mut().into_iter().flatten() {
@@ -159,9 +142,9 @@ fn selection_polls_usable_qualified_readonly_and_pending_only_on_request() {
 
 #[test]
 fn google_signature_good_tampered_missing_and_wrong_key() {
-    let json = corpus("google_log_list_v3.json");
-    let sig = corpus("google_log_list_v3.sig");
-    let pem = corpus("google_log_list_pubkey.pem");
+    let json = certstream_testkit::corpus::read("loglist/google_log_list_v3.json");
+    let sig = certstream_testkit::corpus::read("loglist/google_log_list_v3.sig");
+    let pem = certstream_testkit::corpus::read("loglist/google_log_list_pubkey.pem");
     log_list::verify_signature(&json, &sig, &pem).expect("the real signature verifies");
     log_list::verify_signature(&json, &sig, GOOGLE_LOG_LIST_PUBKEY_PEM)
         .expect("with the compiled-in key too");
@@ -233,7 +216,10 @@ fn other_rsa_key_pem() -> String {
 #[test]
 fn merge_deduplicates_by_log_id_first_wins() {
     let google = real_list();
-    let mut doc: Value = serde_json::from_slice(&corpus("google_log_list_v3.json")).unwrap();
+    let mut doc: Value = serde_json::from_slice(&certstream_testkit::corpus::read(
+        "loglist/google_log_list_v3.json",
+    ))
+    .unwrap();
     // A second list ("Apple's"): Argon2026h2 renamed, plus one log Google does not list.
     let argon = doc["operators"][0]["logs"][1].clone();
     let mut renamed = argon.clone();
@@ -280,12 +266,15 @@ fn generated_spki() -> Vec<u8> {
 
 #[test]
 fn snapshot_is_the_corpus_list() {
-    assert_eq!(SNAPSHOT_JSON, corpus("google_log_list_v3.json").as_slice());
+    assert_eq!(
+        SNAPSHOT_JSON,
+        certstream_testkit::corpus::read("loglist/google_log_list_v3.json").as_slice()
+    );
     let snapshot = LogList::snapshot().expect("snapshot parses");
     assert_eq!(snapshot.logs.len(), 56);
     log_list::verify_signature(
         SNAPSHOT_JSON,
-        &corpus("google_log_list_v3.sig"),
+        &certstream_testkit::corpus::read("loglist/google_log_list_v3.sig"),
         GOOGLE_LOG_LIST_PUBKEY_PEM,
     )
     .expect("the snapshot is the signed list");
@@ -315,7 +304,10 @@ fn garbage_lists_are_errors_not_panics() {
 
 #[test]
 fn bad_logs_are_skipped_and_reported_not_fatal() {
-    let mut doc: Value = serde_json::from_slice(&corpus("google_log_list_v3.json")).unwrap();
+    let mut doc: Value = serde_json::from_slice(&certstream_testkit::corpus::read(
+        "loglist/google_log_list_v3.json",
+    ))
+    .unwrap();
     let logs = doc["operators"][2]["logs"].as_array_mut().unwrap();
     logs[0]["key"] = json!("not base64!");
     logs[1]["log_id"] = json!(BASE64.encode([0u8; 32]));
@@ -355,86 +347,4 @@ fn bad_logs_are_skipped_and_reported_not_fatal() {
             .iter()
             .any(|s| s.log.contains("unnamed log of DigiCert"))
     );
-}
-
-/// Serves `list`, `sig` and a 404 on 127.0.0.1 for a bounded number of connections.
-fn serve_list(list: Vec<u8>, sig: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().take(16) {
-            let Ok(mut stream) = stream else { return };
-            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n")
-                && stream.read(&mut byte).map(|n| n == 1).unwrap_or(false)
-            {
-                head.push(byte[0]);
-            }
-            let path = String::from_utf8_lossy(&head)
-                .split(' ')
-                .nth(1)
-                .unwrap_or("")
-                .to_string();
-            let (status, body) = match path.as_str() {
-                "/log_list.json" => ("200 OK", list.clone()),
-                "/log_list.sig" => ("200 OK", sig.clone()),
-                _ => ("404 Not Found", Vec::new()),
-            };
-            let mut out = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            out.extend_from_slice(&body);
-            let _ = stream.write_all(&out);
-        }
-    });
-    format!("http://{addr}")
-}
-
-#[test]
-fn fetch_verified_checks_the_signature_of_what_it_fetched() {
-    let json = corpus("google_log_list_v3.json");
-    let sig = corpus("google_log_list_v3.sig");
-    let good = serve_list(json.clone(), sig.clone());
-    let mut tampered_json = json.clone();
-    tampered_json[500] ^= 1;
-    let tampered = serve_list(tampered_json, sig);
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = HttpClient::new(HttpClientConfig {
-            timeout: Duration::from_secs(5),
-            ..Default::default()
-        })
-        .unwrap();
-        let fetch = |base: &str, list: &str| {
-            let (list_url, sig_url) = (format!("{base}{list}"), format!("{base}/log_list.sig"));
-            let client = client.clone();
-            async move {
-                log_list::fetch_verified(&client, &list_url, &sig_url, GOOGLE_LOG_LIST_PUBKEY_PEM)
-                    .await
-            }
-        };
-        assert_eq!(
-            fetch(&good, "/log_list.json")
-                .await
-                .expect("verified list")
-                .logs
-                .len(),
-            56
-        );
-        assert!(matches!(
-            fetch(&tampered, "/log_list.json").await,
-            Err(LogListError::BadSignature)
-        ));
-        assert!(matches!(
-            fetch(&good, "/missing.json").await,
-            Err(LogListError::Status { status: 404, .. })
-        ));
-    });
 }

@@ -3,30 +3,25 @@
 //! Trillian's alignment, entries and data tiles decode with the fingerprints `/_mock/expected` announces, issuers
 //! hash to their URL, every fault type is observable, and logs grow over time.
 //!
-//! A tiny blocking HTTP/1.1 client (std::net) talks to the mock; each mock process holds a pipe as stdin and exits
-//! when the test drops it.
+//! A tiny blocking HTTP/1.1 client (std::net) talks to the mock, which runs in-process and stops when dropped.
+//! The binary's own behaviour (stdin, flags) is tested in `crates/mock-ct-log/tests/binary.rs`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use certstream::ct::checkpoint::{
-    Checkpoint, SignedTreeHead, TreeHead, origin_from_submission_url,
-};
-use certstream::ct::entry::{Chain, DecodeErrorKind, EntryType, LogEntry, decode_rfc6962};
-use certstream::ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries, scan_get_entries};
-use certstream::ct::log_list::{LogInfo, LogKind, LogList, LogState};
-use certstream::ct::tile::{TileError, data_tile_entries, tile_path};
+use certstream_ct::checkpoint::{Checkpoint, SignedTreeHead, TreeHead, origin_from_submission_url};
+use certstream_ct::entry::{Chain, DecodeErrorKind, EntryType, LogEntry, decode_rfc6962};
+use certstream_ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries, scan_get_entries};
+use certstream_ct::log_list::{LogInfo, LogKind, LogList, LogState};
+use certstream_ct::tile::{TileError, data_tile_entries, tile_path};
 use serde_json::Value;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::TbsCertificate;
 use x509_parser::prelude::{FromDer, X509Certificate};
-
-mod e2e_support;
 
 /// An inclusive range of entry indices.
 type Range = (u64, u64);
@@ -34,19 +29,22 @@ type Range = (u64, u64);
 /// Every socket read gives up after this long, so no test can hang on the mock.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running mock (spawned, and killed when dropped, by the shared end-to-end support) with the raw HTTP views
+/// A running mock (started, and stopped when dropped, by the test kit) with the raw HTTP views
 /// these tests need.
 struct Mock {
-    process: e2e_support::Mock,
+    _process: certstream_testkit::Mock,
     /// `127.0.0.1:PORT`.
     addr: String,
 }
 
 impl Mock {
     fn start(args: &[&str]) -> Mock {
-        let process = e2e_support::Mock::start(args);
+        let process = certstream_testkit::Mock::start(args);
         let addr = process.addr.clone();
-        Mock { process, addr }
+        Mock {
+            _process: process,
+            addr,
+        }
     }
 
     fn get(&self, path: &str) -> Reply {
@@ -124,7 +122,7 @@ impl Reply {
 
 /// One request on a fresh connection (`Connection: close`), read to EOF.
 fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Reply {
-    parse_reply(&e2e_support::raw_request(addr, method, path, body)).0
+    parse_reply(&certstream_testkit::raw_request(addr, method, path, body)).0
 }
 
 /// Parses one response from `raw`; returns it and the bytes it took.
@@ -822,24 +820,4 @@ fn keep_alive_serves_several_requests_on_one_connection() {
             .iter()
             .all(|r| r.status == 200 && r.header("Connection") == Some("keep-alive"))
     );
-}
-
-#[test]
-fn exits_when_stdin_closes() {
-    let mut mock = Mock::start(&["--rfc6962", "1", "--tiled", "0"]);
-    assert!(
-        mock.process.close_stdin_and_wait(IO_TIMEOUT),
-        "mock still running after stdin closed"
-    );
-}
-
-#[test]
-fn bad_flags_are_refused() {
-    let output = Command::new(env!("CARGO_BIN_EXE_mock-ct-log"))
-        .args(["--fault", "429@nosuchlog"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mock-ct-log");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("nosuchlog"));
 }

@@ -5,7 +5,7 @@
 //!
 //! Entries are the real corpus entries re-encoded at arbitrary indices: entry `i` is corpus entry `i % 40` with its
 //! timestamp set to `BASE_TIMESTAMP + i`, so a delivery under the wrong index shows.
-//! The corpus is read from `../shared/corpus` beside the repository, or `$CERTSTREAM_CORPUS`.
+//! The corpus is the repository's `tests/corpus`.
 //! Run on both monoio drivers: `cargo test --test poll_rfc6962` and `MONOIO_FORCE_LEGACY_DRIVER=1 cargo test ...`.
 
 use std::cell::{Cell, RefCell};
@@ -22,13 +22,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 
-use certstream::ct::checkpoint::{LogKey, TreeHead};
-use certstream::ct::entry::{Chain, LogEntry, decode_rfc6962};
 use certstream::http::{HttpClient, HttpClientConfig};
 use certstream::ingest::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
 };
 use certstream::stream::{LogKind, LogSource};
+use certstream_ct::checkpoint::{LogKey, TreeHead};
+use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
 
 /// Entry `i` carries this timestamp plus `i`.
 const BASE_TIMESTAMP: u64 = 1_780_000_000_000;
@@ -42,12 +42,7 @@ const SERVER_IO_TIMEOUT: Duration = Duration::from_secs(10);
 fn corpus() -> &'static [(Vec<u8>, Vec<u8>)] {
     static CORPUS_ENTRIES: OnceLock<Vec<(Vec<u8>, Vec<u8>)>> = OnceLock::new();
     CORPUS_ENTRIES.get_or_init(|| {
-        // The corpus lives beside the repository unless `$CERTSTREAM_CORPUS` says otherwise.
-        let dir = std::env::var("CERTSTREAM_CORPUS").unwrap_or_else(|_| {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus").to_string()
-        });
-        let path = format!("{dir}/rfc6962/live_ct.json");
-        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("test corpus file {path}: {e}"));
+        let text = certstream_testkit::corpus::read("rfc6962/live_ct.json");
         let items: Vec<serde_json::Value> = serde_json::from_slice(&text).expect("corpus JSON");
         let field = |item: &serde_json::Value, name: &str| {
             BASE64

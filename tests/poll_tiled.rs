@@ -18,36 +18,17 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use sha2::{Digest, Sha256};
 
-use certstream::ct::checkpoint::{LogKey, TreeHead, rfc6962_note_key_id};
-use certstream::ct::entry::{Chain, LogEntry, decode_rfc6962};
 use certstream::http::{HttpClient, HttpClientConfig};
 use certstream::ingest::issuers::{IssuerCache, hex};
 use certstream::ingest::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, tiled,
 };
 use certstream::stream::{LogKind, LogSource};
+use certstream_ct::checkpoint::{LogKey, TreeHead, rfc6962_note_key_id};
+use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
 
 /// Every test gives up after this long rather than hang.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Reads a file of `shared/corpus`, found beside the repository or in any folder above it (worktrees and CI
-/// clones sit at different depths), or under `$CERTSTREAM_CORPUS`.
-fn corpus_file(relative: &str) -> Vec<u8> {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let roots = std::env::var_os("CERTSTREAM_CORPUS").map(std::path::PathBuf::from);
-    roots
-        .into_iter()
-        .chain(manifest.ancestors().map(|dir| dir.join("shared/corpus")))
-        .map(|root| root.join(relative))
-        .find(|path| path.is_file())
-        .and_then(|path| std::fs::read(path).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "corpus file {relative} not found above {}",
-                manifest.display()
-            )
-        })
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The log's content: the 1,024 real Navigli entries, issuers remapped to real certificates.
@@ -95,7 +76,7 @@ fn split_records(tile: &[u8]) -> Vec<(Vec<u8>, usize)> {
 /// Distinct chain certificates of the live RFC 6962 entries, in order of appearance.
 fn real_chain_certificates() -> Vec<Vec<u8>> {
     let json: serde_json::Value =
-        serde_json::from_slice(&corpus_file("rfc6962/live_ct.json")).unwrap();
+        serde_json::from_slice(&certstream_testkit::corpus::read("rfc6962/live_ct.json")).unwrap();
     let mut certs: Vec<Vec<u8>> = Vec::new();
     for item in json.as_array().unwrap() {
         let field = |name: &str| BASE64.decode(item[name].as_str().unwrap()).unwrap();
@@ -123,7 +104,8 @@ fn build_corpus() -> Corpus {
         issuers: HashMap::new(),
     };
     for name in ["000", "001", "002", "003"] {
-        let tile = corpus_file(&format!("tiled/navigli2025h2/tile/data/{name}"));
+        let tile =
+            certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}"));
         for (mut record, fingerprints_at) in split_records(&tile) {
             let mut chain = Vec::new();
             for fp in record[fingerprints_at..].chunks_exact_mut(32) {

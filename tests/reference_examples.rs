@@ -3,14 +3,12 @@
 //! and compared byte for byte with CaliDog's message plus exactly the changes FORMAT.md makes (§2 additive fields,
 //! §4 deviations).
 
-mod support;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use certstream::ct::entry::{Chain, decode_rfc6962};
 use certstream::stream::{BuildLimits, Frames, LogKind, LogSource, MessageBuilder};
+use certstream_ct::entry::{Chain, decode_rfc6962};
+use certstream_testkit::examples::*;
 use serde_json::{Value, json};
-use support::examples::*;
 
 fn der(b64: &str) -> Vec<u8> {
     STANDARD.decode(b64).unwrap()

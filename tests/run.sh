@@ -12,8 +12,8 @@ fi
 export CERTSTREAM_TEST_PYTHON="$PWD/.venv/bin/python"
 
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
-cargo test --profile ci
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --profile ci
 # The WebSocket, poller and end-to-end tests again on monoio's epoll driver (where io_uring is unavailable, e.g.
 # Docker); the spawned binaries inherit the variable.
 MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --profile ci --test server_ws --test server_guards --test server_python --test server_http \

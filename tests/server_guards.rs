@@ -4,18 +4,16 @@
 //! (budget, close 1008), and TCP keepalive on silent clients (set, and silent clients stay). Run on both monoio
 //! drivers (`MONOIO_FORCE_LEGACY_DRIVER=1`, see tests/run.sh).
 
-mod server_support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use certstream::stream::Frames;
-use certstream::ws::frame::Frame;
-use server_support::{
+use certstream_testkit::{
     TestServer, WsClient, encode_client_frame, http_get, message, raw_client_frame,
     shrink_receive_buffer,
 };
+use certstream_ws::frame::Frame;
 
 /// Waits until `/stats` → `protective_closes` → `reason` reaches `at_least`; returns the `/stats` document.
 fn wait_for_closes(server: &TestServer, reason: &str, at_least: u64) -> serde_json::Value {

@@ -1,8 +1,6 @@
 //! The plain-HTTP routes of the real server over 127.0.0.1 (FORMAT.md §1).
 
-mod server_support;
-
-use server_support::{TestServer, http_get, http_request, message};
+use certstream_testkit::{TestServer, http_get, http_request, message};
 
 fn upgrade_request(path: &str) -> String {
     format!(
@@ -101,7 +99,7 @@ fn cross_origin_reads_only_for_public_data() {
 #[test]
 fn counters_page_health_and_errors() {
     let server = TestServer::start(|_| {});
-    let mut client = server_support::WsClient::connect(server.addr, "/full-stream");
+    let mut client = certstream_testkit::WsClient::connect(server.addr, "/full-stream");
     server.wait_for_clients(1);
     server.publish(message(1));
     assert_eq!(client.read_data(), message(1).full.payload());

@@ -2,19 +2,17 @@
 //! counted per address at accept, byte-bounded client queues, a bounded and shared `/latest.json`, rate-limited
 //! operational routes.
 
-mod server_support;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use certstream::stream::Frames;
-use certstream::ws::frame::Frame;
-use server_support::{
+use certstream_testkit::{
     TestServer, WsClient, closed_by_peer, connect_from, http_get, http_request_on, message,
     split_response,
 };
+use certstream_ws::frame::Frame;
 
 /// The tests run one at a time: two of them measure the process's memory, which the others would disturb.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -2,15 +2,13 @@
 //! receive every published message on each stream, byte for byte. Python comes from `CERTSTREAM_TEST_PYTHON`
 //! (tests/run.sh prepares it); without it, or without the modules, this test fails: it never skips.
 
-mod server_support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use server_support::{TestServer, message};
+use certstream_testkit::{TestServer, message};
 
 const MESSAGES: u64 = 100;
 

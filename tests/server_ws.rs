@@ -2,8 +2,6 @@
 //! frames, slow clients, misbehaving clients and connection storms, limits, graceful shutdown (also of the real
 //! binary on SIGTERM). Run on both monoio drivers (`MONOIO_FORCE_LEGACY_DRIVER=1`, see tests/run.sh).
 
-mod server_support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -12,11 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use certstream::stream::Frames;
-use certstream::ws::frame::Frame;
-use server_support::{
+use certstream_testkit::{
     TestServer, WsClient, encode_client_frame, http_request, message, shrink_receive_buffer,
     split_response,
 };
+use certstream_ws::frame::Frame;
 
 #[test]
 fn every_stream_gets_every_message_with_the_exact_bytes() {
@@ -186,7 +184,7 @@ fn a_slow_client_loses_its_oldest_messages_and_nobody_else_does() {
         stats["max_client_queue"].as_u64().unwrap() <= 256,
         "the ring bounds memory: {stats}"
     );
-    let (_, _, metrics) = server_support::http_get(server.addr, "/metrics");
+    let (_, _, metrics) = certstream_testkit::http_get(server.addr, "/metrics");
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(
         metrics.contains(&format!("certstream_messages_dropped_total {dropped}\n")),
@@ -338,7 +336,7 @@ fn sigterm_closes_every_client_with_1001_and_exits_zero() {
     // The handshakes are answered before the hub registers the clients: wait until all 30 are counted.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, _, body) = server_support::http_get(addr, "/stats");
+        let (_, _, body) = certstream_testkit::http_get(addr, "/stats");
         let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
         if stats["clients"]["total"] == 30 {
             break;

@@ -1,12 +1,10 @@
 //! The RFC 6455 layer from the outside: the client-frame decoder and the opening handshake.
 
-use certstream::ws::decode::{CloseFrame, Decoder, ErrorKind, Event, ProtocolError, unmask};
-use certstream::ws::frame::Frame;
-use certstream::ws::handshake::{accept_key, check_upgrade, switching_protocols, wants_upgrade};
+use certstream_testkit::raw_client_frame;
+use certstream_ws::decode::{CloseFrame, Decoder, ErrorKind, Event, ProtocolError, unmask};
+use certstream_ws::frame::Frame;
+use certstream_ws::handshake::{accept_key, check_upgrade, switching_protocols, wants_upgrade};
 use proptest::prelude::*;
-use server_support::raw_client_frame;
-
-mod server_support;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const FIN: u8 = 0x80;

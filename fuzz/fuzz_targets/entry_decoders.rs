@@ -5,9 +5,9 @@
 //! 2: get-entries body  — [2, JSON]; both parsers, which must agree when both accept it.
 #![no_main]
 
-use certstream::ct::entry::decode_rfc6962;
-use certstream::ct::get_entries::{parse_get_entries, parse_get_entries_simd};
-use certstream::ct::tile::{TileError, data_tile_entries, leaf_hash};
+use certstream_ct::entry::decode_rfc6962;
+use certstream_ct::get_entries::{parse_get_entries, parse_get_entries_simd};
+use certstream_ct::tile::{TileError, data_tile_entries, leaf_hash};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -20,13 +20,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::ct::checkpoint::LogKey;
-use crate::ct::entry::LogEntry;
 use crate::http::HttpClient;
 use crate::hub::Gate;
 use crate::log_throttle::LogThrottle;
 use crate::panic_boundary::catch;
 use crate::stream::LogSource;
+use certstream_ct::checkpoint::LogKey;
+use certstream_ct::entry::LogEntry;
 
 /// The largest get-sth or checkpoint body read: a signed tree head is well under 1 KiB; this leaves room for long
 /// origins and many cosignatures, and keeps a hostile log from making us read (and hold) megabytes per poll.
@@ -85,7 +85,7 @@ impl Default for PollOptions {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 4,
             partial_tile_min_age: Duration::from_secs(3),
-            get_entries_bytes_per_entry: crate::ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
+            get_entries_bytes_per_entry: certstream_ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
             max_growth_per_second: growth::DEFAULT_MAX_GROWTH_PER_SECOND,
         }
     }

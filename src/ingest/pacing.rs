@@ -91,7 +91,7 @@ mod tests {
     use super::*;
     use crate::hub::Hub;
     use crate::stream::{Frames, StreamKind};
-    use crate::ws::frame::Frame;
+    use certstream_ws::frame::Frame;
 
     fn frames() -> Frames {
         Frames {

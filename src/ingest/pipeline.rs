@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::ct::entry::LogEntry;
 use crate::hub::{Gate, Hub};
 use crate::log_throttle::LogThrottle;
 use crate::server::{StatusReporter, metric};
 use crate::stream::{BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
+use certstream_ct::entry::LogEntry;
 
 use super::EntrySink;
 
@@ -199,8 +199,8 @@ impl StatusReporter for Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ct::entry::{Chain, EntryType};
     use crate::stream::LogKind;
+    use certstream_ct::entry::{Chain, EntryType};
 
     fn entry(leaf: &[u8]) -> LogEntry<'_> {
         LogEntry {

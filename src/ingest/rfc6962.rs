@@ -23,11 +23,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use monoio::task::JoinHandle;
 
-use crate::ct::checkpoint::{SignedTreeHead, TreeHead, TreeHeadError};
-use crate::ct::entry::{Chain, decode_rfc6962};
-use crate::ct::get_entries::{GetEntriesError, RawEntry, body_limit, scan_get_entries};
 use crate::http::{HttpClient, HttpError, Response};
 use crate::log_throttle::LogThrottle;
+use certstream_ct::checkpoint::{SignedTreeHead, TreeHead, TreeHeadError};
+use certstream_ct::entry::{Chain, decode_rfc6962};
+use certstream_ct::get_entries::{GetEntriesError, RawEntry, body_limit, scan_get_entries};
 
 use super::growth::{self, FollowedSize};
 use super::pacing::{Turn, yield_now};

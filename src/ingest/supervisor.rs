@@ -26,12 +26,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use crate::config::IngestConfig;
-use crate::ct::checkpoint::origin_from_submission_url;
-use crate::ct::entry::LogEntry;
-use crate::ct::log_list::{
-    self, GOOGLE_LOG_LIST_PUBKEY_PEM, GOOGLE_LOG_LIST_SIG_URL, GOOGLE_LOG_LIST_URL, LogInfo,
-    LogKind, LogList, LogListError, LogState,
-};
 use crate::http::{HttpClient, HttpClientConfig, HttpError};
 use crate::hub::Gate;
 use crate::operator_input::{self, InputError};
@@ -39,6 +33,12 @@ use crate::panic_boundary::CatchUnwind;
 use crate::redact;
 use crate::server::{StatusReporter, metric};
 use crate::stream::{self, LogSource};
+use certstream_ct::checkpoint::origin_from_submission_url;
+use certstream_ct::entry::LogEntry;
+use certstream_ct::log_list::{
+    self, GOOGLE_LOG_LIST_PUBKEY_PEM, GOOGLE_LOG_LIST_SIG_URL, GOOGLE_LOG_LIST_URL, LogInfo,
+    LogKind, LogList, LogListError, LogState,
+};
 
 use super::issuers::IssuerCache;
 use super::pipeline::{LogSink, Pipeline, SinkCounts};
@@ -70,8 +70,17 @@ pub fn http_client(config: &IngestConfig) -> Result<HttpClient, HttpError> {
 /// Why a log list could not be loaded.
 #[derive(Debug)]
 pub enum LoadError {
-    /// Fetching, verifying or parsing failed.
+    /// Verifying or parsing failed.
     List(LogListError),
+    /// Fetching a list or signature URL failed.
+    Fetch(HttpError),
+    /// A list or signature URL answered with a non-200 status.
+    Status {
+        /// The URL, redacted ([`redact::location`]).
+        url: String,
+        /// The status received.
+        status: u16,
+    },
     /// A list or signature file could not be read, or a URL was too slow or too big.
     Read {
         /// The file or URL, redacted ([`redact::location`]).
@@ -85,6 +94,8 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::List(e) => e.fmt(f),
+            Self::Fetch(e) => write!(f, "log list fetch failed: {e}"),
+            Self::Status { url, status } => write!(f, "{url} answered HTTP {status}"),
             Self::Read { location, source } => write!(f, "cannot read {location}: {source}"),
         }
     }
@@ -292,13 +303,13 @@ impl Supervisor {
             .map_err(|e| match e {
                 HttpError::Timeout(_) => failed(InputError::TimedOut(timeout)),
                 HttpError::BodyTooLarge { .. } => failed(InputError::TooLarge { limit: max_size }),
-                e => LoadError::List(LogListError::Fetch(e)),
+                e => LoadError::Fetch(e),
             })?;
         if response.status != 200 {
-            return Err(LoadError::List(LogListError::Status {
+            return Err(LoadError::Status {
                 url: redact::location(location),
                 status: response.status,
-            }));
+            });
         }
         Ok(response.body.to_vec())
     }

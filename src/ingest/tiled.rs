@@ -34,11 +34,11 @@ use super::politeness::{Politeness, parse_retry_after};
 use super::{
     LogTarget, MAX_TREE_HEAD_BYTES, PollerContext, SharedStatus, StopToken, deliver_entry,
 };
-use crate::ct::checkpoint::Checkpoint;
-use crate::ct::entry::{Chain, DecodeError, LogEntry};
-use crate::ct::get_entries::body_limit;
-use crate::ct::tile::{TileEntry, TileError, data_tile_entries, tile_path};
 use crate::log_throttle::LogThrottle;
+use certstream_ct::checkpoint::Checkpoint;
+use certstream_ct::entry::{Chain, DecodeError, LogEntry};
+use certstream_ct::get_entries::body_limit;
+use certstream_ct::tile::{TileEntry, TileError, data_tile_entries, tile_path};
 
 /// Entries in a full data tile.
 const TILE_WIDTH: u64 = 256;

@@ -15,8 +15,8 @@ use monoio::net::TcpStream;
 use super::guard::{Guard, PartialBytes, Reason};
 use super::limits::Slot;
 use crate::hub::{Client, ClientHandle};
-use crate::ws::frame::Frame;
-use crate::ws::session::{Action, CloseCause, Session};
+use certstream_ws::frame::Frame;
+use certstream_ws::session::{Action, CloseCause, Session};
 
 /// Largest client message accepted; a longer one closes the connection with 1009 (FORMAT.md §3).
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;

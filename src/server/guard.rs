@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::log_throttle::LogThrottle;
-use crate::ws::session::CloseCause;
+use certstream_ws::session::CloseCause;
 
 /// Why the server closed a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

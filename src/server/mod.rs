@@ -28,9 +28,9 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use crate::config::Config;
 use crate::hub::{ByteBudget, Hub};
 use crate::panic_boundary::CatchUnwind;
-use crate::ws::frame::Frame;
-use crate::ws::handshake;
-use crate::ws::session::{Session, SessionLimits};
+use certstream_ws::frame::Frame;
+use certstream_ws::handshake;
+use certstream_ws::session::{Session, SessionLimits};
 
 pub use guard::{GuardStats, Reason as CloseReason};
 pub use http::Route;

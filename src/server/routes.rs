@@ -173,7 +173,7 @@ fn example_index(kind: StreamKind) -> usize {
 }
 
 /// The `/latest.json` response: `{"messages":[…]}`, newest first.
-fn latest_json(recent: &[crate::ws::frame::Frame]) -> Vec<u8> {
+fn latest_json(recent: &[certstream_ws::frame::Frame]) -> Vec<u8> {
     let mut body =
         Vec::with_capacity(16 + recent.iter().map(|f| f.payload().len() + 1).sum::<usize>());
     body.extend_from_slice(b"{\"messages\":[");

@@ -6,8 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::cert::{self, Cert, CertError, CertJson};
-use crate::ct::entry::{EntryType, LogEntry};
-use crate::ws::frame::Frame;
+use certstream_ct::entry::{EntryType, LogEntry};
+use certstream_ws::frame::Frame;
 
 use super::Frames;
 use super::chain_cache::ChainCache;

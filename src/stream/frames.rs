@@ -1,4 +1,4 @@
-use crate::ws::frame::Frame;
+use certstream_ws::frame::Frame;
 
 /// The three stream variants a client can subscribe to (FORMAT.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

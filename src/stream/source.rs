@@ -1,4 +1,4 @@
-use crate::ct::tile::tile_path;
+use certstream_ct::tile::tile_path;
 
 /// Which read protocol a log speaks; it decides `source.type` and the shape of `cert_link`.
 #[derive(Clone, Debug, PartialEq, Eq)]

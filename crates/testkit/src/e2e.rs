@@ -1,0 +1,770 @@
+//! Shared by the end-to-end tests: the mock CT log (in-process) and the real `certstream` binary as a child
+//! process on 127.0.0.1, a log list file the test rewrites, and a WebSocket reader that sorts the stream by log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, ErrorKind, PipeWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use certstream::ingest::supervisor::APPLE_LOG_LIST_URL;
+use certstream_ct::log_list::{GOOGLE_LOG_LIST_URL, LogKind, LogList};
+use mock_ct_log::MockServer;
+
+use crate::certstream_binary;
+use crate::server::{WsClient, http_get};
+use serde_json::Value;
+
+/// Bound of every wait on a child process or socket.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running mock CT log (in this process, on its own threads); it stops serving when dropped.
+pub struct Mock {
+    _server: MockServer,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Mock {
+    /// Starts the mock with `rfc6962` + `tiled` logs of `size` entries that do not grow, each `--fault` spec of
+    /// `faults`, and `args`.
+    pub fn fixed(rfc6962: usize, tiled: usize, size: u64, faults: &[&str], args: &[&str]) -> Mock {
+        let (rfc6962, tiled, size) = (rfc6962.to_string(), tiled.to_string(), size.to_string());
+        let mut all = vec![
+            "--rfc6962",
+            &rfc6962,
+            "--tiled",
+            &tiled,
+            "--rate",
+            "0",
+            "--start-size",
+            &size,
+        ];
+        all.extend_from_slice(args);
+        for fault in faults {
+            all.extend(["--fault", fault]);
+        }
+        Mock::start(&all)
+    }
+
+    /// Starts the mock with `args` (after `--listen 127.0.0.1:0`).
+    pub fn start(args: &[&str]) -> Mock {
+        let args = ["--listen", "127.0.0.1:0"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string());
+        let options =
+            mock_ct_log::parse_options(args).unwrap_or_else(|e| panic!("mock options: {e}"));
+        let server = MockServer::start(options).unwrap_or_else(|e| panic!("mock-ct-log: {e}"));
+        let addr = server.addr.clone();
+        Mock {
+            _server: server,
+            addr,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/log_list.json`
+    pub fn list_url(&self) -> String {
+        format!("http://{}/log_list.json", self.addr)
+    }
+
+    /// The mock's log list as JSON.
+    pub fn list(&self) -> Value {
+        self.json("/log_list.json")
+    }
+
+    /// A GET returning JSON.
+    pub fn json(&self, path: &str) -> Value {
+        let (status, body) = request(&self.addr, "GET", path, b"");
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Replaces every fault rule.
+    pub fn set_faults(&self, faults: &str) {
+        let (status, body) = request(&self.addr, "POST", "/_mock/faults", faults.as_bytes());
+        assert_eq!(
+            status,
+            200,
+            "POST faults: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    /// `/_mock/expected` of `log` for `start..end` (exclusive end).
+    pub fn expected(&self, log: &str, start: u64, end: u64) -> Vec<Expected> {
+        let path = format!("/_mock/expected?log={log}&start={start}&end={}", end - 1);
+        let Value::Array(items) = self.json(&path) else {
+            panic!("{path}: not an array");
+        };
+        items
+            .iter()
+            .map(|item| {
+                (
+                    item["index"].as_u64().expect("index"),
+                    item["sha1_fingerprint"]
+                        .as_str()
+                        .expect("fingerprint")
+                        .to_owned(),
+                    item["unparseable"].as_bool().expect("unparseable"),
+                )
+            })
+            .collect()
+    }
+
+    /// `/_mock/stats`.
+    pub fn stats(&self) -> Value {
+        self.json("/_mock/stats")
+    }
+
+    /// Requests `log` received so far, over every endpoint.
+    pub fn requests(&self, log: &str) -> u64 {
+        let stats = self.stats();
+        let Some(requests) = stats["logs"][log]["requests"].as_object() else {
+            panic!("no request counts for {log}: {stats}");
+        };
+        requests.values().filter_map(Value::as_u64).sum()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`): the raw response, read to EOF (a reset
+/// mid-read still leaves what arrived).
+pub fn raw_request(addr: &str, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(STARTUP_TIMEOUT))
+        .expect("timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send request");
+    stream.write_all(body).expect("send body");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    raw
+}
+
+/// One HTTP/1.1 request on a fresh connection, read to EOF: status (0 when none) and body.
+pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let raw = raw_request(addr, method, path, body);
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, Vec::new());
+    };
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = raw[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 || raw.len() < line_end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[line_end + 2..line_end + 2 + size]);
+        raw = &raw[(line_end + 4 + size).min(raw.len())..];
+    }
+    out
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// `host:port` of an absolute http(s) URL.
+fn host_port(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("absolute URL");
+    let authority = rest.split('/').next().expect("authority");
+    if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        let port = if scheme == "https" { 443 } else { 80 };
+        format!("{authority}:{port}")
+    }
+}
+
+/// `--resolve` items sending every snapshot log host and the list hosts to `port` on 127.0.0.1.
+fn resolve_everything_to(port: u16) -> String {
+    let snapshot = LogList::snapshot().expect("snapshot parses");
+    let mut hosts: BTreeSet<String> = snapshot
+        .logs
+        .iter()
+        .map(|log| match &log.kind {
+            LogKind::Rfc6962 { url } => host_port(url),
+            LogKind::Tiled { monitoring_url, .. } => host_port(monitoring_url),
+        })
+        .collect();
+    hosts.extend([GOOGLE_LOG_LIST_URL, APPLE_LOG_LIST_URL].map(host_port));
+    hosts
+        .iter()
+        .map(|host| format!("{host}:127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `certstream` binary, listening on 127.0.0.1; killed on drop unless stopped.
+pub struct Certstream {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Its log output (stdout), kept for failure messages.
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Certstream {
+    /// Starts `certstream --listen 127.0.0.1:0 ARGS` with extra environment `env` and waits until it serves.
+    ///
+    /// Unless `env` says otherwise, every host of the compiled-in snapshot and of Chrome's and Apple's lists is
+    /// pinned to a closed loopback port (`CERTSTREAM_RESOLVE`): a test that ends up on the snapshot never
+    /// reaches the internet.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Certstream {
+        Self::start_program(&certstream_binary(), args, env)
+    }
+
+    /// [`Certstream::start`] with another build of the binary (benchmarks compare versions).
+    pub fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Certstream {
+        Self::spawn(Self::command(program, args, env))
+    }
+
+    /// As [`start`](Self::start), with the open-files limit (soft and hard, like `prlimit --nofile=N:N`) set to
+    /// `open_files` in the child.
+    pub fn start_with_open_files(
+        args: &[&str],
+        env: &[(&str, &str)],
+        open_files: u64,
+    ) -> Certstream {
+        use std::os::unix::process::CommandExt;
+        let mut command = Self::command(&certstream_binary(), args, env);
+        let limit = libc::rlimit {
+            rlim_cur: open_files,
+            rlim_max: open_files,
+        };
+        // SAFETY: setrlimit is async-signal-safe; the closure touches nothing but its own copy of `limit`.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::spawn(command)
+    }
+
+    /// Spawns `command` with its stdout read by a thread (kept for failure messages) and waits until it serves.
+    fn spawn(mut command: Command) -> Certstream {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn certstream");
+        let stdout = child.stdout.take().expect("certstream stdout");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = output.clone();
+        // Drains the log for the whole run (a full pipe would block the server), reporting the listen address.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
+                if let Some(rest) = line
+                    .split("listen=")
+                    .nth(1)
+                    .filter(|_| line.contains("serving"))
+                {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(STARTUP_TIMEOUT)
+            .expect("certstream reports its address");
+        let addr = addr
+            .parse()
+            .unwrap_or_else(|_| panic!("bad listen address {addr:?}"));
+        Certstream {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    /// `certstream --listen 127.0.0.1:0 ARGS` with the environment described at [`start`](Self::start).
+    fn command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(program);
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
+            // The tests poll `/stats` freely; the rate limit has its own test.
+            .env("CERTSTREAM_OPS_RATE", "100000")
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// As [`start`](Self::start), with the server's stdout and stderr both on `log` (`2>&1 | …`), which this
+    /// helper does not read: the server listens on a port chosen here and is waited for through `/health`.
+    pub fn start_logging_to(args: &[&str], env: &[(&str, &str)], log: PipeWriter) -> Certstream {
+        let addr = SocketAddr::from(([127, 0, 0, 1], closed_port()));
+        let listen = addr.to_string();
+        let child = Self::command(&certstream_binary(), args, env)
+            .args(["--listen", &listen])
+            .stderr(log.try_clone().expect("dup the log pipe"))
+            .stdout(log)
+            .spawn()
+            .expect("spawn certstream");
+        let mut server = Certstream {
+            child,
+            addr,
+            output: Arc::default(),
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while server.health_within(Duration::from_secs(1)).is_none() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("certstream exited before serving: {status}");
+            }
+            assert!(Instant::now() < deadline, "certstream never served /health");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// How long `GET /health` took, if a `200` came back within `timeout`.
+    pub fn health_within(&self, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect_timeout(&self.addr, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+            .ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).ok()?;
+        let elapsed = started.elapsed();
+        (response.starts_with(b"HTTP/1.1 200") && elapsed <= timeout).then_some(elapsed)
+    }
+
+    /// The process ID (benchmarks pin it and read its CPU time and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// GET `path`: status and body.
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let (status, _, body) = http_get(self.addr, path);
+        (status, body)
+    }
+
+    /// `/stats`.
+    pub fn stats(&self) -> Value {
+        let (status, body) = self.get("/stats");
+        assert_eq!(status, 200, "/stats: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("/stats is JSON")
+    }
+
+    /// `/stats` entry of the log whose description is `Mock '<name>' log`.
+    pub fn log_stats(&self, name: &str) -> Value {
+        let description = format!("Mock '{name}' log");
+        let stats = self.stats();
+        stats["logs"]
+            .as_array()
+            .and_then(|logs| {
+                logs.iter()
+                    .find(|l| l["description"] == description.as_str())
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in /stats: {stats}"))
+    }
+
+    /// Names (`r0`, `t1`, …) of the logs `/stats` shows, sorted.
+    pub fn followed(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.stats()["logs"]
+            .as_array()
+            .expect("logs array")
+            .iter()
+            .map(|l| mock_name(l["url"].as_str().expect("url")))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Waits until `condition` holds on `/stats`, at most `timeout`.
+    pub fn wait_stats(&self, what: &str, timeout: Duration, condition: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if condition(&stats) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; /stats: {stats}\nlog tail:\n{}",
+                self.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last `n` lines the server logged.
+    pub fn log_tail(&self, n: usize) -> String {
+        let lines = self.output.lock().map(|l| l.clone()).unwrap_or_default();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited successfully and how long it took.
+    pub fn terminate(mut self) -> (bool, Duration) {
+        let started = Instant::now();
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: a plain kill(2) of the child this struct started and still owns.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = started + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.success(), started.elapsed());
+            }
+            assert!(Instant::now() < deadline, "certstream ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Certstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ … final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The mock's log name (`r0`, `t1`, `ro0`) from a log URL (`…/rfc6962/r0/`, `…/submit/t1/`).
+pub fn mock_name(url: &str) -> String {
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A log list file in a private temporary directory, replaced atomically; removed on drop.
+pub struct ListFile {
+    dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl Default for ListFile {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ListFile {
+    /// A new, not yet written, list file.
+    pub fn new() -> ListFile {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "certstream-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("log_list.json");
+        ListFile { dir, path }
+    }
+
+    /// The path, for `--log-list`.
+    pub fn location(&self) -> &str {
+        self.path.to_str().expect("UTF-8 temp path")
+    }
+
+    /// Replaces the file's content (write then rename, so the server never reads half a list).
+    pub fn write(&self, bytes: &[u8]) {
+        let tmp = self.dir.join("log_list.json.tmp");
+        std::fs::write(&tmp, bytes).expect("write list");
+        std::fs::rename(&tmp, &self.path).expect("rename list");
+    }
+
+    /// Writes `list` keeping only the logs named in `names`.
+    pub fn write_only(&self, list: &Value, names: &[&str]) {
+        self.write(&serde_json::to_vec(&only_logs(list, names)).expect("list JSON"));
+    }
+
+    /// Removes the file.
+    pub fn remove(&self) {
+        std::fs::remove_file(&self.path).expect("remove list");
+    }
+}
+
+impl Drop for ListFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A copy of the v3 list `list` with only the logs named in `names` (by mock name).
+pub fn only_logs(list: &Value, names: &[&str]) -> Value {
+    let mut list = list.clone();
+    let keep = |log: &Value| {
+        let url = log["url"].as_str().or(log["submission_url"].as_str());
+        url.is_some_and(|url| names.contains(&mock_name(url).as_str()))
+    };
+    if let Some(operators) = list["operators"].as_array_mut() {
+        for operator in operators {
+            for field in ["logs", "tiled_logs"] {
+                if let Some(logs) = operator.get_mut(field).and_then(Value::as_array_mut) {
+                    logs.retain(keep);
+                }
+            }
+        }
+    }
+    list
+}
+
+/// One entry the mock announces: index, SHA-1 fingerprint of the leaf, whether its certificate is unparseable.
+pub type Expected = (u64, String, bool);
+
+/// One received `certificate_update`: index and leaf fingerprint.
+pub type SeenEntry = (u64, String);
+
+/// Reads `certificate_update` messages from a WebSocket client, sorted by mock log name.
+pub struct Collector {
+    client: WsClient,
+    pub by_log: BTreeMap<String, Vec<SeenEntry>>,
+}
+
+impl Collector {
+    /// Connects to `path` (`/`, `/full-stream`) on `server`.
+    pub fn connect(server: &Certstream, path: &str) -> Collector {
+        let client = WsClient::connect(server.addr, path);
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        Collector {
+            client,
+            by_log: BTreeMap::new(),
+        }
+    }
+
+    /// Reads messages until `done` holds for what was collected, at most `timeout`; false on timeout.
+    pub fn read_until(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&BTreeMap<String, Vec<SeenEntry>>) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.by_log) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            match self.client.read_frame() {
+                Ok(frame) if frame.opcode == 1 => self.record(&frame.payload),
+                Ok(frame) if frame.opcode == 8 => panic!("the server closed the stream"),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("stream read failed: {e}"),
+            }
+        }
+        true
+    }
+
+    /// Keeps reading for `duration` (to catch duplicates or stray messages).
+    pub fn drain_for(&mut self, duration: Duration) {
+        self.read_until(duration, |_| false);
+    }
+
+    fn record(&mut self, payload: &[u8]) {
+        let message: Value = serde_json::from_slice(payload).expect("message is JSON");
+        assert_eq!(message["message_type"], "certificate_update", "{message}");
+        let data = &message["data"];
+        let url = data["source"]["url"].as_str().expect("source.url");
+        let index = data["cert_index"].as_u64().expect("cert_index");
+        let fingerprint = data["leaf_cert"]["fingerprint"]
+            .as_str()
+            .expect("fingerprint")
+            .to_owned();
+        self.by_log
+            .entry(mock_name(url))
+            .or_default()
+            .push((index, fingerprint));
+    }
+
+    /// The client itself (e.g. to read the close frame).
+    pub fn client(&mut self) -> &mut WsClient {
+        &mut self.client
+    }
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), in KiB.
+pub fn memory_high_water_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(fields.iter().sum::<u64>() as f64 / ticks)
+}
+
+/// A certstream following a list file (empty for now) from `window` entries back, polling every 200 ms, with
+/// a client on `path` already connected; writing a list into the file starts the pollers. `args` are added.
+pub fn start_listening(
+    path: &str,
+    window: u64,
+    args: &[&str],
+    env: &[(&str, &str)],
+    open_files: Option<u64>,
+) -> (Certstream, Collector, ListFile) {
+    let list = ListFile::new();
+    list.write(br#"{"version":"0","operators":[]}"#);
+    let window = window.to_string();
+    let mut all = vec![
+        "--log-list",
+        list.location(),
+        "--log-list-refresh",
+        "200ms",
+        "--start-back",
+        &window,
+        "--poll-interval",
+        "200ms",
+        // The test client must never lose a message to its queue limit.
+        "--ring-size",
+        "100000",
+    ];
+    all.extend_from_slice(args);
+    let server = match open_files {
+        Some(limit) => Certstream::start_with_open_files(&all, env, limit),
+        None => Certstream::start(&all, env),
+    };
+    let collector = Collector::connect(&server, path);
+    server.wait_stats("the client", Duration::from_secs(10), |s| {
+        s["clients"]["total"] == 1 && s["log_list"]["loads"].as_u64() >= Some(1)
+    });
+    (server, collector, list)
+}
+
+/// Collects until every log of `windows` has its whole window (parseable entries), at most `timeout`, then
+/// checks each exactly (after a short drain, so a duplicate or stray index would be seen).
+pub fn collect_windows(
+    server: &Certstream,
+    collector: &mut Collector,
+    windows: &[(String, Vec<Expected>)],
+    timeout: Duration,
+) {
+    let complete = collector.read_until(timeout, |by_log| {
+        windows.iter().all(|(log, expected)| {
+            let want = expected.iter().filter(|e| !e.2).count();
+            by_log.get(log).map_or(0, Vec::len) >= want
+        })
+    });
+    let counts: Vec<(String, usize)> = collector
+        .by_log
+        .iter()
+        .map(|(log, received)| (log.clone(), received.len()))
+        .collect();
+    assert!(
+        complete,
+        "not every window arrived in time: {counts:?}\n/stats: {}\nlog tail:\n{}",
+        server.stats()["logs"],
+        server.log_tail(40)
+    );
+    // Anything extra (a duplicate, an index outside the window) would arrive right behind.
+    collector.drain_for(Duration::from_millis(500));
+    for (log, expected) in windows {
+        let received = collector.by_log.get(log).map_or(&[][..], Vec::as_slice);
+        assert_window(log, received, expected);
+    }
+}
+
+/// Checks that `received` is exactly the parseable entries of `expected`, once each, in index order.
+pub fn assert_window(log: &str, received: &[SeenEntry], expected: &[Expected]) {
+    let want: Vec<SeenEntry> = expected
+        .iter()
+        .filter(|(_, _, unparseable)| !unparseable)
+        .map(|(index, fingerprint, _)| (*index, fingerprint.clone()))
+        .collect();
+    if received != want {
+        let first_difference = received
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(received.len().min(want.len()));
+        panic!(
+            "{log}: received {} messages, expected {}; first difference at position {first_difference}: \
+             received {:?}, expected {:?}",
+            received.len(),
+            want.len(),
+            received.get(first_difference),
+            want.get(first_difference)
+        );
+    }
+}
