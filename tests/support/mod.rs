@@ -4,3 +4,4 @@
 
 pub mod der;
 pub mod examples;
+pub mod python;
