@@ -95,8 +95,8 @@ async fn replay(hub: Hub, script: Script) {
     }
 }
 
-/// Message `n` in the three variants: a certificate_update shaped like FORMAT.md §2 (lite without `chain` and
-/// `as_der`), and its dns_entries.
+/// Message `n` in the three variants: a certificate_update shaped like docs/wire-format.md §3 (lite without `chain`
+/// and `as_der`), and its dns_entries.
 fn numbered(n: u64) -> Frames {
     let domain = format!("host-{n}.example.com");
     let name = |cn: &str| {

@@ -16,7 +16,7 @@ use crate::stream::BuildLimits;
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Frames queued per client before the oldest is dropped (FORMAT.md §3: 256).
+    /// Frames queued per client before the oldest is dropped (docs/wire-format.md §7.3: 256).
     pub ring_size: usize,
     /// Open connections (WebSocket or HTTP) accepted at once; beyond it new connections are closed at accept.
     pub max_connections: usize,

@@ -59,14 +59,14 @@ fn uri(u: &str) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Reference examples (certstream-formats.md §6)
+// Worked examples (docs/wire-format.md §9)
 
 /// The pinned certificatePolicies of Example A's leaf: both policies, the full User Notice text.
 const A_LEAF_POLICIES: &str = "Policy: 2.23.140.1.2.1\nPolicy: 1.3.6.1.4.1.44947.1.1.1\n  CPS: http://cps.letsencrypt.org\n  User Notice: This Certificate may only be relied upon by Relying Parties and only in accordance with the Certificate Policy found at https://letsencrypt.org/repository/";
 /// The pinned certificatePolicies of Example A's intermediate (CaliDog drops the first policy).
 const A_LE_X3_POLICIES: &str = "Policy: 2.23.140.1.2.1\nPolicy: 1.3.6.1.4.1.44947.1.1.1\n  CPS: http://cps.root-x1.letsencrypt.org";
 
-/// CaliDog's object with FORMAT.md's changes applied: go's additive keys, and our policies where they differ.
+/// CaliDog's object with docs/wire-format.md's changes applied: go's additive keys, and our policies where they differ.
 fn expected_object(calidog: &str, go: &str, policies: Option<&str>) -> Value {
     let mut expected: Value = serde_json::from_str(calidog).expect("example JSON");
     let additions: Value = serde_json::from_str(go).expect("example JSON");
@@ -110,7 +110,7 @@ fn examples_match_calidog_except_documented_deviations() {
     for (der, calidog, go, policies, leaf) in cases {
         let cert = parse_certificate(&b64(der)).expect("example parses");
         let expected = expected_object(calidog, go, policies);
-        // serde_json's Value sorts keys by bytes, which is exactly the wire order (FORMAT.md §2).
+        // serde_json's Value sorts keys by bytes, which is exactly the wire order (docs/wire-format.md §3.1).
         assert_eq!(json(&cert, None, leaf), expected.to_string(), "{der:.40}");
         assert_eq!(cert.degraded_fields, 0);
     }

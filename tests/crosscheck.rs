@@ -1,14 +1,12 @@
 //! The golden messages, checked field by field against pyca/cryptography's reading of the same DER
-//! (tests/python/crosscheck_certs.py). Needs the Python from `CERTSTREAM_TEST_PYTHON` (tests/run.sh sets it up).
+//! (tests/python/crosscheck_certs.py). Needs the Python of `certstream_testkit::python`; without it the test fails, naming the
+//! command that prepares it.
 
 use std::process::Command;
 
 #[test]
 fn golden_certificates_agree_with_pyca_cryptography() {
-    let python = std::env::var("CERTSTREAM_TEST_PYTHON").expect(
-        "CERTSTREAM_TEST_PYTHON is not set: run the suite with `bash tests/run.sh`, which creates the Python \
-         environment (tests/python-requirements.txt) this test needs",
-    );
+    let python = certstream_testkit::python::interpreter();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/crosscheck_certs.py"

@@ -68,7 +68,7 @@ fn decode_tile(tile: &[u8], tile_index: u64) -> Vec<TileEntry<'_>> {
 }
 
 /// The first record of data tile 000 (2,715 bytes: a precert) and its parts, split at the offsets of the worked
-/// example in ct-protocols.md §2.4.
+/// example in docs/ct-protocols.md §2.4.
 struct FirstRecord {
     bytes: Vec<u8>,
 }

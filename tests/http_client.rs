@@ -471,7 +471,7 @@ fn gzip_bodies_are_decoded_asked_or_not() {
             out.extend_from_slice(b"0\r\n\r\n");
             let _ = w.write_all(&out);
         } else {
-            // Gzip whatever the request asked for: a client must decode it anyway (static-ct-api §2.7).
+            // Gzip whatever the request asked for: a client must decode it anyway (docs/ct-protocols.md §2.6).
             respond(w, "Content-Encoding: gzip\r\n", &gzip(&body));
         }
         After::KeepOpen

@@ -1,7 +1,7 @@
-//! Example A and Example B of the reference (certstream-formats.md §6.1–6.4) as whole messages: the entries are
-//! built as a log would serve them (MerkleTreeLeaf + extra_data), run through decode → parse → serialize → frame,
-//! and compared byte for byte with CaliDog's message plus exactly the changes FORMAT.md makes (§2 additive fields,
-//! §4 deviations).
+//! Example A and Example B (docs/wire-format.md §9) as whole messages: the entries are built as a log would serve
+//! them (MerkleTreeLeaf + extra_data), run through decode → parse → serialize → frame, and compared byte for byte
+//! with CaliDog's message plus exactly the changes docs/wire-format.md makes (§3.3 and §4.1 additive fields, §8
+//! deviations).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -62,7 +62,7 @@ fn build(
         .unwrap()
 }
 
-/// CaliDog's cert object plus the certstream-server-go fields FORMAT.md adds (sha1, sha256, is_ca).
+/// CaliDog's cert object plus the certstream-server-go fields docs/wire-format.md §4.1 adds (sha1, sha256, is_ca).
 fn expected_cert(calidog: &str, go_fields: &str, as_der: Option<&str>) -> Value {
     let mut cert: Value = serde_json::from_str(calidog).unwrap();
     let go: Value = serde_json::from_str(go_fields).unwrap();
@@ -75,8 +75,8 @@ fn expected_cert(calidog: &str, go_fields: &str, as_der: Option<&str>) -> Value 
     cert
 }
 
-/// serde_json's `Value` keeps keys sorted, which is exactly the wire order (FORMAT.md §2: alphabetical at every
-/// level), so the expected bytes are the compact serialization of the expected value.
+/// serde_json's `Value` keeps keys sorted, which is exactly the wire order (docs/wire-format.md §3.1: alphabetical
+/// at every level), so the expected bytes are the compact serialization of the expected value.
 fn assert_bytes(actual: &[u8], expected: &Value) {
     assert_eq!(
         String::from_utf8_lossy(actual),
@@ -107,8 +107,8 @@ fn example_a_x509_entry_lite_full_and_domains() {
     );
 
     let mut leaf_cert = expected_cert(A_LEAF_CALIDOG, A_LEAF_GO, None);
-    // FORMAT.md §4: every policy in order, and the UserNotice's real explicitText (CaliDog drops the first policy
-    // and the first 8 bytes of the notice).
+    // docs/wire-format.md §8: every policy in order, and the UserNotice's real explicitText (CaliDog drops the first
+    // policy and the first 8 bytes of the notice).
     leaf_cert["extensions"]["certificatePolicies"] = json!(
         "Policy: 2.23.140.1.2.1\nPolicy: 1.3.6.1.4.1.44947.1.1.1\n  CPS: http://cps.letsencrypt.org\n  User Notice: \
          This Certificate may only be relied upon by Relying Parties and only in accordance with the Certificate \
@@ -126,7 +126,7 @@ fn example_a_x509_entry_lite_full_and_domains() {
             "cert_link": "https://ct.googleapis.com/logs/argon2018/ct/v1/get-entries?start=301543211&end=301543211",
             "leaf_cert": leaf_cert,
             "seen": 1519203341.123456,
-            // CaliDog has name and url; timestamp and type are certstream-server-go's (FORMAT.md §2).
+            // CaliDog has name and url; timestamp and type are certstream-server-go's (docs/wire-format.md §3.3).
             "source": {
                 "name": "Google 'Argon2018' log",
                 "timestamp": 1519203335.519,

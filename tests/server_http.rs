@@ -1,4 +1,4 @@
-//! The plain-HTTP routes of the real server over 127.0.0.1 (FORMAT.md §1).
+//! The plain-HTTP routes of the real server over 127.0.0.1 (docs/wire-format.md §2).
 
 use certstream_testkit::{TestServer, http_get, http_request, message};
 

@@ -1,6 +1,6 @@
 //! The real client libraries against the real server: PyPI `certstream` 1.12 (library and CLI) and `websockets`
-//! receive every published message on each stream, byte for byte. Python comes from `CERTSTREAM_TEST_PYTHON`
-//! (tests/run.sh prepares it); without it, or without the modules, this test fails: it never skips.
+//! receive every published message on each stream, byte for byte. Python comes from `certstream_testkit::python`: without
+//! it, or without the modules, this test fails, naming the command that prepares it; it never skips.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -11,26 +11,6 @@ use std::time::{Duration, Instant};
 use certstream_testkit::{TestServer, message};
 
 const MESSAGES: u64 = 100;
-
-fn python() -> String {
-    let python = std::env::var("CERTSTREAM_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "CERTSTREAM_TEST_PYTHON is not set: run tests/run.sh, or `python3 -m venv .venv && \
-             .venv/bin/pip install -r tests/python-requirements.txt` and export CERTSTREAM_TEST_PYTHON=$PWD/.venv/bin/python"
-        )
-    });
-    let check = Command::new(&python)
-        .args(["-c", "import certstream, websockets"])
-        .output();
-    match check {
-        Ok(output) if output.status.success() => python,
-        Ok(output) => panic!(
-            "{python} lacks the test modules (pip install -r tests/python-requirements.txt): {}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-        Err(error) => panic!("cannot run CERTSTREAM_TEST_PYTHON={python}: {error}"),
-    }
-}
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -107,7 +87,7 @@ impl Drop for Client {
 
 #[test]
 fn python_clients_receive_every_message_exactly() {
-    let python = python();
+    let python = certstream_testkit::python::interpreter();
     let server = TestServer::start(|_| {});
     let count = MESSAGES.to_string();
     let ws = |path: &str| {
@@ -188,7 +168,7 @@ fn publish_until(server: &TestServer, per_second: u64, stop: &std::sync::atomic:
 
 #[test]
 fn python_clients_close_cleanly_on_every_stream_while_messages_flow() {
-    let python = python();
+    let python = certstream_testkit::python::interpreter();
     let server = TestServer::start(|_| {});
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -217,7 +197,7 @@ fn python_clients_close_cleanly_on_every_stream_while_messages_flow() {
 
 #[test]
 fn shutdown_with_200_python_clients_that_stopped_reading_is_fast_and_all_get_1001() {
-    let python = python();
+    let python = certstream_testkit::python::interpreter();
     let server = TestServer::start(|_| {});
     let mut command = Command::new(&python);
     command

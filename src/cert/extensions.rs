@@ -1,4 +1,4 @@
-//! The `extensions` object: CaliDog's string formats, with the data-losing quirks fixed (FORMAT.md §2, §4).
+//! The `extensions` object: CaliDog's string formats, with the data-losing quirks fixed (docs/wire-format.md §5, §8).
 //!
 //! Each extension is read from its raw value, so one malformed extension only loses its own key
 //! (and is counted), never the certificate.

@@ -1,4 +1,4 @@
-//! X.509 certificate → the certstream cert object (FORMAT.md §2 "Cert object").
+//! X.509 certificate → the certstream cert object (docs/wire-format.md §4).
 //!
 //! [`parse_certificate`] handles full certificates and pre-certificates, [`parse_tbs_certificate`] the bare
 //! TBSCertificate of a precert `leaf_input`. Every field is formatted once here; [`CertJson`] only writes them.

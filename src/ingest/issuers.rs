@@ -1,4 +1,4 @@
-//! The process-wide cache of static-ct-api issuer certificates (ct-protocols.md §2.5), shared by every tiled
+//! The process-wide cache of static-ct-api issuer certificates (docs/ct-protocols.md §2.5), shared by every tiled
 //! poller on the thread: SHA-256 fingerprint → DER. A miss is fetched once from `<monitoring>issuer/<hex>`, even
 //! when several entries or logs ask at the same time, and kept only if its SHA-256 matches the fingerprint.
 //! Failures are not cached: the next request for that fingerprint fetches again. Bounded in bytes: an issuer

@@ -1,5 +1,5 @@
 //! The RFC 6962 poller: follows one log through `get-sth` and `get-entries` and hands every entry to the sink
-//! exactly once, in index order (ct-protocols.md §1.1–1.2, §7).
+//! exactly once, in index order (docs/ct-protocols.md §1.1–1.2, §4).
 //!
 //! - Tree heads are verified with the log's key; a bad one is an error and never used. The verified size is a
 //!   high-water mark: a head that goes backwards (stale replica) or stays equal changes nothing.

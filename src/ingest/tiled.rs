@@ -1,9 +1,9 @@
-//! The static-ct-api poller (ct-protocols.md §2, §7): one task per tiled log, on the runtime thread.
+//! The static-ct-api poller (docs/ct-protocols.md §2, §4): one task per tiled log, on the runtime thread.
 //!
 //! It polls the signed `checkpoint`, fetches each full data tile as soon as a verified checkpoint covers it, and
 //! reads the partial tip tile only when new entries have waited in it for `partial_tile_min_age`, never twice at
-//! the same width (certstream-server-go's refetch storm, §5). Each entry's issuer fingerprints are resolved through
-//! the shared [`IssuerCache`] before the entry goes to the sink, in index order, exactly once.
+//! the same width (certstream-server-go's refetch storm, docs/ct-protocols.md §4). Each entry's issuer fingerprints
+//! are resolved through the shared [`IssuerCache`] before the entry goes to the sink, in index order, exactly once.
 //!
 //! Policies where the spec is silent:
 //! - A record whose boundaries are known but whose content is bad (an empty certificate, a wrong `leaf_index`, …)

@@ -18,7 +18,7 @@ use crate::hub::{Client, ClientHandle};
 use certstream_ws::frame::Frame;
 use certstream_ws::session::{Action, CloseCause, Session};
 
-/// Largest client message accepted; a longer one closes the connection with 1009 (FORMAT.md §3).
+/// Largest client message accepted; a longer one closes the connection with 1009 (docs/wire-format.md §7.4).
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// Data frames written per `writev` at most (well under `IOV_MAX` = 1024, control frames included).
@@ -80,7 +80,7 @@ pub fn serve(
 ) -> impl Future<Output = ()> + use<> {
     if let Some(idle) = rules.tcp_keepalive {
         // A peer that vanished without a FIN or RST (power loss, NAT timeout) is found and closed; a silent but
-        // present client answers the probes and stays (FORMAT.md §3).
+        // present client answers the probes and stays (docs/wire-format.md §7.2).
         let _ =
             stream.set_tcp_keepalive(Some(idle), Some(KEEPALIVE_INTERVAL), Some(KEEPALIVE_PROBES));
     }

@@ -16,7 +16,7 @@ pub const MAX_HEAD_LEN: usize = 8 * 1024;
 /// Most headers accepted in one request; more get `431`.
 pub const MAX_HEADERS: usize = 64;
 
-/// What the server serves at a path (FORMAT.md §1).
+/// What the server serves at a path (docs/wire-format.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     /// A WebSocket stream (`/`, `/full-stream`, `/domains-only`); `/` without an upgrade is the live page.

@@ -1,4 +1,4 @@
-//! The plain-HTTP endpoints (FORMAT.md §1): the live page, the latest messages, counters, health.
+//! The plain-HTTP endpoints (docs/wire-format.md §2): the live page, the latest messages, counters, health.
 //!
 //! The expensive routes (`/stats`, `/metrics`, `/latest.json`, the example routes) each serve at most
 //! `--ops-rate` requests a second server-wide (`429` with `Retry-After` beyond it, counted). `/latest.json` and the

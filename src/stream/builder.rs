@@ -248,8 +248,8 @@ impl MessageBuilder {
         })
     }
 
-    /// The leaf and the DER it was parsed from. Precert entries use the full pre-certificate (FORMAT.md §2), and
-    /// fall back to the leaf's TBSCertificate only when there is no usable pre-certificate.
+    /// The leaf and the DER it was parsed from. Precert entries use the full pre-certificate
+    /// (docs/wire-format.md §3.4), and fall back to the leaf's TBSCertificate only when there is no usable one.
     fn parse_leaf<'e>(&mut self, entry: &LogEntry<'e>) -> Result<(Cert, &'e [u8]), BuildError> {
         match entry.entry_type {
             EntryType::X509 => cert::parse_certificate(entry.leaf)

@@ -1,6 +1,6 @@
 use certstream_ws::frame::Frame;
 
-/// The three stream variants a client can subscribe to (FORMAT.md §1).
+/// The three stream variants a client can subscribe to (docs/wire-format.md §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StreamKind {
     /// `/`: `certificate_update` without `data.chain` and without `leaf_cert.as_der`.

@@ -1,5 +1,5 @@
 //! RFC 6962 log entries: `MerkleTreeLeaf` (`leaf_input`) plus `extra_data`, decoded into borrowed slices
-//! without copying a certificate (ct-protocols.md §1.3–1.4). Also the shared `TimestampedEntry` reader the
+//! without copying a certificate (docs/ct-protocols.md §1.3–1.4). Also the shared `TimestampedEntry` reader the
 //! static-ct-api data tiles use.
 
 use std::fmt;
@@ -207,7 +207,7 @@ impl TimestampedEntry<'_> {
     }
 }
 
-/// Reads a `TimestampedEntry` (ct-protocols.md §1.3); the caller checks the leaf with
+/// Reads a `TimestampedEntry` (docs/ct-protocols.md §1.3); the caller checks the leaf with
 /// [`TimestampedEntry::check_leaf`].
 pub(crate) fn read_timestamped_entry<'a>(
     r: &mut Reader<'a>,

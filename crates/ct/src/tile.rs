@@ -1,4 +1,4 @@
-//! static-ct-api data tiles (ct-protocols.md §2.3–2.4): `TileLeaf` records, Merkle leaf hashes and tile paths.
+//! static-ct-api data tiles (docs/ct-protocols.md §2.3–2.4): `TileLeaf` records, Merkle leaf hashes and tile paths.
 
 use std::fmt::{self, Write as _};
 
@@ -144,7 +144,7 @@ impl<'a> DataTileEntries<'a> {
                 kind,
             )));
         }
-        // The length prefix counts bytes, not fingerprints (ct-protocols.md §2.4).
+        // The length prefix counts bytes, not fingerprints (docs/ct-protocols.md §2.4).
         let (fingerprints, rest) = fingerprint_bytes.as_chunks::<32>();
         if !rest.is_empty() {
             let kind = DecodeErrorKind::FingerprintsLength(fingerprint_bytes.len());

@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod der;
 pub mod e2e;
 pub mod examples;
+pub mod python;
 pub mod server;
 
 use std::path::PathBuf;

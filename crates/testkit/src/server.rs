@@ -126,7 +126,8 @@ impl Drop for TestServer {
     }
 }
 
-/// Message number `n` in the three stream variants, certstream-shaped (FORMAT.md §2), with non-ASCII text in it.
+/// Message number `n` in the three stream variants, certstream-shaped (docs/wire-format.md §3), with non-ASCII text
+/// in it.
 pub fn message(n: u64) -> Frames {
     let domain = format!("host-{n}.example.com");
     let domains = json!([domain.clone(), format!("www.{domain}")]);
