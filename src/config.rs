@@ -829,8 +829,8 @@ fn listen_text(addr: SocketAddr) -> String {
 fn size_text(bytes: usize) -> String {
     match bytes {
         0 => "0".to_owned(),
-        _ if bytes % (1 << 20) == 0 => format!("{}MiB", bytes >> 20),
-        _ if bytes % (1 << 10) == 0 => format!("{}KiB", bytes >> 10),
+        _ if bytes.is_multiple_of(1 << 20) => format!("{}MiB", bytes >> 20),
+        _ if bytes.is_multiple_of(1 << 10) => format!("{}KiB", bytes >> 10),
         _ => bytes.to_string(),
     }
 }
@@ -838,9 +838,9 @@ fn size_text(bytes: usize) -> String {
 /// A duration in the largest unit that keeps it whole: `1h`, `60s`, `500ms`.
 fn duration_text(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis > 0 && millis % 3_600_000 == 0 {
+    if millis > 0 && millis.is_multiple_of(3_600_000) {
         format!("{}h", millis / 3_600_000)
-    } else if millis % 1000 == 0 {
+    } else if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")
