@@ -3,13 +3,13 @@
 //! Flags win over environment variables, which win over the defaults. Parsing is pure (arguments and a variable
 //! lookup are passed in), so it is tested without touching the process environment.
 //!
-//! **One definition per option.** Every option is one [`Opt`] in [`SECTIONS`]: its flag, its environment
-//! variable, its help line and the field it sets (which also says how its value is parsed). `--help`, the
-//! environment mapping and the defaults shown are all generated from that table; the default itself is the
-//! field's value in [`Config::default`], read through the same field accessor, so it is written once. To add an
-//! option: add its field (and its default) to [`Config`] or [`IngestConfig`], then one `Opt`; the table-driven
-//! tests at the bottom then check its flag, its variable, its default and a refused value (a [`Kind::Custom`]
-//! option also needs a line in their `custom_samples`).
+//! **One definition per option.** Every option is one `Opt` in the `SECTIONS` table below: its flag, its
+//! environment variable, its help line and the field it sets (whose `Kind` also says how the value is parsed).
+//! `--help`, the environment mapping and the defaults shown are all generated from that table; the default itself
+//! is the field's value in [`Config::default`], read through the same field accessor, so it is written once. To
+//! add an option: add its field (and its default) to [`Config`] or [`IngestConfig`], then one `Opt`. The
+//! table-driven tests at the bottom check every option's flag, variable, default and a refused value (an option of
+//! `Kind::Custom` also needs a line in their `custom_samples`, or they fail).
 //!
 //! Settings derived from the options (what the pollers and the HTTP client are given) are built here too
 //! ([`IngestConfig::poll_options`], [`IngestConfig::http_client_config`]), so the rest of the server only reads
@@ -163,12 +163,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// The log filter when `RUST_LOG` is not set.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
-/// Get-entries requests in flight per log while it is behind (not an option: 4 already saturates what logs
-/// allow one client).
+/// Fixed poller settings, not options: get-entries requests in flight per log while it is behind, and how long
+/// new entries wait in a tiled log's partial tip tile before it is fetched ([`PollOptions`] says why).
 const MAX_GET_ENTRIES_IN_FLIGHT: usize = 4;
-
-/// A tiled log's partial tip tile is fetched only once new entries have waited this long in it (the spec's SHOULD
-/// avoid partial data tiles, against latency; busy logs fill their tiles sooner anyway).
 const PARTIAL_TILE_MIN_AGE: Duration = Duration::from_secs(3);
 
 impl IngestConfig {
