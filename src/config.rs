@@ -2,11 +2,25 @@
 //!
 //! Flags win over environment variables, which win over the defaults. Parsing is pure (arguments and a variable
 //! lookup are passed in), so it is tested without touching the process environment.
+//!
+//! **One definition per option.** Every option is one `Opt` in the `SECTIONS` table below: its flag, its
+//! environment variable, its help line and the field it sets (whose `Kind` also says how the value is parsed).
+//! `--help`, the environment mapping and the defaults shown are all generated from that table; the default itself
+//! is the field's value in [`Config::default`], read through the same field accessor, so it is written once. To
+//! add an option: add its field (and its default) to [`Config`] or [`IngestConfig`], then one `Opt`. The
+//! table-driven tests at the bottom check every option's flag, variable, default and a refused value (an option of
+//! `Kind::Custom` also needs a line in their `custom_samples`, or they fail).
+//!
+//! Settings derived from the options (what the pollers and the HTTP client are given) are built here too
+//! ([`IngestConfig::poll_options`], [`IngestConfig::http_client_config`]), so the rest of the server only reads
+//! them.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::http::{self, HttpClientConfig};
+use crate::ingest::PollOptions;
 use crate::ingest::growth::DEFAULT_MAX_GROWTH_PER_SECOND;
 use crate::ingest::issuers::DEFAULT_BUDGET_BYTES as DEFAULT_ISSUER_CACHE_BYTES;
 use crate::stream::BuildLimits;
@@ -143,12 +157,50 @@ impl Default for Config {
     }
 }
 
+/// The interval of `--heartbeat` once it is on.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The log filter when `RUST_LOG` is not set.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Fixed poller settings, not options: get-entries requests in flight per log while it is behind, and how long
+/// new entries wait in a tiled log's partial tip tile before it is fetched ([`PollOptions`] says why).
+const MAX_GET_ENTRIES_IN_FLIGHT: usize = 4;
+const PARTIAL_TILE_MIN_AGE: Duration = Duration::from_secs(3);
+
+impl IngestConfig {
+    /// What every poller is given.
+    pub fn poll_options(&self) -> PollOptions {
+        PollOptions {
+            start_back: self.start_back,
+            poll_interval: self.poll_interval,
+            request_timeout: http::DEFAULT_TIMEOUT,
+            max_in_flight: MAX_GET_ENTRIES_IN_FLIGHT,
+            partial_tile_min_age: PARTIAL_TILE_MIN_AGE,
+            get_entries_bytes_per_entry: self.get_entries_bytes_per_entry,
+            max_growth_per_second: self.max_log_growth,
+        }
+    }
+
+    /// The HTTP client for logs and lists: the client's defaults plus the `--resolve` overrides.
+    pub fn http_client_config(&self) -> HttpClientConfig {
+        let mut http = HttpClientConfig::default();
+        for (host, port, addr) in &self.resolve {
+            http.resolve_overrides
+                .entry((host.clone(), *port))
+                .or_default()
+                .push(*addr);
+        }
+        http
+    }
+}
+
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Serve with this configuration (boxed: it dwarfs the other variants).
     Run(Box<Config>),
-    /// Print the usage text.
+    /// Print the usage text ([`help`]).
     Help,
     /// Print the version.
     Version,
@@ -166,272 +218,342 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The usage text printed by `--help`.
-pub const HELP: &str = "certstream: streams every new Certificate Transparency log entry as JSON over WebSocket
-
-Usage: certstream [OPTIONS]
-
-SIZE is a number of bytes above 0, optionally with a KiB or MiB suffix (64KiB, 8MiB).
-DURATION is a number with ms, s, m or h (500ms, 30s, 1.5m, 1h), above 0 and at most a year.
-
-Options:
-  --listen ADDR             address to serve on, Go style: :8080 (all interfaces), 127.0.0.1:8080, [::1]:8080
-                            [env WEBSOCKET_LISTEN] [default :8080]
-  --ring-size N             messages queued per client before the oldest is dropped [env CERTSTREAM_RING_SIZE] [256]
-  --max-connections N       open connections at once [env CERTSTREAM_MAX_CONNECTIONS] [50000]
-  --max-connections-per-ip N
-                            open connections at once from one address [env CERTSTREAM_MAX_CONNECTIONS_PER_IP] [1000]
-  --client-queue-bytes SIZE bytes queued per client before the oldest messages are dropped
-                            [env CERTSTREAM_CLIENT_QUEUE_BYTES] [8MiB]
-  --fd-reserve N            file descriptors kept free for CT log connections: clients are refused before the
-                            open-files limit minus N [env CERTSTREAM_FD_RESERVE] [256]
-  --max-latest-bytes SIZE   larger messages are left out of /latest.json and the example routes
-                            [env CERTSTREAM_MAX_LATEST_BYTES] [1MiB]
-  --ops-rate N              requests per second on each of /stats, /metrics, /latest.json and the example
-                            routes (burst: 2 s worth); more get 429 [env CERTSTREAM_OPS_RATE] [20]
-  --heartbeat               send a heartbeat message every 30 s on every stream [env CERTSTREAM_HEARTBEAT=1]
-  --http-write-timeout DURATION
-                            time to write a whole HTTP response, then the connection is closed
-                            [env CERTSTREAM_HTTP_WRITE_TIMEOUT] [10s]
-  --message-timeout DURATION
-                            time a WebSocket client has to finish a message it started, then close 1008
-                            [env CERTSTREAM_MESSAGE_TIMEOUT] [10s]
-  --partial-message-budget SIZE
-                            bytes all unfinished client messages may hold together; a client growing past it is
-                            closed with 1008 [env CERTSTREAM_PARTIAL_MESSAGE_BUDGET] [64MiB]
-  --control-frames-per-second N
-                            pings and pongs accepted per client per second (also the burst); beyond, close 1008
-                            [env CERTSTREAM_CONTROL_FRAMES_PER_SECOND] [20]
-  --tcp-keepalive DURATION  idle time before TCP keepalive probes a silent client (every 10 s, 6 probes: a vanished
-                            peer is closed after about 2 min; silent but present clients are never closed); 0 turns
-                            it off [env CERTSTREAM_TCP_KEEPALIVE] [60s]
-  --slow-client-grace DURATION
-                            ingestion slows down rather than drop messages for clients that keep up; a client
-                            whose socket stays full this long does not keep up: it is no longer waited for and
-                            loses its oldest queued messages [env CERTSTREAM_SLOW_CLIENT_GRACE] [500ms]
-
-Certificate Transparency logs:
-  --log-list URL|PATH       follow the logs of this v3 log list (http(s) URL or file) instead of Chrome's signed
-                            list [env CUSTOM_LOG_LIST]. Without a list at start-up, a compiled-in copy of Chrome's
-                            list is used; a list that later fails to load or parse leaves the previous one in place
-  --log-list-signature URL|PATH
-                            check the custom list against this detached signature with Google's list-signing key
-                            (for mirrors of Chrome's list); without it a custom list is not signature-checked
-                            [env CERTSTREAM_LOG_LIST_SIGNATURE]
-  --apple-log-list          also follow the logs of Apple's list [env CERTSTREAM_APPLE_LOG_LIST=1]
-  --include-pending         also follow pending logs [env CERTSTREAM_INCLUDE_PENDING=1]
-  --log-list-refresh DURATION
-                            how often the list is fetched again: 1h, 10m, 30s, 500ms
-                            [env CERTSTREAM_LOG_LIST_REFRESH] [1h]
-  --log-list-max-size SIZE  largest list or signature accepted (file or URL); a bigger one is a failed load
-                            [env CERTSTREAM_LOG_LIST_MAX_SIZE] [4MiB]
-  --log-list-timeout DURATION
-                            deadline for reading the list and its signature (a FIFO or a hung mount cannot
-                            hold the server) [env CERTSTREAM_LOG_LIST_TIMEOUT] [10s]
-  --start-back N            start N entries before each log's current size [env CERTSTREAM_START_BACK] [0: only
-                            new certificates]
-  --poll-interval DURATION  how often a caught-up log is polled [env CERTSTREAM_POLL_INTERVAL] [2s]
-  --max-log-growth N        entries per second a log may grow; a tree head beyond that (10 s of it saved up) is
-                            logged and followed at this rate [env CERTSTREAM_MAX_LOG_GROWTH] [2000]
-  --chain-cache-bytes SIZE  budget of the cache of chain certificates' JSON [env CERTSTREAM_CHAIN_CACHE_BYTES] [8MiB]
-  --issuer-cache-bytes SIZE budget of the tiled logs' issuer cache [env CERTSTREAM_ISSUER_CACHE_BYTES] [4MiB]
-  --max-certificate-bytes SIZE
-                            larger certificates are skipped unparsed [env CERTSTREAM_MAX_CERTIFICATE_BYTES] [256KiB]
-  --max-chain-certificate-bytes SIZE
-                            larger chain certificates and issuers are left out
-                            [env CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES] [64KiB]
-  --max-message-bytes SIZE  entries whose message is larger are skipped [env CERTSTREAM_MAX_MESSAGE_BYTES] [1MiB]
-                            (every skip is counted in /stats)
-  --resolve HOST:PORT:ADDR[,HOST:PORT:ADDR…]
-                            connect to ADDR (an IP, or IP:PORT) for HOST:PORT instead of asking DNS
-                            [env CERTSTREAM_RESOLVE]
-  --get-entries-bytes-per-entry SIZE
-                            refuse a get-entries body larger than SIZE per entry asked for (the whole body may
-                            hold at least 4 MiB, at most 64 MiB; refusals counted in /stats
-                            `http.bodies_too_large`) [env CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY] [64KiB]
-
-Other:
-  RUST_LOG                  log filter (tracing EnvFilter syntax) [info]
-  --log-buffer SIZE         log lines waiting for a slow stdout; beyond it lines are dropped and counted
-                            [env CERTSTREAM_LOG_BUFFER] [1MiB]
-  --help                    this text
-  --version                 the version
-";
-
-/// One option: its flag, its environment variable, whether it takes a value.
+/// One option: where it comes from, what it means, and the field it sets.
 struct Opt {
+    /// The command-line flag, `--name`; also `--name=value`.
     flag: &'static str,
+    /// The environment variable, used when the flag is absent.
     env: &'static str,
-    takes_value: bool,
+    /// One line for `--help`, without the variable and the default (they are added).
+    help: &'static str,
+    /// The field set, and so the kind of value.
+    kind: Kind,
 }
 
-const OPTS: [Opt; 33] = [
+/// The kinds of value, each with its parser and its rendering in `--help`. The common kinds name only the field:
+/// reading the field of `Config::default()` gives the default shown.
+enum Kind {
+    /// `N`: a whole number above 0 ([`Input::count`]).
+    Count(fn(&mut Config) -> &mut dyn CountField),
+    /// `SIZE`: a byte size above 0 ([`Input::size`]).
+    Size(fn(&mut Config) -> &mut usize),
+    /// `DURATION`: above 0, at most a year ([`Input::duration`]).
+    Duration(fn(&mut Config) -> &mut Duration),
+    /// A switch: the bare flag turns it on; `--flag=off` and the variable take on/off ([`Input::switch`]).
+    Switch(fn(&mut Config) -> &mut bool),
+    /// Anything else: its own value name, parser and default rendering.
+    Custom {
+        /// Shown after the flag in `--help`; `None`: a switch (no value follows the flag).
+        value: Option<&'static str>,
+        /// Parses the text and sets the field.
+        apply: fn(&mut Config, Input<'_>) -> Result<(), ConfigError>,
+        /// The field's value as it would be typed, or `None` when unset (nothing is shown).
+        show: fn(&Config) -> Option<String>,
+    },
+}
+
+/// The options, by section of `--help`.
+const SECTIONS: [(&str, &[Opt]); 3] = [
+    ("Options", SERVER_OPTIONS),
+    ("Certificate Transparency logs", LOG_OPTIONS),
+    ("Other", OTHER_OPTIONS),
+];
+
+const SERVER_OPTIONS: &[Opt] = &[
     Opt {
         flag: "--listen",
         env: "WEBSOCKET_LISTEN",
-        takes_value: true,
+        help: "address to serve on, Go style: :PORT (all interfaces), 127.0.0.1:PORT, [::1]:PORT",
+        kind: Kind::Custom {
+            value: Some("ADDR"),
+            apply: |c, v| {
+                c.listen = parse_listen(v.text)?;
+                Ok(())
+            },
+            show: |c| Some(listen_text(c.listen)),
+        },
     },
     Opt {
         flag: "--ring-size",
         env: "CERTSTREAM_RING_SIZE",
-        takes_value: true,
+        help: "messages queued per client before the oldest is dropped",
+        kind: Kind::Count(|c| &mut c.ring_size),
     },
     Opt {
         flag: "--max-connections",
         env: "CERTSTREAM_MAX_CONNECTIONS",
-        takes_value: true,
+        help: "open connections at once",
+        kind: Kind::Count(|c| &mut c.max_connections),
     },
     Opt {
         flag: "--max-connections-per-ip",
         env: "CERTSTREAM_MAX_CONNECTIONS_PER_IP",
-        takes_value: true,
+        help: "open connections at once from one address",
+        kind: Kind::Count(|c| &mut c.max_connections_per_ip),
     },
     Opt {
         flag: "--client-queue-bytes",
         env: "CERTSTREAM_CLIENT_QUEUE_BYTES",
-        takes_value: true,
+        help: "bytes queued per client before the oldest messages are dropped",
+        kind: Kind::Size(|c| &mut c.client_queue_bytes),
     },
     Opt {
         flag: "--fd-reserve",
         env: "CERTSTREAM_FD_RESERVE",
-        takes_value: true,
+        help: "file descriptors kept free for CT log connections: clients are refused before the open-files \
+               limit minus N",
+        kind: Kind::Count(|c| &mut c.descriptor_reserve),
     },
     Opt {
         flag: "--max-latest-bytes",
         env: "CERTSTREAM_MAX_LATEST_BYTES",
-        takes_value: true,
+        help: "larger messages are left out of /latest.json and the example routes",
+        kind: Kind::Size(|c| &mut c.max_latest_bytes),
     },
     Opt {
         flag: "--ops-rate",
         env: "CERTSTREAM_OPS_RATE",
-        takes_value: true,
+        help: "requests per second on each of /stats, /metrics, /latest.json and the example routes (burst: \
+               2 s worth); more get 429",
+        kind: Kind::Count(|c| &mut c.ops_rate),
     },
     Opt {
         flag: "--heartbeat",
         env: "CERTSTREAM_HEARTBEAT",
-        takes_value: false,
+        // The interval is HEARTBEAT_INTERVAL (a test holds the two together).
+        help: "send a heartbeat message every 30s on every stream",
+        kind: Kind::Custom {
+            value: None,
+            apply: |c, v| {
+                c.heartbeat = v.switch()?.then_some(HEARTBEAT_INTERVAL);
+                Ok(())
+            },
+            show: |c| Some(if c.heartbeat.is_some() { "on" } else { "off" }.to_owned()),
+        },
     },
     Opt {
         flag: "--http-write-timeout",
         env: "CERTSTREAM_HTTP_WRITE_TIMEOUT",
-        takes_value: true,
+        help: "time to write a whole HTTP response, then the connection is closed",
+        kind: Kind::Duration(|c| &mut c.http_write_timeout),
     },
     Opt {
         flag: "--message-timeout",
         env: "CERTSTREAM_MESSAGE_TIMEOUT",
-        takes_value: true,
+        help: "time a WebSocket client has to finish a message it started, then close 1008",
+        kind: Kind::Duration(|c| &mut c.message_timeout),
     },
     Opt {
         flag: "--partial-message-budget",
         env: "CERTSTREAM_PARTIAL_MESSAGE_BUDGET",
-        takes_value: true,
+        help: "bytes all unfinished client messages may hold together; a client growing past it is closed with \
+               1008",
+        kind: Kind::Size(|c| &mut c.partial_message_budget),
     },
     Opt {
         flag: "--control-frames-per-second",
         env: "CERTSTREAM_CONTROL_FRAMES_PER_SECOND",
-        takes_value: true,
+        help: "pings and pongs accepted per client per second (also the burst); beyond, close 1008",
+        kind: Kind::Count(|c| &mut c.control_frames_per_second),
     },
     Opt {
         flag: "--tcp-keepalive",
         env: "CERTSTREAM_TCP_KEEPALIVE",
-        takes_value: true,
+        help: "idle time before TCP keepalive probes a silent client (every 10 s, 6 probes: a vanished peer is \
+               closed after about 2 min; silent but present clients are never closed); 0 turns it off",
+        kind: Kind::Custom {
+            value: Some("DURATION"),
+            apply: |c, v| {
+                c.tcp_keepalive = match v.text {
+                    "0" | "off" => None,
+                    _ => Some(v.duration()?),
+                };
+                Ok(())
+            },
+            show: |c| {
+                Some(
+                    c.tcp_keepalive
+                        .map_or_else(|| "0".to_owned(), duration_text),
+                )
+            },
+        },
     },
     Opt {
         flag: "--slow-client-grace",
         env: "CERTSTREAM_SLOW_CLIENT_GRACE",
-        takes_value: true,
+        help: "ingestion slows down rather than drop messages for clients that keep up; a client whose socket \
+               stays full this long does not keep up: it is no longer waited for and loses its oldest queued \
+               messages",
+        kind: Kind::Duration(|c| &mut c.slow_client_grace),
     },
+];
+
+const LOG_OPTIONS: &[Opt] = &[
     Opt {
         flag: "--log-list",
         env: "CUSTOM_LOG_LIST",
-        takes_value: true,
+        help: "follow the logs of this v3 log list (http(s) URL or file) instead of Chrome's signed list. \
+               Without a list at start-up, a compiled-in copy of Chrome's list is used; a list that later fails \
+               to load or parse leaves the previous one in place",
+        kind: Kind::Custom {
+            value: Some("URL|PATH"),
+            apply: |c, v| {
+                c.ingest.log_list = v.non_empty();
+                Ok(())
+            },
+            show: |c| c.ingest.log_list.clone(),
+        },
     },
     Opt {
         flag: "--log-list-signature",
         env: "CERTSTREAM_LOG_LIST_SIGNATURE",
-        takes_value: true,
+        help: "check the custom list against this detached signature with Google's list-signing key (for \
+               mirrors of Chrome's list); without it a custom list is not signature-checked",
+        kind: Kind::Custom {
+            value: Some("URL|PATH"),
+            apply: |c, v| {
+                c.ingest.log_list_signature = v.non_empty();
+                Ok(())
+            },
+            show: |c| c.ingest.log_list_signature.clone(),
+        },
     },
     Opt {
         flag: "--apple-log-list",
         env: "CERTSTREAM_APPLE_LOG_LIST",
-        takes_value: false,
+        help: "also follow the logs of Apple's list",
+        kind: Kind::Switch(|c| &mut c.ingest.apple_log_list),
     },
     Opt {
         flag: "--include-pending",
         env: "CERTSTREAM_INCLUDE_PENDING",
-        takes_value: false,
+        help: "also follow pending logs",
+        kind: Kind::Switch(|c| &mut c.ingest.include_pending),
     },
     Opt {
         flag: "--log-list-refresh",
         env: "CERTSTREAM_LOG_LIST_REFRESH",
-        takes_value: true,
+        help: "how often the list is fetched again",
+        kind: Kind::Duration(|c| &mut c.ingest.log_list_refresh),
     },
     Opt {
         flag: "--log-list-max-size",
         env: "CERTSTREAM_LOG_LIST_MAX_SIZE",
-        takes_value: true,
+        help: "largest list or signature accepted (file or URL); a bigger one is a failed load",
+        kind: Kind::Size(|c| &mut c.ingest.log_list_max_size),
     },
     Opt {
         flag: "--log-list-timeout",
         env: "CERTSTREAM_LOG_LIST_TIMEOUT",
-        takes_value: true,
-    },
-    Opt {
-        flag: "--log-buffer",
-        env: "CERTSTREAM_LOG_BUFFER",
-        takes_value: true,
+        help: "deadline for reading the list and its signature (a FIFO or a hung mount cannot hold the server)",
+        kind: Kind::Duration(|c| &mut c.ingest.log_list_timeout),
     },
     Opt {
         flag: "--start-back",
         env: "CERTSTREAM_START_BACK",
-        takes_value: true,
+        help: "start N entries before each log's current size (0: only new certificates)",
+        kind: Kind::Custom {
+            value: Some("N"),
+            apply: |c, v| {
+                c.ingest.start_back = v.text.parse().map_err(|_| v.is_not("a whole number"))?;
+                Ok(())
+            },
+            show: |c| Some(c.ingest.start_back.to_string()),
+        },
     },
     Opt {
         flag: "--poll-interval",
         env: "CERTSTREAM_POLL_INTERVAL",
-        takes_value: true,
+        help: "how often a caught-up log is polled",
+        kind: Kind::Duration(|c| &mut c.ingest.poll_interval),
     },
     Opt {
         flag: "--max-log-growth",
         env: "CERTSTREAM_MAX_LOG_GROWTH",
-        takes_value: true,
+        help: "entries per second a log may grow; a tree head beyond that (10 s of it saved up) is logged and \
+               followed at this rate",
+        kind: Kind::Count(|c| &mut c.ingest.max_log_growth),
     },
     Opt {
         flag: "--chain-cache-bytes",
         env: "CERTSTREAM_CHAIN_CACHE_BYTES",
-        takes_value: true,
+        help: "budget of the cache of chain certificates' JSON",
+        kind: Kind::Size(|c| &mut c.ingest.build_limits.chain_cache_bytes),
     },
     Opt {
         flag: "--issuer-cache-bytes",
         env: "CERTSTREAM_ISSUER_CACHE_BYTES",
-        takes_value: true,
+        help: "budget of the tiled logs' issuer cache",
+        kind: Kind::Size(|c| &mut c.ingest.issuer_cache_bytes),
     },
     Opt {
         flag: "--max-certificate-bytes",
         env: "CERTSTREAM_MAX_CERTIFICATE_BYTES",
-        takes_value: true,
+        help: "larger certificates are skipped unparsed (every skip is counted in /stats)",
+        kind: Kind::Size(|c| &mut c.ingest.build_limits.max_certificate_bytes),
     },
     Opt {
         flag: "--max-chain-certificate-bytes",
         env: "CERTSTREAM_MAX_CHAIN_CERTIFICATE_BYTES",
-        takes_value: true,
+        help: "larger chain certificates and issuers are left out",
+        kind: Kind::Size(|c| &mut c.ingest.build_limits.max_chain_certificate_bytes),
     },
     Opt {
         flag: "--max-message-bytes",
         env: "CERTSTREAM_MAX_MESSAGE_BYTES",
-        takes_value: true,
+        help: "entries whose message is larger are skipped (every skip is counted in /stats)",
+        kind: Kind::Size(|c| &mut c.ingest.build_limits.max_message_bytes),
     },
     Opt {
         flag: "--resolve",
         env: "CERTSTREAM_RESOLVE",
-        takes_value: true,
+        help: "connect to ADDR (an IP, or IP:PORT) for HOST:PORT instead of asking DNS",
+        kind: Kind::Custom {
+            value: Some("HOST:PORT:ADDR[,HOST:PORT:ADDR…]"),
+            apply: |c, v| {
+                c.ingest.resolve = v
+                    .text
+                    .split(',')
+                    .filter(|item| !item.is_empty())
+                    .map(parse_resolve)
+                    .collect::<Result<_, _>>()?;
+                Ok(())
+            },
+            show: |_| None,
+        },
     },
     Opt {
         flag: "--get-entries-bytes-per-entry",
         env: "CERTSTREAM_GET_ENTRIES_BYTES_PER_ENTRY",
-        takes_value: true,
+        help: "refuse a get-entries body larger than SIZE per entry asked for (the whole body may hold at least \
+               4 MiB, at most 64 MiB; refusals counted in /stats `http.bodies_too_large`)",
+        kind: Kind::Size(|c| &mut c.ingest.get_entries_bytes_per_entry),
     },
 ];
+
+const OTHER_OPTIONS: &[Opt] = &[Opt {
+    flag: "--log-buffer",
+    env: "CERTSTREAM_LOG_BUFFER",
+    help: "log lines waiting for a slow stdout; beyond it lines are dropped and counted",
+    kind: Kind::Size(|c| &mut c.log_buffer),
+}];
+
+/// Every option, in `--help` order.
+fn options() -> impl Iterator<Item = &'static Opt> {
+    SECTIONS.into_iter().flat_map(|(_, options)| options)
+}
+
+/// Cross-option rules, checked once every option is set.
+fn check(config: &Config) -> Result<(), ConfigError> {
+    let ingest = &config.ingest;
+    if ingest.log_list_signature.is_some() && ingest.log_list.is_none() {
+        return Err(ConfigError(
+            "--log-list-signature needs --log-list (Chrome's list is always signature-checked)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
 
 impl Command {
     /// Parses the arguments (without the program name); `env` looks up an environment variable.
@@ -440,8 +562,10 @@ impl Command {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        // Values by option index: environment first, then flags override.
-        let mut values: [Option<String>; OPTS.len()] = std::array::from_fn(|i| env(OPTS[i].env));
+        // Each option's text, in table order: its variable first, then its flag overrides. Nothing is parsed
+        // before the scan ends, so `--help` wins over a bad value and a flag hides a bad variable.
+        let table: Vec<&Opt> = options().collect();
+        let mut texts: Vec<Option<String>> = table.iter().map(|opt| env(opt.env)).collect();
         let mut args = args.into_iter().map(Into::into);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -450,15 +574,15 @@ impl Command {
                 _ => {}
             }
             let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
-                None => (arg.clone(), None),
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (arg.as_str(), None),
             };
-            let Some(index) = OPTS.iter().position(|opt| opt.flag == name) else {
+            let Some(index) = table.iter().position(|opt| opt.flag == name) else {
                 return Err(ConfigError(format!(
                     "unknown argument `{arg}` (see --help)"
                 )));
             };
-            values[index] = Some(if OPTS[index].takes_value {
+            texts[index] = Some(if table[index].value_name().is_some() {
                 match inline.or_else(|| args.next()) {
                     Some(value) => value,
                     None => return Err(ConfigError(format!("{name} needs a value"))),
@@ -468,177 +592,172 @@ impl Command {
             });
         }
         let mut config = Config::default();
-        let [
-            listen,
-            ring,
-            max,
-            per_ip,
-            queue_bytes,
-            fd_reserve,
-            latest_bytes,
-            ops_rate,
-            heartbeat,
-            http_write_timeout,
-            message_timeout,
-            partial_message_budget,
-            control_frames_per_second,
-            tcp_keepalive,
-            slow_client_grace,
-            log_list,
-            signature,
-            apple,
-            pending,
-            refresh,
-            list_max_size,
-            list_timeout,
-            log_buffer,
-            start_back,
-            poll_interval,
-            max_log_growth,
-            chain_cache_bytes,
-            issuer_cache_bytes,
-            max_certificate_bytes,
-            max_chain_certificate_bytes,
-            max_message_bytes,
-            resolve,
-            get_entries_bytes_per_entry,
-        ] = values;
-        if let Some(v) = listen {
-            config.listen = parse_listen(&v)?;
-        }
-        if let Some(v) = ring {
-            config.ring_size = parse_count("--ring-size", &v)?;
-        }
-        if let Some(v) = max {
-            config.max_connections = parse_count("--max-connections", &v)?;
-        }
-        if let Some(v) = per_ip {
-            config.max_connections_per_ip = parse_count("--max-connections-per-ip", &v)?;
-        }
-        if let Some(v) = queue_bytes {
-            config.client_queue_bytes = parse_bytes("--client-queue-bytes", &v)?;
-        }
-        if let Some(v) = fd_reserve {
-            config.descriptor_reserve = parse_count("--fd-reserve", &v)?;
-        }
-        if let Some(v) = latest_bytes {
-            config.max_latest_bytes = parse_bytes("--max-latest-bytes", &v)?;
-        }
-        if let Some(v) = ops_rate {
-            config.ops_rate = parse_count("--ops-rate", &v)?;
-        }
-        if let Some(v) = heartbeat {
-            config.heartbeat = parse_switch("--heartbeat", &v)?.then_some(Duration::from_secs(30));
-        }
-        if let Some(v) = log_buffer {
-            config.log_buffer = parse_bytes("--log-buffer", &v)?;
-        }
-        if let Some(v) = http_write_timeout {
-            config.http_write_timeout = parse_duration("--http-write-timeout", &v)?;
-        }
-        if let Some(v) = message_timeout {
-            config.message_timeout = parse_duration("--message-timeout", &v)?;
-        }
-        if let Some(v) = partial_message_budget {
-            config.partial_message_budget = parse_bytes("--partial-message-budget", &v)?;
-        }
-        if let Some(v) = control_frames_per_second {
-            let n = parse_count("--control-frames-per-second", &v)?;
-            config.control_frames_per_second = u32::try_from(n).unwrap_or(u32::MAX);
-        }
-        if let Some(v) = tcp_keepalive {
-            config.tcp_keepalive = match v.as_str() {
-                "0" | "off" => None,
-                _ => Some(parse_duration("--tcp-keepalive", &v)?),
-            };
-        }
-        if let Some(v) = slow_client_grace {
-            config.slow_client_grace = parse_duration("--slow-client-grace", &v)?;
-        }
-        let ingest = &mut config.ingest;
-        ingest.log_list = log_list.filter(|v| !v.is_empty());
-        ingest.log_list_signature = signature.filter(|v| !v.is_empty());
-        if let Some(v) = apple {
-            ingest.apple_log_list = parse_switch("--apple-log-list", &v)?;
-        }
-        if let Some(v) = pending {
-            ingest.include_pending = parse_switch("--include-pending", &v)?;
-        }
-        if let Some(v) = refresh {
-            ingest.log_list_refresh = parse_duration("--log-list-refresh", &v)?;
-        }
-        if let Some(v) = list_max_size {
-            ingest.log_list_max_size = parse_bytes("--log-list-max-size", &v)?;
-        }
-        if let Some(v) = list_timeout {
-            ingest.log_list_timeout = parse_duration("--log-list-timeout", &v)?;
-        }
-        if let Some(v) = start_back {
-            ingest.start_back = v
-                .parse()
-                .map_err(|_| ConfigError(format!("--start-back: `{v}` is not a whole number")))?;
-        }
-        if let Some(v) = poll_interval {
-            ingest.poll_interval = parse_duration("--poll-interval", &v)?;
-        }
-        if let Some(v) = max_log_growth {
-            ingest.max_log_growth = parse_count("--max-log-growth", &v)? as u64;
-        }
-        let limits = &mut ingest.build_limits;
-        for (flag, value, field) in [
-            (
-                "--chain-cache-bytes",
-                chain_cache_bytes,
-                &mut limits.chain_cache_bytes,
-            ),
-            (
-                "--issuer-cache-bytes",
-                issuer_cache_bytes,
-                &mut ingest.issuer_cache_bytes,
-            ),
-            (
-                "--max-certificate-bytes",
-                max_certificate_bytes,
-                &mut limits.max_certificate_bytes,
-            ),
-            (
-                "--max-chain-certificate-bytes",
-                max_chain_certificate_bytes,
-                &mut limits.max_chain_certificate_bytes,
-            ),
-            (
-                "--max-message-bytes",
-                max_message_bytes,
-                &mut limits.max_message_bytes,
-            ),
-        ] {
-            if let Some(v) = value {
-                *field = parse_bytes(flag, &v)?;
+        for (opt, text) in table.iter().zip(&texts) {
+            if let Some(text) = text {
+                opt.apply(&mut config, text)?;
             }
         }
-        if let Some(v) = resolve {
-            ingest.resolve = v
-                .split(',')
-                .filter(|item| !item.is_empty())
-                .map(parse_resolve)
-                .collect::<Result<_, _>>()?;
-        }
-        if let Some(v) = get_entries_bytes_per_entry {
-            ingest.get_entries_bytes_per_entry = parse_bytes("--get-entries-bytes-per-entry", &v)?;
-        }
-        if ingest.log_list_signature.is_some() && ingest.log_list.is_none() {
-            return Err(ConfigError(
-                "--log-list-signature needs --log-list (Chrome's list is always signature-checked)"
-                    .into(),
-            ));
-        }
+        check(&config)?;
         Ok(Self::Run(Box::new(config)))
     }
 }
 
+impl Opt {
+    /// What follows the flag in `--help`; `None` for a switch.
+    fn value_name(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Count(_) => Some("N"),
+            Kind::Size(_) => Some("SIZE"),
+            Kind::Duration(_) => Some("DURATION"),
+            Kind::Switch(_) => None,
+            Kind::Custom { value, .. } => value,
+        }
+    }
+
+    fn apply(&self, config: &mut Config, text: &str) -> Result<(), ConfigError> {
+        let input = Input {
+            flag: self.flag,
+            text,
+        };
+        match self.kind {
+            Kind::Count(field) => field(config).set(input.count()?),
+            Kind::Size(field) => *field(config) = input.size()?,
+            Kind::Duration(field) => *field(config) = input.duration()?,
+            Kind::Switch(field) => *field(config) = input.switch()?,
+            Kind::Custom { apply, .. } => apply(config, input)?,
+        }
+        Ok(())
+    }
+
+    /// The default as it would be typed: the field's value in `Config::default()`.
+    fn default_text(&self) -> Option<String> {
+        let mut defaults = Config::default();
+        match self.kind {
+            Kind::Count(field) => Some(field(&mut defaults).to_string()),
+            Kind::Size(field) => Some(size_text(*field(&mut defaults))),
+            Kind::Duration(field) => Some(duration_text(*field(&mut defaults))),
+            Kind::Switch(field) => {
+                Some(if *field(&mut defaults) { "on" } else { "off" }.to_owned())
+            }
+            Kind::Custom { show, .. } => show(&defaults),
+        }
+    }
+}
+
+/// A whole-number field; the fields differ in width.
+trait CountField: fmt::Display {
+    fn set(&mut self, count: usize);
+}
+
+impl CountField for usize {
+    fn set(&mut self, count: usize) {
+        *self = count;
+    }
+}
+
+impl CountField for u64 {
+    fn set(&mut self, count: usize) {
+        *self = u64::try_from(count).unwrap_or(u64::MAX);
+    }
+}
+
+impl CountField for u32 {
+    /// Saturates: a rate beyond `u32::MAX` a second is no limit either way.
+    fn set(&mut self, count: usize) {
+        *self = u32::try_from(count).unwrap_or(u32::MAX);
+    }
+}
+
+/// The text given for one option, and its flag (named in errors, for the variable too).
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    flag: &'static str,
+    text: &'a str,
+}
+
+impl Input<'_> {
+    /// The refusal every parser gives: "--flag: `text` is not …".
+    fn is_not(self, what: &str) -> ConfigError {
+        ConfigError(format!("{}: `{}` is not {what}", self.flag, self.text))
+    }
+
+    fn count(self) -> Result<usize, ConfigError> {
+        match self.text.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(self.is_not("a positive whole number")),
+        }
+    }
+
+    /// A byte size, the one rule of every byte-size option: a whole number above 0 (no budget makes sense at zero:
+    /// a zero message cap would skip every entry, a zero cache refetch everything), optionally followed by
+    /// `KiB`/`K`/`k` or `MiB`/`M`/`m` (powers of 1024).
+    fn size(self) -> Result<usize, ConfigError> {
+        let digits_end = self
+            .text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(self.text.len());
+        let (number, unit) = self.text.split_at(digits_end);
+        let scale: usize = match unit.trim() {
+            "" => 1,
+            "KiB" | "K" | "k" => 1 << 10,
+            "MiB" | "M" | "m" => 1 << 20,
+            _ => 0,
+        };
+        number
+            .parse::<usize>()
+            .ok()
+            .filter(|_| scale > 0)
+            .and_then(|n| n.checked_mul(scale))
+            .filter(|&n| n > 0)
+            .ok_or_else(|| self.is_not("a size above 0 (bytes, or with a KiB / MiB suffix)"))
+    }
+
+    /// A duration: a positive number with a unit `ms`, `s`, `m` or `h` (seconds when none), at most
+    /// [`MAX_DURATION`].
+    fn duration(self) -> Result<Duration, ConfigError> {
+        let bad =
+            || self.is_not("a duration above 0 and at most a year, like 500ms, 30s, 10m or 1h");
+        let split = self
+            .text
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(self.text.len());
+        let (number, unit) = self.text.split_at(split);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit {
+            "ms" => number / 1000.0,
+            "" | "s" => number,
+            "m" => number * 60.0,
+            "h" => number * 3600.0,
+            _ => return Err(bad()),
+        };
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(duration) if !duration.is_zero() && duration <= MAX_DURATION => Ok(duration),
+            _ => Err(bad()),
+        }
+    }
+
+    fn switch(self) -> Result<bool, ConfigError> {
+        match self.text {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" | "" => Ok(false),
+            _ => Err(self.is_not("on/off")),
+        }
+    }
+
+    /// The text, or `None` when it is empty (an empty variable means unset).
+    fn non_empty(self) -> Option<String> {
+        Some(self.text.to_owned()).filter(|text| !text.is_empty())
+    }
+}
+
+/// The longest duration any option takes. Every duration becomes a deadline (`Instant::now() + d`) or a timer,
+/// and `Instant + Duration` panics on overflow (`--log-list-timeout 1000000000000s`); no timeout, interval or
+/// grace is meaningful beyond a year, and a year is far from any overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses a listen address the way Go's `net.Listen` does: `:8080` (every interface, IPv6 and IPv4),
 /// `127.0.0.1:8080`, `[::1]:8080`, `[::]:8080`, `localhost:8080`.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     let bad = |why: &str| ConfigError(format!("invalid listen address `{text}`: {why}"));
     let (host, port) = text
         .rsplit_once(':')
@@ -668,41 +787,16 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// The longest duration any option takes. Every duration becomes a deadline (`Instant::now() + d`) or a timer,
-/// and `Instant + Duration` panics on overflow (`--log-list-timeout 1000000000000s`); no timeout, interval or
-/// grace is meaningful beyond a year, and a year is far from any overflow.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Parses a duration: a positive number with a unit `ms`, `s`, `m` or `h` (seconds when none), at most
-/// [`MAX_DURATION`].
-pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, ConfigError> {
-    let bad = || {
-        ConfigError(format!(
-            "{flag}: `{text}` is not a duration above 0 and at most a year, like 500ms, 30s, 10m or 1h"
-        ))
-    };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(bad()),
-    };
-    match Duration::try_from_secs_f64(seconds) {
-        Ok(duration) if !duration.is_zero() && duration <= MAX_DURATION => Ok(duration),
-        _ => Err(bad()),
-    }
-}
-
 /// Parses one `--resolve` item, `HOST:PORT:ADDR`, where ADDR is an IP (the port stays PORT) or an IP with its own
 /// port (`127.0.0.1:9`, `[::1]:9`).
-pub fn parse_resolve(text: &str) -> Result<(String, u16, SocketAddr), ConfigError> {
-    let bad = || ConfigError(format!("--resolve: `{text}` is not HOST:PORT:ADDR"));
+fn parse_resolve(text: &str) -> Result<(String, u16, SocketAddr), ConfigError> {
+    let bad = || {
+        Input {
+            flag: "--resolve",
+            text,
+        }
+        .is_not("HOST:PORT:ADDR")
+    };
     let (host, rest) = text.split_once(':').ok_or_else(bad)?;
     let (port, addr) = rest.split_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
@@ -719,50 +813,111 @@ pub fn parse_resolve(text: &str) -> Result<(String, u16, SocketAddr), ConfigErro
     Ok((host.to_ascii_lowercase(), port, addr))
 }
 
-fn parse_count(flag: &str, text: &str) -> Result<usize, ConfigError> {
-    match text.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(ConfigError(format!(
-            "{flag}: `{text}` is not a positive whole number"
-        ))),
+/// A listen address as `--listen` takes it: `:PORT` for every interface.
+fn listen_text(addr: SocketAddr) -> String {
+    if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        format!(":{}", addr.port())
+    } else {
+        addr.to_string()
     }
 }
 
-/// A byte size, the one rule of every byte-size option: a whole number above 0 (no budget makes sense at zero: a
-/// zero message cap would skip every entry, a zero cache refetch everything), optionally followed by
-/// `KiB`/`K`/`k` or `MiB`/`M`/`m` (powers of 1024).
-fn parse_bytes(flag: &str, text: &str) -> Result<usize, ConfigError> {
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits_end);
-    let scale: usize = match unit.trim() {
-        "" => 1,
-        "KiB" | "K" | "k" => 1 << 10,
-        "MiB" | "M" | "m" => 1 << 20,
-        _ => 0,
-    };
-    number
-        .parse::<usize>()
-        .ok()
-        .filter(|_| scale > 0)
-        .and_then(|n| n.checked_mul(scale))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            ConfigError(format!(
-                "{flag}: `{text}` is not a size above 0 (bytes, or with a KiB / MiB suffix)"
-            ))
-        })
-}
-
-fn parse_switch(flag: &str, text: &str) -> Result<bool, ConfigError> {
-    match text {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" | "" => Ok(false),
-        _ => Err(ConfigError(format!("{flag}: `{text}` is not on/off"))),
+/// A byte size in the largest unit that keeps it whole: `8MiB`, `256KiB`, `1000`.
+fn size_text(bytes: usize) -> String {
+    match bytes {
+        0 => "0".to_owned(),
+        _ if bytes.is_multiple_of(1 << 20) => format!("{}MiB", bytes >> 20),
+        _ if bytes.is_multiple_of(1 << 10) => format!("{}KiB", bytes >> 10),
+        _ => bytes.to_string(),
     }
 }
 
+/// A duration in the largest unit that keeps it whole: `1h`, `60s`, `500ms`.
+fn duration_text(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis > 0 && millis.is_multiple_of(3_600_000) {
+        format!("{}h", millis / 3_600_000)
+    } else if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+/// What `--help` says before the options.
+const HELP_INTRO: &str =
+    "certstream: streams every new Certificate Transparency log entry as JSON over WebSocket
+
+Usage: certstream [OPTIONS]
+
+SIZE is a number of bytes above 0, optionally with a KiB or MiB suffix (64KiB, 8MiB).
+DURATION is a number with ms, s, m or h (500ms, 30s, 1.5m, 1h), above 0 and at most a year.
+";
+
+/// Help lines wrap at this width; descriptions start at [`HELP_INDENT`].
+const HELP_WIDTH: usize = 118;
+const HELP_INDENT: usize = 28;
+
+/// The usage text printed by `--help`, generated from the option table.
+pub fn help() -> String {
+    let mut out = HELP_INTRO.to_owned();
+    for (heading, options) in SECTIONS {
+        let _ = write!(out, "\n{heading}:\n");
+        for opt in options {
+            let usage = match opt.value_name() {
+                Some(value) => format!("{} {value}", opt.flag),
+                None => opt.flag.to_owned(),
+            };
+            let env = match opt.value_name() {
+                Some(_) => format!("[env {}]", opt.env),
+                None => format!("[env {}=1]", opt.env),
+            };
+            let default = opt.default_text().map(|text| format!("[default: {text}]"));
+            let words = opt.help.split_whitespace().chain([env.as_str()]);
+            push_help_entry(&mut out, &usage, words.chain(default.as_deref()));
+        }
+    }
+    let filter = format!("[default: {DEFAULT_LOG_FILTER}]");
+    let words = "log filter (tracing EnvFilter syntax)".split_whitespace();
+    push_help_entry(&mut out, "RUST_LOG", words.chain([filter.as_str()]));
+    push_help_entry(&mut out, "--help", ["this text"]);
+    push_help_entry(&mut out, "--version", ["the version"]);
+    out
+}
+
+/// One entry of `--help`: the usage on the left (on a line of its own when too long), then the words, wrapped
+/// between words (so `[env NAME]` and `[default: …]` stay whole).
+fn push_help_entry<'a>(out: &mut String, usage: &str, words: impl IntoIterator<Item = &'a str>) {
+    let mut line = format!("  {usage}");
+    if line.chars().count() >= HELP_INDENT {
+        out.push_str(&line);
+        out.push('\n');
+        line.clear();
+    }
+    let mut line_len = line.chars().count();
+    line.extend(std::iter::repeat_n(' ', HELP_INDENT - line_len));
+    line_len = HELP_INDENT;
+    let mut first = true;
+    for word in words {
+        let word_len = word.chars().count();
+        if !first && line_len + 1 + word_len > HELP_WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = " ".repeat(HELP_INDENT);
+            line_len = HELP_INDENT;
+            first = true;
+        }
+        if !first {
+            line.push(' ');
+            line_len += 1;
+        }
+        line.push_str(word);
+        line_len += word_len;
+        first = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,6 +930,10 @@ mod tests {
         Command::parse(args.iter().copied(), |name| {
             env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })
+    }
+
+    fn input<'a>(flag: &'static str, text: &'a str) -> Input<'a> {
+        Input { flag, text }
     }
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Config {
@@ -993,7 +1152,7 @@ mod tests {
             }
         );
         for bad in ["", "0", "0MiB", "1GiB", "x", "-1", "1.5M"] {
-            assert!(parse_bytes("--x", bad).is_err(), "{bad:?}");
+            assert!(input("--x", bad).size().is_err(), "{bad:?}");
         }
     }
 
@@ -1030,7 +1189,7 @@ mod tests {
             assert!(parse(&[], &[(env, "64k")]).is_ok(), "{env}=64k");
             assert!(parse(&[flag, "0"], &[]).is_err(), "{flag} 0");
             assert!(parse(&[], &[(env, "0KiB")]).is_err(), "{env}=0KiB");
-            assert!(HELP.contains(&format!("{flag} SIZE")), "{flag} in --help");
+            assert!(help().contains(&format!("{flag} SIZE")), "{flag} in --help");
         }
         let config = run(
             &["--client-queue-bytes", "2MiB", "--log-list-max-size=1M"],
@@ -1056,7 +1215,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        let d = |t: &str| parse_duration("--x", t);
+        let d = |t: &str| input("--x", t).duration();
         assert_eq!(d("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(d("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(d("30").unwrap(), Duration::from_secs(30));
@@ -1116,5 +1275,172 @@ mod tests {
         assert!(parse(&["--listen"], &[]).is_err());
         assert!(parse(&["--ring-size", "0"], &[]).is_err());
         assert!(parse(&[], &[("CERTSTREAM_RING_SIZE", "many")]).is_err());
+    }
+
+    /// A sample for one option: arguments it needs besides itself, a value that differs from the default, and a
+    /// value it refuses (`None`: it takes any text).
+    struct Sample {
+        with: &'static [&'static str],
+        good: &'static str,
+        bad: Option<&'static str>,
+    }
+
+    /// The sample of every option: by kind, or from `custom_samples`.
+    fn sample(opt: &Opt) -> Sample {
+        let by_kind = |good, bad| Sample {
+            with: &[],
+            good,
+            bad: Some(bad),
+        };
+        match opt.kind {
+            Kind::Count(_) => by_kind("3", "0"),
+            Kind::Size(_) => by_kind("3KiB", "0"),
+            Kind::Duration(_) => by_kind("7s", "0s"),
+            Kind::Switch(_) => by_kind("on", "maybe"),
+            Kind::Custom { .. } => custom_samples(opt.flag),
+        }
+    }
+
+    /// The samples of the options with their own parser; a new one must be added here (the tests fail otherwise).
+    fn custom_samples(flag: &str) -> Sample {
+        let (with, good, bad): (&'static [&'static str], _, _) = match flag {
+            "--listen" => (&[], "127.0.0.1:9", Some("8080")),
+            "--heartbeat" => (&[], "on", Some("maybe")),
+            "--tcp-keepalive" => (&[], "0", Some("1d")),
+            "--log-list" => (&[], "list.json", None),
+            "--log-list-signature" => (&["--log-list", "list.json"], "list.sig", None),
+            "--start-back" => (&[], "1000", Some("-1")),
+            "--resolve" => (&[], "ct.example:443:127.0.0.1", Some("ct.example:443")),
+            _ => panic!("{flag} has no sample in custom_samples"),
+        };
+        Sample { with, good, bad }
+    }
+
+    /// The arguments that set `opt` to `text`: a switch's flag alone when turned on.
+    fn flag_args(opt: &Opt, sample: &Sample, text: &'static str) -> Vec<String> {
+        let mut args: Vec<String> = sample.with.iter().map(|a| a.to_string()).collect();
+        match (opt.value_name(), text) {
+            (None, "on") => args.push(opt.flag.to_owned()),
+            _ => args.push(format!("{}={text}", opt.flag)),
+        }
+        args
+    }
+
+    fn parse_owned(args: &[String], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        parse(&args, env)
+    }
+
+    #[test]
+    fn every_option_is_set_by_its_flag_and_by_its_variable_alike() {
+        for opt in options() {
+            let sample = sample(opt);
+            let by_flag = parse_owned(&flag_args(opt, &sample, sample.good), &[]);
+            let by_env = parse(sample.with, &[(opt.env, sample.good)]);
+            assert_eq!(by_flag, by_env, "{}", opt.flag);
+            let base = parse(sample.with, &[]);
+            assert_ne!(
+                by_flag, base,
+                "{} {} changes nothing",
+                opt.flag, sample.good
+            );
+            if let Some(value) = opt.value_name() {
+                // Also `--flag VALUE`, as two arguments.
+                let mut split: Vec<&str> = sample.with.to_vec();
+                split.extend([opt.flag, sample.good]);
+                assert_eq!(parse(&split, &[]), by_flag, "{} {value}", opt.flag);
+            }
+        }
+    }
+
+    #[test]
+    fn every_option_refuses_a_bad_value_from_its_flag_and_its_variable() {
+        for opt in options() {
+            let sample = sample(opt);
+            let Some(bad) = sample.bad else { continue };
+            let by_flag = parse_owned(&flag_args(opt, &sample, bad), &[]).unwrap_err();
+            let by_env = parse(sample.with, &[(opt.env, bad)]).unwrap_err();
+            assert_eq!(by_flag, by_env, "{}", opt.flag);
+            // The message names the option (the listen address names itself).
+            let named = if opt.flag == "--listen" {
+                "listen address"
+            } else {
+                opt.flag
+            };
+            assert!(by_flag.to_string().contains(named), "{by_flag}");
+            // A flag hides a bad variable.
+            let flag_wins = parse_owned(&flag_args(opt, &sample, sample.good), &[(opt.env, bad)]);
+            assert!(flag_wins.is_ok(), "{}: {flag_wins:?}", opt.flag);
+        }
+    }
+
+    /// The default `--help` shows is the one the config uses: typed back in, it changes nothing.
+    #[test]
+    fn every_default_shown_is_the_default_used() {
+        let help = help();
+        for opt in options() {
+            let Some(default) = opt.default_text() else {
+                continue;
+            };
+            assert!(
+                help.contains(&format!("[default: {default}]")),
+                "{}",
+                opt.flag
+            );
+            let mut config = Config::default();
+            opt.apply(&mut config, &default).unwrap();
+            assert_eq!(config, Config::default(), "{} {default}", opt.flag);
+        }
+        assert!(help.contains(&format!("every {}", duration_text(HEARTBEAT_INTERVAL))));
+        assert!(help.contains(&format!("[default: {DEFAULT_LOG_FILTER}]")));
+    }
+
+    #[test]
+    fn help_lists_every_option_once_and_no_two_share_a_flag_or_variable() {
+        let help = help();
+        let mut flags = std::collections::HashSet::new();
+        let mut envs = std::collections::HashSet::new();
+        for opt in options() {
+            assert!(flags.insert(opt.flag), "{} twice", opt.flag);
+            assert!(envs.insert(opt.env), "{} twice", opt.env);
+            let usage = match opt.value_name() {
+                Some(value) => format!("  {} {value}", opt.flag),
+                None => format!("  {} ", opt.flag),
+            };
+            assert_eq!(help.matches(&usage).count(), 1, "{usage:?} in --help");
+            assert!(help.contains(&format!("[env {}", opt.env)), "{}", opt.env);
+        }
+        assert!(help.lines().all(|line| line.chars().count() <= HELP_WIDTH));
+    }
+
+    #[test]
+    fn derived_settings_follow_the_options() {
+        let ingest = run(
+            &[
+                "--start-back=5",
+                "--poll-interval=3s",
+                "--max-log-growth=7",
+                "--get-entries-bytes-per-entry=1KiB",
+                "--resolve=ct.example:443:127.0.0.1",
+            ],
+            &[],
+        )
+        .ingest;
+        let poll = ingest.poll_options();
+        assert_eq!(
+            (
+                poll.start_back,
+                poll.poll_interval,
+                poll.max_growth_per_second,
+                poll.get_entries_bytes_per_entry
+            ),
+            (5, Duration::from_secs(3), 7, 1024)
+        );
+        assert_eq!(poll.request_timeout, HttpClientConfig::default().timeout);
+        let http = ingest.http_client_config();
+        assert_eq!(
+            http.resolve_overrides[&("ct.example".to_owned(), 443)],
+            ["127.0.0.1:443".parse().unwrap()]
+        );
     }
 }

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use certstream::config::{Command, HELP};
+use certstream::config::{self, Command};
+use certstream::http::HttpClient;
 use certstream::ingest::pipeline::Pipeline;
-use certstream::ingest::supervisor::{Supervisor, http_client};
+use certstream::ingest::supervisor::Supervisor;
 use certstream::logging::LogOutput;
 use certstream::server::{self, Server};
 
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
     let config = match Command::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
         Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
-            let _ = std::io::stdout().write_all(HELP.as_bytes());
+            let _ = std::io::stdout().write_all(config::help().as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config::DEFAULT_LOG_FILTER)),
         )
         .with_writer(log.clone())
         .init();
@@ -57,7 +58,8 @@ fn main() -> ExitCode {
         let ingest = config.ingest.clone();
         let server = Server::bind(config)?;
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
-        let http = Rc::new(http_client(&ingest).map_err(std::io::Error::other)?);
+        let http =
+            Rc::new(HttpClient::new(ingest.http_client_config()).map_err(std::io::Error::other)?);
         let pipeline = Rc::new(Pipeline::new(server.hub(), ingest.build_limits));
         let supervisor = Rc::new(Supervisor::new(ingest, http.clone(), pipeline.clone()));
         server.add_reporter(reporter);

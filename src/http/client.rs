@@ -32,6 +32,9 @@ pub const DEFAULT_USER_AGENT: &str = concat!(
     " (+https://github.com/certstream/certstream)"
 );
 
+/// The default deadline of a whole request ([`HttpClientConfig::timeout`]); the pollers use it for theirs too.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How an [`HttpClient`] behaves. `Default` is right for polling CT logs.
 #[derive(Debug, Clone)]
 pub struct HttpClientConfig {
@@ -59,7 +62,7 @@ impl Default for HttpClientConfig {
     fn default() -> Self {
         Self {
             user_agent: DEFAULT_USER_AGENT.to_string(),
-            timeout: Duration::from_secs(30),
+            timeout: DEFAULT_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
             max_body_size: 64 * 1024 * 1024,
             idle_timeout: Duration::from_secs(50),

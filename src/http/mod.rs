@@ -14,7 +14,9 @@ mod status;
 mod url;
 mod wire;
 
-pub use client::{DEFAULT_USER_AGENT, Header, HttpClient, HttpClientConfig, HttpCounts};
+pub use client::{
+    DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, Header, HttpClient, HttpClientConfig, HttpCounts,
+};
 pub use error::HttpError;
 pub use response::Response;
 pub use url::Target;

@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::config::IngestConfig;
 use crate::http::HttpClient;
 use crate::hub::Gate;
 use crate::log_throttle::LogThrottle;
@@ -78,16 +79,9 @@ pub struct PollOptions {
 }
 
 impl Default for PollOptions {
+    /// What the default configuration gives ([`IngestConfig::poll_options`], where every value is defined).
     fn default() -> Self {
-        Self {
-            start_back: 0,
-            poll_interval: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(30),
-            max_in_flight: 4,
-            partial_tile_min_age: Duration::from_secs(3),
-            get_entries_bytes_per_entry: certstream_ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
-            max_growth_per_second: growth::DEFAULT_MAX_GROWTH_PER_SECOND,
-        }
+        IngestConfig::default().poll_options()
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use crate::config::IngestConfig;
-use crate::http::{HttpClient, HttpClientConfig, HttpError};
+use crate::http::{HttpClient, HttpError};
 use crate::hub::Gate;
 use crate::operator_input::{self, InputError};
 use crate::panic_boundary::CatchUnwind;
@@ -54,18 +54,6 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Apple's list of the logs in its CT programme (no detached signature: it rests on TLS).
 pub const APPLE_LOG_LIST_URL: &str = "https://valid.apple.com/ct/log_list/current_log_list.json";
-
-/// The HTTP client for logs and lists: the project's defaults plus any `--resolve` overrides.
-pub fn http_client(config: &IngestConfig) -> Result<HttpClient, HttpError> {
-    let mut http = HttpClientConfig::default();
-    for (host, port, addr) in &config.resolve {
-        http.resolve_overrides
-            .entry((host.clone(), *port))
-            .or_default()
-            .push(*addr);
-    }
-    HttpClient::new(http)
-}
 
 /// Why a log list could not be loaded.
 #[derive(Debug)]
@@ -149,13 +137,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor delivering every log's entries to `pipeline`. Nothing runs until [`run`](Self::run).
     pub fn new(config: IngestConfig, http: Rc<HttpClient>, pipeline: Rc<Pipeline>) -> Self {
-        let options = PollOptions {
-            start_back: config.start_back,
-            poll_interval: config.poll_interval,
-            get_entries_bytes_per_entry: config.get_entries_bytes_per_entry,
-            max_growth_per_second: config.max_log_growth,
-            ..PollOptions::default()
-        };
+        let options = config.poll_options();
         let issuers = IssuerCache::new(
             config.issuer_cache_bytes,
             config.build_limits.max_chain_certificate_bytes,
@@ -865,7 +847,7 @@ mod tests {
     /// A supervisor with the default configuration, publishing to a small hub (call inside a runtime).
     fn test_supervisor() -> Supervisor {
         let config = IngestConfig::default();
-        let http = Rc::new(http_client(&config).unwrap());
+        let http = Rc::new(HttpClient::new(config.http_client_config()).unwrap());
         let pipeline = Rc::new(Pipeline::new(Hub::new(4), Default::default()));
         Supervisor::new(config, http, pipeline)
     }
