@@ -13,6 +13,7 @@ pub mod hub;
 pub mod ingest;
 pub mod log_throttle;
 pub mod logging;
+pub mod metrics;
 pub mod operator_input;
 pub mod panic_boundary;
 pub mod redact;
