@@ -608,6 +608,13 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        push_label(&mut out, "log", "a \"quoted\" \\ name\nnext");
+        assert_eq!(out, r#"log="a \"quoted\" \\ name\nnext""#);
+    }
+
+    #[test]
     fn prometheus_names_are_checked() {
         assert!(valid_name("certstream_log_lag"));
         assert!(!valid_name("certstream-log"));

@@ -185,6 +185,8 @@ impl StatusReporter for Pipeline {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
     use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
     use crate::ct::entry::{Chain, EntryType};

@@ -813,6 +813,7 @@ impl StatusReporter for Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
     use crate::hub::Hub;
 
     /// The snapshot's selected logs, reduced to those at `positions`.
@@ -858,8 +859,7 @@ mod tests {
             supervisor.apply(&subset(&snapshot, &[3, 3, 1]));
             assert_eq!(supervisor.followed(), ids(&[1, 3]));
 
-            let mut stats = Map::new();
-            supervisor.stats(&mut stats);
+            let stats = stats_of(&supervisor);
             let logs = stats["logs"].as_array().unwrap();
             assert_eq!(logs.len(), 2);
             for key in [
@@ -873,8 +873,7 @@ mod tests {
             ] {
                 assert!(logs[0].get(key).is_some(), "{key} missing: {}", logs[0]);
             }
-            let mut metrics = String::new();
-            supervisor.metrics(&mut metrics);
+            let metrics = text_of(&supervisor);
             assert!(
                 metrics.contains("certstream_logs_followed 2\n"),
                 "{metrics}"
@@ -886,6 +885,7 @@ mod tests {
                     .count(),
                 2
             );
+            assert_both_outputs_agree(&[&supervisor]);
 
             let kept: Vec<StopToken> = supervisor
                 .logs
@@ -967,8 +967,7 @@ mod tests {
                 (status.panicked, status.restarts) = (panicked, restarts);
             }
             supervisor.apply(&subset(&all, &[1]));
-            let mut stats = Map::new();
-            supervisor.stats(&mut stats);
+            let stats = stats_of(&supervisor);
             assert_eq!(stats["ingest"]["panicked"], 8);
             assert_eq!(stats["ingest"]["restarts"], 3);
             supervisor.shutdown();
@@ -1018,20 +1017,12 @@ mod tests {
                 "get-sth: invalid URL \"https://u:hunter2@moved.example/?token=s3cr3t\"".into(),
             );
             drop(logs);
-            let mut stats = Map::new();
-            supervisor.stats(&mut stats);
+            let stats = stats_of(&supervisor);
             assert_eq!(
                 stats["logs"][0]["last_error"],
                 "get-sth: invalid URL \"https://***@moved.example/?***\""
             );
         })
         .unwrap();
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut out = String::new();
-        label(&mut out, "log", "a \"quoted\" \\ name\nnext");
-        assert_eq!(out, r#"log="a \"quoted\" \\ name\nnext""#);
     }
 }
