@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-
 use crate::metrics::{Metric, Report, StatusReporter};
 
 /// The log output: cheap to clone, every clone feeds the same queue.

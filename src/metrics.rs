@@ -169,12 +169,11 @@ enum Output<'a> {
 }
 
 /// One sample of a metric, as both outputs show it.
-#[derive(Clone)]
 struct Sample {
     /// Prometheus labels, rendered (`a="b",c="d"`), or empty.
     labels: String,
-    /// The value in `/metrics`, or empty for a `/stats`-only sum.
-    text: String,
+    /// The value in `/metrics` (`None`: a sum shown by `/stats` only).
+    text: Option<String>,
     /// The `/stats` path, keys joined by dots.
     stats: String,
     /// The value in `/stats`.
@@ -208,7 +207,7 @@ impl Report<'_> {
         }
         let count = Sample {
             labels: String::new(),
-            text: rows.len().to_string(),
+            text: Some(rows.len().to_string()),
             stats: table.stats.to_owned(),
             json: rows.len().into(),
         };
@@ -262,10 +261,15 @@ fn row_object<R: 'static>(table: &Table<R>, row: &R) -> Value {
 
 /// The samples of `metric` read from `snapshot`: `row_labels` are the table row's rendered labels (or empty),
 /// `stats_prefix` the `/stats` path of the row (or empty).
-fn samples<S>(metric: &Metric<S>, snapshot: &S, row_labels: &str, stats_prefix: &str) -> Vec<Sample> {
+fn samples<S>(
+    metric: &Metric<S>,
+    snapshot: &S,
+    row_labels: &str,
+    stats_prefix: &str,
+) -> Vec<Sample> {
     let one = |text: String, json: Value| Sample {
         labels: row_labels.to_owned(),
-        text,
+        text: Some(text),
         stats: format!("{stats_prefix}{}", metric.stats),
         json,
     };
@@ -296,17 +300,16 @@ fn samples<S>(metric: &Metric<S>, snapshot: &S, row_labels: &str, stats_prefix: 
                     push_label(&mut labels, label, c.label);
                     Sample {
                         labels,
-                        text: c.count.to_string(),
+                        text: Some(c.count.to_string()),
                         stats: format!("{stats_prefix}{}.{}", metric.stats, c.key),
                         json: c.count.into(),
                     }
                 })
                 .collect();
             if let Some(total) = total {
-                // `/stats` only: no Prometheus line (empty text).
                 samples.push(Sample {
                     labels: String::new(),
-                    text: String::new(),
+                    text: None,
                     stats: format!("{stats_prefix}{}.{total}", metric.stats),
                     json: sum.into(),
                 });
@@ -320,11 +323,15 @@ fn samples<S>(metric: &Metric<S>, snapshot: &S, row_labels: &str, stats_prefix: 
 fn write_family(out: &mut String, name: &str, kind: Kind, help: &str, samples: &[Sample]) {
     // Writing to a `String` cannot fail.
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {}", kind.name());
-    for sample in samples.iter().filter(|s| !s.text.is_empty()) {
-        if sample.labels.is_empty() {
-            let _ = writeln!(out, "{name} {}", sample.text);
-        } else {
-            let _ = writeln!(out, "{name}{{{}}} {}", sample.labels, sample.text);
+    for sample in samples {
+        match (&sample.text, sample.labels.is_empty()) {
+            (None, _) => {}
+            (Some(text), true) => {
+                let _ = writeln!(out, "{name} {text}");
+            }
+            (Some(text), false) => {
+                let _ = writeln!(out, "{name}{{{}}} {text}", sample.labels);
+            }
         }
     }
 }
@@ -362,15 +369,10 @@ fn insert(out: &mut Map<String, Value>, path: &str, value: Value) {
             let previous = out.insert(path.to_owned(), value);
             debug_assert!(previous.is_none(), "two values at /stats key {path}");
         }
-        Some((head, rest)) => {
-            match out
-                .entry(head)
-                .or_insert_with(|| Value::Object(Map::new()))
-            {
-                Value::Object(inner) => insert(inner, rest, value),
-                _ => debug_assert!(false, "/stats key {head} is both a value and an object"),
-            }
-        }
+        Some((head, rest)) => match out.entry(head).or_insert_with(|| Value::Object(Map::new())) {
+            Value::Object(inner) => insert(inner, rest, value),
+            _ => debug_assert!(false, "/stats key {head} is both a value and an object"),
+        },
     }
 }
 
@@ -436,9 +438,17 @@ pub(crate) mod tests {
         let mut names = std::collections::HashSet::new();
         let mut paths = std::collections::HashSet::new();
         for family in &families {
-            assert!(names.insert(family.name), "{} is defined twice", family.name);
+            assert!(
+                names.insert(family.name),
+                "{} is defined twice",
+                family.name
+            );
             for sample in &family.samples {
-                assert!(paths.insert(&sample.stats), "two metrics at /stats {}", sample.stats);
+                assert!(
+                    paths.insert(&sample.stats),
+                    "two metrics at /stats {}",
+                    sample.stats
+                );
             }
         }
         let stats: Value = serde_json::from_slice(&stats_json(reporters).unwrap()).unwrap();
@@ -452,9 +462,19 @@ pub(crate) mod tests {
                 name.ends_with("_total"),
                 "{name}: counters, and only they, end in _total"
             );
-            assert!(!family.help.is_empty() && !family.help.contains('\n'), "{name}");
-            let header = format!("# HELP {name} {}\n# TYPE {name} {}\n", family.help, family.kind.name());
-            assert!(text.contains(&header), "{name}: no header in /metrics:\n{text}");
+            assert!(
+                !family.help.is_empty() && !family.help.contains('\n'),
+                "{name}"
+            );
+            let header = format!(
+                "# HELP {name} {}\n# TYPE {name} {}\n",
+                family.help,
+                family.kind.name()
+            );
+            assert!(
+                text.contains(&header),
+                "{name}: no header in /metrics:\n{text}"
+            );
             assert!(!family.samples.is_empty(), "{name}: no sample");
             for sample in &family.samples {
                 let pointer = format!("/{}", sample.stats.replace('.', "/"));
@@ -465,15 +485,18 @@ pub(crate) mod tests {
                 } else {
                     assert_eq!(shown, Some(&sample.json), "{name}: /stats {pointer}");
                 }
-                if sample.text.is_empty() {
+                let Some(value) = &sample.text else {
                     continue; // a sum shown by /stats only
-                }
-                let line = if sample.labels.is_empty() {
-                    format!("\n{name} {}\n", sample.text)
-                } else {
-                    format!("\n{name}{{{}}} {}\n", sample.labels, sample.text)
                 };
-                assert!(text.contains(&line), "{name}: {line:?} not in /metrics:\n{text}");
+                let line = if sample.labels.is_empty() {
+                    format!("\n{name} {value}\n")
+                } else {
+                    format!("\n{name}{{{}}} {value}\n", sample.labels)
+                };
+                assert!(
+                    text.contains(&line),
+                    "{name}: {line:?} not in /metrics:\n{text}"
+                );
             }
         }
         // Nothing in /metrics that is not in the catalogue.
@@ -505,7 +528,9 @@ pub(crate) mod tests {
 
     const COUNTS: &[Metric<Counts>] = &[
         Metric::counter("certstream_sent_total", "sent", "Sent.", |c| c.sent),
-        Metric::gauge("certstream_waiting", "queue.waiting", "Waiting.", |c| c.waiting),
+        Metric::gauge("certstream_waiting", "queue.waiting", "Waiting.", |c| {
+            c.waiting
+        }),
         Metric {
             name: "certstream_held_seconds_total",
             kind: Kind::Counter,
@@ -549,7 +574,9 @@ pub(crate) mod tests {
             stats: "name",
             read: |r| r.name.into(),
         }],
-        metrics: &[Metric::gauge("certstream_row_size", "size", "Size.", |r| r.size)],
+        metrics: &[Metric::gauge("certstream_row_size", "size", "Size.", |r| {
+            r.size
+        })],
     };
 
     struct Example;
@@ -563,10 +590,22 @@ pub(crate) mod tests {
                 by_reason: [3, 4],
             };
             out.metrics(COUNTS, &counts);
-            out.facts(&[Fact { stats: "version", read: |_| "1.0".into() }], &counts);
+            out.facts(
+                &[Fact {
+                    stats: "version",
+                    read: |_| "1.0".into(),
+                }],
+                &counts,
+            );
             let rows = [
-                Row { name: "a \"quoted\"\\ name", size: 10 },
-                Row { name: "b", size: 20 },
+                Row {
+                    name: "a \"quoted\"\\ name",
+                    size: 10,
+                },
+                Row {
+                    name: "b",
+                    size: 20,
+                },
             ];
             out.table(&ROWS, &rows);
         }

@@ -27,7 +27,6 @@ use std::future::poll_fn;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-
 use super::Hub;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{Kind, Metric, Read, Report, StatusReporter};

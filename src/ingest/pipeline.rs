@@ -188,8 +188,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
     use crate::ct::entry::{Chain, EntryType};
+    use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
     use crate::stream::LogKind;
 
     fn entry(leaf: &[u8]) -> LogEntry<'_> {
@@ -260,7 +260,11 @@ mod tests {
                 (1, 1, 0),
                 "{oversized}"
             );
-            assert_eq!(stats_of(&*pipeline)["messages"][oversized], 1, "{oversized}");
+            assert_eq!(
+                stats_of(&*pipeline)["messages"][oversized],
+                1,
+                "{oversized}"
+            );
             assert!(text_of(&*pipeline).contains(&format!("certstream_{oversized}_total 1\n")));
         }
     }

@@ -32,10 +32,10 @@ use crate::ct::log_list::{
 };
 use crate::http::{HttpClient, HttpClientConfig, HttpError};
 use crate::hub::Gate;
+use crate::metrics::{Fact, Metric, Report, StatusReporter, Table};
 use crate::operator_input::{self, InputError};
 use crate::panic_boundary::CatchUnwind;
 use crate::redact;
-use crate::metrics::{Fact, Metric, Report, StatusReporter, Table};
 use crate::stream::{self, LogSource};
 
 use super::issuers::IssuerCache;
@@ -593,7 +593,14 @@ const LOGS: Table<Followed> = Table {
         },
         Fact {
             stats: "last_error",
-            read: |f| f.status.borrow().last_error.as_deref().map(redact::urls_in).into(),
+            read: |f| {
+                f.status
+                    .borrow()
+                    .last_error
+                    .as_deref()
+                    .map(redact::urls_in)
+                    .into()
+            },
         },
     ],
     metrics: &[
@@ -813,8 +820,8 @@ impl StatusReporter for Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
     use crate::hub::Hub;
+    use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
 
     /// The snapshot's selected logs, reduced to those at `positions`.
     fn subset(list: &LogList, positions: &[usize]) -> LogList {

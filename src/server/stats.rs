@@ -149,8 +149,16 @@ const METRICS: &[Metric<Snapshot>] = &[
             read: |s| {
                 let c = &s.connections;
                 vec![
-                    LabelledCount { label: "per_ip", key: "rejected_per_ip", count: c.rejected_per_ip },
-                    LabelledCount { label: "total", key: "rejected_total_limit", count: c.rejected_total },
+                    LabelledCount {
+                        label: "per_ip",
+                        key: "rejected_per_ip",
+                        count: c.rejected_per_ip,
+                    },
+                    LabelledCount {
+                        label: "total",
+                        key: "rejected_total_limit",
+                        count: c.rejected_total,
+                    },
                     LabelledCount {
                         label: "descriptors",
                         key: "rejected_descriptors",
