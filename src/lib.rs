@@ -4,6 +4,9 @@
 //! Data flows one way, one module per stage: `ingest` (pollers, over the project's own `http` client) feeds
 //! `ct` (log entries, decoded without I/O) → `cert` (X.509 → cert model) → `stream` (serialize once, frame once)
 //! → `hub` (per-client rings of shared frames) → `server` (HTTP routes, WebSocket connections) over `ws` (RFC 6455).
+//!
+//! Every component's counters are described once, as [`metrics`] descriptors, and rendered from them to both
+//! `/stats` (JSON) and `/metrics` (Prometheus).
 
 pub mod cert;
 pub mod config;
@@ -12,6 +15,7 @@ pub mod hub;
 pub mod ingest;
 pub mod log_throttle;
 pub mod logging;
+pub mod metrics;
 pub mod operator_input;
 pub mod panic_boundary;
 pub mod redact;

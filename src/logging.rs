@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
-use crate::server::{StatusReporter, metric};
+use crate::metrics::{Metric, Report, StatusReporter};
 
 /// The log output: cheap to clone, every clone feeds the same queue.
 #[derive(Clone)]
@@ -177,25 +175,23 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogOutput {
     }
 }
 
-impl StatusReporter for LogOutput {
-    fn stats(&self, out: &mut Map<String, Value>) {
-        out.insert("log_lines_dropped".to_owned(), self.dropped().into());
-    }
+const METRICS: &[Metric<LogOutput>] = &[Metric::counter(
+    "certstream_log_lines_dropped_total",
+    "log_lines_dropped",
+    "Log lines dropped because stdout was too slow or gone.",
+    LogOutput::dropped,
+)];
 
-    fn metrics(&self, out: &mut String) {
-        metric(
-            out,
-            "certstream_log_lines_dropped_total",
-            "counter",
-            "Log lines dropped because stdout was too slow or gone.",
-            &[("", self.dropped() as f64)],
-        );
+impl StatusReporter for LogOutput {
+    fn report(&self, out: &mut Report<'_>) {
+        out.metrics(METRICS, self);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
 
     /// A writer that blocks until released, then fails or succeeds.
     struct Gate {
@@ -260,11 +256,8 @@ mod tests {
         output.push(b"two\n".to_vec());
         assert!(output.flush(Duration::from_secs(5)));
         assert_eq!(output.dropped(), 2);
-        let mut stats = Map::new();
-        output.stats(&mut stats);
-        assert_eq!(stats["log_lines_dropped"], 2);
-        let mut metrics = String::new();
-        output.metrics(&mut metrics);
-        assert!(metrics.contains("certstream_log_lines_dropped_total 2\n"));
+        assert_eq!(stats_of(&output)["log_lines_dropped"], 2);
+        assert!(text_of(&output).contains("certstream_log_lines_dropped_total 2\n"));
+        assert_both_outputs_agree(&[&output]);
     }
 }

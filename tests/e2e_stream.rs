@@ -114,6 +114,18 @@ fn every_entry_of_every_log_once_in_order_then_graceful_shutdown() {
         metrics.contains("certstream_logs_followed 5\n"),
         "{metrics}"
     );
+    // As `main` wires the components: each family declared once, before its samples.
+    let mut declared = std::collections::HashSet::new();
+    for line in metrics.lines() {
+        if let Some(declaration) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = declaration.split_once(' ').expect("# TYPE name kind");
+            assert!(declared.insert(name), "{name} declared twice:\n{metrics}");
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+        } else if !line.starts_with("# HELP ") {
+            let name = line.split(['{', ' ']).next().expect("a sample line");
+            assert!(declared.contains(name), "{line}: no # TYPE before it");
+        }
+    }
     assert_eq!(server.get("/health").0, 200);
 
     let (clean_exit, took) = server.terminate();

@@ -27,11 +27,9 @@ use std::future::poll_fn;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
-
 use super::Hub;
 use crate::log_throttle::LogThrottle;
-use crate::server::{StatusReporter, metric};
+use crate::metrics::{Kind, Metric, Read, Report, StatusReporter};
 
 /// The default of `--slow-client-grace`.
 pub const DEFAULT_SLOW_CLIENT_GRACE: Duration = Duration::from_millis(500);
@@ -343,51 +341,37 @@ impl Gate {
     }
 }
 
-impl StatusReporter for Gate {
-    fn stats(&self, out: &mut Map<String, Value>) {
-        let s = self.stats();
-        out.insert(
-            "admission".to_owned(),
-            json!({
-                "clients_behind": s.behind,
-                "clients_lagging": s.lagging,
-                "clients_declared_lagging": s.declared_lagging,
-                "ingestion_held_ms": s.held_ms,
-            }),
-        );
-    }
+const METRICS: &[Metric<AdmissionStats>] = &[
+    Metric::gauge(
+        "certstream_admission_clients_behind",
+        "admission.clients_behind",
+        "Clients that keep up whose queue is at its mark: ingestion waits for them.",
+        |s| s.behind as u64,
+    ),
+    Metric::gauge(
+        "certstream_admission_clients_lagging",
+        "admission.clients_lagging",
+        "Clients that do not keep up (socket full for the grace period): ingestion does not wait for them.",
+        |s| s.lagging as u64,
+    ),
+    Metric::counter(
+        "certstream_admission_clients_declared_lagging_total",
+        "admission.clients_declared_lagging",
+        "Clients declared lagging since start.",
+        |s| s.declared_lagging,
+    ),
+    Metric {
+        name: "certstream_admission_ingestion_held_seconds_total",
+        kind: Kind::Counter,
+        help: "Time ingestion waited for clients that keep up to drain their queues.",
+        stats: "admission.ingestion_held_ms",
+        read: Read::Millis(|s| s.held_ms),
+    },
+];
 
-    fn metrics(&self, out: &mut String) {
-        let s = self.stats();
-        let families = [
-            (
-                "certstream_admission_clients_behind",
-                "gauge",
-                "Clients that keep up whose queue is at its mark: ingestion waits for them.",
-                s.behind as f64,
-            ),
-            (
-                "certstream_admission_clients_lagging",
-                "gauge",
-                "Clients that do not keep up (socket full for the grace period): ingestion does not wait for them.",
-                s.lagging as f64,
-            ),
-            (
-                "certstream_admission_clients_declared_lagging_total",
-                "counter",
-                "Clients declared lagging since start.",
-                s.declared_lagging as f64,
-            ),
-            (
-                "certstream_admission_ingestion_held_seconds_total",
-                "counter",
-                "Time ingestion waited for clients that keep up to drain their queues.",
-                s.held_ms as f64 / 1000.0,
-            ),
-        ];
-        for (name, kind, help, value) in families {
-            metric(out, name, kind, help, &[("", value)]);
-        }
+impl StatusReporter for Gate {
+    fn report(&self, out: &mut Report<'_>) {
+        out.metrics(METRICS, &self.stats());
     }
 }
 

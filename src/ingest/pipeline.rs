@@ -8,12 +8,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
-
 use crate::hub::{Gate, Hub};
 use crate::log_throttle::LogThrottle;
-use crate::server::{StatusReporter, metric};
-use crate::stream::{BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
+use crate::metrics::{Metric, Report, StatusReporter};
+use crate::stream::{BuildCounters, BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
 use certstream_ct::entry::LogEntry;
 
 use super::EntrySink;
@@ -110,95 +108,87 @@ fn bump(counter: &Cell<u64>) {
     counter.set(counter.get() + 1);
 }
 
-impl StatusReporter for Pipeline {
-    fn stats(&self, out: &mut Map<String, Value>) {
-        let c = self.builder.borrow().counters();
-        out.insert(
-            "messages".to_owned(),
-            json!({
-                "built": c.built,
-                "leaf_rejected": c.leaf_rejected,
-                "oversized_certificates": c.oversized_certificates,
-                "oversized_messages": c.oversized_messages,
-                "oversized_chain_certificates": c.oversized_chain_certificates,
-                "chain_cache_evicted": c.chain_cache_evicted,
-                "precert_tbs_fallbacks": c.precert_tbs_fallbacks,
-                "degraded_fields": c.degraded_fields,
-                "chain_rejected": c.chain_rejected,
-                "chain_cache_hits": c.chain_cache_hits,
-                "chain_cache_misses": c.chain_cache_misses,
-            }),
-        );
-    }
+const METRICS: &[Metric<BuildCounters>] = &[
+    Metric::counter(
+        "certstream_messages_built_total",
+        "messages.built",
+        "Log entries turned into messages.",
+        |c| c.built,
+    ),
+    Metric::counter(
+        "certstream_leaf_rejected_total",
+        "messages.leaf_rejected",
+        "Log entries skipped because their certificate did not parse.",
+        |c| c.leaf_rejected,
+    ),
+    Metric::counter(
+        "certstream_oversized_certificates_total",
+        "messages.oversized_certificates",
+        "Log entries skipped because their certificate was over --max-certificate-bytes.",
+        |c| c.oversized_certificates,
+    ),
+    Metric::counter(
+        "certstream_oversized_messages_total",
+        "messages.oversized_messages",
+        "Log entries skipped because a message was over --max-message-bytes.",
+        |c| c.oversized_messages,
+    ),
+    Metric::counter(
+        "certstream_oversized_chain_certificates_total",
+        "messages.oversized_chain_certificates",
+        "Chain certificates left out because they were over --max-chain-certificate-bytes.",
+        |c| c.oversized_chain_certificates,
+    ),
+    Metric::counter(
+        "certstream_chain_cache_evicted_total",
+        "messages.chain_cache_evicted",
+        "Chain certificates dropped from the cache to stay within --chain-cache-bytes.",
+        |c| c.chain_cache_evicted,
+    ),
+    Metric::counter(
+        "certstream_precert_tbs_fallbacks_total",
+        "messages.precert_tbs_fallbacks",
+        "Precertificates emitted from the leaf's TBS because the pre-certificate did not parse.",
+        |c| c.precert_tbs_fallbacks,
+    ),
+    Metric::counter(
+        "certstream_degraded_fields_total",
+        "messages.degraded_fields",
+        "Certificate fields rendered lossily or left out.",
+        |c| c.degraded_fields,
+    ),
+    Metric::counter(
+        "certstream_chain_rejected_total",
+        "messages.chain_rejected",
+        "Chain certificates left out because they did not parse.",
+        |c| c.chain_rejected,
+    ),
+    Metric::counter(
+        "certstream_chain_cache_hits_total",
+        "messages.chain_cache_hits",
+        "Chain certificates served from the cache.",
+        |c| c.chain_cache_hits,
+    ),
+    Metric::counter(
+        "certstream_chain_cache_misses_total",
+        "messages.chain_cache_misses",
+        "Chain certificates parsed and added to the cache.",
+        |c| c.chain_cache_misses,
+    ),
+];
 
-    fn metrics(&self, out: &mut String) {
-        let c = self.builder.borrow().counters();
-        let families = [
-            (
-                "certstream_messages_built_total",
-                "Log entries turned into messages.",
-                c.built,
-            ),
-            (
-                "certstream_leaf_rejected_total",
-                "Log entries skipped because their certificate did not parse.",
-                c.leaf_rejected,
-            ),
-            (
-                "certstream_oversized_certificates_total",
-                "Log entries skipped because their certificate was over --max-certificate-bytes.",
-                c.oversized_certificates,
-            ),
-            (
-                "certstream_oversized_messages_total",
-                "Log entries skipped because a message was over --max-message-bytes.",
-                c.oversized_messages,
-            ),
-            (
-                "certstream_oversized_chain_certificates_total",
-                "Chain certificates left out because they were over --max-chain-certificate-bytes.",
-                c.oversized_chain_certificates,
-            ),
-            (
-                "certstream_chain_cache_evicted_total",
-                "Chain certificates dropped from the cache to stay within --chain-cache-bytes.",
-                c.chain_cache_evicted,
-            ),
-            (
-                "certstream_precert_tbs_fallbacks_total",
-                "Precertificates emitted from the leaf's TBS because the pre-certificate did not parse.",
-                c.precert_tbs_fallbacks,
-            ),
-            (
-                "certstream_degraded_fields_total",
-                "Certificate fields rendered lossily or left out.",
-                c.degraded_fields,
-            ),
-            (
-                "certstream_chain_rejected_total",
-                "Chain certificates left out because they did not parse.",
-                c.chain_rejected,
-            ),
-            (
-                "certstream_chain_cache_hits_total",
-                "Chain certificates served from the cache.",
-                c.chain_cache_hits,
-            ),
-            (
-                "certstream_chain_cache_misses_total",
-                "Chain certificates parsed and added to the cache.",
-                c.chain_cache_misses,
-            ),
-        ];
-        for (name, help, value) in families {
-            metric(out, name, "counter", help, &[("", value as f64)]);
-        }
+impl StatusReporter for Pipeline {
+    fn report(&self, out: &mut Report<'_>) {
+        out.metrics(METRICS, &self.builder.borrow().counters());
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+    use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
     use crate::stream::LogKind;
     use certstream_ct::entry::{Chain, EntryType};
 
@@ -223,12 +213,9 @@ mod tests {
         let counts = sink.counts();
         assert_eq!((counts.published.get(), counts.rejected.get()), (0, 1));
         assert_eq!(hub.stats().published, 0);
-        let mut stats = Map::new();
-        pipeline.stats(&mut stats);
-        assert_eq!(stats["messages"]["leaf_rejected"], 1);
-        let mut metrics = String::new();
-        pipeline.metrics(&mut metrics);
-        assert!(metrics.contains("certstream_leaf_rejected_total 1\n"));
+        assert_eq!(stats_of(&*pipeline)["messages"]["leaf_rejected"], 1);
+        assert!(text_of(&*pipeline).contains("certstream_leaf_rejected_total 1\n"));
+        assert_both_outputs_agree(&[&*pipeline]);
     }
 
     #[test]
@@ -273,12 +260,12 @@ mod tests {
                 (1, 1, 0),
                 "{oversized}"
             );
-            let mut stats = Map::new();
-            pipeline.stats(&mut stats);
-            assert_eq!(stats["messages"][oversized], 1, "{oversized}");
-            let mut metrics = String::new();
-            pipeline.metrics(&mut metrics);
-            assert!(metrics.contains(&format!("certstream_{oversized}_total 1\n")));
+            assert_eq!(
+                stats_of(&*pipeline)["messages"][oversized],
+                1,
+                "{oversized}"
+            );
+            assert!(text_of(&*pipeline).contains(&format!("certstream_{oversized}_total 1\n")));
         }
     }
 

@@ -18,20 +18,18 @@
 //!   entry: see [`super::deliver_entry`].)
 
 use std::cell::{Cell, RefCell};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value, json};
-
 use crate::config::IngestConfig;
 use crate::http::{HttpClient, HttpError};
 use crate::hub::Gate;
+use crate::metrics::{Fact, Metric, Report, StatusReporter, Table};
 use crate::operator_input::{self, InputError};
 use crate::panic_boundary::CatchUnwind;
 use crate::redact;
-use crate::server::{StatusReporter, metric};
 use crate::stream::{self, LogSource};
 use certstream_ct::checkpoint::origin_from_submission_url;
 use certstream_ct::entry::LogEntry;
@@ -542,60 +540,199 @@ fn listed_url(kind: &LogKind) -> &str {
     }
 }
 
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label(out: &mut String, name: &str, value: &str) {
-    let _ = write!(out, "{name}=\"");
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 impl Followed {
     /// Entries that produced no message, whatever the reason.
     fn skipped(&self) -> u64 {
         let status = self.status.borrow();
         status.skipped + status.panicked + self.counts.rejected.get() + self.counts.oversized.get()
     }
-
-    fn stats(&self) -> Value {
-        let status = self.status.borrow();
-        let rejected = self.counts.rejected.get();
-        json!({
-            "description": self.info.description,
-            "url": redact::location(listed_url(&self.info.kind)),
-            "kind": match self.info.kind {
-                LogKind::Rfc6962 { .. } => "rfc6962",
-                LogKind::Tiled { .. } => "tiled",
-            },
-            "state": state_name(self.info.state),
-            "tree_size": status.tree_size,
-            "claimed_tree_size": status.claimed_tree_size,
-            "next_index": status.next_index,
-            "lag": status.lag(),
-            "delivered": status.delivered,
-            "published": self.counts.published.get(),
-            "skipped": self.skipped(),
-            "unparseable": rejected,
-            "oversized": self.counts.oversized.get(),
-            "panicked": status.panicked,
-            "restarts": status.restarts,
-            "broken_tiles": status.broken_tiles,
-            "implausible_heads": status.implausible_heads,
-            "incomplete_chains": status.incomplete_chains,
-            "errors": status.errors,
-            "rate_limited": status.rate_limited,
-            "delay_ms": status.delay_ms,
-            "backoff_ms": status.backoff_ms,
-            "last_error": status.last_error.as_deref().map(redact::urls_in),
-        })
-    }
 }
+
+/// `/stats` → `logs` and the `certstream_log_*{log,url}` families: one row per followed log.
+const LOGS: Table<Followed> = Table {
+    stats: "logs",
+    rows_name: "certstream_logs_followed",
+    rows_help: "CT logs being followed.",
+    labels: |f| {
+        vec![
+            ("log", f.info.description.clone()),
+            ("url", redact::location(listed_url(&f.info.kind))),
+        ]
+    },
+    facts: &[
+        Fact {
+            stats: "description",
+            read: |f| f.info.description.as_str().into(),
+        },
+        Fact {
+            stats: "url",
+            read: |f| redact::location(listed_url(&f.info.kind)).into(),
+        },
+        Fact {
+            stats: "kind",
+            read: |f| match f.info.kind {
+                LogKind::Rfc6962 { .. } => "rfc6962".into(),
+                LogKind::Tiled { .. } => "tiled".into(),
+            },
+        },
+        Fact {
+            stats: "state",
+            read: |f| state_name(f.info.state).into(),
+        },
+        // Not a Prometheus family: certstream_leaf_rejected_total counts it over every log.
+        Fact {
+            stats: "unparseable",
+            read: |f| f.counts.rejected.get().into(),
+        },
+        Fact {
+            stats: "last_error",
+            read: |f| {
+                f.status
+                    .borrow()
+                    .last_error
+                    .as_deref()
+                    .map(redact::urls_in)
+                    .into()
+            },
+        },
+    ],
+    metrics: &[
+        Metric::gauge(
+            "certstream_log_tree_size",
+            "tree_size",
+            "Latest verified tree size.",
+            |f| f.status.borrow().tree_size,
+        ),
+        Metric::gauge(
+            "certstream_log_next_index",
+            "next_index",
+            "Next index to deliver.",
+            |f| f.status.borrow().next_index,
+        ),
+        Metric::gauge(
+            "certstream_log_lag",
+            "lag",
+            "Entries in the log not delivered yet.",
+            |f| f.status.borrow().lag(),
+        ),
+        Metric::counter(
+            "certstream_log_delivered_total",
+            "delivered",
+            "Entries delivered by the poller.",
+            |f| f.status.borrow().delivered,
+        ),
+        Metric::counter(
+            "certstream_log_published_total",
+            "published",
+            "Messages published.",
+            |f| f.counts.published.get(),
+        ),
+        Metric::counter(
+            "certstream_log_skipped_total",
+            "skipped",
+            "Entries that produced no message (undecodable, unparseable, oversized or panicked).",
+            Followed::skipped,
+        ),
+        Metric::counter(
+            "certstream_log_panicked_total",
+            "panicked",
+            "Entries skipped because building them panicked.",
+            |f| f.status.borrow().panicked,
+        ),
+        Metric::counter(
+            "certstream_log_oversized_total",
+            "oversized",
+            "Entries skipped because their certificate or message exceeded a byte budget.",
+            |f| f.counts.oversized.get(),
+        ),
+        Metric::counter(
+            "certstream_log_restarts_total",
+            "restarts",
+            "Times the poller panicked and was restarted.",
+            |f| f.status.borrow().restarts,
+        ),
+        Metric::counter(
+            "certstream_log_broken_tiles_total",
+            "broken_tiles",
+            "Tile answers whose framing was broken (retried).",
+            |f| f.status.borrow().broken_tiles,
+        ),
+        Metric::counter(
+            "certstream_log_implausible_heads_total",
+            "implausible_heads",
+            "Tree heads that grew implausibly fast (followed at the capped rate).",
+            |f| f.status.borrow().implausible_heads,
+        ),
+        Metric::gauge(
+            "certstream_log_claimed_tree_size",
+            "claimed_tree_size",
+            "Tree size the latest verified head claims (tree_size is what is followed of it).",
+            |f| f.status.borrow().claimed_tree_size,
+        ),
+        Metric::counter(
+            "certstream_log_errors_total",
+            "errors",
+            "Failed requests or bad responses.",
+            |f| f.status.borrow().errors,
+        ),
+        Metric::counter(
+            "certstream_log_rate_limited_total",
+            "rate_limited",
+            "429 answers.",
+            |f| f.status.borrow().rate_limited,
+        ),
+        Metric::gauge(
+            "certstream_log_delay_milliseconds",
+            "delay_ms",
+            "Politeness delay between requests.",
+            |f| f.status.borrow().delay_ms,
+        ),
+        Metric::gauge(
+            "certstream_log_backoff_milliseconds",
+            "backoff_ms",
+            "Current error backoff.",
+            |f| f.status.borrow().backoff_ms,
+        ),
+        Metric::counter(
+            "certstream_log_incomplete_chains_total",
+            "incomplete_chains",
+            "Entries delivered with a shortened chain (an issuer stayed unavailable).",
+            |f| f.status.borrow().incomplete_chains,
+        ),
+    ],
+};
+
+/// Where the list in use came from, and how loading it went (`/stats` → `log_list`).
+const LIST_FACTS: &[Fact<ListState>] = &[
+    Fact {
+        stats: "log_list.source",
+        read: |l| l.source.as_str().into(),
+    },
+    Fact {
+        stats: "log_list.version",
+        read: |l| l.version.as_deref().into(),
+    },
+    Fact {
+        stats: "log_list.loaded_at",
+        read: |l| l.loaded_at.into(),
+    },
+    Fact {
+        stats: "log_list.loads",
+        read: |l| l.loads.into(),
+    },
+    // Already redacted when recorded.
+    Fact {
+        stats: "log_list.last_error",
+        read: |l| l.last_error.as_deref().into(),
+    },
+];
+
+const LIST_METRICS: &[Metric<ListState>] = &[Metric::counter(
+    "certstream_log_list_failures_total",
+    "log_list.failures",
+    "Log list loads that failed (the previous list was kept).",
+    |l| l.failures,
+)];
 
 /// Sums over every log followed since start.
 #[derive(Clone, Copy, Default)]
@@ -613,6 +750,40 @@ impl Totals {
     }
 }
 
+/// Ingestion as a whole at one instant (`/stats` → `ingest`).
+struct IngestSnapshot {
+    totals: Totals,
+    issuer_cache_bytes: usize,
+    issuer_cache_evicted: u64,
+}
+
+const INGEST_METRICS: &[Metric<IngestSnapshot>] = &[
+    Metric::counter(
+        "certstream_entries_panicked_total",
+        "ingest.panicked",
+        "Entries skipped because building them panicked.",
+        |s| s.totals.panicked,
+    ),
+    Metric::counter(
+        "certstream_poller_restarts_total",
+        "ingest.restarts",
+        "Pollers restarted after a panic.",
+        |s| s.totals.restarts,
+    ),
+    Metric::gauge(
+        "certstream_issuer_cache_bytes",
+        "ingest.issuer_cache_bytes",
+        "Bytes held by the issuer cache (at most --issuer-cache-bytes).",
+        |s| s.issuer_cache_bytes as u64,
+    ),
+    Metric::counter(
+        "certstream_issuer_cache_evicted_total",
+        "ingest.issuer_cache_evicted",
+        "Issuers dropped to stay within --issuer-cache-bytes.",
+        |s| s.issuer_cache_evicted,
+    ),
+];
+
 impl Supervisor {
     fn totals(&self) -> Totals {
         self.logs
@@ -625,207 +796,17 @@ impl Supervisor {
 }
 
 impl StatusReporter for Supervisor {
-    fn stats(&self, out: &mut Map<String, Value>) {
+    fn report(&self, out: &mut Report<'_>) {
+        let ingest = IngestSnapshot {
+            totals: self.totals(),
+            issuer_cache_bytes: self.issuers.bytes(),
+            issuer_cache_evicted: self.issuers.evicted(),
+        };
+        out.metrics(INGEST_METRICS, &ingest);
         let list = self.list.borrow();
-        out.insert(
-            "log_list".to_owned(),
-            json!({
-                "source": list.source,
-                "version": list.version,
-                "loaded_at": list.loaded_at,
-                "loads": list.loads,
-                "failures": list.failures,
-                // Already redacted when recorded.
-                "last_error": list.last_error,
-            }),
-        );
-        let logs: Vec<Value> = self.logs.borrow().iter().map(Followed::stats).collect();
-        out.insert("logs".to_owned(), logs.into());
-        let totals = self.totals();
-        out.insert(
-            "ingest".to_owned(),
-            json!({
-                "panicked": totals.panicked,
-                "restarts": totals.restarts,
-                "issuer_cache_bytes": self.issuers.bytes(),
-                "issuer_cache_evicted": self.issuers.evicted(),
-            }),
-        );
-    }
-
-    fn metrics(&self, out: &mut String) {
-        let totals = self.totals();
-        for (name, kind, help, value) in [
-            (
-                "certstream_entries_panicked_total",
-                "counter",
-                "Entries skipped because building them panicked.",
-                totals.panicked,
-            ),
-            (
-                "certstream_poller_restarts_total",
-                "counter",
-                "Pollers restarted after a panic.",
-                totals.restarts,
-            ),
-            (
-                "certstream_issuer_cache_bytes",
-                "gauge",
-                "Bytes held by the issuer cache (at most --issuer-cache-bytes).",
-                self.issuers.bytes() as u64,
-            ),
-            (
-                "certstream_issuer_cache_evicted_total",
-                "counter",
-                "Issuers dropped to stay within --issuer-cache-bytes.",
-                self.issuers.evicted(),
-            ),
-        ] {
-            metric(out, name, kind, help, &[("", value as f64)]);
-        }
-        let logs = self.logs.borrow();
-        let list = self.list.borrow();
-        metric(
-            out,
-            "certstream_logs_followed",
-            "gauge",
-            "CT logs being followed.",
-            &[("", logs.len() as f64)],
-        );
-        metric(
-            out,
-            "certstream_log_list_failures_total",
-            "counter",
-            "Log list loads that failed (the previous list was kept).",
-            &[("", list.failures as f64)],
-        );
-        let labels: Vec<String> = logs
-            .iter()
-            .map(|f| {
-                let mut labels = String::new();
-                label(&mut labels, "log", &f.info.description);
-                labels.push(',');
-                label(
-                    &mut labels,
-                    "url",
-                    &redact::location(listed_url(&f.info.kind)),
-                );
-                labels
-            })
-            .collect();
-        type Field = fn(&Followed) -> u64;
-        let families: [(&str, &str, &str, Field); 17] = [
-            (
-                "certstream_log_tree_size",
-                "gauge",
-                "Latest verified tree size.",
-                |f| f.status.borrow().tree_size,
-            ),
-            (
-                "certstream_log_next_index",
-                "gauge",
-                "Next index to deliver.",
-                |f| f.status.borrow().next_index,
-            ),
-            (
-                "certstream_log_lag",
-                "gauge",
-                "Entries in the log not delivered yet.",
-                |f| f.status.borrow().lag(),
-            ),
-            (
-                "certstream_log_delivered_total",
-                "counter",
-                "Entries delivered by the poller.",
-                |f| f.status.borrow().delivered,
-            ),
-            (
-                "certstream_log_published_total",
-                "counter",
-                "Messages published.",
-                |f| f.counts.published.get(),
-            ),
-            (
-                "certstream_log_skipped_total",
-                "counter",
-                "Entries that produced no message (undecodable, unparseable, oversized or panicked).",
-                Followed::skipped,
-            ),
-            (
-                "certstream_log_panicked_total",
-                "counter",
-                "Entries skipped because building them panicked.",
-                |f| f.status.borrow().panicked,
-            ),
-            (
-                "certstream_log_oversized_total",
-                "counter",
-                "Entries skipped because their certificate or message exceeded a byte budget.",
-                |f| f.counts.oversized.get(),
-            ),
-            (
-                "certstream_log_restarts_total",
-                "counter",
-                "Times the poller panicked and was restarted.",
-                |f| f.status.borrow().restarts,
-            ),
-            (
-                "certstream_log_broken_tiles_total",
-                "counter",
-                "Tile answers whose framing was broken (retried).",
-                |f| f.status.borrow().broken_tiles,
-            ),
-            (
-                "certstream_log_implausible_heads_total",
-                "counter",
-                "Tree heads that grew implausibly fast (followed at the capped rate).",
-                |f| f.status.borrow().implausible_heads,
-            ),
-            (
-                "certstream_log_claimed_tree_size",
-                "gauge",
-                "Tree size the latest verified head claims (tree_size is what is followed of it).",
-                |f| f.status.borrow().claimed_tree_size,
-            ),
-            (
-                "certstream_log_errors_total",
-                "counter",
-                "Failed requests or bad responses.",
-                |f| f.status.borrow().errors,
-            ),
-            (
-                "certstream_log_rate_limited_total",
-                "counter",
-                "429 answers.",
-                |f| f.status.borrow().rate_limited,
-            ),
-            (
-                "certstream_log_delay_milliseconds",
-                "gauge",
-                "Politeness delay between requests.",
-                |f| f.status.borrow().delay_ms,
-            ),
-            (
-                "certstream_log_backoff_milliseconds",
-                "gauge",
-                "Current error backoff.",
-                |f| f.status.borrow().backoff_ms,
-            ),
-            (
-                "certstream_log_incomplete_chains_total",
-                "counter",
-                "Entries delivered with a shortened chain (an issuer stayed unavailable).",
-                |f| f.status.borrow().incomplete_chains,
-            ),
-        ];
-        for (name, kind, help, field) in families {
-            let samples: Vec<(&str, f64)> = logs
-                .iter()
-                .zip(&labels)
-                .map(|(f, labels)| (labels.as_str(), field(f) as f64))
-                .collect();
-            metric(out, name, kind, help, &samples);
-        }
+        out.facts(LIST_FACTS, &list);
+        out.metrics(LIST_METRICS, &list);
+        out.table(&LOGS, &self.logs.borrow());
     }
 }
 
@@ -833,6 +814,7 @@ impl StatusReporter for Supervisor {
 mod tests {
     use super::*;
     use crate::hub::Hub;
+    use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
 
     /// The snapshot's selected logs, reduced to those at `positions`.
     fn subset(list: &LogList, positions: &[usize]) -> LogList {
@@ -877,8 +859,7 @@ mod tests {
             supervisor.apply(&subset(&snapshot, &[3, 3, 1]));
             assert_eq!(supervisor.followed(), ids(&[1, 3]));
 
-            let mut stats = Map::new();
-            supervisor.stats(&mut stats);
+            let stats = stats_of(&supervisor);
             let logs = stats["logs"].as_array().unwrap();
             assert_eq!(logs.len(), 2);
             for key in [
@@ -892,8 +873,7 @@ mod tests {
             ] {
                 assert!(logs[0].get(key).is_some(), "{key} missing: {}", logs[0]);
             }
-            let mut metrics = String::new();
-            supervisor.metrics(&mut metrics);
+            let metrics = text_of(&supervisor);
             assert!(
                 metrics.contains("certstream_logs_followed 2\n"),
                 "{metrics}"
@@ -905,6 +885,7 @@ mod tests {
                     .count(),
                 2
             );
+            assert_both_outputs_agree(&[&supervisor]);
 
             let kept: Vec<StopToken> = supervisor
                 .logs
@@ -986,8 +967,7 @@ mod tests {
                 (status.panicked, status.restarts) = (panicked, restarts);
             }
             supervisor.apply(&subset(&all, &[1]));
-            let mut stats = Map::new();
-            supervisor.stats(&mut stats);
+            let stats = stats_of(&supervisor);
             assert_eq!(stats["ingest"]["panicked"], 8);
             assert_eq!(stats["ingest"]["restarts"], 3);
             supervisor.shutdown();
@@ -1037,20 +1017,12 @@ mod tests {
                 "get-sth: invalid URL \"https://u:hunter2@moved.example/?token=s3cr3t\"".into(),
             );
             drop(logs);
-            let mut stats = Map::new();
-            supervisor.stats(&mut stats);
+            let stats = stats_of(&supervisor);
             assert_eq!(
                 stats["logs"][0]["last_error"],
                 "get-sth: invalid URL \"https://***@moved.example/?***\""
             );
         })
         .unwrap();
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut out = String::new();
-        label(&mut out, "log", "a \"quoted\" \\ name\nnext");
-        assert_eq!(out, r#"log="a \"quoted\" \\ name\nnext""#);
     }
 }

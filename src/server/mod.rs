@@ -27,6 +27,7 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::hub::{ByteBudget, Hub};
+use crate::metrics::StatusReporter;
 use crate::panic_boundary::CatchUnwind;
 use certstream_ws::frame::Frame;
 use certstream_ws::handshake;
@@ -35,7 +36,6 @@ use certstream_ws::session::{Session, SessionLimits};
 pub use guard::{GuardStats, Reason as CloseReason};
 pub use http::Route;
 pub use limits::ConnectionStats;
-pub use stats::{StatusReporter, metric};
 
 /// Accept backlog: bursts of thousands of connects must not be refused by the kernel.
 const BACKLOG: i32 = 4096;
@@ -65,6 +65,16 @@ impl Shared {
             rate_limited: self.ops.rate_limited(),
             guard: self.rules.guard.stats(),
         }
+    }
+
+    /// Renders `/stats` or `/metrics` with `render` over the server's own counters and every added reporter.
+    fn render_status<T>(&self, render: impl FnOnce(&[&dyn StatusReporter]) -> T) -> T {
+        let own = self.snapshot();
+        let added = self.reporters.borrow();
+        let all: Vec<&dyn StatusReporter> = std::iter::once(&own as &dyn StatusReporter)
+            .chain(added.iter().map(|reporter| &**reporter))
+            .collect();
+        render(&all)
     }
 }
 

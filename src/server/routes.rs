@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::log_throttle::LogThrottle;
+use crate::metrics::{metrics_text, stats_json};
 use crate::server::Shared;
 use crate::server::http::{Route, response, response_with};
 use crate::server::pretty::pretty_json;
 use crate::server::rate::TokenBucket;
-use crate::server::stats::{metrics_text, stats_json};
 use crate::stream::StreamKind;
 
 /// The built-in live page served on `/` without an upgrade.
@@ -147,16 +147,18 @@ fn body_of(route: Route, shared: &Shared) -> Bytes {
             .ops
             .latest
             .get(published, || latest_json(&shared.hub.recent())),
-        Route::Stats => response(
-            200,
-            JSON,
-            &stats_json(&shared.snapshot(), &shared.reporters.borrow()),
-        )
-        .into(),
+        Route::Stats => match shared.render_status(stats_json) {
+            Ok(body) => response(200, JSON, &body).into(),
+            // Serializing a JSON value into memory cannot fail; if it ever did, say so rather than serve `{}`.
+            Err(error) => {
+                tracing::error!(%error, "/stats could not be serialized");
+                response(500, TEXT, b"stats unavailable\n").into()
+            }
+        },
         Route::Metrics => response(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
-            &metrics_text(&shared.snapshot(), &shared.reporters.borrow()),
+            &shared.render_status(metrics_text),
         )
         .into(),
         Route::Health => response(200, TEXT, b"ok").into(),
