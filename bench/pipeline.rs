@@ -313,8 +313,12 @@ fn parse_get_entries_simd(body: &mut [u8]) -> Vec<RawEntry> {
     body.entries
         .iter()
         .map(|item| RawEntry {
-            leaf_input: STANDARD.decode(&*item.leaf_input).expect("leaf_input base64"),
-            extra_data: STANDARD.decode(&*item.extra_data).expect("extra_data base64"),
+            leaf_input: STANDARD
+                .decode(&*item.leaf_input)
+                .expect("leaf_input base64"),
+            extra_data: STANDARD
+                .decode(&*item.extra_data)
+                .expect("extra_data base64"),
         })
         .collect()
 }

@@ -7,9 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use certstream::ct::entry::{
     Buffer, Chain, DecodeError, DecodeErrorKind, EntryType, LogEntry, decode_rfc6962,
 };
-use certstream::ct::get_entries::{
-    GetEntriesError, RawEntry, parse_get_entries,
-};
+use certstream::ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries};
 use certstream::ct::tile::{TileEntry, TileError, data_tile_entries, leaf_hash, tile_path};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};

@@ -109,7 +109,7 @@ impl GetEntriesPage<'_> {
     pub fn decode(&self, range: Range<usize>) -> Vec<Result<RawEntry, GetEntriesError>> {
         let end = range.end.min(self.items.len());
         let first = range.start.min(end);
-        let items = self.items.get(first..end).unwrap_or_default();
+        let items = &self.items[first..end];
         items
             .iter()
             .enumerate()

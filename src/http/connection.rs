@@ -104,7 +104,8 @@ impl Connection {
 
     /// Bytes received and not consumed yet.
     pub fn buffered(&self) -> &[u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
+        // `consume` keeps `pos` within `buf`; `fill` resets both together.
+        &self.buf[self.pos..]
     }
 
     /// Marks `n` buffered bytes as consumed.
@@ -132,8 +133,9 @@ impl Connection {
     /// Moves buffered bytes into `body`, then reads from the socket straight into `body` until it holds `len`
     /// bytes; `Ok(false)` if the stream ended first. Skips the intermediate buffer for Content-Length bodies.
     pub async fn read_exact_into(&mut self, body: &mut Vec<u8>, len: usize) -> io::Result<bool> {
-        let take = self.buffered().len().min(len.saturating_sub(body.len()));
-        body.extend_from_slice(self.buffered().get(..take).unwrap_or_default());
+        let buffered = self.buffered();
+        let take = buffered.len().min(len.saturating_sub(body.len()));
+        body.extend_from_slice(&buffered[..take]);
         self.consume(take);
         body.reserve(len.saturating_sub(body.len()));
         while body.len() < len {

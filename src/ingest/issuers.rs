@@ -291,7 +291,7 @@ impl InFlightGuard<'_> {
             .in_flight
             .borrow_mut()
             .remove(&self.fingerprint)
-            .unwrap_or_default();
+            .unwrap_or_default(); // No entry: no one is waiting.
         for waiter in waiters {
             // A waiter that went away (its poller stopped) does not matter.
             let _ = waiter.send(result.clone());

@@ -63,7 +63,7 @@ impl Politeness {
     /// longer. `jitter` in [0, 1) spreads retries of many logs apart. Consumes the Retry-After pause.
     pub fn next_wait(&mut self, jitter: f64) -> Duration {
         let backoff = self.backoff.mul_f64(1.0 + jitter.clamp(0.0, 1.0) * 0.5);
-        let retry_after = self.retry_after.take().unwrap_or_default();
+        let retry_after = self.retry_after.take().unwrap_or(Duration::ZERO);
         self.delay.max(backoff).max(retry_after)
     }
 }

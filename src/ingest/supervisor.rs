@@ -393,6 +393,7 @@ impl Supervisor {
             }),
             options: self.options.clone(),
         };
+        // A log followed for the first time starts from an empty status.
         let status = SharedStatus::new(RefCell::new(previous.unwrap_or_default()));
         tracing::info!(log = %info.description, url = %redact::location(read_url), "following log");
         let issuers = self.issuers.clone();

@@ -299,6 +299,7 @@ struct Batch {
 impl Batch {
     /// An empty batch, reused when one is spare.
     fn spare() -> Self {
+        // No spare: a new, empty one.
         SPARES.with_borrow_mut(Vec::pop).unwrap_or_default()
     }
 

@@ -262,9 +262,7 @@ pub fn stats_json(own: &Snapshot, reporters: &[std::rc::Rc<dyn StatusReporter>])
     for reporter in reporters {
         reporter.stats(&mut out);
     }
-    let mut body = serde_json::to_vec_pretty(&Value::Object(out)).unwrap_or_default();
-    body.push(b'\n');
-    body
+    format!("{:#}\n", Value::Object(out)).into_bytes()
 }
 
 /// The `/metrics` body.
