@@ -172,7 +172,7 @@ fn keep_alive_reuses_one_connection_and_sends_identity_headers() {
             let resp = client.get(&server.url(&path)).await.expect("get");
             assert_eq!(resp.status, 200);
             assert_eq!(resp.body, path.as_bytes());
-            assert_eq!(resp.content_type(), Some("text/plain"));
+            assert_eq!(resp.header("content-type"), Some("text/plain"));
         }
     });
     assert_eq!(

@@ -1,18 +1,12 @@
 //! The log list against Chrome's real v3 list (corpus copy, v85.92): parsing, selection, merging, signature
 //! checks, the compiled-in snapshot, and malformed input.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::thread;
-use std::time::Duration;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use certstream::ct::log_list::{
     self, GOOGLE_LOG_LIST_PUBKEY_PEM, LogInfo, LogKind, LogList, LogListError, LogState,
     SNAPSHOT_JSON,
 };
-use certstream::http::{HttpClient, HttpClientConfig};
 use serde_json::{Value, json};
 
 /// Reads a file of `shared/corpus/loglist`, found beside the repository or in any folder above it (worktrees
@@ -355,86 +349,4 @@ fn bad_logs_are_skipped_and_reported_not_fatal() {
             .iter()
             .any(|s| s.log.contains("unnamed log of DigiCert"))
     );
-}
-
-/// Serves `list`, `sig` and a 404 on 127.0.0.1 for a bounded number of connections.
-fn serve_list(list: Vec<u8>, sig: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().take(16) {
-            let Ok(mut stream) = stream else { return };
-            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n")
-                && stream.read(&mut byte).map(|n| n == 1).unwrap_or(false)
-            {
-                head.push(byte[0]);
-            }
-            let path = String::from_utf8_lossy(&head)
-                .split(' ')
-                .nth(1)
-                .unwrap_or("")
-                .to_string();
-            let (status, body) = match path.as_str() {
-                "/log_list.json" => ("200 OK", list.clone()),
-                "/log_list.sig" => ("200 OK", sig.clone()),
-                _ => ("404 Not Found", Vec::new()),
-            };
-            let mut out = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            out.extend_from_slice(&body);
-            let _ = stream.write_all(&out);
-        }
-    });
-    format!("http://{addr}")
-}
-
-#[test]
-fn fetch_verified_checks_the_signature_of_what_it_fetched() {
-    let json = corpus("google_log_list_v3.json");
-    let sig = corpus("google_log_list_v3.sig");
-    let good = serve_list(json.clone(), sig.clone());
-    let mut tampered_json = json.clone();
-    tampered_json[500] ^= 1;
-    let tampered = serve_list(tampered_json, sig);
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = HttpClient::new(HttpClientConfig {
-            timeout: Duration::from_secs(5),
-            ..Default::default()
-        })
-        .unwrap();
-        let fetch = |base: &str, list: &str| {
-            let (list_url, sig_url) = (format!("{base}{list}"), format!("{base}/log_list.sig"));
-            let client = client.clone();
-            async move {
-                log_list::fetch_verified(&client, &list_url, &sig_url, GOOGLE_LOG_LIST_PUBKEY_PEM)
-                    .await
-            }
-        };
-        assert_eq!(
-            fetch(&good, "/log_list.json")
-                .await
-                .expect("verified list")
-                .logs
-                .len(),
-            56
-        );
-        assert!(matches!(
-            fetch(&tampered, "/log_list.json").await,
-            Err(LogListError::BadSignature)
-        ));
-        assert!(matches!(
-            fetch(&good, "/missing.json").await,
-            Err(LogListError::Status { status: 404, .. })
-        ));
-    });
 }

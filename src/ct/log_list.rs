@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::checkpoint::LogKey;
-use crate::http::{HttpClient, Target};
+use crate::http::Target;
 
 /// Chrome's list of the logs it trusts.
 pub const GOOGLE_LOG_LIST_URL: &str = "https://www.gstatic.com/ct/log_list/v3/log_list.json";
@@ -354,46 +354,4 @@ pub fn verify_signature(
     )
     .verify(json, signature)
     .map_err(|_| LogListError::BadSignature)
-}
-
-/// Fetches a list and its detached signature, verifies it with `pubkey_pem`, and parses it.
-pub async fn fetch_verified(
-    client: &HttpClient,
-    list_url: &str,
-    signature_url: &str,
-    pubkey_pem: &[u8],
-) -> Result<LogList, LogListError> {
-    let json = fetch_ok(client, list_url).await?;
-    let signature = fetch_ok(client, signature_url).await?;
-    verify_signature(&json, &signature, pubkey_pem)?;
-    LogList::parse(&json)
-}
-
-async fn fetch_ok(client: &HttpClient, url: &str) -> Result<bytes::Bytes, LogListError> {
-    let response = client.get(url).await.map_err(LogListError::Fetch)?;
-    if response.status != 200 {
-        return Err(LogListError::Status {
-            url: url.to_string(),
-            status: response.status,
-        });
-    }
-    Ok(response.body)
-}
-
-/// Chrome's list, fetched and verified; on any failure the compiled-in snapshot (with a warning).
-pub async fn google_or_snapshot(client: &HttpClient) -> Result<LogList, LogListError> {
-    match fetch_verified(
-        client,
-        GOOGLE_LOG_LIST_URL,
-        GOOGLE_LOG_LIST_SIG_URL,
-        GOOGLE_LOG_LIST_PUBKEY_PEM,
-    )
-    .await
-    {
-        Ok(list) => Ok(list),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot fetch Chrome's log list, using the compiled-in snapshot");
-            LogList::snapshot()
-        }
-    }
 }

@@ -208,11 +208,6 @@ impl HttpClient {
         self.inner.counts.get()
     }
 
-    /// The configuration this client was built with.
-    pub fn config(&self) -> &HttpClientConfig {
-        &self.inner.config
-    }
-
     /// `GET url` with the configured deadline.
     pub async fn get(&self, url: &str) -> Result<Response, HttpError> {
         self.get_with(url, &[], self.inner.config.timeout).await

@@ -57,11 +57,6 @@ impl FollowedSize {
         }
     }
 
-    /// The size the latest verified head claims.
-    pub fn claimed(&self) -> u64 {
-        self.claimed
-    }
-
     /// The first verified head: followed at once, unless a restarted poller resumes at `resume` below it: then
     /// what lies between is growth like any other (a restart must not lift the cap).
     pub fn start(&mut self, size: u64, resume: Option<u64>, now: Instant) -> Observed {
@@ -171,7 +166,7 @@ mod tests {
         // The saved allowance (10 s' worth) at once, then 2,000 entries per second.
         assert_eq!(size.followed(t1), 1_000 + 20_000);
         assert_eq!(size.followed(t1 + Duration::from_secs(5)), 1_000 + 30_000);
-        assert_eq!(size.claimed(), huge);
+        assert_eq!(size.claimed, huge);
         assert_eq!(
             size.observe(huge + 1, t1 + Duration::from_secs(6)),
             Observed::Implausible { first: false },

@@ -167,11 +167,6 @@ impl IssuerCache {
         self.known.borrow().get(fingerprint).cloned()
     }
 
-    /// True when `fingerprint` is cached.
-    pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
-        self.known.borrow().contains_key(fingerprint)
-    }
-
     /// The DER of every fingerprint, in order, when all are cached (the common case: no future, no fetch).
     pub fn cached(&self, fingerprints: &[Fingerprint]) -> Option<Vec<Bytes>> {
         let known = self.known.borrow();

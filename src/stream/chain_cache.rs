@@ -112,18 +112,15 @@ impl ChainCache {
     }
 
     /// Bytes held now (at most the budget).
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.current_bytes + self.previous.values().map(CachedCert::bytes).sum::<usize>()
     }
 
     /// Number of cached certificates.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.current.len() + self.previous.len()
-    }
-
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
