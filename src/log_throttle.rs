@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// One kind of repeated warning.
 #[derive(Debug)]
-pub struct LogThrottle {
+pub(crate) struct LogThrottle {
     interval: Duration,
     last: Cell<Option<Instant>>,
     held_back: Cell<u64>,

@@ -60,7 +60,7 @@ pub fn catch<R>(work: impl FnOnce() -> R) -> Result<R, Panicked> {
 }
 
 /// Polls a future inside a panic boundary: completes with `Err` (and is never polled again) when a poll panics.
-pub struct CatchUnwind<F> {
+pub(crate) struct CatchUnwind<F> {
     inner: F,
     done: bool,
 }

@@ -229,7 +229,7 @@ impl HttpClient {
 
     /// [`get_with`](Self::get_with) refusing a body larger than `max_body` (received or decoded; never more
     /// than the configured `max_body_size`): for answers whose sensible size the caller knows.
-    pub async fn get_limited(
+    pub(crate) async fn get_limited(
         &self,
         url: &str,
         headers: &[Header<'_>],

@@ -48,7 +48,7 @@ pub struct Connection {
 
 /// What sits on an idle connection's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketState {
+pub(crate) enum SocketState {
     /// Nothing: the peer has sent nothing since the last response.
     Quiet,
     /// Bytes nobody asked for (under TLS, any record: a byte is a byte).
@@ -109,7 +109,7 @@ impl Connection {
     }
 
     /// Marks `n` buffered bytes as consumed.
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.buf.len());
     }
 
@@ -132,7 +132,11 @@ impl Connection {
 
     /// Moves buffered bytes into `body`, then reads from the socket straight into `body` until it holds `len`
     /// bytes; `Ok(false)` if the stream ended first. Skips the intermediate buffer for Content-Length bodies.
-    pub async fn read_exact_into(&mut self, body: &mut Vec<u8>, len: usize) -> io::Result<bool> {
+    pub(crate) async fn read_exact_into(
+        &mut self,
+        body: &mut Vec<u8>,
+        len: usize,
+    ) -> io::Result<bool> {
         let buffered = self.buffered();
         let take = buffered.len().min(len.saturating_sub(body.len()));
         body.extend_from_slice(&buffered[..take]);
@@ -151,13 +155,13 @@ impl Connection {
     }
 
     /// Whether every received byte has been consumed (leftovers mean the peer sent more than one response).
-    pub fn is_drained(&self) -> bool {
+    pub(crate) fn is_drained(&self) -> bool {
         self.pos == self.buf.len()
     }
 
     /// Looks at the socket without reading or waiting: whether anything arrived since the last response. Only
     /// bytes still in the kernel are seen; the caller checks [`Connection::is_drained`] for the buffered ones.
-    pub fn socket_state(&self) -> SocketState {
+    pub(crate) fn socket_state(&self) -> SocketState {
         let mut probe = [0u8; 1];
         // SAFETY: `fd` is the socket owned by `self.transport`, open for as long as `self`; `probe` is a valid
         // one-byte buffer. MSG_PEEK leaves the byte for a later read, MSG_DONTWAIT never blocks.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::HttpError;
 
 /// Resolved addresses of one `(host, port)`, in the resolver's order.
-pub type Addrs = Rc<[SocketAddr]>;
+pub(crate) type Addrs = Rc<[SocketAddr]>;
 
 struct Cached {
     addrs: Addrs,
@@ -25,7 +25,7 @@ struct Cached {
 }
 
 /// A per-client DNS cache in front of the system resolver, with fixed overrides (like curl's `--resolve`).
-pub struct Resolver {
+pub(crate) struct Resolver {
     ttl: Duration,
     overrides: HashMap<(String, u16), Addrs>,
     cache: RefCell<HashMap<(String, u16), Cached>>,

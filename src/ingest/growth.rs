@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use super::SharedStatus;
 
 /// Seconds of growth a log may save up and use at once.
-pub const BURST_SECONDS: f64 = 10.0;
+pub(crate) const BURST_SECONDS: f64 = 10.0;
 /// Default `--max-log-growth`: entries per second per log (real logs stay far below; see the module docs).
 pub const DEFAULT_MAX_GROWTH_PER_SECOND: u64 = 2_000;
 
 /// One log's claimed and followed tree sizes.
 #[derive(Debug, Clone)]
-pub struct FollowedSize {
+pub(crate) struct FollowedSize {
     rate: f64,
     burst: f64,
     claimed: u64,
@@ -68,7 +68,7 @@ impl FollowedSize {
     }
 
     /// A later verified head of `size`. Smaller or equal heads change nothing (stale replicas).
-    pub fn observe(&mut self, size: u64, now: Instant) -> Observed {
+    pub(crate) fn observe(&mut self, size: u64, now: Instant) -> Observed {
         if size <= self.claimed {
             return Observed::NoGrowth;
         }
@@ -101,7 +101,7 @@ impl FollowedSize {
     }
 
     /// How long until `size` (≤ the claim) may be read; zero when it may now.
-    pub fn time_until(&mut self, size: u64, now: Instant) -> Duration {
+    pub(crate) fn time_until(&mut self, size: u64, now: Instant) -> Duration {
         let missing = size.min(self.claimed).saturating_sub(self.followed(now));
         if missing == 0 {
             return Duration::ZERO;

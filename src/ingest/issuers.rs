@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::http::{HttpClient, HttpError};
 
 /// A SHA-256 fingerprint of a DER certificate.
-pub type Fingerprint = [u8; 32];
+pub(crate) type Fingerprint = [u8; 32];
 
 /// Default `--issuer-cache-bytes`: real issuers are a few hundred certificates of 1–2 KiB (under 1 MiB in all);
 /// the budget only guards against a log that invents fingerprints or serves huge issuers.
@@ -148,7 +148,7 @@ impl IssuerCache {
     }
 
     /// Issuers dropped to stay within the budget.
-    pub fn evicted(&self) -> u64 {
+    pub(crate) fn evicted(&self) -> u64 {
         self.evicted.get()
     }
 

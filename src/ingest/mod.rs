@@ -30,7 +30,7 @@ use crate::stream::LogSource;
 
 /// The largest get-sth or checkpoint body read: a signed tree head is well under 1 KiB; this leaves room for long
 /// origins and many cosignatures, and keeps a hostile log from making us read (and hold) megabytes per poll.
-pub const MAX_TREE_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TREE_HEAD_BYTES: usize = 64 * 1024;
 
 /// Where pollers deliver entries.
 pub trait EntrySink {
@@ -200,7 +200,7 @@ impl StopToken {
     }
 
     /// True once a stop was requested.
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.0.stopped.get()
     }
 

@@ -69,7 +69,7 @@ pub fn http_client(config: &IngestConfig) -> Result<HttpClient, HttpError> {
 
 /// Why a log list could not be loaded.
 #[derive(Debug)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// Fetching, verifying or parsing failed.
     List(LogListError),
     /// A list or signature file could not be read, or a URL was too slow or too big.
@@ -305,7 +305,7 @@ impl Supervisor {
 
     /// Starts pollers for the logs `list` selects that are not followed yet, stops those it no longer selects, and
     /// restarts, at their position, those whose poller inputs changed.
-    pub fn apply(&self, list: &LogList) {
+    pub(crate) fn apply(&self, list: &LogList) {
         let selected: Vec<&LogInfo> = list.selected(self.config.include_pending).collect();
         let mut logs = self.logs.borrow_mut();
         logs.retain_mut(|followed| {

@@ -19,7 +19,7 @@ use crate::ws::frame::Frame;
 use crate::ws::session::{Action, CloseCause, Session};
 
 /// Largest client message accepted; a longer one closes the connection with 1009 (FORMAT.md §3).
-pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+pub(crate) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// Data frames written per `writev` at most (well under `IOV_MAX` = 1024, control frames included).
 const MAX_FRAMES_PER_WRITE: usize = 256;
@@ -59,7 +59,7 @@ enum WriteEnd {
 }
 
 /// What a connection needs besides its socket: the server-wide guard, the write stall timeout, the keepalive idle.
-pub struct Rules {
+pub(crate) struct Rules {
     pub guard: Rc<Guard>,
     pub write_stall_timeout: Duration,
     pub tcp_keepalive: Option<Duration>,

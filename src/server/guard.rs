@@ -12,7 +12,7 @@ use crate::ws::session::CloseCause;
 
 /// Why the server closed a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// An HTTP response was not written within `--http-write-timeout`.
     HttpWriteTimeout,
     /// A WebSocket message was not finished within `--message-timeout`.
@@ -29,7 +29,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of [`GuardStats::closes`].
-    pub const ALL: [Reason; 6] = [
+    pub(crate) const ALL: [Reason; 6] = [
         Reason::HttpWriteTimeout,
         Reason::MessageTimeout,
         Reason::PartialMessageBudget,
@@ -64,7 +64,7 @@ impl Reason {
 
 /// The counters, for `/stats` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GuardStats {
+pub(crate) struct GuardStats {
     /// Connections closed per [`Reason`], in [`Reason::ALL`] order.
     pub closes: [u64; 6],
     /// Bytes held now in unfinished client messages, all connections together.
@@ -72,7 +72,7 @@ pub struct GuardStats {
 }
 
 /// Server-wide state of the protective closes.
-pub struct Guard {
+pub(crate) struct Guard {
     partial_budget: usize,
     partial_bytes: Cell<usize>,
     closes: [Cell<u64>; 6],
@@ -114,7 +114,7 @@ impl Guard {
 }
 
 /// One connection's share of the partial-message budget; released when dropped.
-pub struct PartialBytes {
+pub(crate) struct PartialBytes {
     guard: Rc<Guard>,
     held: Cell<usize>,
 }
@@ -128,7 +128,7 @@ impl PartialBytes {
     }
 
     /// The server-wide guard (for counting).
-    pub fn guard(&self) -> &Rc<Guard> {
+    pub(crate) fn guard(&self) -> &Rc<Guard> {
         &self.guard
     }
 

@@ -32,9 +32,7 @@ use crate::ws::frame::Frame;
 use crate::ws::handshake;
 use crate::ws::session::{Session, SessionLimits};
 
-pub use guard::{GuardStats, Reason as CloseReason};
 pub use http::Route;
-pub use limits::ConnectionStats;
 pub use stats::{StatusReporter, metric};
 
 /// Accept backlog: bursts of thousands of connects must not be refused by the kernel.

@@ -11,7 +11,7 @@ const BURST_SECONDS: f64 = 2.0;
 
 /// One route's budget of requests.
 #[derive(Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     per_second: f64,
     capacity: f64,
     tokens: Cell<f64>,

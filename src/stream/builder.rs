@@ -353,7 +353,7 @@ fn serialize_cert(out: &mut Vec<u8>, cert: &CertJson<'_>) {
 }
 
 /// `seen` for an entry parsed now: Unix seconds with microseconds, as CaliDog stamps it.
-pub fn seen_now() -> f64 {
+pub(crate) fn seen_now() -> f64 {
     // A clock set before 1970 stamps 0.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

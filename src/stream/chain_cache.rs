@@ -5,7 +5,7 @@ use std::rc::Rc;
 /// their full-stream JSON is serialized once and reused. Bounded in bytes (what a log sends decides the size of
 /// an entry, not the count): two generations of at most half the budget each, the older one dropped whole when the
 /// newer fills, so recently used certificates survive and memory stays below `budget` bytes.
-pub struct ChainCache {
+pub(crate) struct ChainCache {
     current: HashMap<ChainKey, CachedCert>,
     previous: HashMap<ChainKey, CachedCert>,
     /// Bytes held by `current` (`previous` holds at most `generation_bytes`).
@@ -63,7 +63,7 @@ impl ChainCache {
     }
 
     /// Certificates dropped (or never kept) to stay within the budget.
-    pub fn evicted(&self) -> u64 {
+    pub(crate) fn evicted(&self) -> u64 {
         self.evicted
     }
 
