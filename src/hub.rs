@@ -284,7 +284,7 @@ impl Hub {
     }
 
     /// The latest message of a stream, `None` before the first.
-    pub fn latest(&self, kind: StreamKind) -> Option<Frame> {
+    pub(crate) fn latest(&self, kind: StreamKind) -> Option<Frame> {
         self.state.latest.borrow()[kind_index(kind)].clone()
     }
 
@@ -386,7 +386,7 @@ impl std::ops::Deref for ClientHandle {
 impl ClientHandle {
     /// Leaves the hub before the connection ends (its close frame is out and only the peer's reply is awaited):
     /// graceful shutdown waits for members only.
-    pub fn leave(&self) {
+    pub(crate) fn leave(&self) {
         self.hub.leave(&self.client);
     }
 }

@@ -25,7 +25,7 @@ impl LogThrottle {
 
     /// Called on every occurrence: `Some(held_back)` when this one should be logged (with how many were not since
     /// the last logged one), `None` when it is held back.
-    pub fn allow(&self, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&self, now: Instant) -> Option<u64> {
         let due = self
             .last
             .get()

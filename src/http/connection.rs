@@ -103,7 +103,7 @@ impl Connection {
     }
 
     /// Bytes received and not consumed yet.
-    pub fn buffered(&self) -> &[u8] {
+    pub(crate) fn buffered(&self) -> &[u8] {
         // `consume` keeps `pos` within `buf`; `fill` resets both together.
         &self.buf[self.pos..]
     }

@@ -62,7 +62,7 @@ pub enum IssuerError {
 
 impl IssuerError {
     /// The fingerprint whose fetch failed.
-    pub fn fingerprint(&self) -> &Fingerprint {
+    pub(crate) fn fingerprint(&self) -> &Fingerprint {
         match self {
             Self::Fetch { fingerprint, .. }
             | Self::Status { fingerprint, .. }
@@ -168,7 +168,7 @@ impl IssuerCache {
     }
 
     /// The DER of every fingerprint, in order, when all are cached (the common case: no future, no fetch).
-    pub fn cached(&self, fingerprints: &[Fingerprint]) -> Option<Vec<Bytes>> {
+    pub(crate) fn cached(&self, fingerprints: &[Fingerprint]) -> Option<Vec<Bytes>> {
         let known = self.known.borrow();
         fingerprints
             .iter()

@@ -136,7 +136,7 @@ pub struct LogStatus {
 
 impl LogStatus {
     /// Entries the log has that have not been delivered yet.
-    pub fn lag(&self) -> u64 {
+    pub(crate) fn lag(&self) -> u64 {
         self.tree_size.saturating_sub(self.next_index)
     }
 }
@@ -205,7 +205,7 @@ impl StopToken {
     }
 
     /// Completes once a stop is requested (to race against a request or a wait).
-    pub fn stopped(&self) -> StopWait {
+    pub(crate) fn stopped(&self) -> StopWait {
         StopWait {
             state: self.0.clone(),
             id: None,

@@ -55,7 +55,7 @@ impl Politeness {
     }
 
     /// The current error backoff (zero when healthy).
-    pub fn backoff(&self) -> Duration {
+    pub(crate) fn backoff(&self) -> Duration {
         self.backoff
     }
 

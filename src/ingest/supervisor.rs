@@ -181,7 +181,7 @@ impl Supervisor {
     }
 
     /// Loads the list once and applies it; on failure keeps the current one (or falls back to the snapshot).
-    pub async fn refresh(&self) {
+    pub(crate) async fn refresh(&self) {
         let source = redact::location(
             self.config
                 .log_list
