@@ -5,6 +5,9 @@
 //! `ct` (log entries, decoded without I/O) → `cert` (X.509 → cert model) → `stream` (serialize once, frame once)
 //! → `hub` (per-client rings of shared frames) → `server` (HTTP routes, WebSocket connections) over `ws` (RFC 6455).
 
+// What only this crate uses is `pub(crate)`, so the dead-code lint sees it.
+#![warn(unreachable_pub)]
+
 pub mod cert;
 pub mod config;
 pub mod ct;

@@ -15,7 +15,7 @@ pub(crate) struct LogThrottle {
 
 impl LogThrottle {
     /// At most one line per `interval`.
-    pub const fn new(interval: Duration) -> Self {
+    pub(crate) const fn new(interval: Duration) -> Self {
         Self {
             interval,
             last: Cell::new(None),

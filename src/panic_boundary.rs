@@ -67,7 +67,7 @@ pub(crate) struct CatchUnwind<F> {
 
 impl<F> CatchUnwind<F> {
     /// Wraps `inner`.
-    pub fn new(inner: F) -> Self {
+    pub(crate) fn new(inner: F) -> Self {
         Self { inner, done: false }
     }
 }

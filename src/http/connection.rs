@@ -38,7 +38,7 @@ enum Transport {
 }
 
 /// An open connection plus the bytes read from it and not consumed yet.
-pub struct Connection {
+pub(crate) struct Connection {
     transport: Transport,
     /// The TCP socket under the transport (also under TLS), for [`Connection::socket_state`].
     fd: RawFd,
@@ -60,7 +60,7 @@ pub(crate) enum SocketState {
 impl Connection {
     /// Connects to the first of `addrs` that accepts (each attempt bounded by `connect_timeout`), then does the
     /// TLS handshake when the target is `https`.
-    pub async fn open(
+    pub(crate) async fn open(
         target: &Target,
         addrs: &[SocketAddr],
         connect_timeout: Duration,
@@ -94,7 +94,7 @@ impl Connection {
     }
 
     /// Writes the whole request.
-    pub async fn write_all(&mut self, request: Vec<u8>) -> io::Result<()> {
+    pub(crate) async fn write_all(&mut self, request: Vec<u8>) -> io::Result<()> {
         let (res, _) = match &mut self.transport {
             Transport::Plain(s) => s.write_all(request).await,
             Transport::Tls(s) => s.write_all(request).await,
@@ -114,7 +114,7 @@ impl Connection {
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` is end of stream.
-    pub async fn fill(&mut self) -> io::Result<usize> {
+    pub(crate) async fn fill(&mut self) -> io::Result<usize> {
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;

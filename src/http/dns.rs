@@ -33,7 +33,7 @@ pub(crate) struct Resolver {
 
 impl Resolver {
     /// A resolver caching answers for `ttl`; `overrides` answer their `(host, port)` without any lookup.
-    pub fn new(ttl: Duration, overrides: HashMap<(String, u16), Addrs>) -> Self {
+    pub(crate) fn new(ttl: Duration, overrides: HashMap<(String, u16), Addrs>) -> Self {
         Self {
             ttl,
             overrides,
@@ -43,7 +43,7 @@ impl Resolver {
 
     /// The addresses to try, in order, for `host:port`. IP literals need no lookup. When a refresh fails, the
     /// expired answer is used rather than failing the request (a log host's address rarely changes).
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Addrs, HttpError> {
+    pub(crate) async fn resolve(&self, host: &str, port: u16) -> Result<Addrs, HttpError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Rc::from([SocketAddr::new(ip, port)]));
         }

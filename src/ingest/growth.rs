@@ -44,7 +44,7 @@ pub enum Observed {
 
 impl FollowedSize {
     /// Growth capped at `per_second` entries per second (at least 1).
-    pub fn new(per_second: u64) -> Self {
+    pub(crate) fn new(per_second: u64) -> Self {
         let rate = per_second.max(1) as f64;
         Self {
             rate,
@@ -59,7 +59,7 @@ impl FollowedSize {
 
     /// The first verified head: followed at once, unless a restarted poller resumes at `resume` below it: then
     /// what lies between is growth like any other (a restart must not lift the cap).
-    pub fn start(&mut self, size: u64, resume: Option<u64>, now: Instant) -> Observed {
+    pub(crate) fn start(&mut self, size: u64, resume: Option<u64>, now: Instant) -> Observed {
         let base = resume.map_or(size, |at| at.min(size));
         self.claimed = base;
         self.followed = base;
@@ -83,7 +83,7 @@ impl FollowedSize {
     }
 
     /// The size that may be read up to now.
-    pub fn followed(&mut self, now: Instant) -> u64 {
+    pub(crate) fn followed(&mut self, now: Instant) -> u64 {
         let elapsed = self
             .refilled_at
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));

@@ -65,7 +65,7 @@ impl Turn {
     }
 
     /// Ends the turn: counts its work in the round and lets every other ready task run before this one continues.
-    pub async fn end(self) {
+    pub(crate) async fn end(self) {
         ROUND_USED.set(ROUND_USED.get() + self.started.elapsed());
         yield_now().await;
     }

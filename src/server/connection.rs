@@ -71,7 +71,7 @@ pub(crate) struct Rules {
 /// A plain function returning the future (not an `async fn`): the future then holds each value once, where an
 /// `async fn` would keep its arguments next to the locals they are moved into. Every idle client's task is this
 /// future, so its size is memory per client.
-pub fn serve(
+pub(crate) fn serve(
     stream: TcpStream,
     session: Session,
     client: ClientHandle,

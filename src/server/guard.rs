@@ -39,7 +39,7 @@ impl Reason {
     ];
 
     /// The `/stats` key and `/metrics` label.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Reason::HttpWriteTimeout => "http_write_timeout",
             Reason::MessageTimeout => "message_timeout",
@@ -52,7 +52,7 @@ impl Reason {
 
     /// The reason of a session's close, `None` for an orderly close by the peer and for the caller's own limits
     /// (counted where they are decided).
-    pub fn of(cause: CloseCause) -> Option<Self> {
+    pub(crate) fn of(cause: CloseCause) -> Option<Self> {
         match cause {
             CloseCause::PeerClosed | CloseCause::ServerLimit => None,
             CloseCause::ProtocolError => Some(Reason::ProtocolError),
@@ -81,7 +81,7 @@ pub(crate) struct Guard {
 
 impl Guard {
     /// A guard whose unfinished messages may hold `partial_budget` bytes in all.
-    pub fn new(partial_budget: usize) -> Self {
+    pub(crate) fn new(partial_budget: usize) -> Self {
         Self {
             partial_budget,
             partial_bytes: Cell::new(0),
@@ -91,7 +91,7 @@ impl Guard {
     }
 
     /// Counts a protective close and logs it (at most one line per 10 s).
-    pub fn count(&self, reason: Reason) {
+    pub(crate) fn count(&self, reason: Reason) {
         let index = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         let cell = &self.closes[index];
         cell.set(cell.get() + 1);
@@ -105,7 +105,7 @@ impl Guard {
     }
 
     /// Current counters.
-    pub fn stats(&self) -> GuardStats {
+    pub(crate) fn stats(&self) -> GuardStats {
         GuardStats {
             closes: self.closes.each_ref().map(Cell::get),
             partial_message_bytes: self.partial_bytes.get(),
@@ -120,7 +120,7 @@ pub(crate) struct PartialBytes {
 }
 
 impl PartialBytes {
-    pub fn new(guard: Rc<Guard>) -> Self {
+    pub(crate) fn new(guard: Rc<Guard>) -> Self {
         Self {
             guard,
             held: Cell::new(0),
@@ -134,7 +134,7 @@ impl PartialBytes {
 
     /// Records that the connection now holds `bytes`; `false` when it grew past the server-wide budget (the caller
     /// closes it, which frees the bytes).
-    pub fn update(&self, bytes: usize) -> bool {
+    pub(crate) fn update(&self, bytes: usize) -> bool {
         let total = &self.guard.partial_bytes;
         let held = self.held.replace(bytes);
         total.set(total.get() - held + bytes);

@@ -11,7 +11,7 @@ use super::guard::Reason;
 use crate::stream::StreamKind;
 
 /// Largest request head accepted (request line and headers); a longer one gets `431`.
-pub const MAX_HEAD_LEN: usize = 8 * 1024;
+pub(crate) const MAX_HEAD_LEN: usize = 8 * 1024;
 
 /// Most headers accepted in one request; more get `431`.
 pub(crate) const MAX_HEADERS: usize = 64;
@@ -75,7 +75,7 @@ pub(crate) enum HeadError {
 
 impl HeadError {
     /// The response to send before closing, if any.
-    pub fn response(&self) -> Option<Vec<u8>> {
+    pub(crate) fn response(&self) -> Option<Vec<u8>> {
         match self {
             Self::Gone => None,
             Self::Malformed => Some(response(400, "text/plain", b"bad request\n")),
@@ -152,7 +152,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// A complete response with a body; the connection is closed after it (one request per connection).
-pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     response_with(status, content_type, "", body)
 }
 

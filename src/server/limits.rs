@@ -22,7 +22,7 @@ use crate::log_throttle::LogThrottle;
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Open-connection counters and their limits.
-pub struct Limits {
+pub(crate) struct Limits {
     max_total: usize,
     max_per_ip: usize,
     max_for_descriptors: usize,
@@ -84,7 +84,7 @@ pub(crate) struct ConnectionStats {
 impl Limits {
     /// Limits of `max_total` connections at once, `max_per_ip` from one address, and `max_for_descriptors` (the
     /// descriptors clients may use, see the module docs).
-    pub fn new(max_total: usize, max_per_ip: usize, max_for_descriptors: usize) -> Self {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize, max_for_descriptors: usize) -> Self {
         Self {
             max_total,
             max_per_ip,
@@ -146,7 +146,7 @@ impl Limits {
     }
 
     /// Current counters.
-    pub fn stats(&self) -> ConnectionStats {
+    pub(crate) fn stats(&self) -> ConnectionStats {
         let [per_ip, total, descriptors] = self.refused.each_ref().map(Cell::get);
         ConnectionStats {
             open: self.open.get(),

@@ -19,7 +19,7 @@ pub trait StatusReporter {
 }
 
 /// The server's own counters at one instant.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Seconds since start.
     pub uptime_seconds: f64,
     /// Fan-out counters.
@@ -256,7 +256,7 @@ pub fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(
 }
 
 /// The `/stats` body: the server's counters, then every reporter's keys.
-pub fn stats_json(own: &Snapshot, reporters: &[std::rc::Rc<dyn StatusReporter>]) -> Vec<u8> {
+pub(crate) fn stats_json(own: &Snapshot, reporters: &[std::rc::Rc<dyn StatusReporter>]) -> Vec<u8> {
     let mut out = Map::new();
     own.stats(&mut out);
     for reporter in reporters {
@@ -266,7 +266,10 @@ pub fn stats_json(own: &Snapshot, reporters: &[std::rc::Rc<dyn StatusReporter>])
 }
 
 /// The `/metrics` body.
-pub fn metrics_text(own: &Snapshot, reporters: &[std::rc::Rc<dyn StatusReporter>]) -> Vec<u8> {
+pub(crate) fn metrics_text(
+    own: &Snapshot,
+    reporters: &[std::rc::Rc<dyn StatusReporter>],
+) -> Vec<u8> {
     let mut out = String::new();
     own.metrics(&mut out);
     for reporter in reporters {

@@ -52,7 +52,7 @@ impl CachedCert {
 
 impl ChainCache {
     /// A cache holding at most `budget` bytes of certificates and their JSON.
-    pub fn new(budget: usize) -> Self {
+    pub(crate) fn new(budget: usize) -> Self {
         Self {
             current: HashMap::new(),
             previous: HashMap::new(),
@@ -69,7 +69,7 @@ impl ChainCache {
 
     /// The cached JSON of `der`: `Some(Some(json))` when known to parse, `Some(None)` when known not to parse,
     /// `None` when not cached.
-    pub fn get(&mut self, der: &[u8]) -> Option<Option<Rc<[u8]>>> {
+    pub(crate) fn get(&mut self, der: &[u8]) -> Option<Option<Rc<[u8]>>> {
         let key = ChainKey::of(der);
         if let Some(hit) = self.current.get(&key).filter(|cached| *cached.der == *der) {
             return Some(hit.json.clone());
@@ -84,7 +84,7 @@ impl ChainCache {
     }
 
     /// Remembers the JSON (or the parse failure) of `der`.
-    pub fn insert(&mut self, der: &[u8], json: Option<Rc<[u8]>>) {
+    pub(crate) fn insert(&mut self, der: &[u8], json: Option<Rc<[u8]>>) {
         self.insert_cached(
             ChainKey::of(der),
             CachedCert {
