@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::connection::{Connection, SocketState};
 use super::dns::{Addrs, Resolver};
@@ -68,21 +67,6 @@ impl Default for HttpClientConfig {
             extra_roots: Vec::new(),
             resolve_overrides: HashMap::new(),
         }
-    }
-}
-
-impl HttpClientConfig {
-    /// Adds every certificate of a PEM bundle to the trusted roots; returns how many were added.
-    pub fn add_roots_pem(&mut self, pem: &[u8]) -> Result<usize, HttpError> {
-        let before = self.extra_roots.len();
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| HttpError::Tls {
-                host: "(root store)".into(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-            })?;
-            self.extra_roots.push(cert);
-        }
-        Ok(self.extra_roots.len() - before)
     }
 }
 
