@@ -104,7 +104,8 @@ impl Connection {
 
     /// Bytes received and not consumed yet.
     pub(crate) fn buffered(&self) -> &[u8] {
-        // `consume` keeps `pos` within `buf`; `fill` resets both together.
+        // `consume` keeps `pos` within `buf`; `fill` resets both together (a `fill` cancelled while it holds the
+        // buffer only happens when the exchange, which owns the connection, is dropped with it).
         &self.buf[self.pos..]
     }
 
