@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo bench --bench pipeline` (add `taskset -c 0` in front to pin it).
 
+use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use certstream::cert::{self, CertJson};
 use certstream::stream::{BuildLimits, LogKind, LogSource, MessageBuilder};
 use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
-use certstream_ct::get_entries::{parse_get_entries, parse_get_entries_simd};
+use certstream_ct::get_entries::{RawEntry, parse_get_entries};
 use certstream_ct::tile::data_tile_entries;
 
 const TILES: [&str; 5] = ["000", "001", "002", "003", "003.p/10"];
@@ -269,9 +270,13 @@ fn main() {
         black_box(parse_get_entries(body).unwrap());
     });
     let mut scratch = body.clone();
+    assert_eq!(
+        parse_get_entries_simd(&mut scratch),
+        parse_get_entries(body).unwrap()
+    );
     let simd_parse = time_it(budget, || {
         scratch.copy_from_slice(body);
-        black_box(parse_get_entries_simd(&mut scratch).unwrap());
+        black_box(parse_get_entries_simd(&mut scratch));
     });
     println!(
         "\n== get-entries response, 256 entries, {:.2} MB (JSON parse + base64 decode)",
@@ -285,4 +290,35 @@ fn main() {
         "simd-json (incl. buffer copy)   {:>8.0} µs per response",
         simd_parse.as_secs_f64() * 1e6
     );
+}
+
+/// The get-entries body shape, for the simd-json comparison (the server parses with serde_json only).
+#[derive(serde::Deserialize)]
+struct SimdBody<'a> {
+    #[serde(borrow)]
+    entries: Vec<SimdItem<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SimdItem<'a> {
+    #[serde(borrow)]
+    leaf_input: Cow<'a, str>,
+    #[serde(borrow)]
+    extra_data: Cow<'a, str>,
+}
+
+/// What [`parse_get_entries`] returns, parsed with simd-json, which uses `body` as scratch space.
+fn parse_get_entries_simd(body: &mut [u8]) -> Vec<RawEntry> {
+    let body: SimdBody<'_> = simd_json::serde::from_slice(body).expect("get-entries json");
+    body.entries
+        .iter()
+        .map(|item| RawEntry {
+            leaf_input: STANDARD
+                .decode(&*item.leaf_input)
+                .expect("leaf_input base64"),
+            extra_data: STANDARD
+                .decode(&*item.extra_data)
+                .expect("extra_data base64"),
+        })
+        .collect()
 }

@@ -30,7 +30,7 @@ use admission::{Admission, Backlog, Standing};
 pub use admission::{AdmissionStats, Gate};
 
 /// How many lite messages `/latest.json` shows.
-pub const RECENT_LEN: usize = 25;
+pub(crate) const RECENT_LEN: usize = 25;
 
 /// Bytes of data frames a writer takes per batch at most (at least one frame): a client that stops reading holds
 /// its ring and one batch, so the batch must be bounded in bytes like the ring.
@@ -38,7 +38,7 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// The byte bounds of the hub.
 #[derive(Clone, Copy, Debug)]
-pub struct ByteBudget {
+pub(crate) struct ByteBudget {
     /// Bytes of frames queued per client before the oldest is dropped.
     pub client_queue: usize,
     /// Messages larger than this are left out of [`Hub::latest`] and [`Hub::recent`], which together hold at
@@ -133,7 +133,11 @@ impl Hub {
 
     /// A hub whose clients each queue at most `ring_size` frames and `budget.client_queue` bytes; ingestion waits
     /// up to `grace` for a client whose socket is full before it stops waiting for it ([`admission`]).
-    pub fn with_budget(ring_size: usize, budget: ByteBudget, grace: std::time::Duration) -> Self {
+    pub(crate) fn with_budget(
+        ring_size: usize,
+        budget: ByteBudget,
+        grace: std::time::Duration,
+    ) -> Self {
         Self {
             state: Rc::new(HubState {
                 ring_size: ring_size.max(1),
@@ -207,7 +211,7 @@ impl Hub {
     }
 
     /// Queues the same frame for every client of every stream (heartbeats); not recorded as a latest message.
-    pub fn broadcast(&self, frame: Frame) {
+    pub(crate) fn broadcast(&self, frame: Frame) {
         let frame = Rc::new(frame);
         let now = Instant::now();
         for client in self.snapshot().iter() {
@@ -217,7 +221,7 @@ impl Hub {
 
     /// Asks every client's writer to send a ping, and frees the ring memory of clients with nothing queued: a burst
     /// grows a ring up to the ring size, and without this every client would keep that capacity for good.
-    pub fn ping_all(&self) {
+    pub(crate) fn ping_all(&self) {
         for client in self.snapshot().iter() {
             client.queue_control(Control::Ping(self.state.ping.clone()));
             let mut ring = client.ring.borrow_mut();
@@ -229,7 +233,7 @@ impl Hub {
 
     /// Queues the close frame (shutdown) for every client that has none queued yet: it is sent after any control
     /// frame already queued, and queued data is discarded.
-    pub fn close_all(&self, close: Frame) {
+    pub(crate) fn close_all(&self, close: Frame) {
         let close = Rc::new(close);
         for client in self.snapshot().iter() {
             client.queue_close_frame(close.clone());
@@ -267,7 +271,7 @@ impl Hub {
     }
 
     /// Resolves once no client is connected.
-    pub async fn all_left(&self) {
+    pub(crate) async fn all_left(&self) {
         poll_fn(|cx| {
             if self.client_count() == 0 {
                 Poll::Ready(())
@@ -280,7 +284,7 @@ impl Hub {
     }
 
     /// The latest message of a stream, `None` before the first.
-    pub fn latest(&self, kind: StreamKind) -> Option<Frame> {
+    pub(crate) fn latest(&self, kind: StreamKind) -> Option<Frame> {
         self.state.latest.borrow()[kind_index(kind)].clone()
     }
 
@@ -290,12 +294,12 @@ impl Hub {
     }
 
     /// The last [`RECENT_LEN`] lite messages that fit the byte budget, newest first.
-    pub fn recent(&self) -> Vec<Frame> {
+    pub(crate) fn recent(&self) -> Vec<Frame> {
         self.state.recent.borrow().iter().rev().cloned().collect()
     }
 
     /// Time since the hub was created.
-    pub fn uptime(&self) -> std::time::Duration {
+    pub(crate) fn uptime(&self) -> std::time::Duration {
         self.state.started.elapsed()
     }
 
@@ -382,7 +386,7 @@ impl std::ops::Deref for ClientHandle {
 impl ClientHandle {
     /// Leaves the hub before the connection ends (its close frame is out and only the peer's reply is awaited):
     /// graceful shutdown waits for members only.
-    pub fn leave(&self) {
+    pub(crate) fn leave(&self) {
         self.hub.leave(&self.client);
     }
 }
@@ -443,13 +447,13 @@ impl Client {
     }
 
     /// Queues a pong (replacing an unsent one: only the latest ping needs an answer, RFC 6455 §5.5.3).
-    pub fn queue_pong(&self, pong: Frame) {
+    pub(crate) fn queue_pong(&self, pong: Frame) {
         self.queue_control(Control::Pong(Rc::new(pong)));
     }
 
     /// Queues a close frame; the queued data is discarded and nothing is queued after it. Ignored when a close is
     /// already queued (whichever close goes out first completes the handshake).
-    pub fn queue_close(&self, close: Frame) {
+    pub(crate) fn queue_close(&self, close: Frame) {
         self.queue_close_frame(Rc::new(close));
     }
 
@@ -529,7 +533,7 @@ impl Client {
     }
 
     /// Resolves when there is something to write (the writer task parks here).
-    pub async fn work(&self) {
+    pub(crate) async fn work(&self) {
         poll_fn(|cx| {
             if self.has_work() {
                 Poll::Ready(())
@@ -544,7 +548,7 @@ impl Client {
     /// Moves the next frames to write into `out`: control frames first (pong, ping, close), then up to `max_data`
     /// data frames and [`MAX_BATCH_BYTES`] (at least one frame), whole frames only. Returns `true` when a close
     /// frame was taken (nothing may follow it).
-    pub fn take_batch(&self, out: &mut Vec<Rc<Frame>>, max_data: usize) -> bool {
+    pub(crate) fn take_batch(&self, out: &mut Vec<Rc<Frame>>, max_data: usize) -> bool {
         let mut control = self.control.borrow_mut();
         out.extend(control.pong.take());
         out.extend(control.ping.take());
@@ -575,7 +579,7 @@ impl Client {
 
     /// The writer finished writing the batch it took; `whole` when it went out in one write (the socket took it
     /// all), which tells admission whether the socket or the reactor paces this client.
-    pub fn batch_written(&self, whole: bool) {
+    pub(crate) fn batch_written(&self, whole: bool) {
         self.in_flight.set(Backlog::default());
         let backlog = Backlog {
             frames: self.ring.borrow().len(),

@@ -8,6 +8,9 @@
 //! Every component's counters are described once, as [`metrics`] descriptors, and rendered from them to both
 //! `/stats` (JSON) and `/metrics` (Prometheus).
 
+// What only this crate uses is `pub(crate)`, so the dead-code lint sees it.
+#![warn(unreachable_pub)]
+
 pub mod cert;
 pub mod config;
 pub mod http;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// One kind of repeated warning.
 #[derive(Debug)]
-pub struct LogThrottle {
+pub(crate) struct LogThrottle {
     interval: Duration,
     last: Cell<Option<Instant>>,
     held_back: Cell<u64>,
@@ -15,7 +15,7 @@ pub struct LogThrottle {
 
 impl LogThrottle {
     /// At most one line per `interval`.
-    pub const fn new(interval: Duration) -> Self {
+    pub(crate) const fn new(interval: Duration) -> Self {
         Self {
             interval,
             last: Cell::new(None),
@@ -25,7 +25,7 @@ impl LogThrottle {
 
     /// Called on every occurrence: `Some(held_back)` when this one should be logged (with how many were not since
     /// the last logged one), `None` when it is held back.
-    pub fn allow(&self, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&self, now: Instant) -> Option<u64> {
         let due = self
             .last
             .get()

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Reader threads that may be still running (stuck past their deadline) before new reads are refused.
-pub const MAX_STUCK_READS: usize = 4;
+pub(crate) const MAX_STUCK_READS: usize = 4;
 
 /// How often the reactor looks whether the reader thread is done.
 const POLL_EVERY: Duration = Duration::from_millis(5);
@@ -29,7 +29,7 @@ static READERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Why a file (or a URL) the operator named could not be read.
 #[derive(Debug)]
-pub enum InputError {
+pub(crate) enum InputError {
     /// Opening or reading failed.
     Io(io::Error),
     /// It holds more than the cap.
@@ -61,7 +61,7 @@ impl std::error::Error for InputError {}
 
 /// Reads the whole file at `path` (at most `max_size` bytes) in a helper thread; the calling task waits at most
 /// `timeout`.
-pub async fn read_file(
+pub(crate) async fn read_file(
     path: &str,
     max_size: usize,
     timeout: Duration,
@@ -101,7 +101,11 @@ pub async fn read_file(
 }
 
 /// The blocking part: reads `path` to its end, refusing more than `max_size` bytes or waiting longer than `timeout`.
-pub fn read_capped(path: &str, max_size: usize, timeout: Duration) -> Result<Vec<u8>, InputError> {
+pub(crate) fn read_capped(
+    path: &str,
+    max_size: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, InputError> {
     let deadline = Instant::now() + timeout;
     let mut file = OpenOptions::new()
         .read(true)

@@ -60,14 +60,14 @@ pub fn catch<R>(work: impl FnOnce() -> R) -> Result<R, Panicked> {
 }
 
 /// Polls a future inside a panic boundary: completes with `Err` (and is never polled again) when a poll panics.
-pub struct CatchUnwind<F> {
+pub(crate) struct CatchUnwind<F> {
     inner: F,
     done: bool,
 }
 
 impl<F> CatchUnwind<F> {
     /// Wraps `inner`.
-    pub fn new(inner: F) -> Self {
+    pub(crate) fn new(inner: F) -> Self {
         Self { inner, done: false }
     }
 }

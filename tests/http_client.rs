@@ -172,7 +172,7 @@ fn keep_alive_reuses_one_connection_and_sends_identity_headers() {
             let resp = client.get(&server.url(&path)).await.expect("get");
             assert_eq!(resp.status, 200);
             assert_eq!(resp.body, path.as_bytes());
-            assert_eq!(resp.content_type(), Some("text/plain"));
+            assert_eq!(resp.header("content-type"), Some("text/plain"));
         }
     });
     assert_eq!(
@@ -708,7 +708,7 @@ fn every_resolved_address_is_tried_in_order() {
 
 /// A test CA and a server certificate for `ct.test` signed by it.
 struct TestPki {
-    ca_pem: String,
+    ca: rustls::pki_types::CertificateDer<'static>,
     server: Arc<rustls::ServerConfig>,
 }
 
@@ -736,7 +736,7 @@ fn test_pki() -> TestPki {
     .with_single_cert(vec![leaf.der().clone()], key)
     .expect("server config");
     TestPki {
-        ca_pem: ca.pem(),
+        ca: ca.der().clone(),
         server: Arc::new(server),
     }
 }
@@ -755,7 +755,7 @@ fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
     let port = server.addr.port();
     let trusting = client_with(|c| {
         c.use_webpki_roots = false;
-        assert_eq!(c.add_roots_pem(pki.ca_pem.as_bytes()).expect("pem"), 1);
+        c.extra_roots.push(pki.ca.clone());
         c.resolve_overrides
             .insert(("ct.test".into(), port), vec![server.addr]);
     });
@@ -822,7 +822,7 @@ fn unsolicited_tls_record_on_an_idle_connection_is_seen_on_the_socket() {
     let port = server.addr.port();
     let client = client_with(|c| {
         c.use_webpki_roots = false;
-        c.add_roots_pem(pki.ca_pem.as_bytes()).expect("pem");
+        c.extra_roots.push(pki.ca.clone());
         c.resolve_overrides
             .insert(("ct.test".into(), port), vec![server.addr]);
     });

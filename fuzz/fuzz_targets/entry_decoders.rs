@@ -6,7 +6,7 @@
 #![no_main]
 
 use certstream_ct::entry::decode_rfc6962;
-use certstream_ct::get_entries::{parse_get_entries, parse_get_entries_simd};
+use certstream_ct::get_entries::parse_get_entries;
 use certstream_ct::tile::{TileError, data_tile_entries, leaf_hash};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,14 +41,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            let serde = parse_get_entries(rest);
-            let simd = parse_get_entries_simd(&mut rest.to_vec());
-            if let (Ok(serde), Ok(simd)) = (&serde, &simd) {
-                assert_eq!(
-                    serde, simd,
-                    "serde_json and simd-json parsed the body differently"
-                );
-            }
+            let _ = std::hint::black_box(parse_get_entries(rest));
         }
     }
 });

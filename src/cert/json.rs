@@ -1,7 +1,7 @@
 //! Serialization of the cert object exactly as it goes on the wire (compact, keys alphabetical).
 //!
 //! The impls write the pre-formatted fields directly (no `serde_json::Value`), so the same bytes come out of
-//! `serde_json::to_writer` and `simd_json::to_writer`.
+//! `serde_json::to_writer` and `simd_json::to_writer` (compared in `bench/pipeline.rs`).
 
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::connection::{Connection, SocketState};
 use super::dns::{Addrs, Resolver};
@@ -71,21 +70,6 @@ impl Default for HttpClientConfig {
             extra_roots: Vec::new(),
             resolve_overrides: HashMap::new(),
         }
-    }
-}
-
-impl HttpClientConfig {
-    /// Adds every certificate of a PEM bundle to the trusted roots; returns how many were added.
-    pub fn add_roots_pem(&mut self, pem: &[u8]) -> Result<usize, HttpError> {
-        let before = self.extra_roots.len();
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| HttpError::Tls {
-                host: "(root store)".into(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-            })?;
-            self.extra_roots.push(cert);
-        }
-        Ok(self.extra_roots.len() - before)
     }
 }
 
@@ -211,11 +195,6 @@ impl HttpClient {
         self.inner.counts.get()
     }
 
-    /// The configuration this client was built with.
-    pub fn config(&self) -> &HttpClientConfig {
-        &self.inner.config
-    }
-
     /// `GET url` with the configured deadline.
     pub async fn get(&self, url: &str) -> Result<Response, HttpError> {
         self.get_with(url, &[], self.inner.config.timeout).await
@@ -237,7 +216,7 @@ impl HttpClient {
 
     /// [`get_with`](Self::get_with) refusing a body larger than `max_body` (received or decoded; never more
     /// than the configured `max_body_size`): for answers whose sensible size the caller knows.
-    pub async fn get_limited(
+    pub(crate) async fn get_limited(
         &self,
         url: &str,
         headers: &[Header<'_>],

@@ -38,7 +38,7 @@ enum Transport {
 }
 
 /// An open connection plus the bytes read from it and not consumed yet.
-pub struct Connection {
+pub(crate) struct Connection {
     transport: Transport,
     /// The TCP socket under the transport (also under TLS), for [`Connection::socket_state`].
     fd: RawFd,
@@ -48,7 +48,7 @@ pub struct Connection {
 
 /// What sits on an idle connection's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketState {
+pub(crate) enum SocketState {
     /// Nothing: the peer has sent nothing since the last response.
     Quiet,
     /// Bytes nobody asked for (under TLS, any record: a byte is a byte).
@@ -60,7 +60,7 @@ pub enum SocketState {
 impl Connection {
     /// Connects to the first of `addrs` that accepts (each attempt bounded by `connect_timeout`), then does the
     /// TLS handshake when the target is `https`.
-    pub async fn open(
+    pub(crate) async fn open(
         target: &Target,
         addrs: &[SocketAddr],
         connect_timeout: Duration,
@@ -94,7 +94,7 @@ impl Connection {
     }
 
     /// Writes the whole request.
-    pub async fn write_all(&mut self, request: Vec<u8>) -> io::Result<()> {
+    pub(crate) async fn write_all(&mut self, request: Vec<u8>) -> io::Result<()> {
         let (res, _) = match &mut self.transport {
             Transport::Plain(s) => s.write_all(request).await,
             Transport::Tls(s) => s.write_all(request).await,
@@ -103,17 +103,19 @@ impl Connection {
     }
 
     /// Bytes received and not consumed yet.
-    pub fn buffered(&self) -> &[u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
+    pub(crate) fn buffered(&self) -> &[u8] {
+        // `consume` keeps `pos` within `buf`; `fill` resets both together (a `fill` cancelled while it holds the
+        // buffer only happens when the exchange, which owns the connection, is dropped with it).
+        &self.buf[self.pos..]
     }
 
     /// Marks `n` buffered bytes as consumed.
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.buf.len());
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` is end of stream.
-    pub async fn fill(&mut self) -> io::Result<usize> {
+    pub(crate) async fn fill(&mut self) -> io::Result<usize> {
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -131,9 +133,14 @@ impl Connection {
 
     /// Moves buffered bytes into `body`, then reads from the socket straight into `body` until it holds `len`
     /// bytes; `Ok(false)` if the stream ended first. Skips the intermediate buffer for Content-Length bodies.
-    pub async fn read_exact_into(&mut self, body: &mut Vec<u8>, len: usize) -> io::Result<bool> {
-        let take = self.buffered().len().min(len.saturating_sub(body.len()));
-        body.extend_from_slice(self.buffered().get(..take).unwrap_or_default());
+    pub(crate) async fn read_exact_into(
+        &mut self,
+        body: &mut Vec<u8>,
+        len: usize,
+    ) -> io::Result<bool> {
+        let buffered = self.buffered();
+        let take = buffered.len().min(len.saturating_sub(body.len()));
+        body.extend_from_slice(&buffered[..take]);
         self.consume(take);
         body.reserve(len.saturating_sub(body.len()));
         while body.len() < len {
@@ -149,13 +156,13 @@ impl Connection {
     }
 
     /// Whether every received byte has been consumed (leftovers mean the peer sent more than one response).
-    pub fn is_drained(&self) -> bool {
+    pub(crate) fn is_drained(&self) -> bool {
         self.pos == self.buf.len()
     }
 
     /// Looks at the socket without reading or waiting: whether anything arrived since the last response. Only
     /// bytes still in the kernel are seen; the caller checks [`Connection::is_drained`] for the buffered ones.
-    pub fn socket_state(&self) -> SocketState {
+    pub(crate) fn socket_state(&self) -> SocketState {
         let mut probe = [0u8; 1];
         // SAFETY: `fd` is the socket owned by `self.transport`, open for as long as `self`; `probe` is a valid
         // one-byte buffer. MSG_PEEK leaves the byte for a later read, MSG_DONTWAIT never blocks.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::HttpError;
 
 /// Resolved addresses of one `(host, port)`, in the resolver's order.
-pub type Addrs = Rc<[SocketAddr]>;
+pub(crate) type Addrs = Rc<[SocketAddr]>;
 
 struct Cached {
     addrs: Addrs,
@@ -25,7 +25,7 @@ struct Cached {
 }
 
 /// A per-client DNS cache in front of the system resolver, with fixed overrides (like curl's `--resolve`).
-pub struct Resolver {
+pub(crate) struct Resolver {
     ttl: Duration,
     overrides: HashMap<(String, u16), Addrs>,
     cache: RefCell<HashMap<(String, u16), Cached>>,
@@ -33,7 +33,7 @@ pub struct Resolver {
 
 impl Resolver {
     /// A resolver caching answers for `ttl`; `overrides` answer their `(host, port)` without any lookup.
-    pub fn new(ttl: Duration, overrides: HashMap<(String, u16), Addrs>) -> Self {
+    pub(crate) fn new(ttl: Duration, overrides: HashMap<(String, u16), Addrs>) -> Self {
         Self {
             ttl,
             overrides,
@@ -43,7 +43,7 @@ impl Resolver {
 
     /// The addresses to try, in order, for `host:port`. IP literals need no lookup. When a refresh fails, the
     /// expired answer is used rather than failing the request (a log host's address rarely changes).
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Addrs, HttpError> {
+    pub(crate) async fn resolve(&self, host: &str, port: u16) -> Result<Addrs, HttpError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Rc::from([SocketAddr::new(ip, port)]));
         }

@@ -14,11 +14,6 @@ pub struct Response {
 }
 
 impl Response {
-    /// Whether the status is 2xx.
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -30,10 +25,5 @@ impl Response {
     /// The raw `Retry-After` value (delay-seconds or an HTTP-date: the poller decides).
     pub fn retry_after(&self) -> Option<&str> {
         self.header("retry-after")
-    }
-
-    /// The `Content-Type` value.
-    pub fn content_type(&self) -> Option<&str> {
-        self.header("content-type")
     }
 }

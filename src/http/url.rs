@@ -57,7 +57,7 @@ impl Target {
     }
 
     /// The value of the `Host` header: the port only when it is not the scheme's default.
-    pub fn host_header(&self) -> String {
+    pub(crate) fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {

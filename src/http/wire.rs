@@ -21,7 +21,7 @@ enum Framing {
 }
 
 /// A parsed response head and what it implies for the body and the connection.
-pub struct Head {
+pub(crate) struct Head {
     /// Status code.
     pub status: u16,
     /// Headers, names lowercased.
@@ -33,7 +33,7 @@ pub struct Head {
 }
 
 /// Why reading a head failed; `Closed` (no response byte at all) makes a reused connection stale, not broken.
-pub enum HeadError {
+pub(crate) enum HeadError {
     /// The peer closed or reset the connection before sending any byte of a response.
     Closed(io::Error),
     /// Anything else.
@@ -47,7 +47,7 @@ impl From<HttpError> for HeadError {
 }
 
 /// Reads the response head (skipping 1xx interim responses) and decides the body framing.
-pub async fn read_head(conn: &mut Connection, max_body: usize) -> Result<Head, HeadError> {
+pub(crate) async fn read_head(conn: &mut Connection, max_body: usize) -> Result<Head, HeadError> {
     let mut received_any = false;
     loop {
         if let Some(head) = parse_head(conn, max_body)? {
@@ -199,7 +199,7 @@ fn header_values<'a>(
 }
 
 /// Reads the body `head` announces, then undoes gzip. Both the received and the decoded size are capped.
-pub async fn read_body(
+pub(crate) async fn read_body(
     conn: &mut Connection,
     head: &Head,
     max_body: usize,

@@ -36,13 +36,13 @@ pub const DEFAULT_SLOW_CLIENT_GRACE: Duration = Duration::from_millis(500);
 
 /// A backlog mark never above this many frames, however large the ring: more buys latency, not throughput (a writer
 /// sends at most a few hundred frames per system call).
-pub const MAX_MARK: usize = 1024;
+pub(crate) const MAX_MARK: usize = 1024;
 
 /// A lagging client stays lagging at least this long.
-pub const LAGGING_MIN: Duration = Duration::from_secs(30);
+pub(crate) const LAGGING_MIN: Duration = Duration::from_secs(30);
 
 /// The backlog at which a client of a ring of `ring_size` frames is behind.
-pub fn mark_for(ring_size: usize) -> usize {
+pub(crate) fn mark_for(ring_size: usize) -> usize {
     (ring_size - ring_size / 4).clamp(1, MAX_MARK)
 }
 
@@ -292,13 +292,13 @@ impl Gate {
     }
 
     /// True while ingestion may publish (no client that keeps up is behind). Checked before every message.
-    pub fn admits(&self) -> bool {
+    pub(crate) fn admits(&self) -> bool {
         self.admission().admits()
     }
 
     /// Resolves once ingestion may publish. While it waits, it checks every quarter of the grace period for
     /// clients whose socket holds them back, and stops waiting for them.
-    pub async fn admitted(&self) {
+    pub(crate) async fn admitted(&self) {
         let check_every = (self.admission().grace / 4).max(Duration::from_millis(1));
         while !self.admits() {
             let mut registered = false;
@@ -319,7 +319,7 @@ impl Gate {
     }
 
     /// Declares lagging every behind client whose socket has held it back for the grace period.
-    pub fn expire(&self, now: Instant) {
+    pub(crate) fn expire(&self, now: Instant) {
         let admission = self.admission();
         for client in self.hub.snapshot().iter() {
             if admission.admits() {

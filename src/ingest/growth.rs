@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use super::SharedStatus;
 
 /// Seconds of growth a log may save up and use at once.
-pub const BURST_SECONDS: f64 = 10.0;
+pub(crate) const BURST_SECONDS: f64 = 10.0;
 /// Default `--max-log-growth`: entries per second per log (real logs stay far below; see the module docs).
 pub const DEFAULT_MAX_GROWTH_PER_SECOND: u64 = 2_000;
 
 /// One log's claimed and followed tree sizes.
 #[derive(Debug, Clone)]
-pub struct FollowedSize {
+pub(crate) struct FollowedSize {
     rate: f64,
     burst: f64,
     claimed: u64,
@@ -44,7 +44,7 @@ pub enum Observed {
 
 impl FollowedSize {
     /// Growth capped at `per_second` entries per second (at least 1).
-    pub fn new(per_second: u64) -> Self {
+    pub(crate) fn new(per_second: u64) -> Self {
         let rate = per_second.max(1) as f64;
         Self {
             rate,
@@ -57,14 +57,9 @@ impl FollowedSize {
         }
     }
 
-    /// The size the latest verified head claims.
-    pub fn claimed(&self) -> u64 {
-        self.claimed
-    }
-
     /// The first verified head: followed at once, unless a restarted poller resumes at `resume` below it: then
     /// what lies between is growth like any other (a restart must not lift the cap).
-    pub fn start(&mut self, size: u64, resume: Option<u64>, now: Instant) -> Observed {
+    pub(crate) fn start(&mut self, size: u64, resume: Option<u64>, now: Instant) -> Observed {
         let base = resume.map_or(size, |at| at.min(size));
         self.claimed = base;
         self.followed = base;
@@ -73,7 +68,7 @@ impl FollowedSize {
     }
 
     /// A later verified head of `size`. Smaller or equal heads change nothing (stale replicas).
-    pub fn observe(&mut self, size: u64, now: Instant) -> Observed {
+    pub(crate) fn observe(&mut self, size: u64, now: Instant) -> Observed {
         if size <= self.claimed {
             return Observed::NoGrowth;
         }
@@ -88,7 +83,7 @@ impl FollowedSize {
     }
 
     /// The size that may be read up to now.
-    pub fn followed(&mut self, now: Instant) -> u64 {
+    pub(crate) fn followed(&mut self, now: Instant) -> u64 {
         let elapsed = self
             .refilled_at
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
@@ -106,7 +101,7 @@ impl FollowedSize {
     }
 
     /// How long until `size` (≤ the claim) may be read; zero when it may now.
-    pub fn time_until(&mut self, size: u64, now: Instant) -> Duration {
+    pub(crate) fn time_until(&mut self, size: u64, now: Instant) -> Duration {
         let missing = size.min(self.claimed).saturating_sub(self.followed(now));
         if missing == 0 {
             return Duration::ZERO;
@@ -171,7 +166,7 @@ mod tests {
         // The saved allowance (10 s' worth) at once, then 2,000 entries per second.
         assert_eq!(size.followed(t1), 1_000 + 20_000);
         assert_eq!(size.followed(t1 + Duration::from_secs(5)), 1_000 + 30_000);
-        assert_eq!(size.claimed(), huge);
+        assert_eq!(size.claimed, huge);
         assert_eq!(
             size.observe(huge + 1, t1 + Duration::from_secs(6)),
             Observed::Implausible { first: false },

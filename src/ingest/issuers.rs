@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::http::{HttpClient, HttpError};
 
 /// A SHA-256 fingerprint of a DER certificate.
-pub type Fingerprint = [u8; 32];
+pub(crate) type Fingerprint = [u8; 32];
 
 /// Default `--issuer-cache-bytes`: real issuers are a few hundred certificates of 1–2 KiB (under 1 MiB in all);
 /// the budget only guards against a log that invents fingerprints or serves huge issuers.
@@ -62,7 +62,7 @@ pub enum IssuerError {
 
 impl IssuerError {
     /// The fingerprint whose fetch failed.
-    pub fn fingerprint(&self) -> &Fingerprint {
+    pub(crate) fn fingerprint(&self) -> &Fingerprint {
         match self {
             Self::Fetch { fingerprint, .. }
             | Self::Status { fingerprint, .. }
@@ -148,7 +148,7 @@ impl IssuerCache {
     }
 
     /// Issuers dropped to stay within the budget.
-    pub fn evicted(&self) -> u64 {
+    pub(crate) fn evicted(&self) -> u64 {
         self.evicted.get()
     }
 
@@ -167,13 +167,8 @@ impl IssuerCache {
         self.known.borrow().get(fingerprint).cloned()
     }
 
-    /// True when `fingerprint` is cached.
-    pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
-        self.known.borrow().contains_key(fingerprint)
-    }
-
     /// The DER of every fingerprint, in order, when all are cached (the common case: no future, no fetch).
-    pub fn cached(&self, fingerprints: &[Fingerprint]) -> Option<Vec<Bytes>> {
+    pub(crate) fn cached(&self, fingerprints: &[Fingerprint]) -> Option<Vec<Bytes>> {
         let known = self.known.borrow();
         fingerprints
             .iter()
@@ -291,7 +286,7 @@ impl InFlightGuard<'_> {
             .in_flight
             .borrow_mut()
             .remove(&self.fingerprint)
-            .unwrap_or_default();
+            .unwrap_or_default(); // No entry: no one is waiting.
         for waiter in waiters {
             // A waiter that went away (its poller stopped) does not matter.
             let _ = waiter.send(result.clone());

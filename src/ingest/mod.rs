@@ -31,7 +31,7 @@ use certstream_ct::entry::LogEntry;
 
 /// The largest get-sth or checkpoint body read: a signed tree head is well under 1 KiB; this leaves room for long
 /// origins and many cosignatures, and keeps a hostile log from making us read (and hold) megabytes per poll.
-pub const MAX_TREE_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TREE_HEAD_BYTES: usize = 64 * 1024;
 
 /// Where pollers deliver entries.
 pub trait EntrySink {
@@ -130,7 +130,7 @@ pub struct LogStatus {
 
 impl LogStatus {
     /// Entries the log has that have not been delivered yet.
-    pub fn lag(&self) -> u64 {
+    pub(crate) fn lag(&self) -> u64 {
         self.tree_size.saturating_sub(self.next_index)
     }
 }
@@ -194,12 +194,12 @@ impl StopToken {
     }
 
     /// True once a stop was requested.
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.0.stopped.get()
     }
 
     /// Completes once a stop is requested (to race against a request or a wait).
-    pub fn stopped(&self) -> StopWait {
+    pub(crate) fn stopped(&self) -> StopWait {
         StopWait {
             state: self.0.clone(),
             id: None,

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use crate::hub::Gate;
 
 /// The work one turn may do before yielding (a few dozen entries).
-pub const TURN_BUDGET: Duration = Duration::from_millis(2);
+pub(crate) const TURN_BUDGET: Duration = Duration::from_millis(2);
 
 /// The work all turns together may do between two passes of the reactor over I/O.
-pub const ROUND_BUDGET: Duration = Duration::from_millis(8);
+pub(crate) const ROUND_BUDGET: Duration = Duration::from_millis(8);
 
 thread_local! {
     /// Delivery work done since the reactor last processed I/O (as far as the pollers can tell).
@@ -31,7 +31,7 @@ thread_local! {
 }
 
 /// One turn of delivery.
-pub struct Turn {
+pub(crate) struct Turn {
     gate: Option<Gate>,
     started: Instant,
 }
@@ -39,7 +39,7 @@ pub struct Turn {
 impl Turn {
     /// Waits until the hub admits messages (at once without a gate) and the round has budget left, and starts a
     /// turn.
-    pub async fn begin(gate: Option<Gate>) -> Turn {
+    pub(crate) async fn begin(gate: Option<Gate>) -> Turn {
         loop {
             if let Some(gate) = gate.as_ref().filter(|gate| !gate.admits()) {
                 gate.admitted().await;
@@ -59,20 +59,20 @@ impl Turn {
     }
 
     /// Whether one more entry may be delivered in this turn at `now`.
-    pub fn may_continue(&self, now: Instant) -> bool {
+    pub(crate) fn may_continue(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.started) < TURN_BUDGET
             && self.gate.as_ref().is_none_or(Gate::admits)
     }
 
     /// Ends the turn: counts its work in the round and lets every other ready task run before this one continues.
-    pub async fn end(self) {
+    pub(crate) async fn end(self) {
         ROUND_USED.set(ROUND_USED.get() + self.started.elapsed());
         yield_now().await;
     }
 }
 
 /// Lets the reactor run every other ready task once before this task continues.
-pub async fn yield_now() {
+pub(crate) async fn yield_now() {
     let mut yielded = false;
     poll_fn(|cx| {
         if yielded {

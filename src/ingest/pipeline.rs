@@ -69,7 +69,7 @@ impl LogSink {
     }
 
     /// The same sink counting into `counts` (a restarted poller's log keeps its totals).
-    pub fn with_counts(self, counts: Rc<SinkCounts>) -> Self {
+    pub(crate) fn with_counts(self, counts: Rc<SinkCounts>) -> Self {
         Self { counts, ..self }
     }
 }

@@ -24,19 +24,19 @@ pub struct Politeness {
 
 impl Politeness {
     /// A 429: slow down by 50 ms, and wait at least `retry_after` before the next request.
-    pub fn on_rate_limited(&mut self, retry_after: Option<Duration>) {
+    pub(crate) fn on_rate_limited(&mut self, retry_after: Option<Duration>) {
         self.delay = (self.delay + RATE_LIMIT_STEP).min(MAX_DELAY);
         self.retry_after = retry_after.map(|d| d.min(BACKOFF_MAX));
     }
 
     /// `count` certificates processed: speed up by 1 ms each.
-    pub fn on_processed(&mut self, count: u64) {
+    pub(crate) fn on_processed(&mut self, count: u64) {
         let relief = PER_CERT_RELIEF.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX));
         self.delay = self.delay.saturating_sub(relief);
     }
 
     /// A failed request or bad response: back off exponentially (1 s, 2 s, 4 s … 5 min).
-    pub fn on_error(&mut self) {
+    pub(crate) fn on_error(&mut self) {
         self.backoff = if self.backoff.is_zero() {
             BACKOFF_START
         } else {
@@ -45,7 +45,7 @@ impl Politeness {
     }
 
     /// A successful exchange ends the error backoff.
-    pub fn on_success(&mut self) {
+    pub(crate) fn on_success(&mut self) {
         self.backoff = Duration::ZERO;
     }
 
@@ -55,15 +55,15 @@ impl Politeness {
     }
 
     /// The current error backoff (zero when healthy).
-    pub fn backoff(&self) -> Duration {
+    pub(crate) fn backoff(&self) -> Duration {
         self.backoff
     }
 
     /// How long to wait before the next request: the delay, or the (jittered) backoff or Retry-After pause when
     /// longer. `jitter` in [0, 1) spreads retries of many logs apart. Consumes the Retry-After pause.
-    pub fn next_wait(&mut self, jitter: f64) -> Duration {
+    pub(crate) fn next_wait(&mut self, jitter: f64) -> Duration {
         let backoff = self.backoff.mul_f64(1.0 + jitter.clamp(0.0, 1.0) * 0.5);
-        let retry_after = self.retry_after.take().unwrap_or_default();
+        let retry_after = self.retry_after.take().unwrap_or(Duration::ZERO);
         self.delay.max(backoff).max(retry_after)
     }
 }
@@ -71,7 +71,7 @@ impl Politeness {
 /// Parses a `Retry-After` value: delay-seconds or an HTTP-date (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`),
 /// relative to `now`. A date in the past means no wait. Any value a log sends yields a finite duration without
 /// overflow (absurd ones saturate); [`Politeness::on_rate_limited`] caps what is honoured.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Too many digits for a u64 is still "wait as long as you may".

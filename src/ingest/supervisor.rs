@@ -55,7 +55,7 @@ pub const APPLE_LOG_LIST_URL: &str = "https://valid.apple.com/ct/log_list/curren
 
 /// Why a log list could not be loaded.
 #[derive(Debug)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// Verifying or parsing failed.
     List(LogListError),
     /// Fetching a list or signature URL failed.
@@ -172,7 +172,7 @@ impl Supervisor {
     }
 
     /// Loads the list once and applies it; on failure keeps the current one (or falls back to the snapshot).
-    pub async fn refresh(&self) {
+    pub(crate) async fn refresh(&self) {
         let source = redact::location(
             self.config
                 .log_list
@@ -296,7 +296,7 @@ impl Supervisor {
 
     /// Starts pollers for the logs `list` selects that are not followed yet, stops those it no longer selects, and
     /// restarts, at their position, those whose poller inputs changed.
-    pub fn apply(&self, list: &LogList) {
+    pub(crate) fn apply(&self, list: &LogList) {
         let selected: Vec<&LogInfo> = list.selected(self.config.include_pending).collect();
         let mut logs = self.logs.borrow_mut();
         logs.retain_mut(|followed| {
@@ -384,6 +384,7 @@ impl Supervisor {
             }),
             options: self.options.clone(),
         };
+        // A log followed for the first time starts from an empty status.
         let status = SharedStatus::new(RefCell::new(previous.unwrap_or_default()));
         tracing::info!(log = %info.description, url = %redact::location(read_url), "following log");
         let issuers = self.issuers.clone();

@@ -43,11 +43,11 @@ use certstream_ct::tile::{TileEntry, TileError, data_tile_entries, tile_path};
 /// Entries in a full data tile.
 const TILE_WIDTH: u64 = 256;
 /// Bad answers in a row for one tile before its undecodable part is given up on.
-pub const TILE_ATTEMPTS: u32 = 5;
+pub(crate) const TILE_ATTEMPTS: u32 = 5;
 /// Failed fetches of one issuer before entries are delivered without it.
-pub const ISSUER_ATTEMPTS: u32 = 4;
+pub(crate) const ISSUER_ATTEMPTS: u32 = 4;
 /// How long a given-up issuer is not asked for again.
-pub const UNAVAILABLE_ISSUER_TTL: Duration = Duration::from_secs(600);
+pub(crate) const UNAVAILABLE_ISSUER_TTL: Duration = Duration::from_secs(600);
 
 /// A located record of a data tile: its entry, or why it is skipped.
 type Record<'a> = Result<TileEntry<'a>, (u64, DecodeError)>;

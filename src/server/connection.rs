@@ -19,7 +19,7 @@ use certstream_ws::frame::Frame;
 use certstream_ws::session::{Action, CloseCause, Session};
 
 /// Largest client message accepted; a longer one closes the connection with 1009 (docs/wire-format.md §7.4).
-pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+pub(crate) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// Data frames written per `writev` at most (well under `IOV_MAX` = 1024, control frames included).
 const MAX_FRAMES_PER_WRITE: usize = 256;
@@ -59,7 +59,7 @@ enum WriteEnd {
 }
 
 /// What a connection needs besides its socket: the server-wide guard, the write stall timeout, the keepalive idle.
-pub struct Rules {
+pub(crate) struct Rules {
     pub guard: Rc<Guard>,
     pub write_stall_timeout: Duration,
     pub tcp_keepalive: Option<Duration>,
@@ -71,7 +71,7 @@ pub struct Rules {
 /// A plain function returning the future (not an `async fn`): the future then holds each value once, where an
 /// `async fn` would keep its arguments next to the locals they are moved into. Every idle client's task is this
 /// future, so its size is memory per client.
-pub fn serve(
+pub(crate) fn serve(
     stream: TcpStream,
     session: Session,
     client: ClientHandle,
@@ -299,6 +299,7 @@ struct Batch {
 impl Batch {
     /// An empty batch, reused when one is spare.
     fn spare() -> Self {
+        // No spare: a new, empty one.
         SPARES.with_borrow_mut(Vec::pop).unwrap_or_default()
     }
 

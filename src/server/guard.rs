@@ -12,7 +12,7 @@ use certstream_ws::session::CloseCause;
 
 /// Why the server closed a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// An HTTP response was not written within `--http-write-timeout`.
     HttpWriteTimeout,
     /// A WebSocket message was not finished within `--message-timeout`.
@@ -29,7 +29,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of [`GuardStats::closes`].
-    pub const ALL: [Reason; 6] = [
+    pub(crate) const ALL: [Reason; 6] = [
         Reason::HttpWriteTimeout,
         Reason::MessageTimeout,
         Reason::PartialMessageBudget,
@@ -39,7 +39,7 @@ impl Reason {
     ];
 
     /// The `/stats` key and `/metrics` label.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Reason::HttpWriteTimeout => "http_write_timeout",
             Reason::MessageTimeout => "message_timeout",
@@ -52,7 +52,7 @@ impl Reason {
 
     /// The reason of a session's close, `None` for an orderly close by the peer and for the caller's own limits
     /// (counted where they are decided).
-    pub fn of(cause: CloseCause) -> Option<Self> {
+    pub(crate) fn of(cause: CloseCause) -> Option<Self> {
         match cause {
             CloseCause::PeerClosed | CloseCause::ServerLimit => None,
             CloseCause::ProtocolError => Some(Reason::ProtocolError),
@@ -64,7 +64,7 @@ impl Reason {
 
 /// The counters, for `/stats` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GuardStats {
+pub(crate) struct GuardStats {
     /// Connections closed per [`Reason`], in [`Reason::ALL`] order.
     pub closes: [u64; 6],
     /// Bytes held now in unfinished client messages, all connections together.
@@ -72,7 +72,7 @@ pub struct GuardStats {
 }
 
 /// Server-wide state of the protective closes.
-pub struct Guard {
+pub(crate) struct Guard {
     partial_budget: usize,
     partial_bytes: Cell<usize>,
     closes: [Cell<u64>; 6],
@@ -81,7 +81,7 @@ pub struct Guard {
 
 impl Guard {
     /// A guard whose unfinished messages may hold `partial_budget` bytes in all.
-    pub fn new(partial_budget: usize) -> Self {
+    pub(crate) fn new(partial_budget: usize) -> Self {
         Self {
             partial_budget,
             partial_bytes: Cell::new(0),
@@ -91,7 +91,7 @@ impl Guard {
     }
 
     /// Counts a protective close and logs it (at most one line per 10 s).
-    pub fn count(&self, reason: Reason) {
+    pub(crate) fn count(&self, reason: Reason) {
         let index = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         let cell = &self.closes[index];
         cell.set(cell.get() + 1);
@@ -105,7 +105,7 @@ impl Guard {
     }
 
     /// Current counters.
-    pub fn stats(&self) -> GuardStats {
+    pub(crate) fn stats(&self) -> GuardStats {
         GuardStats {
             closes: self.closes.each_ref().map(Cell::get),
             partial_message_bytes: self.partial_bytes.get(),
@@ -114,13 +114,13 @@ impl Guard {
 }
 
 /// One connection's share of the partial-message budget; released when dropped.
-pub struct PartialBytes {
+pub(crate) struct PartialBytes {
     guard: Rc<Guard>,
     held: Cell<usize>,
 }
 
 impl PartialBytes {
-    pub fn new(guard: Rc<Guard>) -> Self {
+    pub(crate) fn new(guard: Rc<Guard>) -> Self {
         Self {
             guard,
             held: Cell::new(0),
@@ -128,13 +128,13 @@ impl PartialBytes {
     }
 
     /// The server-wide guard (for counting).
-    pub fn guard(&self) -> &Rc<Guard> {
+    pub(crate) fn guard(&self) -> &Rc<Guard> {
         &self.guard
     }
 
     /// Records that the connection now holds `bytes`; `false` when it grew past the server-wide budget (the caller
     /// closes it, which frees the bytes).
-    pub fn update(&self, bytes: usize) -> bool {
+    pub(crate) fn update(&self, bytes: usize) -> bool {
         let total = &self.guard.partial_bytes;
         let held = self.held.replace(bytes);
         total.set(total.get() - held + bytes);

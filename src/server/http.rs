@@ -11,10 +11,10 @@ use super::guard::Reason;
 use crate::stream::StreamKind;
 
 /// Largest request head accepted (request line and headers); a longer one gets `431`.
-pub const MAX_HEAD_LEN: usize = 8 * 1024;
+pub(crate) const MAX_HEAD_LEN: usize = 8 * 1024;
 
 /// Most headers accepted in one request; more get `431`.
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// What the server serves at a path (docs/wire-format.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl Route {
 
 /// Why no request head could be read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum HeadError {
+pub(crate) enum HeadError {
     /// The peer closed or the socket failed before a complete head: nothing to answer.
     Gone,
     /// The head is not HTTP/1.x.
@@ -75,7 +75,7 @@ pub enum HeadError {
 
 impl HeadError {
     /// The response to send before closing, if any.
-    pub fn response(&self) -> Option<Vec<u8>> {
+    pub(crate) fn response(&self) -> Option<Vec<u8>> {
         match self {
             Self::Gone => None,
             Self::Malformed => Some(response(400, "text/plain", b"bad request\n")),
@@ -91,7 +91,7 @@ impl HeadError {
 
 /// Reads until a complete request head is buffered. Returns the buffer (which may hold bytes after the head: the
 /// first WebSocket frames) and the head's length.
-pub async fn read_head(
+pub(crate) async fn read_head(
     stream: &mut TcpStream,
     deadline: Duration,
 ) -> Result<(Vec<u8>, usize), HeadError> {
@@ -152,12 +152,17 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// A complete response with a body; the connection is closed after it (one request per connection).
-pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     response_with(status, content_type, "", body)
 }
 
 /// As [`response`], with extra header lines (each ending in `\r\n`).
-pub fn response_with(status: u16, content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn response_with(
+    status: u16,
+    content_type: &str,
+    extra_headers: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
          Connection: close\r\n{extra_headers}\r\n",
@@ -172,7 +177,11 @@ pub fn response_with(status: u16, content_type: &str, extra_headers: &str, body:
 /// Writes a response within `--http-write-timeout` (a client that does not read cannot pin the response's memory;
 /// counted when it bites), then closes politely: our side is shut down and what the client still sends is read and
 /// discarded (bounded), so the kernel does not answer it with a reset that could destroy the response in flight.
-pub async fn respond_and_close(mut stream: TcpStream, response: bytes::Bytes, shared: &Shared) {
+pub(crate) async fn respond_and_close(
+    mut stream: TcpStream,
+    response: bytes::Bytes,
+    shared: &Shared,
+) {
     const LINGER: Duration = Duration::from_secs(2);
     const LINGER_BYTES: usize = 4 << 20;
     let deadline = shared.config.http_write_timeout;

@@ -22,7 +22,7 @@ use crate::log_throttle::LogThrottle;
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Open-connection counters and their limits.
-pub struct Limits {
+pub(crate) struct Limits {
     max_total: usize,
     max_per_ip: usize,
     max_for_descriptors: usize,
@@ -37,7 +37,7 @@ pub struct Limits {
 
 /// Why a connection was refused at accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Its address already has `--max-connections-per-ip` connections open.
     PerIp,
     /// `--max-connections` connections are open.
@@ -62,7 +62,7 @@ impl Refusal {
 
 /// Connection counters, for `/stats` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConnectionStats {
+pub(crate) struct ConnectionStats {
     /// Connections open now (HTTP and WebSocket).
     pub open: usize,
     /// Connections accepted from the kernel since start (served or refused).
@@ -82,7 +82,7 @@ pub struct ConnectionStats {
 impl Limits {
     /// Limits of `max_total` connections at once, `max_per_ip` from one address, and `max_for_descriptors` (the
     /// descriptors clients may use, see the module docs).
-    pub fn new(max_total: usize, max_per_ip: usize, max_for_descriptors: usize) -> Self {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize, max_for_descriptors: usize) -> Self {
         Self {
             max_total,
             max_per_ip,
@@ -99,7 +99,7 @@ impl Limits {
 
     /// Decides on a connection just accepted from `ip`: a slot that counts it as open until dropped, or the
     /// refusal (counted, and logged rate-limited), after which the caller closes it at once.
-    pub fn admit(self: &Rc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+    pub(crate) fn admit(self: &Rc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
         // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d; count them as the IPv4 address.
         let ip = ip.to_canonical();
         self.accepted.set(self.accepted.get() + 1);
@@ -136,7 +136,7 @@ impl Limits {
     }
 
     /// Counts a failed `accept` and logs it rate-limited (at the open-files limit it fails on every retry).
-    pub fn accept_failed(&self, error: &std::io::Error) {
+    pub(crate) fn accept_failed(&self, error: &std::io::Error) {
         self.accept_errors.set(self.accept_errors.get() + 1);
         if let Some(held_back) = self.accept_error_log.allow(Instant::now()) {
             tracing::warn!(%error, held_back, "accept failed");
@@ -144,7 +144,7 @@ impl Limits {
     }
 
     /// Current counters.
-    pub fn stats(&self) -> ConnectionStats {
+    pub(crate) fn stats(&self) -> ConnectionStats {
         let [per_ip, total, descriptors] = self.refused.each_ref().map(Cell::get);
         ConnectionStats {
             open: self.open.get(),
@@ -170,7 +170,7 @@ impl Limits {
 }
 
 /// One admitted connection, counted as open until dropped.
-pub struct Slot {
+pub(crate) struct Slot {
     limits: Rc<Limits>,
     ip: IpAddr,
 }
@@ -183,7 +183,7 @@ impl Drop for Slot {
 
 /// How many connections clients may hold: the open-files `limit` minus the descriptors `open` now (listener,
 /// runtime, logs: they do not grow with clients) minus the `reserve` kept for the CT log connections.
-pub fn descriptor_room(limit: u64, open: usize, reserve: usize) -> usize {
+pub(crate) fn descriptor_room(limit: u64, open: usize, reserve: usize) -> usize {
     usize::try_from(limit)
         .unwrap_or(usize::MAX)
         .saturating_sub(open)

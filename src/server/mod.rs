@@ -33,9 +33,7 @@ use certstream_ws::frame::Frame;
 use certstream_ws::handshake;
 use certstream_ws::session::{Session, SessionLimits};
 
-pub use guard::{GuardStats, Reason as CloseReason};
 pub use http::Route;
-pub use limits::ConnectionStats;
 
 /// Accept backlog: bursts of thousands of connects must not be refused by the kernel.
 const BACKLOG: i32 = 4096;
@@ -199,7 +197,7 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => decide(&request, &shared),
-            _ => Action::Respond(http::response(400, "text/plain", b"bad request\n").into()),
+            _ => bad_request(),
         }
     };
     match action {
@@ -216,7 +214,8 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
             // rather than held for the connection's lifetime.
             let session = Session::new(
                 session_limits(&shared.config),
-                buf.get(head_len..).unwrap_or_default(),
+                // `read_head` returns a head length within `buf`.
+                &buf[head_len..],
                 Instant::now(),
             );
             monoio::spawn(connection_task(connection::serve(
@@ -239,17 +238,21 @@ fn session_limits(config: &Config) -> SessionLimits {
     }
 }
 
+fn bad_request() -> Action {
+    Action::Respond(http::response(400, "text/plain", b"bad request\n").into())
+}
+
 fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
-    let method = request.method.unwrap_or_default();
-    let route = Route::of(request.path.unwrap_or_default());
+    // A complete parse sets all three; answered as unparseable should httparse ever not.
+    let (Some(method), Some(path), Some(version)) = (request.method, request.path, request.version)
+    else {
+        return bad_request();
+    };
+    let route = Route::of(path);
     let wants_upgrade = handshake::wants_upgrade(request.headers);
     match route {
         Route::Stream(kind) if wants_upgrade => {
-            match handshake::check_upgrade(
-                method,
-                request.version.unwrap_or_default(),
-                request.headers,
-            ) {
+            match handshake::check_upgrade(method, version, request.headers) {
                 Ok(upgrade) => Action::Upgrade(kind, handshake::switching_protocols(&upgrade)),
                 Err(error) => Action::Respond(error.response().into()),
             }
@@ -268,6 +271,7 @@ async fn ping_loop(hub: Hub, interval: Duration) {
 async fn heartbeat_loop(hub: Hub, interval: Duration) {
     loop {
         monoio::time::sleep(interval).await;
+        // A clock set before 1970 stamps 0.
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

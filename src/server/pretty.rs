@@ -2,7 +2,7 @@
 //! stay exactly as published.
 
 /// Pretty-prints valid compact JSON with two-space indentation (the layout of CaliDog's `example.json`).
-pub fn pretty_json(compact: &[u8]) -> Vec<u8> {
+pub(crate) fn pretty_json(compact: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(compact.len() * 2);
     let mut depth = 0usize;
     let mut in_string = false;

@@ -11,7 +11,7 @@ const BURST_SECONDS: f64 = 2.0;
 
 /// One route's budget of requests.
 #[derive(Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     per_second: f64,
     capacity: f64,
     tokens: Cell<f64>,
@@ -20,7 +20,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// `per_second` requests a second, full at creation.
-    pub fn new(per_second: usize, now: Instant) -> Self {
+    pub(crate) fn new(per_second: usize, now: Instant) -> Self {
         let per_second = per_second.max(1) as f64;
         let capacity = per_second * BURST_SECONDS;
         Self {
@@ -32,7 +32,7 @@ impl TokenBucket {
     }
 
     /// Takes one request's token; when none is left, how long until one is (for `Retry-After`).
-    pub fn take(&self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&self, now: Instant) -> Result<(), Duration> {
         let elapsed = now
             .saturating_duration_since(self.refilled.get())
             .as_secs_f64();

@@ -8,7 +8,7 @@ use crate::server::limits::ConnectionStats;
 use crate::stream::StreamKind;
 
 /// The server's own counters at one instant.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Seconds since start.
     pub uptime_seconds: f64,
     /// Fan-out counters.

@@ -256,12 +256,10 @@ impl MessageBuilder {
                 .map(|c| (c, entry.leaf))
                 .map_err(BuildError::Leaf),
             EntryType::Precert => {
-                if let Some(cert) = entry
-                    .pre_certificate
-                    .and_then(|der| cert::parse_certificate(der).ok())
+                if let Some(der) = entry.pre_certificate
+                    && let Ok(cert) = cert::parse_certificate(der)
                 {
-                    // `and_then` above only yields Some when pre_certificate is Some.
-                    return Ok((cert, entry.pre_certificate.unwrap_or_default()));
+                    return Ok((cert, der));
                 }
                 self.counters.precert_tbs_fallbacks += 1;
                 cert::parse_tbs_certificate(entry.leaf)
@@ -335,18 +333,17 @@ fn compose_cert(out: &mut Vec<u8>, all_domains: Option<&[u8]>, as_der: Option<&[
     if let Some(der) = as_der {
         out.extend_from_slice(b"\"as_der\":\"");
         let start = out.len();
-        out.resize(
-            start + base64::encoded_len(der.len(), true).unwrap_or_default(),
-            0,
-        );
+        // Padded base64 length; no overflow for the length of a slice.
+        out.resize(start + der.len().div_ceil(3) * 4, 0);
+        // Cannot fail, the output is sized above; a panic here is caught and counted by the entry's boundary.
         let written = STANDARD
             .encode_slice(der, &mut out[start..])
-            .unwrap_or_default();
+            .expect("base64 output sized for the input");
         out.truncate(start + written);
         out.extend_from_slice(b"\",");
     }
     // `body` is `{"extensions":…}`: everything after its opening brace.
-    out.extend_from_slice(body.get(1..).unwrap_or_default());
+    out.extend_from_slice(&body[1..]);
 }
 
 fn serialize_cert(out: &mut Vec<u8>, cert: &CertJson<'_>) {
@@ -356,7 +353,8 @@ fn serialize_cert(out: &mut Vec<u8>, cert: &CertJson<'_>) {
 }
 
 /// `seen` for an entry parsed now: Unix seconds with microseconds, as CaliDog stamps it.
-pub fn seen_now() -> f64 {
+pub(crate) fn seen_now() -> f64 {
+    // A clock set before 1970 stamps 0.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

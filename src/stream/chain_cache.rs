@@ -5,7 +5,7 @@ use std::rc::Rc;
 /// their full-stream JSON is serialized once and reused. Bounded in bytes (what a log sends decides the size of
 /// an entry, not the count): two generations of at most half the budget each, the older one dropped whole when the
 /// newer fills, so recently used certificates survive and memory stays below `budget` bytes.
-pub struct ChainCache {
+pub(crate) struct ChainCache {
     current: HashMap<ChainKey, CachedCert>,
     previous: HashMap<ChainKey, CachedCert>,
     /// Bytes held by `current` (`previous` holds at most `generation_bytes`).
@@ -52,7 +52,7 @@ impl CachedCert {
 
 impl ChainCache {
     /// A cache holding at most `budget` bytes of certificates and their JSON.
-    pub fn new(budget: usize) -> Self {
+    pub(crate) fn new(budget: usize) -> Self {
         Self {
             current: HashMap::new(),
             previous: HashMap::new(),
@@ -63,13 +63,13 @@ impl ChainCache {
     }
 
     /// Certificates dropped (or never kept) to stay within the budget.
-    pub fn evicted(&self) -> u64 {
+    pub(crate) fn evicted(&self) -> u64 {
         self.evicted
     }
 
     /// The cached JSON of `der`: `Some(Some(json))` when known to parse, `Some(None)` when known not to parse,
     /// `None` when not cached.
-    pub fn get(&mut self, der: &[u8]) -> Option<Option<Rc<[u8]>>> {
+    pub(crate) fn get(&mut self, der: &[u8]) -> Option<Option<Rc<[u8]>>> {
         let key = ChainKey::of(der);
         if let Some(hit) = self.current.get(&key).filter(|cached| *cached.der == *der) {
             return Some(hit.json.clone());
@@ -84,7 +84,7 @@ impl ChainCache {
     }
 
     /// Remembers the JSON (or the parse failure) of `der`.
-    pub fn insert(&mut self, der: &[u8], json: Option<Rc<[u8]>>) {
+    pub(crate) fn insert(&mut self, der: &[u8], json: Option<Rc<[u8]>>) {
         self.insert_cached(
             ChainKey::of(der),
             CachedCert {
@@ -112,18 +112,15 @@ impl ChainCache {
     }
 
     /// Bytes held now (at most the budget).
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.current_bytes + self.previous.values().map(CachedCert::bytes).sum::<usize>()
     }
 
     /// Number of cached certificates.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.current.len() + self.previous.len()
-    }
-
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

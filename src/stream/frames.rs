@@ -13,7 +13,8 @@ pub enum StreamKind {
 
 impl StreamKind {
     /// Every variant, in a fixed order (for per-stream counters).
-    pub const ALL: [StreamKind; 3] = [StreamKind::Lite, StreamKind::Full, StreamKind::DomainsOnly];
+    pub(crate) const ALL: [StreamKind; 3] =
+        [StreamKind::Lite, StreamKind::Full, StreamKind::DomainsOnly];
 }
 
 /// One log entry as complete WebSocket text frames, one per stream variant, ready for any number of clients.

@@ -6,7 +6,7 @@ mod chain_cache;
 mod frames;
 mod source;
 
-pub use builder::{BuildCounters, BuildError, BuildLimits, MessageBuilder, seen_now};
-pub use chain_cache::ChainCache;
+pub(crate) use builder::seen_now;
+pub use builder::{BuildCounters, BuildError, BuildLimits, MessageBuilder};
 pub use frames::{Frames, StreamKind};
 pub use source::{LogKind, LogSource};

@@ -69,10 +69,8 @@ impl LogSource {
 
 /// A JSON string literal (escaped, quoted).
 fn json_string(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    write_json_string(&mut out, s);
-    // serde_json only ever writes valid UTF-8 for a &str.
-    String::from_utf8(out).unwrap_or_default()
+    // `Value`'s Display is serde_json's compact writer, as `write_json_string`.
+    serde_json::Value::from(s).to_string()
 }
 
 /// Appends `s` as a JSON string literal.

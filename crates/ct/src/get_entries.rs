@@ -71,14 +71,6 @@ impl fmt::Display for GetEntriesError {
 
 impl std::error::Error for GetEntriesError {}
 
-/// The JSON shape; unknown fields are ignored.
-#[cfg(feature = "simd-json")]
-#[derive(Deserialize)]
-struct Body<'a> {
-    #[serde(borrow)]
-    entries: Vec<Item<'a>>,
-}
-
 /// Strings are borrowed from the body unless they contain JSON escapes (e.g. `\/`), which `Cow` handles.
 #[derive(Deserialize)]
 struct Item<'a> {
@@ -117,7 +109,7 @@ impl GetEntriesPage<'_> {
     pub fn decode(&self, range: Range<usize>) -> Vec<Result<RawEntry, GetEntriesError>> {
         let end = range.end.min(self.items.len());
         let first = range.start.min(end);
-        let items = self.items.get(first..end).unwrap_or_default();
+        let items = &self.items[first..end];
         items
             .iter()
             .enumerate()
@@ -145,19 +137,6 @@ pub fn scan_get_entries(body: &[u8], max: usize) -> Result<GetEntriesPage<'_>, G
         Err(_) if enough => Ok(GetEntriesPage { items }),
         Err(error) => Err(GetEntriesError::Json(error.to_string())),
     }
-}
-
-/// Same result as [`parse_get_entries`], parsed with simd-json, which uses `body` as scratch space
-/// (its contents are unspecified afterwards).
-#[cfg(feature = "simd-json")]
-pub fn parse_get_entries_simd(body: &mut [u8]) -> Result<Vec<RawEntry>, GetEntriesError> {
-    let body: Body<'_> =
-        simd_json::serde::from_slice(body).map_err(|e| GetEntriesError::Json(e.to_string()))?;
-    body.entries
-        .iter()
-        .enumerate()
-        .map(|(entry, item)| decode_item(entry, item))
-        .collect()
 }
 
 fn decode_item(entry: usize, item: &Item<'_>) -> Result<RawEntry, GetEntriesError> {
@@ -188,7 +167,7 @@ impl<'de> DeserializeSeed<'de> for BodySeed<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        // As `#[derive(Deserialize)]` on `Body` does (the simd-json parser's shape), so both accept the same.
+        // As `#[derive(Deserialize)]` on a struct `Body { entries }` does.
         deserializer.deserialize_struct("Body", &["entries"], self)
     }
 }

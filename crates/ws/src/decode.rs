@@ -167,7 +167,7 @@ enum MessageKind {
 pub struct Decoder {
     max_message_len: usize,
     input: Vec<u8>,
-    /// Bytes of `input` already consumed.
+    /// Bytes of `input` already consumed (never more than `input.len()`).
     pos: usize,
     frame: Option<FrameState>,
     message: Option<MessageKind>,
@@ -291,7 +291,7 @@ impl Decoder {
 
     /// Parses the next frame header if it is complete, checking everything that can be checked from it.
     fn read_header(&mut self) -> Result<Option<FrameState>, ProtocolError> {
-        let buf = self.input.get(self.pos..).unwrap_or_default();
+        let buf = &self.input[self.pos..];
         let &[b0, b1, ref after_first_two @ ..] = buf else {
             return Ok(None);
         };
@@ -367,10 +367,7 @@ impl Decoder {
         let available = self.input.len() - self.pos;
         let take = usize::try_from(frame.remaining)
             .map_or(available, |remaining| remaining.min(available));
-        let chunk = self
-            .input
-            .get(self.pos..self.pos + take)
-            .unwrap_or_default();
+        let chunk = &self.input[self.pos..self.pos + take];
         let dest = if frame.opcode.is_control() {
             &mut self.control
         } else {
@@ -378,11 +375,7 @@ impl Decoder {
         };
         let start = dest.len();
         dest.extend_from_slice(chunk);
-        unmask(
-            dest.get_mut(start..).unwrap_or_default(),
-            frame.mask,
-            frame.phase,
-        );
+        unmask(&mut dest[start..], frame.mask, frame.phase);
         self.pos += take;
         frame.remaining -= take as u64;
         frame.phase = (frame.phase + take) & 3;
@@ -440,7 +433,7 @@ fn parse_close(payload: Vec<u8>) -> Result<Option<CloseFrame>, ProtocolError> {
 /// Validates `text[validated..]` and returns the new length of the valid prefix. A multi-byte sequence cut at the
 /// end is accepted as pending only while it is still a valid prefix, so an impossible byte fails at once.
 fn validate_utf8_prefix(text: &[u8], validated: usize) -> Result<usize, ProtocolError> {
-    let tail = text.get(validated..).unwrap_or_default();
+    let tail = &text[validated..];
     match std::str::from_utf8(tail) {
         Ok(_) => Ok(text.len()),
         Err(error) if error.error_len().is_none() => Ok(validated + error.valid_up_to()),
