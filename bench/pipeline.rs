@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use certstream::cert::{self, CertJson};
-use certstream::stream::{BuildLimits, LogKind, LogSource, MessageBuilder};
+use certstream::message::{BuildLimits, LogSource, MessageBuilder, SourceKind};
 use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
 use certstream_ct::get_entries::{parse_get_entries, parse_get_entries_simd};
 use certstream_ct::tile::data_tile_entries;
@@ -129,7 +129,7 @@ fn main() {
     let rfc_source = LogSource::new(
         "Google 'Argon2026h2' log",
         "https://ct.googleapis.com/logs/us1/argon2026h2/",
-        LogKind::Rfc6962,
+        SourceKind::Rfc6962,
     );
     println!(
         "corpus: {n} entries ({} RFC 6962, {} from data tiles)",

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use crate::stream::{Frames, StreamKind};
+use crate::message::{EncodedMessage, StreamKind};
 use certstream_ws::frame::Frame;
 
 use admission::{Admission, Backlog, Standing};
@@ -163,11 +163,11 @@ impl Hub {
     }
 
     /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
-    pub fn publish(&self, frames: &Frames) {
+    pub fn publish(&self, frames: &EncodedMessage) {
         let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
         let now = Instant::now();
         let state = &self.state;
-        for client in self.snapshot().iter() {
+        for client in self.client_slab().iter() {
             client.push(&shared[kind_index(client.kind)], state, now);
         }
         state.published.set(state.published.get() + 1);
@@ -176,7 +176,7 @@ impl Hub {
 
     /// Records the message for `/latest.json` and the example routes, leaving out the streams' variants that are
     /// over the byte budget (counted): those pages show the most recent messages that fit, never a huge one.
-    fn keep_latest(&self, frames: &Frames) {
+    fn keep_latest(&self, frames: &EncodedMessage) {
         let state = &self.state;
         let limit = state.budget.latest;
         let mut skipped = false;
@@ -210,15 +210,15 @@ impl Hub {
     pub fn broadcast(&self, frame: Frame) {
         let frame = Rc::new(frame);
         let now = Instant::now();
-        for client in self.snapshot().iter() {
+        for client in self.client_slab().iter() {
             client.push(&frame, &self.state, now);
         }
     }
 
     /// Asks every client's writer to send a ping, and frees the ring memory of clients with nothing queued: a burst
     /// grows a ring up to the ring size, and without this every client would keep that capacity for good.
-    pub fn ping_all(&self) {
-        for client in self.snapshot().iter() {
+    pub fn ping_all_and_shrink_idle_rings(&self) {
+        for client in self.client_slab().iter() {
             client.queue_control(Control::Ping(self.state.ping.clone()));
             let mut ring = client.ring.borrow_mut();
             if ring.is_empty() {
@@ -231,7 +231,7 @@ impl Hub {
     /// frame already queued, and queued data is discarded.
     pub fn close_all(&self, close: Frame) {
         let close = Rc::new(close);
-        for client in self.snapshot().iter() {
+        for client in self.client_slab().iter() {
             client.queue_close_frame(close.clone());
         }
     }
@@ -309,7 +309,7 @@ impl Hub {
             latest_skipped: self.state.latest_skipped.get(),
             ..HubStats::default()
         };
-        for client in self.snapshot().iter().filter(|c| !c.left.get()) {
+        for client in self.client_slab().iter().filter(|c| !c.left.get()) {
             let queued = client.ring.borrow().len();
             stats.queued += queued;
             stats.max_queued = stats.max_queued.max(queued);
@@ -321,7 +321,7 @@ impl Hub {
     }
 
     /// The current client slab, rebuilt first if clients joined or left since the last rebuild.
-    fn snapshot(&self) -> Rc<[Rc<Client>]> {
+    fn client_slab(&self) -> Rc<[Rc<Client>]> {
         let state = &self.state;
         let joined = state.joined.borrow().len();
         if joined > 0 || state.left_since_rebuild.get() > 0 {
@@ -590,8 +590,8 @@ impl Client {
 mod tests {
     use super::*;
 
-    fn frames(n: u32) -> Frames {
-        Frames {
+    fn frames(n: u32) -> EncodedMessage {
+        EncodedMessage {
             lite: Frame::text(format!("lite {n}").as_bytes()),
             full: Frame::text(format!("full {n}").as_bytes()),
             domains: Frame::text(format!("domains {n}").as_bytes()),
@@ -643,8 +643,8 @@ mod tests {
         assert_eq!(hub.stats().published, 10);
     }
 
-    fn sized(lite: usize, full: usize) -> Frames {
-        Frames {
+    fn sized(lite: usize, full: usize) -> EncodedMessage {
+        EncodedMessage {
             lite: Frame::text(&vec![b'l'; lite]),
             full: Frame::text(&vec![b'f'; full]),
             domains: Frame::text(b"d"),
@@ -746,7 +746,7 @@ mod tests {
         hub.publish(&frames(1));
         client.queue_pong(Frame::pong(b"a"));
         client.queue_pong(Frame::pong(b"b"));
-        hub.ping_all();
+        hub.ping_all_and_shrink_idle_rings();
         let mut out = Vec::new();
         assert!(!client.take_batch(&mut out, 10));
         let payloads: Vec<&[u8]> = out.iter().map(|f| f.payload()).collect();
@@ -776,7 +776,7 @@ mod tests {
         }
         drain(&drained);
         assert!(drained.ring.borrow().capacity() >= 40);
-        hub.ping_all();
+        hub.ping_all_and_shrink_idle_rings();
         assert_eq!(drained.ring.borrow().capacity(), 0);
         assert_eq!(behind.ring.borrow().len(), 40, "queued frames are kept");
     }
@@ -792,7 +792,7 @@ mod tests {
         for n in 0..30 {
             hub.publish(&frames(n));
         }
-        assert_eq!(hub.snapshot().len(), 0);
+        assert_eq!(hub.client_slab().len(), 0);
         assert_eq!(
             hub.latest(StreamKind::DomainsOnly).unwrap().payload(),
             b"domains 29"

@@ -5,8 +5,8 @@
 pub mod growth;
 pub mod issuers;
 pub mod pacing;
-pub mod pipeline;
 pub mod politeness;
+pub mod publish;
 pub mod rfc6962;
 pub mod supervisor;
 pub mod tiled;
@@ -24,10 +24,10 @@ use crate::config::IngestConfig;
 use crate::http::HttpClient;
 use crate::hub::Gate;
 use crate::log_throttle::LogThrottle;
+use crate::message::LogSource;
 use crate::panic_boundary::catch;
-use crate::stream::LogSource;
-use certstream_ct::checkpoint::LogKey;
 use certstream_ct::entry::LogEntry;
+use certstream_ct::log_key::LogKey;
 
 /// The largest get-sth or checkpoint body read: a signed tree head is well under 1 KiB; this leaves room for long
 /// origins and many cosignatures, and keeps a hostile log from making us read (and hold) megabytes per poll.

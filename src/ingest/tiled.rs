@@ -67,7 +67,7 @@ pub async fn run(
     if !stop.sleep(start).await {
         return;
     }
-    let mut poller = Poller {
+    let mut poller = TiledPoller {
         growth: FollowedSize::new(ctx.options.max_growth_per_second),
         following: false,
         resume,
@@ -89,7 +89,7 @@ pub async fn run(
     poller.follow().await;
 }
 
-struct Poller {
+struct TiledPoller {
     ctx: PollerContext,
     issuers: Rc<IssuerCache>,
     target: Rc<LogTarget>,
@@ -135,7 +135,7 @@ enum Reply {
     Stopped,
 }
 
-impl Poller {
+impl TiledPoller {
     async fn follow(&mut self) {
         let first = loop {
             if self.stop.is_stopped() {

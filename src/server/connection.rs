@@ -417,7 +417,7 @@ mod tests {
             let task = serve(
                 stream,
                 Session::new(super::super::session_limits(&config), &[], Instant::now()),
-                hub.join(crate::stream::StreamKind::Lite),
+                hub.join(crate::message::StreamKind::Lite),
                 &rules,
                 limits.admit(addr.ip()).expect("within the limits"),
             );

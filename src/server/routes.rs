@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::log_throttle::LogThrottle;
+use crate::message::StreamKind;
 use crate::metrics::{metrics_text, stats_json};
 use crate::server::Shared;
-use crate::server::http::{Route, response, response_with};
 use crate::server::pretty::pretty_json;
 use crate::server::rate::TokenBucket;
-use crate::stream::StreamKind;
+use crate::server::request::{Route, response, response_with};
 
 /// The built-in live page served on `/` without an upgrade.
 const PAGE: &str = include_str!("page.html");

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certstream_ct::checkpoint::TreeHead;
+use certstream_ct::tree_head::TreeHead;
 use serde_json::{Map, Value, json};
 
 use crate::cache::Cache;

@@ -18,13 +18,13 @@ impl StreamKind {
 
 /// One log entry as complete WebSocket text frames, one per stream variant, ready for any number of clients.
 #[derive(Clone, Debug)]
-pub struct Frames {
+pub struct EncodedMessage {
     pub lite: Frame,
     pub full: Frame,
     pub domains: Frame,
 }
 
-impl Frames {
+impl EncodedMessage {
     /// The frame for one stream variant.
     pub fn get(&self, kind: StreamKind) -> &Frame {
         match kind {
