@@ -424,7 +424,7 @@ struct Record {
 struct Recorder(RefCell<Vec<Record>>, HashSet<u64>, SharedStatus);
 
 impl EntrySink for Recorder {
-    fn entry(&self, _log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+    fn deliver(&self, _log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
         assert!(!self.1.contains(&index), "building entry {index} panics");
         let status = self.2.borrow();
         self.0.borrow_mut().push(Record {

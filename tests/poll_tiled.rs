@@ -388,7 +388,7 @@ struct Recorder {
 }
 
 impl EntrySink for Recorder {
-    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
         let SourceKind::Tiled { monitoring_url } = log.kind() else {
             panic!("a tiled poller delivered for a non-tiled log")
         };

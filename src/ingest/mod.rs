@@ -1,5 +1,5 @@
 //! Ingestion: one poller task per CT log (RFC 6962 or static-ct-api), each delivering every entry of its log
-//! exactly once and in index order to an [`EntrySink`] (the message pipeline). Errors, 429s and regressions only
+//! exactly once and in index order to an [`EntrySink`] (the publish step, [`publish`]). Errors, 429s and regressions only
 //! delay a log; they never skip an index.
 
 pub mod growth;
@@ -37,7 +37,7 @@ pub const MAX_TREE_HEAD_BYTES: usize = 64 * 1024;
 pub trait EntrySink {
     /// Entry `index` of `log`, delivered exactly once and in index order per log. `chain` is the issuer chain as
     /// DER, issuer first (from `extra_data`, or the issuers a tiled log's fingerprints resolved to).
-    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
 
     /// The gate pollers pass before delivering (see [`pacing`]): `None` for a sink that never falls behind. No
     /// default: a sink that wraps another must pass its gate on, or ingestion would stop waiting for clients.
@@ -149,7 +149,7 @@ pub(crate) fn deliver_entry(
     entry: &LogEntry<'_>,
     chain: &[&[u8]],
 ) -> bool {
-    let Err(panicked) = catch(|| ctx.sink.entry(&target.source, index, entry, chain)) else {
+    let Err(panicked) = catch(|| ctx.sink.deliver(&target.source, index, entry, chain)) else {
         return true;
     };
     status.borrow_mut().panicked += 1;

@@ -1,4 +1,4 @@
-//! The message pipeline behind the pollers: each delivered entry is stamped with the time it was seen, built into
+//! The publish step behind the pollers: each delivered entry is stamped with the time it was seen, built into
 //! its three frames once ([`MessageBuilder`]) and published to every client ([`Hub::publish`]).
 //!
 //! One [`Publisher`] (one builder, so one chain cache) serves every log; each log's poller gets its own [`LogSink`],
@@ -23,7 +23,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher publishing to `hub`, building messages within `limits`.
+    /// Publishes to `hub`, building messages within `limits`.
     pub fn new(hub: Hub, limits: BuildLimits) -> Self {
         Self {
             builder: RefCell::new(MessageBuilder::new(limits)),
@@ -75,7 +75,7 @@ impl LogSink {
 }
 
 impl EntrySink for LogSink {
-    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
         let seen = seen_now();
         let built = self
             .publisher
@@ -209,7 +209,7 @@ mod tests {
         let publisher = Rc::new(Publisher::new(hub.clone(), BuildLimits::default()));
         let sink = publisher.sink("test log");
         let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962);
-        sink.entry(&source, 7, &entry(b"not a certificate"), &[]);
+        sink.deliver(&source, 7, &entry(b"not a certificate"), &[]);
         let counts = sink.counts();
         assert_eq!((counts.published.get(), counts.rejected.get()), (0, 1));
         assert_eq!(hub.stats().published, 0);
@@ -248,8 +248,8 @@ mod tests {
             let hub = Hub::new(8);
             let publisher = Rc::new(Publisher::new(hub.clone(), limits));
             let sink = publisher.sink("test log");
-            sink.entry(&source, 1, &entry(&der), &[]);
-            sink.entry(&source, 2, &entry(&small), &[]);
+            sink.deliver(&source, 1, &entry(&der), &[]);
+            sink.deliver(&source, 2, &entry(&small), &[]);
             let counts = sink.counts();
             assert_eq!(
                 (
@@ -277,8 +277,8 @@ mod tests {
         let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962);
         let cert = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
         let der = cert.cert.der().to_vec();
-        sink.entry(&source, 41, &entry(&der), &[]);
-        sink.entry(&source, 42, &entry(&der), &[]);
+        sink.deliver(&source, 41, &entry(&der), &[]);
+        sink.deliver(&source, 42, &entry(&der), &[]);
         assert_eq!(sink.counts().published.get(), 2);
         assert_eq!(hub.stats().published, 2);
         let latest = hub.latest(crate::message::StreamKind::Lite).unwrap();

@@ -444,9 +444,9 @@ struct UntilStopped {
 }
 
 impl EntrySink for UntilStopped {
-    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
         if !self.stop.is_stopped() {
-            self.sink.entry(log, index, entry, chain);
+            self.sink.deliver(log, index, entry, chain);
         }
     }
 

@@ -16,7 +16,8 @@ impl StreamKind {
     pub const ALL: [StreamKind; 3] = [StreamKind::Lite, StreamKind::Full, StreamKind::DomainsOnly];
 }
 
-/// One log entry as complete WebSocket text frames, one per stream variant, ready for any number of clients.
+/// One message (one log entry) in its three encodings, one per stream variant, each a complete WebSocket text
+/// frame ready for any number of clients.
 #[derive(Clone, Debug)]
 pub struct EncodedMessage {
     pub lite: Frame,

@@ -1,6 +1,7 @@
 use certstream_ct::tile::tile_path;
 
-/// Which read protocol a log speaks; it decides `source.type` and the shape of `cert_link`.
+/// The kind of a message's source log: it decides `source.type` and the shape of `cert_link` (the log list's
+/// [`certstream_ct::log_list::LogKind`] also carries the URLs to read from).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceKind {
     /// RFC 6962 (`get-sth` / `get-entries`).
