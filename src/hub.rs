@@ -163,33 +163,33 @@ impl Hub {
     }
 
     /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
-    pub fn publish(&self, frames: &EncodedMessage) {
-        let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
+    pub fn publish(&self, message: &EncodedMessage) {
+        let shared = StreamKind::ALL.map(|kind| Rc::new(message.get(kind).clone()));
         let now = Instant::now();
         let state = &self.state;
         for client in self.client_slab().iter() {
             client.push(&shared[kind_index(client.kind)], state, now);
         }
         state.published.set(state.published.get() + 1);
-        self.keep_latest(frames);
+        self.keep_latest(message);
     }
 
     /// Records the message for `/latest.json` and the example routes, leaving out the streams' variants that are
     /// over the byte budget (counted): those pages show the most recent messages that fit, never a huge one.
-    fn keep_latest(&self, frames: &EncodedMessage) {
+    fn keep_latest(&self, message: &EncodedMessage) {
         let state = &self.state;
         let limit = state.budget.latest;
         let mut skipped = false;
         let mut latest = state.latest.borrow_mut();
         for kind in StreamKind::ALL {
-            let frame = frames.get(kind);
+            let frame = message.get(kind);
             if frame.payload().len() <= limit {
                 latest[kind_index(kind)] = Some(frame.clone());
             } else {
                 skipped = true;
             }
         }
-        let lite = &frames.lite;
+        let lite = &message.lite;
         if lite.payload().len() <= limit {
             let mut recent = state.recent.borrow_mut();
             let mut bytes = state.recent_bytes.get() + lite.payload().len();

@@ -83,8 +83,8 @@ impl EntrySink for LogSink {
             .borrow_mut()
             .build(log, index, entry, chain, seen);
         match built {
-            Ok(frames) => {
-                self.publisher.hub.publish(&frames);
+            Ok(message) => {
+                self.publisher.hub.publish(&message);
                 bump(&self.counts.published);
             }
             Err(error) => {
