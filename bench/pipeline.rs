@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use certstream::cert::{self, CertJson};
-use certstream::stream::{BuildLimits, LogKind, LogSource, MessageBuilder};
+use certstream::message::{BuildLimits, LogSource, MessageBuilder, SourceKind};
 use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
 use certstream_ct::get_entries::{RawEntry, parse_get_entries};
 use certstream_ct::tile::data_tile_entries;
@@ -130,7 +130,7 @@ fn main() {
     let rfc_source = LogSource::new(
         "Google 'Argon2026h2' log",
         "https://ct.googleapis.com/logs/us1/argon2026h2/",
-        LogKind::Rfc6962,
+        SourceKind::Rfc6962,
     );
     println!(
         "corpus: {n} entries ({} RFC 6962, {} from data tiles)",

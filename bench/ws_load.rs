@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use certstream::config::Config;
 use certstream::hub::Hub;
+use certstream::message::EncodedMessage;
 use certstream::server::{self, Server};
-use certstream::stream::Frames;
 use certstream_ws::frame::Frame;
 use monoio::io::AsyncWriteRentExt;
 
@@ -91,11 +91,11 @@ fn spawn_server(port: u16, publisher: Publisher) -> libc::pid_t {
     std::process::exit(0);
 }
 
-fn frames_now() -> Frames {
+fn frames_now() -> EncodedMessage {
     let mut payload = format!("{} ", monotonic_ns()).into_bytes();
     payload.resize(PAYLOAD, b'x');
     let frame = Frame::text(&payload);
-    Frames {
+    EncodedMessage {
         lite: frame.clone(),
         full: frame.clone(),
         domains: frame,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use certstream::config::Command;
 use certstream::hub::Hub;
+use certstream::message::EncodedMessage;
 use certstream::server::{self, Server};
-use certstream::stream::Frames;
 use certstream_ws::frame::Frame;
 use serde_json::json;
 
@@ -82,7 +82,7 @@ async fn replay(hub: Hub, script: Script) {
             Some(lines) if lines.is_empty() => return,
             Some(lines) => {
                 let frame = Frame::text(lines[n as usize % lines.len()].as_bytes());
-                Frames {
+                EncodedMessage {
                     lite: frame.clone(),
                     full: frame.clone(),
                     domains: frame,
@@ -97,7 +97,7 @@ async fn replay(hub: Hub, script: Script) {
 
 /// Message `n` in the three variants: a certificate_update shaped like docs/wire-format.md §3 (lite without `chain`
 /// and `as_der`), and its dns_entries.
-fn numbered(n: u64) -> Frames {
+fn numbered(n: u64) -> EncodedMessage {
     let domain = format!("host-{n}.example.com");
     let name = |cn: &str| {
         json!({"C": null, "CN": cn, "L": null, "O": null, "OU": null, "ST": null,
@@ -142,7 +142,7 @@ fn numbered(n: u64) -> Frames {
     leaf["as_der"] = json!("");
     let full = message(&leaf, Some(json!([])));
     let domains = json!({"data": [domain, format!("www.{domain}")], "message_type": "dns_entries"});
-    Frames {
+    EncodedMessage {
         lite,
         full,
         domains: Frame::text(&serde_json::to_vec(&domains).unwrap_or_default()),

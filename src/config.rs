@@ -23,7 +23,7 @@ use crate::http::{self, HttpClientConfig};
 use crate::ingest::PollOptions;
 use crate::ingest::growth::DEFAULT_MAX_GROWTH_PER_SECOND;
 use crate::ingest::issuers::DEFAULT_BUDGET_BYTES as DEFAULT_ISSUER_CACHE_BYTES;
-use crate::stream::BuildLimits;
+use crate::message::BuildLimits;
 
 /// Everything the server needs to run.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use crate::stream::{Frames, StreamKind};
+use crate::message::{EncodedMessage, StreamKind};
 use certstream_ws::frame::Frame;
 
 use admission::{Admission, Backlog, Standing};
@@ -167,33 +167,33 @@ impl Hub {
     }
 
     /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
-    pub fn publish(&self, frames: &Frames) {
-        let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
+    pub fn publish(&self, message: &EncodedMessage) {
+        let shared = StreamKind::ALL.map(|kind| Rc::new(message.get(kind).clone()));
         let now = Instant::now();
         let state = &self.state;
-        for client in self.snapshot().iter() {
+        for client in self.client_slab().iter() {
             client.push(&shared[kind_index(client.kind)], state, now);
         }
         state.published.set(state.published.get() + 1);
-        self.keep_latest(frames);
+        self.keep_latest(message);
     }
 
     /// Records the message for `/latest.json` and the example routes, leaving out the streams' variants that are
     /// over the byte budget (counted): those pages show the most recent messages that fit, never a huge one.
-    fn keep_latest(&self, frames: &Frames) {
+    fn keep_latest(&self, message: &EncodedMessage) {
         let state = &self.state;
         let limit = state.budget.latest;
         let mut skipped = false;
         let mut latest = state.latest.borrow_mut();
         for kind in StreamKind::ALL {
-            let frame = frames.get(kind);
+            let frame = message.get(kind);
             if frame.payload().len() <= limit {
                 latest[kind_index(kind)] = Some(frame.clone());
             } else {
                 skipped = true;
             }
         }
-        let lite = &frames.lite;
+        let lite = &message.lite;
         if lite.payload().len() <= limit {
             let mut recent = state.recent.borrow_mut();
             let mut bytes = state.recent_bytes.get() + lite.payload().len();
@@ -214,15 +214,15 @@ impl Hub {
     pub(crate) fn broadcast(&self, frame: Frame) {
         let frame = Rc::new(frame);
         let now = Instant::now();
-        for client in self.snapshot().iter() {
+        for client in self.client_slab().iter() {
             client.push(&frame, &self.state, now);
         }
     }
 
     /// Asks every client's writer to send a ping, and frees the ring memory of clients with nothing queued: a burst
     /// grows a ring up to the ring size, and without this every client would keep that capacity for good.
-    pub(crate) fn ping_all(&self) {
-        for client in self.snapshot().iter() {
+    pub(crate) fn ping_all_and_shrink_idle_rings(&self) {
+        for client in self.client_slab().iter() {
             client.queue_control(Control::Ping(self.state.ping.clone()));
             let mut ring = client.ring.borrow_mut();
             if ring.is_empty() {
@@ -235,7 +235,7 @@ impl Hub {
     /// frame already queued, and queued data is discarded.
     pub(crate) fn close_all(&self, close: Frame) {
         let close = Rc::new(close);
-        for client in self.snapshot().iter() {
+        for client in self.client_slab().iter() {
             client.queue_close_frame(close.clone());
         }
     }
@@ -313,7 +313,7 @@ impl Hub {
             latest_skipped: self.state.latest_skipped.get(),
             ..HubStats::default()
         };
-        for client in self.snapshot().iter().filter(|c| !c.left.get()) {
+        for client in self.client_slab().iter().filter(|c| !c.left.get()) {
             let queued = client.ring.borrow().len();
             stats.queued += queued;
             stats.max_queued = stats.max_queued.max(queued);
@@ -325,7 +325,7 @@ impl Hub {
     }
 
     /// The current client slab, rebuilt first if clients joined or left since the last rebuild.
-    fn snapshot(&self) -> Rc<[Rc<Client>]> {
+    fn client_slab(&self) -> Rc<[Rc<Client>]> {
         let state = &self.state;
         let joined = state.joined.borrow().len();
         if joined > 0 || state.left_since_rebuild.get() > 0 {
@@ -594,8 +594,8 @@ impl Client {
 mod tests {
     use super::*;
 
-    fn frames(n: u32) -> Frames {
-        Frames {
+    fn frames(n: u32) -> EncodedMessage {
+        EncodedMessage {
             lite: Frame::text(format!("lite {n}").as_bytes()),
             full: Frame::text(format!("full {n}").as_bytes()),
             domains: Frame::text(format!("domains {n}").as_bytes()),
@@ -647,8 +647,8 @@ mod tests {
         assert_eq!(hub.stats().published, 10);
     }
 
-    fn sized(lite: usize, full: usize) -> Frames {
-        Frames {
+    fn sized(lite: usize, full: usize) -> EncodedMessage {
+        EncodedMessage {
             lite: Frame::text(&vec![b'l'; lite]),
             full: Frame::text(&vec![b'f'; full]),
             domains: Frame::text(b"d"),
@@ -750,7 +750,7 @@ mod tests {
         hub.publish(&frames(1));
         client.queue_pong(Frame::pong(b"a"));
         client.queue_pong(Frame::pong(b"b"));
-        hub.ping_all();
+        hub.ping_all_and_shrink_idle_rings();
         let mut out = Vec::new();
         assert!(!client.take_batch(&mut out, 10));
         let payloads: Vec<&[u8]> = out.iter().map(|f| f.payload()).collect();
@@ -780,7 +780,7 @@ mod tests {
         }
         drain(&drained);
         assert!(drained.ring.borrow().capacity() >= 40);
-        hub.ping_all();
+        hub.ping_all_and_shrink_idle_rings();
         assert_eq!(drained.ring.borrow().capacity(), 0);
         assert_eq!(behind.ring.borrow().len(), 40, "queued frames are kept");
     }
@@ -796,7 +796,7 @@ mod tests {
         for n in 0..30 {
             hub.publish(&frames(n));
         }
-        assert_eq!(hub.snapshot().len(), 0);
+        assert_eq!(hub.client_slab().len(), 0);
         assert_eq!(
             hub.latest(StreamKind::DomainsOnly).unwrap().payload(),
             b"domains 29"

@@ -2,7 +2,7 @@
 //! WebSocket, from one single-threaded monoio reactor.
 //!
 //! Data flows one way, one module per stage: `ingest` (pollers, over the project's own `http` client) feeds
-//! `ct` (log entries, decoded without I/O) → `cert` (X.509 → cert model) → `stream` (serialize once, frame once)
+//! `ct` (log entries, decoded without I/O) → `cert` (X.509 → cert model) → `message` (serialize once, frame once)
 //! → `hub` (per-client rings of shared frames) → `server` (HTTP routes, WebSocket connections) over `ws` (RFC 6455).
 //!
 //! Every component's counters are described once, as [`metrics`] descriptors, and rendered from them to both
@@ -18,9 +18,9 @@ pub mod hub;
 pub mod ingest;
 pub mod log_throttle;
 pub mod logging;
+pub mod message;
 pub mod metrics;
 pub mod operator_input;
 pub mod panic_boundary;
 pub mod redact;
 pub mod server;
-pub mod stream;

@@ -1,4 +1,4 @@
-//! The `certstream` binary: flags and environment → configuration → runtime → log list → pollers → pipeline →
+//! The `certstream` binary: flags and environment → configuration → runtime → log list → pollers → publisher →
 //! hub → server.
 
 use std::io::Write as _;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use certstream::config::{self, Command};
 use certstream::http::HttpClient;
-use certstream::ingest::pipeline::Pipeline;
+use certstream::ingest::publish::Publisher;
 use certstream::ingest::supervisor::Supervisor;
 use certstream::logging::LogOutput;
 use certstream::server::{self, Server};
@@ -60,10 +60,10 @@ fn main() -> ExitCode {
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
         let http =
             Rc::new(HttpClient::new(ingest.http_client_config()).map_err(std::io::Error::other)?);
-        let pipeline = Rc::new(Pipeline::new(server.hub(), ingest.build_limits));
-        let supervisor = Rc::new(Supervisor::new(ingest, http.clone(), pipeline.clone()));
+        let publisher = Rc::new(Publisher::new(server.hub(), ingest.build_limits));
+        let supervisor = Rc::new(Supervisor::new(ingest, http.clone(), publisher.clone()));
         server.add_reporter(reporter);
-        server.add_reporter(pipeline);
+        server.add_reporter(publisher);
         server.add_reporter(Rc::new(server.hub().gate()));
         server.add_reporter(supervisor.clone());
         server.add_reporter(http);

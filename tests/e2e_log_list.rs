@@ -25,7 +25,7 @@ const PROMPT: Duration = Duration::from_millis(500);
 
 /// The descriptions of the logs the snapshot selects.
 fn snapshot_logs() -> BTreeSet<String> {
-    let snapshot = LogList::snapshot().expect("snapshot parses");
+    let snapshot = LogList::compiled_in().expect("snapshot parses");
     snapshot
         .selected(false)
         .map(|log| log.description.clone())

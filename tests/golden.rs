@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use certstream::stream::{BuildLimits, Frames, LogKind, LogSource, MessageBuilder};
+use certstream::message::{BuildLimits, EncodedMessage, LogSource, MessageBuilder, SourceKind};
 use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
 use certstream_ct::tile::data_tile_entries;
 use serde_json::Value;
@@ -18,7 +18,7 @@ const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 const SEEN: f64 = 1_780_000_000.123456;
 
 struct Built {
-    frames: Frames,
+    frames: EncodedMessage,
     update_type: &'static str,
     cert_link: String,
 }
@@ -54,7 +54,7 @@ fn rfc6962_messages() -> Vec<Built> {
         .iter()
         .map(|item| {
             let url = item["log_url"].as_str().unwrap();
-            let source = LogSource::new(&list_description(url), url, LogKind::Rfc6962);
+            let source = LogSource::new(&list_description(url), url, SourceKind::Rfc6962);
             let index = item["cert_index"].as_u64().unwrap();
             let leaf = STANDARD
                 .decode(item["leaf_input"].as_str().unwrap())
@@ -83,7 +83,7 @@ fn tiled_messages() -> Vec<Built> {
     let source = LogSource::new(
         "Let's Encrypt 'Navigli2025h2' staging log",
         monitoring,
-        LogKind::Tiled {
+        SourceKind::Tiled {
             monitoring_url: monitoring.into(),
         },
     );
@@ -110,9 +110,12 @@ fn tiled_messages() -> Vec<Built> {
 
 fn check_golden(name: &str, built: &[Built]) {
     for (variant, pick) in [
-        ("lite", (|f: &Frames| f.lite.clone()) as fn(&Frames) -> _),
-        ("full", |f: &Frames| f.full.clone()),
-        ("domains", |f: &Frames| f.domains.clone()),
+        (
+            "lite",
+            (|f: &EncodedMessage| f.lite.clone()) as fn(&EncodedMessage) -> _,
+        ),
+        ("full", |f: &EncodedMessage| f.full.clone()),
+        ("domains", |f: &EncodedMessage| f.domains.clone()),
     ] {
         let mut actual = Vec::new();
         for b in built {

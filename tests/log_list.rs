@@ -270,7 +270,7 @@ fn snapshot_is_the_corpus_list() {
         SNAPSHOT_JSON,
         certstream_testkit::corpus::read("loglist/google_log_list_v3.json").as_slice()
     );
-    let snapshot = LogList::snapshot().expect("snapshot parses");
+    let snapshot = LogList::compiled_in().expect("snapshot parses");
     assert_eq!(snapshot.logs.len(), 56);
     log_list::verify_signature(
         SNAPSHOT_JSON,

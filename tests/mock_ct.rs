@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use certstream_ct::checkpoint::{Checkpoint, SignedTreeHead, TreeHead, origin_from_submission_url};
 use certstream_ct::entry::{Chain, DecodeErrorKind, EntryType, LogEntry, decode_rfc6962};
 use certstream_ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries, scan_get_entries};
 use certstream_ct::log_list::{LogInfo, LogKind, LogList, LogState};
 use certstream_ct::tile::{TileError, data_tile_entries, tile_path};
+use certstream_ct::{
+    checkpoint::{Checkpoint, origin_from_submission_url},
+    tree_head::{SignedTreeHead, TreeHead},
+};
 use serde_json::Value;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};

@@ -26,9 +26,9 @@ use certstream::http::{HttpClient, HttpClientConfig};
 use certstream::ingest::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
 };
-use certstream::stream::{LogKind, LogSource};
-use certstream_ct::checkpoint::{LogKey, TreeHead};
+use certstream::message::{LogSource, SourceKind};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
+use certstream_ct::{log_key::LogKey, tree_head::TreeHead};
 
 /// Entry `i` carries this timestamp plus `i`.
 const BASE_TIMESTAMP: u64 = 1_780_000_000_000;
@@ -424,7 +424,7 @@ struct Record {
 struct Recorder(RefCell<Vec<Record>>, HashSet<u64>, SharedStatus);
 
 impl EntrySink for Recorder {
-    fn entry(&self, _log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+    fn deliver(&self, _log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
         assert!(!self.1.contains(&index), "building entry {index} panics");
         let status = self.2.borrow();
         self.0.borrow_mut().push(Record {
@@ -486,7 +486,7 @@ fn follow_all(
         for (server, final_tree_size) in logs {
             let url = server.url();
             let target = Rc::new(LogTarget {
-                source: LogSource::new("Scripted test log", &url, LogKind::Rfc6962),
+                source: LogSource::new("Scripted test log", &url, SourceKind::Rfc6962),
                 read_url: url,
                 origin: String::new(),
                 key: LogKey::from_spki(&server.spki).expect("test key"),

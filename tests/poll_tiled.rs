@@ -23,9 +23,9 @@ use certstream::ingest::issuers::{IssuerCache, hex};
 use certstream::ingest::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, tiled,
 };
-use certstream::stream::{LogKind, LogSource};
-use certstream_ct::checkpoint::{LogKey, TreeHead, rfc6962_note_key_id};
+use certstream::message::{LogSource, SourceKind};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
+use certstream_ct::{checkpoint::rfc6962_note_key_id, log_key::LogKey, tree_head::TreeHead};
 
 /// Every test gives up after this long rather than hang.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -328,7 +328,7 @@ impl Server {
             source: LogSource::new(
                 &self.log.origin,
                 &format!("https://{}/", self.log.origin),
-                LogKind::Tiled {
+                SourceKind::Tiled {
                     monitoring_url: url.clone(),
                 },
             ),
@@ -388,8 +388,8 @@ struct Recorder {
 }
 
 impl EntrySink for Recorder {
-    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
-        let LogKind::Tiled { monitoring_url } = log.kind() else {
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+        let SourceKind::Tiled { monitoring_url } = log.kind() else {
             panic!("a tiled poller delivered for a non-tiled log")
         };
         let chain = chain.iter().map(|der| der.to_vec()).collect();

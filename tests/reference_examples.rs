@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use certstream::stream::{BuildLimits, Frames, LogKind, LogSource, MessageBuilder};
+use certstream::message::{BuildLimits, EncodedMessage, LogSource, MessageBuilder, SourceKind};
 use certstream_ct::entry::{Chain, decode_rfc6962};
 use certstream_testkit::examples::*;
 use serde_json::{Value, json};
@@ -52,7 +52,7 @@ fn build(
     leaf_input: &[u8],
     extra_data: &[u8],
     seen: f64,
-) -> Frames {
+) -> EncodedMessage {
     let entry = decode_rfc6962(leaf_input, extra_data).unwrap();
     let Chain::Certificates(chain) = &entry.chain else {
         unreachable!()
@@ -96,7 +96,7 @@ fn example_a_x509_entry_lite_full_and_domains() {
     let source = LogSource::new(
         "Google 'Argon2018' log",
         "https://ct.googleapis.com/logs/argon2018/",
-        LogKind::Rfc6962,
+        SourceKind::Rfc6962,
     );
     let frames = build(
         &source,
@@ -164,7 +164,7 @@ fn example_b_precert_entry_lite_and_domains() {
     let source = LogSource::new(
         "Example 'Quartz2025h2' log",
         "https://ct.example-logs.net/2025h2/",
-        LogKind::Rfc6962,
+        SourceKind::Rfc6962,
     );
     let frames = build(
         &source,
@@ -212,7 +212,7 @@ fn precert_without_a_usable_pre_certificate_falls_back_to_the_leaf_tbs() {
     let mut extra_data = Vec::new();
     with_u24_len(&mut extra_data, &[0x30, 0x03, 0x02, 0x01, 0x00]);
     extra_data.extend_from_slice(&chain_bytes(&[]));
-    let source = LogSource::new("x", "https://x.example/", LogKind::Rfc6962);
+    let source = LogSource::new("x", "https://x.example/", SourceKind::Rfc6962);
     let entry = decode_rfc6962(&leaf_input, &extra_data).unwrap();
     let mut builder = MessageBuilder::new(BuildLimits::default());
     let frames = builder.build(&source, 7, &entry, &[], 1.5).unwrap();
@@ -237,7 +237,7 @@ fn an_unparseable_leaf_is_an_error_and_counted() {
     leaf_input.extend_from_slice(&[0, 0]);
     let extra_data = chain_bytes(&[]);
     let entry = decode_rfc6962(&leaf_input, &extra_data).unwrap();
-    let source = LogSource::new("x", "https://x.example/", LogKind::Rfc6962);
+    let source = LogSource::new("x", "https://x.example/", SourceKind::Rfc6962);
     let mut builder = MessageBuilder::new(BuildLimits::default());
     let err = builder.build(&source, 1, &entry, &[], 1.0).unwrap_err();
     assert!(
@@ -251,7 +251,7 @@ fn an_unparseable_leaf_is_an_error_and_counted() {
 #[test]
 fn chain_cache_serves_repeated_intermediates_and_skips_bad_ones() {
     let (leaf, x3, root) = (der(A_LEAF_DER), der(A_LE_X3_DER), der(A_DST_ROOT_DER));
-    let source = LogSource::new("x", "https://x.example/", LogKind::Rfc6962);
+    let source = LogSource::new("x", "https://x.example/", SourceKind::Rfc6962);
     let mut leaf_input = vec![0, 0];
     leaf_input.extend_from_slice(&1u64.to_be_bytes());
     leaf_input.extend_from_slice(&[0, 0]);

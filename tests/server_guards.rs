@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use certstream::stream::Frames;
+use certstream::message::EncodedMessage;
 use certstream_testkit::{
     TestServer, WsClient, encode_client_frame, http_get, message, raw_client_frame,
     shrink_receive_buffer,
@@ -59,7 +59,7 @@ fn http_responses_that_are_not_read_are_dropped_at_the_write_deadline() {
         let json =
             format!("{{\"message_type\":\"certificate_update\",\"n\":{n},\"pad\":\"{filler}\"}}");
         let frame = Frame::text(json.as_bytes());
-        server.publish(Frames {
+        server.publish(EncodedMessage {
             lite: frame.clone(),
             full: frame.clone(),
             domains: frame,

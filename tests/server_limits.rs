@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use certstream::stream::Frames;
+use certstream::message::EncodedMessage;
 use certstream_testkit::{
     TestServer, WsClient, closed_by_peer, connect_from, http_get, http_request_on, message,
     split_response,
@@ -125,10 +125,10 @@ fn a_second_connection_over_the_limit_is_closed_and_the_slot_comes_back() {
 }
 
 /// Message `n` with a full-stream frame of `full_len` bytes (the frame starts with `n`, 8 digits).
-fn big_full(n: u64, full_len: usize) -> Frames {
+fn big_full(n: u64, full_len: usize) -> EncodedMessage {
     let mut full = format!("{n:08}").into_bytes();
     full.resize(full_len, b'x');
-    Frames {
+    EncodedMessage {
         full: Frame::text(&full),
         ..message(n)
     }
@@ -191,7 +191,7 @@ fn concurrent_latest_json_requests_with_huge_messages_stay_small_shared_and_heal
             let mut huge = format!("{{\"n\":{n},\"names\":\"").into_bytes();
             huge.resize(1_200_000, b'a');
             huge.extend_from_slice(b"\"}");
-            server.publish(Frames {
+            server.publish(EncodedMessage {
                 lite: Frame::text(&huge),
                 ..message(n)
             });

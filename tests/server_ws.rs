@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use certstream::stream::Frames;
+use certstream::message::EncodedMessage;
 use certstream_testkit::{
     TestServer, WsClient, encode_client_frame, http_request, message, shrink_receive_buffer,
     split_response,
@@ -116,7 +116,7 @@ fn a_slow_client_loses_its_oldest_messages_and_nobody_else_does() {
     let big = |n: u64| {
         let text = format!("{n:>4096}");
         let frame = Frame::text(text.as_bytes());
-        Frames {
+        EncodedMessage {
             lite: frame.clone(),
             full: frame.clone(),
             domains: frame,
@@ -380,7 +380,7 @@ fn a_client_close_overtakes_the_frames_not_yet_written() {
     // the kernel accepts only a few MB of it.
     let big = Frame::text(&vec![b'x'; 64 * 1024]);
     for _ in 0..200 {
-        server.publish(Frames {
+        server.publish(EncodedMessage {
             lite: big.clone(),
             full: big.clone(),
             domains: big.clone(),

@@ -20,7 +20,7 @@ use rustls::pki_types::CertificateDer;
 use super::connection::{Connection, SocketState};
 use super::dns::{Addrs, Resolver};
 use super::url::Target;
-use super::wire::{self, HeadError};
+use super::wire::{self, ResponseHeadError};
 use super::{HttpError, Response};
 use crate::log_throttle::LogThrottle;
 
@@ -317,8 +317,8 @@ impl HttpClient {
         }
         let head = match wire::read_head(&mut conn, max_body).await {
             Ok(head) => head,
-            Err(HeadError::Closed(e)) => return Attempt::Stale(HttpError::Io(e)),
-            Err(HeadError::Failed(e)) => return Attempt::Failed(e),
+            Err(ResponseHeadError::Closed(e)) => return Attempt::Stale(HttpError::Io(e)),
+            Err(ResponseHeadError::Failed(e)) => return Attempt::Failed(e),
         };
         let body = match wire::read_body(&mut conn, &head, max_body).await {
             Ok(body) => body,

@@ -7,9 +7,9 @@ use super::HttpError;
 use super::connection::Connection;
 
 /// Largest response head accepted (status line plus headers).
-const MAX_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Most headers accepted in one response.
-const MAX_HEADERS: usize = 96;
+const MAX_RESPONSE_HEADERS: usize = 96;
 
 /// How the body of a response is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,36 +33,40 @@ pub(crate) struct Head {
 }
 
 /// Why reading a head failed; `Closed` (no response byte at all) makes a reused connection stale, not broken.
-pub(crate) enum HeadError {
+pub(crate) enum ResponseHeadError {
     /// The peer closed or reset the connection before sending any byte of a response.
     Closed(io::Error),
     /// Anything else.
     Failed(HttpError),
 }
 
-impl From<HttpError> for HeadError {
+impl From<HttpError> for ResponseHeadError {
     fn from(e: HttpError) -> Self {
         Self::Failed(e)
     }
 }
 
 /// Reads the response head (skipping 1xx interim responses) and decides the body framing.
-pub(crate) async fn read_head(conn: &mut Connection, max_body: usize) -> Result<Head, HeadError> {
+pub(crate) async fn read_head(
+    conn: &mut Connection,
+    max_body: usize,
+) -> Result<Head, ResponseHeadError> {
     let mut received_any = false;
     loop {
         if let Some(head) = parse_head(conn, max_body)? {
             return Ok(head);
         }
-        if conn.buffered().len() > MAX_HEAD {
-            return Err(
-                HttpError::Protocol(format!("response head larger than {MAX_HEAD} bytes")).into(),
-            );
+        if conn.buffered().len() > MAX_RESPONSE_HEAD {
+            return Err(HttpError::Protocol(format!(
+                "response head larger than {MAX_RESPONSE_HEAD} bytes"
+            ))
+            .into());
         }
         let closed = |e: io::Error| {
             if received_any {
-                HeadError::Failed(HttpError::Io(e))
+                ResponseHeadError::Failed(HttpError::Io(e))
             } else {
-                HeadError::Closed(e)
+                ResponseHeadError::Closed(e)
             }
         };
         match conn.fill().await {
@@ -87,7 +91,7 @@ pub(crate) async fn read_head(conn: &mut Connection, max_body: usize) -> Result<
 /// Parses a complete head from the buffer and consumes it; `None` if more bytes are needed.
 fn parse_head(conn: &mut Connection, max_body: usize) -> Result<Option<Head>, HttpError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);
         let len = match parsed.parse(conn.buffered()) {
             Ok(httparse::Status::Complete(len)) => len,
@@ -289,7 +293,7 @@ async fn skip_trailers(conn: &mut Connection) -> Result<(), HttpError> {
             }
             None => fill_or_truncated(conn, "the trailers").await?,
         }
-        if trailer_bytes > MAX_HEAD {
+        if trailer_bytes > MAX_RESPONSE_HEAD {
             return Err(HttpError::Protocol("trailers too large".into()));
         }
     }

@@ -321,7 +321,7 @@ impl Gate {
     /// Declares lagging every behind client whose socket has held it back for the grace period.
     pub(crate) fn expire(&self, now: Instant) {
         let admission = self.admission();
-        for client in self.hub.snapshot().iter() {
+        for client in self.hub.client_slab().iter() {
             if admission.admits() {
                 return;
             }

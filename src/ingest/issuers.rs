@@ -124,7 +124,7 @@ impl Default for IssuerCache {
     fn default() -> Self {
         Self::new(
             DEFAULT_BUDGET_BYTES,
-            crate::stream::BuildLimits::default().max_chain_certificate_bytes,
+            crate::message::BuildLimits::default().max_chain_certificate_bytes,
         )
     }
 }

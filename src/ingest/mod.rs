@@ -1,12 +1,12 @@
 //! Ingestion: one poller task per CT log (RFC 6962 or static-ct-api), each delivering every entry of its log
-//! exactly once and in index order to an [`EntrySink`] (the message pipeline). Errors, 429s and regressions only
+//! exactly once and in index order to an [`EntrySink`] (the publish step, [`publish`]). Errors, 429s and regressions only
 //! delay a log; they never skip an index.
 
 pub mod growth;
 pub mod issuers;
 pub mod pacing;
-pub mod pipeline;
 pub mod politeness;
+pub mod publish;
 pub mod rfc6962;
 pub mod supervisor;
 pub mod tiled;
@@ -24,10 +24,10 @@ use crate::config::IngestConfig;
 use crate::http::HttpClient;
 use crate::hub::Gate;
 use crate::log_throttle::LogThrottle;
+use crate::message::LogSource;
 use crate::panic_boundary::catch;
-use crate::stream::LogSource;
-use certstream_ct::checkpoint::LogKey;
 use certstream_ct::entry::LogEntry;
+use certstream_ct::log_key::LogKey;
 
 /// The largest get-sth or checkpoint body read: a signed tree head is well under 1 KiB; this leaves room for long
 /// origins and many cosignatures, and keeps a hostile log from making us read (and hold) megabytes per poll.
@@ -37,7 +37,7 @@ pub(crate) const MAX_TREE_HEAD_BYTES: usize = 64 * 1024;
 pub trait EntrySink {
     /// Entry `index` of `log`, delivered exactly once and in index order per log. `chain` is the issuer chain as
     /// DER, issuer first (from `extra_data`, or the issuers a tiled log's fingerprints resolved to).
-    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
 
     /// The gate pollers pass before delivering (see [`pacing`]): `None` for a sink that never falls behind. No
     /// default: a sink that wraps another must pass its gate on, or ingestion would stop waiting for clients.
@@ -149,7 +149,7 @@ pub(crate) fn deliver_entry(
     entry: &LogEntry<'_>,
     chain: &[&[u8]],
 ) -> bool {
-    let Err(panicked) = catch(|| ctx.sink.entry(&target.source, index, entry, chain)) else {
+    let Err(panicked) = catch(|| ctx.sink.deliver(&target.source, index, entry, chain)) else {
         return true;
     };
     status.borrow_mut().panicked += 1;

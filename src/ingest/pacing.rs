@@ -90,11 +90,11 @@ pub(crate) async fn yield_now() {
 mod tests {
     use super::*;
     use crate::hub::Hub;
-    use crate::stream::{Frames, StreamKind};
+    use crate::message::{EncodedMessage, StreamKind};
     use certstream_ws::frame::Frame;
 
-    fn frames() -> Frames {
-        Frames {
+    fn frames() -> EncodedMessage {
+        EncodedMessage {
             lite: Frame::text(b"l"),
             full: Frame::text(b"f"),
             domains: Frame::text(b"d"),

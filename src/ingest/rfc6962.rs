@@ -25,9 +25,9 @@ use monoio::task::JoinHandle;
 
 use crate::http::{HttpClient, HttpError, Response};
 use crate::log_throttle::LogThrottle;
-use certstream_ct::checkpoint::{SignedTreeHead, TreeHead, TreeHeadError};
 use certstream_ct::entry::{Chain, decode_rfc6962};
 use certstream_ct::get_entries::{GetEntriesError, RawEntry, body_limit, scan_get_entries};
+use certstream_ct::tree_head::{SignedTreeHead, TreeHead, TreeHeadError};
 
 use super::growth::{self, FollowedSize};
 use super::pacing::{Turn, yield_now};
@@ -60,7 +60,7 @@ pub async fn run(
     stop: StopToken,
     resume: Option<u64>,
 ) {
-    let mut poller = Poller {
+    let mut poller = Rfc6962Poller {
         growth: FollowedSize::new(ctx.options.max_growth_per_second),
         ctx,
         target,
@@ -134,7 +134,7 @@ struct Fetch {
 }
 
 /// One log's polling state.
-struct Poller {
+struct Rfc6962Poller {
     ctx: PollerContext,
     target: Rc<LogTarget>,
     status: SharedStatus,
@@ -157,7 +157,7 @@ struct Poller {
     last_short: Option<u64>,
 }
 
-impl Poller {
+impl Rfc6962Poller {
     async fn run(&mut self) -> Result<(), Stopped> {
         let start_delay = self
             .ctx

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::IngestConfig;
 use crate::http::{HttpClient, HttpError};
 use crate::hub::Gate;
+use crate::message::{self, LogSource};
 use crate::metrics::{Fact, Metric, Report, StatusReporter, Table};
 use crate::operator_input::{self, InputError};
 use crate::panic_boundary::CatchUnwind;
 use crate::redact;
-use crate::stream::{self, LogSource};
 use certstream_ct::checkpoint::origin_from_submission_url;
 use certstream_ct::entry::LogEntry;
 use certstream_ct::log_list::{
@@ -39,7 +39,7 @@ use certstream_ct::log_list::{
 };
 
 use super::issuers::IssuerCache;
-use super::pipeline::{LogSink, Pipeline, SinkCounts};
+use super::publish::{LogSink, Publisher, SinkCounts};
 use super::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
     tiled,
@@ -122,7 +122,7 @@ struct ListState {
 pub struct Supervisor {
     config: IngestConfig,
     http: Rc<HttpClient>,
-    pipeline: Rc<Pipeline>,
+    publisher: Rc<Publisher>,
     issuers: Rc<IssuerCache>,
     options: PollOptions,
     logs: RefCell<Vec<Followed>>,
@@ -133,8 +133,8 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor delivering every log's entries to `pipeline`. Nothing runs until [`run`](Self::run).
-    pub fn new(config: IngestConfig, http: Rc<HttpClient>, pipeline: Rc<Pipeline>) -> Self {
+    /// A supervisor delivering every log's entries to `publisher`. Nothing runs until [`run`](Self::run).
+    pub fn new(config: IngestConfig, http: Rc<HttpClient>, publisher: Rc<Publisher>) -> Self {
         let options = config.poll_options();
         let issuers = IssuerCache::new(
             config.issuer_cache_bytes,
@@ -143,7 +143,7 @@ impl Supervisor {
         Self {
             config,
             http,
-            pipeline,
+            publisher,
             issuers: Rc::new(issuers),
             options,
             logs: RefCell::default(),
@@ -201,7 +201,7 @@ impl Supervisor {
                     tracing::info!("keeping the previous log list");
                     return;
                 }
-                match LogList::snapshot() {
+                match LogList::compiled_in() {
                     Ok(snapshot) => {
                         tracing::warn!("following the compiled-in snapshot of Chrome's log list");
                         self.record_load("compiled-in snapshot".into(), snapshot.version.clone());
@@ -348,7 +348,7 @@ impl Supervisor {
     fn follow(&self, info: &LogInfo, predecessor: Option<&Followed>) -> Result<Followed, String> {
         let key = info.key().map_err(|e| e.to_string())?;
         let (listed_url, read_url, origin, kind) = match &info.kind {
-            LogKind::Rfc6962 { url } => (url, url, String::new(), stream::LogKind::Rfc6962),
+            LogKind::Rfc6962 { url } => (url, url, String::new(), message::SourceKind::Rfc6962),
             LogKind::Tiled {
                 submission_url,
                 monitoring_url,
@@ -356,7 +356,7 @@ impl Supervisor {
                 submission_url,
                 monitoring_url,
                 origin_from_submission_url(submission_url).to_owned(),
-                stream::LogKind::Tiled {
+                message::SourceKind::Tiled {
                     monitoring_url: monitoring_url.clone(),
                 },
             ),
@@ -369,7 +369,7 @@ impl Supervisor {
             key,
             final_tree_size: final_tree_size(info),
         });
-        let mut sink = self.pipeline.sink(&info.description);
+        let mut sink = self.publisher.sink(&info.description);
         if let Some(predecessor) = predecessor {
             sink = sink.with_counts(predecessor.counts.clone());
         }
@@ -445,9 +445,9 @@ struct UntilStopped {
 }
 
 impl EntrySink for UntilStopped {
-    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
         if !self.stop.is_stopped() {
-            self.sink.entry(log, index, entry, chain);
+            self.sink.deliver(log, index, entry, chain);
         }
     }
 
@@ -831,15 +831,15 @@ mod tests {
     fn test_supervisor() -> Supervisor {
         let config = IngestConfig::default();
         let http = Rc::new(HttpClient::new(config.http_client_config()).unwrap());
-        let pipeline = Rc::new(Pipeline::new(Hub::new(4), Default::default()));
-        Supervisor::new(config, http, pipeline)
+        let publisher = Rc::new(Publisher::new(Hub::new(4), Default::default()));
+        Supervisor::new(config, http, publisher)
     }
 
     #[test]
     fn applying_lists_starts_and_stops_pollers_by_log_id() {
         crate::server::block_on(async {
             let supervisor = test_supervisor();
-            let snapshot = LogList::snapshot().unwrap();
+            let snapshot = LogList::compiled_in().unwrap();
             let ids = |positions: &[usize]| -> Vec<String> {
                 subset(&snapshot, positions)
                     .logs
@@ -959,7 +959,7 @@ mod tests {
     fn the_totals_keep_what_departed_logs_counted() {
         crate::server::block_on(async {
             let supervisor = test_supervisor();
-            let all = LogList::snapshot().unwrap();
+            let all = LogList::compiled_in().unwrap();
             supervisor.apply(&subset(&all, &[0, 1]));
             for (followed, (panicked, restarts)) in
                 supervisor.logs.borrow().iter().zip([(3, 1), (5, 2)])
@@ -980,7 +980,7 @@ mod tests {
     fn a_log_whose_url_changes_gets_a_new_poller_that_keeps_its_position_and_counters() {
         crate::server::block_on(async {
             let supervisor = test_supervisor();
-            let mut list = subset(&LogList::snapshot().unwrap(), &[0, 1]);
+            let mut list = subset(&LogList::compiled_in().unwrap(), &[0, 1]);
             supervisor.apply(&list);
             let (old_stop, other_stop) = {
                 let logs = supervisor.logs.borrow();

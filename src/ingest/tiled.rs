@@ -38,10 +38,7 @@ use crate::log_throttle::LogThrottle;
 use certstream_ct::checkpoint::Checkpoint;
 use certstream_ct::entry::{Chain, DecodeError, LogEntry};
 use certstream_ct::get_entries::body_limit;
-use certstream_ct::tile::{TileEntry, TileError, data_tile_entries, tile_path};
-
-/// Entries in a full data tile.
-const TILE_WIDTH: u64 = 256;
+use certstream_ct::tile::{TILE_WIDTH, TileEntry, TileError, data_tile_entries, tile_path};
 /// Bad answers in a row for one tile before its undecodable part is given up on.
 pub(crate) const TILE_ATTEMPTS: u32 = 5;
 /// Failed fetches of one issuer before entries are delivered without it.
@@ -67,7 +64,7 @@ pub async fn run(
     if !stop.sleep(start).await {
         return;
     }
-    let mut poller = Poller {
+    let mut poller = TiledPoller {
         growth: FollowedSize::new(ctx.options.max_growth_per_second),
         following: false,
         resume,
@@ -89,7 +86,7 @@ pub async fn run(
     poller.follow().await;
 }
 
-struct Poller {
+struct TiledPoller {
     ctx: PollerContext,
     issuers: Rc<IssuerCache>,
     target: Rc<LogTarget>,
@@ -135,7 +132,7 @@ enum Reply {
     Stopped,
 }
 
-impl Poller {
+impl TiledPoller {
     async fn follow(&mut self) {
         let first = loop {
             if self.stop.is_stopped() {

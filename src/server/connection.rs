@@ -191,7 +191,7 @@ fn act(
             Action::Closed => return Some(ReadEnd::CloseReplied),
         }
     }
-    if partial.update(session.buffered_bytes()) {
+    if partial.hold_within_budget(session.buffered_bytes()) {
         return None;
     }
     guard.count(Reason::PartialMessageBudget);
@@ -199,7 +199,7 @@ fn act(
         CloseCause::ServerLimit,
         "server busy: too many unfinished messages",
     );
-    partial.update(session.buffered_bytes());
+    partial.hold_within_budget(session.buffered_bytes());
     if let Action::Close { frame, .. } = action {
         client.queue_close(frame);
     }
@@ -418,7 +418,7 @@ mod tests {
             let task = serve(
                 stream,
                 Session::new(super::super::session_limits(&config), &[], Instant::now()),
-                hub.join(crate::stream::StreamKind::Lite),
+                hub.join(crate::message::StreamKind::Lite),
                 &rules,
                 limits.admit(addr.ip()).expect("within the limits"),
             );

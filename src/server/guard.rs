@@ -134,7 +134,7 @@ impl PartialBytes {
 
     /// Records that the connection now holds `bytes`; `false` when it grew past the server-wide budget (the caller
     /// closes it, which frees the bytes).
-    pub(crate) fn update(&self, bytes: usize) -> bool {
+    pub(crate) fn hold_within_budget(&self, bytes: usize) -> bool {
         let total = &self.guard.partial_bytes;
         let held = self.held.replace(bytes);
         total.set(total.get() - held + bytes);
@@ -145,7 +145,7 @@ impl PartialBytes {
 
 impl Drop for PartialBytes {
     fn drop(&mut self) {
-        self.update(0);
+        self.hold_within_budget(0);
     }
 }
 
@@ -158,10 +158,10 @@ mod tests {
         let guard = Rc::new(Guard::new(100));
         let a = PartialBytes::new(guard.clone());
         let b = PartialBytes::new(guard.clone());
-        assert!(a.update(60));
-        assert!(!b.update(50), "60 + 50 is over 100");
+        assert!(a.hold_within_budget(60));
+        assert!(!b.hold_within_budget(50), "60 + 50 is over 100");
         assert!(
-            b.update(30),
+            b.hold_within_budget(30),
             "shrinking or staying within the budget is fine"
         );
         assert_eq!(guard.stats().partial_message_bytes, 90);

@@ -7,10 +7,10 @@
 
 mod connection;
 mod guard;
-mod http;
 mod limits;
 mod pretty;
 mod rate;
+mod request;
 mod routes;
 mod stats;
 
@@ -33,7 +33,7 @@ use certstream_ws::frame::Frame;
 use certstream_ws::handshake;
 use certstream_ws::session::{Session, SessionLimits};
 
-pub use http::Route;
+pub use request::Route;
 
 /// Accept backlog: bursts of thousands of connects must not be refused by the kernel.
 const BACKLOG: i32 = 4096;
@@ -173,7 +173,7 @@ async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
 /// What to do with a parsed request head.
 enum Action {
     Respond(Bytes),
-    Upgrade(crate::stream::StreamKind, Vec<u8>),
+    Upgrade(crate::message::StreamKind, Vec<u8>),
 }
 
 /// One accepted connection: read the request head, then answer over HTTP or hand the upgraded connection to its
@@ -183,17 +183,17 @@ enum Action {
 async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
     let _ = stream.set_nodelay(true);
     let (buf, head_len) =
-        match http::read_head(&mut stream, shared.config.request_head_timeout).await {
+        match request::read_head(&mut stream, shared.config.request_head_timeout).await {
             Ok(head) => head,
             Err(error) => {
                 if let Some(response) = error.response() {
-                    http::respond_and_close(stream, response.into(), &shared).await;
+                    request::respond_and_close(stream, response.into(), &shared).await;
                 }
                 return;
             }
         };
     let action = {
-        let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
+        let mut headers = [httparse::EMPTY_HEADER; request::MAX_REQUEST_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => decide(&request, &shared),
@@ -201,7 +201,7 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
         }
     };
     match action {
-        Action::Respond(response) => http::respond_and_close(stream, response, &shared).await,
+        Action::Respond(response) => request::respond_and_close(stream, response, &shared).await,
         Action::Upgrade(kind, response) => {
             // Joined before the 101 goes out: a client sees every message published after its upgrade response.
             let client = shared.hub.join(kind);
@@ -239,7 +239,7 @@ fn session_limits(config: &Config) -> SessionLimits {
 }
 
 fn bad_request() -> Action {
-    Action::Respond(http::response(400, "text/plain", b"bad request\n").into())
+    Action::Respond(request::response(400, "text/plain", b"bad request\n").into())
 }
 
 fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
@@ -264,7 +264,7 @@ fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
 async fn ping_loop(hub: Hub, interval: Duration) {
     loop {
         monoio::time::sleep(interval).await;
-        hub.ping_all();
+        hub.ping_all_and_shrink_idle_rings();
     }
 }
 

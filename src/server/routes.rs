@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::log_throttle::LogThrottle;
+use crate::message::StreamKind;
 use crate::metrics::{metrics_text, stats_json};
 use crate::server::Shared;
-use crate::server::http::{Route, response, response_with};
 use crate::server::pretty::pretty_json;
 use crate::server::rate::TokenBucket;
-use crate::stream::StreamKind;
+use crate::server::request::{Route, response, response_with};
 
 /// The built-in live page served on `/` without an upgrade.
 const PAGE: &str = include_str!("page.html");
@@ -84,7 +84,7 @@ impl OpsRoutes {
 struct BuiltOnce(RefCell<Option<(u64, Bytes)>>);
 
 impl BuiltOnce {
-    fn get(&self, published: u64, build: impl FnOnce() -> Vec<u8>) -> Bytes {
+    fn get_or_build(&self, published: u64, build: impl FnOnce() -> Vec<u8>) -> Bytes {
         let mut cached = self.0.borrow_mut();
         match &*cached {
             Some((at, response)) if *at == published => response.clone(),
@@ -137,16 +137,20 @@ fn body_of(route: Route, shared: &Shared) -> Bytes {
             b"this is a WebSocket endpoint: connect with a WebSocket client\n",
         )
         .into(),
-        Route::Example(kind) => shared.ops.examples[example_index(kind)].get(published, || {
-            match shared.hub.latest(kind) {
-                Some(frame) => response_with(200, JSON, PUBLIC_DATA, &pretty_json(frame.payload())),
-                None => response_with(200, JSON, PUBLIC_DATA, b"null"),
-            }
-        }),
+        Route::Example(kind) => {
+            shared.ops.examples[example_index(kind)].get_or_build(published, || {
+                match shared.hub.latest(kind) {
+                    Some(frame) => {
+                        response_with(200, JSON, PUBLIC_DATA, &pretty_json(frame.payload()))
+                    }
+                    None => response_with(200, JSON, PUBLIC_DATA, b"null"),
+                }
+            })
+        }
         Route::Latest => shared
             .ops
             .latest
-            .get(published, || latest_json(&shared.hub.recent())),
+            .get_or_build(published, || latest_json(&shared.hub.recent())),
         Route::Stats => match shared.render_status(stats_json) {
             Ok(body) => response(200, JSON, &body).into(),
             // Serializing a JSON value into memory cannot fail; if it ever did, say so rather than serve `{}`.

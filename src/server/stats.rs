@@ -2,10 +2,10 @@
 //! other components add theirs through [`StatusReporter`]. Never client addresses or headers.
 
 use crate::hub::HubStats;
+use crate::message::StreamKind;
 use crate::metrics::{Fact, Kind, LabelledCount, Metric, Read, Report, StatusReporter};
 use crate::server::guard::{GuardStats, Reason};
 use crate::server::limits::ConnectionStats;
-use crate::stream::StreamKind;
 
 /// The server's own counters at one instant.
 pub(crate) struct Snapshot {
@@ -275,7 +275,7 @@ mod tests {
         use crate::config::IngestConfig;
         use crate::http::HttpClient;
         use crate::hub::Hub;
-        use crate::ingest::pipeline::Pipeline;
+        use crate::ingest::publish::Publisher;
         use crate::ingest::supervisor::Supervisor;
         use crate::logging::LogOutput;
         use certstream_ct::log_list::LogList;
@@ -285,9 +285,9 @@ mod tests {
             let hub = Hub::new(4);
             let log = LogOutput::spawn(std::io::sink(), 1024).unwrap();
             let http = Rc::new(HttpClient::new(config.http_client_config()).unwrap());
-            let pipeline = Rc::new(Pipeline::new(hub.clone(), Default::default()));
-            let supervisor = Supervisor::new(config, http.clone(), pipeline.clone());
-            let list = LogList::snapshot().unwrap();
+            let publisher = Rc::new(Publisher::new(hub.clone(), Default::default()));
+            let supervisor = Supervisor::new(config, http.clone(), publisher.clone());
+            let list = LogList::compiled_in().unwrap();
             supervisor.apply(&LogList {
                 version: None,
                 logs: list.selected(false).take(2).cloned().collect(),
@@ -296,7 +296,7 @@ mod tests {
             crate::metrics::tests::assert_both_outputs_agree(&[
                 &snapshot(),
                 &log,
-                &*pipeline,
+                &*publisher,
                 &hub.gate(),
                 &supervisor,
                 &*http,

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::checkpoint::LogKey;
+use super::log_key::LogKey;
 
 /// Chrome's list of the logs it trusts.
 pub const GOOGLE_LOG_LIST_URL: &str = "https://www.gstatic.com/ct/log_list/v3/log_list.json";
@@ -113,7 +113,7 @@ pub struct LogInfo {
 
 impl LogInfo {
     /// The key, parsed for verifying tree heads. Always succeeds for logs of a parsed list (checked on parse).
-    pub fn key(&self) -> Result<LogKey, super::checkpoint::TreeHeadError> {
+    pub fn key(&self) -> Result<LogKey, super::tree_head::TreeHeadError> {
         LogKey::from_spki(&self.key_der)
     }
 
@@ -208,7 +208,7 @@ impl LogList {
     }
 
     /// The compiled-in snapshot.
-    pub fn snapshot() -> Result<Self, LogListError> {
+    pub fn compiled_in() -> Result<Self, LogListError> {
         Self::parse(SNAPSHOT_JSON)
     }
 

@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use super::entry::{Buffer, Chain, DecodeError, DecodeErrorKind, LogEntry, read_timestamped_entry};
 use super::reader::Reader;
 
-/// Entries in a full tile.
-const TILE_WIDTH: u64 = 256;
+/// Entries in a full tile (static-ct-api: a data tile holds 256 entries).
+pub const TILE_WIDTH: u64 = 256;
 /// `ExtensionType` of the static-ct-api `leaf_index` extension.
 const LEAF_INDEX_EXTENSION: u8 = 0;
 

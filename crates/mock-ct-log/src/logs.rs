@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use certstream_ct::checkpoint::{TreeHead, rfc6962_note_key_id};
+use certstream_ct::{checkpoint::rfc6962_note_key_id, tree_head::TreeHead};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};

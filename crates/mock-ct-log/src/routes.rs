@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certstream_ct::checkpoint::TreeHead;
+use certstream_ct::tile::TILE_WIDTH;
+use certstream_ct::tree_head::TreeHead;
 use serde_json::{Map, Value, json};
 
 use crate::cache::Cache;
@@ -18,8 +19,6 @@ use crate::http::{Body, Handler, Reply, Request, Response};
 use crate::logs::{Growth, MONITORING_PREFIX, MockLog, Protocol, RFC6962_PREFIX, origin};
 use crate::stats::{Endpoint, LogStats};
 
-/// Entries in a full data tile.
-const TILE_WIDTH: u64 = 256;
 /// Most entries one `/_mock/expected` query may ask for.
 const MAX_EXPECTED: u64 = 100_000;
 const JSON: &str = "application/json";

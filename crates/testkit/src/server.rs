@@ -9,13 +9,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use certstream::config::Config;
+use certstream::message::EncodedMessage;
 use certstream::server::{self, Server};
-use certstream::stream::Frames;
 use certstream_ws::frame::Frame;
 use serde_json::json;
 
 enum Command {
-    Publish(Frames),
+    Publish(EncodedMessage),
     Shutdown,
 }
 
@@ -72,7 +72,7 @@ impl TestServer {
         }
     }
 
-    pub fn publish(&self, frames: Frames) {
+    pub fn publish(&self, frames: EncodedMessage) {
         self.commands
             .send(Command::Publish(frames))
             .expect("server thread gone");
@@ -128,7 +128,7 @@ impl Drop for TestServer {
 
 /// Message number `n` in the three stream variants, certstream-shaped (docs/wire-format.md §3), with non-ASCII text
 /// in it.
-pub fn message(n: u64) -> Frames {
+pub fn message(n: u64) -> EncodedMessage {
     let domain = format!("host-{n}.example.com");
     let domains = json!([domain.clone(), format!("www.{domain}")]);
     let mut leaf = json!({
@@ -167,7 +167,7 @@ pub fn message(n: u64) -> Frames {
     let full = data(leaf, Some(json!([])));
     let domains_only = json!({"data": domains, "message_type": "dns_entries"});
     let frame = |value: &serde_json::Value| Frame::text(&serde_json::to_vec(value).unwrap());
-    Frames {
+    EncodedMessage {
         lite: frame(&lite),
         full: frame(&full),
         domains: frame(&domains_only),

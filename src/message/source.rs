@@ -1,8 +1,9 @@
 use certstream_ct::tile::tile_path;
 
-/// Which read protocol a log speaks; it decides `source.type` and the shape of `cert_link`.
+/// The kind of a message's source log: it decides `source.type` and the shape of `cert_link` (the log list's
+/// [`certstream_ct::log_list::LogKind`] also carries the URLs to read from).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogKind {
+pub enum SourceKind {
     /// RFC 6962 (`get-sth` / `get-entries`).
     Rfc6962,
     /// static-ct-api: reads (and `cert_link`) go to the monitoring prefix.
@@ -16,7 +17,7 @@ pub enum LogKind {
 /// configured rather than once per entry.
 #[derive(Clone, Debug)]
 pub struct LogSource {
-    kind: LogKind,
+    kind: SourceKind,
     url: String,
     /// `{"name":…,"timestamp":` — the timestamp varies per entry.
     json_head: String,
@@ -27,10 +28,10 @@ pub struct LogSource {
 impl LogSource {
     /// `name` is the log's description and `url` its URL exactly as listed (for tiled logs the submission URL,
     /// the log's identity).
-    pub fn new(name: &str, url: &str, kind: LogKind) -> Self {
+    pub fn new(name: &str, url: &str, kind: SourceKind) -> Self {
         let kind_name = match kind {
-            LogKind::Rfc6962 => "rfc6962",
-            LogKind::Tiled { .. } => "tiled",
+            SourceKind::Rfc6962 => "rfc6962",
+            SourceKind::Tiled { .. } => "tiled",
         };
         let json_head = format!("{{\"name\":{},\"timestamp\":", json_string(name));
         let json_tail = format!(",\"type\":\"{kind_name}\",\"url\":{}}}", json_string(url));
@@ -43,7 +44,7 @@ impl LogSource {
     }
 
     /// The log's read protocol.
-    pub fn kind(&self) -> &LogKind {
+    pub fn kind(&self) -> &SourceKind {
         &self.kind
     }
 
@@ -58,8 +59,10 @@ impl LogSource {
     /// range; tiled logs to the full data tile holding the entry, which is stable and fetchable once the tile fills.
     pub(crate) fn write_cert_link(&self, out: &mut Vec<u8>, index: u64) {
         let link = match &self.kind {
-            LogKind::Rfc6962 => format!("{}ct/v1/get-entries?start={index}&end={index}", self.url),
-            LogKind::Tiled { monitoring_url } => {
+            SourceKind::Rfc6962 => {
+                format!("{}ct/v1/get-entries?start={index}&end={index}", self.url)
+            }
+            SourceKind::Tiled { monitoring_url } => {
                 format!("{monitoring_url}tile/data/{}", tile_path(index / 256, None))
             }
         };
@@ -93,7 +96,7 @@ mod tests {
         let log = LogSource::new(
             "Google 'Argon2018' log",
             "https://ct.googleapis.com/logs/argon2018/",
-            LogKind::Rfc6962,
+            SourceKind::Rfc6962,
         );
         let mut out = Vec::new();
         log.write_json(&mut out, 1519203335519);
@@ -111,7 +114,7 @@ mod tests {
         let tiled = LogSource::new(
             "Tiled \"test\" log",
             "https://log.example/2026h2/",
-            LogKind::Tiled {
+            SourceKind::Tiled {
                 monitoring_url: "https://mon.example/2026h2/".into(),
             },
         );

@@ -17,15 +17,16 @@ impl StreamKind {
         [StreamKind::Lite, StreamKind::Full, StreamKind::DomainsOnly];
 }
 
-/// One log entry as complete WebSocket text frames, one per stream variant, ready for any number of clients.
+/// One message (one log entry) in its three encodings, one per stream variant, each a complete WebSocket text
+/// frame ready for any number of clients.
 #[derive(Clone, Debug)]
-pub struct Frames {
+pub struct EncodedMessage {
     pub lite: Frame,
     pub full: Frame,
     pub domains: Frame,
 }
 
-impl Frames {
+impl EncodedMessage {
     /// The frame for one stream variant.
     pub fn get(&self, kind: StreamKind) -> &Frame {
         match kind {

@@ -8,13 +8,13 @@ use monoio::net::TcpStream;
 
 use super::Shared;
 use super::guard::Reason;
-use crate::stream::StreamKind;
+use crate::message::StreamKind;
 
 /// Largest request head accepted (request line and headers); a longer one gets `431`.
-pub(crate) const MAX_HEAD_LEN: usize = 8 * 1024;
+pub(crate) const MAX_REQUEST_HEAD_LEN: usize = 8 * 1024;
 
 /// Most headers accepted in one request; more get `431`.
-pub(crate) const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_REQUEST_HEADERS: usize = 64;
 
 /// What the server serves at a path (docs/wire-format.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,18 +62,18 @@ impl Route {
 
 /// Why no request head could be read.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum HeadError {
+pub(crate) enum RequestHeadError {
     /// The peer closed or the socket failed before a complete head: nothing to answer.
     Gone,
     /// The head is not HTTP/1.x.
     Malformed,
-    /// The head is longer than [`MAX_HEAD_LEN`] or has more than [`MAX_HEADERS`] headers.
+    /// The head is longer than [`MAX_REQUEST_HEAD_LEN`] or has more than [`MAX_REQUEST_HEADERS`] headers.
     TooLarge,
     /// The head did not arrive within the deadline.
     Timeout,
 }
 
-impl HeadError {
+impl RequestHeadError {
     /// The response to send before closing, if any.
     pub(crate) fn response(&self) -> Option<Vec<u8>> {
         match self {
@@ -94,28 +94,28 @@ impl HeadError {
 pub(crate) async fn read_head(
     stream: &mut TcpStream,
     deadline: Duration,
-) -> Result<(Vec<u8>, usize), HeadError> {
+) -> Result<(Vec<u8>, usize), RequestHeadError> {
     match monoio::time::timeout(deadline, read_head_unbounded(stream)).await {
         Ok(result) => result,
-        Err(_) => Err(HeadError::Timeout),
+        Err(_) => Err(RequestHeadError::Timeout),
     }
 }
 
-async fn read_head_unbounded(stream: &mut TcpStream) -> Result<(Vec<u8>, usize), HeadError> {
+async fn read_head_unbounded(stream: &mut TcpStream) -> Result<(Vec<u8>, usize), RequestHeadError> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         if buf.len() == buf.capacity() {
-            if buf.len() >= MAX_HEAD_LEN {
-                return Err(HeadError::TooLarge);
+            if buf.len() >= MAX_REQUEST_HEAD_LEN {
+                return Err(RequestHeadError::TooLarge);
             }
-            buf.reserve_exact(MAX_HEAD_LEN - buf.len());
+            buf.reserve_exact(MAX_REQUEST_HEAD_LEN - buf.len());
         }
         // Append after what is already buffered (a plain `Vec` would be overwritten from its start).
         let start = buf.len();
         let (result, slice) = stream.read(buf.slice_mut(start..)).await;
         buf = slice.into_inner();
         match result {
-            Ok(0) | Err(_) => return Err(HeadError::Gone),
+            Ok(0) | Err(_) => return Err(RequestHeadError::Gone),
             Ok(_) => {}
         }
         if let Some(len) = head_len(&buf)? {
@@ -125,13 +125,13 @@ async fn read_head_unbounded(stream: &mut TcpStream) -> Result<(Vec<u8>, usize),
 }
 
 /// The head's length once `buf` holds a complete one.
-fn head_len(buf: &[u8]) -> Result<Option<usize>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+fn head_len(buf: &[u8]) -> Result<Option<usize>, RequestHeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
     match httparse::Request::new(&mut headers).parse(buf) {
         Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
-        Err(_) => Err(HeadError::Malformed),
+        Err(httparse::Error::TooManyHeaders) => Err(RequestHeadError::TooLarge),
+        Err(_) => Err(RequestHeadError::Malformed),
     }
 }
 
@@ -278,13 +278,16 @@ mod tests {
         assert_eq!(head_len(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
         assert_eq!(
             head_len(b"\x16\x03\x01garbage\r\n\r\n"),
-            Err(HeadError::Malformed)
+            Err(RequestHeadError::Malformed)
         );
-        let many: String = (0..MAX_HEADERS + 1)
+        let many: String = (0..MAX_REQUEST_HEADERS + 1)
             .map(|i| format!("h{i}: v\r\n"))
             .collect();
         let request = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert_eq!(head_len(request.as_bytes()), Err(HeadError::TooLarge));
+        assert_eq!(
+            head_len(request.as_bytes()),
+            Err(RequestHeadError::TooLarge)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::cert::{self, Cert, CertError, CertJson};
 use certstream_ct::entry::{EntryType, LogEntry};
 use certstream_ws::frame::Frame;
 
-use super::Frames;
+use super::EncodedMessage;
 use super::chain_cache::ChainCache;
 use super::source::{LogSource, write_f64};
 
@@ -100,7 +100,7 @@ pub struct BuildCounters {
     pub chain_cache_evicted: u64,
 }
 
-/// Turns decoded log entries into [`Frames`]: each variant serialized once and framed once.
+/// Turns decoded log entries into [`EncodedMessage`]: each variant serialized once and framed once.
 pub struct MessageBuilder {
     limits: BuildLimits,
     chain_cache: Option<ChainCache>,
@@ -152,7 +152,7 @@ impl MessageBuilder {
         entry: &LogEntry<'_>,
         chain: &[&[u8]],
         seen: f64,
-    ) -> Result<Frames, BuildError> {
+    ) -> Result<EncodedMessage, BuildError> {
         let certificate_bytes = entry
             .leaf
             .len()
@@ -234,7 +234,7 @@ impl MessageBuilder {
         }
 
         self.counters.built += 1;
-        Ok(Frames {
+        Ok(EncodedMessage {
             lite: Frame::text_from_parts(&[&self.head, LITE_LEAF, &self.leaf_lite, &self.tail]),
             full: Frame::text_from_parts(&[
                 &self.head,

@@ -3,10 +3,10 @@
 
 mod builder;
 mod chain_cache;
-mod frames;
+mod encoded;
 mod source;
 
 pub(crate) use builder::seen_now;
 pub use builder::{BuildCounters, BuildError, BuildLimits, MessageBuilder};
-pub use frames::{Frames, StreamKind};
-pub use source::{LogKind, LogSource};
+pub use encoded::{EncodedMessage, StreamKind};
+pub use source::{LogSource, SourceKind};

@@ -1,7 +1,7 @@
-//! The message pipeline behind the pollers: each delivered entry is stamped with the time it was seen, built into
+//! The publish step behind the pollers: each delivered entry is stamped with the time it was seen, built into
 //! its three frames once ([`MessageBuilder`]) and published to every client ([`Hub::publish`]).
 //!
-//! One [`Pipeline`] (one builder, so one chain cache) serves every log; each log's poller gets its own [`LogSink`],
+//! One [`Publisher`] (one builder, so one chain cache) serves every log; each log's poller gets its own [`LogSink`],
 //! which counts what that log published and what it lost to certificates that do not parse.
 
 use std::cell::{Cell, RefCell};
@@ -10,20 +10,20 @@ use std::time::{Duration, Instant};
 
 use crate::hub::{Gate, Hub};
 use crate::log_throttle::LogThrottle;
+use crate::message::{BuildCounters, BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
 use crate::metrics::{Metric, Report, StatusReporter};
-use crate::stream::{BuildCounters, BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
 use certstream_ct::entry::LogEntry;
 
 use super::EntrySink;
 
 /// Builds and publishes messages for every log.
-pub struct Pipeline {
+pub struct Publisher {
     builder: RefCell<MessageBuilder>,
     hub: Hub,
 }
 
-impl Pipeline {
-    /// A pipeline publishing to `hub`, building messages within `limits`.
+impl Publisher {
+    /// Publishes to `hub`, building messages within `limits`.
     pub fn new(hub: Hub, limits: BuildLimits) -> Self {
         Self {
             builder: RefCell::new(MessageBuilder::new(limits)),
@@ -34,7 +34,7 @@ impl Pipeline {
     /// A sink for one log's poller, named `log` in warnings.
     pub fn sink(self: &Rc<Self>, log: &str) -> LogSink {
         LogSink {
-            pipeline: self.clone(),
+            publisher: self.clone(),
             log: log.to_owned(),
             counts: Rc::default(),
             skip_warnings: LogThrottle::new(Duration::from_secs(1)),
@@ -53,9 +53,9 @@ pub struct SinkCounts {
     pub oversized: Cell<u64>,
 }
 
-/// One log's entrance to the [`Pipeline`].
+/// One log's entrance to the [`Publisher`].
 pub struct LogSink {
-    pipeline: Rc<Pipeline>,
+    publisher: Rc<Publisher>,
     log: String,
     counts: Rc<SinkCounts>,
     /// Skipped entries are logged at most once a second.
@@ -75,16 +75,16 @@ impl LogSink {
 }
 
 impl EntrySink for LogSink {
-    fn entry(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]) {
         let seen = seen_now();
         let built = self
-            .pipeline
+            .publisher
             .builder
             .borrow_mut()
             .build(log, index, entry, chain, seen);
         match built {
-            Ok(frames) => {
-                self.pipeline.hub.publish(&frames);
+            Ok(message) => {
+                self.publisher.hub.publish(&message);
                 bump(&self.counts.published);
             }
             Err(error) => {
@@ -100,7 +100,7 @@ impl EntrySink for LogSink {
     }
 
     fn gate(&self) -> Option<Gate> {
-        Some(self.pipeline.hub.gate())
+        Some(self.publisher.hub.gate())
     }
 }
 
@@ -177,7 +177,7 @@ const METRICS: &[Metric<BuildCounters>] = &[
     ),
 ];
 
-impl StatusReporter for Pipeline {
+impl StatusReporter for Publisher {
     fn report(&self, out: &mut Report<'_>) {
         out.metrics(METRICS, &self.builder.borrow().counters());
     }
@@ -188,8 +188,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::message::SourceKind;
     use crate::metrics::tests::{assert_both_outputs_agree, stats_of, text_of};
-    use crate::stream::LogKind;
     use certstream_ct::entry::{Chain, EntryType};
 
     fn entry(leaf: &[u8]) -> LogEntry<'_> {
@@ -206,16 +206,16 @@ mod tests {
     #[test]
     fn unparseable_entries_are_counted_not_published() {
         let hub = Hub::new(8);
-        let pipeline = Rc::new(Pipeline::new(hub.clone(), BuildLimits::default()));
-        let sink = pipeline.sink("test log");
-        let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
-        sink.entry(&source, 7, &entry(b"not a certificate"), &[]);
+        let publisher = Rc::new(Publisher::new(hub.clone(), BuildLimits::default()));
+        let sink = publisher.sink("test log");
+        let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962);
+        sink.deliver(&source, 7, &entry(b"not a certificate"), &[]);
         let counts = sink.counts();
         assert_eq!((counts.published.get(), counts.rejected.get()), (0, 1));
         assert_eq!(hub.stats().published, 0);
-        assert_eq!(stats_of(&*pipeline)["messages"]["leaf_rejected"], 1);
-        assert!(text_of(&*pipeline).contains("certstream_leaf_rejected_total 1\n"));
-        assert_both_outputs_agree(&[&*pipeline]);
+        assert_eq!(stats_of(&*publisher)["messages"]["leaf_rejected"], 1);
+        assert!(text_of(&*publisher).contains("certstream_leaf_rejected_total 1\n"));
+        assert_both_outputs_agree(&[&*publisher]);
     }
 
     #[test]
@@ -228,7 +228,7 @@ mod tests {
         let der = big.cert.der().to_vec();
         let small = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
         let small = small.cert.der().to_vec();
-        let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
+        let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962);
         for (limits, oversized) in [
             (
                 BuildLimits {
@@ -246,10 +246,10 @@ mod tests {
             ),
         ] {
             let hub = Hub::new(8);
-            let pipeline = Rc::new(Pipeline::new(hub.clone(), limits));
-            let sink = pipeline.sink("test log");
-            sink.entry(&source, 1, &entry(&der), &[]);
-            sink.entry(&source, 2, &entry(&small), &[]);
+            let publisher = Rc::new(Publisher::new(hub.clone(), limits));
+            let sink = publisher.sink("test log");
+            sink.deliver(&source, 1, &entry(&der), &[]);
+            sink.deliver(&source, 2, &entry(&small), &[]);
             let counts = sink.counts();
             assert_eq!(
                 (
@@ -261,27 +261,27 @@ mod tests {
                 "{oversized}"
             );
             assert_eq!(
-                stats_of(&*pipeline)["messages"][oversized],
+                stats_of(&*publisher)["messages"][oversized],
                 1,
                 "{oversized}"
             );
-            assert!(text_of(&*pipeline).contains(&format!("certstream_{oversized}_total 1\n")));
+            assert!(text_of(&*publisher).contains(&format!("certstream_{oversized}_total 1\n")));
         }
     }
 
     #[test]
     fn certificates_are_published_once_per_entry() {
         let hub = Hub::new(8);
-        let pipeline = Rc::new(Pipeline::new(hub.clone(), BuildLimits::default()));
-        let sink = pipeline.sink("test log");
-        let source = LogSource::new("test log", "https://log.example/", LogKind::Rfc6962);
+        let publisher = Rc::new(Publisher::new(hub.clone(), BuildLimits::default()));
+        let sink = publisher.sink("test log");
+        let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962);
         let cert = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
         let der = cert.cert.der().to_vec();
-        sink.entry(&source, 41, &entry(&der), &[]);
-        sink.entry(&source, 42, &entry(&der), &[]);
+        sink.deliver(&source, 41, &entry(&der), &[]);
+        sink.deliver(&source, 42, &entry(&der), &[]);
         assert_eq!(sink.counts().published.get(), 2);
         assert_eq!(hub.stats().published, 2);
-        let latest = hub.latest(crate::stream::StreamKind::Lite).unwrap();
+        let latest = hub.latest(crate::message::StreamKind::Lite).unwrap();
         let message: Value = serde_json::from_slice(latest.payload()).unwrap();
         assert_eq!(message["data"]["cert_index"], 42);
         assert_eq!(
