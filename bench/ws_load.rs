@@ -82,7 +82,7 @@ fn spawn_server(port: u16, publisher: Publisher) -> libc::pid_t {
         max_connections_per_ip: 100_000,
         ..Config::default()
     };
-    let _ = server::block_on(async move {
+    let _ = certstream::runtime::block_on(async move {
         let server = Server::bind(config).expect("bind");
         monoio::spawn(publish(server.hub(), publisher));
         let ctrl_c = monoio::utils::CtrlC::new().expect("signal handler");
@@ -365,7 +365,7 @@ fn run_clients(
 ) -> Rc<Seen> {
     let seen = Rc::new(Seen::default());
     let seen_inner = seen.clone();
-    server::block_on(async move {
+    certstream::runtime::block_on(async move {
         for _ in 0..clients {
             monoio::spawn(client(addr, expect, seen_inner.clone()));
         }
@@ -477,7 +477,7 @@ fn main() {
         let after_inner = after.clone();
         let seen = Rc::new(Seen::default());
         let seen_inner = seen.clone();
-        server::block_on(async move {
+        certstream::runtime::block_on(async move {
             for _ in 0..clients {
                 monoio::spawn(client(addr, u64::MAX, seen_inner.clone()));
             }
@@ -508,7 +508,7 @@ fn main() {
         let seen_inner = seen.clone();
         let elapsed = Rc::new(Cell::new(Duration::ZERO));
         let elapsed_inner = elapsed.clone();
-        server::block_on(async move {
+        certstream::runtime::block_on(async move {
             for _ in 0..clients {
                 monoio::spawn(client(addr, u64::MAX, seen_inner.clone()));
             }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use certstream::config::Command;
 use certstream::hub::Hub;
 use certstream::message::EncodedMessage;
-use certstream::server::{self, Server};
+use certstream::server::Server;
 use certstream_ws::frame::Frame;
 use serde_json::json;
 
@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Ok(());
         }
     };
-    server::block_on(async move {
+    certstream::runtime::block_on(async move {
         let server = Server::bind(config)?;
         println!("listening on {}", server.local_addr()?);
         monoio::spawn(replay(server.hub(), script));

@@ -23,4 +23,5 @@ pub mod metrics;
 pub mod operator_input;
 pub mod panic_boundary;
 pub mod redact;
+pub mod runtime;
 pub mod server;

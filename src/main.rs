@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         tracing::warn!(%error, "could not raise the open files limit");
     }
     let reporter = Rc::new(log.clone());
-    let result = server::block_on(async move {
+    let result = certstream::runtime::block_on(async move {
         let ingest = config.ingest.clone();
         let server = Server::bind(config)?;
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;

@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn the_reactor_waits_at_most_the_deadline() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let started = Instant::now();
             let zeros = read_file("/dev/zero", 1 << 20, Duration::from_secs(5)).await;
             assert!(matches!(zeros, Err(InputError::TooLarge { .. })));

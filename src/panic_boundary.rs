@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(catch(|| 7), Ok(7));
         let caught = catch(|| -> u8 { panic!("boom {}", 1) });
         assert_eq!(caught, Err(Panicked("boom 1".into())));
-        let caught = crate::server::block_on(CatchUnwind::new(async {
+        let caught = crate::runtime::block_on(CatchUnwind::new(async {
             monoio::time::sleep(std::time::Duration::from_millis(1)).await;
             panic!("in a task")
         }))

@@ -267,11 +267,7 @@ mod tests {
 
     #[test]
     fn a_stop_wakes_sleepers_at_once_and_leaves_no_waiters() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        crate::runtime::block_on(async {
             let stop = StopToken::default();
             let sleeper = monoio::spawn({
                 let stop = stop.clone();
@@ -297,6 +293,7 @@ mod tests {
                 !stop.sleep(Duration::from_secs(1)).await,
                 "sleeping after a stop returns at once"
             );
-        });
+        })
+        .unwrap();
     }
 }

@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn a_turn_ends_when_its_budget_is_spent_or_a_client_that_keeps_up_is_behind() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let hub = Hub::new(4); // mark 3
             let client = hub.join(StreamKind::Lite);
             let turn = Turn::begin(Some(hub.gate())).await;
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_waiting_turn_begins_once_the_writer_catches_up() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let hub = Hub::new(4);
             let client = hub.join(StreamKind::Lite);
             for _ in 0..3 {
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn turns_together_stop_for_the_reactor_once_the_round_budget_is_spent() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             ROUND_USED.set(ROUND_BUDGET);
             let started = Instant::now();
             let turn = Turn::begin(None).await;

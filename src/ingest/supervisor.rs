@@ -837,7 +837,7 @@ mod tests {
 
     #[test]
     fn applying_lists_starts_and_stops_pollers_by_log_id() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let supervisor = test_supervisor();
             let snapshot = LogList::compiled_in().unwrap();
             let ids = |positions: &[usize]| -> Vec<String> {
@@ -905,7 +905,7 @@ mod tests {
     /// is known to make a poller panic, so the test's poller panics on purpose.)
     #[test]
     fn a_panicking_poller_restarts_from_its_next_index_after_a_backoff() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let status = SharedStatus::default();
             // Each start: where it resumed, and when.
             type Starts = Rc<RefCell<Vec<(Option<u64>, Instant)>>>;
@@ -957,7 +957,7 @@ mod tests {
     /// list must not take its share out of them.
     #[test]
     fn the_totals_keep_what_departed_logs_counted() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let supervisor = test_supervisor();
             let all = LogList::compiled_in().unwrap();
             supervisor.apply(&subset(&all, &[0, 1]));
@@ -978,7 +978,7 @@ mod tests {
 
     #[test]
     fn a_log_whose_url_changes_gets_a_new_poller_that_keeps_its_position_and_counters() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let supervisor = test_supervisor();
             let mut list = subset(&LogList::compiled_in().unwrap(), &[0, 1]);
             supervisor.apply(&list);

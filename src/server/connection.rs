@@ -403,7 +403,7 @@ mod tests {
     /// per idle client, everything included).
     #[test]
     fn an_idle_connection_task_stays_small() {
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let stream = TcpStream::connect_addr(addr).await.unwrap();

@@ -291,25 +291,6 @@ async fn connection_task(connection: impl Future<Output = ()>) {
     }
 }
 
-/// Builds the runtime (io_uring, or epoll where io_uring is unavailable or `MONOIO_FORCE_LEGACY_DRIVER=1`) and
-/// runs `future` on it to completion.
-pub fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
-    match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-    {
-        Ok(mut runtime) => Ok(runtime.block_on(future)),
-        Err(error) => {
-            // The io_uring probe can pass and the ring still fail to build (e.g. ENOMEM): fall back by hand.
-            tracing::warn!(%error, "io_uring runtime failed to build, using epoll");
-            let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .build()?;
-            Ok(runtime.block_on(future))
-        }
-    }
-}
-
 /// How many connections clients may hold without eating into the descriptors reserved for the CT logs
 /// ([`limits`] module docs): the open-files limit and the descriptors open now are read once, here.
 fn client_descriptor_room(reserve: usize) -> usize {

@@ -280,7 +280,7 @@ mod tests {
         use crate::logging::LogOutput;
         use certstream_ct::log_list::LogList;
 
-        crate::server::block_on(async {
+        crate::runtime::block_on(async {
             let config = IngestConfig::default();
             let hub = Hub::new(4);
             let log = LogOutput::spawn(std::io::sink(), 1024).unwrap();

@@ -40,7 +40,7 @@ impl TestServer {
         let (commands, inbox) = mpsc::channel();
         let (addr_tx, addr_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            server::block_on(async move {
+            certstream::runtime::block_on(async move {
                 let server = Server::bind(config).expect("bind");
                 addr_tx
                     .send(server.local_addr().expect("local addr"))
