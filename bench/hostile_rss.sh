@@ -5,6 +5,8 @@
 # log (--start-back) for SECONDS s; prints VmHWM and the counters that show which budget bit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Both binaries, built here unless given (the mock is its own package of the workspace).
+[[ -n ${1:-} && -n ${MOCK:-} ]] || cargo build --profile ci -p certstream --bin certstream -p mock-ct-log
 BIN=${1:-target/ci/certstream}
 MOCK=${MOCK:-target/ci/mock-ct-log}
 SECONDS_PER_CASE=${SECONDS_PER_CASE:-25}
