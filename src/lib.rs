@@ -10,6 +10,9 @@
 
 // What only this crate uses is `pub(crate)`, so the dead-code lint sees it.
 #![warn(unreachable_pub)]
+// The server's documentation is for its contributors (`cargo doc --document-private-items`): module docs link
+// to the private constants and functions that hold their rules.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod cert;
 pub mod config;

@@ -14,6 +14,8 @@ export CERTSTREAM_TEST_PYTHON="$PWD/.venv/bin/python"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Documentation links resolve (the library crates' public docs, the server's for contributors).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --profile ci
 cargo test --workspace --profile ci
 # The WebSocket, poller and end-to-end tests again on monoio's epoll driver (where io_uring is unavailable, e.g.
 # Docker); the spawned binaries inherit the variable.

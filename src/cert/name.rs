@@ -28,7 +28,7 @@ pub struct Name {
     pub aggregated: String,
 }
 
-/// Attribute slots in `aggregated` order; the index into [`Name::slots`].
+/// Attribute keys in `aggregated` order; a key's index is its slot (`Name::slot_mut`).
 const KEYS: [&str; 7] = ["C", "CN", "L", "O", "OU", "ST", "emailAddress"];
 
 /// Content octets of the attribute type OIDs we keep, in `KEYS` order.
