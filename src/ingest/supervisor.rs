@@ -580,11 +580,6 @@ const LOGS: Table<Followed> = Table {
             stats: "state",
             read: |f| state_name(f.info.state).into(),
         },
-        // Not a Prometheus family: certstream_leaf_rejected_total counts it over every log.
-        Fact {
-            stats: "unparseable",
-            read: |f| f.counts.rejected.get().into(),
-        },
         Fact {
             stats: "last_error",
             read: |f| {
@@ -627,6 +622,12 @@ const LOGS: Table<Followed> = Table {
             "published",
             "Messages published.",
             |f| f.counts.published.get(),
+        ),
+        Metric::counter(
+            "certstream_log_unparseable_total",
+            "unparseable",
+            "Entries whose certificate x509-parser rejected (part of skipped).",
+            |f| f.counts.rejected.get(),
         ),
         Metric::counter(
             "certstream_log_skipped_total",
@@ -717,10 +718,6 @@ const LIST_FACTS: &[Fact<ListState>] = &[
         stats: "log_list.loaded_at",
         read: |l| l.loaded_at.into(),
     },
-    Fact {
-        stats: "log_list.loads",
-        read: |l| l.loads.into(),
-    },
     // Already redacted when recorded.
     Fact {
         stats: "log_list.last_error",
@@ -728,12 +725,20 @@ const LIST_FACTS: &[Fact<ListState>] = &[
     },
 ];
 
-const LIST_METRICS: &[Metric<ListState>] = &[Metric::counter(
-    "certstream_log_list_failures_total",
-    "log_list.failures",
-    "Log list loads that failed (the previous list was kept).",
-    |l| l.failures,
-)];
+const LIST_METRICS: &[Metric<ListState>] = &[
+    Metric::counter(
+        "certstream_log_list_loads_total",
+        "log_list.loads",
+        "Log list loads that succeeded.",
+        |l| l.loads,
+    ),
+    Metric::counter(
+        "certstream_log_list_failures_total",
+        "log_list.failures",
+        "Log list loads that failed (the previous list was kept).",
+        |l| l.failures,
+    ),
+];
 
 /// Sums over every log followed since start.
 #[derive(Clone, Copy, Default)]
