@@ -10,12 +10,13 @@
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use certstream_ct::log_list::LogList;
+use certstream_testkit::http::ScriptedServer;
 use certstream_testkit::{
     Certstream, Collector, ListFile, Mock, assert_window, closed_port, only_logs,
 };
@@ -105,13 +106,9 @@ fn wait_following(server: &Certstream, names: &[&str]) {
     }
 }
 
-#[test]
-fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
-    let mock = Mock::start(&["--rfc6962", "2", "--tiled", "1", "--rate", "20"]);
-    let full = mock.list();
-    let list = ListFile::new();
-    list.write_only(&full, &["r0"]);
-    let server = Certstream::start(
+/// A certstream following `list`, re-read every 200 ms, polling every 100 ms.
+fn follow_refreshed(list: &ListFile) -> Certstream {
+    Certstream::start(
         &[
             "--log-list",
             list.location(),
@@ -121,7 +118,16 @@ fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
             "100ms",
         ],
         &[],
-    );
+    )
+}
+
+#[test]
+fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
+    let mock = Mock::start(&["--rfc6962", "2", "--tiled", "1", "--rate", "20"]);
+    let full = mock.list();
+    let list = ListFile::new();
+    list.write_only(&full, &["r0"]);
+    let server = follow_refreshed(&list);
     wait_following(&server, &["r0"]);
 
     list.write_only(&full, &["r0", "r1", "t0"]);
@@ -274,46 +280,38 @@ fn endless_or_silent_list_files_neither_fill_memory_nor_hold_the_server() {
 }
 
 /// A TCP relay to `upstream` that records the bytes clients send (request heads), to see which address a log is
-/// read at. Its threads end with the test process.
+/// read at.
 struct Relay {
-    addr: SocketAddr,
+    server: ScriptedServer,
     sent: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Relay {
     fn start(upstream: &str) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
-        let addr = listener.local_addr().expect("relay address");
         let sent = Arc::new(Mutex::new(Vec::new()));
         let (record, upstream) = (sent.clone(), upstream.to_owned());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(mut client) = client else { return };
-                let Ok(mut server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let (mut client_back, mut server_back) = (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                );
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut server_back, &mut client_back);
-                    let _ = client_back.shutdown(std::net::Shutdown::Both);
-                });
-                let record = record.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0; 16 * 1024];
-                    while let Ok(n) = client.read(&mut buf) {
-                        if n == 0 || server.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                        record.lock().expect("lock").extend_from_slice(&buf[..n]);
-                    }
-                    let _ = server.shutdown(std::net::Shutdown::Both);
-                });
+        let server = ScriptedServer::accept(move |_, mut client| {
+            let Ok(mut server) = TcpStream::connect(&upstream) else {
+                return;
+            };
+            let (mut client_back, mut server_back) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_back, &mut client_back);
+                let _ = client_back.shutdown(std::net::Shutdown::Both);
+            });
+            let mut buf = [0; 16 * 1024];
+            while let Ok(n) = client.read(&mut buf) {
+                if n == 0 || server.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                record.lock().expect("lock").extend_from_slice(&buf[..n]);
             }
+            let _ = server.shutdown(std::net::Shutdown::Both);
         });
-        Relay { addr, sent }
+        Relay { server, sent }
     }
 
     /// Requests received so far whose path starts with `prefix`.
@@ -329,7 +327,7 @@ fn read_through(list: &serde_json::Value, mock: &Mock, relay: &Relay) -> Vec<u8>
     let text = serde_json::to_string(list).expect("list JSON");
     let (from, to) = (
         format!("http://{}", mock.addr),
-        format!("http://{}", relay.addr),
+        format!("http://{}", relay.server.addr),
     );
     text.replace(&format!("{from}/rfc6962/"), &format!("{to}/rfc6962/"))
         .replace(&format!("{from}/monitor/"), &format!("{to}/monitor/"))
@@ -343,17 +341,7 @@ fn a_log_whose_url_changes_is_read_at_the_new_url_without_gap_or_duplicate() {
     let logs = only_logs(&mock.list(), &["r0", "t0"]);
     let list = ListFile::new();
     list.write(&read_through(&logs, &mock, &old));
-    let server = Certstream::start(
-        &[
-            "--log-list",
-            list.location(),
-            "--log-list-refresh",
-            "200ms",
-            "--poll-interval",
-            "100ms",
-        ],
-        &[],
-    );
+    let server = follow_refreshed(&list);
     let mut stream = Collector::connect(&server, "/");
     let at_least = |n: usize| {
         move |by_log: &std::collections::BTreeMap<String, Vec<(u64, String)>>| {
