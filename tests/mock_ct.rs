@@ -29,22 +29,20 @@ type Range = (u64, u64);
 /// Every socket read gives up after this long, so no test can hang on the mock.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running mock (started, and stopped when dropped, by the test kit) with the raw HTTP views
-/// these tests need.
-struct Mock {
-    _process: certstream_testkit::Mock,
-    /// `127.0.0.1:PORT`.
-    addr: String,
+/// The kit's mock with the raw HTTP views these tests need.
+struct Mock(certstream_testkit::Mock);
+
+impl std::ops::Deref for Mock {
+    type Target = certstream_testkit::Mock;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Mock {
     fn start(args: &[&str]) -> Mock {
-        let process = certstream_testkit::Mock::start(args);
-        let addr = process.addr.clone();
-        Mock {
-            _process: process,
-            addr,
-        }
+        Mock(certstream_testkit::Mock::start(args))
     }
 
     fn get(&self, path: &str) -> Reply {
@@ -59,41 +57,18 @@ impl Mock {
         self.get(path)
     }
 
-    fn json(&self, path: &str) -> Value {
-        let reply = self.get(path);
-        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-        serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    fn set_faults(&self, faults: &str) {
-        let reply = request(&self.addr, "POST", "/_mock/faults", faults.as_bytes());
-        assert_eq!(reply.status, 200, "POST faults: {}", reply.text());
-    }
-
-    fn list(&self) -> LogList {
+    /// The mock's log list, parsed as certstream parses it.
+    fn parsed_list(&self) -> LogList {
         LogList::parse(&self.get("/log_list.json").body).expect("log list parses")
     }
 
     fn log(&self, description_name: &str) -> LogInfo {
         let description = format!("Mock '{description_name}' log");
-        self.list()
+        self.parsed_list()
             .logs
             .into_iter()
             .find(|l| l.description == description)
             .unwrap_or_else(|| panic!("no log {description_name}"))
-    }
-
-    /// `/_mock/expected` for `log`, `start..=end`.
-    fn expected(&self, log: &str, start: u64, end: u64) -> Vec<Value> {
-        let path = format!("/_mock/expected?log={log}&start={start}&end={end}");
-        match self.json(&path) {
-            Value::Array(items) => items,
-            other => panic!("expected an array, got {other}"),
-        }
-    }
-
-    fn stats(&self) -> Value {
-        self.json("/_mock/stats")
     }
 }
 
@@ -275,7 +250,7 @@ fn log_list_parses_and_selects_every_log() {
         "--rate",
         "0",
     ]);
-    let list = mock.list();
+    let list = mock.parsed_list();
     assert!(list.skipped.is_empty(), "skipped: {:?}", list.skipped);
     assert_eq!(list.logs.len(), 6);
     assert_eq!(list.selected(false).count(), 6, "every log is selected");
@@ -387,7 +362,7 @@ fn get_entries_honours_cap_and_alignment_and_matches_expected() {
             last - first + 1,
             "start={start} end={end}"
         );
-        let expected = mock.expected("r0", first, last);
+        let expected = mock.expected_json("r0", first, last);
         let mut previous_timestamp = 0;
         for (raw, expected) in entries.iter().zip(&expected) {
             let entry = decode_rfc6962(&raw.leaf_input, &raw.extra_data).expect("entry decodes");
@@ -434,7 +409,7 @@ fn data_tiles_decode_with_expected_fingerprints_and_issuers() {
             .unwrap_or_else(|e| panic!("tile {tile}: {e}"));
         let count = width.map_or(256, u64::from);
         assert_eq!(records.len() as u64, count);
-        let expected = mock.expected("t0", tile * 256, tile * 256 + count - 1);
+        let expected = mock.expected_json("t0", tile * 256, tile * 256 + count - 1);
         for (record, expected) in records.iter().zip(&expected) {
             assert_eq!(record.index, expected["index"]);
             check_against_expected(&record.entry, expected);
@@ -491,9 +466,9 @@ fn entries_are_a_function_of_the_seed() {
     let b = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--seed", "7"]);
     let c = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--seed", "8"]);
     let (ea, eb, ec) = (
-        a.expected("r0", 0, 99),
-        b.expected("r0", 0, 99),
-        c.expected("r0", 0, 99),
+        a.expected_json("r0", 0, 99),
+        b.expected_json("r0", 0, 99),
+        c.expected_json("r0", 0, 99),
     );
     assert_eq!(ea, eb);
     assert_ne!(ea, ec);
@@ -636,7 +611,7 @@ fn unparseable_certificates_keep_valid_framing() {
         "--fault",
         "unparseable,every=3",
     ]);
-    let expected = mock.expected("r0", 0, 29);
+    let expected = mock.expected_json("r0", 0, 29);
     let flagged: Vec<u64> = expected
         .iter()
         .filter(|e| e["unparseable"] == true)
@@ -657,7 +632,7 @@ fn unparseable_certificates_keep_valid_framing() {
         "an unparseable precert is among them (its TBS fails too)"
     );
     let tile = mock.get_url(&format!("{}tile/data/000", log_url(&mock.log("t0"))));
-    let expected = mock.expected("t0", 0, 255);
+    let expected = mock.expected_json("t0", 0, 255);
     for (record, expected) in data_tile_entries(&tile.body, 0).zip(&expected) {
         check_against_expected(&record.expect("tile framing stays valid").entry, expected);
     }
@@ -690,7 +665,7 @@ fn hostile_entries_and_heads() {
         panic!("RFC 6962 chains are certificates")
     };
     assert_eq!(chain.last().map(|c| c.len()), Some(70000));
-    let expected = mock.expected("r0", 0, 9);
+    let expected = mock.expected_json("r0", 0, 9);
     assert_eq!(expected[3]["unparseable"], true);
     let tile = mock.get_url(&format!("{}tile/data/000", log_url(&mock.log("t0"))));
     let records: Vec<_> = data_tile_entries(&tile.body, 0).collect();
@@ -747,11 +722,11 @@ fn bad_base64_spoils_one_get_entries_item_only() {
             decode_rfc6962(&raw.leaf_input, &raw.extra_data).expect("decodes");
         }
     }
-    let expected = mock.expected("r0", 0, 9);
+    let expected = mock.expected_json("r0", 0, 9);
     let flagged: Vec<bool> = expected.iter().map(|e| e["unparseable"] == true).collect();
     assert_eq!(flagged, (0..10).map(|i| i % 4 == 3).collect::<Vec<_>>());
     let tile = mock.get_url(&format!("{}tile/data/000", log_url(&mock.log("t0"))));
-    let expected = mock.expected("t0", 0, 255);
+    let expected = mock.expected_json("t0", 0, 255);
     for (record, expected) in data_tile_entries(&tile.body, 0).zip(&expected) {
         assert_eq!(expected["unparseable"], false);
         check_against_expected(&record.expect("tile unchanged").entry, expected);

@@ -78,13 +78,9 @@ impl Mock {
         );
     }
 
-    /// `/_mock/expected` of `log` for `start..end` (exclusive end).
+    /// `/_mock/expected` of `log` for `start..end` (exclusive end): index, fingerprint, unparseable.
     pub fn expected(&self, log: &str, start: u64, end: u64) -> Vec<Expected> {
-        let path = format!("/_mock/expected?log={log}&start={start}&end={}", end - 1);
-        let Value::Array(items) = self.json(&path) else {
-            panic!("{path}: not an array");
-        };
-        items
+        self.expected_json(log, start, end - 1)
             .iter()
             .map(|item| {
                 (
@@ -97,6 +93,15 @@ impl Mock {
                 )
             })
             .collect()
+    }
+
+    /// `/_mock/expected` of `log` for `first..=last`, each entry as the mock describes it.
+    pub fn expected_json(&self, log: &str, first: u64, last: u64) -> Vec<Value> {
+        let path = format!("/_mock/expected?log={log}&start={first}&end={last}");
+        let Value::Array(items) = self.json(&path) else {
+            panic!("{path}: not an array");
+        };
+        items
     }
 
     /// `/_mock/stats`.
