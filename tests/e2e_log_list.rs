@@ -123,7 +123,7 @@ fn follow_refreshed(list: &ListFile) -> Certstream {
 
 #[test]
 fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
-    let mock = Mock::start(&["--rfc6962", "2", "--tiled", "1", "--rate", "20"]);
+    let mock = Mock::with_logs(2, 1, 20, &[]);
     let full = mock.list();
     let list = ListFile::new();
     list.write_only(&full, &["r0"]);
@@ -220,7 +220,7 @@ fn help_names_the_log_list_options_and_version_prints() {
 
 #[test]
 fn unreachable_apple_list_leaves_the_primary_list_in_use() {
-    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--rate", "0"]);
+    let mock = Mock::with_logs(1, 0, 0, &[]);
     let list = ListFile::new();
     list.write_only(&mock.list(), &["r0"]);
     let server = Certstream::start(&["--log-list", list.location(), "--apple-log-list"], &[]);
@@ -336,7 +336,7 @@ fn read_through(list: &serde_json::Value, mock: &Mock, relay: &Relay) -> Vec<u8>
 
 #[test]
 fn a_log_whose_url_changes_is_read_at_the_new_url_without_gap_or_duplicate() {
-    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "1", "--rate", "100"]);
+    let mock = Mock::with_logs(1, 1, 100, &[]);
     let (old, new) = (Relay::start(&mock.addr), Relay::start(&mock.addr));
     let logs = only_logs(&mock.list(), &["r0", "t0"]);
     let list = ListFile::new();
@@ -427,7 +427,7 @@ fn stats_and_metrics_never_show_list_credentials_queries_or_paths() {
     drop(server);
 
     // A list that loads, from a URL with a token, and its logs.
-    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--rate", "0"]);
+    let mock = Mock::with_logs(1, 0, 0, &[]);
     let url = format!("{}?token=s3cr3t", mock.list_url());
     let server = Certstream::start(&["--log-list", &url], &[]);
     wait_following(&server, &["r0"]);

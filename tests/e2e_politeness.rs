@@ -33,16 +33,7 @@ fn wait_delivering(server: &Certstream, logs: usize) {
 
 #[test]
 fn request_rate_falls_under_sustained_429s_and_recovers() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "50",
-        "--start-size",
-        "1000",
-    ]);
+    let mock = Mock::with_logs(1, 1, 50, &["--start-size", "1000"]);
     let server = follow(&mock);
     wait_delivering(&server, 2);
     // Default start: the log's size when the poller started, nothing older.
@@ -103,16 +94,7 @@ fn request_rate_falls_under_sustained_429s_and_recovers() {
 
 #[test]
 fn partial_tiles_are_never_fetched_twice_for_the_same_width() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "0",
-        "--tiled",
-        "2",
-        "--rate",
-        "20",
-        "--start-size",
-        "1000",
-    ]);
+    let mock = Mock::with_logs(0, 2, 20, &["--start-size", "1000"]);
     let server = follow(&mock);
     wait_delivering(&server, 2);
     let deadline = Instant::now() + Duration::from_secs(40);

@@ -621,7 +621,12 @@ fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
         if req.path == "/slow" {
             thread::sleep(Duration::from_millis(400));
         }
-        respond(w, 200, "Content-Encoding: gzip\r\n", &gzip(req.path.as_bytes()));
+        respond(
+            w,
+            200,
+            "Content-Encoding: gzip\r\n",
+            &gzip(req.path.as_bytes()),
+        );
         After::KeepOpen
     });
     let server = serve_tls(handler, pki.server.clone());

@@ -45,6 +45,10 @@ impl Mock {
         Mock(certstream_testkit::Mock::start(args))
     }
 
+    fn with_logs(rfc6962: usize, tiled: usize, rate: u64, args: &[&str]) -> Mock {
+        Mock(certstream_testkit::Mock::with_logs(rfc6962, tiled, rate, args))
+    }
+
     fn get(&self, path: &str) -> Reply {
         request(&self.addr, "GET", path, b"")
     }
@@ -325,16 +329,7 @@ fn tree_heads_verify_with_listed_keys() {
 
 #[test]
 fn get_entries_honours_cap_and_alignment_and_matches_expected() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "0",
-        "--rate",
-        "0",
-        "--page-cap",
-        "32",
-    ]);
+    let mock = Mock::with_logs(1, 0, 0, &["--page-cap", "32"]);
     let log = mock.log("r0");
     // (start, end) asked → (first, last) served, or None for a 400.
     let cases: [(u64, u64, Option<Range>); 10] = [
@@ -387,16 +382,7 @@ fn get_entries_honours_cap_and_alignment_and_matches_expected() {
 
 #[test]
 fn data_tiles_decode_with_expected_fingerprints_and_issuers() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "0",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--start-size",
-        "600",
-    ]);
+    let mock = Mock::with_logs(0, 1, 0, &["--start-size", "600"]);
     let log = mock.log("t0");
     let base = log_url(&log).to_string();
     assert_eq!(checkpoint(&mock, &log).tree_size, 600);
@@ -478,7 +464,7 @@ fn entries_are_a_function_of_the_seed() {
 
 #[test]
 fn rate_limit_errors_slowness_and_broken_bodies_are_observable() {
-    let mock = Mock::start(&["--rfc6962", "2", "--tiled", "1", "--rate", "0"]);
+    let mock = Mock::with_logs(2, 1, 0, &[]);
     let r0 = mock.log("r0");
     let sth_path = format!("{}ct/v1/get-sth", log_url(&r0));
 
@@ -582,16 +568,7 @@ fn rate_limit_errors_slowness_and_broken_bodies_are_observable() {
 
 #[test]
 fn tree_heads_go_backwards_still_signed() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--fault",
-        "backwards,every=2,by=7",
-    ]);
+    let mock = Mock::with_logs(1, 1, 0, &["--fault", "backwards,every=2,by=7"]);
     let (r0, t0) = (mock.log("r0"), mock.log("t0"));
     let sizes: Vec<u64> = (0..4).map(|_| sth(&mock, &r0).tree_size).collect();
     assert_eq!(sizes, [1000, 993, 1000, 993]);
@@ -601,16 +578,7 @@ fn tree_heads_go_backwards_still_signed() {
 
 #[test]
 fn unparseable_certificates_keep_valid_framing() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--fault",
-        "unparseable,every=3",
-    ]);
+    let mock = Mock::with_logs(1, 1, 0, &["--fault", "unparseable,every=3"]);
     let expected = mock.expected_json("r0", 0, 29);
     let flagged: Vec<u64> = expected
         .iter()
@@ -640,20 +608,19 @@ fn unparseable_certificates_keep_valid_framing() {
 
 #[test]
 fn hostile_entries_and_heads() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--fault",
-        "empty_cert,every=4",
-        "--fault",
-        "huge_chain@r0,every=5,bytes=70000",
-        "--fault",
-        "jump@t0,every=2,to=5000000",
-    ]);
+    let mock = Mock::with_logs(
+        1,
+        1,
+        0,
+        &[
+            "--fault",
+            "empty_cert,every=4",
+            "--fault",
+            "huge_chain@r0,every=5,bytes=70000",
+            "--fault",
+            "jump@t0,every=2,to=5000000",
+        ],
+    );
     // Empty certificates: the record's framing stays valid, the certificate is u24 length 0.
     let (status, entries) = get_entries(&mock, &mock.log("r0"), 0, 9);
     assert_eq!((status, entries.len()), (200, 10));
@@ -687,16 +654,7 @@ fn hostile_entries_and_heads() {
 /// expected list marks it as producing no message. Tiles hold no base64: a tiled log serves it unchanged.
 #[test]
 fn bad_base64_spoils_one_get_entries_item_only() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--fault",
-        "bad_base64,every=4",
-    ]);
+    let mock = Mock::with_logs(1, 1, 0, &["--fault", "bad_base64,every=4"]);
     let reply = mock.get_url(&format!(
         "{}ct/v1/get-entries?start=0&end=9",
         log_url(&mock.log("r0"))
@@ -735,16 +693,7 @@ fn bad_base64_spoils_one_get_entries_item_only() {
 
 #[test]
 fn logs_grow_over_time_and_readonly_logs_stop() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "200",
-        "--readonly-final",
-        "1010",
-    ]);
+    let mock = Mock::with_logs(1, 1, 200, &["--readonly-final", "1010"]);
     let (r0, t0, ro0) = (mock.log("r0"), mock.log("t0"), mock.log("ro0"));
     let first = sth(&mock, &r0).tree_size;
     std::thread::sleep(Duration::from_millis(600));

@@ -340,7 +340,10 @@ fn sth_json(signer: &LogSigner, tree_size: u64) -> Vec<u8> {
         timestamp,
         root_hash: [tree_size as u8; 32],
     };
-    signer.sth_json(&head).expect("signed tree head").into_bytes()
+    signer
+        .sth_json(&head)
+        .expect("signed tree head")
+        .into_bytes()
 }
 
 // ---------------------------------------------------------------------------------------------------------------

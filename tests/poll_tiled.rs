@@ -254,7 +254,12 @@ impl TestLog {
         let size = state.size as usize;
         let not_found = Reply::new(404, b"not found".to_vec());
         if path == "/checkpoint" {
-            let note = checkpoint_note(&self.origin, size as u64, &self.signer, self.signer.log_id());
+            let note = checkpoint_note(
+                &self.origin,
+                size as u64,
+                &self.signer,
+                self.signer.log_id(),
+            );
             return Reply::new(200, note);
         }
         if let Some(fp) = path.strip_prefix("/issuer/") {
@@ -732,7 +737,12 @@ fn bad_and_backwards_checkpoints_are_ignored() {
             // Size 512 signed by another key under this log's key ID.
             checkpoint_note(&log.origin, 512, &other_signer, log.signer.log_id()),
             // Size 512 correctly signed, for another origin.
-            checkpoint_note("ct.example.org/other", 512, &log.signer, log.signer.log_id()),
+            checkpoint_note(
+                "ct.example.org/other",
+                512,
+                &log.signer,
+                log.signer.log_id(),
+            ),
         ];
         for note in bad {
             log.script("/checkpoint", Reply::new(200, note));

@@ -565,7 +565,6 @@ pub fn assert_window(log: &str, received: &[SeenEntry], expected: &[Expected]) {
     }
 }
 
-
 /// The `certstream` binary Cargo built beside the running test (`target/<profile>/certstream`).
 pub fn certstream_binary() -> String {
     let test = std::env::current_exe().expect("the test's own path");

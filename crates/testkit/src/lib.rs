@@ -31,8 +31,8 @@ pub use certstream::{
     collect_windows, only_logs, start_listening,
 };
 pub use http::{
-    closed_by_peer, closed_port, connect_from, http_get, http_request, http_request_on, raw_request,
-    request, split_response,
+    closed_by_peer, closed_port, connect_from, http_get, http_request, http_request_on,
+    raw_request, request, split_response,
 };
 pub use mock::{Expected, Mock, mock_name};
 pub use process::{cpu_time, memory_high_water_kib};

@@ -16,21 +16,20 @@ impl Mock {
     /// Starts the mock with `rfc6962` + `tiled` logs of `size` entries that do not grow, each `--fault` spec of
     /// `faults`, and `args`.
     pub fn fixed(rfc6962: usize, tiled: usize, size: u64, faults: &[&str], args: &[&str]) -> Mock {
-        let (rfc6962, tiled, size) = (rfc6962.to_string(), tiled.to_string(), size.to_string());
-        let mut all = vec![
-            "--rfc6962",
-            &rfc6962,
-            "--tiled",
-            &tiled,
-            "--rate",
-            "0",
-            "--start-size",
-            &size,
-        ];
+        let size = size.to_string();
+        let mut all = vec!["--start-size", &size];
         all.extend_from_slice(args);
         for fault in faults {
             all.extend(["--fault", fault]);
         }
+        Mock::with_logs(rfc6962, tiled, 0, &all)
+    }
+
+    /// Starts the mock with `rfc6962` + `tiled` logs growing by `rate` entries per second, and `args`.
+    pub fn with_logs(rfc6962: usize, tiled: usize, rate: u64, args: &[&str]) -> Mock {
+        let (rfc6962, tiled, rate) = (rfc6962.to_string(), tiled.to_string(), rate.to_string());
+        let mut all = vec!["--rfc6962", &rfc6962, "--tiled", &tiled, "--rate", &rate];
+        all.extend_from_slice(args);
         Mock::start(&all)
     }
 
@@ -130,4 +129,3 @@ pub fn mock_name(url: &str) -> String {
 
 /// One entry the mock announces: index, SHA-1 fingerprint of the leaf, whether its certificate is unparseable.
 pub type Expected = (u64, String, bool);
-

@@ -28,7 +28,6 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_secs_f64(fields.iter().sum::<u64>() as f64 / ticks)
 }
 
-
 /// The resident memory of process `pid` now (`VmRSS`), in KiB; 0 once it is gone.
 pub fn memory_resident_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -175,4 +175,3 @@ pub fn message(n: u64) -> Frames {
         domains: frame(&domains_only),
     }
 }
-

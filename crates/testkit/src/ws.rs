@@ -4,7 +4,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-
 /// A frame received by [`WsClient`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct Received {
@@ -207,4 +206,3 @@ pub fn shrink_receive_buffer(stream: &TcpStream) {
     };
     assert_eq!(rc, 0);
 }
-
