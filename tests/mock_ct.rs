@@ -46,7 +46,9 @@ impl Mock {
     }
 
     fn with_logs(rfc6962: usize, tiled: usize, rate: u64, args: &[&str]) -> Mock {
-        Mock(certstream_testkit::Mock::with_logs(rfc6962, tiled, rate, args))
+        Mock(certstream_testkit::Mock::with_logs(
+            rfc6962, tiled, rate, args,
+        ))
     }
 
     fn get(&self, path: &str) -> Reply {

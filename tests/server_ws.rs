@@ -4,15 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use certstream::stream::Frames;
 use certstream_testkit::{
-    TestServer, WsClient, encode_client_frame, http_request, message, shrink_receive_buffer,
-    split_response,
+    Certstream, TestServer, WsClient, encode_client_frame, http_request, message,
+    shrink_receive_buffer, split_response,
 };
 use certstream_ws::frame::Frame;
 
@@ -308,25 +307,8 @@ fn misbehaving_clients_are_closed_and_the_others_keep_receiving() {
 
 #[test]
 fn sigterm_closes_every_client_with_1001_and_exits_zero() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_certstream"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the certstream binary");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the binary did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = Certstream::start(&[], &[]);
+    let addr = server.addr;
     let mut clients: Vec<WsClient> = ["/", "/full-stream", "/domains-only"]
         .iter()
         .cycle()
@@ -344,26 +326,13 @@ fn sigterm_closes_every_client_with_1001_and_exits_zero() {
         assert!(Instant::now() < deadline, "{stats}");
     }
     let started = Instant::now();
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    server.send_sigterm();
     for client in &mut clients {
         assert_eq!(client.read_close(), Some(1001));
         client.send(0x8, &1001u16.to_be_bytes(), true);
     }
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the server did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    assert!(status.success(), "exit status {status:?}");
+    let (success, _) = server.wait_exit(Duration::from_secs(5));
+    assert!(success, "exit status not 0");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "shutdown took {:?}",

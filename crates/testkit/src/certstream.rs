@@ -280,20 +280,35 @@ impl Certstream {
     }
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited successfully and how long it took.
-    pub fn terminate(mut self) -> (bool, Duration) {
+    pub fn terminate(self) -> (bool, Duration) {
         let started = Instant::now();
+        self.send_sigterm();
+        let (success, _) = self.wait_exit(STARTUP_TIMEOUT);
+        (success, started.elapsed())
+    }
+
+    /// Sends SIGTERM, without waiting (the test watches what the server does meanwhile).
+    pub fn send_sigterm(&self) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: a plain kill(2) of the child this struct started and still owns.
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        let deadline = started + STARTUP_TIMEOUT;
+    }
+
+    /// Waits (at most `timeout`, else fails the test) for the process to exit; returns whether it exited
+    /// successfully and how long the wait took.
+    pub fn wait_exit(mut self, timeout: Duration) -> (bool, Duration) {
+        let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return (status.success(), started.elapsed());
             }
-            assert!(Instant::now() < deadline, "certstream ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
+            assert!(
+                started.elapsed() < timeout,
+                "certstream did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
