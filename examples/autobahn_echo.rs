@@ -34,21 +34,8 @@ fn main() {
         eprintln!("usage: autobahn_echo HOST:PORT (e.g. 127.0.0.1:9002)");
         std::process::exit(2);
     };
-    let fused = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .with_entries(1024)
-        .build();
-    let result = match fused {
-        Ok(mut rt) => rt.block_on(serve(addr)),
-        // The io_uring probe can pass and the ring still fail to build (ENOMEM): fall back to epoll by hand.
-        Err(_) => match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-        {
-            Ok(mut rt) => rt.block_on(serve(addr)),
-            Err(error) => Err(error),
-        },
-    };
+    // The server's own runtime: io_uring, or epoll where io_uring is missing or fails to build.
+    let result = certstream::server::block_on(serve(addr)).and_then(|served| served);
     if let Err(error) = result {
         eprintln!("autobahn_echo: {error}");
         std::process::exit(1);
