@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use certstream_ct::log_list::LogList;
 use certstream_testkit::http::ScriptedServer;
 use certstream_testkit::{
-    Certstream, Collector, ListFile, Mock, assert_window, closed_port, only_logs,
+    Certstream, Collector, ListFile, Mock, assert_window, closed_port, followed_in, only_logs,
 };
 
 /// `/health` must answer within this while the list is being read.
@@ -91,19 +91,11 @@ fn offline_start_follows_the_compiled_in_snapshot() {
 
 /// Waits until `server` follows exactly `names`.
 fn wait_following(server: &Certstream, names: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let followed = server.followed();
-        if followed == names {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "following {followed:?}, expected {names:?}\n{}",
-            server.log_tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_stats(
+        &format!("following exactly {names:?}"),
+        Duration::from_secs(15),
+        |stats| followed_in(stats) == names,
+    );
 }
 
 /// A certstream following `list`, re-read every 200 ms, polling every 100 ms.

@@ -17,15 +17,9 @@ use certstream_ws::frame::Frame;
 
 /// Waits until `/stats` → `protective_closes` → `reason` reaches `at_least`; returns the `/stats` document.
 fn wait_for_closes(server: &TestServer, reason: &str, at_least: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = server.stats();
-        if stats["protective_closes"][reason].as_u64().unwrap_or(0) >= at_least {
-            return stats;
-        }
-        assert!(Instant::now() < deadline, "{reason}: {stats}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_stats(reason, Duration::from_secs(10), |stats| {
+        stats["protective_closes"][reason].as_u64().unwrap_or(0) >= at_least
+    })
 }
 
 /// A well-behaved client: receives the next published message exactly and gets its ping answered.

@@ -316,15 +316,9 @@ fn sigterm_closes_every_client_with_1001_and_exits_zero() {
         .map(|path| WsClient::connect(addr, path))
         .collect();
     // The handshakes are answered before the hub registers the clients: wait until all 30 are counted.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, _, body) = certstream_testkit::http_get(addr, "/stats");
-        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if stats["clients"]["total"] == 30 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{stats}");
-    }
+    server.wait_stats("30 clients counted", Duration::from_secs(10), |stats| {
+        stats["clients"]["total"] == 30
+    });
     let started = Instant::now();
     server.send_sigterm();
     for client in &mut clients {

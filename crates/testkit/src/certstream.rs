@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::http::{closed_port, http_get};
 use crate::mock::{Expected, mock_name};
+use crate::wait::wait_until;
 use crate::ws::WsClient;
 
 /// Bound of every wait on a child process or socket.
@@ -241,31 +242,23 @@ impl Certstream {
 
     /// Names (`r0`, `t1`, …) of the logs `/stats` shows, sorted.
     pub fn followed(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.stats()["logs"]
-            .as_array()
-            .expect("logs array")
-            .iter()
-            .map(|l| mock_name(l["url"].as_str().expect("url")))
-            .collect();
-        names.sort();
-        names
+        followed_in(&self.stats())
     }
 
-    /// Waits until `condition` holds on `/stats`, at most `timeout`.
-    pub fn wait_stats(&self, what: &str, timeout: Duration, condition: impl Fn(&Value) -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let stats = self.stats();
-            if condition(&stats) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; /stats: {stats}\nlog tail:\n{}",
-                self.log_tail(30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// Waits until `condition` holds on `/stats`, at most `timeout`; returns that `/stats`.
+    pub fn wait_stats(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_until(
+            what,
+            timeout,
+            || self.stats(),
+            condition,
+            |stats| format!("/stats: {stats}\nlog tail:\n{}", self.log_tail(30)),
+        )
     }
 
     /// The last `n` lines the server logged.
@@ -336,6 +329,18 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// The mock names (sorted) of the logs a `/stats` document lists.
+pub fn followed_in(stats: &Value) -> Vec<String> {
+    let mut names: Vec<String> = stats["logs"]
+        .as_array()
+        .expect("logs array")
+        .iter()
+        .map(|l| mock_name(l["url"].as_str().expect("url")))
+        .collect();
+    names.sort();
+    names
 }
 
 /// A log list file in a private temporary directory, replaced atomically; removed on drop.

@@ -10,6 +10,7 @@
 //! - [`server`]: the server in this process, with a publish handle;
 //! - [`ws`]: the blocking WebSocket test client;
 //! - [`process`]: CPU time and memory of a child process;
+//! - [`wait`]: polling for a condition, bounded;
 //! - [`der`], [`examples`], [`python`]: certificates built in the test, reference messages, the Python clients.
 #![warn(missing_docs)]
 
@@ -24,11 +25,12 @@ pub mod python;
 pub mod runtime;
 pub mod server;
 pub mod signing;
+pub mod wait;
 pub mod ws;
 
 pub use certstream::{
     Certstream, Collector, ListFile, STARTUP_TIMEOUT, SeenEntry, assert_window, certstream_binary,
-    collect_windows, only_logs, start_listening,
+    collect_windows, followed_in, only_logs, start_listening,
 };
 pub use http::{
     closed_by_peer, closed_port, connect_from, http_get, http_request, http_request_on,

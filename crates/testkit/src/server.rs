@@ -11,6 +11,7 @@ use certstream::server::{self, Server};
 use certstream::stream::Frames;
 
 use crate::http::http_get;
+use crate::wait::wait_until;
 use certstream_ws::frame::Frame;
 use serde_json::json;
 
@@ -41,7 +42,7 @@ impl TestServer {
         let (commands, inbox) = mpsc::channel();
         let (addr_tx, addr_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            server::block_on(async move {
+            crate::runtime::block_on(async move {
                 let server = Server::bind(config).expect("bind");
                 addr_tx
                     .send(server.local_addr().expect("local addr"))
@@ -60,8 +61,7 @@ impl TestServer {
                     }
                 };
                 server.run(control).await;
-            })
-            .expect("runtime");
+            });
         });
         let addr = addr_rx
             .recv_timeout(Duration::from_secs(10))
@@ -92,20 +92,27 @@ impl TestServer {
         serde_json::from_slice(&body).expect("/stats is JSON")
     }
 
+    /// Waits until `condition` holds on `/stats`, at most `timeout`; returns that `/stats`.
+    pub fn wait_stats(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        wait_until(
+            what,
+            timeout,
+            || self.stats(),
+            condition,
+            |stats| format!("/stats: {stats}"),
+        )
+    }
+
     /// Waits until `/stats` reports `n` connected WebSocket clients.
     pub fn wait_for_clients(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let now = self.stats()["clients"]["total"].as_u64().unwrap();
-            if now == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} clients, the server has {now}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_stats(&format!("{n} clients"), Duration::from_secs(30), |stats| {
+            stats["clients"]["total"] == n
+        });
     }
 
     /// Graceful shutdown (close 1001 to every client), waiting for the server thread to finish.
