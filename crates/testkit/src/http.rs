@@ -14,20 +14,20 @@ use std::time::Duration;
 /// Bound of every read of the test client.
 pub const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Sends `request` on `stream` and reads the response until the server closes: what arrived, and how the read
-/// ended (a reset mid-read still leaves what arrived before it).
+/// Sends `request` on `stream` and reads the response until the server closes: what arrived, and whether the
+/// write and the read went through (a server that refuses or resets still leaves what arrived before).
 fn exchange(stream: &mut TcpStream, request: &[u8]) -> (Vec<u8>, io::Result<usize>) {
     stream
         .set_read_timeout(Some(CLIENT_IO_TIMEOUT))
         .expect("read timeout");
-    stream.write_all(request).expect("send request");
+    let sent = stream.write_all(request);
     let mut response = Vec::new();
     let ended = stream.read_to_end(&mut response);
-    (response, ended)
+    (response, sent.and(ended))
 }
 
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`): the raw response, read to EOF (a reset
-/// mid-read still leaves what arrived).
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`): the raw response, read to EOF; empty when
+/// the server closes without answering (a reset mid-read still leaves what arrived).
 pub fn raw_request(addr: &str, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
@@ -70,7 +70,7 @@ pub fn http_request(addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
 /// As [`http_request`], on a stream already connected (e.g. from another source address).
 pub fn http_request_on(mut stream: TcpStream, request: &str) -> (u16, String, Vec<u8>) {
     let (response, ended) = exchange(&mut stream, request.as_bytes());
-    ended.expect("read response");
+    ended.expect("send the request and read the response");
     split_response(&response)
 }
 

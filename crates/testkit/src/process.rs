@@ -4,12 +4,7 @@ use std::time::Duration;
 
 /// The peak resident memory of process `pid` so far (`VmHWM`), in KiB.
 pub fn memory_high_water_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+    status_kib(pid, "VmHWM:")
 }
 
 /// CPU time (user + system) process `pid` has used so far.
@@ -28,14 +23,19 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_secs_f64(fields.iter().sum::<u64>() as f64 / ticks)
 }
 
-/// The resident memory of process `pid` now (`VmRSS`), in KiB; 0 once it is gone.
+/// The resident memory of process `pid` now (`VmRSS`), in KiB.
 pub fn memory_resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
 
 /// Pins every thread of process `pid` to `cpu` (best effort: says so when `taskset` is missing).
