@@ -194,15 +194,9 @@ pub fn raw_client_frame(first_byte: u8, payload: &[u8], mask: Option<[u8; 4]>) -
 pub fn shrink_receive_buffer(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
     let size: libc::c_int = 4096;
+    let (fd, len) = (stream.as_raw_fd(), size_of_val(&size) as libc::socklen_t);
+    let value = (&raw const size).cast();
     // SAFETY: setsockopt on an open socket with a pointer to a live c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let rc = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value, len) };
     assert_eq!(rc, 0);
 }
