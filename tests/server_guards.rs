@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use certstream::stream::Frames;
+use certstream_testkit::http::send_get;
 use certstream_testkit::{
     TestServer, WsClient, encode_client_frame, http_get, message, raw_client_frame,
     shrink_receive_buffer,
@@ -73,12 +74,9 @@ fn http_responses_that_are_not_read_are_dropped_at_the_write_deadline() {
     server.wait_for_clients(1);
     let attackers: Vec<TcpStream> = (0..20)
         .map(|_| {
-            let mut stream = TcpStream::connect(server.addr).unwrap();
+            let stream = TcpStream::connect(server.addr).unwrap();
             shrink_receive_buffer(&stream);
-            stream
-                .write_all(b"GET /latest.json HTTP/1.1\r\nHost: t\r\n\r\n")
-                .unwrap();
-            stream
+            send_get(stream, "/latest.json")
         })
         .collect();
     let (status, _, body) = http_get(server.addr, "/latest.json");

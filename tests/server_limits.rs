@@ -2,12 +2,13 @@
 //! counted per address at accept, byte-bounded client queues, a bounded and shared `/latest.json`, rate-limited
 //! operational routes.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use certstream::stream::Frames;
+use certstream_testkit::http::send_get;
 use certstream_testkit::process::memory_resident_kib;
 use certstream_testkit::wait::wait_until;
 use certstream_testkit::{
@@ -188,13 +189,7 @@ fn concurrent_latest_json_requests_with_huge_messages_stay_small_shared_and_heal
     let before = rss_kib();
     // Eight requests that never read their response.
     let pending: Vec<TcpStream> = (0..8)
-        .map(|_| {
-            let mut stream = TcpStream::connect(server.addr).unwrap();
-            stream
-                .write_all(b"GET /latest.json HTTP/1.1\r\nHost: t\r\n\r\n")
-                .unwrap();
-            stream
-        })
+        .map(|_| send_get(TcpStream::connect(server.addr).unwrap(), "/latest.json"))
         .collect();
     // Each answer has begun (its status line arrived): every response is built, and the rest stays unread.
     for stream in &pending {

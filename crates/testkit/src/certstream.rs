@@ -2,7 +2,7 @@
 //! WebSocket reader that sorts the stream by log.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, ErrorKind, PipeWriter, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, PipeWriter};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +14,7 @@ use certstream::ingest::supervisor::APPLE_LOG_LIST_URL;
 use certstream_ct::log_list::{GOOGLE_LOG_LIST_URL, LogKind, LogList};
 use serde_json::Value;
 
-use crate::http::{closed_port, http_get};
+use crate::http::{closed_port, exchange, get_request, http_get};
 use crate::mock::{Expected, mock_name};
 use crate::wait::wait_until;
 use crate::ws::WsClient;
@@ -198,12 +198,8 @@ impl Certstream {
     pub fn health_within(&self, timeout: Duration) -> Option<Duration> {
         let started = Instant::now();
         let mut stream = TcpStream::connect_timeout(&self.addr, timeout).ok()?;
-        stream.set_read_timeout(Some(timeout)).ok()?;
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
-            .ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).ok()?;
+        let (response, ended) = exchange(&mut stream, get_request("/health").as_bytes(), timeout);
+        ended.ok()?;
         let elapsed = started.elapsed();
         (response.starts_with(b"HTTP/1.1 200") && elapsed <= timeout).then_some(elapsed)
     }

@@ -14,11 +14,16 @@ use std::time::Duration;
 /// Bound of every read of the test client.
 pub const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Sends `request` on `stream` and reads the response until the server closes: what arrived, and whether the
-/// write and the read went through (a server that refuses or resets still leaves what arrived before).
-fn exchange(stream: &mut TcpStream, request: &[u8]) -> (Vec<u8>, io::Result<usize>) {
+/// Sends `request` on `stream` and reads the response until the server closes, each read waiting at most
+/// `timeout`: what arrived, and whether the write and the read went through (a server that refuses or resets
+/// still leaves what arrived before).
+pub fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    timeout: Duration,
+) -> (Vec<u8>, io::Result<usize>) {
     stream
-        .set_read_timeout(Some(CLIENT_IO_TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .expect("read timeout");
     let sent = stream.write_all(request);
     let mut response = Vec::new();
@@ -36,7 +41,7 @@ pub fn raw_request(addr: &str, method: &str, path: &str, body: &[u8]) -> Vec<u8>
     .into_bytes();
     request.extend_from_slice(body);
     let mut stream = TcpStream::connect(addr).expect("connect");
-    exchange(&mut stream, &request).0
+    exchange(&mut stream, &request, CLIENT_IO_TIMEOUT).0
 }
 
 /// One HTTP/1.1 request on a fresh connection, read to EOF: status (0 when none) and body, de-chunked.
@@ -56,10 +61,21 @@ pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u
 
 /// A blocking HTTP GET; returns status, head and body (the server closes after each response).
 pub fn http_get(addr: SocketAddr, target: &str) -> (u16, String, Vec<u8>) {
-    http_request(
-        addr,
-        &format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n"),
-    )
+    http_request(addr, &get_request(target))
+}
+
+/// A minimal GET request head for `target`.
+pub fn get_request(target: &str) -> String {
+    format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n")
+}
+
+/// Sends a GET of `target` on `stream` and returns the stream with the response unread (a client that asks and
+/// never reads).
+pub fn send_get(mut stream: TcpStream, target: &str) -> TcpStream {
+    stream
+        .write_all(get_request(target).as_bytes())
+        .expect("send request");
+    stream
 }
 
 /// Sends a raw request and reads the whole response until the server closes.
@@ -69,7 +85,7 @@ pub fn http_request(addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
 
 /// As [`http_request`], on a stream already connected (e.g. from another source address).
 pub fn http_request_on(mut stream: TcpStream, request: &str) -> (u16, String, Vec<u8>) {
-    let (response, ended) = exchange(&mut stream, request.as_bytes());
+    let (response, ended) = exchange(&mut stream, request.as_bytes(), CLIENT_IO_TIMEOUT);
     ended.expect("send the request and read the response");
     split_response(&response)
 }
