@@ -26,6 +26,7 @@ use certstream::ingest::{
 use certstream::stream::{LogKind, LogSource};
 use certstream_ct::checkpoint::{LogKey, TreeHead};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
+use certstream_testkit::corpus;
 use certstream_testkit::http::{After, ScriptedServer, respond};
 use certstream_testkit::runtime::block_on;
 use certstream_testkit::signing::{LogSigner, log_signer};
@@ -40,16 +41,9 @@ const BASE_TIMESTAMP: u64 = 1_780_000_000_000;
 fn corpus() -> &'static [(Vec<u8>, Vec<u8>)] {
     static CORPUS_ENTRIES: OnceLock<Vec<(Vec<u8>, Vec<u8>)>> = OnceLock::new();
     CORPUS_ENTRIES.get_or_init(|| {
-        let text = certstream_testkit::corpus::read("rfc6962/live_ct.json");
-        let items: Vec<serde_json::Value> = serde_json::from_slice(&text).expect("corpus JSON");
-        let field = |item: &serde_json::Value, name: &str| {
-            BASE64
-                .decode(item[name].as_str().expect("base64 field"))
-                .expect("base64")
-        };
-        items
-            .iter()
-            .map(|item| (field(item, "leaf_input"), field(item, "extra_data")))
+        corpus::live_entries()
+            .into_iter()
+            .map(|live| (live.leaf_input, live.extra_data))
             .collect()
     })
 }

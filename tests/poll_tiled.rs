@@ -10,8 +10,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 
 use certstream::http::{HttpClient, HttpClientConfig};
@@ -22,6 +20,7 @@ use certstream::ingest::{
 use certstream::stream::{LogKind, LogSource};
 use certstream_ct::checkpoint::{LogKey, TreeHead};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
+use certstream_testkit::corpus;
 use certstream_testkit::http::{After, ScriptedServer, respond};
 use certstream_testkit::runtime::block_on;
 use certstream_testkit::signing::{LogSigner, checkpoint_body, log_signer};
@@ -74,12 +73,9 @@ fn split_records(tile: &[u8]) -> Vec<(Vec<u8>, usize)> {
 
 /// Distinct chain certificates of the live RFC 6962 entries, in order of appearance.
 fn real_chain_certificates() -> Vec<Vec<u8>> {
-    let json: serde_json::Value =
-        serde_json::from_slice(&certstream_testkit::corpus::read("rfc6962/live_ct.json")).unwrap();
     let mut certs: Vec<Vec<u8>> = Vec::new();
-    for item in json.as_array().unwrap() {
-        let field = |name: &str| BASE64.decode(item[name].as_str().unwrap()).unwrap();
-        let (leaf, extra) = (field("leaf_input"), field("extra_data"));
+    for live in corpus::live_entries() {
+        let (leaf, extra) = (live.leaf_input, live.extra_data);
         let entry = decode_rfc6962(&leaf, &extra).unwrap();
         let Chain::Certificates(chain) = entry.chain else {
             panic!("RFC 6962 entries carry certificates")
@@ -103,8 +99,7 @@ fn build_corpus() -> Corpus {
         issuers: HashMap::new(),
     };
     for name in ["000", "001", "002", "003"] {
-        let tile =
-            certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}"));
+        let tile = corpus::navigli_data_tile(name);
         for (mut record, fingerprints_at) in split_records(&tile) {
             let mut chain = Vec::new();
             for fp in record[fingerprints_at..].chunks_exact_mut(32) {
