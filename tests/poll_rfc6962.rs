@@ -19,7 +19,6 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use certstream::http::{HttpClient, HttpClientConfig};
 use certstream::ingest::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
 };
@@ -27,7 +26,7 @@ use certstream::stream::{LogKind, LogSource};
 use certstream_ct::checkpoint::{LogKey, TreeHead};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
 use certstream_testkit::corpus;
-use certstream_testkit::http::{After, ScriptedServer, respond};
+use certstream_testkit::http::{After, ScriptedServer, loopback_poller_client, respond};
 use certstream_testkit::runtime::block_on;
 use certstream_testkit::signing::{LogSigner, log_signer};
 
@@ -409,11 +408,7 @@ fn follow_all(
     deadline: Duration,
 ) -> Vec<Outcome> {
     block_on(async move {
-        let config = HttpClientConfig {
-            use_webpki_roots: false,
-            ..HttpClientConfig::default()
-        };
-        let http = Rc::new(HttpClient::new(config).expect("client"));
+        let http = Rc::new(loopback_poller_client());
         let mut running = Vec::new();
         for (server, final_tree_size) in logs {
             let url = server.url();

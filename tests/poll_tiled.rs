@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use certstream::http::{HttpClient, HttpClientConfig};
+use certstream::http::HttpClient;
 use certstream::ingest::issuers::{IssuerCache, hex};
 use certstream::ingest::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, tiled,
@@ -21,7 +21,7 @@ use certstream::stream::{LogKind, LogSource};
 use certstream_ct::checkpoint::{LogKey, TreeHead};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
 use certstream_testkit::corpus;
-use certstream_testkit::http::{After, ScriptedServer, respond};
+use certstream_testkit::http::{After, ScriptedServer, loopback_poller_client, respond};
 use certstream_testkit::runtime::block_on;
 use certstream_testkit::signing::{LogSigner, checkpoint_body, log_signer};
 
@@ -395,13 +395,9 @@ struct Running {
 
 impl Harness {
     fn new() -> Self {
-        let config = HttpClientConfig {
-            use_webpki_roots: false,
-            ..HttpClientConfig::default()
-        };
         Self {
             sink: Rc::new(Recorder::default()),
-            http: Rc::new(HttpClient::new(config).unwrap()),
+            http: Rc::new(loopback_poller_client()),
             issuers: Rc::new(IssuerCache::default()),
         }
     }

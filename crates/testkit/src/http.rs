@@ -325,3 +325,16 @@ pub fn respond(w: &mut dyn Write, status: u16, extra_headers: &str, body: &[u8])
     out.extend_from_slice(body);
     let _ = w.write_all(&out);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// certstream's own client, as the pollers' tests use it
+
+/// certstream's HTTP client with its defaults but no web PKI roots: the scripted logs are plain HTTP on
+/// 127.0.0.1, and nothing may reach out.
+pub fn loopback_poller_client() -> certstream::http::HttpClient {
+    let config = certstream::http::HttpClientConfig {
+        use_webpki_roots: false,
+        ..certstream::http::HttpClientConfig::default()
+    };
+    certstream::http::HttpClient::new(config).expect("certstream's HTTP client")
+}
