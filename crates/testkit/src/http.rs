@@ -1,5 +1,7 @@
-//! Blocking HTTP/1.1 over 127.0.0.1 for tests: one client (`raw_request`, `request`, `http_get`, ...) and one
-//! scripted server that answers with canned or handler-built responses.
+//! Blocking HTTP/1.1 over 127.0.0.1 for tests: one client (every request goes through [`exchange`]: `raw_request`,
+//! `request`, `http_get`, `http_request`, `send_get`), one scripted server ([`ScriptedServer`]) that answers with
+//! handler-built responses or hands over the raw connection, and certstream's own client set up for the pollers'
+//! tests ([`loopback_poller_client`]).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
