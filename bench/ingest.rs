@@ -14,14 +14,12 @@
 //!
 //! Run: `cargo bench --bench ingest`. The server runs on CPU 0, the mock and the client on CPU 1.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
+use certstream_testkit::process::{cpu_time, memory_resident_kib, pin};
 use certstream_testkit::{Certstream, Mock, WsClient};
-use support::{cpu_seconds, pin, rss_mib};
 
 /// 30 RFC 6962 logs + 30 tiled logs, the size of today's log list.
 const RFC6962_LOGS: u32 = 30;
@@ -161,8 +159,11 @@ fn measure(total: f64, settings: &Settings) -> Run {
     let mut tally = Tally::default();
     // Warm-up: every poller has started (jittered over one poll interval) and caught up.
     read_for(&mut client, Duration::from_secs(6), &mut tally);
-    let (received_before, cpu_before, started) =
-        (tally.received, cpu_seconds(server.pid()), Instant::now());
+    let (received_before, cpu_before, started) = (
+        tally.received,
+        cpu_time(server.pid()).as_secs_f64(),
+        Instant::now(),
+    );
     read_for(&mut client, settings.window, &mut tally);
     let elapsed = started.elapsed().as_secs_f64();
     let stats = server.stats();
@@ -181,8 +182,8 @@ fn measure(total: f64, settings: &Settings) -> Run {
         duplicates: tally.duplicates,
         dropped: stats["messages_dropped"].as_u64().unwrap_or(0),
         max_lag,
-        cpu: (cpu_seconds(server.pid()) - cpu_before) / elapsed * 100.0,
-        rss: rss_mib(server.pid()),
+        cpu: (cpu_time(server.pid()).as_secs_f64() - cpu_before) / elapsed * 100.0,
+        rss: memory_resident_kib(server.pid()) as f64 / 1024.0,
     };
     drop(client);
     drop(server);
@@ -278,7 +279,7 @@ fn main() {
         let followed = server.stats()["logs"].as_array().map_or(0, |l| l.len());
         println!(
             "idle, following {followed} logs: RSS {:.1} MiB",
-            rss_mib(server.pid())
+            memory_resident_kib(server.pid()) as f64 / 1024.0
         );
         drop(server);
         drop(mock);

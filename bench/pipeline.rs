@@ -15,6 +15,7 @@ use certstream::message::{BuildLimits, LogSource, MessageBuilder, SourceKind};
 use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
 use certstream_ct::get_entries::{RawEntry, parse_get_entries};
 use certstream_ct::tile::data_tile_entries;
+use certstream_testkit::corpus;
 
 const TILES: [&str; 5] = ["000", "001", "002", "003", "003.p/10"];
 
@@ -26,38 +27,16 @@ struct Corpus {
 }
 
 fn load() -> Corpus {
-    let text = String::from_utf8(certstream_testkit::corpus::read("rfc6962/live_ct.json"))
-        .expect("corpus");
-    let items: Vec<serde_json::Value> = serde_json::from_str(&text).expect("corpus json");
-    let field =
-        |item: &serde_json::Value, name: &str| item[name].as_str().expect("field").to_owned();
-    let rfc6962 = items
-        .iter()
-        .map(|item| {
-            (
-                STANDARD.decode(field(item, "leaf_input")).unwrap(),
-                STANDARD.decode(field(item, "extra_data")).unwrap(),
-            )
-        })
+    let rfc6962 = corpus::live_entries()
+        .into_iter()
+        .map(|live| (live.leaf_input, live.extra_data))
         .collect();
     let tiles = TILES
         .iter()
-        .map(|name| {
-            let index = name[..3].parse().unwrap();
-            (
-                index,
-                certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}")),
-            )
-        })
+        .map(|name| (name[..3].parse().unwrap(), corpus::navigli_data_tile(name)))
         .collect();
     // A real-sized get-entries response: the 40 live entries cycled to Trillian's usual 256.
-    let entries: Vec<serde_json::Value> = (0..256)
-        .map(|i| {
-            let item = &items[i % items.len()];
-            serde_json::json!({"leaf_input": item["leaf_input"], "extra_data": item["extra_data"]})
-        })
-        .collect();
-    let get_entries_body = serde_json::to_vec(&serde_json::json!({ "entries": entries })).unwrap();
+    let get_entries_body = corpus::live_get_entries_body(256).into_bytes();
     Corpus {
         rfc6962,
         tiles,

@@ -6,15 +6,13 @@
 //! Run: `cargo bench --bench soak -- --minutes 10` (the default), or `--seconds 90` for a short run. Not part of the
 //! test suite. Extend [`HOSTILE`] when the mock learns a new hostile mode.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use certstream_testkit::process::memory_resident_kib;
 use certstream_testkit::{Certstream, Collector, ListFile, Mock, SeenEntry, WsClient, http_get};
-use support::rss_mib;
 
 /// Which kind of log a mode runs on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -204,7 +202,7 @@ fn main() {
     );
     while started.elapsed() < duration {
         std::thread::sleep(REPORT_EVERY.min(duration.saturating_sub(started.elapsed())));
-        let rss = rss_mib(server.pid());
+        let rss = memory_resident_kib(server.pid()) as f64 / 1024.0;
         rss_high = rss_high.max(rss);
         let stats = server.stats();
         println!(

@@ -8,7 +8,6 @@
 //! `cargo bench --bench ws_load -- idle fanout` (idle, shutdown, fanout, latency).
 
 use std::cell::{Cell, RefCell};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -17,6 +16,9 @@ use certstream::config::Config;
 use certstream::hub::Hub;
 use certstream::message::EncodedMessage;
 use certstream::server::{self, Server};
+use certstream_testkit::http::{closed_port, http_get};
+use certstream_testkit::process::{cpu_time, memory_resident_kib};
+use certstream_testkit::runtime::block_on;
 use certstream_ws::frame::Frame;
 use monoio::io::AsyncWriteRentExt;
 
@@ -57,14 +59,6 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Forks the server process; returns its pid.
 fn spawn_server(port: u16, publisher: Publisher) -> libc::pid_t {
     // SAFETY: called while this process is single-threaded (no runtime exists between phases).
@@ -82,7 +76,7 @@ fn spawn_server(port: u16, publisher: Publisher) -> libc::pid_t {
         max_connections_per_ip: 100_000,
         ..Config::default()
     };
-    let _ = certstream::runtime::block_on(async move {
+    block_on(async move {
         let server = Server::bind(config).expect("bind");
         monoio::spawn(publish(server.hub(), publisher));
         let ctrl_c = monoio::utils::CtrlC::new().expect("signal handler");
@@ -175,14 +169,6 @@ struct Seen {
     done: Cell<usize>,
     /// CPU use (server, load clients) while frames flowed, as fractions of one core.
     cpu: Cell<Option<(f64, f64)>>,
-}
-
-/// CPU seconds used so far by process `pid` (its threads' time on a CPU, from /proc/<pid>/schedstat, in ns).
-fn cpu_seconds(pid: libc::pid_t) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(f64::NAN, |ns| ns as f64 / 1e9)
 }
 
 const UPGRADE: &[u8] =
@@ -365,7 +351,7 @@ fn run_clients(
 ) -> Rc<Seen> {
     let seen = Rc::new(Seen::default());
     let seen_inner = seen.clone();
-    certstream::runtime::block_on(async move {
+    block_on(async move {
         for _ in 0..clients {
             monoio::spawn(client(addr, expect, seen_inner.clone()));
         }
@@ -379,8 +365,8 @@ fn run_clients(
             if flowing_since.is_none() && seen_inner.frames.get() > 0 {
                 flowing_since = Some((
                     Instant::now(),
-                    cpu_seconds(server_pid),
-                    cpu_seconds(own_pid),
+                    cpu_time(server_pid as u32).as_secs_f64(),
+                    cpu_time(own_pid as u32).as_secs_f64(),
                 ));
             }
             // Stop early once frames stopped flowing for 3 s (e.g. some were dropped).
@@ -394,12 +380,11 @@ fn run_clients(
         if let Some((since, server, own)) = flowing_since {
             let wall = since.elapsed().as_secs_f64();
             seen_inner.cpu.set(Some((
-                (cpu_seconds(server_pid) - server) / wall,
-                (cpu_seconds(own_pid) - own) / wall,
+                (cpu_time(server_pid as u32).as_secs_f64() - server) / wall,
+                (cpu_time(own_pid as u32).as_secs_f64() - own) / wall,
             )));
         }
-    })
-    .expect("client runtime");
+    });
     seen
 }
 
@@ -423,23 +408,8 @@ fn wait_listening(addr: SocketAddr) {
 }
 
 fn stats(addr: SocketAddr) -> serde_json::Value {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(b"GET /stats HTTP/1.1\r\nHost: b\r\n\r\n")
-        .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    serde_json::from_slice(&response[end + 4..]).unwrap()
-}
-
-fn rss_kib(pid: libc::pid_t) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    let (_, _, body) = http_get(addr, "/stats");
+    serde_json::from_slice(&body).expect("/stats JSON")
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -467,17 +437,17 @@ fn main() {
 
     if wanted("idle") {
         let clients = 10_000;
-        let port = free_port();
+        let port = closed_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = spawn_server(port, Publisher::ReportHeap { clients });
         wait_listening(addr);
         std::thread::sleep(Duration::from_millis(200));
-        let before = rss_kib(pid);
+        let before = memory_resident_kib(pid as u32);
         let after = Rc::new(Cell::new(0u64));
         let after_inner = after.clone();
         let seen = Rc::new(Seen::default());
         let seen_inner = seen.clone();
-        certstream::runtime::block_on(async move {
+        block_on(async move {
             for _ in 0..clients {
                 monoio::spawn(client(addr, u64::MAX, seen_inner.clone()));
             }
@@ -486,9 +456,8 @@ fn main() {
                 monoio::time::sleep(Duration::from_millis(20)).await;
             }
             monoio::time::sleep(Duration::from_millis(500)).await;
-            after_inner.set(rss_kib(pid));
-        })
-        .expect("client runtime");
+            after_inner.set(memory_resident_kib(pid as u32));
+        });
         stop_server(pid);
         let per_client = (after.get().saturating_sub(before)) as f64 * 1024.0 / clients as f64;
         println!(
@@ -500,7 +469,7 @@ fn main() {
 
     if wanted("shutdown") {
         let clients = 1_000;
-        let port = free_port();
+        let port = closed_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = spawn_server(port, Publisher::Idle);
         wait_listening(addr);
@@ -508,7 +477,7 @@ fn main() {
         let seen_inner = seen.clone();
         let elapsed = Rc::new(Cell::new(Duration::ZERO));
         let elapsed_inner = elapsed.clone();
-        certstream::runtime::block_on(async move {
+        block_on(async move {
             for _ in 0..clients {
                 monoio::spawn(client(addr, u64::MAX, seen_inner.clone()));
             }
@@ -529,8 +498,7 @@ fn main() {
                 monoio::time::sleep(Duration::from_micros(200)).await;
             }
             elapsed_inner.set(started.elapsed());
-        })
-        .expect("client runtime");
+        });
         println!(
             "shutdown: SIGTERM → exit in {:.1} ms with {clients} clients, {} close frames received",
             elapsed.get().as_secs_f64() * 1000.0,
@@ -542,7 +510,7 @@ fn main() {
         .filter(|_| wanted("fanout"))
     {
         let messages = (2_000_000 / clients as u64).clamp(500, 200_000);
-        let port = free_port();
+        let port = closed_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = spawn_server(port, Publisher::Saturate { clients, messages });
         wait_listening(addr);
@@ -576,7 +544,7 @@ fn main() {
 
     if wanted("latency") {
         let (clients, messages, per_second) = (1_000, 1_000, 200);
-        let port = free_port();
+        let port = closed_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = spawn_server(
             port,

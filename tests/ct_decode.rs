@@ -2,13 +2,12 @@
 //! get-entries items and 1,034 static-ct-api tile records, whose leaf hashes are checked against the log's own
 //! level-0 Merkle tiles; then one test per malformation, truncation at every offset, and property tests.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use certstream_ct::entry::{
     Buffer, Chain, DecodeError, DecodeErrorKind, EntryType, LogEntry, decode_rfc6962,
 };
 use certstream_ct::get_entries::{GetEntriesError, RawEntry, parse_get_entries};
 use certstream_ct::tile::{TileEntry, TileError, data_tile_entries, leaf_hash, tile_path};
+use certstream_testkit::corpus;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
@@ -17,46 +16,21 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 /// The 40 live get-entries items, base64-decoded (read once per test binary).
 fn live_entries() -> &'static [RawEntry] {
     static LIVE: LazyLock<Vec<RawEntry>> = LazyLock::new(|| {
-        live_json()
-            .iter()
-            .map(|item| {
-                let field = |name: &str| {
-                    let text = item[name].as_str().expect("base64 string field");
-                    STANDARD.decode(text).expect("valid base64")
-                };
-                RawEntry {
-                    leaf_input: field("leaf_input"),
-                    extra_data: field("extra_data"),
-                }
+        corpus::live_entries()
+            .into_iter()
+            .map(|live| RawEntry {
+                leaf_input: live.leaf_input,
+                extra_data: live.extra_data,
             })
             .collect()
     });
     &LIVE
 }
 
-fn live_json() -> Vec<serde_json::Value> {
-    let json: serde_json::Value =
-        serde_json::from_slice(&certstream_testkit::corpus::read("rfc6962/live_ct.json"))
-            .expect("live_ct.json is JSON");
-    json.as_array().expect("live_ct.json is an array").clone()
-}
-
 /// A get-entries body holding the live entries, exactly as a log would serve it.
 fn live_get_entries_body() -> &'static str {
-    static BODY: LazyLock<String> = LazyLock::new(|| {
-        let entries: Vec<serde_json::Value> = live_json()
-            .iter()
-            .map(|item| {
-                serde_json::json!({"leaf_input": item["leaf_input"], "extra_data": item["extra_data"]})
-            })
-            .collect();
-        serde_json::json!({ "entries": entries }).to_string()
-    });
+    static BODY: LazyLock<String> = LazyLock::new(|| corpus::live_get_entries_body(40));
     &BODY
-}
-
-fn data_tile(name: &str) -> Vec<u8> {
-    certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}"))
 }
 
 fn decode_tile(tile: &[u8], tile_index: u64) -> Vec<TileEntry<'_>> {
@@ -78,7 +52,7 @@ impl FirstRecord {
     const LEN: usize = 2715;
 
     fn load() -> Self {
-        let tile = data_tile("000");
+        let tile = corpus::navigli_data_tile("000");
         FirstRecord {
             bytes: tile[..Self::LEN].to_vec(),
         }
@@ -273,7 +247,7 @@ fn all_tile_entries_decode_and_hash_to_the_level0_tiles() {
         ("003", 3, 256),
         ("003.p/10", 3, 10),
     ] {
-        let tile = data_tile(name);
+        let tile = corpus::navigli_data_tile(name);
         let hashes =
             certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/0/{name}"));
         assert_eq!(hashes.len(), 32 * width);
@@ -297,7 +271,7 @@ fn all_tile_entries_decode_and_hash_to_the_level0_tiles() {
 
 #[test]
 fn first_tile_entry_matches_the_worked_example() {
-    let tile = data_tile("000");
+    let tile = corpus::navigli_data_tile("000");
     let first = data_tile_entries(&tile, 0)
         .next()
         .expect("one entry")
@@ -619,7 +593,7 @@ fn unknown_entry_type() {
     assert!(e.is_unknown_type());
 
     // In a tile an unknown entry type cannot be skipped: its length is unknown.
-    let mut tile = data_tile("000");
+    let mut tile = corpus::navigli_data_tile("000");
     tile[FirstRecord::LEN + 8..FirstRecord::LEN + 10].copy_from_slice(&[0x12, 0x34]);
     let mut items = data_tile_entries(&tile, 0);
     assert!(matches!(items.next(), Some(Ok(_))));
@@ -661,7 +635,7 @@ fn empty_certificate() {
 
 #[test]
 fn leaf_index_mismatch_reports_both_indices() {
-    let tile = data_tile("001");
+    let tile = corpus::navigli_data_tile("001");
     let e = single_tile_error(&tile, 2);
     assert_eq!(e.field, "leaf_index");
     assert_eq!(
@@ -743,8 +717,8 @@ fn fingerprints_length_not_a_multiple_of_32() {
 
 #[test]
 fn more_than_256_records_in_a_tile() {
-    let tile0 = data_tile("000");
-    let tile1 = data_tile("001");
+    let tile0 = corpus::navigli_data_tile("000");
+    let tile1 = corpus::navigli_data_tile("001");
     // Tile 001's first record has leaf_index 256, which is also 256·0 + 256: only the width limit catches it.
     let mut tile = tile0.clone();
     tile.extend_from_slice(&tile1);
@@ -837,7 +811,7 @@ proptest! {
         check_rfc6962(&mutate(&raw.leaf_input, &leaf_edits, keep), &mutate(&raw.extra_data, &extra_edits, None))?;
         check_rfc6962(&mutate(&raw.leaf_input, &leaf_edits, None), &mutate(&raw.extra_data, &extra_edits, keep))?;
 
-        let tile = data_tile("000");
+        let tile = corpus::navigli_data_tile("000");
         // About three records: enough to reach the second and third record after a mutated length.
         let tile_prefix = &tile[..FirstRecord::LEN * 3];
         check_tile(&mutate(tile_prefix, &leaf_edits, keep), tile_index)?;

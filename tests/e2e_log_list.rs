@@ -10,14 +10,15 @@
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use certstream_ct::log_list::LogList;
+use certstream_testkit::http::ScriptedServer;
 use certstream_testkit::{
-    Certstream, Collector, ListFile, Mock, assert_window, closed_port, only_logs,
+    Certstream, Collector, ListFile, Mock, assert_window, closed_port, followed_in, only_logs,
 };
 
 /// `/health` must answer within this while the list is being read.
@@ -90,28 +91,16 @@ fn offline_start_follows_the_compiled_in_snapshot() {
 
 /// Waits until `server` follows exactly `names`.
 fn wait_following(server: &Certstream, names: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let followed = server.followed();
-        if followed == names {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "following {followed:?}, expected {names:?}\n{}",
-            server.log_tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_stats(
+        &format!("following exactly {names:?}"),
+        Duration::from_secs(15),
+        |stats| followed_in(stats) == names,
+    );
 }
 
-#[test]
-fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
-    let mock = Mock::start(&["--rfc6962", "2", "--tiled", "1", "--rate", "20"]);
-    let full = mock.list();
-    let list = ListFile::new();
-    list.write_only(&full, &["r0"]);
-    let server = Certstream::start(
+/// A certstream following `list`, re-read every 200 ms, polling every 100 ms.
+fn follow_refreshed(list: &ListFile) -> Certstream {
+    Certstream::start(
         &[
             "--log-list",
             list.location(),
@@ -121,7 +110,16 @@ fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
             "100ms",
         ],
         &[],
-    );
+    )
+}
+
+#[test]
+fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
+    let mock = Mock::with_logs(2, 1, 20, &[]);
+    let full = mock.list();
+    let list = ListFile::new();
+    list.write_only(&full, &["r0"]);
+    let server = follow_refreshed(&list);
     wait_following(&server, &["r0"]);
 
     list.write_only(&full, &["r0", "r1", "t0"]);
@@ -214,7 +212,7 @@ fn help_names_the_log_list_options_and_version_prints() {
 
 #[test]
 fn unreachable_apple_list_leaves_the_primary_list_in_use() {
-    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--rate", "0"]);
+    let mock = Mock::with_logs(1, 0, 0, &[]);
     let list = ListFile::new();
     list.write_only(&mock.list(), &["r0"]);
     let server = Certstream::start(&["--log-list", list.location(), "--apple-log-list"], &[]);
@@ -274,46 +272,38 @@ fn endless_or_silent_list_files_neither_fill_memory_nor_hold_the_server() {
 }
 
 /// A TCP relay to `upstream` that records the bytes clients send (request heads), to see which address a log is
-/// read at. Its threads end with the test process.
+/// read at.
 struct Relay {
-    addr: SocketAddr,
+    server: ScriptedServer,
     sent: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Relay {
     fn start(upstream: &str) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
-        let addr = listener.local_addr().expect("relay address");
         let sent = Arc::new(Mutex::new(Vec::new()));
         let (record, upstream) = (sent.clone(), upstream.to_owned());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(mut client) = client else { return };
-                let Ok(mut server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let (mut client_back, mut server_back) = (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                );
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut server_back, &mut client_back);
-                    let _ = client_back.shutdown(std::net::Shutdown::Both);
-                });
-                let record = record.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0; 16 * 1024];
-                    while let Ok(n) = client.read(&mut buf) {
-                        if n == 0 || server.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                        record.lock().expect("lock").extend_from_slice(&buf[..n]);
-                    }
-                    let _ = server.shutdown(std::net::Shutdown::Both);
-                });
+        let server = ScriptedServer::accept(move |_, mut client| {
+            let Ok(mut server) = TcpStream::connect(&upstream) else {
+                return;
+            };
+            let (mut client_back, mut server_back) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_back, &mut client_back);
+                let _ = client_back.shutdown(std::net::Shutdown::Both);
+            });
+            let mut buf = [0; 16 * 1024];
+            while let Ok(n) = client.read(&mut buf) {
+                if n == 0 || server.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                record.lock().expect("lock").extend_from_slice(&buf[..n]);
             }
+            let _ = server.shutdown(std::net::Shutdown::Both);
         });
-        Relay { addr, sent }
+        Relay { server, sent }
     }
 
     /// Requests received so far whose path starts with `prefix`.
@@ -329,7 +319,7 @@ fn read_through(list: &serde_json::Value, mock: &Mock, relay: &Relay) -> Vec<u8>
     let text = serde_json::to_string(list).expect("list JSON");
     let (from, to) = (
         format!("http://{}", mock.addr),
-        format!("http://{}", relay.addr),
+        format!("http://{}", relay.server.addr),
     );
     text.replace(&format!("{from}/rfc6962/"), &format!("{to}/rfc6962/"))
         .replace(&format!("{from}/monitor/"), &format!("{to}/monitor/"))
@@ -338,22 +328,12 @@ fn read_through(list: &serde_json::Value, mock: &Mock, relay: &Relay) -> Vec<u8>
 
 #[test]
 fn a_log_whose_url_changes_is_read_at_the_new_url_without_gap_or_duplicate() {
-    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "1", "--rate", "100"]);
+    let mock = Mock::with_logs(1, 1, 100, &[]);
     let (old, new) = (Relay::start(&mock.addr), Relay::start(&mock.addr));
     let logs = only_logs(&mock.list(), &["r0", "t0"]);
     let list = ListFile::new();
     list.write(&read_through(&logs, &mock, &old));
-    let server = Certstream::start(
-        &[
-            "--log-list",
-            list.location(),
-            "--log-list-refresh",
-            "200ms",
-            "--poll-interval",
-            "100ms",
-        ],
-        &[],
-    );
+    let server = follow_refreshed(&list);
     let mut stream = Collector::connect(&server, "/");
     let at_least = |n: usize| {
         move |by_log: &std::collections::BTreeMap<String, Vec<(u64, String)>>| {
@@ -439,7 +419,7 @@ fn stats_and_metrics_never_show_list_credentials_queries_or_paths() {
     drop(server);
 
     // A list that loads, from a URL with a token, and its logs.
-    let mock = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--rate", "0"]);
+    let mock = Mock::with_logs(1, 0, 0, &[]);
     let url = format!("{}?token=s3cr3t", mock.list_url());
     let server = Certstream::start(&["--log-list", &url], &[]);
     wait_following(&server, &["r0"]);

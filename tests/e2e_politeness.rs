@@ -2,8 +2,9 @@
 //! `CUSTOM_LOG_LIST`, default start position). Under sustained 429s the request rate each log sees falls, and it
 //! recovers once they stop; a tiled log's partial tiles are never fetched twice for the same (tile, width).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use certstream_testkit::wait::wait_until;
 use certstream_testkit::{Certstream, Mock};
 use serde_json::Value;
 
@@ -33,16 +34,7 @@ fn wait_delivering(server: &Certstream, logs: usize) {
 
 #[test]
 fn request_rate_falls_under_sustained_429s_and_recovers() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "50",
-        "--start-size",
-        "1000",
-    ]);
+    let mock = Mock::with_logs(1, 1, 50, &["--start-size", "1000"]);
     let server = follow(&mock);
     wait_delivering(&server, 2);
     // Default start: the log's size when the poller started, nothing older.
@@ -103,19 +95,9 @@ fn request_rate_falls_under_sustained_429s_and_recovers() {
 
 #[test]
 fn partial_tiles_are_never_fetched_twice_for_the_same_width() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "0",
-        "--tiled",
-        "2",
-        "--rate",
-        "20",
-        "--start-size",
-        "1000",
-    ]);
+    let mock = Mock::with_logs(0, 2, 20, &["--start-size", "1000"]);
     let server = follow(&mock);
     wait_delivering(&server, 2);
-    let deadline = Instant::now() + Duration::from_secs(40);
     let partial_fetches = |stats: &Value, log: &str| -> Vec<(String, u64)> {
         stats["logs"][log]["partial_data_tiles"]
             .as_object()
@@ -127,20 +109,17 @@ fn partial_tiles_are_never_fetched_twice_for_the_same_width() {
             .unwrap_or_default()
     };
     // Run until each log has fetched several partial tiles of its growing tip.
-    loop {
-        let stats = mock.stats();
-        if ["t0", "t1"]
-            .iter()
-            .all(|log| partial_fetches(&stats, log).len() >= 3)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "too few partial tiles fetched: {stats}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        "several partial tiles fetched of each log",
+        Duration::from_secs(40),
+        || mock.stats(),
+        |stats| {
+            ["t0", "t1"]
+                .iter()
+                .all(|log| partial_fetches(stats, log).len() >= 3)
+        },
+        |stats| format!("{stats}"),
+    );
     let stats = mock.stats();
     for log in ["t0", "t1"] {
         for (tile, count) in partial_fetches(&stats, log) {

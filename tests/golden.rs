@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use certstream::message::{BuildLimits, EncodedMessage, LogSource, MessageBuilder, SourceKind};
 use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
 use certstream_ct::tile::data_tile_entries;
+use certstream_testkit::corpus;
 use serde_json::Value;
 use sha1::Digest as _;
 
@@ -47,22 +48,14 @@ fn update_type(entry: &LogEntry<'_>) -> &'static str {
 }
 
 fn rfc6962_messages() -> Vec<Built> {
-    let text = String::from_utf8(certstream_testkit::corpus::read("rfc6962/live_ct.json")).unwrap();
-    let items: Vec<Value> = serde_json::from_str(&text).unwrap();
     let mut builder = MessageBuilder::new(BuildLimits::default());
-    items
+    corpus::live_entries()
         .iter()
-        .map(|item| {
-            let url = item["log_url"].as_str().unwrap();
+        .map(|live| {
+            let url = live.log_url.as_str();
             let source = LogSource::new(&list_description(url), url, SourceKind::Rfc6962);
-            let index = item["cert_index"].as_u64().unwrap();
-            let leaf = STANDARD
-                .decode(item["leaf_input"].as_str().unwrap())
-                .unwrap();
-            let extra = STANDARD
-                .decode(item["extra_data"].as_str().unwrap())
-                .unwrap();
-            let entry = decode_rfc6962(&leaf, &extra).unwrap();
+            let index = live.cert_index;
+            let entry = decode_rfc6962(&live.leaf_input, &live.extra_data).unwrap();
             let Chain::Certificates(chain) = &entry.chain else {
                 panic!("RFC 6962 chains are certificates")
             };
@@ -90,8 +83,7 @@ fn tiled_messages() -> Vec<Built> {
     let mut builder = MessageBuilder::new(BuildLimits::default());
     let mut out = Vec::new();
     for name in ["000", "001", "002", "003", "003.p/10"] {
-        let tile =
-            certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}"));
+        let tile = corpus::navigli_data_tile(name);
         let tile_index: u64 = name[..3].parse().unwrap();
         for entry in data_tile_entries(&tile, tile_index) {
             let entry = entry.unwrap();

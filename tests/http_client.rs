@@ -3,133 +3,26 @@
 //! Run on both monoio drivers: `cargo test --test http_client` and `MONOIO_FORCE_LEGACY_DRIVER=1 cargo test ...`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use certstream::http::{DEFAULT_USER_AGENT, HttpClient, HttpClientConfig, HttpError};
+use certstream_testkit::http::{
+    After, Handler, Request, SERVER_IO_TIMEOUT, ScriptedServer, read_request, respond,
+    serve_requests,
+};
+use certstream_testkit::runtime::block_on;
 
-/// Every server socket gives up after this long, so no test can hang on a server thread.
-const SERVER_IO_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("monoio runtime");
-    rt.block_on(f)
-}
-
-/// What the server saw of one request.
-struct Request {
-    path: String,
-    /// The raw request head, lowercased.
-    head: String,
-}
-
-/// What a handler tells the connection loop to do next.
-#[derive(PartialEq)]
-enum After {
-    KeepOpen,
-    Close,
-}
-
-type Handler = dyn Fn(&Request, &mut dyn Write) -> After + Send + Sync;
-
-/// A local server; counts accepted connections so tests can see reuse.
-struct Server {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-    fn connections(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-/// Serves plain HTTP with `handler`; each connection on its own thread.
-fn serve(handler: impl Fn(&Request, &mut dyn Write) -> After + Send + Sync + 'static) -> Server {
-    serve_with(Arc::new(handler), None)
-}
-
-fn serve_with(handler: Arc<Handler>, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let handler = handler.clone();
-            let tls = tls.clone();
-            thread::spawn(move || {
-                stream.set_read_timeout(Some(SERVER_IO_TIMEOUT)).ok();
-                stream.set_write_timeout(Some(SERVER_IO_TIMEOUT)).ok();
-                stream.set_nodelay(true).ok();
-                match tls {
-                    Some(cfg) => {
-                        let Ok(conn) = rustls::ServerConnection::new(cfg) else {
-                            return;
-                        };
-                        connection_loop(rustls::StreamOwned::new(conn, stream), &*handler);
-                    }
-                    None => connection_loop(stream, &*handler),
-                }
-            });
-        }
-    });
-    Server { addr, accepted }
-}
-
-fn connection_loop(mut stream: impl Read + Write, handler: &Handler) {
-    let mut pending = Vec::new();
-    loop {
-        let Some(request) = read_request(&mut stream, &mut pending) else {
+/// Serves HTTPS with `config`, each connection's requests answered by `handler`.
+fn serve_tls(handler: Arc<Handler>, config: Arc<rustls::ServerConfig>) -> ScriptedServer {
+    ScriptedServer::accept(move |_, stream| {
+        let Ok(connection) = rustls::ServerConnection::new(config.clone()) else {
             return;
         };
-        let after = handler(&request, &mut stream);
-        if stream.flush().is_err() || after == After::Close {
-            return;
-        }
-    }
-}
-
-fn read_request(stream: &mut impl Read, pending: &mut Vec<u8>) -> Option<Request> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).to_string();
-            pending.drain(..end + 4);
-            let path = head.split(' ').nth(1)?.to_string();
-            return Some(Request {
-                path,
-                head: head.to_ascii_lowercase(),
-            });
-        }
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        pending.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Writes a whole response in one write (two small writes would meet Nagle + delayed ACK).
-fn respond(w: &mut dyn Write, extra_headers: &str, body: &[u8]) {
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{extra_headers}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    let _ = w.write_all(&out);
+        serve_requests(rustls::StreamOwned::new(connection, stream), &*handler);
+    })
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -153,7 +46,7 @@ fn client_with(tweak: impl FnOnce(&mut HttpClientConfig)) -> HttpClient {
 
 /// Echoes the path as the body, so a response can be matched to its request.
 fn echo_path(req: &Request, w: &mut dyn Write) -> After {
-    respond(w, "Content-Type: text/plain\r\n", req.path.as_bytes());
+    respond(w, 200, "Content-Type: text/plain\r\n", req.path.as_bytes());
     After::KeepOpen
 }
 
@@ -161,12 +54,12 @@ fn echo_path(req: &Request, w: &mut dyn Write) -> After {
 fn keep_alive_reuses_one_connection_and_sends_identity_headers() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
-    let server = serve(move |req, w| {
+    let server = ScriptedServer::serve(move |req, w| {
         log.lock().unwrap().push(req.head.clone());
         echo_path(req, w)
     });
     let client = client();
-    run(async {
+    block_on(async {
         for i in 0..20 {
             let path = format!("/ct/v1/get-entries?start={i}&end={i}");
             let resp = client.get(&server.url(&path)).await.expect("get");
@@ -196,12 +89,12 @@ fn keep_alive_reuses_one_connection_and_sends_identity_headers() {
 #[test]
 fn idle_connection_closed_by_server_is_retried_transparently() {
     // Answers with keep-alive, then closes: exactly what a server's idle timeout does.
-    let server = serve(|req, w| {
+    let server = ScriptedServer::serve(|req, w| {
         echo_path(req, w);
         After::Close
     });
     let client = client();
-    run(async {
+    block_on(async {
         for i in 0..5 {
             let path = format!("/r{i}");
             let resp = client
@@ -218,14 +111,14 @@ fn idle_connection_closed_by_server_is_retried_transparently() {
 
 #[test]
 fn timed_out_request_never_leaks_into_the_next_one() {
-    let server = serve(|req, w| {
+    let server = ScriptedServer::serve(|req, w| {
         if req.path == "/slow" {
             thread::sleep(Duration::from_millis(600));
         }
         echo_path(req, w)
     });
     let client = client();
-    run(async {
+    block_on(async {
         // Warm a keep-alive connection, so the slow request runs on a *reused* one (the hard case).
         assert_eq!(
             client.get(&server.url("/fast1")).await.expect("fast1").body,
@@ -262,14 +155,14 @@ fn timed_out_request_never_leaks_into_the_next_one() {
 
 #[test]
 fn dropped_request_future_drops_its_connection() {
-    let server = serve(|req, w| {
+    let server = ScriptedServer::serve(|req, w| {
         if req.path == "/slow" {
             thread::sleep(Duration::from_millis(300));
         }
         echo_path(req, w)
     });
     let client = client();
-    run(async {
+    block_on(async {
         assert_eq!(
             client.get(&server.url("/a")).await.expect("a").body,
             "/a".as_bytes()
@@ -291,8 +184,8 @@ fn dropped_request_future_drops_its_connection() {
 
 /// A hostile server: `/hostile` is answered, then `forge_after` later (or in the same write) a forged response
 /// nobody asked for follows on the same connection; every other path gets its own path back.
-fn serve_forging(forge_after: Option<Duration>) -> Server {
-    serve(move |req, w| {
+fn serve_forging(forge_after: Option<Duration>) -> ScriptedServer {
+    ScriptedServer::serve(move |req, w| {
         if req.path != "/hostile" {
             return echo_path(req, w);
         }
@@ -319,7 +212,7 @@ fn serve_forging(forge_after: Option<Duration>) -> Server {
 fn bytes_after_a_response_close_the_connection() {
     let server = serve_forging(None);
     let client = client();
-    run(async {
+    block_on(async {
         for path in ["/hostile", "/next", "/hostile", "/after"] {
             let resp = client.get(&server.url(path)).await.expect("get");
             assert_eq!(resp.body, path.as_bytes(), "{path} got another answer");
@@ -337,7 +230,7 @@ fn bytes_after_a_response_close_the_connection() {
 fn unsolicited_response_on_an_idle_connection_is_never_read_as_an_answer() {
     let server = serve_forging(Some(Duration::from_millis(20)));
     let client = client();
-    run(async {
+    block_on(async {
         for round in 0..3 {
             let resp = client.get(&server.url("/hostile")).await.expect("hostile");
             assert_eq!(resp.body, "/hostile".as_bytes());
@@ -363,7 +256,7 @@ fn another_partition_never_shares_a_connection_with_a_hostile_one() {
         shared.partitioned("hostile log"),
         shared.partitioned("victim log"),
     );
-    run(async {
+    block_on(async {
         for round in 0..3 {
             let resp = hostile.get(&server.url("/hostile")).await.expect("hostile");
             assert_eq!(resp.body, "/hostile".as_bytes());
@@ -384,30 +277,22 @@ fn another_partition_never_shares_a_connection_with_a_hostile_one() {
 /// when any other partition returns a connection, instead of holding a descriptor forever.
 #[test]
 fn expired_idle_connections_are_closed_even_if_their_partition_never_asks_again() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let (ended, ends) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { return };
-            let ended = ended.clone();
-            thread::spawn(move || {
-                stream.set_read_timeout(Some(SERVER_IO_TIMEOUT)).ok();
-                if read_request(&mut stream, &mut Vec::new()).is_some() {
-                    respond(&mut stream, "", b"ok");
-                }
-                // Ok(0): the client closed the connection (a timeout is an error).
-                let closed_by_client = matches!(stream.read(&mut [0u8; 64]), Ok(0));
-                let _ = ended.send((n, closed_by_client));
-            });
+    let server = ScriptedServer::accept(move |n, mut stream| {
+        if read_request(&mut stream, &mut Vec::new()).is_some() {
+            respond(&mut stream, 200, "", b"ok");
         }
+        // Ok(0): the client closed the connection (a timeout is an error).
+        let closed_by_client = matches!(stream.read(&mut [0u8; 64]), Ok(0));
+        let _ = ended.send((n, closed_by_client));
     });
+    let addr = server.addr;
     let shared = client_with(|config| config.idle_timeout = Duration::from_millis(100));
     let (departed, staying) = (
         shared.partitioned("departed log"),
         shared.partitioned("staying log"),
     );
-    run(async {
+    block_on(async {
         departed.get(&format!("http://{addr}/a")).await.expect("a");
         monoio::time::sleep(Duration::from_millis(200)).await;
         staying.get(&format!("http://{addr}/b")).await.expect("b");
@@ -421,7 +306,7 @@ fn expired_idle_connections_are_closed_even_if_their_partition_never_asks_again(
 
 #[test]
 fn chunked_body_with_extensions_and_trailers_keeps_framing() {
-    let server = serve(|req, w| {
+    let server = ScriptedServer::serve(|req, w| {
         if req.path == "/chunked" {
             let parts: [&[u8]; 4] = [
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n",
@@ -439,7 +324,7 @@ fn chunked_body_with_extensions_and_trailers_keeps_framing() {
         echo_path(req, w)
     });
     let client = client();
-    run(async {
+    block_on(async {
         let resp = client.get(&server.url("/chunked")).await.expect("chunked");
         assert_eq!(resp.body, "hello world!".as_bytes());
         let resp = client.get(&server.url("/after")).await.expect("after");
@@ -456,7 +341,7 @@ fn chunked_body_with_extensions_and_trailers_keeps_framing() {
 fn gzip_bodies_are_decoded_asked_or_not() {
     let payload = br#"{"tree_size":12345,"timestamp":1}"#.repeat(100);
     let body = payload.clone();
-    let server = serve(move |req, w| {
+    let server = ScriptedServer::serve(move |req, w| {
         if req.path == "/gzip-chunked" {
             let gz = gzip(&body);
             let (a, b) = gz.split_at(gz.len() / 2);
@@ -472,12 +357,12 @@ fn gzip_bodies_are_decoded_asked_or_not() {
             let _ = w.write_all(&out);
         } else {
             // Gzip whatever the request asked for: a client must decode it anyway (docs/ct-protocols.md §2.6).
-            respond(w, "Content-Encoding: gzip\r\n", &gzip(&body));
+            respond(w, 200, "Content-Encoding: gzip\r\n", &gzip(&body));
         }
         After::KeepOpen
     });
     let client = client();
-    run(async {
+    block_on(async {
         let asked = client.get(&server.url("/asked")).await.expect("asked");
         assert_eq!(asked.body, payload.as_slice());
         let unasked = client
@@ -499,11 +384,11 @@ fn gzip_bodies_are_decoded_asked_or_not() {
 
 #[test]
 fn bodies_over_the_cap_are_refused() {
-    let server = serve(|req, w| {
+    let server = ScriptedServer::serve(|req, w| {
         let big = vec![b'x'; 2000];
         match req.path.as_str() {
-            "/length" => respond(w, "", &big),
-            "/gzip" => respond(w, "Content-Encoding: gzip\r\n", &gzip(&big)),
+            "/length" => respond(w, 200, "", &big),
+            "/gzip" => respond(w, 200, "Content-Encoding: gzip\r\n", &gzip(&big)),
             "/chunked" => {
                 let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
                 for _ in 0..4 {
@@ -519,12 +404,12 @@ fn bodies_over_the_cap_are_refused() {
                 let _ = w.write_all(&big);
                 return After::Close;
             }
-            _ => respond(w, "", &big[..1000]),
+            _ => respond(w, 200, "", &big[..1000]),
         }
         After::KeepOpen
     });
     let client = client_with(|c| c.max_body_size = 1000);
-    run(async {
+    block_on(async {
         for path in ["/length", "/gzip", "/chunked", "/eof"] {
             let err = client.get(&server.url(path)).await.unwrap_err();
             assert!(
@@ -543,7 +428,7 @@ fn bodies_over_the_cap_are_refused() {
 
 #[test]
 fn read_to_eof_body_and_http10_are_not_reused() {
-    let server = serve(|req, w| {
+    let server = ScriptedServer::serve(|req, w| {
         let _ = w.write_all(
             format!(
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody of {}",
@@ -554,7 +439,7 @@ fn read_to_eof_body_and_http10_are_not_reused() {
         After::Close
     });
     let client = client();
-    run(async {
+    block_on(async {
         for path in ["/one", "/two"] {
             let resp = client.get(&server.url(path)).await.expect("eof body");
             assert_eq!(resp.body, format!("body of {path}").as_bytes());
@@ -569,34 +454,25 @@ fn read_to_eof_body_and_http10_are_not_reused() {
 
 #[test]
 fn connection_cut_mid_body_is_an_error_and_the_next_request_is_clean() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    thread::spawn(move || {
-        // First connection: half a body, then a reset (closing with unread request bytes makes the kernel send
-        // RST). Second connection: a clean close mid-body. Third: a good answer.
-        for (i, stream) in listener.incoming().take(3).enumerate() {
-            let Ok(mut stream) = stream else { return };
-            stream.set_read_timeout(Some(SERVER_IO_TIMEOUT)).ok();
-            let mut head = [0u8; 8];
-            if i == 2 {
-                let mut pending = Vec::new();
-                if read_request(&mut stream, &mut pending).is_some() {
-                    respond(&mut stream, "", b"whole");
-                }
-                continue;
+    // First connection: half a body, then a reset (closing with unread request bytes makes the kernel send RST).
+    // Second connection: a clean close mid-body. Third: a good answer.
+    let server = ScriptedServer::accept(|i, mut stream| {
+        if i == 2 {
+            if read_request(&mut stream, &mut Vec::new()).is_some() {
+                respond(&mut stream, 200, "", b"whole");
             }
-            let _ = stream.read_exact(&mut head);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part");
-            thread::sleep(Duration::from_millis(50));
-            if i == 1 {
-                let mut rest = [0u8; 4096];
-                let _ = stream.read(&mut rest);
-            }
-            drop(stream);
+            return;
+        }
+        let _ = stream.read_exact(&mut [0u8; 8]);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part");
+        thread::sleep(Duration::from_millis(50));
+        if i == 1 {
+            let _ = stream.read(&mut [0u8; 4096]);
         }
     });
+    let addr = server.addr;
     let client = client();
-    run(async {
+    block_on(async {
         let url = format!("http://{addr}/x");
         let reset = client.get(&url).await.unwrap_err();
         assert!(
@@ -617,7 +493,7 @@ fn connection_cut_mid_body_is_an_error_and_the_next_request_is_clean() {
 
 #[test]
 fn malformed_responses_are_protocol_errors() {
-    let server = serve(|req, w| {
+    let server = ScriptedServer::serve(|req, w| {
         let raw: &[u8] = match req.path.as_str() {
             "/garbage" => b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
             "/bad-chunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
@@ -627,7 +503,7 @@ fn malformed_responses_are_protocol_errors() {
         After::Close
     });
     let client = client();
-    run(async {
+    block_on(async {
         for path in ["/garbage", "/bad-chunk", "/two-lengths"] {
             let err = client.get(&server.url(path)).await.unwrap_err();
             assert!(matches!(err, HttpError::Protocol(_)), "{path}: {err}");
@@ -656,9 +532,9 @@ fn malformed_responses_are_protocol_errors() {
 
 #[test]
 fn localhost_resolves_off_thread() {
-    let server = serve(echo_path);
+    let server = ScriptedServer::serve(echo_path);
     let client = client();
-    run(async {
+    block_on(async {
         let url = format!("http://localhost:{}/named", server.addr.port());
         assert_eq!(
             client.get(&url).await.expect("localhost").body,
@@ -675,17 +551,14 @@ fn localhost_resolves_off_thread() {
     });
 }
 
-/// A port with nothing listening (bound, then released).
+/// An address with nothing listening.
 fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
+    SocketAddr::from(([127, 0, 0, 1], certstream_testkit::closed_port()))
 }
 
 #[test]
 fn every_resolved_address_is_tried_in_order() {
-    let server = serve(echo_path);
+    let server = ScriptedServer::serve(echo_path);
     let refused = closed_port();
     let client = client_with(|c| {
         c.resolve_overrides.insert(
@@ -695,7 +568,7 @@ fn every_resolved_address_is_tried_in_order() {
         c.resolve_overrides
             .insert(("dead.test".into(), 80), vec![refused, closed_port()]);
     });
-    run(async {
+    block_on(async {
         let resp = client
             .get("http://multi.test/third-address")
             .await
@@ -748,10 +621,15 @@ fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
         if req.path == "/slow" {
             thread::sleep(Duration::from_millis(400));
         }
-        respond(w, "Content-Encoding: gzip\r\n", &gzip(req.path.as_bytes()));
+        respond(
+            w,
+            200,
+            "Content-Encoding: gzip\r\n",
+            &gzip(req.path.as_bytes()),
+        );
         After::KeepOpen
     });
-    let server = serve_with(handler, Some(pki.server.clone()));
+    let server = serve_tls(handler, pki.server.clone());
     let port = server.addr.port();
     let trusting = client_with(|c| {
         c.use_webpki_roots = false;
@@ -763,7 +641,7 @@ fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
         c.resolve_overrides
             .insert(("ct.test".into(), port), vec![server.addr]);
     });
-    run(async {
+    block_on(async {
         let url = |path: &str| format!("https://ct.test:{port}{path}");
         for i in 0..3 {
             let path = format!("/tls{i}");
@@ -810,7 +688,7 @@ fn https_with_a_test_ca_keeps_alive_and_survives_timeouts() {
 fn unsolicited_tls_record_on_an_idle_connection_is_seen_on_the_socket() {
     let pki = test_pki();
     let handler: Arc<Handler> = Arc::new(|req: &Request, w: &mut dyn Write| {
-        respond(w, "", req.path.as_bytes());
+        respond(w, 200, "", req.path.as_bytes());
         if req.path == "/hostile" {
             let _ = w.flush();
             thread::sleep(Duration::from_millis(20));
@@ -818,7 +696,7 @@ fn unsolicited_tls_record_on_an_idle_connection_is_seen_on_the_socket() {
         }
         After::KeepOpen
     });
-    let server = serve_with(handler, Some(pki.server.clone()));
+    let server = serve_tls(handler, pki.server.clone());
     let port = server.addr.port();
     let client = client_with(|c| {
         c.use_webpki_roots = false;
@@ -826,7 +704,7 @@ fn unsolicited_tls_record_on_an_idle_connection_is_seen_on_the_socket() {
         c.resolve_overrides
             .insert(("ct.test".into(), port), vec![server.addr]);
     });
-    run(async {
+    block_on(async {
         let url = |path: &str| format!("https://ct.test:{port}{path}");
         for path in ["/a", "/b", "/hostile"] {
             assert_eq!(
@@ -852,7 +730,7 @@ fn unsolicited_tls_record_on_an_idle_connection_is_seen_on_the_socket() {
 
 #[test]
 fn reports_the_driver_in_use() {
-    let legacy = run(async { monoio::utils::is_legacy() });
+    let legacy = block_on(async { monoio::utils::is_legacy() });
     eprintln!(
         "monoio driver: {}",
         if legacy { "legacy (epoll)" } else { "io_uring" }

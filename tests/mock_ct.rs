@@ -32,22 +32,26 @@ type Range = (u64, u64);
 /// Every socket read gives up after this long, so no test can hang on the mock.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running mock (started, and stopped when dropped, by the test kit) with the raw HTTP views
-/// these tests need.
-struct Mock {
-    _process: certstream_testkit::Mock,
-    /// `127.0.0.1:PORT`.
-    addr: String,
+/// The kit's mock with the raw HTTP views these tests need.
+struct Mock(certstream_testkit::Mock);
+
+impl std::ops::Deref for Mock {
+    type Target = certstream_testkit::Mock;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Mock {
     fn start(args: &[&str]) -> Mock {
-        let process = certstream_testkit::Mock::start(args);
-        let addr = process.addr.clone();
-        Mock {
-            _process: process,
-            addr,
-        }
+        Mock(certstream_testkit::Mock::start(args))
+    }
+
+    fn with_logs(rfc6962: usize, tiled: usize, rate: u64, args: &[&str]) -> Mock {
+        Mock(certstream_testkit::Mock::with_logs(
+            rfc6962, tiled, rate, args,
+        ))
     }
 
     fn get(&self, path: &str) -> Reply {
@@ -62,41 +66,18 @@ impl Mock {
         self.get(path)
     }
 
-    fn json(&self, path: &str) -> Value {
-        let reply = self.get(path);
-        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-        serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    fn set_faults(&self, faults: &str) {
-        let reply = request(&self.addr, "POST", "/_mock/faults", faults.as_bytes());
-        assert_eq!(reply.status, 200, "POST faults: {}", reply.text());
-    }
-
-    fn list(&self) -> LogList {
+    /// The mock's log list, parsed as certstream parses it.
+    fn parsed_list(&self) -> LogList {
         LogList::parse(&self.get("/log_list.json").body).expect("log list parses")
     }
 
     fn log(&self, description_name: &str) -> LogInfo {
         let description = format!("Mock '{description_name}' log");
-        self.list()
+        self.parsed_list()
             .logs
             .into_iter()
             .find(|l| l.description == description)
             .unwrap_or_else(|| panic!("no log {description_name}"))
-    }
-
-    /// `/_mock/expected` for `log`, `start..=end`.
-    fn expected(&self, log: &str, start: u64, end: u64) -> Vec<Value> {
-        let path = format!("/_mock/expected?log={log}&start={start}&end={end}");
-        match self.json(&path) {
-            Value::Array(items) => items,
-            other => panic!("expected an array, got {other}"),
-        }
-    }
-
-    fn stats(&self) -> Value {
-        self.json("/_mock/stats")
     }
 }
 
@@ -278,7 +259,7 @@ fn log_list_parses_and_selects_every_log() {
         "--rate",
         "0",
     ]);
-    let list = mock.list();
+    let list = mock.parsed_list();
     assert!(list.skipped.is_empty(), "skipped: {:?}", list.skipped);
     assert_eq!(list.logs.len(), 6);
     assert_eq!(list.selected(false).count(), 6, "every log is selected");
@@ -353,16 +334,7 @@ fn tree_heads_verify_with_listed_keys() {
 
 #[test]
 fn get_entries_honours_cap_and_alignment_and_matches_expected() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "0",
-        "--rate",
-        "0",
-        "--page-cap",
-        "32",
-    ]);
+    let mock = Mock::with_logs(1, 0, 0, &["--page-cap", "32"]);
     let log = mock.log("r0");
     // (start, end) asked → (first, last) served, or None for a 400.
     let cases: [(u64, u64, Option<Range>); 10] = [
@@ -390,7 +362,7 @@ fn get_entries_honours_cap_and_alignment_and_matches_expected() {
             last - first + 1,
             "start={start} end={end}"
         );
-        let expected = mock.expected("r0", first, last);
+        let expected = mock.expected_json("r0", first, last);
         let mut previous_timestamp = 0;
         for (raw, expected) in entries.iter().zip(&expected) {
             let entry = decode_rfc6962(&raw.leaf_input, &raw.extra_data).expect("entry decodes");
@@ -415,16 +387,7 @@ fn get_entries_honours_cap_and_alignment_and_matches_expected() {
 
 #[test]
 fn data_tiles_decode_with_expected_fingerprints_and_issuers() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "0",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--start-size",
-        "600",
-    ]);
+    let mock = Mock::with_logs(0, 1, 0, &["--start-size", "600"]);
     let log = mock.log("t0");
     let base = log_url(&log).to_string();
     assert_eq!(checkpoint(&mock, &log).tree_size, 600);
@@ -437,7 +400,7 @@ fn data_tiles_decode_with_expected_fingerprints_and_issuers() {
             .unwrap_or_else(|e| panic!("tile {tile}: {e}"));
         let count = width.map_or(256, u64::from);
         assert_eq!(records.len() as u64, count);
-        let expected = mock.expected("t0", tile * 256, tile * 256 + count - 1);
+        let expected = mock.expected_json("t0", tile * 256, tile * 256 + count - 1);
         for (record, expected) in records.iter().zip(&expected) {
             assert_eq!(record.index, expected["index"]);
             check_against_expected(&record.entry, expected);
@@ -494,9 +457,9 @@ fn entries_are_a_function_of_the_seed() {
     let b = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--seed", "7"]);
     let c = Mock::start(&["--rfc6962", "1", "--tiled", "0", "--seed", "8"]);
     let (ea, eb, ec) = (
-        a.expected("r0", 0, 99),
-        b.expected("r0", 0, 99),
-        c.expected("r0", 0, 99),
+        a.expected_json("r0", 0, 99),
+        b.expected_json("r0", 0, 99),
+        c.expected_json("r0", 0, 99),
     );
     assert_eq!(ea, eb);
     assert_ne!(ea, ec);
@@ -506,7 +469,7 @@ fn entries_are_a_function_of_the_seed() {
 
 #[test]
 fn rate_limit_errors_slowness_and_broken_bodies_are_observable() {
-    let mock = Mock::start(&["--rfc6962", "2", "--tiled", "1", "--rate", "0"]);
+    let mock = Mock::with_logs(2, 1, 0, &[]);
     let r0 = mock.log("r0");
     let sth_path = format!("{}ct/v1/get-sth", log_url(&r0));
 
@@ -610,16 +573,7 @@ fn rate_limit_errors_slowness_and_broken_bodies_are_observable() {
 
 #[test]
 fn tree_heads_go_backwards_still_signed() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--fault",
-        "backwards,every=2,by=7",
-    ]);
+    let mock = Mock::with_logs(1, 1, 0, &["--fault", "backwards,every=2,by=7"]);
     let (r0, t0) = (mock.log("r0"), mock.log("t0"));
     let sizes: Vec<u64> = (0..4).map(|_| sth(&mock, &r0).tree_size).collect();
     assert_eq!(sizes, [1000, 993, 1000, 993]);
@@ -629,17 +583,8 @@ fn tree_heads_go_backwards_still_signed() {
 
 #[test]
 fn unparseable_certificates_keep_valid_framing() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--fault",
-        "unparseable,every=3",
-    ]);
-    let expected = mock.expected("r0", 0, 29);
+    let mock = Mock::with_logs(1, 1, 0, &["--fault", "unparseable,every=3"]);
+    let expected = mock.expected_json("r0", 0, 29);
     let flagged: Vec<u64> = expected
         .iter()
         .filter(|e| e["unparseable"] == true)
@@ -660,7 +605,7 @@ fn unparseable_certificates_keep_valid_framing() {
         "an unparseable precert is among them (its TBS fails too)"
     );
     let tile = mock.get_url(&format!("{}tile/data/000", log_url(&mock.log("t0"))));
-    let expected = mock.expected("t0", 0, 255);
+    let expected = mock.expected_json("t0", 0, 255);
     for (record, expected) in data_tile_entries(&tile.body, 0).zip(&expected) {
         check_against_expected(&record.expect("tile framing stays valid").entry, expected);
     }
@@ -668,20 +613,19 @@ fn unparseable_certificates_keep_valid_framing() {
 
 #[test]
 fn hostile_entries_and_heads() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--fault",
-        "empty_cert,every=4",
-        "--fault",
-        "huge_chain@r0,every=5,bytes=70000",
-        "--fault",
-        "jump@t0,every=2,to=5000000",
-    ]);
+    let mock = Mock::with_logs(
+        1,
+        1,
+        0,
+        &[
+            "--fault",
+            "empty_cert,every=4",
+            "--fault",
+            "huge_chain@r0,every=5,bytes=70000",
+            "--fault",
+            "jump@t0,every=2,to=5000000",
+        ],
+    );
     // Empty certificates: the record's framing stays valid, the certificate is u24 length 0.
     let (status, entries) = get_entries(&mock, &mock.log("r0"), 0, 9);
     assert_eq!((status, entries.len()), (200, 10));
@@ -693,7 +637,7 @@ fn hostile_entries_and_heads() {
         panic!("RFC 6962 chains are certificates")
     };
     assert_eq!(chain.last().map(|c| c.len()), Some(70000));
-    let expected = mock.expected("r0", 0, 9);
+    let expected = mock.expected_json("r0", 0, 9);
     assert_eq!(expected[3]["unparseable"], true);
     let tile = mock.get_url(&format!("{}tile/data/000", log_url(&mock.log("t0"))));
     let records: Vec<_> = data_tile_entries(&tile.body, 0).collect();
@@ -715,16 +659,7 @@ fn hostile_entries_and_heads() {
 /// expected list marks it as producing no message. Tiles hold no base64: a tiled log serves it unchanged.
 #[test]
 fn bad_base64_spoils_one_get_entries_item_only() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "0",
-        "--fault",
-        "bad_base64,every=4",
-    ]);
+    let mock = Mock::with_logs(1, 1, 0, &["--fault", "bad_base64,every=4"]);
     let reply = mock.get_url(&format!(
         "{}ct/v1/get-entries?start=0&end=9",
         log_url(&mock.log("r0"))
@@ -750,11 +685,11 @@ fn bad_base64_spoils_one_get_entries_item_only() {
             decode_rfc6962(&raw.leaf_input, &raw.extra_data).expect("decodes");
         }
     }
-    let expected = mock.expected("r0", 0, 9);
+    let expected = mock.expected_json("r0", 0, 9);
     let flagged: Vec<bool> = expected.iter().map(|e| e["unparseable"] == true).collect();
     assert_eq!(flagged, (0..10).map(|i| i % 4 == 3).collect::<Vec<_>>());
     let tile = mock.get_url(&format!("{}tile/data/000", log_url(&mock.log("t0"))));
-    let expected = mock.expected("t0", 0, 255);
+    let expected = mock.expected_json("t0", 0, 255);
     for (record, expected) in data_tile_entries(&tile.body, 0).zip(&expected) {
         assert_eq!(expected["unparseable"], false);
         check_against_expected(&record.expect("tile unchanged").entry, expected);
@@ -763,16 +698,7 @@ fn bad_base64_spoils_one_get_entries_item_only() {
 
 #[test]
 fn logs_grow_over_time_and_readonly_logs_stop() {
-    let mock = Mock::start(&[
-        "--rfc6962",
-        "1",
-        "--tiled",
-        "1",
-        "--rate",
-        "200",
-        "--readonly-final",
-        "1010",
-    ]);
+    let mock = Mock::with_logs(1, 1, 200, &["--readonly-final", "1010"]);
     let (r0, t0, ro0) = (mock.log("r0"), mock.log("t0"), mock.log("ro0"));
     let first = sth(&mock, &r0).tree_size;
     std::thread::sleep(Duration::from_millis(600));

@@ -10,8 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
@@ -19,21 +18,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 
-use certstream::http::{HttpClient, HttpClientConfig};
 use certstream::ingest::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
 };
 use certstream::message::{LogSource, SourceKind};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
 use certstream_ct::{log_key::LogKey, tree_head::TreeHead};
+use certstream_testkit::corpus;
+use certstream_testkit::http::{After, ScriptedServer, loopback_poller_client, respond};
+use certstream_testkit::runtime::block_on;
+use certstream_testkit::signing::{LogSigner, log_signer};
 
 /// Entry `i` carries this timestamp plus `i`.
 const BASE_TIMESTAMP: u64 = 1_780_000_000_000;
-/// Server sockets give up after this long, so no server thread outlives its test by much.
-const SERVER_IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Entries
@@ -42,16 +40,9 @@ const SERVER_IO_TIMEOUT: Duration = Duration::from_secs(10);
 fn corpus() -> &'static [(Vec<u8>, Vec<u8>)] {
     static CORPUS_ENTRIES: OnceLock<Vec<(Vec<u8>, Vec<u8>)>> = OnceLock::new();
     CORPUS_ENTRIES.get_or_init(|| {
-        let text = certstream_testkit::corpus::read("rfc6962/live_ct.json");
-        let items: Vec<serde_json::Value> = serde_json::from_slice(&text).expect("corpus JSON");
-        let field = |item: &serde_json::Value, name: &str| {
-            BASE64
-                .decode(item[name].as_str().expect("base64 field"))
-                .expect("base64")
-        };
-        items
-            .iter()
-            .map(|item| (field(item, "leaf_input"), field(item, "extra_data")))
+        corpus::live_entries()
+            .into_iter()
+            .map(|live| (live.leaf_input, live.extra_data))
             .collect()
     })
 }
@@ -152,20 +143,18 @@ struct Observed {
     entry_arrivals: usize,
     active: usize,
     max_active: usize,
-    connections: usize,
 }
 
 struct Shared {
     script: Mutex<Script>,
     observed: Mutex<Observed>,
-    key: EcdsaKeyPair,
+    key: LogSigner,
     /// Signs the "bad signature" heads.
-    impostor: EcdsaKeyPair,
+    impostor: LogSigner,
 }
 
 struct LogServer {
-    addr: SocketAddr,
-    spki: Vec<u8>,
+    http: ScriptedServer,
     shared: Arc<Shared>,
 }
 
@@ -173,43 +162,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn key_pair() -> EcdsaKeyPair {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap()
-}
-
 impl LogServer {
     fn start(script: Script) -> Self {
-        let key = key_pair();
-        // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (uncompressed point) }
-        let mut spki = vec![
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-        ];
-        spki.extend_from_slice(key.public_key().as_ref());
         let shared = Arc::new(Shared {
             script: Mutex::new(script),
             observed: Mutex::default(),
-            key,
-            impostor: key_pair(),
+            key: log_signer(),
+            impostor: log_signer(),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let server = shared.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                lock(&server.observed).connections += 1;
-                let server = server.clone();
-                thread::spawn(move || serve_connection(&server, stream));
-            }
+        let http = ScriptedServer::serve(move |request, w| {
+            serve_request(&server, &request.path, w);
+            After::KeepOpen
         });
-        Self { addr, spki, shared }
+        Self { http, shared }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/log/", self.addr)
+        self.http.url("/log/")
     }
 
     fn requests(&self) -> Vec<Seen> {
@@ -223,45 +193,19 @@ impl LogServer {
     }
 }
 
-fn serve_connection(server: &Shared, mut stream: TcpStream) {
-    stream.set_read_timeout(Some(SERVER_IO_TIMEOUT)).ok();
-    stream.set_write_timeout(Some(SERVER_IO_TIMEOUT)).ok();
-    stream.set_nodelay(true).ok();
-    let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break pos + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        buf.drain(..head_end);
-        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-        {
-            let mut observed = lock(&server.observed);
-            observed.active += 1;
-            observed.max_active = observed.max_active.max(observed.active);
-            observed.entry_arrivals += usize::from(path.contains("get-entries"));
-        }
-        let (status, extra_headers, body) = answer(server, &path);
-        let reason = if status == 200 { "OK" } else { "Scripted" };
-        let mut response = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra_headers}\r\n",
-            body.len()
-        )
-        .into_bytes();
-        response.extend_from_slice(&body);
-        // Done before the write, so the client cannot start its next request while this one still counts.
-        lock(&server.observed).active -= 1;
-        if stream.write_all(&response).is_err() {
-            return;
-        }
+/// Answers one request, counting it as in flight until its response is written.
+fn serve_request(server: &Shared, path: &str, w: &mut dyn Write) {
+    {
+        let mut observed = lock(&server.observed);
+        observed.active += 1;
+        observed.max_active = observed.max_active.max(observed.active);
+        observed.entry_arrivals += usize::from(path.contains("get-entries"));
     }
+    let (status, extra_headers, body) = answer(server, path);
+    // Done before the write, so the client cannot start its next request while this one still counts.
+    lock(&server.observed).active -= 1;
+    let headers = format!("Content-Type: application/json\r\n{extra_headers}");
+    respond(w, status, &headers, &body);
 }
 
 /// Status, extra header lines and body for `path`; records the request.
@@ -379,7 +323,7 @@ fn answer(server: &Shared, path: &str) -> (u16, String, Vec<u8>) {
     (200, String::new(), body)
 }
 
-fn sth_json(signer: &EcdsaKeyPair, tree_size: u64) -> Vec<u8> {
+fn sth_json(signer: &LogSigner, tree_size: u64) -> Vec<u8> {
     let timestamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -389,19 +333,10 @@ fn sth_json(signer: &EcdsaKeyPair, tree_size: u64) -> Vec<u8> {
         timestamp,
         root_hash: [tree_size as u8; 32],
     };
-    let signature = signer
-        .sign(&SystemRandom::new(), &head.signed_bytes())
-        .unwrap();
-    // DigitallySigned: SHA-256 (4), ECDSA (3), u16 length, signature.
-    let mut digitally_signed = vec![4, 3];
-    digitally_signed.extend_from_slice(&(signature.as_ref().len() as u16).to_be_bytes());
-    digitally_signed.extend_from_slice(signature.as_ref());
-    format!(
-        r#"{{"tree_size":{tree_size},"timestamp":{timestamp},"sha256_root_hash":"{}","tree_head_signature":"{}"}}"#,
-        BASE64.encode(head.root_hash),
-        BASE64.encode(&digitally_signed)
-    )
-    .into_bytes()
+    signer
+        .sth_json(&head)
+        .expect("signed tree head")
+        .into_bytes()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -472,16 +407,8 @@ fn follow_all(
     until: impl Fn(&[LogStatus]) -> bool,
     deadline: Duration,
 ) -> Vec<Outcome> {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("monoio runtime");
-    rt.block_on(async move {
-        let config = HttpClientConfig {
-            use_webpki_roots: false,
-            ..HttpClientConfig::default()
-        };
-        let http = Rc::new(HttpClient::new(config).expect("client"));
+    block_on(async move {
+        let http = Rc::new(loopback_poller_client());
         let mut running = Vec::new();
         for (server, final_tree_size) in logs {
             let url = server.url();
@@ -489,7 +416,7 @@ fn follow_all(
                 source: LogSource::new("Scripted test log", &url, SourceKind::Rfc6962),
                 read_url: url,
                 origin: String::new(),
-                key: LogKey::from_spki(&server.spki).expect("test key"),
+                key: LogKey::from_spki(server.shared.key.spki()).expect("test key"),
                 final_tree_size: *final_tree_size,
             });
             let panic_at = lock(&server.shared.script).panic_at.clone();
@@ -886,11 +813,8 @@ fn several_requests_in_flight_when_far_behind_yet_delivered_in_order() {
         "requests in flight at once: {} (max_in_flight 4)",
         observed.max_active
     );
-    assert!(
-        observed.connections >= 3,
-        "{} connections",
-        observed.connections
-    );
+    let connections = server.http.connections();
+    assert!(connections >= 3, "{connections} connections");
 }
 
 #[test]

@@ -5,27 +5,25 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use sha2::{Digest, Sha256};
 
-use certstream::http::{HttpClient, HttpClientConfig};
+use certstream::http::HttpClient;
 use certstream::ingest::issuers::{IssuerCache, hex};
 use certstream::ingest::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, tiled,
 };
 use certstream::message::{LogSource, SourceKind};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
-use certstream_ct::{checkpoint::rfc6962_note_key_id, log_key::LogKey, tree_head::TreeHead};
+use certstream_ct::{log_key::LogKey, tree_head::TreeHead};
+use certstream_testkit::corpus;
+use certstream_testkit::http::{After, ScriptedServer, loopback_poller_client, respond};
+use certstream_testkit::runtime::block_on;
+use certstream_testkit::signing::{LogSigner, checkpoint_body, log_signer};
 
 /// Every test gives up after this long rather than hang.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -75,12 +73,9 @@ fn split_records(tile: &[u8]) -> Vec<(Vec<u8>, usize)> {
 
 /// Distinct chain certificates of the live RFC 6962 entries, in order of appearance.
 fn real_chain_certificates() -> Vec<Vec<u8>> {
-    let json: serde_json::Value =
-        serde_json::from_slice(&certstream_testkit::corpus::read("rfc6962/live_ct.json")).unwrap();
     let mut certs: Vec<Vec<u8>> = Vec::new();
-    for item in json.as_array().unwrap() {
-        let field = |name: &str| BASE64.decode(item[name].as_str().unwrap()).unwrap();
-        let (leaf, extra) = (field("leaf_input"), field("extra_data"));
+    for live in corpus::live_entries() {
+        let (leaf, extra) = (live.leaf_input, live.extra_data);
         let entry = decode_rfc6962(&leaf, &extra).unwrap();
         let Chain::Certificates(chain) = entry.chain else {
             panic!("RFC 6962 entries carry certificates")
@@ -104,8 +99,7 @@ fn build_corpus() -> Corpus {
         issuers: HashMap::new(),
     };
     for name in ["000", "001", "002", "003"] {
-        let tile =
-            certstream_testkit::corpus::read(&format!("tiled/navigli2025h2/tile/data/{name}"));
+        let tile = corpus::navigli_data_tile(name);
         for (mut record, fingerprints_at) in split_records(&tile) {
             let mut chain = Vec::new();
             for fp in record[fingerprints_at..].chunks_exact_mut(32) {
@@ -162,25 +156,13 @@ struct LogState {
 
 struct TestLog {
     origin: String,
-    signer: EcdsaKeyPair,
-    spki: Vec<u8>,
+    signer: LogSigner,
     state: Mutex<LogState>,
 }
 
-fn generate_key() -> (EcdsaKeyPair, Vec<u8>) {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-    let pair =
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-    // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (uncompressed point) }
-    let mut spki = b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00".to_vec();
-    spki.extend_from_slice(pair.public_key().as_ref());
-    (pair, spki)
-}
-
-/// A checkpoint note for `size` naming `origin`, signed by `signer` under the key name and key ID of `log_spki`.
-fn checkpoint_note(origin: &str, size: u64, signer: &EcdsaKeyPair, log_spki: &[u8]) -> Vec<u8> {
-    let key = LogKey::from_spki(log_spki).unwrap();
+/// A checkpoint note for `size` naming `origin`, signed by `signer` under the key name `origin` and the key ID of
+/// the log `log_id`, after a signature line of an unknown key (which a reader skips).
+fn checkpoint_note(origin: &str, size: u64, signer: &LogSigner, log_id: &[u8; 32]) -> Vec<u8> {
     let timestamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -190,18 +172,12 @@ fn checkpoint_note(origin: &str, size: u64, signer: &EcdsaKeyPair, log_spki: &[u
         timestamp,
         root_hash: Sha256::digest(size.to_be_bytes()).into(),
     };
-    let sig = signer
-        .sign(&SystemRandom::new(), &head.signed_bytes())
-        .unwrap();
-    let mut note_sig = rfc6962_note_key_id(origin, key.log_id()).to_vec();
-    note_sig.extend_from_slice(&timestamp.to_be_bytes());
-    note_sig.extend_from_slice(&[4, 3]);
-    note_sig.extend_from_slice(&(sig.as_ref().len() as u16).to_be_bytes());
-    note_sig.extend_from_slice(sig.as_ref());
+    let signature = signer
+        .note_signature(origin, log_id, &head)
+        .expect("note signature");
     format!(
-        "{origin}\n{size}\n{}\n\n\u{2014} grease.invalid AAAAAAAAAAAA\n\u{2014} {origin} {}\n",
-        BASE64.encode(head.root_hash),
-        BASE64.encode(note_sig)
+        "{}\n\u{2014} grease.invalid AAAAAAAAAAAA\n\u{2014} {origin} {signature}\n",
+        checkpoint_body(origin, &head)
     )
     .into_bytes()
 }
@@ -221,11 +197,9 @@ fn parse_tile_path(path: &str) -> Option<(u64, Option<usize>)> {
 
 impl TestLog {
     fn new(origin: &str, size: u64) -> Arc<Self> {
-        let (signer, spki) = generate_key();
         Arc::new(Self {
             origin: origin.to_string(),
-            signer,
-            spki,
+            signer: log_signer(),
             state: Mutex::new(LogState {
                 size,
                 serve_partials: true,
@@ -275,7 +249,12 @@ impl TestLog {
         let size = state.size as usize;
         let not_found = Reply::new(404, b"not found".to_vec());
         if path == "/checkpoint" {
-            let note = checkpoint_note(&self.origin, size as u64, &self.signer, &self.spki);
+            let note = checkpoint_note(
+                &self.origin,
+                size as u64,
+                &self.signer,
+                self.signer.log_id(),
+            );
             return Reply::new(200, note);
         }
         if let Some(fp) = path.strip_prefix("/issuer/") {
@@ -299,27 +278,30 @@ impl TestLog {
 }
 
 struct Server {
-    addr: SocketAddr,
+    http: ScriptedServer,
     log: Arc<TestLog>,
 }
 
 impl Server {
+    /// Serves `log` over keep-alive HTTP/1.1.
     fn start(log: Arc<TestLog>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let shared = log.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let log = shared.clone();
-                thread::spawn(move || serve_connection(stream, &log));
-            }
+        let http = ScriptedServer::serve(move |request, w| {
+            let reply = shared.respond(&request.path);
+            thread::sleep(reply.delay);
+            let headers: String = reply
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}: {value}\r\n"))
+                .collect();
+            respond(w, reply.status, &headers, &reply.body);
+            After::KeepOpen
         });
-        Self { addr, log }
+        Self { http, log }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        self.http.url("/")
     }
 
     fn target(&self) -> Rc<LogTarget> {
@@ -334,45 +316,9 @@ impl Server {
             ),
             read_url: url,
             origin: self.log.origin.clone(),
-            key: LogKey::from_spki(&self.log.spki).unwrap(),
+            key: LogKey::from_spki(self.log.signer.spki()).unwrap(),
             final_tree_size: None,
         })
-    }
-}
-
-/// Keep-alive HTTP/1.1: GET requests without bodies, answered in order.
-fn serve_connection(mut stream: TcpStream, log: &TestLog) {
-    stream.set_read_timeout(Some(DEADLINE)).ok();
-    stream.set_nodelay(true).ok();
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buffer[..end]).to_string();
-        buffer.drain(..end + 4);
-        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-        let reply = log.respond(&path);
-        thread::sleep(reply.delay);
-        let mut out = format!(
-            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
-            reply.status,
-            reply.body.len()
-        );
-        for (name, value) in &reply.headers {
-            out.push_str(&format!("{name}: {value}\r\n"));
-        }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&reply.body);
-        if stream.write_all(&bytes).is_err() {
-            return;
-        }
     }
 }
 
@@ -449,13 +395,9 @@ struct Running {
 
 impl Harness {
     fn new() -> Self {
-        let config = HttpClientConfig {
-            use_webpki_roots: false,
-            ..HttpClientConfig::default()
-        };
         Self {
             sink: Rc::new(Recorder::default()),
-            http: Rc::new(HttpClient::new(config).unwrap()),
+            http: Rc::new(loopback_poller_client()),
             issuers: Rc::new(IssuerCache::default()),
         }
     }
@@ -496,14 +438,6 @@ impl Running {
     }
 }
 
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("monoio runtime");
-    rt.block_on(f)
-}
-
 /// Waits until `done()` holds; fails the test at the deadline.
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -518,7 +452,7 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn delivers_every_index_once_in_order_with_its_chain() {
     let server = Server::start(TestLog::new("ct.example.org/all", 1000));
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         // 1000 - 600 = 400: starts in the middle of tile 1; tile 3 is partial (width 232).
         let poller = harness.spawn(&server, options(600));
@@ -549,7 +483,7 @@ fn delivers_every_index_once_in_order_with_its_chain() {
 #[test]
 fn a_growing_log_fetches_each_partial_width_once_and_an_idle_one_only_checkpoints() {
     let server = Server::start(TestLog::new("ct.example.org/growing", 300));
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let poller = harness.spawn(&server, options(300));
         for size in [300, 310, 400, 512, 520, 1024] {
@@ -593,7 +527,7 @@ fn a_growing_log_fetches_each_partial_width_once_and_an_idle_one_only_checkpoint
 #[test]
 fn partial_tile_waits_for_its_minimum_age() {
     let server = Server::start(TestLog::new("ct.example.org/age", 256));
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let mut opts = options(0);
         opts.partial_tile_min_age = Duration::from_millis(800);
@@ -628,7 +562,7 @@ fn partial_404_falls_back_to_the_full_tile() {
     let log = TestLog::new("ct.example.org/nopartials", 300);
     log.state.lock().unwrap().serve_partials = false;
     let server = Server::start(log);
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let poller = harness.spawn(&server, options(300));
         wait_for("tile 0", || harness.sink.count(&server.url()) == 256).await;
@@ -671,7 +605,7 @@ fn issuers_are_fetched_once_across_logs_and_verified() {
         &format!("/issuer/{first_fp}"),
         Reply::new(200, wrong.clone()),
     );
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         // Log b starts once a has resolved every issuer, so b needs none and its wrong answer is never asked for.
         let pa = harness.spawn(&a, options(512));
@@ -712,7 +646,7 @@ fn concurrent_requests_for_one_issuer_share_one_fetch() {
     slow.delay = Duration::from_millis(300);
     server.log.script(&path, slow);
     let fp: [u8; 32] = Sha256::digest(der).into();
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let url = server.url();
         let resolve = |cache: Rc<IssuerCache>, http: Rc<HttpClient>, url: String| async move {
@@ -755,7 +689,7 @@ fn rate_limit_retry_after_is_honoured() {
     let mut limited = Reply::new(429, b"slow down".to_vec());
     limited.headers.push(("Retry-After", "1".to_string()));
     server.log.script("/tile/data/000", limited);
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let poller = harness.spawn(&server, options(256));
         wait_for("tile 0", || harness.sink.count(&server.url()) == 256).await;
@@ -782,19 +716,24 @@ fn rate_limit_retry_after_is_honoured() {
 #[test]
 fn bad_and_backwards_checkpoints_are_ignored() {
     let server = Server::start(TestLog::new("ct.example.org/cp", 256));
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let poller = harness.spawn(&server, options(256));
         wait_for("tile 0", || harness.sink.count(&server.url()) == 256).await;
         let log = &server.log;
-        let (other_signer, _) = generate_key();
+        let other_signer = log_signer();
         let bad = [
             // Backwards, correctly signed.
-            checkpoint_note(&log.origin, 100, &log.signer, &log.spki),
+            checkpoint_note(&log.origin, 100, &log.signer, log.signer.log_id()),
             // Size 512 signed by another key under this log's key ID.
-            checkpoint_note(&log.origin, 512, &other_signer, &log.spki),
+            checkpoint_note(&log.origin, 512, &other_signer, log.signer.log_id()),
             // Size 512 correctly signed, for another origin.
-            checkpoint_note("ct.example.org/other", 512, &log.signer, &log.spki),
+            checkpoint_note(
+                "ct.example.org/other",
+                512,
+                &log.signer,
+                log.signer.log_id(),
+            ),
         ];
         for note in bad {
             log.script("/checkpoint", Reply::new(200, note));
@@ -833,7 +772,7 @@ fn a_garbage_tile_is_retried_not_skipped() {
         "/tile/data/000",
         Reply::new(200, TestLog::tile_body(256, 256)),
     );
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let poller = harness.spawn(&server, options(512));
         wait_for("both tiles", || harness.sink.count(&server.url()) == 512).await;
@@ -868,7 +807,7 @@ fn a_bad_record_is_skipped_alone_without_a_retry() {
     server
         .log
         .script("/tile/data/000", Reply::new(200, records.concat()));
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let poller = harness.spawn(&server, options(512));
         wait_for("both tiles", || harness.sink.count(&server.url()) == 511).await;
@@ -889,7 +828,7 @@ fn a_bad_record_is_skipped_alone_without_a_retry() {
 #[test]
 fn the_stop_token_ends_the_poller_even_during_a_slow_request() {
     let server = Server::start(TestLog::new("ct.example.org/stop", 256));
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let poller = harness.spawn(&server, options(0));
         wait_for("first checkpoint", || poller.status().tree_size == 256).await;
@@ -921,7 +860,7 @@ fn an_issuer_that_stays_unavailable_shortens_the_chain_without_stalling_the_log(
     for _ in 0..10 {
         server.log.script(&path, Reply::new(404, Vec::new()));
     }
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         // The other issuers are cached already, so the only waits are the backoffs of the missing one.
         let others: Vec<[u8; 32]> = CORPUS
@@ -966,7 +905,7 @@ fn a_read_only_log_ends_at_its_final_size() {
         key: target.key.clone(),
         final_tree_size: Some(300),
     });
-    run(async {
+    block_on(async {
         let harness = Harness::new();
         let poller = harness.spawn_target(target, options(300));
         let ended = monoio::time::timeout(DEADLINE, poller.done).await;

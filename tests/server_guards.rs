@@ -6,9 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use certstream::message::EncodedMessage;
+use certstream_testkit::http::send_get;
+use certstream_testkit::wait::wait_until;
 use certstream_testkit::{
     TestServer, WsClient, encode_client_frame, http_get, message, raw_client_frame,
     shrink_receive_buffer,
@@ -17,15 +19,9 @@ use certstream_ws::frame::Frame;
 
 /// Waits until `/stats` → `protective_closes` → `reason` reaches `at_least`; returns the `/stats` document.
 fn wait_for_closes(server: &TestServer, reason: &str, at_least: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = server.stats();
-        if stats["protective_closes"][reason].as_u64().unwrap_or(0) >= at_least {
-            return stats;
-        }
-        assert!(Instant::now() < deadline, "{reason}: {stats}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_stats(reason, Duration::from_secs(10), |stats| {
+        stats["protective_closes"][reason].as_u64().unwrap_or(0) >= at_least
+    })
 }
 
 /// A well-behaved client: receives the next published message exactly and gets its ping answered.
@@ -67,24 +63,18 @@ fn http_responses_that_are_not_read_are_dropped_at_the_write_deadline() {
     }
     // Publishing goes through the server thread's command queue: the well-behaved client joins only after it, so
     // its first message is the one `still_served` publishes.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stats()["messages_published"].as_u64() < Some(25) {
-        assert!(
-            Instant::now() < deadline,
-            "the 25 messages were never published"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_stats(
+        "the 25 messages published",
+        Duration::from_secs(10),
+        |stats| stats["messages_published"].as_u64() >= Some(25),
+    );
     let mut good = WsClient::connect(server.addr, "/");
     server.wait_for_clients(1);
     let attackers: Vec<TcpStream> = (0..20)
         .map(|_| {
-            let mut stream = TcpStream::connect(server.addr).unwrap();
+            let stream = TcpStream::connect(server.addr).unwrap();
             shrink_receive_buffer(&stream);
-            stream
-                .write_all(b"GET /latest.json HTTP/1.1\r\nHost: t\r\n\r\n")
-                .unwrap();
-            stream
+            send_get(stream, "/latest.json")
         })
         .collect();
     let (status, _, body) = http_get(server.addr, "/latest.json");
@@ -159,11 +149,11 @@ fn unfinished_messages_hit_the_byte_budget_then_the_deadline() {
     std::thread::sleep(Duration::from_millis(300));
     good.stream.write_all(&small[5..]).unwrap();
     still_served(&server, &mut good, 1);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.stats()["partial_message_bytes"] != 0 {
-        assert!(Instant::now() < deadline, "{}", server.stats());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_stats(
+        "no partial message bytes",
+        Duration::from_secs(5),
+        |stats| stats["partial_message_bytes"] == 0,
+    );
 }
 
 #[test]
@@ -198,25 +188,21 @@ fn silent_clients_get_tcp_keepalive_and_are_never_kicked() {
     // The server's end of the connection runs the keepalive timer (/proc/net/tcp: `tr` 2); the probes are
     // answered by our kernel, so the silent client stays.
     let port = format!(":{:04X}", server.addr.port());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-        let keepalive = table.lines().skip(1).any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 5
-                && fields[1].ends_with(&port)
-                && fields[3] == "01"
-                && fields[5].starts_with("02:")
-        });
-        if keepalive {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no keepalive timer on the server's socket:\n{table}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "a keepalive timer on the server's socket",
+        Duration::from_secs(5),
+        || std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp"),
+        |table| {
+            table.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 5
+                    && fields[1].ends_with(&port)
+                    && fields[3] == "01"
+                    && fields[5].starts_with("02:")
+            })
+        },
+        |table| format!("/proc/net/tcp:\n{table}"),
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(server.stats()["clients"]["total"], 1);
     server.publish(message(7));

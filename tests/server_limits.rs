@@ -2,15 +2,18 @@
 //! counted per address at accept, byte-bounded client queues, a bounded and shared `/latest.json`, rate-limited
 //! operational routes.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use certstream::message::EncodedMessage;
+use certstream_testkit::http::send_get;
+use certstream_testkit::process::memory_resident_kib;
+use certstream_testkit::wait::wait_until;
 use certstream_testkit::{
     TestServer, WsClient, closed_by_peer, connect_from, http_get, http_request_on, message,
-    split_response,
+    raw_request, split_response,
 };
 use certstream_ws::frame::Frame;
 
@@ -21,14 +24,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Resident memory of this process (server and clients), KiB.
+/// This process's resident memory (the server runs in it), in KiB.
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    memory_resident_kib(std::process::id())
 }
 
 #[test]
@@ -42,14 +40,13 @@ fn unfinished_connections_over_the_per_address_limit_are_closed_at_accept() {
     let attack: Vec<TcpStream> = (0..ATTACK)
         .map(|_| TcpStream::connect(server.addr).expect("connect"))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let held = loop {
-        let held = attack.iter().filter(|s| !closed_by_peer(s)).count();
-        if held <= LIMIT || Instant::now() > deadline {
-            break held;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let held = wait_until(
+        "the unfinished connections over the limit closed",
+        Duration::from_secs(3),
+        || attack.iter().filter(|s| !closed_by_peer(s)).count(),
+        |held| *held <= LIMIT,
+        |held| format!("{held} still open"),
+    );
     assert!(
         held <= LIMIT,
         "{held} of {ATTACK} unfinished connections from one address are still open (limit {LIMIT})"
@@ -86,42 +83,28 @@ fn a_second_connection_over_the_limit_is_closed_and_the_slot_comes_back() {
     let server = TestServer::start(|config| config.max_connections_per_ip = 2);
     let _first = WsClient::connect(server.addr, "/");
     let second = WsClient::connect(server.addr, "/");
-    let mut third = TcpStream::connect(server.addr).unwrap();
-    third
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    let mut response = Vec::new();
-    let _ = third.read_to_end(&mut response);
+    let response = raw_request(&server.addr.to_string(), "GET", "/", b"");
     assert!(
         response.is_empty(),
         "closed without a response: {}",
         String::from_utf8_lossy(&response)
     );
     drop(second);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // /stats itself is a connection: with one client left, it fits within the limit of two.
-        let mut stream = TcpStream::connect(server.addr).unwrap();
-        let _ = stream.write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\n\r\n");
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        if !response.is_empty() {
-            let (status, _, body) = split_response(&response);
-            assert_eq!(status, 200);
-            let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert!(
-                stats["connections"]["rejected_per_ip"].as_u64() >= Some(1),
-                "{stats}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second connection's slot was never released"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // /stats itself is a connection: with one client left, it fits within the limit of two.
+    let response = wait_until(
+        "the second connection's slot released",
+        Duration::from_secs(10),
+        || raw_request(&server.addr.to_string(), "GET", "/stats", b""),
+        |response| !response.is_empty(),
+        |_| "/stats is still refused".into(),
+    );
+    let (status, _, body) = split_response(&response);
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        stats["connections"]["rejected_per_ip"].as_u64() >= Some(1),
+        "{stats}"
+    );
 }
 
 /// Message `n` with a full-stream frame of `full_len` bytes (the frame starts with `n`, 8 digits).
@@ -200,21 +183,13 @@ fn concurrent_latest_json_requests_with_huge_messages_stay_small_shared_and_heal
             small.push(n);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stats()["messages_published"] != 25 {
-        assert!(Instant::now() < deadline, "messages not published");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_stats("25 messages published", Duration::from_secs(10), |stats| {
+        stats["messages_published"] == 25
+    });
     let before = rss_kib();
     // Eight requests that never read their response.
     let pending: Vec<TcpStream> = (0..8)
-        .map(|_| {
-            let mut stream = TcpStream::connect(server.addr).unwrap();
-            stream
-                .write_all(b"GET /latest.json HTTP/1.1\r\nHost: t\r\n\r\n")
-                .unwrap();
-            stream
-        })
+        .map(|_| send_get(TcpStream::connect(server.addr).unwrap(), "/latest.json"))
         .collect();
     // Each answer has begun (its status line arrived): every response is built, and the rest stays unread.
     for stream in &pending {

@@ -4,15 +4,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use certstream::message::EncodedMessage;
+use certstream_testkit::http::exchange;
 use certstream_testkit::{
-    TestServer, WsClient, encode_client_frame, http_request, message, shrink_receive_buffer,
-    split_response,
+    Certstream, TestServer, WsClient, encode_client_frame, http_request, message,
+    shrink_receive_buffer, split_response,
 };
 use certstream_ws::frame::Frame;
 
@@ -214,28 +214,16 @@ fn misbehaving_clients_are_closed_and_the_others_keep_receiving() {
     assert_eq!(status, 400, "garbage gets 400");
 
     publish_some(&server);
-    let mut huge = TcpStream::connect(server.addr).unwrap();
-    huge.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
     let mut request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
     request.resize(1 << 20, b'a');
-    let _ = huge.write_all(&request); // the server may stop reading early
-    let mut response = Vec::new();
-    let _ = huge.read_to_end(&mut response);
+    // The server may stop reading early: what it answered counts, whatever the write and read say.
+    let mut huge = TcpStream::connect(server.addr).unwrap();
+    let (response, _) = exchange(&mut huge, &request, Duration::from_secs(10));
     assert_eq!(split_response(&response).0, 431, "a 1 MiB header gets 431");
 
     publish_some(&server);
     let started = Instant::now();
-    let (status, _, _) = {
-        let mut stuck = TcpStream::connect(server.addr).unwrap();
-        stuck
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stuck.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
-        let mut response = Vec::new();
-        stuck.read_to_end(&mut response).unwrap();
-        split_response(&response)
-    };
+    let (status, _, _) = http_request(server.addr, "GET / HTTP/1.1\r\nHost: t\r\n");
     assert_eq!(status, 408, "an unfinished request head times out");
     assert!(started.elapsed() < Duration::from_secs(5));
 
@@ -293,40 +281,17 @@ fn misbehaving_clients_are_closed_and_the_others_keep_receiving() {
             "the well-behaved client got message #{n}"
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.stats()["clients"]["total"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "storm clients linger: {}",
-            server.stats()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_stats("the storm clients gone", Duration::from_secs(20), |stats| {
+        stats["clients"]["total"] == 1
+    });
     server.stop();
     assert_eq!(good.read_close(), Some(1001));
 }
 
 #[test]
 fn sigterm_closes_every_client_with_1001_and_exits_zero() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_certstream"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the certstream binary");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the binary did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = Certstream::start(&[], &[]);
+    let addr = server.addr;
     let mut clients: Vec<WsClient> = ["/", "/full-stream", "/domains-only"]
         .iter()
         .cycle()
@@ -334,36 +299,17 @@ fn sigterm_closes_every_client_with_1001_and_exits_zero() {
         .map(|path| WsClient::connect(addr, path))
         .collect();
     // The handshakes are answered before the hub registers the clients: wait until all 30 are counted.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, _, body) = certstream_testkit::http_get(addr, "/stats");
-        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if stats["clients"]["total"] == 30 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{stats}");
-    }
+    server.wait_stats("30 clients counted", Duration::from_secs(10), |stats| {
+        stats["clients"]["total"] == 30
+    });
     let started = Instant::now();
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    server.send_sigterm();
     for client in &mut clients {
         assert_eq!(client.read_close(), Some(1001));
         client.send(0x8, &1001u16.to_be_bytes(), true);
     }
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the server did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    assert!(status.success(), "exit status {status:?}");
+    let (success, _) = server.wait_exit(Duration::from_secs(5));
+    assert!(success, "exit status not 0");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "shutdown took {:?}",

@@ -35,6 +35,7 @@ mod faults;
 mod http;
 mod logs;
 mod routes;
+pub mod signing;
 mod stats;
 
 use std::net::{TcpListener, TcpStream};

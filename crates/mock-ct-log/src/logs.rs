@@ -7,17 +7,12 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use certstream_ct::{checkpoint::rfc6962_note_key_id, tree_head::TreeHead};
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use certstream_ct::tree_head::TreeHead;
 use serde_json::{Value, json};
+
+use crate::signing::LogSigner;
 use sha2::{Digest, Sha256};
 
-/// DER prefix of a P-256 SubjectPublicKeyInfo, before the 65-byte uncompressed point.
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 /// Path prefixes. Submission and monitoring differ so a client that reads from the submission prefix gets 404s.
 pub const RFC6962_PREFIX: &str = "/rfc6962/";
 /// Where tiled logs' submission URLs point (nothing is served there).
@@ -54,11 +49,8 @@ pub struct MockLog {
     pub protocol: Protocol,
     /// Readonly logs stop growing at this size.
     pub final_size: Option<u64>,
-    /// DER SubjectPublicKeyInfo of the log's key.
-    pub spki: Vec<u8>,
-    key: EcdsaKeyPair,
-    rng: SystemRandom,
-    log_id: [u8; 32],
+    /// The log's key.
+    pub signer: LogSigner,
 }
 
 impl MockLog {
@@ -69,23 +61,12 @@ impl MockLog {
         protocol: Protocol,
         final_size: Option<u64>,
     ) -> Result<Self, String> {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-            .map_err(|e| format!("generating a P-256 key: {e}"))?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .map_err(|e| format!("loading the P-256 key: {e}"))?;
-        let mut spki = P256_SPKI_PREFIX.to_vec();
-        spki.extend_from_slice(key.public_key().as_ref());
-        let log_id = Sha256::digest(&spki).into();
         Ok(Self {
             name,
             number,
             protocol,
             final_size,
-            spki,
-            key,
-            rng,
-            log_id,
+            signer: LogSigner::generate()?,
         })
     }
 
@@ -106,42 +87,14 @@ impl MockLog {
         hasher.finalize().into()
     }
 
-    /// A TLS `DigitallySigned` (SHA-256, ECDSA) over the head's `TreeHeadSignature`.
-    fn digitally_signed(&self, head: &TreeHead) -> Result<Vec<u8>, String> {
-        let signature = self
-            .key
-            .sign(&self.rng, &head.signed_bytes())
-            .map_err(|e| format!("signing: {e}"))?;
-        let signature = signature.as_ref();
-        let mut out = vec![4, 3];
-        out.extend_from_slice(&(signature.len() as u16).to_be_bytes());
-        out.extend_from_slice(signature);
-        Ok(out)
-    }
-
     /// The `get-sth` JSON for `head`.
     pub fn sth_json(&self, head: &TreeHead) -> Result<String, String> {
-        let signature = self.digitally_signed(head)?;
-        Ok(json!({
-            "tree_size": head.tree_size,
-            "timestamp": head.timestamp,
-            "sha256_root_hash": BASE64.encode(head.root_hash),
-            "tree_head_signature": BASE64.encode(signature),
-        })
-        .to_string())
+        self.signer.sth_json(head)
     }
 
     /// The checkpoint note for `head`, signed with the RFC 6962 note signature under `origin`.
     pub fn checkpoint(&self, origin: &str, head: &TreeHead) -> Result<String, String> {
-        let mut signature = rfc6962_note_key_id(origin, &self.log_id).to_vec();
-        signature.extend_from_slice(&head.timestamp.to_be_bytes());
-        signature.extend_from_slice(&self.digitally_signed(head)?);
-        Ok(format!(
-            "{origin}\n{}\n{}\n\n\u{2014} {origin} {}\n",
-            head.tree_size,
-            BASE64.encode(head.root_hash),
-            BASE64.encode(signature)
-        ))
+        self.signer.checkpoint(origin, head)
     }
 
     /// This log's entry in the v3 log list; `base` is `http://host:port`.
@@ -159,8 +112,8 @@ impl MockLog {
         };
         let mut entry = json!({
             "description": format!("Mock '{}' log", self.name),
-            "log_id": BASE64.encode(self.log_id),
-            "key": BASE64.encode(&self.spki),
+            "log_id": BASE64.encode(self.signer.log_id()),
+            "key": BASE64.encode(self.signer.spki()),
             "state": state,
             "temporal_interval": {
                 "start_inclusive": "2020-01-01T00:00:00Z",

@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+
 /// The corpus folder.
 pub fn dir() -> PathBuf {
     std::env::var_os("CERTSTREAM_CORPUS").map_or_else(
@@ -14,4 +18,62 @@ pub fn dir() -> PathBuf {
 pub fn read(path: &str) -> Vec<u8> {
     let file = dir().join(path);
     std::fs::read(&file).unwrap_or_else(|e| panic!("corpus file {}: {e}", file.display()))
+}
+
+/// One item of `rfc6962/live_ct.json` (40 real get-entries items), its base64 fields decoded.
+pub struct LiveEntry {
+    /// The log it came from (its RFC 6962 URL, as in the log list).
+    pub log_url: String,
+    /// Its index in that log.
+    pub cert_index: u64,
+    /// The `MerkleTreeLeaf`.
+    pub leaf_input: Vec<u8>,
+    /// The chain (and precertificate) bytes.
+    pub extra_data: Vec<u8>,
+}
+
+/// The items of `rfc6962/live_ct.json` as stored (base64 fields encoded).
+pub fn live_json() -> Vec<Value> {
+    let json: Value =
+        serde_json::from_slice(&read("rfc6962/live_ct.json")).expect("live_ct.json is JSON");
+    let Value::Array(items) = json else {
+        panic!("live_ct.json is not an array")
+    };
+    items
+}
+
+/// The items of `rfc6962/live_ct.json`, decoded.
+pub fn live_entries() -> Vec<LiveEntry> {
+    live_json()
+        .iter()
+        .map(|item| {
+            let field = |name: &str| {
+                let text = item[name].as_str().expect("base64 string field");
+                BASE64.decode(text).expect("valid base64")
+            };
+            LiveEntry {
+                log_url: item["log_url"].as_str().expect("log_url").to_owned(),
+                cert_index: item["cert_index"].as_u64().expect("cert_index"),
+                leaf_input: field("leaf_input"),
+                extra_data: field("extra_data"),
+            }
+        })
+        .collect()
+}
+
+/// A get-entries response body of `count` live items (cycled), exactly as a log serves them.
+pub fn live_get_entries_body(count: usize) -> String {
+    let items = live_json();
+    let entries: Vec<Value> = (0..count)
+        .map(|i| {
+            let item = &items[i % items.len()];
+            json!({"leaf_input": item["leaf_input"], "extra_data": item["extra_data"]})
+        })
+        .collect();
+    json!({ "entries": entries }).to_string()
+}
+
+/// Data tile `name` (`000`, `003.p/10`) of the Navigli 2025h2 sample (`tiled/navigli2025h2`).
+pub fn navigli_data_tile(name: &str) -> Vec<u8> {
+    read(&format!("tiled/navigli2025h2/tile/data/{name}"))
 }

@@ -176,12 +176,19 @@ pub fn ext(dotted: &str, critical: bool, value: &[u8]) -> Vec<u8> {
 /// The parts of a test certificate; `Default` is a minimal, valid v3 certificate.
 #[derive(Clone)]
 pub struct CertSpec {
+    /// The serial number's content octets.
     pub serial: Vec<u8>,
+    /// The signature AlgorithmIdentifier (DER), in the TBS and the outer certificate.
     pub sig_alg: Vec<u8>,
+    /// The issuer Name (DER).
     pub issuer: Vec<u8>,
+    /// notBefore (a DER time).
     pub not_before: Vec<u8>,
+    /// notAfter (a DER time).
     pub not_after: Vec<u8>,
+    /// The subject Name (DER).
     pub subject: Vec<u8>,
+    /// Each extension (DER); none means no extensions field.
     pub extensions: Vec<Vec<u8>>,
 }
 

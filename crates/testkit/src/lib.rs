@@ -1,33 +1,42 @@
-//! The one test kit of the certstream workspace: the corpus, the mock CT log in-process, the real `certstream`
-//! binary as a child process, an in-process server, HTTP and WebSocket test clients, and certificates built in
-//! the test. Every integration test and benchmark uses it instead of its own copy.
+//! The one test kit of the certstream workspace. Every integration test and benchmark takes its scaffolding from
+//! here instead of keeping its own copy:
+//!
+//! - [`corpus`]: the test corpus (`tests/corpus`);
+//! - [`runtime`]: the monoio runtime;
+//! - [`http`]: the blocking HTTP/1.1 test client and the scripted test HTTP server;
+//! - [`signing`]: log keys, signed tree heads and checkpoints;
+//! - [`mock`]: the mock CT log in this process;
+//! - [`certstream`]: the real `certstream` binary as a child process, log list files, a stream collector;
+//! - [`server`]: the server in this process, with a publish handle;
+//! - [`ws`]: the blocking WebSocket test client;
+//! - [`process`]: CPU time and memory of a child process;
+//! - [`wait`]: polling for a condition, bounded;
+//! - [`der`], [`examples`], [`python`]: certificates built in the test, reference messages, the Python clients.
+#![warn(missing_docs)]
 
+pub mod certstream;
 pub mod corpus;
 pub mod der;
-pub mod e2e;
 pub mod examples;
+pub mod http;
+pub mod mock;
+pub mod process;
 pub mod python;
+pub mod runtime;
 pub mod server;
+pub mod signing;
+pub mod wait;
+pub mod ws;
 
-use std::path::PathBuf;
-
-pub use e2e::*;
-pub use server::*;
-
-/// The `certstream` binary Cargo built beside the running test (`target/<profile>/certstream`).
-pub fn certstream_binary() -> String {
-    let test = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/certstream
-    let profile_dir = test
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(PathBuf::from)
-        .expect("the test runs from target/<profile>/deps");
-    let binary = profile_dir.join("certstream");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it with `cargo build --profile <profile>` (cargo test builds it for the root package's tests)",
-        binary.display()
-    );
-    binary.to_string_lossy().into_owned()
-}
+pub use certstream::{
+    Certstream, Collector, ListFile, STARTUP_TIMEOUT, SeenEntry, assert_window, certstream_binary,
+    collect_windows, followed_in, only_logs, start_listening,
+};
+pub use http::{
+    closed_by_peer, closed_port, connect_from, http_get, http_request, http_request_on,
+    raw_request, request, split_response,
+};
+pub use mock::{Expected, Mock, mock_name};
+pub use process::{cpu_time, memory_high_water_kib};
+pub use server::{TestServer, message};
+pub use ws::{Received, WsClient, encode_client_frame, raw_client_frame, shrink_receive_buffer};

@@ -1,9 +1,9 @@
-//! Shared by the end-to-end tests: the mock CT log (in-process) and the real `certstream` binary as a child
-//! process on 127.0.0.1, a log list file the test rewrites, and a WebSocket reader that sorts the stream by log.
+//! The real `certstream` binary as a child process on 127.0.0.1, a log list file the test rewrites, and a
+//! WebSocket reader that sorts the stream by log.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, ErrorKind, PipeWriter, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, ErrorKind, PipeWriter};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,183 +12,15 @@ use std::time::{Duration, Instant};
 
 use certstream::ingest::supervisor::APPLE_LOG_LIST_URL;
 use certstream_ct::log_list::{GOOGLE_LOG_LIST_URL, LogKind, LogList};
-use mock_ct_log::MockServer;
-
-use crate::certstream_binary;
-use crate::server::{WsClient, http_get};
 use serde_json::Value;
+
+use crate::http::{closed_port, exchange, get_request, http_get};
+use crate::mock::{Expected, mock_name};
+use crate::wait::wait_until;
+use crate::ws::WsClient;
 
 /// Bound of every wait on a child process or socket.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A running mock CT log (in this process, on its own threads); it stops serving when dropped.
-pub struct Mock {
-    _server: MockServer,
-    /// `127.0.0.1:PORT`.
-    pub addr: String,
-}
-
-impl Mock {
-    /// Starts the mock with `rfc6962` + `tiled` logs of `size` entries that do not grow, each `--fault` spec of
-    /// `faults`, and `args`.
-    pub fn fixed(rfc6962: usize, tiled: usize, size: u64, faults: &[&str], args: &[&str]) -> Mock {
-        let (rfc6962, tiled, size) = (rfc6962.to_string(), tiled.to_string(), size.to_string());
-        let mut all = vec![
-            "--rfc6962",
-            &rfc6962,
-            "--tiled",
-            &tiled,
-            "--rate",
-            "0",
-            "--start-size",
-            &size,
-        ];
-        all.extend_from_slice(args);
-        for fault in faults {
-            all.extend(["--fault", fault]);
-        }
-        Mock::start(&all)
-    }
-
-    /// Starts the mock with `args` (after `--listen 127.0.0.1:0`).
-    pub fn start(args: &[&str]) -> Mock {
-        let args = ["--listen", "127.0.0.1:0"]
-            .iter()
-            .chain(args)
-            .map(|a| a.to_string());
-        let options =
-            mock_ct_log::parse_options(args).unwrap_or_else(|e| panic!("mock options: {e}"));
-        let server = MockServer::start(options).unwrap_or_else(|e| panic!("mock-ct-log: {e}"));
-        let addr = server.addr.clone();
-        Mock {
-            _server: server,
-            addr,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT/log_list.json`
-    pub fn list_url(&self) -> String {
-        format!("http://{}/log_list.json", self.addr)
-    }
-
-    /// The mock's log list as JSON.
-    pub fn list(&self) -> Value {
-        self.json("/log_list.json")
-    }
-
-    /// A GET returning JSON.
-    pub fn json(&self, path: &str) -> Value {
-        let (status, body) = request(&self.addr, "GET", path, b"");
-        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
-        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    /// Replaces every fault rule.
-    pub fn set_faults(&self, faults: &str) {
-        let (status, body) = request(&self.addr, "POST", "/_mock/faults", faults.as_bytes());
-        assert_eq!(
-            status,
-            200,
-            "POST faults: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-
-    /// `/_mock/expected` of `log` for `start..end` (exclusive end).
-    pub fn expected(&self, log: &str, start: u64, end: u64) -> Vec<Expected> {
-        let path = format!("/_mock/expected?log={log}&start={start}&end={}", end - 1);
-        let Value::Array(items) = self.json(&path) else {
-            panic!("{path}: not an array");
-        };
-        items
-            .iter()
-            .map(|item| {
-                (
-                    item["index"].as_u64().expect("index"),
-                    item["sha1_fingerprint"]
-                        .as_str()
-                        .expect("fingerprint")
-                        .to_owned(),
-                    item["unparseable"].as_bool().expect("unparseable"),
-                )
-            })
-            .collect()
-    }
-
-    /// `/_mock/stats`.
-    pub fn stats(&self) -> Value {
-        self.json("/_mock/stats")
-    }
-
-    /// Requests `log` received so far, over every endpoint.
-    pub fn requests(&self, log: &str) -> u64 {
-        let stats = self.stats();
-        let Some(requests) = stats["logs"][log]["requests"].as_object() else {
-            panic!("no request counts for {log}: {stats}");
-        };
-        requests.values().filter_map(Value::as_u64).sum()
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`): the raw response, read to EOF (a reset
-/// mid-read still leaves what arrived).
-pub fn raw_request(addr: &str, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(STARTUP_TIMEOUT))
-        .expect("timeout");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).expect("send request");
-    stream.write_all(body).expect("send body");
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    raw
-}
-
-/// One HTTP/1.1 request on a fresh connection, read to EOF: status (0 when none) and body.
-pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let raw = raw_request(addr, method, path, body);
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return (0, Vec::new());
-    };
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut body = raw[end + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..line_end]).trim(), 16)
-            .unwrap_or(0);
-        if size == 0 || raw.len() < line_end + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&raw[line_end + 2..line_end + 2 + size]);
-        raw = &raw[(line_end + 4 + size).min(raw.len())..];
-    }
-    out
-}
-
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 /// `host:port` of an absolute http(s) URL.
 fn host_port(url: &str) -> String {
@@ -224,6 +56,7 @@ fn resolve_everything_to(port: u16) -> String {
 /// The `certstream` binary, listening on 127.0.0.1; killed on drop unless stopped.
 pub struct Certstream {
     child: Child,
+    /// Where it listens (127.0.0.1).
     pub addr: SocketAddr,
     /// Its log output (stdout), kept for failure messages.
     output: Arc<Mutex<Vec<String>>>,
@@ -365,12 +198,8 @@ impl Certstream {
     pub fn health_within(&self, timeout: Duration) -> Option<Duration> {
         let started = Instant::now();
         let mut stream = TcpStream::connect_timeout(&self.addr, timeout).ok()?;
-        stream.set_read_timeout(Some(timeout)).ok()?;
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
-            .ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).ok()?;
+        let (response, ended) = exchange(&mut stream, get_request("/health").as_bytes(), timeout);
+        ended.ok()?;
         let elapsed = started.elapsed();
         (response.starts_with(b"HTTP/1.1 200") && elapsed <= timeout).then_some(elapsed)
     }
@@ -409,31 +238,23 @@ impl Certstream {
 
     /// Names (`r0`, `t1`, …) of the logs `/stats` shows, sorted.
     pub fn followed(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.stats()["logs"]
-            .as_array()
-            .expect("logs array")
-            .iter()
-            .map(|l| mock_name(l["url"].as_str().expect("url")))
-            .collect();
-        names.sort();
-        names
+        followed_in(&self.stats())
     }
 
-    /// Waits until `condition` holds on `/stats`, at most `timeout`.
-    pub fn wait_stats(&self, what: &str, timeout: Duration, condition: impl Fn(&Value) -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let stats = self.stats();
-            if condition(&stats) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; /stats: {stats}\nlog tail:\n{}",
-                self.log_tail(30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// Waits until `condition` holds on `/stats`, at most `timeout`; returns that `/stats`.
+    pub fn wait_stats(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_until(
+            what,
+            timeout,
+            || self.stats(),
+            condition,
+            |stats| format!("/stats: {stats}\nlog tail:\n{}", self.log_tail(30)),
+        )
     }
 
     /// The last `n` lines the server logged.
@@ -448,20 +269,35 @@ impl Certstream {
     }
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited successfully and how long it took.
-    pub fn terminate(mut self) -> (bool, Duration) {
+    pub fn terminate(self) -> (bool, Duration) {
         let started = Instant::now();
+        self.send_sigterm();
+        let (success, _) = self.wait_exit(STARTUP_TIMEOUT);
+        (success, started.elapsed())
+    }
+
+    /// Sends SIGTERM, without waiting (the test watches what the server does meanwhile).
+    pub fn send_sigterm(&self) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: a plain kill(2) of the child this struct started and still owns.
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        let deadline = started + STARTUP_TIMEOUT;
+    }
+
+    /// Waits (at most `timeout`, else fails the test) for the process to exit; returns whether it exited
+    /// successfully and how long the wait took.
+    pub fn wait_exit(mut self, timeout: Duration) -> (bool, Duration) {
+        let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return (status.success(), started.elapsed());
             }
-            assert!(Instant::now() < deadline, "certstream ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
+            assert!(
+                started.elapsed() < timeout,
+                "certstream did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -491,18 +327,22 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-/// The mock's log name (`r0`, `t1`, `ro0`) from a log URL (`…/rfc6962/r0/`, `…/submit/t1/`).
-pub fn mock_name(url: &str) -> String {
-    url.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+/// The mock names (sorted) of the logs a `/stats` document lists.
+pub fn followed_in(stats: &Value) -> Vec<String> {
+    let mut names: Vec<String> = stats["logs"]
+        .as_array()
+        .expect("logs array")
+        .iter()
+        .map(|l| mock_name(l["url"].as_str().expect("url")))
+        .collect();
+    names.sort();
+    names
 }
 
 /// A log list file in a private temporary directory, replaced atomically; removed on drop.
 pub struct ListFile {
     dir: PathBuf,
+    /// The list file (inside the private directory).
     pub path: PathBuf,
 }
 
@@ -574,15 +414,13 @@ pub fn only_logs(list: &Value, names: &[&str]) -> Value {
     list
 }
 
-/// One entry the mock announces: index, SHA-1 fingerprint of the leaf, whether its certificate is unparseable.
-pub type Expected = (u64, String, bool);
-
 /// One received `certificate_update`: index and leaf fingerprint.
 pub type SeenEntry = (u64, String);
 
 /// Reads `certificate_update` messages from a WebSocket client, sorted by mock log name.
 pub struct Collector {
     client: WsClient,
+    /// Entries received so far, by mock log name, in arrival order.
     pub by_log: BTreeMap<String, Vec<SeenEntry>>,
 }
 
@@ -647,32 +485,6 @@ impl Collector {
     pub fn client(&mut self) -> &mut WsClient {
         &mut self.client
     }
-}
-
-/// The peak resident memory of process `pid` so far (`VmHWM`), in KiB.
-pub fn memory_high_water_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
-/// CPU time (user + system) process `pid` has used so far.
-pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Duration::from_secs_f64(fields.iter().sum::<u64>() as f64 / ticks)
 }
 
 /// A certstream following a list file (empty for now) from `window` entries back, polling every 200 ms, with
@@ -767,4 +579,22 @@ pub fn assert_window(log: &str, received: &[SeenEntry], expected: &[Expected]) {
             want.get(first_difference)
         );
     }
+}
+
+/// The `certstream` binary Cargo built beside the running test (`target/<profile>/certstream`).
+pub fn certstream_binary() -> String {
+    let test = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/certstream
+    let profile_dir = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .expect("the test runs from target/<profile>/deps");
+    let binary = profile_dir.join("certstream");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with `cargo build --profile <profile>` (cargo test builds it for the root package's tests)",
+        binary.display()
+    );
+    binary.to_string_lossy().into_owned()
 }
