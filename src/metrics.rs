@@ -98,13 +98,7 @@ impl<S> Metric<S> {
         help: &'static str,
         read: fn(&S) -> u64,
     ) -> Self {
-        Self {
-            name,
-            kind: Kind::Counter,
-            help,
-            stats,
-            read: Read::Count(read),
-        }
+        Self::count(Kind::Counter, name, stats, help, read)
     }
 
     /// A gauge read as a count.
@@ -114,9 +108,19 @@ impl<S> Metric<S> {
         help: &'static str,
         read: fn(&S) -> u64,
     ) -> Self {
+        Self::count(Kind::Gauge, name, stats, help, read)
+    }
+
+    const fn count(
+        kind: Kind,
+        name: &'static str,
+        stats: &'static str,
+        help: &'static str,
+        read: fn(&S) -> u64,
+    ) -> Self {
         Self {
             name,
-            kind: Kind::Gauge,
+            kind,
             help,
             stats,
             read: Read::Count(read),

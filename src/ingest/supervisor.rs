@@ -24,7 +24,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::IngestConfig;
-use crate::http::{HttpClient, HttpError};
+use crate::http::{HttpClient, HttpError, Target};
 use crate::hub::Gate;
 use crate::message::{self, LogSource};
 use crate::metrics::{Fact, Metric, Report, StatusReporter, Table};
@@ -215,6 +215,9 @@ impl Supervisor {
             }
         };
         let list = self.merge_apple(primary).await;
+        for skipped in &list.skipped {
+            tracing::warn!(log = %skipped.log, reason = %skipped.reason, "skipping log list entry");
+        }
         self.apply(&list);
     }
 
@@ -347,6 +350,10 @@ impl Supervisor {
     /// carries on its counters.
     fn follow(&self, info: &LogInfo, predecessor: Option<&Followed>) -> Result<Followed, String> {
         let key = info.key().map_err(|e| e.to_string())?;
+        // The list only checks the shape of its URLs; the client that will fetch them decides (e.g. the port).
+        for url in [listed_url(&info.kind), read_url(&info.kind)] {
+            Target::parse(url).map_err(|e| redact::urls_in(&e.to_string()))?;
+        }
         let (listed_url, read_url, origin, kind) = match &info.kind {
             LogKind::Rfc6962 { url } => (url, url, String::new(), message::SourceKind::Rfc6962),
             LogKind::Tiled {
@@ -838,6 +845,28 @@ mod tests {
         let http = Rc::new(HttpClient::new(config.http_client_config()).unwrap());
         let publisher = Rc::new(Publisher::new(Hub::new(4), Default::default()));
         Supervisor::new(config, http, publisher)
+    }
+
+    #[test]
+    fn a_log_whose_url_the_client_refuses_is_not_followed() {
+        crate::runtime::block_on(async {
+            let supervisor = test_supervisor();
+            let mut list = subset(&LogList::compiled_in().unwrap(), &[0, 1]);
+            for (log, url) in list
+                .logs
+                .iter_mut()
+                .zip(["http://ct.example:99999/", "http://[zz]/"])
+            {
+                log.kind = LogKind::Rfc6962 { url: url.into() };
+            }
+            supervisor.apply(&list);
+            assert!(
+                supervisor.followed().is_empty(),
+                "{:?}",
+                supervisor.followed()
+            );
+        })
+        .unwrap();
     }
 
     #[test]

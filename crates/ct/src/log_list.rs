@@ -197,10 +197,7 @@ impl LogList {
                     );
                 match parse_log(value, is_tiled, &operator.name) {
                     Ok(log) => list.logs.push(log),
-                    Err(reason) => {
-                        tracing::warn!(log = %name, %reason, "skipping log list entry");
-                        list.skipped.push(SkippedLog { log: name, reason });
-                    }
+                    Err(reason) => list.skipped.push(SkippedLog { log: name, reason }),
                 }
             }
         }
