@@ -178,7 +178,7 @@ fn refresh_adds_and_removes_logs_and_keeps_the_list_on_failure() {
 #[test]
 fn help_names_the_log_list_options_and_version_prints() {
     let run = |arg: &str| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_certstream"))
+        let output = std::process::Command::new(certstream_testkit::certstream_binary())
             .arg(arg)
             .output()
             .expect("run certstream");
@@ -202,7 +202,7 @@ fn help_names_the_log_list_options_and_version_prints() {
         run("--version").trim(),
         format!("certstream {}", env!("CARGO_PKG_VERSION"))
     );
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_certstream"))
+    let refused = std::process::Command::new(certstream_testkit::certstream_binary())
         .args(["--start-back", "many"])
         .output()
         .expect("run certstream");

@@ -620,7 +620,16 @@ fn issuers_are_fetched_once_across_logs_and_verified() {
         };
         assert_eq!(issuer_requests(&a), 5, "each issuer fetched once");
         assert_eq!(issuer_requests(&b), 0, "the cache is shared across logs");
-        assert_eq!(harness.issuers.len(), 5);
+        let all: Vec<[u8; 32]> = CORPUS
+            .issuers
+            .values()
+            .map(|der| Sha256::digest(der).into())
+            .collect();
+        assert_eq!(all.len(), 5);
+        assert!(
+            harness.issuers.cached(&all).is_some(),
+            "every issuer is cached"
+        );
         pa.stop().await;
         pb.stop().await;
 

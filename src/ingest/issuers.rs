@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::http::{HttpClient, HttpError};
 
 /// A SHA-256 fingerprint of a DER certificate.
-pub(crate) type Fingerprint = [u8; 32];
+pub type Fingerprint = [u8; 32];
 
 /// Default `--issuer-cache-bytes`: real issuers are a few hundred certificates of 1–2 KiB (under 1 MiB in all);
 /// the budget only guards against a log that invents fingerprints or serves huge issuers.
@@ -152,23 +152,8 @@ impl IssuerCache {
         self.evicted.get()
     }
 
-    /// How many issuers are cached.
-    pub fn len(&self) -> usize {
-        self.known.borrow().len()
-    }
-
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.known.borrow().is_empty()
-    }
-
-    /// The cached DER of `fingerprint`, without fetching.
-    pub fn get(&self, fingerprint: &Fingerprint) -> Option<Bytes> {
-        self.known.borrow().get(fingerprint).cloned()
-    }
-
     /// The DER of every fingerprint, in order, when all are cached (the common case: no future, no fetch).
-    pub(crate) fn cached(&self, fingerprints: &[Fingerprint]) -> Option<Vec<Bytes>> {
+    pub fn cached(&self, fingerprints: &[Fingerprint]) -> Option<Vec<Bytes>> {
         let known = self.known.borrow();
         fingerprints
             .iter()
@@ -203,7 +188,7 @@ impl IssuerCache {
         timeout: Duration,
     ) -> FetchResult {
         loop {
-            if let Some(der) = self.get(fingerprint) {
+            if let Some(der) = self.known.borrow().get(fingerprint).cloned() {
                 return Ok(der);
             }
             let waiter = match self.in_flight.borrow_mut().entry(*fingerprint) {
@@ -366,15 +351,15 @@ mod tests {
         for i in 0..5u8 {
             cache.insert([i; 32], Bytes::from_static(b"der"));
         }
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.known.borrow().len(), 2);
         assert_eq!(cache.evicted(), 3);
-        assert!(cache.get(&[4; 32]).is_some(), "the newest is kept");
+        assert!(cache.cached(&[[4; 32]]).is_some(), "the newest is kept");
         // 128 KiB issuers: a budget of 1 MiB holds a handful, never gigabytes.
         let cache = IssuerCache::new(1 << 20, 256 << 10);
         for i in 0..64u8 {
             cache.insert([i; 32], Bytes::from(vec![i; 128 << 10]));
             assert!(cache.bytes() <= 1 << 20);
         }
-        assert_eq!(cache.len(), 7);
+        assert_eq!(cache.known.borrow().len(), 7);
     }
 }

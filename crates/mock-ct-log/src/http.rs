@@ -1,16 +1,18 @@
 //! A minimal blocking HTTP/1.1 server: one thread per connection, keep-alive and pipelining, Content-Length
 //! bodies only (no chunked requests, no compression).
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 /// Largest request head plus body accepted.
 const MAX_REQUEST: usize = 1 << 20;
 /// Idle connections are closed after this long, so abandoned clients do not pin threads forever.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One parsed request.
 pub struct Request {
@@ -110,19 +112,50 @@ pub trait Handler: Send + Sync + 'static {
     fn verbose(&self) -> bool;
 }
 
-/// Accepts connections forever, one thread each.
-pub fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, stopping: &AtomicBool) {
+/// Whether the server is stopping, and its open connections (so stopping can end them too).
+#[derive(Default)]
+pub struct Connections {
+    stopping: AtomicBool,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Connections {
+    /// Stops accepting, and shuts every open connection down (their threads then end).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        if let Ok(open) = self.open.lock() {
+            for stream in open.values() {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Accepts connections until [`Connections::stop`], one thread each.
+pub fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, connections: Arc<Connections>) {
     for stream in listener.incoming() {
-        if stopping.load(Ordering::Relaxed) {
+        if connections.stopping.load(Ordering::Relaxed) {
             return;
         }
-        let Ok(stream) = stream else { continue };
-        let handler = Arc::clone(&handler);
+        let Ok(stream) = stream else {
+            // Out of descriptors, say: do not spin.
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let id = connections.next_id.fetch_add(1, Ordering::Relaxed);
+        if let (Ok(clone), Ok(mut open)) = (stream.try_clone(), connections.open.lock()) {
+            open.insert(id, clone);
+        }
+        let (handler, connections) = (Arc::clone(&handler), Arc::clone(&connections));
         thread::spawn(move || {
             if let Err(e) = connection(stream, &*handler)
                 && handler.verbose()
             {
                 eprintln!("connection ended: {e}");
+            }
+            if let Ok(mut open) = connections.open.lock() {
+                open.remove(&id);
             }
         });
     }
@@ -185,7 +218,7 @@ fn connection(mut stream: TcpStream, handler: &impl Handler) -> io::Result<()> {
                 if delay_ms > 0 {
                     stream.write_all(&bytes)?;
                     bytes.clear();
-                    thread::sleep(std::time::Duration::from_millis(delay_ms));
+                    thread::sleep(Duration::from_millis(delay_ms));
                 }
                 bytes.extend_from_slice(&forged);
                 stream.write_all(&bytes)?;

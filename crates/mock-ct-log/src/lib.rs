@@ -41,12 +41,12 @@ mod stats;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
 use crate::corpus::Corpus;
 use crate::faults::Fault;
+use crate::http::Connections;
 use crate::logs::{Growth, MockLog, Protocol, log_list_json};
 use crate::routes::{App, Settings};
 
@@ -84,7 +84,7 @@ pub fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, 
         seed: 7,
         readonly_final: None,
         faults: Vec::new(),
-        corpus: default_corpus(),
+        corpus: corpus_dir(),
         verbose: false,
         ignore_stdin: false,
     };
@@ -121,7 +121,7 @@ pub fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, 
 }
 
 /// `$CERTSTREAM_CORPUS`, else the repository's test corpus (`tests/corpus`).
-fn default_corpus() -> PathBuf {
+pub fn corpus_dir() -> PathBuf {
     std::env::var_os("CERTSTREAM_CORPUS").map_or_else(
         || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/corpus")),
         PathBuf::from,
@@ -142,11 +142,11 @@ fn build_logs(options: &Options) -> Result<Vec<MockLog>, String> {
         .collect()
 }
 
-/// A mock serving on its own threads; dropping it stops accepting (open connections end on their idle timeout).
+/// A mock serving on its own threads; dropping it stops accepting and ends its open connections.
 pub struct MockServer {
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    stopping: Arc<AtomicBool>,
+    connections: Arc<Connections>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -179,14 +179,14 @@ impl MockServer {
             verbose: options.verbose,
         };
         let app = Arc::new(App::new(logs, corpus, settings, addr.clone(), log_list)?);
-        let stopping = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Connections::default());
         let acceptor = {
-            let stopping = stopping.clone();
-            std::thread::spawn(move || http::serve(listener, app, &stopping))
+            let connections = connections.clone();
+            std::thread::spawn(move || http::serve(listener, app, connections))
         };
         Ok(Self {
             addr,
-            stopping,
+            connections,
             acceptor: Some(acceptor),
         })
     }
@@ -194,10 +194,11 @@ impl MockServer {
 
 impl Drop for MockServer {
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        // Wakes the blocked accept so it sees the flag.
-        let _ = TcpStream::connect(&self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
+        self.connections.stop();
+        // Wakes the blocked accept so it sees the flag; without that connection it could block forever.
+        if TcpStream::connect(&self.addr).is_ok()
+            && let Some(acceptor) = self.acceptor.take()
+        {
             let _ = acceptor.join();
         }
     }

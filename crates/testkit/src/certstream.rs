@@ -135,17 +135,33 @@ impl Certstream {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(STARTUP_TIMEOUT)
-            .expect("certstream reports its address");
-        let addr = addr
+        // Owned before waiting, so a server that never reports its address is still killed (on drop).
+        let mut server = Certstream {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            output,
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let addr = loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
+                break addr;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "certstream exited ({status}) before serving:\n{}",
+                    server.log_tail(30)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "certstream did not report its address within {STARTUP_TIMEOUT:?}:\n{}",
+                server.log_tail(30)
+            );
+        };
+        server.addr = addr
             .parse()
             .unwrap_or_else(|_| panic!("bad listen address {addr:?}"));
-        Certstream {
-            child,
-            addr,
-            output,
-        }
+        server
     }
 
     /// `certstream --listen 127.0.0.1:0 ARGS` with the environment described at [`start`](Self::start).
@@ -159,9 +175,11 @@ impl Certstream {
             .env("CERTSTREAM_OPS_RATE", "100000")
             .envs(env.iter().copied())
             .env("NO_COLOR", "1")
+            // The address and the lines tests look for are logged at info, whatever the developer's RUST_LOG;
+            // CERTSTREAM_TEST_RUST_LOG asks for more.
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                std::env::var("CERTSTREAM_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .stdin(Stdio::null());
         command

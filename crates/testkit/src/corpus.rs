@@ -6,12 +6,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
-/// The corpus folder.
+/// The corpus folder (the one the mock CT log reads).
 pub fn dir() -> PathBuf {
-    std::env::var_os("CERTSTREAM_CORPUS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/corpus")),
-        PathBuf::from,
-    )
+    mock_ct_log::corpus_dir()
 }
 
 /// The bytes of `path` inside the corpus (e.g. `loglist/google_log_list_v3.json`).
