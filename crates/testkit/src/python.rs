@@ -1,8 +1,15 @@
 //! The Python interpreter of the tests that run real clients (PyPI `certstream`, `websockets`) or pyca/cryptography.
-//! Without it these tests fail, naming the command that prepares it: they never skip.
+//!
+//! `$CERTSTREAM_TEST_PYTHON` when set; else the repository's `.venv`, which the first test that needs it prepares
+//! (once, under a lock shared by every test process) with [`PREPARE`], so `cargo test` works in a fresh clone that can
+//! reach PyPI. When that fails, or the named interpreter lacks the modules, the test fails naming the command that
+//! prepares it: these tests never skip.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// The one command that prepares the interpreter, run from the repository (`tests/run.sh` runs it too).
 pub const PREPARE: &str =
@@ -11,29 +18,77 @@ pub const PREPARE: &str =
 /// What `tests/python-requirements.txt` installs, as the tests import it.
 const MODULES: &str = "certstream, websockets, cryptography";
 
-/// `$CERTSTREAM_TEST_PYTHON`, else the repository's `.venv/bin/python`, checked to import the test modules.
+/// The interpreter to run, checked to import the test modules.
 pub fn interpreter() -> String {
-    let python = match std::env::var("CERTSTREAM_TEST_PYTHON") {
-        Ok(python) => python,
-        Err(_) => {
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-            assert!(
-                venv.exists(),
-                "the Python test clients are not prepared: run `{PREPARE}` in the repository \
-                 (or set CERTSTREAM_TEST_PYTHON to a Python that has tests/python-requirements.txt)"
+    if let Ok(python) = std::env::var("CERTSTREAM_TEST_PYTHON") {
+        if let Err(why) = imports_the_modules(&python) {
+            panic!(
+                "CERTSTREAM_TEST_PYTHON={python}: {why}; run `{PREPARE}` in the repository and point it there"
             );
-            venv.to_string_lossy().into_owned()
         }
-    };
-    match Command::new(&python)
+        return python;
+    }
+    static VENV: OnceLock<Result<String, String>> = OnceLock::new();
+    VENV.get_or_init(prepared_venv)
+        .clone()
+        .unwrap_or_else(|why| panic!("the Python test clients are not prepared ({why}): run `{PREPARE}` in the repository"))
+}
+
+/// The repository's `.venv` interpreter, created first if it cannot import the modules.
+fn prepared_venv() -> Result<String, String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = repo.join(".venv/bin/python").to_string_lossy().into_owned();
+    // Test binaries run in parallel processes: one prepares, the others wait and then find it ready.
+    let lock = File::create(repo.join(".venv.lock")).map_err(|e| format!("lock file: {e}"))?;
+    // SAFETY: flock on a descriptor this function owns; released when `lock` closes.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(format!("lock: {}", std::io::Error::last_os_error()));
+    }
+    if imports_the_modules(&python).is_ok() {
+        return Ok(python);
+    }
+    run(&repo, "python3", &["-m", "venv", ".venv"])?;
+    run(
+        &repo,
+        ".venv/bin/pip",
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            "tests/python-requirements.txt",
+        ],
+    )?;
+    imports_the_modules(&python).map(|()| python)
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+fn imports_the_modules(python: &str) -> Result<(), String> {
+    match Command::new(python)
         .args(["-c", &format!("import {MODULES}")])
         .output()
     {
-        Ok(output) if output.status.success() => python,
-        Ok(output) => panic!(
-            "{python} cannot import {MODULES}: run `{PREPARE}` in the repository\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-        Err(error) => panic!("cannot run {python} ({error}): run `{PREPARE}` in the repository"),
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!(
+            "cannot import {MODULES}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(error) => Err(format!("cannot run {python}: {error}")),
     }
 }
