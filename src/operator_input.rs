@@ -284,12 +284,17 @@ mod tests {
         std::fs::write(&path, b"old and longer than the new content").unwrap();
         write_atomically(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["state.json"], "no temporary file is left");
         let error = write_atomically(&dir.join("missing-dir/state.json"), b"x").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
         crate::runtime::block_on(async {
-            write_file(&path, b"from the reactor".to_vec(), soon()).await.unwrap();
+            write_file(&path, b"from the reactor".to_vec(), soon())
+                .await
+                .unwrap();
         })
         .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"from the reactor");

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::http::HttpClient;
-use crate::metrics::{Fact, Metric, Read, Report, StatusReporter};
+use crate::metrics::{Fact, Metric, Report, StatusReporter};
 use crate::operator_input::{self, InputError};
 use crate::redact;
 use certstream_ct::checkpoint::Checkpoint;
@@ -353,7 +353,10 @@ impl StateFile {
             }
             Err(error) => {
                 self.failures.set(self.failures.get() + 1);
-                let error = format!("{}: {error}", redact::location(&self.path.to_string_lossy()));
+                let error = format!(
+                    "{}: {error}",
+                    redact::location(&self.path.to_string_lossy())
+                );
                 tracing::warn!(%error, "cannot save the state file");
                 *self.last_error.borrow_mut() = Some(error);
             }
@@ -379,13 +382,12 @@ const STATE_METRICS: &[Metric<StateFile>] = &[
         "Saves of the state file that failed (the previous file stays).",
         |s| s.failures.get(),
     ),
-    Metric {
-        name: "certstream_state_age_seconds",
-        kind: crate::metrics::Kind::Gauge,
-        help: "Seconds since the saved positions were last written successfully (or since start).",
-        stats: "state_file.age_seconds",
-        read: Read::Seconds(|s| s.saved_at.get().elapsed().as_secs_f64()),
-    },
+    Metric::gauge(
+        "certstream_state_age_seconds",
+        "state_file.age_seconds",
+        "Whole seconds since the saved positions were last written successfully (or since start).",
+        |s| s.saved_at.get().elapsed().as_secs(),
+    ),
 ];
 
 impl StatusReporter for StateFile {
@@ -439,8 +441,14 @@ mod tests {
         };
         assert!(refused(&good[..good.len() / 2]).contains("not a state file"));
         assert!(refused(br#"{"version":2,"logs":{}}"#).contains("format version 2"));
-        assert!(refused(br#"{"version":1,"logs":{"a b":{"next_index":1,"saved_at":1,"listed_at":1}}}"#).contains("not a log ID"));
-        assert!(refused(br#"{"version":1,"logs":{"x":{"next_index":-1,"saved_at":1,"listed_at":1}}}"#).contains("not a state file"));
+        assert!(
+            refused(br#"{"version":1,"logs":{"a b":{"next_index":1,"saved_at":1,"listed_at":1}}}"#)
+                .contains("not a log ID")
+        );
+        assert!(
+            refused(br#"{"version":1,"logs":{"x":{"next_index":-1,"saved_at":1,"listed_at":1}}}"#)
+                .contains("not a state file")
+        );
         assert!(refused(br#"{"version":1,"logs":{},"extra":1}"#).contains("not a state file"));
         assert!(refused(&vec![b' '; MAX_STATE_FILE_BYTES + 1]).contains("cap"));
     }
@@ -449,7 +457,11 @@ mod tests {
     fn departed_logs_are_kept_for_the_retention_then_dropped() {
         let mut positions = Positions::default();
         positions.record(ID, Some(5), 100);
-        assert!(positions.forget_departed(100 + DEPARTED_RETENTION_SECONDS).is_empty());
+        assert!(
+            positions
+                .forget_departed(100 + DEPARTED_RETENTION_SECONDS)
+                .is_empty()
+        );
         assert_eq!(
             positions.forget_departed(101 + DEPARTED_RETENTION_SECONDS),
             [ID]
@@ -472,7 +484,11 @@ mod tests {
     fn a_backlog_beyond_the_limit_starts_at_the_head() {
         assert_eq!(start_at(100, 150, 50), (100, 0));
         assert_eq!(start_at(100, 151, 50), (151, 51));
-        assert_eq!(start_at(200, 150, 50), (200, 0), "a log behind its save waits");
+        assert_eq!(
+            start_at(200, 150, 50),
+            (200, 0),
+            "a log behind its save waits"
+        );
     }
 
     #[test]
@@ -482,35 +498,61 @@ mod tests {
         crate::runtime::block_on(async {
             // Missing: a first start, and the file is created at once.
             let state = StateFile::open(path.clone(), false).await.unwrap();
-            assert_eq!(Positions::decode(&std::fs::read(&path).unwrap()).unwrap().len(), 0);
+            assert_eq!(
+                Positions::decode(&std::fs::read(&path).unwrap())
+                    .unwrap()
+                    .len(),
+                0
+            );
             state.positions.borrow_mut().record(ID, Some(9), 1);
             let bytes = state.positions.borrow().encode();
             state.save(bytes).await;
             let reopened = StateFile::open(path.clone(), false).await.unwrap();
-            assert_eq!(reopened.positions.borrow().get(ID).map(|s| s.next_index), Some(9));
+            assert_eq!(
+                reopened.positions.borrow().get(ID).map(|s| s.next_index),
+                Some(9)
+            );
             let stats = stats_of(&reopened);
             assert_eq!(stats["state_file"]["saves"], 0);
             assert_both_outputs_agree(&[&state]);
             assert_eq!(stats_of(&state)["state_file"]["saves"], 1);
 
             std::fs::write(&path, b"{\"version\":1,\"logs\":{").unwrap();
-            let error = StateFile::open(path.clone(), false).await.err().unwrap().to_string();
+            let error = StateFile::open(path.clone(), false)
+                .await
+                .err()
+                .unwrap()
+                .to_string();
             assert!(error.contains(&path.display().to_string()), "{error}");
             assert!(error.contains("not a state file"), "{error}");
             assert!(error.contains("--ignore-bad-state-file"), "{error}");
             let fresh = StateFile::open(path.clone(), true).await.unwrap();
             assert_eq!(fresh.positions.borrow().len(), 0);
-            assert_eq!(Positions::decode(&std::fs::read(&path).unwrap()).unwrap().len(), 0);
+            assert_eq!(
+                Positions::decode(&std::fs::read(&path).unwrap())
+                    .unwrap()
+                    .len(),
+                0
+            );
 
             let unwritable = dir.join("missing-dir/state.json");
-            let error = StateFile::open(unwritable, false).await.err().unwrap().to_string();
+            let error = StateFile::open(unwritable, false)
+                .await
+                .err()
+                .unwrap()
+                .to_string();
             assert!(error.contains("cannot write it"), "{error}");
             // A save that fails is counted and shown, and the state stays usable.
             std::fs::remove_dir_all(&dir).unwrap();
             state.save(b"{}".to_vec()).await;
             let stats = stats_of(&state);
             assert_eq!(stats["state_file"]["save_failures"], 1);
-            assert!(stats["state_file"]["last_error"].as_str().unwrap().contains("state.json"));
+            assert!(
+                stats["state_file"]["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("state.json")
+            );
         })
         .unwrap();
     }

@@ -237,6 +237,10 @@ impl Supervisor {
                 now,
             );
         }
+        if self.list.borrow().loaded_at.is_none() {
+            // Nothing says yet which logs are listed (a server down for a week would forget them all).
+            return;
+        }
         for log_id in positions.forget_departed(now) {
             tracing::info!(%log_id, "forgetting the saved position of a log out of the list for a week");
         }
@@ -508,7 +512,8 @@ impl Supervisor {
                 }
             }
         };
-        let (log, task_status, task_stop) = (info.description.clone(), status.clone(), stop.clone());
+        let (log, task_status, task_stop) =
+            (info.description.clone(), status.clone(), stop.clone());
         monoio::spawn(async move {
             let resume = match saved {
                 Some(check) => match check.start(&log, &task_stop).await {
@@ -572,7 +577,14 @@ impl ResumeCheck {
             }
         };
         if skipped > 0 {
-            tracing::warn!(log, saved = self.saved, start, skipped, max_resume_backlog = self.max_backlog, "saved position too far behind: starting at the log's current size, skipping entries");
+            tracing::warn!(
+                log,
+                saved = self.saved,
+                start,
+                skipped,
+                max_resume_backlog = self.max_backlog,
+                "saved position too far behind: starting at the log's current size, skipping entries"
+            );
         } else {
             tracing::info!(log, start, "resuming at the saved position");
         }
