@@ -76,14 +76,20 @@ fn assert_contiguous(mock: &Mock, log: &str, received: &[SeenEntry]) {
 #[test]
 fn sigterm_then_restart_delivers_every_index_exactly_once() {
     let logs = ["r0", "t0"];
-    let mock = Mock::with_logs(1, 1, 40, &["--start-size", "600"]);
+    let mock = Mock::with_logs(1, 1, 40, &["--start-size", "30000"]);
     let list = ListFile::new();
-    let (server, mut first) = run(&mock, &list, &logs, &[]);
+    // Stopped while catching up 25,000 entries a log (more than the socket buffers hold), with a client that
+    // paused reading for less than `--slow-client-grace` (it keeps up): it has messages queued at the SIGTERM,
+    // which must reach it before the close frame.
+    let (server, mut first) = run(&mock, &list, &logs, &["--start-back", "25000"]);
     collect(&server, &mut first, &logs, 80);
+    std::thread::sleep(Duration::from_millis(300));
+    let queued = server.stats()["queued_frames"].as_u64().expect("queued");
     server.send_sigterm();
     assert_eq!(first.read_until_closed(TIMEOUT), Some(1001));
     let (ok, _) = server.wait_exit(TIMEOUT);
     assert!(ok, "exit status after SIGTERM");
+    assert!(queued > 0, "the test needs messages queued at the SIGTERM");
     // The logs grow while the server is down.
     std::thread::sleep(Duration::from_millis(500));
 
