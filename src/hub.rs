@@ -651,6 +651,36 @@ mod tests {
         assert_eq!(hub.stats().clients, [2, 1, 1]);
     }
 
+    /// Shutdown waits for this before the close frames, which discard what is queued.
+    #[test]
+    fn flushed_waits_until_clients_that_keep_up_have_written_what_they_were_sent() {
+        crate::runtime::block_on(async {
+            let hub = Hub::new(8);
+            let client = hub.join(StreamKind::Lite);
+            hub.publish(&frames(1));
+            let soon = std::time::Duration::from_millis(50);
+            assert!(
+                monoio::time::timeout(soon, hub.flushed()).await.is_err(),
+                "queued"
+            );
+            let mut batch = Vec::new();
+            client.take_batch(&mut batch, usize::MAX);
+            assert!(
+                monoio::time::timeout(soon, hub.flushed()).await.is_err(),
+                "being written"
+            );
+            client.batch_written(true);
+            assert!(monoio::time::timeout(soon, hub.flushed()).await.is_ok());
+            hub.publish(&frames(2));
+            client.queue_close(Frame::close(1001, ""));
+            assert!(
+                monoio::time::timeout(soon, hub.flushed()).await.is_ok(),
+                "a closing client is not waited for"
+            );
+        })
+        .unwrap();
+    }
+
     #[test]
     fn a_full_ring_drops_its_oldest_frames_and_counts_them() {
         let hub = Hub::new(3);
