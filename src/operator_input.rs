@@ -20,13 +20,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Reader threads that may be still running (stuck past their deadline) before new reads are refused.
+/// Helper threads (reads and state-file writes) that may be still running (stuck past their deadline) before new
+/// reads and writes are refused.
 pub(crate) const MAX_STUCK_READS: usize = 4;
 
 /// How often the reactor looks whether the reader thread is done.
 const POLL_EVERY: Duration = Duration::from_millis(5);
 
-/// Reader threads running now.
+/// Helper threads running now.
 static READERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Why a file (or a URL) the operator named could not be read.
@@ -53,7 +54,7 @@ impl fmt::Display for InputError {
             Self::TimedOut(after) => write!(f, "not read within {} ms", after.as_millis()),
             Self::Busy => write!(
                 f,
-                "{MAX_STUCK_READS} earlier reads are still stuck; not trying another"
+                "{MAX_STUCK_READS} earlier reads or writes are still stuck; not trying another"
             ),
         }
     }

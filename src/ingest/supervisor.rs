@@ -1149,6 +1149,47 @@ mod tests {
         .unwrap();
     }
 
+    /// Positions are taken the instant pollers stop (a stopped poller may still count entries it no longer
+    /// publishes); a log that leaves the list keeps its position for when it comes back.
+    #[test]
+    fn positions_are_recorded_when_pollers_stop_and_kept_for_logs_that_leave() {
+        let dir = std::env::temp_dir().join(format!(
+            "certstream-supervisor-state-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        crate::runtime::block_on(async {
+            let state = Rc::new(
+                StateFile::open(dir.join("state.json"), false)
+                    .await
+                    .unwrap(),
+            );
+            let supervisor = test_supervisor().with_state_file(state.clone());
+            let all = LogList::compiled_in().unwrap();
+            supervisor.apply(&subset(&all, &[0, 1]));
+            supervisor.record_load("test".into(), None);
+            let (ids, statuses): (Vec<String>, Vec<SharedStatus>) = supervisor
+                .logs
+                .borrow()
+                .iter()
+                .map(|f| (f.info.log_id.clone(), f.status.clone()))
+                .unzip();
+            for (status, next) in statuses.iter().zip([42, 7]) {
+                let mut status = status.borrow_mut();
+                (status.claimed_tree_size, status.next_index) = (100, next);
+            }
+            supervisor.apply(&subset(&all, &[1]));
+            statuses[0].borrow_mut().next_index = 43;
+            supervisor.shutdown();
+            statuses[1].borrow_mut().next_index = 8;
+            let positions = state.positions.borrow();
+            let saved = |id: &str| positions.get(id).map(|s| s.next_index);
+            assert_eq!((saved(&ids[0]), saved(&ids[1])), (Some(42), Some(7)));
+        })
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// `certstream_entries_panicked_total` and `certstream_poller_restarts_total` are counters: a log leaving the
     /// list must not take its share out of them.
     #[test]
