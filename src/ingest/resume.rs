@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -27,7 +28,7 @@ use crate::redact;
 use certstream_ct::checkpoint::Checkpoint;
 use certstream_ct::tree_head::SignedTreeHead;
 
-use super::{LogTarget, MAX_TREE_HEAD_BYTES};
+use super::{LogTarget, MAX_TREE_HEAD_BYTES, StopToken};
 
 /// Default `--max-resume-backlog`: about an hour of the busiest real log (a few hundred entries a second), so an
 /// upgrade, a reboot or a short outage is caught up; following a million entries at the default growth cap
@@ -258,6 +259,62 @@ pub(crate) async fn current_size(
     Ok(target
         .final_tree_size
         .map_or(head.tree_size, |last| head.tree_size.min(last)))
+}
+
+/// How a log's start used the state file (`/stats` → `logs`: `resumed_from`, `resume_skipped`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Resumed {
+    /// The index the state file held for the log.
+    pub from: Option<u64>,
+    /// Entries skipped because that index was more than `--max-resume-backlog` behind.
+    pub skipped: u64,
+}
+
+/// A log with a saved position, about to start: is the position within `--max-resume-backlog` of the log's size?
+pub(crate) struct ResumeCheck {
+    pub saved: u64,
+    pub http: Rc<HttpClient>,
+    pub target: Rc<LogTarget>,
+    pub tiled: bool,
+    pub max_backlog: u64,
+    pub timeout: Duration,
+    pub resumed: Rc<Cell<Resumed>>,
+}
+
+impl ResumeCheck {
+    /// Where the log starts: its saved index, or its current size when the saved index is too far behind (logged
+    /// with the count skipped, which `/stats` shows). A log whose size cannot be read now resumes at its saved
+    /// index (nothing is skipped on a guess). `None` if stopped meanwhile.
+    pub(crate) async fn start(self, log: &str, stop: &StopToken) -> Option<u64> {
+        let size = monoio::select! {
+            size = current_size(&self.http, &self.target, self.tiled, self.timeout) => size,
+            _ = stop.stopped() => return None,
+        };
+        let (start, skipped) = match size {
+            Ok(size) => start_at(self.saved, size, self.max_backlog),
+            Err(error) => {
+                tracing::warn!(log, saved = self.saved, %error, "cannot read the log's size to check the resume backlog: resuming at the saved index");
+                (self.saved, 0)
+            }
+        };
+        if skipped > 0 {
+            tracing::warn!(
+                log,
+                saved = self.saved,
+                start,
+                skipped,
+                max_resume_backlog = self.max_backlog,
+                "saved position too far behind: starting at the log's current size, skipping entries"
+            );
+        } else {
+            tracing::info!(log, start, "resuming at the saved position");
+        }
+        self.resumed.set(Resumed {
+            from: Some(self.saved),
+            skipped,
+        });
+        Some(start)
+    }
 }
 
 /// Why the state file could not be used at start.

@@ -43,7 +43,7 @@ use certstream_ct::log_list::{
 
 use super::issuers::IssuerCache;
 use super::publish::{LogSink, Publisher, SinkCounts};
-use super::resume::{self, StateFile};
+use super::resume::{ResumeCheck, Resumed, StateFile};
 use super::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
     tiled,
@@ -106,15 +106,6 @@ struct Followed {
     counts: Rc<SinkCounts>,
     stop: StopToken,
     resumed: Rc<Cell<Resumed>>,
-}
-
-/// How a log's start used the state file (`/stats` → `logs`: `resumed_from`, `resume_skipped`).
-#[derive(Clone, Copy, Default)]
-struct Resumed {
-    /// The index the state file held for the log.
-    from: Option<u64>,
-    /// Entries skipped because that index was more than `--max-resume-backlog` behind.
-    skipped: u64,
 }
 
 /// Where the list in use came from, and how fetching it went.
@@ -547,53 +538,6 @@ impl Supervisor {
 /// (before that it has no position, and a successor starts as a new poller would).
 fn position(status: &LogStatus) -> Option<u64> {
     (status.claimed_tree_size > 0).then_some(status.next_index)
-}
-
-/// A log with a saved position, about to start: is the position within `--max-resume-backlog` of the log's size?
-struct ResumeCheck {
-    saved: u64,
-    http: Rc<HttpClient>,
-    target: Rc<LogTarget>,
-    tiled: bool,
-    max_backlog: u64,
-    timeout: Duration,
-    resumed: Rc<Cell<Resumed>>,
-}
-
-impl ResumeCheck {
-    /// Where the log starts: its saved index, or its current size when the saved index is too far behind (logged
-    /// with the count skipped, which `/stats` shows). A log whose size cannot be read now resumes at its saved
-    /// index (nothing is skipped on a guess). `None` if stopped meanwhile.
-    async fn start(self, log: &str, stop: &StopToken) -> Option<u64> {
-        let size = monoio::select! {
-            size = resume::current_size(&self.http, &self.target, self.tiled, self.timeout) => size,
-            _ = stop.stopped() => return None,
-        };
-        let (start, skipped) = match size {
-            Ok(size) => resume::start_at(self.saved, size, self.max_backlog),
-            Err(error) => {
-                tracing::warn!(log, saved = self.saved, %error, "cannot read the log's size to check the resume backlog: resuming at the saved index");
-                (self.saved, 0)
-            }
-        };
-        if skipped > 0 {
-            tracing::warn!(
-                log,
-                saved = self.saved,
-                start,
-                skipped,
-                max_resume_backlog = self.max_backlog,
-                "saved position too far behind: starting at the log's current size, skipping entries"
-            );
-        } else {
-            tracing::info!(log, start, "resuming at the saved position");
-        }
-        self.resumed.set(Resumed {
-            from: Some(self.saved),
-            skipped,
-        });
-        Some(start)
-    }
 }
 
 /// A poller's sink that takes nothing once the poller is told to stop: an entry the stopped poller still had in
