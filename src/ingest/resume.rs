@@ -5,8 +5,9 @@
 //!   [`DEPARTED_RETENTION`] (it resumes from it if it comes back), then the entry is dropped. Encoded as versioned
 //!   JSON, at most [`MAX_STATE_FILE_BYTES`]; a file that is bigger, not JSON, of another version or with a bad entry
 //!   is refused with the reason ([`StateError`]), never silently reset.
-//! - **Where a log starts** ([`start_at`]): at its saved index, unless that is more than `--max-resume-backlog`
-//!   entries behind the log's current size; then at the current size, the skipped entries logged and counted.
+//! - **Where a log starts** ([`start_at`], asked by [`ResumeCheck`] with one get-sth or checkpoint before the
+//!   poller starts): at its saved index, unless that is more than `--max-resume-backlog` entries behind the log's
+//!   current size; then at the current size, the skipped entries logged and counted.
 //! - **The file** ([`StateFile`]): read once at start, written every `--state-save-interval` and at shutdown,
 //!   atomically (temporary file, fsync, rename, fsync of the directory) by a helper thread under a deadline
 //!   ([`crate::operator_input`]), so a slow or hung disk never holds the reactor.
@@ -272,12 +273,18 @@ pub(crate) struct Resumed {
 
 /// A log with a saved position, about to start: is the position within `--max-resume-backlog` of the log's size?
 pub(crate) struct ResumeCheck {
+    /// The index the state file holds for the log.
     pub saved: u64,
+    /// The log's own pool partition.
     pub http: Rc<HttpClient>,
     pub target: Rc<LogTarget>,
+    /// A static-ct-api log (its size is its checkpoint's), else RFC 6962 (get-sth).
     pub tiled: bool,
+    /// `--max-resume-backlog`.
     pub max_backlog: u64,
+    /// Deadline of the size request.
     pub timeout: Duration,
+    /// Where the outcome is shown (`/stats`).
     pub resumed: Rc<Cell<Resumed>>,
 }
 
