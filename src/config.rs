@@ -17,12 +17,14 @@
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::{self, HttpClientConfig};
 use crate::ingest::PollOptions;
 use crate::ingest::growth::DEFAULT_MAX_GROWTH_PER_SECOND;
 use crate::ingest::issuers::DEFAULT_BUDGET_BYTES as DEFAULT_ISSUER_CACHE_BYTES;
+use crate::ingest::resume;
 use crate::message::BuildLimits;
 
 /// Everything the server needs to run.
@@ -106,6 +108,14 @@ pub struct IngestConfig {
     pub resolve: Vec<(String, u16, SocketAddr)>,
     /// A get-entries body may hold this many bytes per entry asked for (see `ct::get_entries::body_limit`).
     pub get_entries_bytes_per_entry: usize,
+    /// Where each log's next index is saved, to resume there after a restart (`None`: no resume).
+    pub state_file: Option<PathBuf>,
+    /// A saved index further behind than this many entries starts from the log's current size instead.
+    pub max_resume_backlog: u64,
+    /// How often the positions are saved (and at shutdown).
+    pub state_save_interval: Duration,
+    /// An unreadable or corrupt state file is logged and every log starts fresh, instead of refusing to start.
+    pub ignore_bad_state_file: bool,
 }
 
 impl Default for IngestConfig {
@@ -125,6 +135,10 @@ impl Default for IngestConfig {
             build_limits: BuildLimits::default(),
             resolve: Vec::new(),
             get_entries_bytes_per_entry: certstream_ct::get_entries::DEFAULT_BYTES_PER_ENTRY,
+            state_file: None,
+            max_resume_backlog: resume::DEFAULT_MAX_RESUME_BACKLOG,
+            state_save_interval: resume::DEFAULT_SAVE_INTERVAL,
+            ignore_bad_state_file: false,
         }
     }
 }
@@ -253,9 +267,10 @@ enum Kind {
 }
 
 /// The options, by section of `--help`.
-const SECTIONS: [(&str, &[Opt]); 3] = [
+const SECTIONS: [(&str, &[Opt]); 4] = [
     ("Options", SERVER_OPTIONS),
     ("Certificate Transparency logs", LOG_OPTIONS),
+    ("Resume after a restart", RESUME_OPTIONS),
     ("Other", OTHER_OPTIONS),
 ];
 
@@ -528,6 +543,50 @@ const LOG_OPTIONS: &[Opt] = &[
         help: "refuse a get-entries body larger than SIZE per entry asked for (the whole body may hold at least \
                4 MiB, at most 64 MiB; refusals counted in /stats `http.bodies_too_large`)",
         kind: Kind::Size(|c| &mut c.ingest.get_entries_bytes_per_entry),
+    },
+];
+
+const RESUME_OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "--state-file",
+        env: "CERTSTREAM_STATE_FILE",
+        help: "save each log's next index here (by log ID) and resume there after a restart, so a restart misses \
+               nothing. Off unless given: the operator picks a path that survives restarts (a volume in a \
+               container), and servers sharing a directory never share a file",
+        kind: Kind::Custom {
+            value: Some("PATH"),
+            apply: |c, v| {
+                c.ingest.state_file = v.non_empty().map(PathBuf::from);
+                Ok(())
+            },
+            show: |c| {
+                c.ingest
+                    .state_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+            },
+        },
+    },
+    Opt {
+        flag: "--max-resume-backlog",
+        env: "CERTSTREAM_MAX_RESUME_BACKLOG",
+        help: "a log saved more than N entries behind its current size starts there instead, the skipped \
+               entries logged and counted (about an hour of the busiest log; ~8 min to catch up at the growth cap)",
+        kind: Kind::Count(|c| &mut c.ingest.max_resume_backlog),
+    },
+    Opt {
+        flag: "--state-save-interval",
+        env: "CERTSTREAM_STATE_SAVE_INTERVAL",
+        help: "how often the positions are saved (also at shutdown); after a crash at most about two intervals \
+               of entries are delivered again",
+        kind: Kind::Duration(|c| &mut c.ingest.state_save_interval),
+    },
+    Opt {
+        flag: "--ignore-bad-state-file",
+        env: "CERTSTREAM_IGNORE_BAD_STATE_FILE",
+        help: "start fresh when the state file is unreadable or corrupt (logged; the file is overwritten) \
+               instead of refusing to start",
+        kind: Kind::Switch(|c| &mut c.ingest.ignore_bad_state_file),
     },
 ];
 
@@ -1311,6 +1370,7 @@ mod tests {
             "--log-list-signature" => (&["--log-list", "list.json"], "list.sig", None),
             "--start-back" => (&[], "1000", Some("-1")),
             "--resolve" => (&[], "ct.example:443:127.0.0.1", Some("ct.example:443")),
+            "--state-file" => (&[], "state.json", None),
             _ => panic!("{flag} has no sample in custom_samples"),
         };
         Sample { with, good, bad }

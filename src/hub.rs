@@ -29,6 +29,9 @@ use certstream_ws::frame::Frame;
 use admission::{Admission, Backlog, Standing};
 pub use admission::{AdmissionStats, Gate};
 
+/// How often [`Hub::flushed`] looks at the clients' queues.
+const FLUSH_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How many lite messages `/latest.json` shows.
 pub(crate) const RECENT_LEN: usize = 25;
 
@@ -228,6 +231,22 @@ impl Hub {
             if ring.is_empty() {
                 ring.shrink_to_fit();
             }
+        }
+    }
+
+    /// Resolves once no client that keeps up has data frames queued or being written: at shutdown, once ingestion
+    /// has stopped, what such clients were sent reaches them before the close frame (which discards the queue).
+    /// Lagging clients are not waited for; the caller bounds the wait.
+    pub async fn flushed(&self) {
+        loop {
+            let pending = self.client_slab().iter().any(|client| {
+                !(client.left.get() || client.closing.get() || client.standing.is_lagging())
+                    && (!client.ring.borrow().is_empty() || client.in_flight.get().frames > 0)
+            });
+            if !pending {
+                return;
+            }
+            monoio::time::sleep(FLUSH_CHECK_EVERY).await;
         }
     }
 
@@ -630,6 +649,36 @@ mod tests {
             "the same frame object reaches both lite clients"
         );
         assert_eq!(hub.stats().clients, [2, 1, 1]);
+    }
+
+    /// Shutdown waits for this before the close frames, which discard what is queued.
+    #[test]
+    fn flushed_waits_until_clients_that_keep_up_have_written_what_they_were_sent() {
+        crate::runtime::block_on(async {
+            let hub = Hub::new(8);
+            let client = hub.join(StreamKind::Lite);
+            hub.publish(&frames(1));
+            let soon = std::time::Duration::from_millis(50);
+            assert!(
+                monoio::time::timeout(soon, hub.flushed()).await.is_err(),
+                "queued"
+            );
+            let mut batch = Vec::new();
+            client.take_batch(&mut batch, usize::MAX);
+            assert!(
+                monoio::time::timeout(soon, hub.flushed()).await.is_err(),
+                "being written"
+            );
+            client.batch_written(true);
+            assert!(monoio::time::timeout(soon, hub.flushed()).await.is_ok());
+            hub.publish(&frames(2));
+            client.queue_close(Frame::close(1001, ""));
+            assert!(
+                monoio::time::timeout(soon, hub.flushed()).await.is_ok(),
+                "a closing client is not waited for"
+            );
+        })
+        .unwrap();
     }
 
     #[test]

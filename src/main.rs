@@ -9,6 +9,7 @@ use std::time::Duration;
 use certstream::config::{self, Command};
 use certstream::http::HttpClient;
 use certstream::ingest::publish::Publisher;
+use certstream::ingest::resume::StateFile;
 use certstream::ingest::supervisor::Supervisor;
 use certstream::logging::LogOutput;
 use certstream::server::{self, Server};
@@ -56,12 +57,27 @@ fn main() -> ExitCode {
     let reporter = Rc::new(log.clone());
     let result = certstream::runtime::block_on(async move {
         let ingest = config.ingest.clone();
+        let shutdown_grace = config.shutdown_grace;
+        // Read (and checked writable) before anything is served: a bad state file stops the start, named.
+        let state = match &ingest.state_file {
+            Some(path) => Some(Rc::new(
+                StateFile::open(path.clone(), ingest.ignore_bad_state_file)
+                    .await
+                    .map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
         let server = Server::bind(config)?;
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
         let http =
             Rc::new(HttpClient::new(ingest.http_client_config()).map_err(std::io::Error::other)?);
         let publisher = Rc::new(Publisher::new(server.hub(), ingest.build_limits));
-        let supervisor = Rc::new(Supervisor::new(ingest, http.clone(), publisher.clone()));
+        let mut supervisor = Supervisor::new(ingest, http.clone(), publisher.clone());
+        if let Some(state) = state {
+            server.add_reporter(state.clone());
+            supervisor = supervisor.with_state_file(state);
+        }
+        let supervisor = Rc::new(supervisor);
         server.add_reporter(reporter);
         server.add_reporter(publisher);
         server.add_reporter(Rc::new(server.hub().gate()));
@@ -69,8 +85,20 @@ fn main() -> ExitCode {
         server.add_reporter(http);
         monoio::spawn(supervisor.clone().run());
         tracing::info!(listen = %server.local_addr()?, legacy_driver = monoio::utils::is_legacy(), "serving");
-        server.run(ctrl_c).await;
-        supervisor.shutdown();
+        let hub = server.hub();
+        let stopping = {
+            let supervisor = supervisor.clone();
+            async move {
+                ctrl_c.await;
+                // Nothing is published from here on, so the positions saved are exactly what was published
+                // (a restart with the state file delivers every index once across the two runs).
+                supervisor.shutdown();
+                supervisor.save_state().await;
+                // What the clients that keep up were sent reaches them before the close frames discard it.
+                let _ = monoio::time::timeout(shutdown_grace, hub.flushed()).await;
+            }
+        };
+        server.run(stopping).await;
         Ok::<_, std::io::Error>(())
     });
     let code = match result.and_then(|inner| inner) {

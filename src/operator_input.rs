@@ -1,6 +1,7 @@
-//! Input the operator names (the log list, its signature), read without trusting it: never on the reactor
-//! thread, never more than a size cap, never longer than a deadline. [`read_file`] does this for files;
-//! [`InputError`] is also what a URL that is too slow or too big fails with.
+//! Input the operator names (the log list, its signature, the state file), read without trusting it: never on the
+//! reactor thread, never more than a size cap, never longer than a deadline. [`read_file`] does this for files;
+//! [`InputError`] is also what a URL that is too slow or too big fails with. [`write_file`] replaces a file
+//! (the state file) atomically, under the same deadline and off the reactor thread.
 //!
 //! `/dev/zero` would otherwise fill memory, a FIFO would block `open` until a writer comes, and a hung network
 //! mount blocks `read` for as long as it likes. So a helper thread does the blocking part: it opens with
@@ -10,21 +11,23 @@
 //! cancelled; at most [`MAX_STUCK_READS`] are left behind before reads are refused outright.
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, Read};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Reader threads that may be still running (stuck past their deadline) before new reads are refused.
+/// Helper threads (reads and state-file writes) that may be still running (stuck past their deadline) before new
+/// reads and writes are refused.
 pub(crate) const MAX_STUCK_READS: usize = 4;
 
 /// How often the reactor looks whether the reader thread is done.
 const POLL_EVERY: Duration = Duration::from_millis(5);
 
-/// Reader threads running now.
+/// Helper threads running now.
 static READERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Why a file (or a URL) the operator named could not be read.
@@ -51,7 +54,7 @@ impl fmt::Display for InputError {
             Self::TimedOut(after) => write!(f, "not read within {} ms", after.as_millis()),
             Self::Busy => write!(
                 f,
-                "{MAX_STUCK_READS} earlier reads are still stuck; not trying another"
+                "{MAX_STUCK_READS} earlier reads or writes are still stuck; not trying another"
             ),
         }
     }
@@ -66,6 +69,30 @@ pub(crate) async fn read_file(
     max_size: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, InputError> {
+    let path = path.to_owned();
+    off_reactor(timeout, move || read_capped(&path, max_size, timeout)).await
+}
+
+/// Replaces the file at `path` with `bytes` in a helper thread, atomically ([`write_atomically`]); the calling task
+/// waits at most `timeout`.
+pub(crate) async fn write_file(
+    path: &Path,
+    bytes: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), InputError> {
+    let path = path.to_owned();
+    off_reactor(timeout, move || {
+        write_atomically(&path, &bytes).map_err(InputError::Io)
+    })
+    .await
+}
+
+/// Runs the blocking `work` in a helper thread; the calling task waits at most `timeout` for it (a thread stuck in
+/// the kernel is left behind, counted against [`MAX_STUCK_READS`]).
+async fn off_reactor<T: Send + 'static>(
+    timeout: Duration,
+    work: impl FnOnce() -> Result<T, InputError> + Send + 'static,
+) -> Result<T, InputError> {
     let deadline = Instant::now() + timeout;
     if READERS.fetch_add(1, Ordering::Relaxed) >= MAX_STUCK_READS {
         READERS.fetch_sub(1, Ordering::Relaxed);
@@ -74,13 +101,12 @@ pub(crate) async fn read_file(
     let result = Arc::new(Mutex::new(None));
     let spawned = {
         let result = result.clone();
-        let path = path.to_owned();
         std::thread::Builder::new()
             .name("operator-input".into())
             .spawn(move || {
-                let read = read_capped(&path, max_size, timeout);
+                let done = work();
                 if let Ok(mut slot) = result.lock() {
-                    *slot = Some(read);
+                    *slot = Some(done);
                 }
                 READERS.fetch_sub(1, Ordering::Relaxed);
             })
@@ -98,6 +124,29 @@ pub(crate) async fn read_file(
         }
         monoio::time::sleep(POLL_EVERY).await;
     }
+}
+
+/// The blocking part of [`write_file`]: a temporary file beside `path` is written, synced and renamed over it,
+/// then the directory is synced, so a crash at any point leaves either the old file or the new one, whole.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    let temporary = dir.join(name);
+    let written = (|| {
+        let mut file = File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written?;
+    File::open(dir)?.sync_all()
 }
 
 /// The blocking part: reads `path` to its end, refusing more than `max_size` bytes or waiting longer than `timeout`.
@@ -226,5 +275,30 @@ mod tests {
             ));
         })
         .unwrap();
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_whole_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("certstream-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        std::fs::write(&path, b"old and longer than the new content").unwrap();
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"], "no temporary file is left");
+        let error = write_atomically(&dir.join("missing-dir/state.json"), b"x").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        crate::runtime::block_on(async {
+            write_file(&path, b"from the reactor".to_vec(), soon())
+                .await
+                .unwrap();
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"from the reactor");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

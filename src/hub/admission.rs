@@ -251,6 +251,11 @@ impl Standing {
         true
     }
 
+    /// Whether the client does not keep up (nothing waits for it).
+    pub(super) fn is_lagging(&self) -> bool {
+        matches!(self.state.get(), State::Lagging(_))
+    }
+
     /// The client left or is closing: it never counts again.
     pub(super) fn release(&self, now: Instant, admission: &Admission) {
         match self.state.replace(State::Released) {

@@ -7,6 +7,7 @@ pub mod issuers;
 pub mod pacing;
 pub mod politeness;
 pub mod publish;
+pub mod resume;
 pub mod rfc6962;
 pub mod supervisor;
 pub mod tiled;

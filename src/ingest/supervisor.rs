@@ -12,6 +12,9 @@
 //!   ([`crate::operator_input`]); what `/stats`, `/metrics` and the log show of locations is redacted
 //!   ([`crate::redact`]).
 //! - Per-log state (position, lag, errors, politeness) goes to `/stats` (`logs`) and `/metrics`.
+//! - With a state file ([`super::resume`]), a log starts at its saved index (unless that is more than
+//!   `--max-resume-backlog` behind: then at its current size, the skip logged and counted); the positions are saved
+//!   every `--state-save-interval` and at shutdown, a log that leaves the list keeps its entry for a week.
 //! - Each poller runs inside a panic boundary: a panic in its own code is logged, counted in `restarts`, and the
 //!   poller is started again after a backoff (1 s, doubling up to 5 min) from its next undelivered index, so
 //!   nothing is skipped or repeated and no other log notices. (A panic while building one entry costs only that
@@ -40,6 +43,7 @@ use certstream_ct::log_list::{
 
 use super::issuers::IssuerCache;
 use super::publish::{LogSink, Publisher, SinkCounts};
+use super::resume::{ResumeCheck, Resumed, StateFile};
 use super::{
     EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
     tiled,
@@ -101,6 +105,7 @@ struct Followed {
     status: SharedStatus,
     counts: Rc<SinkCounts>,
     stop: StopToken,
+    resumed: Rc<Cell<Resumed>>,
 }
 
 /// Where the list in use came from, and how fetching it went.
@@ -129,6 +134,8 @@ pub struct Supervisor {
     /// What the logs that left the list counted, so the totals never go down (they are Prometheus counters).
     departed: Cell<Totals>,
     list: RefCell<ListState>,
+    /// Where the positions are saved (`--state-file`), if anywhere.
+    state: Option<Rc<StateFile>>,
     stop: StopToken,
 }
 
@@ -149,12 +156,22 @@ impl Supervisor {
             logs: RefCell::default(),
             departed: Cell::default(),
             list: RefCell::default(),
+            state: None,
             stop: StopToken::default(),
         }
     }
 
+    /// Logs start at the positions `state` holds, which are saved there from now on.
+    pub fn with_state_file(mut self, state: Rc<StateFile>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
     /// Loads the list, starts the pollers, and refreshes the list until [`shutdown`](Self::shutdown).
     pub async fn run(self: Rc<Self>) {
+        if let Some(state) = self.state.clone() {
+            monoio::spawn(self.clone().keep_saving(state));
+        }
         loop {
             self.refresh().await;
             if !self.stop.sleep(self.config.log_list_refresh).await {
@@ -163,11 +180,60 @@ impl Supervisor {
         }
     }
 
-    /// Stops the refresh loop and every poller.
+    /// Stops the refresh loop and every poller, and records where each log stopped (write it with
+    /// [`save_state`](Self::save_state)).
     pub fn shutdown(&self) {
         self.stop.stop();
-        for log in self.logs.borrow_mut().drain(..) {
+        for log in self.logs.borrow().iter() {
             log.stop.stop();
+        }
+        // Now, before any poller runs again: a stopped poller still counts entries it no longer publishes.
+        self.record_positions();
+        self.logs.borrow_mut().clear();
+    }
+
+    /// Writes the positions recorded last (after [`shutdown`](Self::shutdown): where every log stopped).
+    pub async fn save_state(&self) {
+        if let Some(state) = &self.state {
+            let bytes = state.positions.borrow().encode();
+            state.save(bytes).await;
+        }
+    }
+
+    /// Saves the positions every interval until shutdown. Each save writes what was recorded one interval
+    /// earlier: those entries were published an interval ago and have reached the sockets of the clients that
+    /// keep up, so a crash right after a save loses nothing still queued for a client; at most about two
+    /// intervals of entries are delivered again after a crash.
+    async fn keep_saving(self: Rc<Self>, state: Rc<StateFile>) {
+        let mut settled = None;
+        while self.stop.sleep(self.config.state_save_interval).await {
+            self.record_positions();
+            let latest = state.positions.borrow().encode();
+            if let Some(bytes) = settled.replace(latest) {
+                state.save(bytes).await;
+            }
+        }
+    }
+
+    /// Records in the state where each followed log is (and that it is listed), and forgets the logs that left
+    /// the list too long ago.
+    fn record_positions(&self) {
+        let Some(state) = &self.state else { return };
+        let now = unix_now();
+        let mut positions = state.positions.borrow_mut();
+        for followed in self.logs.borrow().iter() {
+            positions.record(
+                &followed.info.log_id,
+                position(&followed.status.borrow()),
+                now,
+            );
+        }
+        if self.list.borrow().loaded_at.is_none() {
+            // Nothing says yet which logs are listed (a server down for a week would forget them all).
+            return;
+        }
+        for log_id in positions.forget_departed(now) {
+            tracing::info!(%log_id, "forgetting the saved position of a log out of the list for a week");
         }
     }
 
@@ -306,6 +372,14 @@ impl Supervisor {
             let Some(listed) = selected.iter().find(|l| l.log_id == followed.info.log_id) else {
                 tracing::info!(log = %followed.info.description, "log left the list: stopping its poller");
                 followed.stop.stop();
+                // Kept (for a while) so the log resumes there if it comes back.
+                if let Some(state) = &self.state {
+                    state.positions.borrow_mut().record(
+                        &followed.info.log_id,
+                        position(&followed.status.borrow()),
+                        unix_now(),
+                    );
+                }
                 self.departed.set(self.departed.get().plus(&followed.status.borrow()));
                 return false;
             };
@@ -396,35 +470,57 @@ impl Supervisor {
         tracing::info!(log = %info.description, url = %redact::location(read_url), "following log");
         let issuers = self.issuers.clone();
         let is_tiled = matches!(info.kind, LogKind::Tiled { .. });
+        // A predecessor (the same log at its previous URL) hands over its position; else the state file may hold one.
+        let handed_over = predecessor.and_then(|p| position(&p.status.borrow()));
+        let resumed = predecessor.map_or_else(Rc::default, |p| p.resumed.clone());
+        let saved = handed_over
+            .is_none()
+            .then(|| self.state.as_ref()?.positions.borrow().get(&info.log_id))
+            .flatten()
+            .map(|saved| ResumeCheck {
+                saved: saved.next_index,
+                http: ctx.http.clone(),
+                target: target.clone(),
+                tiled: is_tiled,
+                max_backlog: self.config.max_resume_backlog,
+                timeout: self.options.request_timeout,
+                resumed: resumed.clone(),
+            });
         let (poller_status, poller_stop) = (status.clone(), stop.clone());
-        monoio::spawn(keep_polling(
-            info.description.clone(),
-            status.clone(),
-            stop.clone(),
-            // A predecessor (the same log at its previous URL) hands over its position.
-            predecessor.and_then(|p| position(&p.status.borrow())),
-            move |resume| {
-                let (ctx, target, status, stop) = (
-                    ctx.clone(),
-                    target.clone(),
-                    poller_status.clone(),
-                    poller_stop.clone(),
-                );
-                let issuers = issuers.clone();
-                async move {
-                    if is_tiled {
-                        tiled::run(ctx, issuers, target, status, stop, resume).await;
-                    } else {
-                        rfc6962::run(ctx, target, status, stop, resume).await;
-                    }
+        let start = move |resume| {
+            let (ctx, target, status, stop) = (
+                ctx.clone(),
+                target.clone(),
+                poller_status.clone(),
+                poller_stop.clone(),
+            );
+            let issuers = issuers.clone();
+            async move {
+                if is_tiled {
+                    tiled::run(ctx, issuers, target, status, stop, resume).await;
+                } else {
+                    rfc6962::run(ctx, target, status, stop, resume).await;
                 }
-            },
-        ));
+            }
+        };
+        let (log, task_status, task_stop) =
+            (info.description.clone(), status.clone(), stop.clone());
+        monoio::spawn(async move {
+            let resume = match saved {
+                Some(check) => match check.start(&log, &task_stop).await {
+                    Some(at) => Some(at),
+                    None => return,
+                },
+                None => handed_over,
+            };
+            keep_polling(log, task_status, task_stop, resume, start).await;
+        });
         Ok(Followed {
             info: info.clone(),
             status,
             counts,
             stop,
+            resumed,
         })
     }
 
@@ -588,6 +684,10 @@ const LOGS: Table<Followed> = Table {
             read: |f| state_name(f.info.state).into(),
         },
         Fact {
+            stats: "resumed_from",
+            read: |f| f.resumed.get().from.into(),
+        },
+        Fact {
             stats: "last_error",
             read: |f| {
                 f.status
@@ -701,6 +801,12 @@ const LOGS: Table<Followed> = Table {
             "backoff_ms",
             "Current error backoff.",
             |f| f.status.borrow().backoff_ms,
+        ),
+        Metric::counter(
+            "certstream_log_resume_skipped_total",
+            "resume_skipped",
+            "Entries skipped at start because the saved position was more than --max-resume-backlog behind.",
+            |f| f.resumed.get().skipped,
         ),
         Metric::counter(
             "certstream_log_incomplete_chains_total",
@@ -985,6 +1091,47 @@ mod tests {
             );
         })
         .unwrap();
+    }
+
+    /// Positions are taken the instant pollers stop (a stopped poller may still count entries it no longer
+    /// publishes); a log that leaves the list keeps its position for when it comes back.
+    #[test]
+    fn positions_are_recorded_when_pollers_stop_and_kept_for_logs_that_leave() {
+        let dir = std::env::temp_dir().join(format!(
+            "certstream-supervisor-state-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        crate::runtime::block_on(async {
+            let state = Rc::new(
+                StateFile::open(dir.join("state.json"), false)
+                    .await
+                    .unwrap(),
+            );
+            let supervisor = test_supervisor().with_state_file(state.clone());
+            let all = LogList::compiled_in().unwrap();
+            supervisor.apply(&subset(&all, &[0, 1]));
+            supervisor.record_load("test".into(), None);
+            let (ids, statuses): (Vec<String>, Vec<SharedStatus>) = supervisor
+                .logs
+                .borrow()
+                .iter()
+                .map(|f| (f.info.log_id.clone(), f.status.clone()))
+                .unzip();
+            for (status, next) in statuses.iter().zip([42, 7]) {
+                let mut status = status.borrow_mut();
+                (status.claimed_tree_size, status.next_index) = (100, next);
+            }
+            supervisor.apply(&subset(&all, &[1]));
+            statuses[0].borrow_mut().next_index = 43;
+            supervisor.shutdown();
+            statuses[1].borrow_mut().next_index = 8;
+            let positions = state.positions.borrow();
+            let saved = |id: &str| positions.get(id).map(|s| s.next_index);
+            assert_eq!((saved(&ids[0]), saved(&ids[1])), (Some(42), Some(7)));
+        })
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// `certstream_entries_panicked_total` and `certstream_poller_restarts_total` are counters: a log leaving the

@@ -478,6 +478,22 @@ impl Collector {
         true
     }
 
+    /// Reads messages until the server's close frame, at most `timeout`; returns the close code (`None`: no close
+    /// frame in time, or the connection ended without one).
+    pub fn read_until_closed(&mut self, timeout: Duration) -> Option<u16> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.client.read_frame() {
+                Ok(frame) if frame.opcode == 1 => self.record(&frame.payload),
+                Ok(frame) if frame.opcode == 8 => return frame.close_code(),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     /// Keeps reading for `duration` (to catch duplicates or stray messages).
     pub fn drain_for(&mut self, duration: Duration) {
         self.read_until(duration, |_| false);
@@ -515,6 +531,19 @@ pub fn start_listening(
     open_files: Option<u64>,
 ) -> (Certstream, Collector, ListFile) {
     let list = ListFile::new();
+    let (server, collector) = start_listening_to(&list, path, window, args, env, open_files);
+    (server, collector, list)
+}
+
+/// [`start_listening`] with a list file the test keeps (e.g. across two runs of the server); it is emptied first.
+pub fn start_listening_to(
+    list: &ListFile,
+    path: &str,
+    window: u64,
+    args: &[&str],
+    env: &[(&str, &str)],
+    open_files: Option<u64>,
+) -> (Certstream, Collector) {
     list.write(br#"{"version":"0","operators":[]}"#);
     let window = window.to_string();
     let mut all = vec![
@@ -539,7 +568,7 @@ pub fn start_listening(
     server.wait_stats("the client", Duration::from_secs(10), |s| {
         s["clients"]["total"] == 1 && s["log_list"]["loads"].as_u64() >= Some(1)
     });
-    (server, collector, list)
+    (server, collector)
 }
 
 /// Collects until every log of `windows` has its whole window (parseable entries), at most `timeout`, then
