@@ -2,7 +2,7 @@
 //!
 //! - **The state** ([`Positions`], sans-I/O): per log ID (never the URL, which can change) the next index to
 //!   deliver, when it was saved and when the log was last in the list. A log that left the list keeps its entry for
-//!   [`DEPARTED_RETENTION`] (it resumes from it if it comes back), then the entry is dropped. Encoded as versioned
+//!   [`DEPARTED_RETENTION_SECONDS`] (it resumes from it if it comes back), then the entry is dropped. Encoded as versioned
 //!   JSON, at most [`MAX_STATE_FILE_BYTES`]; a file that is bigger, not JSON, of another version or with a bad entry
 //!   is refused with the reason ([`StateError`]), never silently reset.
 //! - **Where a log starts** ([`start_at`], asked by [`ResumeCheck`] with one get-sth or checkpoint before the
