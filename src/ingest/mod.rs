@@ -2,12 +2,14 @@
 //! exactly once and in index order to an [`EntrySink`] (the publish step, [`publish`]). Errors, 429s and regressions only
 //! delay a log; they never skip an index.
 
+pub mod follower;
 pub mod growth;
 pub mod issuers;
 pub mod pacing;
 pub mod politeness;
 pub mod publish;
 pub mod rfc6962;
+mod shell;
 pub mod supervisor;
 pub mod tiled;
 
