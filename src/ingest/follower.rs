@@ -77,6 +77,20 @@ impl Request {
     }
 }
 
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TreeHead => f.write_str("tree head"),
+            Self::Entries { start, end } => write!(f, "get-entries {start}..={end}"),
+            Self::Tile { tile, width: None } => write!(f, "data tile {tile}"),
+            Self::Tile {
+                tile,
+                width: Some(width),
+            } => write!(f, "data tile {tile} (partial, {width})"),
+        }
+    }
+}
+
 /// Names one request of one follower, to match its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RequestId(u64);
@@ -435,8 +449,10 @@ impl<P: Page> Follower<P> {
                     self.politeness.on_success();
                     self.accept_head(size, now);
                 }
-                Err(error) => self.fail("tree head", error),
-                Ok(_) => self.fail("tree head", FetchError::Status(200)),
+                Err(error) => self.fail(Request::TreeHead, error),
+                Ok(_) => {
+                    unreachable!("the shell decodes a tree head request's answer as a tree head")
+                }
             }
             return Vec::new();
         }
@@ -459,8 +475,8 @@ impl<P: Page> Follower<P> {
             Ok(Answer::Broken(page, problem)) => {
                 self.tally.broken_tiles += 1;
                 let attempts = self.bad_tile_attempts(request);
-                let what = format!("{request:?} (attempt {attempts})");
-                self.fail(&what, problem);
+                tracing::debug!(log = %self.log, %request, attempts, "bad tile");
+                self.fail(request, problem);
                 match request {
                     _ if attempts < TILE_ATTEMPTS => self.windows[at].state = WindowState::Wanted,
                     Request::Tile {
@@ -484,8 +500,7 @@ impl<P: Page> Follower<P> {
                 }
             }
             Ok(Answer::TreeHead(_)) => {
-                self.fail("entries", FetchError::Status(200));
-                self.windows[at].state = WindowState::Wanted;
+                unreachable!("the shell decodes an entries request's answer as entries")
             }
             Err(FetchError::Status(404))
                 if matches!(request, Request::Tile { width: Some(_), .. }) =>
@@ -507,7 +522,7 @@ impl<P: Page> Follower<P> {
                 self.windows.remove(at);
             }
             Err(error) => {
-                self.fail("entries", error);
+                self.fail(request, error);
                 self.windows[at].state = WindowState::Wanted;
             }
         }
@@ -592,7 +607,7 @@ impl<P: Page> Follower<P> {
                 let pause = retry_after.as_deref().and_then(|value| {
                     super::politeness::parse_retry_after(value, std::time::SystemTime::now())
                 });
-                self.fail("issuer", FetchError::RateLimited(pause));
+                self.fail_issuer(FetchError::RateLimited(pause));
                 return;
             }
             Err(error) => error,
@@ -605,7 +620,7 @@ impl<P: Page> Follower<P> {
             self.tally.errors += 1;
             self.tally.last_error = Some(format!("issuer: {error}"));
         } else {
-            self.fail("issuer", FetchError::Issuer(error));
+            self.fail_issuer(FetchError::Issuer(error));
         }
         let Plan::Tiles(tiles) = &mut self.plan else {
             return;
@@ -822,8 +837,15 @@ impl<P: Page> Follower<P> {
     }
 
     /// Records a failed request: counted, logged, and slowing the next request down.
-    fn fail(&mut self, what: &str, error: FetchError) {
-        let message = format!("{what}: {error}");
+    fn fail(&mut self, request: Request, error: FetchError) {
+        self.failed(format!("{request}: {error}"), error);
+    }
+
+    fn fail_issuer(&mut self, error: FetchError) {
+        self.failed(format!("issuer: {error}"), error);
+    }
+
+    fn failed(&mut self, message: String, error: FetchError) {
         if let FetchError::RateLimited(pause) = error {
             self.politeness.on_rate_limited(pause);
             self.tally.rate_limited += 1;
@@ -930,18 +952,11 @@ mod tests {
                 let end = end.min(start - start % cap + cap - 1);
                 Answer::Entries((start..=end).collect())
             }
-            Request::Tile { tile, width } => {
+            Request::Tile { tile, .. } => {
                 let first = tile * TILE_WIDTH;
-                Answer::Entries((first..first + request.entries()).collect::<Vec<_>>())
-                    .map_width(width)
+                Answer::Entries((first..first + request.entries()).collect())
             }
             Request::TreeHead => unreachable!(),
-        }
-    }
-
-    impl Answer<Vec<u64>> {
-        fn map_width(self, _width: Option<u8>) -> Self {
-            self
         }
     }
 

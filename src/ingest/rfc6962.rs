@@ -97,6 +97,9 @@ impl LogKind for Rfc6962 {
         ready: &Ready<Self::Page>,
     ) -> Result<(), Stopped> {
         for (index, item) in (ready.first..).zip(&ready.page) {
+            if index < ready.from {
+                continue;
+            }
             delivery.admit().await?;
             match item
                 .as_ref()
