@@ -378,15 +378,7 @@ impl<P: Page> Follower<P> {
         if self.windows.len() < self.depth()
             && let Some((end, request)) = self.next_window(launch_from, limit)
         {
-            return self.send(now, |follower, id| {
-                follower.windows.push_back(Window {
-                    from: launch_from,
-                    end,
-                    request,
-                    state: WindowState::InFlight(id),
-                });
-                request
-            });
+            return self.launch(now, launch_from, end, request);
         }
         if !self.windows.is_empty() || self.head_in_flight.is_some() {
             return Action::Wait;
@@ -406,22 +398,11 @@ impl<P: Page> Follower<P> {
                     let due = *tiles.partial_waiting_since.get_or_insert(now)
                         + self.options.partial_tile_min_age;
                     if now >= due {
-                        let (from, request) = (
-                            self.next,
-                            Request::Tile {
-                                tile,
-                                width: Some(width),
-                            },
-                        );
-                        return self.send(now, |follower, id| {
-                            follower.windows.push_back(Window {
-                                from,
-                                end: claimed - 1,
-                                request,
-                                state: WindowState::InFlight(id),
-                            });
-                            request
-                        });
+                        let partial = Request::Tile {
+                            tile,
+                            width: Some(width),
+                        };
+                        return self.launch(now, self.next, claimed - 1, partial);
                     }
                     wake = wake.min(due);
                 }
@@ -698,6 +679,19 @@ impl<P: Page> Follower<P> {
         self.next_id += 1;
         let request = register(self, id);
         Action::Fetch(id, request)
+    }
+
+    /// Sends `request` for the new last window `from..=end`.
+    fn launch(&mut self, now: Instant, from: u64, end: u64, request: Request) -> Action {
+        self.send(now, |follower, id| {
+            follower.windows.push_back(Window {
+                from,
+                end,
+                request,
+                state: WindowState::InFlight(id),
+            });
+            request
+        })
     }
 
     fn fetch_head(&mut self, now: Instant) -> Action {

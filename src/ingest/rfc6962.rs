@@ -1,4 +1,4 @@
-//! RFC 6962 logs (docs/ct-protocols.md §1.1–1.2, §4): what the [`shell`](super::shell) and the
+//! RFC 6962 logs (docs/ct-protocols.md §1.1–1.2, §4): what the [`shell`] and the
 //! [`follower`](super::follower) need to know of `get-sth` and `get-entries`.
 //!
 //! - Tree heads are verified with the log's key; a bad one is an error and never used.

@@ -1,4 +1,4 @@
-//! static-ct-api logs (docs/ct-protocols.md §2, §4): what the [`shell`](super::shell) and the
+//! static-ct-api logs (docs/ct-protocols.md §2, §4): what the [`shell`] and the
 //! [`follower`](super::follower) need to know of checkpoints, data tiles and issuers.
 //!
 //! Each entry's issuer fingerprints are resolved through the shared [`IssuerCache`] before the entry goes to the
