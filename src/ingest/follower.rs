@@ -1246,6 +1246,39 @@ mod tests {
     }
 
     #[test]
+    fn an_implausible_head_is_followed_at_the_capped_rate() {
+        let t0 = Instant::now();
+        let options = PollOptions {
+            max_growth_per_second: 100,
+            ..options(0)
+        };
+        let mut f = Follower::new("test log", PlanKind::Pages, &options, None, None, 7, t0);
+        let now = started(&mut f, t0, 0);
+        let (id, _) = fetch(&mut f, now + INTERVAL);
+        let now = now + INTERVAL;
+        f.handle(id, Ok(Answer::TreeHead(1 << 40)), now);
+        // The saved allowance (10 s of growth) at once, then 100 entries a second.
+        let (id, request) = fetch(&mut f, now);
+        assert_eq!(request, Request::Entries { start: 0, end: 999 });
+        f.handle(id, Ok(serve(request, 1_024)), now);
+        assert_eq!(
+            f.poll(now),
+            Action::Sleep(now + Duration::from_millis(240)),
+            "until the rest of the page may be read"
+        );
+        let mut status = LogStatus::default();
+        f.sync(&mut status, now);
+        assert_eq!(
+            (
+                status.implausible_heads,
+                status.tree_size,
+                status.claimed_tree_size
+            ),
+            (1, 1_000, 1 << 40)
+        );
+    }
+
+    #[test]
     fn a_read_only_log_is_done_at_its_final_size() {
         let (mut f, t0) = follower(PlanKind::Pages, 100, Some(500), None);
         let now = started(&mut f, t0, 800);
