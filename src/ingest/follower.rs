@@ -459,7 +459,7 @@ impl<P: Page> Follower<P> {
                 tracing::debug!(log = %self.log, %request, attempts, "bad tile");
                 self.fail(request, problem);
                 match request {
-                    _ if attempts < TILE_ATTEMPTS => self.windows[at].state = WindowState::Wanted,
+                    _ if attempts < TILE_ATTEMPTS => self.retry(at),
                     Request::Tile {
                         tile,
                         width: Some(width),
@@ -504,7 +504,7 @@ impl<P: Page> Follower<P> {
             }
             Err(error) => {
                 self.fail(request, error);
-                self.windows[at].state = WindowState::Wanted;
+                self.retry(at);
             }
         }
         self.take_ready()
@@ -679,6 +679,19 @@ impl<P: Page> Follower<P> {
         self.next_id += 1;
         let request = register(self, id);
         Action::Fetch(id, request)
+    }
+
+    /// Window `at` is asked again before any later one is used; a partial tile (always the last window) is planned
+    /// afresh instead, as the log may have filled the tile meanwhile.
+    fn retry(&mut self, at: usize) {
+        if matches!(
+            self.windows[at].request,
+            Request::Tile { width: Some(_), .. }
+        ) {
+            self.windows.remove(at);
+        } else {
+            self.windows[at].state = WindowState::Wanted;
+        }
     }
 
     /// Sends `request` for the new last window `from..=end`.
