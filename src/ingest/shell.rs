@@ -114,6 +114,11 @@ pub(crate) async fn run<K: LogKind>(
                         _ = cancel.stopped() => {}
                     }
                 });
+                // A pass of the reactor over I/O before the next request, so that this one is on its way first:
+                // pipelined requests reach the log in index order.
+                if !stop.sleep(Duration::ZERO).await {
+                    return;
+                }
                 continue;
             }
             Action::Sleep(at) => Some(at),
