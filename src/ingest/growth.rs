@@ -11,8 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::SharedStatus;
-
 /// Seconds of growth a log may save up and use at once.
 pub(crate) const BURST_SECONDS: f64 = 10.0;
 /// Default `--max-log-growth`: entries per second per log (real logs stay far below; see the module docs).
@@ -107,27 +105,6 @@ impl FollowedSize {
             return Duration::ZERO;
         }
         Duration::from_secs_f64(((missing as f64 - self.tokens) / self.rate).max(0.001))
-    }
-}
-
-/// Counts an implausible head in `status` and logs the first of an episode (the same for both log kinds).
-pub(crate) fn report(
-    observed: Observed,
-    status: &SharedStatus,
-    log: &str,
-    from: u64,
-    claimed: u64,
-) {
-    if let Observed::Implausible { first } = observed {
-        status.borrow_mut().implausible_heads += 1;
-        if first {
-            tracing::warn!(
-                log,
-                claimed,
-                from,
-                "tree head grew implausibly; following it at the capped rate"
-            );
-        }
     }
 }
 

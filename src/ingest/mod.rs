@@ -1,7 +1,11 @@
 //! Ingestion: one poller task per CT log (RFC 6962 or static-ct-api), each delivering every entry of its log
 //! exactly once and in index order to an [`EntrySink`] (the publish step, [`publish`]). Errors, 429s and regressions only
 //! delay a log; they never skip an index.
+//!
+//! A poller is a [`follower`] (the log's position and fetch plan, without I/O) run by the [`shell`] (requests,
+//! timers, stop, delivery); [`rfc6962`] and [`tiled`] hold only what differs between the two kinds of log.
 
+mod follower;
 pub mod growth;
 pub mod issuers;
 pub mod pacing;
@@ -9,6 +13,7 @@ pub mod politeness;
 pub mod publish;
 pub mod resume;
 pub mod rfc6962;
+mod shell;
 pub mod supervisor;
 pub mod tiled;
 
