@@ -20,7 +20,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use certstream::ingest::{
-    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
+    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken,
+    rfc6962,
 };
 use certstream::message::{LogSource, SourceKind};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
@@ -432,7 +433,7 @@ fn follow_all(
             let (poller_status, poller_stop, poller_ended) =
                 (status.clone(), stop.clone(), ended.clone());
             monoio::spawn(async move {
-                rfc6962::run(ctx, target, poller_status, poller_stop, None).await;
+                rfc6962::run(ctx, target, poller_status, poller_stop, Start::Head).await;
                 poller_ended.set(Some(Instant::now()));
             });
             running.push((sink, status, stop, ended));

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use certstream::http::HttpClient;
 use certstream::ingest::issuers::{IssuerCache, hex};
 use certstream::ingest::{
-    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, tiled,
+    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken,
+    tiled,
 };
 use certstream::message::{LogSource, SourceKind};
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
@@ -420,7 +421,7 @@ impl Harness {
             target,
             status.clone(),
             stop.clone(),
-            None,
+            Start::Head,
         ));
         Running { status, stop, done }
     }

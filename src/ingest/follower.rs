@@ -4,8 +4,9 @@
 //! the seed of its jitter, so its tests run in virtual time.
 //!
 //! It owns what both log kinds share:
-//! - the start: after a random delay of up to one poll interval (so many logs do not poll in step), at `resume` (a
-//!   restarted poller's next index) or else at the first verified tree size minus `start_back`;
+//! - the start ([`Start`]): after a random delay of up to one poll interval (so many logs do not poll in step), at
+//!   the first verified tree size minus `start_back`, a restarted poller's next index, or an index the state file
+//!   saved (unless more than `--max-resume-backlog` behind);
 //! - the verified tree size as a high-water mark (a head that goes backwards or stays equal changes nothing), read
 //!   through the growth cap ([`super::growth`]) and a read-only log's final size, where it is done;
 //! - politeness and backoff (429s, Retry-After, errors: [`super::politeness`]);
@@ -29,7 +30,7 @@ use certstream_ct::tree_head::TreeHeadError;
 use super::growth::{FollowedSize, Observed};
 use super::issuers::{Fingerprint, IssuerError, hex};
 use super::politeness::Politeness;
-use super::{LogStatus, PollOptions};
+use super::{LogStatus, PollOptions, Start};
 use crate::http::HttpError;
 
 /// Entries asked for while an RFC 6962 log's page size is unknown. Logs answer with at most their cap (Google 32,
@@ -196,6 +197,8 @@ struct Tally {
     broken_tiles: u64,
     implausible_heads: u64,
     last_error: Option<String>,
+    resumed_from: Option<u64>,
+    resume_skipped: u64,
 }
 
 /// A window of entries `from..=end`, fetched by `request`.
@@ -269,7 +272,7 @@ pub(crate) struct Follower<P> {
     log: String,
     options: PollOptions,
     final_tree_size: Option<u64>,
-    resume: Option<u64>,
+    start: Start,
     jitter: Jitter,
     politeness: Politeness,
     /// How much of the claimed size may be read yet.
@@ -298,7 +301,7 @@ impl<P: Page> Follower<P> {
         plan: PlanKind,
         options: &PollOptions,
         final_tree_size: Option<u64>,
-        resume: Option<u64>,
+        start: Start,
         seed: u64,
         now: Instant,
     ) -> Self {
@@ -309,7 +312,7 @@ impl<P: Page> Follower<P> {
             growth: FollowedSize::new(options.max_growth_per_second),
             options: options.clone(),
             final_tree_size,
-            resume,
+            start,
             jitter,
             politeness: Politeness::default(),
             claimed: None,
@@ -550,6 +553,10 @@ impl<P: Page> Follower<P> {
         if tally.last_error.is_some() {
             status.last_error = tally.last_error;
         }
+        if tally.resumed_from.is_some() {
+            status.resumed_from = tally.resumed_from;
+            status.resume_skipped += tally.resume_skipped;
+        }
     }
 
     /// How many of `fingerprints` may be resolved at `now`: the chain up to the first issuer this log could not
@@ -723,12 +730,27 @@ impl<P: Page> Follower<P> {
         let size = self.final_tree_size.map_or(size, |f| size.min(f));
         let observed = match self.claimed {
             None => {
-                self.next = self
-                    .resume
-                    .unwrap_or_else(|| size.saturating_sub(self.options.start_back));
                 self.claimed = Some(size);
+                let (next, resume) = match self.start {
+                    Start::Head => (size.saturating_sub(self.options.start_back), None),
+                    Start::Continue(at) => (at, Some(at)),
+                    Start::Saved { index, max_backlog } => {
+                        let backlog = size.saturating_sub(index);
+                        self.tally.resumed_from = Some(index);
+                        if backlog > max_backlog {
+                            self.tally.resume_skipped = backlog;
+                            tracing::warn!(log = %self.log, saved = index, start = size, skipped = backlog, max_backlog, "saved position too far behind: starting at the log's current size, skipping entries");
+                            (size, None)
+                        } else {
+                            tracing::info!(log = %self.log, start = index, "resuming at the saved position");
+                            // Our own bounded backlog, not the log's growth: read at once.
+                            (index, None)
+                        }
+                    }
+                };
+                self.next = next;
                 tracing::info!(log = %self.log, tree_size = size, start = self.next, "following log");
-                self.growth.start(size, self.resume, now)
+                self.growth.start(size, resume, now)
             }
             Some(known) if size > known => {
                 self.claimed = Some(size);
@@ -914,7 +936,7 @@ mod tests {
         plan: PlanKind,
         start_back: u64,
         final_size: Option<u64>,
-        resume: Option<u64>,
+        start: Start,
     ) -> (TestFollower, Instant) {
         let t0 = Instant::now();
         let follower = Follower::new(
@@ -922,7 +944,7 @@ mod tests {
             plan,
             &options(start_back),
             final_size,
-            resume,
+            start,
             7,
             t0,
         );
@@ -977,7 +999,7 @@ mod tests {
 
     #[test]
     fn the_page_size_is_learned_then_every_window_is_page_aligned() {
-        let (mut f, t0) = follower(PlanKind::Pages, 1_000, None, None);
+        let (mut f, t0) = follower(PlanKind::Pages, 1_000, None, Start::Head);
         let now = started(&mut f, t0, 10_000);
         assert_eq!(f.position(), Some(9_000));
         // The first guess (1,024) ends on its own boundary.
@@ -1033,7 +1055,7 @@ mod tests {
 
     #[test]
     fn an_unaligned_cap_is_learned_from_two_equal_short_answers() {
-        let (mut f, t0) = follower(PlanKind::Pages, 5_000, None, None);
+        let (mut f, t0) = follower(PlanKind::Pages, 5_000, None, Start::Head);
         let now = started(&mut f, t0, 5_005);
         let (id, request) = fetch(&mut f, now);
         assert_eq!(
@@ -1067,7 +1089,7 @@ mod tests {
 
     #[test]
     fn pages_answered_out_of_order_are_delivered_in_order() {
-        let (mut f, t0) = follower(PlanKind::Pages, 1_024, None, None);
+        let (mut f, t0) = follower(PlanKind::Pages, 1_024, None, Start::Head);
         let now = started(&mut f, t0, 1_024);
         let (id, request) = fetch(&mut f, now);
         assert_eq!(
@@ -1097,7 +1119,7 @@ mod tests {
 
     #[test]
     fn a_short_or_failed_page_in_a_pipeline_is_asked_again_before_later_ones_are_used() {
-        let (mut f, t0) = follower(PlanKind::Pages, 1_024, None, None);
+        let (mut f, t0) = follower(PlanKind::Pages, 1_024, None, Start::Head);
         let now = started(&mut f, t0, 1_024);
         let (id, request) = fetch(&mut f, now);
         f.handle(id, Ok(serve(request, 1_024)), now);
@@ -1160,7 +1182,7 @@ mod tests {
 
     #[test]
     fn a_429_waits_for_its_retry_after_once() {
-        let (mut f, t0) = follower(PlanKind::Pages, 0, None, None);
+        let (mut f, t0) = follower(PlanKind::Pages, 0, None, Start::Head);
         let Action::Sleep(at) = f.poll(t0) else {
             panic!()
         };
@@ -1193,7 +1215,7 @@ mod tests {
 
     #[test]
     fn errors_back_off_exponentially_until_a_success() {
-        let (mut f, t0) = follower(PlanKind::Tiles, 0, None, None);
+        let (mut f, t0) = follower(PlanKind::Tiles, 0, None, Start::Head);
         let Action::Sleep(mut now) = f.poll(t0) else {
             panic!()
         };
@@ -1227,7 +1249,7 @@ mod tests {
 
     #[test]
     fn tree_heads_going_backwards_or_standing_still_change_nothing() {
-        let (mut f, t0) = follower(PlanKind::Pages, 0, None, None);
+        let (mut f, t0) = follower(PlanKind::Pages, 0, None, Start::Head);
         let mut now = started(&mut f, t0, 1_000);
         for size in [900, 1_000, 0] {
             assert_eq!(
@@ -1265,7 +1287,15 @@ mod tests {
             max_growth_per_second: 100,
             ..options(0)
         };
-        let mut f = Follower::new("test log", PlanKind::Pages, &options, None, None, 7, t0);
+        let mut f = Follower::new(
+            "test log",
+            PlanKind::Pages,
+            &options,
+            None,
+            Start::Head,
+            7,
+            t0,
+        );
         let now = started(&mut f, t0, 0);
         let (id, _) = fetch(&mut f, now + INTERVAL);
         let now = now + INTERVAL;
@@ -1293,7 +1323,7 @@ mod tests {
 
     #[test]
     fn a_read_only_log_is_done_at_its_final_size() {
-        let (mut f, t0) = follower(PlanKind::Pages, 100, Some(500), None);
+        let (mut f, t0) = follower(PlanKind::Pages, 100, Some(500), Start::Head);
         let now = started(&mut f, t0, 800);
         assert_eq!(
             f.position(),
@@ -1318,7 +1348,7 @@ mod tests {
 
     #[test]
     fn a_partial_tile_waits_its_minimum_age_and_is_fetched_once_per_width() {
-        let (mut f, t0) = follower(PlanKind::Tiles, 600, None, None);
+        let (mut f, t0) = follower(PlanKind::Tiles, 600, None, Start::Head);
         let mut now = started(&mut f, t0, 600);
         let full: Vec<(RequestId, Request)> = (0..2).map(|_| fetch(&mut f, now)).collect();
         assert_eq!(
@@ -1387,7 +1417,7 @@ mod tests {
 
     #[test]
     fn a_missing_partial_tile_refreshes_the_checkpoint_and_is_not_asked_again() {
-        let (mut f, t0) = follower(PlanKind::Tiles, 10, None, None);
+        let (mut f, t0) = follower(PlanKind::Tiles, 10, None, Start::Head);
         let mut now = started(&mut f, t0, 10);
         assert_eq!(
             f.poll(now),
@@ -1421,7 +1451,7 @@ mod tests {
 
     #[test]
     fn a_full_tile_that_stays_broken_is_given_up_after_its_attempts() {
-        let (mut f, t0) = follower(PlanKind::Tiles, 256, None, None);
+        let (mut f, t0) = follower(PlanKind::Tiles, 256, None, Start::Head);
         let mut now = started(&mut f, t0, 256);
         for attempt in 1..=TILE_ATTEMPTS {
             let (id, request) = fetch(&mut f, now);
@@ -1460,7 +1490,7 @@ mod tests {
 
     #[test]
     fn an_issuer_that_keeps_failing_is_given_up_for_a_while() {
-        let (mut f, t0) = follower(PlanKind::Tiles, 0, None, None);
+        let (mut f, t0) = follower(PlanKind::Tiles, 0, None, Start::Head);
         let (good, bad) = ([1; 32], [2; 32]);
         let failure = || IssuerError::Fetch {
             fingerprint: bad,
@@ -1483,7 +1513,7 @@ mod tests {
     /// A stop drops the follower with requests in flight; a successor at its position neither skips nor repeats.
     #[test]
     fn a_stop_in_the_middle_loses_and_repeats_nothing() {
-        let (mut f, t0) = follower(PlanKind::Pages, 4_096, None, None);
+        let (mut f, t0) = follower(PlanKind::Pages, 4_096, None, Start::Head);
         let now = started(&mut f, t0, 4_096);
         let (id, request) = fetch(&mut f, now);
         f.handle(id, Ok(serve(request, 1_024)), now);
@@ -1492,7 +1522,12 @@ mod tests {
         let position = f.position();
         assert_eq!(position, Some(1_024), "only what was handed out counts");
         drop(f);
-        let (mut successor, t1) = follower(PlanKind::Pages, 0, None, position);
+        let (mut successor, t1) = follower(
+            PlanKind::Pages,
+            0,
+            None,
+            Start::Continue(position.expect("a position")),
+        );
         let now = started(&mut successor, t1, 4_096);
         assert_eq!(
             fetch(&mut successor, now).1,
@@ -1501,5 +1536,67 @@ mod tests {
                 end: 2_047
             }
         );
+    }
+
+    /// A saved index within `--max-resume-backlog`: followed from there at once (the backlog is not the log's
+    /// growth), and shown in the status.
+    #[test]
+    fn a_saved_index_within_the_backlog_limit_is_resumed_at_once() {
+        let saved = Start::Saved {
+            index: 1_000,
+            max_backlog: 1_000_000,
+        };
+        let (mut f, t0) = follower(PlanKind::Pages, 0, None, saved);
+        let now = started(&mut f, t0, 500_000);
+        assert_eq!(f.position(), Some(1_000));
+        let (id, request) = fetch(&mut f, now);
+        assert_eq!(
+            request,
+            Request::Entries {
+                start: 1_000,
+                end: 1_023
+            }
+        );
+        f.handle(id, Ok(serve(request, 1_024)), now);
+        let mut status = LogStatus::default();
+        f.sync(&mut status, now);
+        assert_eq!(
+            status.tree_size, 500_000,
+            "the whole backlog may be read now"
+        );
+        assert_eq!(status.implausible_heads, 0);
+        assert_eq!(
+            (status.resumed_from, status.resume_skipped),
+            (Some(1_000), 0)
+        );
+    }
+
+    /// A saved index further behind than the limit: the follower starts at the head, the skip counted.
+    #[test]
+    fn a_saved_index_beyond_the_backlog_limit_starts_at_the_head() {
+        let saved = Start::Saved {
+            index: 1_000,
+            max_backlog: 500,
+        };
+        let (mut f, t0) = follower(PlanKind::Pages, 0, None, saved);
+        started(&mut f, t0, 4_096);
+        assert_eq!(f.position(), Some(4_096));
+        let mut status = LogStatus::default();
+        f.sync(&mut status, t0);
+        assert_eq!(
+            (status.resumed_from, status.resume_skipped),
+            (Some(1_000), 3_096)
+        );
+    }
+
+    /// A restarted poller continues below the head, but what lies between is growth: the cap still holds.
+    #[test]
+    fn a_continued_start_does_not_lift_the_growth_cap() {
+        let (mut f, t0) = follower(PlanKind::Pages, 0, None, Start::Continue(1_000));
+        let now = started(&mut f, t0, 500_000);
+        let mut status = LogStatus::default();
+        f.sync(&mut status, now);
+        assert!(status.tree_size < 500_000, "{}", status.tree_size);
+        assert_eq!(status.implausible_heads, 1);
     }
 }

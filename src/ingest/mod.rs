@@ -64,6 +64,24 @@ pub struct LogTarget {
     pub final_tree_size: Option<u64>,
 }
 
+/// Where a follower starts, decided at the log's first verified tree head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At the log's size minus `start_back`.
+    Head,
+    /// At the next index of a poller that stopped or panicked (or of the log before its URL changed). What lies
+    /// between it and the head is growth like any other: a restart must not lift the growth cap.
+    Continue(u64),
+    /// At an index an earlier process saved ([`resume`]): from the head instead when that is more than
+    /// `max_backlog` entries behind (the skip logged and counted). The backlog, so bounded, is read at once.
+    Saved {
+        /// The saved next index.
+        index: u64,
+        /// `--max-resume-backlog`.
+        max_backlog: u64,
+    },
+}
+
 /// Tuning shared by every poller.
 #[derive(Clone, Debug)]
 pub struct PollOptions {
@@ -132,6 +150,10 @@ pub struct LogStatus {
     pub backoff_ms: u64,
     /// The latest error, for operators.
     pub last_error: Option<String>,
+    /// The index the state file held when the log started, if any (`/stats`: `resumed_from`).
+    pub resumed_from: Option<u64>,
+    /// Entries skipped at start because that index was more than `--max-resume-backlog` behind.
+    pub resume_skipped: u64,
 }
 
 impl LogStatus {

@@ -2,12 +2,12 @@
 //!
 //! - **The state** ([`Positions`], sans-I/O): per log ID (never the URL, which can change) the next index to
 //!   deliver, when it was saved and when the log was last in the list. A log that left the list keeps its entry for
-//!   [`DEPARTED_RETENTION_SECONDS`] (it resumes from it if it comes back), then the entry is dropped. Encoded as versioned
-//!   JSON, at most [`MAX_STATE_FILE_BYTES`]; a file that is bigger, not JSON, of another version or with a bad entry
+//!   [`DEPARTED_RETENTION_SECONDS`] (it resumes from it if it comes back), then the entry is dropped. Encoded as
+//!   versioned JSON, at most [`MAX_STATE_FILE_BYTES`]; a file that is bigger, not JSON, of another version or with a bad entry
 //!   is refused with the reason ([`StateError`]), never silently reset.
-//! - **Where a log starts** ([`start_at`], asked by [`ResumeCheck`] with one get-sth or checkpoint before the
-//!   poller starts): at its saved index, unless that is more than `--max-resume-backlog` entries behind the log's
-//!   current size; then at the current size, the skipped entries logged and counted.
+//! - **Where a log starts** is the follower's decision at the log's first verified head ([`super::Start::Saved`]):
+//!   at its saved index, unless that is more than `--max-resume-backlog` entries behind the log's current size;
+//!   then at the current size, the skipped entries logged and counted.
 //! - **The file** ([`StateFile`]): read once at start, written every `--state-save-interval` and at shutdown,
 //!   atomically (temporary file, fsync, rename, fsync of the directory) by a helper thread under a deadline
 //!   ([`crate::operator_input`]), so a slow or hung disk never holds the reactor.
@@ -17,19 +17,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::HttpClient;
 use crate::metrics::{Fact, Metric, Report, StatusReporter};
 use crate::operator_input::{self, InputError};
 use crate::redact;
-use certstream_ct::checkpoint::Checkpoint;
-use certstream_ct::tree_head::SignedTreeHead;
-
-use super::{LogTarget, MAX_TREE_HEAD_BYTES, StopToken};
 
 /// Default `--max-resume-backlog`: about an hour of the busiest real log (a few hundred entries a second), so an
 /// upgrade, a reboot or a short outage is caught up; following a million entries at the default growth cap
@@ -218,110 +212,6 @@ fn plausible_log_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
-}
-
-/// Where a log saved at `saved` starts when its current size is `head`, and how many entries that skips: the saved
-/// index, unless it is more than `max_backlog` behind; then the current size.
-pub(crate) fn start_at(saved: u64, head: u64, max_backlog: u64) -> (u64, u64) {
-    let backlog = head.saturating_sub(saved);
-    if backlog > max_backlog {
-        (head, backlog)
-    } else {
-        (saved, 0)
-    }
-}
-
-/// The log's current verified size (one get-sth or checkpoint), to judge a resume's backlog before following.
-pub(crate) async fn current_size(
-    http: &HttpClient,
-    target: &LogTarget,
-    tiled: bool,
-    timeout: Duration,
-) -> Result<u64, String> {
-    let url = if tiled {
-        format!("{}checkpoint", target.read_url)
-    } else {
-        format!("{}ct/v1/get-sth", target.read_url)
-    };
-    let response = http
-        .get_limited(&url, &[], timeout, MAX_TREE_HEAD_BYTES)
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status != 200 {
-        return Err(format!("HTTP {}", response.status));
-    }
-    let head = if tiled {
-        Checkpoint::parse(&response.body)
-            .and_then(|checkpoint| checkpoint.verify(&target.origin, &target.key))
-    } else {
-        SignedTreeHead::from_json(&response.body).and_then(|sth| sth.verify(&target.key))
-    }
-    .map_err(|e| e.to_string())?;
-    Ok(target
-        .final_tree_size
-        .map_or(head.tree_size, |last| head.tree_size.min(last)))
-}
-
-/// How a log's start used the state file (`/stats` → `logs`: `resumed_from`, `resume_skipped`).
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Resumed {
-    /// The index the state file held for the log.
-    pub from: Option<u64>,
-    /// Entries skipped because that index was more than `--max-resume-backlog` behind.
-    pub skipped: u64,
-}
-
-/// A log with a saved position, about to start: is the position within `--max-resume-backlog` of the log's size?
-pub(crate) struct ResumeCheck {
-    /// The index the state file holds for the log.
-    pub saved: u64,
-    /// The log's own pool partition.
-    pub http: Rc<HttpClient>,
-    pub target: Rc<LogTarget>,
-    /// A static-ct-api log (its size is its checkpoint's), else RFC 6962 (get-sth).
-    pub tiled: bool,
-    /// `--max-resume-backlog`.
-    pub max_backlog: u64,
-    /// Deadline of the size request.
-    pub timeout: Duration,
-    /// Where the outcome is shown (`/stats`).
-    pub resumed: Rc<Cell<Resumed>>,
-}
-
-impl ResumeCheck {
-    /// Where the log starts: its saved index, or its current size when the saved index is too far behind (logged
-    /// with the count skipped, which `/stats` shows). A log whose size cannot be read now resumes at its saved
-    /// index (nothing is skipped on a guess). `None` if stopped meanwhile.
-    pub(crate) async fn start(self, log: &str, stop: &StopToken) -> Option<u64> {
-        let size = monoio::select! {
-            size = current_size(&self.http, &self.target, self.tiled, self.timeout) => size,
-            _ = stop.stopped() => return None,
-        };
-        let (start, skipped) = match size {
-            Ok(size) => start_at(self.saved, size, self.max_backlog),
-            Err(error) => {
-                tracing::warn!(log, saved = self.saved, %error, "cannot read the log's size to check the resume backlog: resuming at the saved index");
-                (self.saved, 0)
-            }
-        };
-        if skipped > 0 {
-            tracing::warn!(
-                log,
-                saved = self.saved,
-                start,
-                skipped,
-                max_resume_backlog = self.max_backlog,
-                "saved position too far behind: starting at the log's current size, skipping entries"
-            );
-        } else {
-            tracing::info!(log, start, "resuming at the saved position");
-        }
-        self.resumed.set(Resumed {
-            from: Some(self.saved),
-            skipped,
-        });
-        Some(start)
-    }
 }
 
 /// Why the state file could not be used at start.
@@ -542,17 +432,6 @@ mod tests {
         assert_eq!(positions.len(), MAX_SAVED_LOGS);
         assert_eq!(positions.get("log0"), None);
         assert!(positions.encode().len() <= MAX_STATE_FILE_BYTES);
-    }
-
-    #[test]
-    fn a_backlog_beyond_the_limit_starts_at_the_head() {
-        assert_eq!(start_at(100, 150, 50), (100, 0));
-        assert_eq!(start_at(100, 151, 50), (151, 51));
-        assert_eq!(
-            start_at(200, 150, 50),
-            (200, 0),
-            "a log behind its save waits"
-        );
     }
 
     #[test]

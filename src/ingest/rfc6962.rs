@@ -17,22 +17,22 @@ use certstream_ct::tree_head::SignedTreeHead;
 use super::follower::{Answer, FetchError, Follower, Page, PlanKind, Ready, Request};
 use super::pacing::yield_now;
 use super::shell::{self, Delivery, LogKind, Stopped};
-use super::{LogTarget, PollerContext, SharedStatus, StopToken};
+use super::{LogTarget, PollerContext, SharedStatus, Start, StopToken};
 
 /// Entries base64-decoded per step (~0.2 ms for real entries): a 1,000-entry page never holds the reactor long.
 const DECODE_PIECE: usize = 100;
 
 /// Follows the RFC 6962 log `target` until `stop` is requested (or, for a read-only log, until every entry up to
 /// its final tree size has been delivered), delivering entries to `ctx.sink` and keeping `status` current; from
-/// `resume` (a restarted poller's next index) or else from the log's size minus `options.start_back`.
+/// where `start` says.
 pub async fn run(
     ctx: PollerContext,
     target: Rc<LogTarget>,
     status: SharedStatus,
     stop: StopToken,
-    resume: Option<u64>,
+    start: Start,
 ) {
-    shell::run(Rfc6962, ctx, target, status, stop, resume).await;
+    shell::run(Rfc6962, ctx, target, status, stop, start).await;
 }
 
 /// One item of a get-entries page: its entry, or why its base64 does not decode.

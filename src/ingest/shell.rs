@@ -19,7 +19,7 @@ use super::follower::{Action, Answer, FetchError, Follower, Page, PlanKind, Read
 use super::pacing::Turn;
 use super::politeness::parse_retry_after;
 use super::{
-    LogTarget, MAX_TREE_HEAD_BYTES, PollerContext, SharedStatus, StopOnDrop, StopToken,
+    LogTarget, MAX_TREE_HEAD_BYTES, PollerContext, SharedStatus, Start, StopOnDrop, StopToken,
     deliver_entry,
 };
 use crate::http::HttpClient;
@@ -57,22 +57,21 @@ pub(crate) trait LogKind: 'static {
 /// Follows the log `target` as `kind` until `stop` is requested (or, for a read-only log, until every entry up to
 /// its final tree size has been delivered), delivering entries to `ctx.sink` and keeping `status` current.
 ///
-/// Starts after a random delay of up to one poll interval, at `resume` (a restarted poller's next index) or else
-/// at the log's verified tree size minus `options.start_back`.
+/// Starts after a random delay of up to one poll interval, where `start` says ([`Start`]).
 pub(crate) async fn run<K: LogKind>(
     kind: K,
     ctx: PollerContext,
     target: Rc<LogTarget>,
     status: SharedStatus,
     stop: StopToken,
-    resume: Option<u64>,
+    start: Start,
 ) {
     let mut follower = Follower::<K::Page>::new(
         &target.read_url,
         K::PLAN,
         &ctx.options,
         target.final_tree_size,
-        resume,
+        start,
         rand::random(),
         Instant::now(),
     );

@@ -43,10 +43,10 @@ use certstream_ct::log_list::{
 
 use super::issuers::IssuerCache;
 use super::publish::{LogSink, Publisher, SinkCounts};
-use super::resume::{ResumeCheck, Resumed, StateFile};
+use super::resume::StateFile;
 use super::{
-    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, StopToken, rfc6962,
-    tiled,
+    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken,
+    rfc6962, tiled,
 };
 
 /// The first pause before a panicked poller is started again; it doubles on each panic in a row.
@@ -105,7 +105,6 @@ struct Followed {
     status: SharedStatus,
     counts: Rc<SinkCounts>,
     stop: StopToken,
-    resumed: Rc<Cell<Resumed>>,
 }
 
 /// Where the list in use came from, and how fetching it went.
@@ -471,23 +470,19 @@ impl Supervisor {
         let issuers = self.issuers.clone();
         let is_tiled = matches!(info.kind, LogKind::Tiled { .. });
         // A predecessor (the same log at its previous URL) hands over its position; else the state file may hold one.
-        let handed_over = predecessor.and_then(|p| position(&p.status.borrow()));
-        let resumed = predecessor.map_or_else(Rc::default, |p| p.resumed.clone());
-        let saved = handed_over
-            .is_none()
-            .then(|| self.state.as_ref()?.positions.borrow().get(&info.log_id))
-            .flatten()
-            .map(|saved| ResumeCheck {
-                saved: saved.next_index,
-                http: ctx.http.clone(),
-                target: target.clone(),
-                tiled: is_tiled,
-                max_backlog: self.config.max_resume_backlog,
-                timeout: self.options.request_timeout,
-                resumed: resumed.clone(),
-            });
+        let start = match predecessor.and_then(|p| position(&p.status.borrow())) {
+            Some(at) => Start::Continue(at),
+            None => self
+                .state
+                .as_ref()
+                .and_then(|state| state.positions.borrow().get(&info.log_id))
+                .map_or(Start::Head, |saved| Start::Saved {
+                    index: saved.next_index,
+                    max_backlog: self.config.max_resume_backlog,
+                }),
+        };
         let (poller_status, poller_stop) = (status.clone(), stop.clone());
-        let start = move |resume| {
+        let run = move |start| {
             let (ctx, target, status, stop) = (
                 ctx.clone(),
                 target.clone(),
@@ -497,30 +492,20 @@ impl Supervisor {
             let issuers = issuers.clone();
             async move {
                 if is_tiled {
-                    tiled::run(ctx, issuers, target, status, stop, resume).await;
+                    tiled::run(ctx, issuers, target, status, stop, start).await;
                 } else {
-                    rfc6962::run(ctx, target, status, stop, resume).await;
+                    rfc6962::run(ctx, target, status, stop, start).await;
                 }
             }
         };
         let (log, task_status, task_stop) =
             (info.description.clone(), status.clone(), stop.clone());
-        monoio::spawn(async move {
-            let resume = match saved {
-                Some(check) => match check.start(&log, &task_stop).await {
-                    Some(at) => Some(at),
-                    None => return,
-                },
-                None => handed_over,
-            };
-            keep_polling(log, task_status, task_stop, resume, start).await;
-        });
+        monoio::spawn(keep_polling(log, task_status, task_stop, start, run));
         Ok(Followed {
             info: info.clone(),
             status,
             counts,
             stop,
-            resumed,
         })
     }
 
@@ -583,22 +568,22 @@ fn read_url(kind: &LogKind) -> &str {
     }
 }
 
-/// Runs the poller `start(resume)` makes inside a panic boundary until it returns (stopped, or a read-only log fully
+/// Runs the poller `run(start)` makes inside a panic boundary until it returns (stopped, or a read-only log fully
 /// delivered). A panic restarts it after the backoff, from the next undelivered index once it had one.
 async fn keep_polling<P, F>(
     log: String,
     status: SharedStatus,
     stop: StopToken,
-    mut resume: Option<u64>,
-    mut start: P,
+    mut start: Start,
+    mut run: P,
 ) where
-    P: FnMut(Option<u64>) -> F,
+    P: FnMut(Start) -> F,
     F: Future<Output = ()>,
 {
     let mut backoff = RESTART_BACKOFF_MIN;
     loop {
         let started = Instant::now();
-        let Err(panicked) = CatchUnwind::new(start(resume)).await else {
+        let Err(panicked) = CatchUnwind::new(run(start)).await else {
             return;
         };
         if started.elapsed() >= RESTART_BACKOFF_MAX {
@@ -607,10 +592,10 @@ async fn keep_polling<P, F>(
         {
             let mut status = status.borrow_mut();
             status.restarts += 1;
-            resume = position(&status).or(resume);
+            start = position(&status).map_or(start, Start::Continue);
             status.last_error = Some(format!("poller {panicked}"));
         }
-        tracing::error!(log = %log, %panicked, ?resume, backoff_ms = backoff.as_millis() as u64, "poller panicked; restarting it");
+        tracing::error!(log = %log, %panicked, ?start, backoff_ms = backoff.as_millis() as u64, "poller panicked; restarting it");
         if !stop.sleep(backoff).await {
             return;
         }
@@ -685,7 +670,7 @@ const LOGS: Table<Followed> = Table {
         },
         Fact {
             stats: "resumed_from",
-            read: |f| f.resumed.get().from.into(),
+            read: |f| f.status.borrow().resumed_from.into(),
         },
         Fact {
             stats: "last_error",
@@ -806,7 +791,7 @@ const LOGS: Table<Followed> = Table {
             "certstream_log_resume_skipped_total",
             "resume_skipped",
             "Entries skipped at start because the saved position was more than --max-resume-backlog behind.",
-            |f| f.resumed.get().skipped,
+            |f| f.status.borrow().resume_skipped,
         ),
         Metric::counter(
             "certstream_log_incomplete_chains_total",
@@ -1048,7 +1033,7 @@ mod tests {
         crate::runtime::block_on(async {
             let status = SharedStatus::default();
             // Each start: where it resumed, and when.
-            type Starts = Rc<RefCell<Vec<(Option<u64>, Instant)>>>;
+            type Starts = Rc<RefCell<Vec<(Start, Instant)>>>;
             let starts: Starts = Rc::default();
             let poller = {
                 let (starts, status) = (starts.clone(), status.clone());
@@ -1072,13 +1057,16 @@ mod tests {
                 "test log".into(),
                 status.clone(),
                 StopToken::default(),
-                None,
+                Start::Head,
                 poller,
             )
             .await;
             let starts = starts.borrow();
             assert_eq!(starts.len(), 2);
-            assert_eq!((starts[0].0, starts[1].0), (None, Some(42)));
+            assert_eq!(
+                (starts[0].0, starts[1].0),
+                (Start::Head, Start::Continue(42))
+            );
             assert!(starts[1].1 - starts[0].1 >= RESTART_BACKOFF_MIN);
             let status = status.borrow();
             assert_eq!(status.restarts, 1);

@@ -25,19 +25,19 @@ use certstream_ct::tile::{TileError, data_tile_entries, tile_path};
 use super::follower::{Answer, FetchError, Follower, Page, PlanKind, Ready, Request};
 use super::issuers::{Fingerprint, IssuerCache};
 use super::shell::{self, Delivery, LogKind, Stopped};
-use super::{LogTarget, PollerContext, SharedStatus, StopToken};
+use super::{LogTarget, PollerContext, SharedStatus, Start, StopToken};
 
-/// Follows one tiled log until `stop` (or, for a read-only log, until its final size is delivered), from `resume`
-/// (a restarted poller's next index) or else from the first checkpoint's size minus `options.start_back`.
+/// Follows one tiled log until `stop` (or, for a read-only log, until its final size is delivered), from where
+/// `start` says.
 pub async fn run(
     ctx: PollerContext,
     issuers: Rc<IssuerCache>,
     target: Rc<LogTarget>,
     status: SharedStatus,
     stop: StopToken,
-    resume: Option<u64>,
+    start: Start,
 ) {
-    shell::run(Tiled { issuers }, ctx, target, status, stop, resume).await;
+    shell::run(Tiled { issuers }, ctx, target, status, stop, start).await;
 }
 
 /// A data tile's answer: its first `records` records can be located.
