@@ -571,7 +571,7 @@ const RESUME_OPTIONS: &[Opt] = &[
         flag: "--max-resume-backlog",
         env: "CERTSTREAM_MAX_RESUME_BACKLOG",
         help: "a log saved more than N entries behind its current size starts there instead, the skipped \
-               entries logged and counted (about an hour of the busiest log; ~8 min to catch up at the growth cap)",
+               entries logged and counted (about an hour of the busiest log)",
         kind: Kind::Count(|c| &mut c.ingest.max_resume_backlog),
     },
     Opt {
