@@ -187,6 +187,8 @@ fn mib(kib: u64) -> f64 {
 struct CatchUp {
     /// Since the list was written, when every log had shown lag 0 with a head past its saved index.
     took: Option<Duration>,
+    /// When each log had, sorted.
+    per_log: Vec<Duration>,
     /// Entries behind, all logs together, and the most one log was behind.
     peak_total_lag: u64,
     peak_log_lag: u64,
@@ -249,6 +251,8 @@ fn watch_catch_up(
         }
         if done {
             catch_up.took = Some(now);
+            catch_up.per_log = caught.into_values().collect();
+            catch_up.per_log.sort();
             (catch_up.published, catch_up.received) = (published, client);
             break;
         }
@@ -388,6 +392,12 @@ fn main() {
     let restarted = Instant::now();
     let (server, reader, listed) = start_run(&mock, &list, &state, &count_second, deadline);
     let to_list = listed - restarted;
+    // What the logs grew by while the server was down (read as the second run gets the list).
+    let sizes = mock.stats();
+    let backlog: u64 = saved_first
+        .iter()
+        .filter_map(|(name, saved)| Some(sizes["logs"][name]["tree_size"].as_u64()? - saved))
+        .sum();
     let limit = options
         .catch_up_limit
         .min(deadline.saturating_duration_since(Instant::now()));
@@ -409,8 +419,10 @@ fn main() {
 
     println!();
     println!(
-        "restart → list loaded: {:.2} s (server serving, client connected); then:",
-        to_list.as_secs_f64()
+        "restart → list loaded: {:.2} s (server serving, client connected); backlog {backlog} entries ({:.0} per \
+         log); then:",
+        to_list.as_secs_f64(),
+        backlog as f64 / options.logs as f64
     );
     match catch_up.took {
         Some(took) => {
@@ -418,6 +430,12 @@ fn main() {
             println!(
                 "  catch-up (every log at lag 0): {seconds:.1} s; peak lag {} entries in total, {} in one log",
                 catch_up.peak_total_lag, catch_up.peak_log_lag
+            );
+            println!(
+                "  per log (sampled every {} ms): median {:.1} s, slowest {:.1} s",
+                SAMPLE_EVERY.as_millis(),
+                catch_up.per_log[catch_up.per_log.len() / 2].as_secs_f64(),
+                took.as_secs_f64()
             );
             println!(
                 "  during catch-up: {:.0} messages/s published, {:.0}/s received by the client",
