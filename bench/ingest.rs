@@ -19,20 +19,11 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use certstream_testkit::process::{cpu_time, memory_resident_kib, pin};
-use certstream_testkit::{Certstream, Mock, WsClient};
+use certstream_testkit::{Certstream, Mock, WsClient, update_position};
 
 /// 30 RFC 6962 logs + 30 tiled logs, the size of today's log list.
 const RFC6962_LOGS: u32 = 30;
 const TILED_LOGS: u32 = 30;
-
-/// The value after `"key":` in a compact JSON message, without parsing the whole message (the client must keep
-/// up with the server on one core).
-fn field<'a>(message: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let start = message.windows(key.len()).position(|w| w == key)? + key.len();
-    let rest = &message[start..];
-    let end = rest.iter().position(|b| matches!(b, b',' | b'}'))?;
-    Some(&rest[..end])
-}
 
 /// Per-log index sequence checks while reading the lite stream.
 #[derive(Default)]
@@ -45,16 +36,7 @@ struct Tally {
 
 impl Tally {
     fn record(&mut self, message: &[u8]) {
-        let (Some(index), Some(url)) = (
-            field(message, b"\"cert_index\":"),
-            field(message, b"\"url\":"),
-        ) else {
-            return;
-        };
-        let Some(index) = std::str::from_utf8(index)
-            .ok()
-            .and_then(|i| i.parse::<u64>().ok())
-        else {
+        let Some((url, index)) = update_position(message) else {
             return;
         };
         self.received += 1;

@@ -245,7 +245,7 @@ fn a_saved_index_beyond_the_backlog_limit_starts_at_the_current_size() {
     const SIZE: u64 = 1200;
     let mock = Mock::fixed(2, 0, SIZE, &[], &[]);
     let list = ListFile::new();
-    let ids = log_ids(&mock.list());
+    let ids = mock.log_ids();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
@@ -301,21 +301,4 @@ fn a_saved_index_beyond_the_backlog_limit_starts_at_the_current_size() {
         metrics.contains("certstream_state_age_seconds "),
         "{metrics}"
     );
-}
-
-/// The mock's log IDs by mock log name.
-fn log_ids(list: &Value) -> BTreeMap<String, String> {
-    let mut ids = BTreeMap::new();
-    for operator in list["operators"].as_array().expect("operators") {
-        for field in ["logs", "tiled_logs"] {
-            for log in operator[field].as_array().into_iter().flatten() {
-                let url = log["url"].as_str().or(log["submission_url"].as_str());
-                ids.insert(
-                    certstream_testkit::mock_name(url.expect("url")),
-                    log["log_id"].as_str().expect("log_id").to_owned(),
-                );
-            }
-        }
-    }
-    ids
 }

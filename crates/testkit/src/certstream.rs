@@ -435,6 +435,22 @@ pub fn only_logs(list: &Value, names: &[&str]) -> Value {
 /// One received `certificate_update`: index and leaf fingerprint.
 pub type SeenEntry = (u64, String);
 
+/// The source URL (the JSON string, quotes included) and the index of a `certificate_update` of the lite or full
+/// stream, found without parsing the message: a benchmark client must keep up with the server on a shared core.
+pub fn update_position(message: &[u8]) -> Option<(&[u8], u64)> {
+    let value = |key: &[u8]| {
+        let start = message.windows(key.len()).position(|w| w == key)? + key.len();
+        let rest = &message[start..];
+        let end = rest.iter().position(|b| matches!(b, b',' | b'}'))?;
+        Some(&rest[..end])
+    };
+    let index = std::str::from_utf8(value(b"\"cert_index\":")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((value(b"\"url\":")?, index))
+}
+
 /// Reads `certificate_update` messages from a WebSocket client, sorted by mock log name.
 pub struct Collector {
     client: WsClient,

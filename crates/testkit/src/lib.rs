@@ -30,7 +30,7 @@ pub mod ws;
 
 pub use certstream::{
     Certstream, Collector, ListFile, STARTUP_TIMEOUT, SeenEntry, assert_window, certstream_binary,
-    collect_windows, followed_in, only_logs, start_listening, start_listening_to,
+    collect_windows, followed_in, only_logs, start_listening, start_listening_to, update_position,
 };
 pub use http::{
     closed_by_peer, closed_port, connect_from, http_get, http_request, http_request_on,

@@ -1,5 +1,7 @@
 //! The mock CT log (crate `mock-ct-log`) in this process, with helpers to query and script it.
 
+use std::collections::BTreeMap;
+
 use mock_ct_log::MockServer;
 use serde_json::Value;
 
@@ -57,6 +59,24 @@ impl Mock {
     /// The mock's log list as JSON.
     pub fn list(&self) -> Value {
         self.json("/log_list.json")
+    }
+
+    /// The log ID (base64, the key of a state file's entry) of each log, by mock name.
+    pub fn log_ids(&self) -> BTreeMap<String, String> {
+        let list = self.list();
+        let mut ids = BTreeMap::new();
+        for operator in list["operators"].as_array().expect("operators") {
+            for field in ["logs", "tiled_logs"] {
+                for log in operator[field].as_array().into_iter().flatten() {
+                    let url = log["url"].as_str().or(log["submission_url"].as_str());
+                    ids.insert(
+                        mock_name(url.expect("url")),
+                        log["log_id"].as_str().expect("log_id").to_owned(),
+                    );
+                }
+            }
+        }
+        ids
     }
 
     /// A GET returning JSON.
