@@ -24,6 +24,7 @@ use super::{
 };
 use crate::http::HttpClient;
 use crate::log_throttle::LogThrottle;
+use crate::redact;
 use certstream_ct::entry::LogEntry;
 
 /// The poller was asked to stop.
@@ -89,7 +90,7 @@ pub(crate) async fn run<K: LogKind>(
         };
         let wake = match action {
             Action::Done => {
-                tracing::info!(log = %target.read_url, size = ?follower.position(), "read-only log fully delivered; poller done");
+                tracing::info!(log = %redact::location(&target.read_url), size = ?follower.position(), "read-only log fully delivered; poller done");
                 return;
             }
             Action::Fetch(id, request) => {
@@ -237,7 +238,7 @@ impl Delivery<'_> {
     /// Skips the undecodable entry at `index`: counted, logged at most once a second.
     pub(crate) fn skip(&mut self, index: u64, error: &dyn fmt::Display) {
         if let Some(held_back) = self.skip_warnings.allow(Instant::now()) {
-            tracing::warn!(log = %self.target.read_url, index, %error, held_back, "skipping undecodable entry");
+            tracing::warn!(log = %redact::location(&self.target.read_url), index, %error, held_back, "skipping undecodable entry");
         }
         let mut status = self.status.borrow_mut();
         status.skipped += 1;
