@@ -534,12 +534,12 @@ impl<P: Page> Follower<P> {
     /// Copies the follower's state into `status` and adds what it counted since the last sync. (The shell moves
     /// `next_index`, `delivered` and `skipped` with every entry it delivers.)
     pub(crate) fn sync(&mut self, status: &mut LogStatus, now: Instant) {
-        status.tree_size = if self.claimed.is_some() {
-            self.growth.followed(now)
-        } else {
-            0
-        };
-        status.claimed_tree_size = self.claimed.unwrap_or(0);
+        // Before its first head a follower knows no size: what the status holds (a predecessor's, handed over on
+        // a URL change) stays, so the position can be handed over again.
+        if let Some(claimed) = self.claimed {
+            status.tree_size = self.growth.followed(now);
+            status.claimed_tree_size = claimed;
+        }
         if let Some(position) = self.position() {
             status.next_index = position;
         }
@@ -1486,6 +1486,30 @@ mod tests {
         let mut status = LogStatus::default();
         f.sync(&mut status, now);
         assert_eq!((status.broken_tiles, status.errors), (5, 5));
+    }
+
+    /// A successor whose first head fails keeps the position it was handed (a second URL change hands it on).
+    #[test]
+    fn a_failed_first_head_keeps_the_handed_over_position() {
+        let (mut f, t0) = follower(PlanKind::Pages, 0, None, Start::Continue(1_000));
+        let mut status = LogStatus {
+            tree_size: 5_000,
+            claimed_tree_size: 5_000,
+            next_index: 1_000,
+            ..LogStatus::default()
+        };
+        let Action::Sleep(at) = f.poll(t0) else {
+            panic!("a start delay first")
+        };
+        let (id, request) = fetch(&mut f, at);
+        assert_eq!(request, Request::TreeHead);
+        f.handle(id, Err(FetchError::Status(503)), at);
+        f.sync(&mut status, at);
+        assert_eq!(
+            (status.claimed_tree_size, status.next_index),
+            (5_000, 1_000)
+        );
+        assert_eq!(status.errors, 1);
     }
 
     #[test]
