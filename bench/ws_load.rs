@@ -77,8 +77,9 @@ fn spawn_server(port: u16, publisher: Publisher) -> libc::pid_t {
         ..Config::default()
     };
     block_on(async move {
-        let server = Server::bind(config).expect("bind");
-        monoio::spawn(publish(server.hub(), publisher));
+        let hub = Hub::configured(&config);
+        let server = Server::bind(config, hub.clone()).expect("bind");
+        monoio::spawn(publish(hub, publisher));
         let ctrl_c = monoio::utils::CtrlC::new().expect("signal handler");
         server.run(ctrl_c).await;
     });
@@ -113,7 +114,7 @@ async fn publish(hub: Hub, publisher: Publisher) {
     while published < messages {
         match publisher {
             Publisher::Paced { per_second, .. } => {
-                hub.publish(&frames_now());
+                hub.publish(&frames_now().into());
                 published += 1;
                 monoio::time::sleep(Duration::from_nanos(1_000_000_000 / per_second)).await;
             }
@@ -123,7 +124,7 @@ async fn publish(hub: Hub, publisher: Publisher) {
                 let queued = hub.stats().max_queued as u64;
                 if queued < 128 {
                     for _ in 0..(256 - queued).min(messages - published) {
-                        hub.publish(&frames_now());
+                        hub.publish(&frames_now().into());
                         published += 1;
                     }
                 }

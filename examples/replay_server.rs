@@ -62,9 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     certstream::runtime::block_on(async move {
-        let server = Server::bind(config)?;
+        let hub = Hub::configured(&config);
+        let server = Server::bind(config, hub.clone())?;
         println!("listening on {}", server.local_addr()?);
-        monoio::spawn(replay(server.hub(), script));
+        monoio::spawn(replay(hub, script));
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
         server.run(ctrl_c).await;
         Ok::<_, std::io::Error>(())
@@ -90,7 +91,7 @@ async fn replay(hub: Hub, script: Script) {
             }
             None => numbered(n),
         };
-        hub.publish(&frames);
+        hub.publish(&frames.into());
         monoio::time::sleep(pause).await;
     }
 }

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use crate::message::{EncodedMessage, StreamKind};
+use crate::message::{EncodedMessage, Message, StreamKind};
 use certstream_ws::frame::Frame;
 
 use admission::{Admission, Backlog, Standing};
@@ -134,6 +134,15 @@ impl Hub {
         )
     }
 
+    /// The hub `config` describes (ring size, byte budgets, slow-client grace period).
+    pub fn configured(config: &crate::config::Config) -> Self {
+        let budget = ByteBudget {
+            client_queue: config.client_queue_bytes,
+            latest: config.max_latest_bytes,
+        };
+        Self::with_budget(config.ring_size, budget, config.slow_client_grace)
+    }
+
     /// A hub whose clients each queue at most `ring_size` frames and `budget.client_queue` bytes; ingestion waits
     /// up to `grace` for a client whose socket is full before it stops waiting for it ([`admission`]).
     pub(crate) fn with_budget(
@@ -170,7 +179,8 @@ impl Hub {
     }
 
     /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
-    pub fn publish(&self, message: &EncodedMessage) {
+    pub fn publish(&self, message: &Message) {
+        let message = &message.frames;
         let shared = StreamKind::ALL.map(|kind| Rc::new(message.get(kind).clone()));
         let now = Instant::now();
         let state = &self.state;
@@ -636,11 +646,11 @@ mod tests {
         let lite2 = hub.join(StreamKind::Lite);
         let full = hub.join(StreamKind::Full);
         let domains = hub.join(StreamKind::DomainsOnly);
-        hub.publish(&frames(1));
+        hub.publish(&frames(1).into());
         assert_eq!(drain(&lite), ["lite 1"]);
         assert_eq!(drain(&full), ["full 1"]);
         assert_eq!(drain(&domains), ["domains 1"]);
-        hub.publish(&frames(2));
+        hub.publish(&frames(2).into());
         let (mut a, mut b) = (Vec::new(), Vec::new());
         lite.take_batch(&mut a, 10);
         lite2.take_batch(&mut b, 10);
@@ -657,7 +667,7 @@ mod tests {
         crate::runtime::block_on(async {
             let hub = Hub::new(8);
             let client = hub.join(StreamKind::Lite);
-            hub.publish(&frames(1));
+            hub.publish(&frames(1).into());
             let soon = std::time::Duration::from_millis(50);
             assert!(
                 monoio::time::timeout(soon, hub.flushed()).await.is_err(),
@@ -671,7 +681,7 @@ mod tests {
             );
             client.batch_written(true);
             assert!(monoio::time::timeout(soon, hub.flushed()).await.is_ok());
-            hub.publish(&frames(2));
+            hub.publish(&frames(2).into());
             client.queue_close(Frame::close(1001, ""));
             assert!(
                 monoio::time::timeout(soon, hub.flushed()).await.is_ok(),
@@ -687,7 +697,7 @@ mod tests {
         let slow = hub.join(StreamKind::Lite);
         let fast = hub.join(StreamKind::Lite);
         for n in 0..10 {
-            hub.publish(&frames(n));
+            hub.publish(&frames(n).into());
             drain(&fast);
         }
         assert_eq!(drain(&slow), ["lite 7", "lite 8", "lite 9"]);
@@ -714,7 +724,7 @@ mod tests {
         let slow = hub.join(StreamKind::Full);
         let reader = hub.join(StreamKind::Full);
         for _ in 0..10 {
-            hub.publish(&sized(10, 3_000));
+            hub.publish(&sized(10, 3_000).into());
             let mut out = Vec::new();
             reader.take_batch(&mut out, usize::MAX);
             assert_eq!(out.len(), 1, "a reading client gets every frame");
@@ -728,7 +738,7 @@ mod tests {
         assert_eq!(stats.max_queued_bytes, 3 * 3_004);
         assert_eq!((stats.dropped, stats.dropped_for_bytes), (7, 7));
         assert_eq!(slow.dropped(), 7);
-        hub.publish(&sized(10, 50_000));
+        hub.publish(&sized(10, 50_000).into());
         assert_eq!(
             slow.ring.borrow().len(),
             1,
@@ -752,9 +762,9 @@ mod tests {
         );
         let client = hub.join(StreamKind::Full);
         for _ in 0..3 {
-            hub.publish(&sized(1, MAX_BATCH_BYTES / 2 - 100));
+            hub.publish(&sized(1, MAX_BATCH_BYTES / 2 - 100).into());
         }
-        hub.publish(&sized(1, 2 * MAX_BATCH_BYTES));
+        hub.publish(&sized(1, 2 * MAX_BATCH_BYTES).into());
         let mut sizes = Vec::new();
         loop {
             let mut out = Vec::new();
@@ -778,14 +788,14 @@ mod tests {
             },
             admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
-        hub.publish(&sized(100, 100));
-        hub.publish(&sized(5_000, 5_000));
+        hub.publish(&sized(100, 100).into());
+        hub.publish(&sized(5_000, 5_000).into());
         assert_eq!(hub.latest(StreamKind::Lite).unwrap().payload().len(), 100);
         assert_eq!(hub.latest(StreamKind::DomainsOnly).unwrap().payload(), b"d");
         assert_eq!(hub.recent().len(), 1);
         assert_eq!(hub.stats().latest_skipped, 1);
         for _ in 0..20 {
-            hub.publish(&sized(300, 10));
+            hub.publish(&sized(300, 10).into());
         }
         let recent = hub.recent();
         assert_eq!(recent.len(), 3, "at most 1,000 bytes of messages are kept");
@@ -796,7 +806,7 @@ mod tests {
     fn control_frames_come_first_and_close_ends_the_batch() {
         let hub = Hub::new(8);
         let client = hub.join(StreamKind::Lite);
-        hub.publish(&frames(1));
+        hub.publish(&frames(1).into());
         client.queue_pong(Frame::pong(b"a"));
         client.queue_pong(Frame::pong(b"b"));
         hub.ping_all_and_shrink_idle_rings();
@@ -804,11 +814,11 @@ mod tests {
         assert!(!client.take_batch(&mut out, 10));
         let payloads: Vec<&[u8]> = out.iter().map(|f| f.payload()).collect();
         assert_eq!(payloads, [&b"b"[..], b"", b"lite 1"]);
-        hub.publish(&frames(2));
+        hub.publish(&frames(2).into());
         hub.close_all(Frame::close(1001, "bye"));
         assert!(client.is_closing());
         client.queue_close(Frame::close(1000, "")); // ignored: a close is already queued
-        hub.publish(&frames(3));
+        hub.publish(&frames(3).into());
         out.clear();
         assert!(client.take_batch(&mut out, 10), "the close frame is taken");
         assert_eq!(
@@ -825,7 +835,7 @@ mod tests {
         let drained = hub.join(StreamKind::Lite);
         let behind = hub.join(StreamKind::Lite);
         for n in 0..40 {
-            hub.publish(&frames(n));
+            hub.publish(&frames(n).into());
         }
         drain(&drained);
         assert!(drained.ring.borrow().capacity() >= 40);
@@ -843,7 +853,7 @@ mod tests {
         drop(client);
         assert_eq!(hub.client_count(), 0);
         for n in 0..30 {
-            hub.publish(&frames(n));
+            hub.publish(&frames(n).into());
         }
         assert_eq!(hub.client_slab().len(), 0);
         assert_eq!(

@@ -25,6 +25,7 @@ pub mod message;
 pub mod metrics;
 pub mod operator_input;
 pub mod panic_boundary;
+pub mod publish;
 pub mod redact;
 pub mod runtime;
 pub mod server;

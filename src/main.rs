@@ -1,5 +1,5 @@
 //! The `certstream` binary: flags and environment → configuration → runtime → log list → pollers → publisher →
-//! hub → server.
+//! outputs (the hub) → server.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use certstream::config::{self, Command};
 use certstream::http::HttpClient;
-use certstream::ingest::publish::Publisher;
+use certstream::hub::Hub;
 use certstream::ingest::resume::StateFile;
 use certstream::ingest::supervisor::Supervisor;
 use certstream::logging::LogOutput;
+use certstream::publish::{Output, Publisher};
 use certstream::server::{self, Server};
 
 fn main() -> ExitCode {
@@ -67,11 +68,17 @@ fn main() -> ExitCode {
             )),
             None => None,
         };
-        let server = Server::bind(config)?;
+        let hub = Hub::configured(&config);
+        let server = Server::bind(config, hub.clone())?;
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
         let http =
             Rc::new(HttpClient::new(ingest.http_client_config()).map_err(std::io::Error::other)?);
-        let publisher = Rc::new(Publisher::new(server.hub(), ingest.build_limits));
+        let outputs: Vec<Rc<dyn Output>> = vec![Rc::new(hub.clone())];
+        let publisher = Rc::new(Publisher::new(
+            ingest.build_limits,
+            outputs,
+            Some(hub.gate()),
+        ));
         let mut supervisor = Supervisor::new(ingest, http.clone(), publisher.clone());
         if let Some(state) = state {
             server.add_reporter(state.clone());
@@ -80,12 +87,11 @@ fn main() -> ExitCode {
         let supervisor = Rc::new(supervisor);
         server.add_reporter(reporter);
         server.add_reporter(publisher);
-        server.add_reporter(Rc::new(server.hub().gate()));
+        server.add_reporter(Rc::new(hub.gate()));
         server.add_reporter(supervisor.clone());
         server.add_reporter(http);
         monoio::spawn(supervisor.clone().run());
         tracing::info!(listen = %server.local_addr()?, legacy_driver = monoio::utils::is_legacy(), "serving");
-        let hub = server.hub();
         let stopping = {
             let supervisor = supervisor.clone();
             async move {

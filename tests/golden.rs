@@ -59,7 +59,10 @@ fn rfc6962_messages() -> Vec<Built> {
             let Chain::Certificates(chain) = &entry.chain else {
                 panic!("RFC 6962 chains are certificates")
             };
-            let frames = builder.build(&source, index, &entry, chain, SEEN).unwrap();
+            let frames = builder
+                .build(&source, index, &entry, chain, SEEN)
+                .unwrap()
+                .frames;
             Built {
                 frames,
                 update_type: update_type(&entry),
@@ -89,7 +92,8 @@ fn tiled_messages() -> Vec<Built> {
             let entry = entry.unwrap();
             let frames = builder
                 .build(&source, entry.index, &entry.entry, &[], SEEN)
-                .unwrap();
+                .unwrap()
+                .frames;
             out.push(Built {
                 frames,
                 update_type: update_type(&entry.entry),

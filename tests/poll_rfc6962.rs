@@ -20,10 +20,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use certstream::ingest::{
-    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken,
-    rfc6962,
+    LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken, rfc6962,
 };
 use certstream::message::{LogSource, SourceKind};
+use certstream::publish::EntrySink;
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
 use certstream_ct::{log_key::LogKey, tree_head::TreeHead};
 use certstream_testkit::corpus;

@@ -15,10 +15,10 @@ use sha2::{Digest, Sha256};
 use certstream::http::HttpClient;
 use certstream::ingest::issuers::{IssuerCache, hex};
 use certstream::ingest::{
-    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken,
-    tiled,
+    LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken, tiled,
 };
 use certstream::message::{LogSource, SourceKind};
+use certstream::publish::EntrySink;
 use certstream_ct::entry::{Chain, LogEntry, decode_rfc6962};
 use certstream_ct::{log_key::LogKey, tree_head::TreeHead};
 use certstream_testkit::corpus;

@@ -60,6 +60,7 @@ fn build(
     MessageBuilder::new(BuildLimits::default())
         .build(source, index, &entry, chain, seen)
         .unwrap()
+        .frames
 }
 
 /// CaliDog's cert object plus the certstream-server-go fields docs/wire-format.md §4.1 adds (sha1, sha256, is_ca).
@@ -215,7 +216,7 @@ fn precert_without_a_usable_pre_certificate_falls_back_to_the_leaf_tbs() {
     let source = LogSource::new("x", "https://x.example/", SourceKind::Rfc6962);
     let entry = decode_rfc6962(&leaf_input, &extra_data).unwrap();
     let mut builder = MessageBuilder::new(BuildLimits::default());
-    let frames = builder.build(&source, 7, &entry, &[], 1.5).unwrap();
+    let frames = builder.build(&source, 7, &entry, &[], 1.5).unwrap().frames;
     assert_eq!(builder.counters().precert_tbs_fallbacks, 1);
     let full: Value = serde_json::from_slice(frames.full.payload()).unwrap();
     let leaf = &full["data"]["leaf_cert"];
@@ -268,8 +269,14 @@ fn chain_cache_serves_repeated_intermediates_and_skips_bad_ones() {
         ..BuildLimits::default()
     });
     for round in 0..3 {
-        let a = cached.build(&source, round, &entry, &chain, 2.0).unwrap();
-        let b = uncached.build(&source, round, &entry, &chain, 2.0).unwrap();
+        let a = cached
+            .build(&source, round, &entry, &chain, 2.0)
+            .unwrap()
+            .frames;
+        let b = uncached
+            .build(&source, round, &entry, &chain, 2.0)
+            .unwrap()
+            .frames;
         assert_eq!(a.full, b.full, "the cache never changes the output");
         let full: Value = serde_json::from_slice(a.full.payload()).unwrap();
         assert_eq!(

@@ -1,6 +1,6 @@
 //! Ingestion: one poller task per CT log (RFC 6962 or static-ct-api), each delivering every entry of its log
-//! exactly once and in index order to an [`EntrySink`] (the publish step, [`publish`]). Errors, 429s and regressions only
-//! delay a log; they never skip an index.
+//! exactly once and in index order to an [`EntrySink`] (the publish step, [`crate::publish`]). Errors, 429s and
+//! regressions only delay a log; they never skip an index.
 //!
 //! A poller is a [`follower`] (the log's position and fetch plan, without I/O) run by the [`shell`] (requests,
 //! timers, stop, delivery); [`rfc6962`] and [`tiled`] hold only what differs between the two kinds of log.
@@ -10,7 +10,6 @@ pub mod growth;
 pub mod issuers;
 pub mod pacing;
 pub mod politeness;
-pub mod publish;
 pub mod resume;
 pub mod rfc6962;
 mod shell;
@@ -28,27 +27,16 @@ use std::time::{Duration, Instant};
 
 use crate::config::IngestConfig;
 use crate::http::HttpClient;
-use crate::hub::Gate;
 use crate::log_throttle::LogThrottle;
 use crate::message::LogSource;
 use crate::panic_boundary::catch;
+use crate::publish::EntrySink;
 use certstream_ct::entry::LogEntry;
 use certstream_ct::log_key::LogKey;
 
 /// The largest get-sth or checkpoint body read: a signed tree head is well under 1 KiB; this leaves room for long
 /// origins and many cosignatures, and keeps a hostile log from making us read (and hold) megabytes per poll.
 pub(crate) const MAX_TREE_HEAD_BYTES: usize = 64 * 1024;
-
-/// Where pollers deliver entries.
-pub trait EntrySink {
-    /// Entry `index` of `log`, delivered exactly once and in index order per log. `chain` is the issuer chain as
-    /// DER, issuer first (from `extra_data`, or the issuers a tiled log's fingerprints resolved to).
-    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
-
-    /// The gate pollers pass before delivering (see [`pacing`]): `None` for a sink that never falls behind. No
-    /// default: a sink that wraps another must pass its gate on, or ingestion would stop waiting for clients.
-    fn gate(&self) -> Option<Gate>;
-}
 
 /// One log to follow.
 pub struct LogTarget {

@@ -111,7 +111,7 @@ mod tests {
             assert!(turn.may_continue(now));
             assert!(!turn.may_continue(now + TURN_BUDGET));
             for _ in 0..3 {
-                hub.publish(&frames());
+                hub.publish(&frames().into());
             }
             assert!(!turn.may_continue(now), "the client reached its mark");
             // The writer takes the frames and writes them whole: admitted again.
@@ -132,7 +132,7 @@ mod tests {
             let hub = Hub::new(4);
             let client = hub.join(StreamKind::Lite);
             for _ in 0..3 {
-                hub.publish(&frames());
+                hub.publish(&frames().into());
             }
             let gate = hub.gate();
             let waiting = monoio::spawn(async move {

@@ -42,12 +42,12 @@ use certstream_ct::log_list::{
 };
 
 use super::issuers::IssuerCache;
-use super::publish::{LogSink, Publisher, SinkCounts};
 use super::resume::StateFile;
 use super::{
-    EntrySink, LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken,
-    rfc6962, tiled,
+    LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken, rfc6962,
+    tiled,
 };
+use crate::publish::{EntrySink, LogSink, Publisher, SinkCounts};
 
 /// The first pause before a panicked poller is started again; it doubles on each panic in a row.
 const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -443,7 +443,7 @@ impl Supervisor {
         };
         let previous: Option<LogStatus> = predecessor.map(|p| p.status.borrow().clone());
         let target = Rc::new(LogTarget {
-            source: LogSource::new(&info.description, listed_url, kind),
+            source: LogSource::new(&info.description, listed_url, kind).with_log_id(&info.log_id),
             read_url: read_url.clone(),
             origin,
             key,
@@ -934,7 +934,7 @@ mod tests {
     fn test_supervisor() -> Supervisor {
         let config = IngestConfig::default();
         let http = Rc::new(HttpClient::new(config.http_client_config()).unwrap());
-        let publisher = Rc::new(Publisher::new(Hub::new(4), Default::default()));
+        let publisher = Rc::new(Publisher::to_hub(&Hub::new(4), Default::default()));
         Supervisor::new(config, http, publisher)
     }
 

@@ -9,9 +9,9 @@ use crate::cert::{self, Cert, CertError, CertJson};
 use certstream_ct::entry::{EntryType, LogEntry};
 use certstream_ws::frame::Frame;
 
-use super::EncodedMessage;
 use super::chain_cache::ChainCache;
 use super::source::{LogSource, write_f64};
+use super::{EncodedMessage, Message, MessageMeta};
 
 // The fixed parts of the three messages around the serialized pieces.
 const LITE_LEAF: &[u8] = b"\"leaf_cert\":";
@@ -100,7 +100,7 @@ pub struct BuildCounters {
     pub chain_cache_evicted: u64,
 }
 
-/// Turns decoded log entries into [`EncodedMessage`]: each variant serialized once and framed once.
+/// Turns decoded log entries into [`Message`]s: each variant serialized once and framed once.
 pub struct MessageBuilder {
     limits: BuildLimits,
     chain_cache: Option<ChainCache>,
@@ -142,7 +142,7 @@ impl MessageBuilder {
         }
     }
 
-    /// Builds the three frames of entry `index` of `source`. `chain` is the issuer chain, issuer first (for RFC 6962
+    /// Builds the three frames (and the metadata) of entry `index` of `source`. `chain` is the issuer chain, issuer first (for RFC 6962
     /// entries the certificates of `extra_data`; for tiled entries the issuers resolved from their fingerprints).
     /// `seen` is the time the entry was parsed, in Unix seconds.
     pub fn build(
@@ -152,7 +152,7 @@ impl MessageBuilder {
         entry: &LogEntry<'_>,
         chain: &[&[u8]],
         seen: f64,
-    ) -> Result<EncodedMessage, BuildError> {
+    ) -> Result<Message, BuildError> {
         let certificate_bytes = entry
             .leaf
             .len()
@@ -234,7 +234,7 @@ impl MessageBuilder {
         }
 
         self.counters.built += 1;
-        Ok(EncodedMessage {
+        let frames = EncodedMessage {
             lite: Frame::text_from_parts(&[&self.head, LITE_LEAF, &self.leaf_lite, &self.tail]),
             full: Frame::text_from_parts(&[
                 &self.head,
@@ -245,7 +245,17 @@ impl MessageBuilder {
                 &self.tail,
             ]),
             domains: Frame::text_from_parts(&[DOMAINS_HEAD, &self.all_domains, DOMAINS_TAIL]),
-        })
+        };
+        // The leaf is serialized: its fields move into the metadata without a copy.
+        let meta = MessageMeta {
+            log_id: source.log_id(),
+            index,
+            entry_type: entry.entry_type,
+            fingerprint: leaf.sha256.into_boxed_str(),
+            issuer: leaf.issuer.aggregated.into_boxed_str(),
+            all_domains: leaf.all_domains.into_boxed_slice(),
+        };
+        Ok(Message { meta, frames })
     }
 
     /// The leaf and the DER it was parsed from. Precert entries use the full pre-certificate

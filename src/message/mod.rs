@@ -4,9 +4,11 @@
 mod builder;
 mod chain_cache;
 mod encoded;
+mod meta;
 mod source;
 
 pub(crate) use builder::seen_now;
 pub use builder::{BuildCounters, BuildError, BuildLimits, MessageBuilder};
 pub use encoded::{EncodedMessage, StreamKind};
+pub use meta::{Message, MessageMeta};
 pub use source::{LogSource, SourceKind};

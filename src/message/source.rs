@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use certstream_ct::tile::tile_path;
 
 /// The kind of a message's source log: it decides `source.type` and the shape of `cert_link` (the log list's
@@ -19,6 +21,8 @@ pub enum SourceKind {
 pub struct LogSource {
     kind: SourceKind,
     url: String,
+    /// The log ID (base64), for message metadata; empty until [`LogSource::with_log_id`].
+    log_id: Arc<str>,
     /// `{"name":…,"timestamp":` — the timestamp varies per entry.
     json_head: String,
     /// `,"type":…,"url":…}`.
@@ -38,9 +42,23 @@ impl LogSource {
         Self {
             kind,
             url: url.to_owned(),
+            log_id: Arc::from(""),
             json_head,
             json_tail,
         }
+    }
+
+    /// The same log, identified by its log ID (base64, as listed) in message metadata.
+    pub fn with_log_id(self, log_id: &str) -> Self {
+        Self {
+            log_id: Arc::from(log_id),
+            ..self
+        }
+    }
+
+    /// The log ID given by [`LogSource::with_log_id`], empty without one.
+    pub(crate) fn log_id(&self) -> Arc<str> {
+        self.log_id.clone()
     }
 
     /// The log's read protocol.

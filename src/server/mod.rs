@@ -34,7 +34,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
-use crate::hub::{ByteBudget, Hub};
+use crate::hub::Hub;
 use crate::metrics::StatusReporter;
 use crate::panic_boundary::CatchUnwind;
 use certstream_ws::frame::Frame;
@@ -85,20 +85,16 @@ impl Shared {
 }
 
 impl Server {
-    /// Binds the listening socket.
-    pub fn bind(config: Config) -> io::Result<Self> {
+    /// Binds the listening socket; the server's clients are `hub`'s.
+    pub fn bind(config: Config, hub: Hub) -> io::Result<Self> {
         let opts = ListenerOpts::new()
             .backlog(BACKLOG)
             .reuse_addr(true)
             .reuse_port(false);
         let listener = TcpListener::bind_with_config(config.listen, &opts)?;
         let descriptor_room = client_descriptor_room(config.descriptor_reserve);
-        let budget = ByteBudget {
-            client_queue: config.client_queue_bytes,
-            latest: config.max_latest_bytes,
-        };
         let shared = Rc::new(Shared {
-            hub: Hub::with_budget(config.ring_size, budget, config.slow_client_grace),
+            hub,
             limits: Rc::new(limits::Limits::new(
                 config.max_connections,
                 config.max_connections_per_ip,
@@ -119,11 +115,6 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-
-    /// The hub: the entry point for publishing messages.
-    pub fn hub(&self) -> Hub {
-        self.shared.hub.clone()
     }
 
     /// Adds a component's section to `/stats` and `/metrics`.

@@ -275,9 +275,9 @@ mod tests {
         use crate::config::IngestConfig;
         use crate::http::HttpClient;
         use crate::hub::Hub;
-        use crate::ingest::publish::Publisher;
         use crate::ingest::supervisor::Supervisor;
         use crate::logging::LogOutput;
+        use crate::publish::Publisher;
         use certstream_ct::log_list::LogList;
 
         crate::runtime::block_on(async {
@@ -285,7 +285,7 @@ mod tests {
             let hub = Hub::new(4);
             let log = LogOutput::spawn(std::io::sink(), 1024).unwrap();
             let http = Rc::new(HttpClient::new(config.http_client_config()).unwrap());
-            let publisher = Rc::new(Publisher::new(hub.clone(), Default::default()));
+            let publisher = Rc::new(Publisher::to_hub(&hub, Default::default()));
             let supervisor = Supervisor::new(config, http.clone(), publisher.clone());
             let list = LogList::compiled_in().unwrap();
             supervisor.apply(&LogList {

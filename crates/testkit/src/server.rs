@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use certstream::config::Config;
-use certstream::message::EncodedMessage;
+use certstream::hub::Hub;
+use certstream::message::{EncodedMessage, Message};
 use certstream::server::{self, Server};
 
 use crate::http::http_get;
@@ -16,7 +17,7 @@ use certstream_ws::frame::Frame;
 use serde_json::json;
 
 enum Command {
-    Publish(EncodedMessage),
+    Publish(Message),
     Shutdown,
 }
 
@@ -43,16 +44,16 @@ impl TestServer {
         let (addr_tx, addr_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             crate::runtime::block_on(async move {
-                let server = Server::bind(config).expect("bind");
+                let hub = Hub::configured(&config);
+                let server = Server::bind(config, hub.clone()).expect("bind");
                 addr_tx
                     .send(server.local_addr().expect("local addr"))
                     .unwrap();
-                let hub = server.hub();
                 // The test thread cannot touch the single-threaded hub: it sends commands, polled here.
                 let control = async move {
                     loop {
                         match inbox.try_recv() {
-                            Ok(Command::Publish(frames)) => hub.publish(&frames),
+                            Ok(Command::Publish(message)) => hub.publish(&message),
                             Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return,
                             Err(mpsc::TryRecvError::Empty) => {
                                 monoio::time::sleep(Duration::from_millis(1)).await
@@ -73,10 +74,10 @@ impl TestServer {
         }
     }
 
-    /// Publishes `frames` to the clients, as the ingest pipeline would.
-    pub fn publish(&self, frames: EncodedMessage) {
+    /// Publishes `message` (or bare frames, without metadata) to the clients, as the publish step would.
+    pub fn publish(&self, message: impl Into<Message>) {
         self.commands
-            .send(Command::Publish(frames))
+            .send(Command::Publish(message.into()))
             .expect("server thread gone");
     }
 

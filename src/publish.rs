@@ -1,5 +1,6 @@
-//! The publish step behind the pollers: each delivered entry is stamped with the time it was seen, built into
-//! its three frames once ([`MessageBuilder`]) and published to every client ([`Hub::publish`]).
+//! The publish step behind the pollers: each delivered entry is stamped with the time it was seen, built once into
+//! a [`Message`] (metadata and three frames, [`MessageBuilder`]) and handed to every [`Output`]: the [`Hub`] that
+//! serves the clients, and any other output `main` adds.
 //!
 //! One [`Publisher`] (one builder, so one chain cache) serves every log; each log's poller gets its own [`LogSink`],
 //! which counts what that log published and what it lost to certificates that do not parse.
@@ -10,25 +11,58 @@ use std::time::{Duration, Instant};
 
 use crate::hub::{Gate, Hub};
 use crate::log_throttle::LogThrottle;
-use crate::message::{BuildCounters, BuildError, BuildLimits, LogSource, MessageBuilder, seen_now};
+use crate::message::{
+    BuildCounters, BuildError, BuildLimits, LogSource, Message, MessageBuilder, seen_now,
+};
 use crate::metrics::{Metric, Report, StatusReporter};
 use certstream_ct::entry::LogEntry;
 
-use super::EntrySink;
+/// Where pollers deliver entries.
+pub trait EntrySink {
+    /// Entry `index` of `log`, delivered exactly once and in index order per log. `chain` is the issuer chain as
+    /// DER, issuer first (from `extra_data`, or the issuers a tiled log's fingerprints resolved to).
+    fn deliver(&self, log: &LogSource, index: u64, entry: &LogEntry<'_>, chain: &[&[u8]]);
+
+    /// The gate pollers pass before delivering (see [`crate::ingest::pacing`]): `None` for a sink that never falls
+    /// behind. No default: a sink that wraps another must pass its gate on, or ingestion would stop waiting for
+    /// clients.
+    fn gate(&self) -> Option<Gate>;
+}
+
+/// A consumer of every published message (the hub; later a broker). Called on the reactor for every message: it
+/// must not block, and it bounds by bytes whatever it keeps.
+pub trait Output {
+    /// Takes one message; the `Rc` may be kept (no copy of the frames).
+    fn publish(&self, message: &Rc<Message>);
+}
+
+impl Output for Hub {
+    fn publish(&self, message: &Rc<Message>) {
+        Hub::publish(self, message);
+    }
+}
 
 /// Builds and publishes messages for every log.
 pub struct Publisher {
     builder: RefCell<MessageBuilder>,
-    hub: Hub,
+    outputs: Vec<Rc<dyn Output>>,
+    /// What pollers wait on before delivering (the hub's admission: see [`crate::hub::admission`]).
+    gate: Option<Gate>,
 }
 
 impl Publisher {
-    /// Publishes to `hub`, building messages within `limits`.
-    pub fn new(hub: Hub, limits: BuildLimits) -> Self {
+    /// Publishes to each of `outputs`, building messages within `limits`; pollers pass `gate` before delivering.
+    pub fn new(limits: BuildLimits, outputs: Vec<Rc<dyn Output>>, gate: Option<Gate>) -> Self {
         Self {
             builder: RefCell::new(MessageBuilder::new(limits)),
-            hub,
+            outputs,
+            gate,
         }
+    }
+
+    /// Publishes to `hub` only, and waits on its gate.
+    pub fn to_hub(hub: &Hub, limits: BuildLimits) -> Self {
+        Self::new(limits, vec![Rc::new(hub.clone())], Some(hub.gate()))
     }
 
     /// A sink for one log's poller, named `log` in warnings.
@@ -84,7 +118,10 @@ impl EntrySink for LogSink {
             .build(log, index, entry, chain, seen);
         match built {
             Ok(message) => {
-                self.publisher.hub.publish(&message);
+                let message = Rc::new(message);
+                for output in &self.publisher.outputs {
+                    output.publish(&message);
+                }
                 bump(&self.counts.published);
             }
             Err(error) => {
@@ -100,7 +137,7 @@ impl EntrySink for LogSink {
     }
 
     fn gate(&self) -> Option<Gate> {
-        Some(self.publisher.hub.gate())
+        self.publisher.gate.clone()
     }
 }
 
@@ -206,7 +243,7 @@ mod tests {
     #[test]
     fn unparseable_entries_are_counted_not_published() {
         let hub = Hub::new(8);
-        let publisher = Rc::new(Publisher::new(hub.clone(), BuildLimits::default()));
+        let publisher = Rc::new(Publisher::to_hub(&hub, BuildLimits::default()));
         let sink = publisher.sink("test log");
         let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962);
         sink.deliver(&source, 7, &entry(b"not a certificate"), &[]);
@@ -246,7 +283,7 @@ mod tests {
             ),
         ] {
             let hub = Hub::new(8);
-            let publisher = Rc::new(Publisher::new(hub.clone(), limits));
+            let publisher = Rc::new(Publisher::to_hub(&hub, limits));
             let sink = publisher.sink("test log");
             sink.deliver(&source, 1, &entry(&der), &[]);
             sink.deliver(&source, 2, &entry(&small), &[]);
@@ -272,7 +309,7 @@ mod tests {
     #[test]
     fn certificates_are_published_once_per_entry() {
         let hub = Hub::new(8);
-        let publisher = Rc::new(Publisher::new(hub.clone(), BuildLimits::default()));
+        let publisher = Rc::new(Publisher::to_hub(&hub, BuildLimits::default()));
         let sink = publisher.sink("test log");
         let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962);
         let cert = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
@@ -288,5 +325,46 @@ mod tests {
             message["data"]["leaf_cert"]["all_domains"],
             json!(["a.example", "rcgen self signed cert"])
         );
+    }
+
+    /// An output that keeps what it was given.
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<Rc<Message>>>);
+
+    impl Output for Recorder {
+        fn publish(&self, message: &Rc<Message>) {
+            self.0.borrow_mut().push(message.clone());
+        }
+    }
+
+    #[test]
+    fn every_output_gets_the_message_with_its_metadata() {
+        let hub = Hub::new(8);
+        let recorders = [Rc::new(Recorder::default()), Rc::new(Recorder::default())];
+        let outputs: Vec<Rc<dyn Output>> = vec![
+            recorders[0].clone(),
+            Rc::new(hub.clone()),
+            recorders[1].clone(),
+        ];
+        let publisher = Rc::new(Publisher::new(BuildLimits::default(), outputs, None));
+        let sink = publisher.sink("test log");
+        assert!(sink.gate().is_none(), "the gate is the one given");
+        let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962)
+            .with_log_id("bG9nIGlk");
+        let cert = rcgen::generate_simple_self_signed(vec!["B.example".to_owned()]).unwrap();
+        sink.deliver(&source, 9, &entry(cert.cert.der()), &[]);
+        let [first, second] = recorders.map(|r| r.0.take());
+        assert_eq!((first.len(), second.len(), hub.published()), (1, 1, 1));
+        assert!(Rc::ptr_eq(&first[0], &second[0]), "one message, shared");
+        let message = &first[0];
+        let json: Value = serde_json::from_slice(message.frames.full.payload()).unwrap();
+        let leaf = &json["data"]["leaf_cert"];
+        let meta = &message.meta;
+        assert_eq!(&*meta.log_id, "bG9nIGlk");
+        assert_eq!(meta.index, 9);
+        assert_eq!(meta.entry_type, EntryType::X509);
+        assert_eq!(json!(meta.all_domains), leaf["all_domains"]);
+        assert_eq!(json!(meta.issuer), leaf["issuer"]["aggregated"]);
+        assert_eq!(json!(meta.fingerprint), leaf["sha256"]);
     }
 }
