@@ -60,8 +60,9 @@ impl Publisher {
         }
     }
 
-    /// Publishes to `hub` only, and waits on its gate.
-    pub fn to_hub(hub: &Hub, limits: BuildLimits) -> Self {
+    /// Publishes to `hub` only, and waits on its gate (what the unit tests of the publish step's users need).
+    #[cfg(test)]
+    pub(crate) fn to_hub(hub: &Hub, limits: BuildLimits) -> Self {
         Self::new(limits, vec![Rc::new(hub.clone())], Some(hub.gate()))
     }
 
