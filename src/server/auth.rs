@@ -222,9 +222,7 @@ impl Access {
         let tokens = operator_input::read_capped(&location, MAX_TOKEN_FILE_BYTES, FILE_TIMEOUT)
             .map_err(|error| format!("cannot read it: {error}"))
             .and_then(|bytes| Tokens::parse(&bytes).map_err(|error| error.to_string()))
-            .map_err(|reason| {
-                io::Error::other(format!("--auth-tokens {location}: {reason}"))
-            })?;
+            .map_err(|reason| io::Error::other(format!("--auth-tokens {location}: {reason}")))?;
         tracing::info!(token_file = %location, tokens = tokens.len(), protect_metrics, "access tokens loaded: the streams and the latest messages need one");
         Ok(Self {
             location,
@@ -407,7 +405,14 @@ mod tests {
                 .unwrap();
         assert_eq!(tokens.len(), 2);
         assert!(tokens.accepts(b"alpha-1") && tokens.accepts(b"beta_2"));
-        for refused in [&b"alpha-1 "[..], b"alpha", b"gamma", b"# readers", b"", b"beta_2\r"] {
+        for refused in [
+            &b"alpha-1 "[..],
+            b"alpha",
+            b"gamma",
+            b"# readers",
+            b"",
+            b"beta_2\r",
+        ] {
             assert!(!tokens.accepts(refused), "{refused:?}");
         }
     }
@@ -432,7 +437,10 @@ mod tests {
             );
             let shown = error.to_string();
             assert!(shown.starts_with(&format!("line {line}: ")), "{shown}");
-            assert!(!shown.contains("secret") && !shown.contains("sss"), "{shown}");
+            assert!(
+                !shown.contains("secret") && !shown.contains("sss"),
+                "{shown}"
+            );
         }
         assert!(matches!(
             Tokens::parse(b"ok\n\xff\xfe\n"),
@@ -495,7 +503,10 @@ mod tests {
         use crate::message::StreamKind;
         for kind in StreamKind::ALL {
             assert!(Route::Stream(kind).needs_token(true, false));
-            assert!(!Route::Stream(kind).needs_token(false, false), "the page, or 426");
+            assert!(
+                !Route::Stream(kind).needs_token(false, false),
+                "the page, or 426"
+            );
             assert!(Route::Example(kind).needs_token(false, false));
         }
         assert!(Route::Latest.needs_token(false, false));

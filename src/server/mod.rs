@@ -275,13 +275,18 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
     let route = Route::of(path);
     let wants_upgrade = handshake::wants_upgrade(request.headers);
     // Before anything is served or upgraded.
-    let refusal = shared.access.as_ref().and_then(|access| {
-        access.refusal(route, wants_upgrade, path, request.headers, peer)
-    });
+    let refusal = shared
+        .access
+        .as_ref()
+        .and_then(|access| access.refusal(route, wants_upgrade, path, request.headers, peer));
     if let Some(refused) = refusal {
         let refused = refused.into();
         let head_only = method == "HEAD";
-        return Action::Respond(if head_only { routes::strip_body(refused) } else { refused });
+        return Action::Respond(if head_only {
+            routes::strip_body(refused)
+        } else {
+            refused
+        });
     }
     match route {
         Route::Stream(kind) if wants_upgrade => {

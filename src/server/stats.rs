@@ -280,7 +280,8 @@ mod tests {
         use crate::logging::LogOutput;
         use certstream_ct::log_list::LogList;
 
-        let tokens = std::env::temp_dir().join(format!("certstream-stats-tokens-{}", std::process::id()));
+        let tokens =
+            std::env::temp_dir().join(format!("certstream-stats-tokens-{}", std::process::id()));
         std::fs::write(&tokens, "a-token\n").unwrap();
         let access = crate::server::auth::Access::load(&tokens, false).unwrap();
         std::fs::remove_file(&tokens).unwrap();
