@@ -1,8 +1,8 @@
 //! Input the operator names (the log list, its signature, the state file), read without trusting it: never on the
 //! reactor thread, never more than a size cap, never longer than a deadline. [`read_file`] does this for files;
 //! [`InputError`] is also what a URL that is too slow or too big fails with. [`write_file`] replaces a file
-//! (the state file) atomically, under the same deadline and off the reactor thread. [`stamp`] tells whether a file
-//! changed (the access-token file is watched with it), off the reactor thread too.
+//! (the state file) atomically, under the same deadline and off the reactor thread. [`FileStamp`] tells whether a
+//! file changed (the access-token file is watched with it).
 //!
 //! `/dev/zero` would otherwise fill memory, a FIFO would block `open` until a writer comes, and a hung network
 //! mount blocks `read` for as long as it likes. So a helper thread does the blocking part: it opens with
@@ -99,7 +99,7 @@ pub(crate) struct FileStamp {
 }
 
 impl FileStamp {
-    /// The stamp of `path` now (symlinks followed), read on this thread.
+    /// The stamp of `path` now (symlinks followed). Blocking: call it off the reactor thread.
     pub(crate) fn of(path: &str) -> Result<Self, InputError> {
         use std::os::unix::fs::MetadataExt;
         let metadata = std::fs::metadata(path).map_err(InputError::Io)?;
@@ -110,12 +110,6 @@ impl FileStamp {
             modified: (metadata.mtime(), metadata.mtime_nsec()),
         })
     }
-}
-
-/// [`FileStamp::of`] in a helper thread (a `stat` on a hung mount blocks); the calling task waits at most `timeout`.
-pub(crate) async fn stamp(path: &str, timeout: Duration) -> Result<FileStamp, InputError> {
-    let path = path.to_owned();
-    off_reactor(timeout, move || FileStamp::of(&path)).await
 }
 
 /// Runs the blocking `work` in a helper thread; the calling task waits at most `timeout` for it (a thread stuck in
@@ -322,14 +316,10 @@ mod tests {
         assert_ne!(rewritten, first);
         write_atomically(&path, b"three").unwrap();
         assert_ne!(FileStamp::of(path_text).unwrap(), rewritten, "a new inode");
-        crate::runtime::block_on(async {
-            assert!(stamp(path_text, soon()).await.is_ok());
-            assert!(matches!(
-                stamp("/nonexistent/tokens", soon()).await,
-                Err(InputError::Io(_))
-            ));
-        })
-        .unwrap();
+        assert!(matches!(
+            FileStamp::of("/nonexistent/tokens"),
+            Err(InputError::Io(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -6,8 +6,8 @@
 //! taken tells neither which token matched nor how many bytes did. Tokens are never logged, shown in `/stats` or
 //! `/metrics`, or quoted in an error: a bad line of the file is named by its number.
 //!
-//! The file is watched by its [`FileStamp`] (inode, size, modification time), read every second off the reactor
-//! thread; SIGHUP asks for a reload too. A reload that fails (unreadable, no token, a bad line) keeps the tokens in
+//! The file is watched by its [`FileStamp`] (inode, size, modification time), read every second by a thread of
+//! its own, off the reactor; SIGHUP asks for a reload too. A reload that fails (unreadable, no token, a bad line) keeps the tokens in
 //! force, is counted and logged (rate-limited); the file is tried again when it changes or on the next SIGHUP.
 
 use std::borrow::Cow;
@@ -196,8 +196,8 @@ pub(crate) struct Access {
     /// `--auth-metrics`: `/stats` and `/metrics` need a token too.
     protect_metrics: bool,
     tokens: RefCell<Tokens>,
-    /// The file's stamp when the tokens in force were read (or last tried).
-    stamp: Cell<Option<FileStamp>>,
+    /// The file's stamp when it was loaded at start (the watcher's first reference).
+    loaded_stamp: Option<FileStamp>,
     refused_missing: Cell<u64>,
     refused_wrong: Cell<u64>,
     reloads: Cell<u64>,
@@ -206,7 +206,7 @@ pub(crate) struct Access {
     reload_log: LogThrottle,
 }
 
-/// Set by the SIGHUP handler, taken by [`Access::watch`].
+/// Set by the SIGHUP handler, taken by the watcher thread ([`spawn_watcher`]).
 static HANGUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_hangup(_signal: libc::c_int) {
@@ -218,17 +218,15 @@ impl Access {
     /// this thread. A file that cannot be read, holds no token or has a bad line is an error naming the file.
     pub(crate) fn load(path: &Path, protect_metrics: bool) -> io::Result<Self> {
         let location = path.to_string_lossy().into_owned();
-        let stamp = FileStamp::of(&location).ok();
-        let tokens = operator_input::read_capped(&location, MAX_TOKEN_FILE_BYTES, FILE_TIMEOUT)
-            .map_err(|error| format!("cannot read it: {error}"))
-            .and_then(|bytes| Tokens::parse(&bytes).map_err(|error| error.to_string()))
+        let loaded_stamp = FileStamp::of(&location).ok();
+        let tokens = read_tokens(&location)
             .map_err(|reason| io::Error::other(format!("--auth-tokens {location}: {reason}")))?;
         tracing::info!(token_file = %location, tokens = tokens.len(), protect_metrics, "access tokens loaded: the streams and the latest messages need one");
         Ok(Self {
             location,
             protect_metrics,
             tokens: RefCell::new(tokens),
-            stamp: Cell::new(stamp),
+            loaded_stamp,
             refused_missing: Cell::new(0),
             refused_wrong: Cell::new(0),
             reloads: Cell::new(0),
@@ -286,28 +284,21 @@ impl Access {
         if let Err(error) = reload_on_hangup() {
             tracing::warn!(%error, "SIGHUP cannot reload the access tokens: the file is still watched");
         }
-        loop {
-            monoio::time::sleep(WATCH_INTERVAL).await;
-            let hangup = HANGUP.swap(false, Ordering::Relaxed);
-            // A file that cannot be stat'ed is a change too: the reload says why it fails.
-            let stamp = operator_input::stamp(&self.location, FILE_TIMEOUT)
-                .await
-                .ok();
-            if hangup || stamp != self.stamp.get() {
-                self.stamp.set(stamp);
-                self.reload().await;
+        let versions = match spawn_watcher(self.location.clone(), self.loaded_stamp) {
+            Ok(versions) => versions,
+            Err(error) => {
+                tracing::error!(%error, "the access-token file cannot be watched: its tokens stay as loaded");
+                return;
             }
+        };
+        while let Ok(version) = versions.recv_async().await {
+            self.put_in_force(version);
         }
     }
 
-    async fn reload(&self) {
-        let read =
-            operator_input::read_file(&self.location, MAX_TOKEN_FILE_BYTES, FILE_TIMEOUT).await;
-        let parsed = match read {
-            Ok(bytes) => Tokens::parse(&bytes).map_err(|error| error.to_string()),
-            Err(error) => Err(format!("cannot read it: {error}")),
-        };
-        match parsed {
+    /// Puts a new version of the token file in force, or counts and logs why it cannot be.
+    fn put_in_force(&self, version: Result<Tokens, String>) {
+        match version {
             Ok(tokens) => {
                 self.reloads.set(self.reloads.get() + 1);
                 tracing::info!(token_file = %self.location, tokens = tokens.len(), "access tokens reloaded");
@@ -321,6 +312,40 @@ impl Access {
             }
         }
     }
+}
+
+/// Reads the token file at `location` (bounded in bytes and time): its tokens, or why it cannot be used.
+fn read_tokens(location: &str) -> Result<Tokens, String> {
+    let bytes = operator_input::read_capped(location, MAX_TOKEN_FILE_BYTES, FILE_TIMEOUT)
+        .map_err(|error| format!("cannot read it: {error}"))?;
+    Tokens::parse(&bytes).map_err(|error| error.to_string())
+}
+
+/// The watcher thread: every [`WATCH_INTERVAL`] it reads the file's stamp and takes the SIGHUP flag, and on a
+/// change (a file that cannot be stat'ed is one: the read says why) or a SIGHUP sends the file's new version. A
+/// thread of its own, one `stat` or read at a time: a hung mount blocks it alone, never the reactor nor the
+/// other operator files' reads. It ends when the server (the receiver) is gone.
+fn spawn_watcher(
+    location: String,
+    mut seen: Option<FileStamp>,
+) -> io::Result<flume::Receiver<Result<Tokens, String>>> {
+    let (versions, received) = flume::bounded(1);
+    std::thread::Builder::new()
+        .name("auth-tokens".into())
+        .spawn(move || {
+            while !versions.is_disconnected() {
+                std::thread::sleep(WATCH_INTERVAL);
+                let hangup = HANGUP.swap(false, Ordering::Relaxed);
+                let stamp = FileStamp::of(&location).ok();
+                if hangup || stamp != seen {
+                    seen = stamp;
+                    if versions.send(read_tokens(&location)).is_err() {
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(received)
 }
 
 /// Installs the SIGHUP handler that sets [`HANGUP`].
