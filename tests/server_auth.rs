@@ -180,6 +180,9 @@ fn streams_and_content_need_a_token_by_header_or_query_before_any_upgrade() {
             "{path}"
         );
     }
+    // A proxy's Basic credentials in front leave the query to speak.
+    let basic = "Authorization: Basic dTpw\r\n";
+    assert_eq!(server.get("/latest.json?token=alpha-token", basic).0, 200);
     // HEAD is refused the same way, without a body.
     let raw = certstream_testkit::raw_request(
         &server.server.addr.to_string(),
