@@ -33,7 +33,7 @@ use crate::operator_input::{self, FileStamp};
 pub(crate) const TOKEN_PARAMETER: &str = "token";
 
 /// Longest token accepted in the file, in bytes.
-pub(crate) const MAX_TOKEN_LEN: usize = 256;
+const MAX_TOKEN_LEN: usize = 256;
 
 /// Largest token file read (thousands of tokens).
 const MAX_TOKEN_FILE_BYTES: usize = 1 << 20;
@@ -51,7 +51,7 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 const CHALLENGE: &str = "WWW-Authenticate: Bearer realm=\"certstream\"";
 
 /// One stored token, kept as its SHA-256 digest only.
-pub(crate) struct Token([u8; 32]);
+struct Token([u8; 32]);
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -78,11 +78,11 @@ impl Token {
 
 /// The tokens of one version of the token file (never empty).
 #[derive(Debug)]
-pub(crate) struct Tokens(Vec<Token>);
+struct Tokens(Vec<Token>);
 
 /// Why a token file was refused. Never quotes a token.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum TokenFileError {
+enum TokenFileError {
     /// No line holds a token.
     NoToken,
     /// Line `line` (from 1) holds something that cannot be a token.
@@ -109,7 +109,7 @@ impl Tokens {
     /// Parses a token file: one token per line, surrounding whitespace trimmed, blank lines and lines starting with
     /// `#` ignored. A token is at most [`MAX_TOKEN_LEN`] bytes of UTF-8 without whitespace or control characters
     /// (it must fit an `Authorization: Bearer` header).
-    pub(crate) fn parse(file: &[u8]) -> Result<Self, TokenFileError> {
+    fn parse(file: &[u8]) -> Result<Self, TokenFileError> {
         let mut tokens = Vec::new();
         for (index, line) in file.split(|&byte| byte == b'\n').enumerate() {
             let bad = |why| TokenFileError::BadLine {
@@ -144,7 +144,7 @@ impl Tokens {
     }
 
     /// Whether `presented` is one of the tokens. Every stored token is compared, whatever matched before.
-    pub(crate) fn accepts(&self, presented: &[u8]) -> bool {
+    fn accepts(&self, presented: &[u8]) -> bool {
         let presented = Token::of(presented);
         let matched = self
             .0
@@ -157,10 +157,7 @@ impl Tokens {
 /// The token a request presents: the `Authorization: Bearer` header's, else the first `?token=` value; `None`
 /// when it presents none (an empty one is none). Another scheme's header (`Basic`, from a proxy in front) leaves the
 /// query to speak. A query that does not decode presents no token through it.
-pub(crate) fn presented_token<'a>(
-    target: &str,
-    headers: &'a [httparse::Header<'_>],
-) -> Option<Cow<'a, [u8]>> {
+fn presented_token<'a>(target: &str, headers: &'a [httparse::Header<'_>]) -> Option<Cow<'a, [u8]>> {
     let header = headers
         .iter()
         .find(|header| header.name.eq_ignore_ascii_case("authorization"))
