@@ -72,6 +72,11 @@ pub struct Config {
     pub control_frames_per_second: u32,
     /// Idle time before TCP keepalive probes a silent WebSocket peer (`None`: no keepalive).
     pub tcp_keepalive: Option<Duration>,
+    /// The access-token file: with it, the streams and the latest messages need one of its tokens (`None`, the
+    /// default: open to all).
+    pub auth_tokens: Option<PathBuf>,
+    /// With `auth_tokens`, `/stats` and `/metrics` need a token too.
+    pub auth_metrics: bool,
     /// Which CT logs to follow, and how.
     pub ingest: IngestConfig,
 }
@@ -166,6 +171,8 @@ impl Default for Config {
             partial_message_budget: 64 << 20,
             control_frames_per_second: 20,
             tcp_keepalive: Some(Duration::from_secs(60)),
+            auth_tokens: None,
+            auth_metrics: false,
             ingest: IngestConfig::default(),
         }
     }
@@ -267,8 +274,9 @@ enum Kind {
 }
 
 /// The options, by section of `--help`.
-const SECTIONS: [(&str, &[Opt]); 4] = [
+const SECTIONS: [(&str, &[Opt]); 5] = [
     ("Options", SERVER_OPTIONS),
+    ("Access tokens", AUTH_OPTIONS),
     ("Certificate Transparency logs", LOG_OPTIONS),
     ("Resume after a restart", RESUME_OPTIONS),
     ("Other", OTHER_OPTIONS),
@@ -400,6 +408,38 @@ const SERVER_OPTIONS: &[Opt] = &[
                stays full this long does not keep up: it is no longer waited for and loses its oldest queued \
                messages",
         kind: Kind::Duration(|c| &mut c.slow_client_grace),
+    },
+];
+
+const AUTH_OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "--auth-tokens",
+        env: "CERTSTREAM_AUTH_TOKENS",
+        help: "the streams, /latest.json and the example routes need one of the tokens in FILE (one a line; \
+               blank lines and # comments ignored), sent as `Authorization: Bearer TOKEN` or `?token=TOKEN`; \
+               the file is reloaded when it changes and on SIGHUP. Off unless given",
+        kind: Kind::Custom {
+            value: Some("FILE"),
+            apply: |c, v| {
+                c.auth_tokens = v.non_empty().map(PathBuf::from);
+                Ok(())
+            },
+            show: |c| c.auth_tokens.as_ref().map(|p| p.display().to_string()),
+        },
+    },
+    Opt {
+        flag: "--auth-metrics",
+        env: "CERTSTREAM_AUTH_METRICS",
+        help: "/stats and /metrics need a token too (needs --auth-tokens; /health stays open)",
+        // A switch with its own sample in the tests: it is refused without --auth-tokens.
+        kind: Kind::Custom {
+            value: None,
+            apply: |c, v| {
+                c.auth_metrics = v.switch()?;
+                Ok(())
+            },
+            show: |c| Some(if c.auth_metrics { "on" } else { "off" }.to_owned()),
+        },
     },
 ];
 
@@ -604,6 +644,11 @@ fn options() -> impl Iterator<Item = &'static Opt> {
 
 /// Cross-option rules, checked once every option is set.
 fn check(config: &Config) -> Result<(), ConfigError> {
+    if config.auth_metrics && config.auth_tokens.is_none() {
+        return Err(ConfigError(
+            "--auth-metrics needs --auth-tokens (the tokens that open /stats and /metrics)".into(),
+        ));
+    }
     let ingest = &config.ingest;
     if ingest.log_list_signature.is_some() && ingest.log_list.is_none() {
         return Err(ConfigError(
@@ -1334,6 +1379,8 @@ mod tests {
         assert!(parse(&["--listen"], &[]).is_err());
         assert!(parse(&["--ring-size", "0"], &[]).is_err());
         assert!(parse(&[], &[("CERTSTREAM_RING_SIZE", "many")]).is_err());
+        let error = parse(&["--auth-metrics"], &[]).unwrap_err().to_string();
+        assert!(error.contains("--auth-tokens"), "{error}");
     }
 
     /// A sample for one option: arguments it needs besides itself, a value that differs from the default, and a
@@ -1371,6 +1418,8 @@ mod tests {
             "--start-back" => (&[], "1000", Some("-1")),
             "--resolve" => (&[], "ct.example:443:127.0.0.1", Some("ct.example:443")),
             "--state-file" => (&[], "state.json", None),
+            "--auth-tokens" => (&[], "tokens.txt", None),
+            "--auth-metrics" => (&["--auth-tokens", "tokens.txt"], "on", Some("maybe")),
             _ => panic!("{flag} has no sample in custom_samples"),
         };
         Sample { with, good, bad }

@@ -1,7 +1,8 @@
 //! Input the operator names (the log list, its signature, the state file), read without trusting it: never on the
 //! reactor thread, never more than a size cap, never longer than a deadline. [`read_file`] does this for files;
 //! [`InputError`] is also what a URL that is too slow or too big fails with. [`write_file`] replaces a file
-//! (the state file) atomically, under the same deadline and off the reactor thread.
+//! (the state file) atomically, under the same deadline and off the reactor thread. [`FileStamp`] tells whether a
+//! file changed (the access-token file is watched with it).
 //!
 //! `/dev/zero` would otherwise fill memory, a FIFO would block `open` until a writer comes, and a hung network
 //! mount blocks `read` for as long as it likes. So a helper thread does the blocking part: it opens with
@@ -85,6 +86,30 @@ pub(crate) async fn write_file(
         write_atomically(&path, &bytes).map_err(InputError::Io)
     })
     .await
+}
+
+/// What tells one version of a file from the next: its device and inode (a file renamed over it, a Kubernetes
+/// secret's symlink swapped), its size and its modification time to the nanosecond (a rewrite in place).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of `path` now (symlinks followed). Blocking: call it off the reactor thread.
+    pub(crate) fn of(path: &str) -> Result<Self, InputError> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).map_err(InputError::Io)?;
+        Ok(Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+        })
+    }
 }
 
 /// Runs the blocking `work` in a helper thread; the calling task waits at most `timeout` for it (a thread stuck in
@@ -275,6 +300,27 @@ mod tests {
             ));
         })
         .unwrap();
+    }
+
+    #[test]
+    fn a_stamp_changes_with_the_content_and_with_a_file_renamed_over() {
+        let dir = std::env::temp_dir().join(format!("certstream-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(&path, b"one").unwrap();
+        let path_text = path.to_str().unwrap();
+        let first = FileStamp::of(path_text).unwrap();
+        assert_eq!(FileStamp::of(path_text).unwrap(), first);
+        std::fs::write(&path, b"three").unwrap();
+        let rewritten = FileStamp::of(path_text).unwrap();
+        assert_ne!(rewritten, first);
+        write_atomically(&path, b"three").unwrap();
+        assert_ne!(FileStamp::of(path_text).unwrap(), rewritten, "a new inode");
+        assert!(matches!(
+            FileStamp::of("/nonexistent/tokens"),
+            Err(InputError::Io(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! ends that connection only (its hub membership and connection slot are released by their `Drop`), and the
 //! server keeps serving.
 
+mod auth;
 mod connection;
 mod guard;
 mod limits;
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     limits: Rc<limits::Limits>,
     ops: routes::OpsRoutes,
     rules: connection::Rules,
+    /// `Some` with `--auth-tokens`: who may be served the streams and the latest messages.
+    access: Option<Rc<auth::Access>>,
     reporters: RefCell<Vec<Rc<dyn StatusReporter>>>,
 }
 
@@ -85,8 +88,13 @@ impl Shared {
 }
 
 impl Server {
-    /// Binds the listening socket; the server's clients are `hub`'s.
+    /// Reads the access-token file (with `--auth-tokens`) and binds the listening socket; the server's clients are
+    /// `hub`'s.
     pub fn bind(config: Config, hub: Hub) -> io::Result<Self> {
+        let access = match &config.auth_tokens {
+            Some(path) => Some(Rc::new(auth::Access::load(path, config.auth_metrics)?)),
+            None => None,
+        };
         let opts = ListenerOpts::new()
             .backlog(BACKLOG)
             .reuse_addr(true)
@@ -106,7 +114,13 @@ impl Server {
                 write_stall_timeout: config.write_stall_timeout,
                 tcp_keepalive: config.tcp_keepalive,
             },
-            reporters: RefCell::new(Vec::new()),
+            reporters: RefCell::new(
+                access
+                    .iter()
+                    .map(|access| access.clone() as Rc<dyn StatusReporter>)
+                    .collect(),
+            ),
+            access,
             config,
         });
         Ok(Self { listener, shared })
@@ -129,6 +143,9 @@ impl Server {
         monoio::spawn(ping_loop(shared.hub.clone(), shared.config.ping_interval));
         if let Some(interval) = shared.config.heartbeat {
             monoio::spawn(heartbeat_loop(shared.hub.clone(), interval));
+        }
+        if let Some(access) = &shared.access {
+            monoio::spawn(access.clone().watch());
         }
         monoio::select! {
             _ = shutdown => {}
@@ -157,7 +174,7 @@ async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
             // A refused connection is closed here, before any read: it holds neither a descriptor nor a task.
             Ok((stream, peer)) => {
                 if let Ok(slot) = shared.limits.admit(peer.ip()) {
-                    monoio::spawn(connection_task(handle(stream, slot, shared.clone())));
+                    monoio::spawn(connection_task(handle(stream, peer, slot, shared.clone())));
                 }
             }
             Err(error) => {
@@ -179,7 +196,7 @@ enum Action {
 /// own task. The request phase (head buffer, parser, deadline timer, response write) needs far more state than a
 /// long-lived WebSocket connection; spawning the WebSocket phase as a new task frees it instead of sizing every
 /// client's task for it.
-async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
+async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, shared: Rc<Shared>) {
     let _ = stream.set_nodelay(true);
     let (buf, head_len) =
         match request::read_head(&mut stream, shared.config.request_head_timeout).await {
@@ -195,7 +212,7 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
         let mut headers = [httparse::EMPTY_HEADER; request::MAX_REQUEST_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => decide(&request, &shared),
+            Ok(httparse::Status::Complete(_)) => decide(&request, peer, &shared),
             _ => bad_request(),
         }
     };
@@ -241,7 +258,7 @@ fn bad_request() -> Action {
     Action::Respond(request::response(400, "text/plain", b"bad request\n").into())
 }
 
-fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
+fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared) -> Action {
     // A complete parse sets all three; answered as unparseable should httparse ever not.
     let (Some(method), Some(path), Some(version)) = (request.method, request.path, request.version)
     else {
@@ -249,6 +266,20 @@ fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
     };
     let route = Route::of(path);
     let wants_upgrade = handshake::wants_upgrade(request.headers);
+    // Before anything is served or upgraded.
+    let refusal = shared
+        .access
+        .as_ref()
+        .and_then(|access| access.refusal(route, wants_upgrade, path, request.headers, peer));
+    if let Some(refused) = refusal {
+        let refused = refused.into();
+        let head_only = method == "HEAD";
+        return Action::Respond(if head_only {
+            routes::strip_body(refused)
+        } else {
+            refused
+        });
+    }
     match route {
         Route::Stream(kind) if wants_upgrade => {
             match handshake::check_upgrade(method, version, request.headers) {

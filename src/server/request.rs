@@ -60,6 +60,21 @@ impl Route {
     }
 }
 
+impl Route {
+    /// Whether a request to this route needs an access token when tokens are on (`--auth-tokens`): the streams
+    /// and the latest messages always, `/stats` and `/metrics` with `protect_metrics` (`--auth-metrics`),
+    /// `/health` never. `streaming`: the request asks for a stream (a WebSocket upgrade, or any other stream
+    /// framing); a stream path that serves no stream (the live page at `/`, or a `426`) stays open.
+    pub fn needs_token(self, streaming: bool, protect_metrics: bool) -> bool {
+        match self {
+            Self::Stream(_) => streaming,
+            Self::Example(_) | Self::Latest => true,
+            Self::Stats | Self::Metrics => protect_metrics,
+            Self::Health | Self::NotFound => false,
+        }
+    }
+}
+
 /// Why no request head could be read.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum RequestHeadError {
@@ -140,6 +155,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",

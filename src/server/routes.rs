@@ -194,7 +194,7 @@ fn latest_json(recent: &[certstream_ws::frame::Frame]) -> Vec<u8> {
 }
 
 /// A `HEAD` response: the `GET` head (with its `Content-Length`) and no body.
-fn strip_body(full: Bytes) -> Bytes {
+pub(super) fn strip_body(full: Bytes) -> Bytes {
     match full.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(end) => full.slice(..end + 4),
         None => full,

@@ -280,6 +280,11 @@ mod tests {
         use crate::publish::Publisher;
         use certstream_ct::log_list::LogList;
 
+        let tokens =
+            std::env::temp_dir().join(format!("certstream-stats-tokens-{}", std::process::id()));
+        std::fs::write(&tokens, "a-token\n").unwrap();
+        let access = crate::server::auth::Access::load(&tokens, false).unwrap();
+        std::fs::remove_file(&tokens).unwrap();
         crate::runtime::block_on(async {
             let config = IngestConfig::default();
             let hub = Hub::new(4);
@@ -300,6 +305,7 @@ mod tests {
                 &hub.gate(),
                 &supervisor,
                 &*http,
+                &access,
             ]);
             supervisor.shutdown();
         })

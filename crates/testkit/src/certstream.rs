@@ -296,10 +296,15 @@ impl Certstream {
 
     /// Sends SIGTERM, without waiting (the test watches what the server does meanwhile).
     pub fn send_sigterm(&self) {
+        self.send_signal(libc::SIGTERM);
+    }
+
+    /// Sends `signal` (SIGHUP: reload the access tokens), without waiting.
+    pub fn send_signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: a plain kill(2) of the child this struct started and still owns.
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, signal);
         }
     }
 

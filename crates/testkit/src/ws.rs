@@ -35,13 +35,18 @@ impl WsClient {
     }
 
     /// Completes the opening handshake on `path` over a stream already connected.
-    pub fn handshake(mut stream: TcpStream, path: &str) -> Self {
+    pub fn handshake(stream: TcpStream, path: &str) -> Self {
+        Self::handshake_with(stream, path, "")
+    }
+
+    /// [`handshake`](Self::handshake) with extra request header lines (each ending in `\r\n`).
+    pub fn handshake_with(mut stream: TcpStream, path: &str, extra_headers: &str) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
         );
         stream.write_all(request.as_bytes()).unwrap();
         let mut client = Self {
