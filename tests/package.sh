@@ -29,8 +29,11 @@ work=$(mktemp -d)
 mock_pid=
 server_pid=
 cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
-    [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null
+    if [ -n "$server_pid" ]; then
+        # The server is strace's child: ending strace alone would leave it running.
+        kill $(pgrep -P "$server_pid") "$server_pid" 2>/dev/null || true
+    fi
+    [ -z "$mock_pid" ] || kill "$mock_pid" 2>/dev/null || true
     rm -rf "$work" /run/systemd/system/certstream.service.d
     dpkg --purge certstream >/dev/null 2>&1 || true
 }
@@ -186,7 +189,7 @@ if ! $systemd_runs; then
 fi
 
 # --- remove and purge ------------------------------------------------------------------------------------------
-kill "$mock_pid" 2>/dev/null
+kill "$mock_pid" 2>/dev/null || true
 mock_pid=
 dpkg -r certstream >/dev/null
 for path in /usr/bin/certstream "$UNIT" /usr/share/man/man1/certstream.1.gz /usr/share/doc/certstream; do
