@@ -6,6 +6,7 @@
 # ends it with status 0 within TimeoutStopSec and saves the resume state; `dpkg -r` leaves only the conffile and
 # the state, `dpkg --purge` nothing.
 #
+# It installs and purges the package `certstream` (refusing to start where it is installed or its files exist).
 # Run as root on a Debian-like machine (dpkg, systemd-analyze, strace, setpriv, curl, help2man; `.ci/run` installs
 # them). The profile is `ci`, which the test suite has already built: the release profile's fat LTO would add
 # minutes and package the same files.
@@ -28,6 +29,7 @@ STATE_DIR=/var/lib/certstream
 work=$(mktemp -d)
 mock_pid=
 server_pid=
+installing=false
 cleanup() {
     if [ -n "$server_pid" ]; then
         # The server is strace's child: ending strace alone would leave it running.
@@ -35,7 +37,9 @@ cleanup() {
     fi
     [ -z "$mock_pid" ] || kill "$mock_pid" 2>/dev/null || true
     rm -rf "$work" /run/systemd/system/certstream.service.d
-    dpkg --purge certstream >/dev/null 2>&1 || true
+    if $installing; then
+        dpkg --purge certstream >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 
@@ -52,13 +56,18 @@ cat > "$work/expected" <<'EOF'
 ./usr/share/man/man1/certstream.1.gz
 EOF
 diff -u "$work/expected" "$work/files" || fail "the package's file list changed (above)"
-dpkg-deb -f "$deb" Package | grep -qx certstream || fail "package name"
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx "$ENV_FILE" || fail "$ENV_FILE is not a conffile"
+[ "$(dpkg-deb -f "$deb" Package)" = certstream ] || fail "package name"
+conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)
+grep -qx "$ENV_FILE" <<< "$conffiles" || fail "$ENV_FILE is not a conffile"
 echo "package: $deb, $(stat -c %s "$deb") bytes"
 
 # --- install ---------------------------------------------------------------------------------------------------
-dpkg --purge certstream >/dev/null 2>&1 || true
-rm -rf "$STATE_DIR" /var/lib/private/certstream
+# Never over an operator's installation or state.
+! dpkg -s certstream >/dev/null 2>&1 || fail "certstream is installed here: the test would replace it (dpkg --purge certstream)"
+for path in "$ENV_FILE" "$STATE_DIR" /var/lib/private/certstream; do
+    [ ! -e "$path" ] || fail "$path exists: the test would replace it"
+done
+installing=true
 systemd_runs=false
 [ -d /run/systemd/system ] && systemd_runs=true
 if $systemd_runs; then
