@@ -166,7 +166,7 @@ else
     kill -TERM "$server"
     status=0
     # Within TimeoutStopSec, or the test ends it the way systemd would.
-    timeout "$stop_timeout" tail --pid="$server_pid" -f /dev/null || fail "still running after ${stop_timeout}s"
+    timeout "$stop_timeout" tail -s 0.05 --pid="$server_pid" -f /dev/null || fail "still running after ${stop_timeout}s"
     wait "$server_pid" || status=$?
     server_pid=
     [ "$status" = 0 ] || { cat "$work/server.log"; fail "exit status $status after SIGTERM"; }
