@@ -993,7 +993,8 @@ pub fn help() -> String {
 /// between words (so `[env NAME]` and `[default: …]` stay whole).
 fn push_help_entry<'a>(out: &mut String, usage: &str, words: impl IntoIterator<Item = &'a str>) {
     let mut line = format!("  {usage}");
-    if line.chars().count() >= HELP_INDENT {
+    // At least two spaces between the usage and the text, which is how help2man (the man page) tells them apart.
+    if line.chars().count() + 2 > HELP_INDENT {
         out.push_str(&line);
         out.push('\n');
         line.clear();
@@ -1517,6 +1518,12 @@ mod tests {
                 None => format!("  {} ", opt.flag),
             };
             assert_eq!(help.matches(&usage).count(), 1, "{usage:?} in --help");
+            // help2man (the man page) needs two spaces, or a new line, between the usage and its text.
+            let usage = usage.trim_end();
+            assert!(
+                help.contains(&format!("{usage}  ")) || help.contains(&format!("{usage}\n")),
+                "{usage:?} runs into its text"
+            );
             assert!(help.contains(&format!("[env {}", opt.env)), "{}", opt.env);
         }
         assert!(help.lines().all(|line| line.chars().count() <= HELP_WIDTH));

@@ -461,6 +461,11 @@ pub(crate) mod tests {
             let name = family.name;
             assert!(valid_name(name), "{name} is not a valid Prometheus name");
             assert!(name.starts_with("certstream_"), "{name}");
+            assert!(
+                base_units_only(name),
+                "{name}: Prometheus names carry base units (seconds, bytes): Read::Millis shows milliseconds \
+                 in /stats and seconds in /metrics"
+            );
             assert_eq!(
                 family.kind == Kind::Counter,
                 name.ends_with("_total"),
@@ -512,6 +517,24 @@ pub(crate) mod tests {
             let name = name.split([' ', '{']).next().unwrap();
             assert!(names.contains(name), "{line}: not from a descriptor");
         }
+    }
+
+    /// No word of `name` is a scaled unit (`promtool check metrics` asks for `seconds` and `bytes`).
+    fn base_units_only(name: &str) -> bool {
+        const SCALED: &[&str] = &[
+            "ms",
+            "milliseconds",
+            "microseconds",
+            "nanoseconds",
+            "minutes",
+            "hours",
+            "days",
+            "kib",
+            "mib",
+            "kilobytes",
+            "megabytes",
+        ];
+        !name.split('_').any(|word| SCALED.contains(&word))
     }
 
     /// `[a-zA-Z_:][a-zA-Z0-9_:]*`
@@ -663,5 +686,8 @@ pub(crate) mod tests {
         assert!(!valid_name("certstream-log"));
         assert!(!valid_name("1certstream"));
         assert!(!valid_name(""));
+        assert!(base_units_only("certstream_log_backoff_seconds"));
+        assert!(!base_units_only("certstream_log_backoff_milliseconds"));
+        assert!(!base_units_only("certstream_queue_mib"));
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lint gates, the Rust tests (unit, golden files, end-to-end over loopback
-# with the real Python clients), the WebSocket tests again on monoio's epoll driver, and the Autobahn testsuite.
+# with the real Python clients; `tests/operations.rs` runs promtool), the WebSocket tests again on monoio's epoll
+# driver, the Debian package (`tests/package.sh`), and the Autobahn testsuite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,9 @@ cargo test --workspace --profile ci
 MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --profile ci --test server_ws --test server_guards --test server_python --test server_http \
     --test server_limits --test poll_rfc6962 --test e2e_stream --test e2e_log_list --test poll_tiled --test e2e_overload \
     --test e2e_hostile_http --test e2e_resume --test server_auth
+# The Debian package: built (test profile, already compiled above), installed, run as its unit would, stopped,
+# removed and purged (needs root; `.ci/run` installs what it uses).
+bash tests/package.sh
 # The Autobahn testsuite against the echo example built on the same RFC 6455 module, on both drivers.
 bash tests/autobahn.sh
 MONOIO_FORCE_LEGACY_DRIVER=1 bash tests/autobahn.sh

@@ -30,7 +30,7 @@ use crate::config::IngestConfig;
 use crate::http::{HttpClient, HttpError, Target};
 use crate::hub::Gate;
 use crate::message::{self, LogSource};
-use crate::metrics::{Fact, Metric, Report, StatusReporter, Table};
+use crate::metrics::{Fact, Kind, Metric, Read, Report, StatusReporter, Table};
 use crate::operator_input::{self, InputError};
 use crate::panic_boundary::CatchUnwind;
 use crate::redact;
@@ -775,18 +775,20 @@ const LOGS: Table<Followed> = Table {
             "429 answers.",
             |f| f.status.borrow().rate_limited,
         ),
-        Metric::gauge(
-            "certstream_log_delay_milliseconds",
-            "delay_ms",
-            "Politeness delay between requests.",
-            |f| f.status.borrow().delay_ms,
-        ),
-        Metric::gauge(
-            "certstream_log_backoff_milliseconds",
-            "backoff_ms",
-            "Current error backoff.",
-            |f| f.status.borrow().backoff_ms,
-        ),
+        Metric {
+            name: "certstream_log_delay_seconds",
+            kind: Kind::Gauge,
+            help: "Politeness delay between requests.",
+            stats: "delay_ms",
+            read: Read::Millis(|f| f.status.borrow().delay_ms),
+        },
+        Metric {
+            name: "certstream_log_backoff_seconds",
+            kind: Kind::Gauge,
+            help: "Current error backoff.",
+            stats: "backoff_ms",
+            read: Read::Millis(|f| f.status.borrow().backoff_ms),
+        },
         Metric::counter(
             "certstream_log_resume_skipped_total",
             "resume_skipped",
