@@ -219,19 +219,17 @@ impl Supervisor {
     fn record_positions(&self) {
         let Some(state) = &self.state else { return };
         let now = unix_now();
-        let mut positions = state.positions.borrow_mut();
-        for followed in self.logs.borrow().iter() {
-            positions.record(
-                &followed.info.log_id,
-                position(&followed.status.borrow()),
-                now,
-            );
-        }
+        let logs = self.logs.borrow();
+        state.record_listed(
+            logs.iter()
+                .map(|f| (f.info.log_id.as_str(), position(&f.status.borrow()))),
+            now,
+        );
         if self.list.borrow().loaded_at.is_none() {
             // Nothing says yet which logs are listed (a server down for a week would forget them all).
             return;
         }
-        for log_id in positions.forget_departed(now) {
+        for log_id in state.positions.borrow_mut().forget_departed(now) {
             tracing::info!(%log_id, "forgetting the saved position of a log out of the list for a week");
         }
     }
@@ -416,7 +414,7 @@ impl Supervisor {
     fn depart(&self, followed: &Followed) {
         followed.stop.stop();
         if let Some(state) = &self.state {
-            state.positions.borrow_mut().record(
+            state.positions.borrow_mut().record_departed(
                 &followed.info.log_id,
                 position(&followed.status.borrow()),
                 unix_now(),
