@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{Fact, Metric, Report, StatusReporter};
-use crate::operator_input::{self, InputError};
+use crate::operator_input::{self, FileWriter, InputError};
 use crate::redact;
 
 /// Default `--max-resume-backlog`: about an hour of the busiest real log (a few hundred entries a second), so an
@@ -300,8 +300,10 @@ impl std::error::Error for StateFileError {}
 pub struct StateFile {
     path: PathBuf,
     pub(crate) positions: RefCell<Positions>,
-    /// True while a write is in flight: writes never overlap (an older one could land after a newer one).
-    writing: Cell<bool>,
+    /// Writes never overlap (an older one could land after a newer one), not even past their deadline.
+    writer: FileWriter,
+    /// Deadline of each read or write ([`IO_TIMEOUT`]).
+    io_timeout: Duration,
     saves: Cell<u64>,
     failures: Cell<u64>,
     /// When the last save succeeded (or the file was opened).
@@ -341,15 +343,20 @@ impl StateFile {
         let state = Self {
             path: path.clone(),
             positions: RefCell::new(positions),
-            writing: Cell::new(false),
+            writer: FileWriter::default(),
+            io_timeout: IO_TIMEOUT,
             saves: Cell::new(0),
             failures: Cell::new(0),
             saved_at: Cell::new(Instant::now()),
             last_error: RefCell::new(None),
             unsaved_warning: LogThrottle::new(UNSAVED_WARNING_INTERVAL),
         };
-        let bytes = state.positions.borrow().encode();
-        operator_input::write_file(&state.path, bytes, IO_TIMEOUT)
+        let (target, bytes) = (state.path.clone(), state.positions.borrow().encode());
+        state
+            .writer
+            .write(IO_TIMEOUT, move || {
+                operator_input::write_atomically(&target, &bytes)
+            })
             .await
             .map_err(|e| failed(format!("cannot write it: {e}")))?;
         tracing::info!(state_file = %location, logs = state.positions.borrow().logs.len(), "resuming from the state file");
@@ -378,11 +385,19 @@ impl StateFile {
     /// Writes `bytes` (an encoded [`Positions`]) atomically, after any write still in flight; counted, and a
     /// failure logged and shown in `/stats`.
     pub(crate) async fn save(&self, bytes: Vec<u8>) {
-        while self.writing.replace(true) {
+        let path = self.path.clone();
+        self.save_with(move || operator_input::write_atomically(&path, &bytes))
+            .await;
+    }
+
+    /// [`save`](Self::save) by the blocking `write`. A write in flight is waited for, at most one deadline: one
+    /// stuck past it (a hung disk) makes this save fail, counted, rather than run beside it.
+    async fn save_with(&self, write: impl FnOnce() -> io::Result<()> + Send + 'static) {
+        let waited_enough = Instant::now() + self.io_timeout;
+        while self.writer.is_busy() && Instant::now() < waited_enough {
             monoio::time::sleep(Duration::from_millis(5)).await;
         }
-        let written = operator_input::write_file(&self.path, bytes, IO_TIMEOUT).await;
-        self.writing.set(false);
+        let written = self.writer.write(self.io_timeout, write).await;
         match written {
             Ok(()) => {
                 self.saves.set(self.saves.get() + 1);
@@ -628,5 +643,51 @@ mod tests {
             );
         })
         .unwrap();
+    }
+
+    /// A save stuck past its deadline (a hung disk) keeps the file's writer: later saves wait one deadline, then
+    /// fail, counted, instead of writing beside it; once it ends, saves work again.
+    #[test]
+    fn a_save_stuck_past_its_deadline_makes_later_saves_fail_not_run_beside_it() {
+        let dir = temp_dir("stuck-save");
+        let path = dir.join("state.json");
+        crate::runtime::block_on(async {
+            let mut state = StateFile::open(path.clone(), false).await.unwrap();
+            let opened = std::fs::read(&path).unwrap();
+            state.io_timeout = Duration::from_millis(100);
+            let (release, stuck) = std::sync::mpsc::channel::<()>();
+            state
+                .save_with(move || {
+                    let _ = stuck.recv();
+                    Ok(())
+                })
+                .await;
+            state.save(b"second".to_vec()).await;
+            let stats = stats_of(&state);
+            assert_eq!(stats["state_file"]["save_failures"], 2);
+            assert!(
+                stats["state_file"]["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("still stuck"),
+                "{stats}"
+            );
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                opened,
+                "nothing written beside the stuck save"
+            );
+            release.send(()).unwrap();
+            state
+                .positions
+                .borrow_mut()
+                .record_listed([(ID, Some(3))], 1);
+            let bytes = state.positions.borrow().encode();
+            state.save(bytes.clone()).await;
+            assert_eq!(stats_of(&state)["state_file"]["saves"], 1);
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        })
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
