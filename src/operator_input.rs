@@ -43,6 +43,8 @@ pub(crate) enum InputError {
     },
     /// The deadline passed before its end.
     TimedOut(Duration),
+    /// A write's deadline passed before its end (its helper thread may still be stuck in it).
+    WriteTimedOut(Duration),
     /// Too many earlier reads are still stuck in the kernel.
     Busy,
     /// An earlier write of the same file is still running, past its deadline.
@@ -55,6 +57,9 @@ impl fmt::Display for InputError {
             Self::Io(e) => e.fmt(f),
             Self::TooLarge { limit } => write!(f, "larger than the {limit}-byte cap"),
             Self::TimedOut(after) => write!(f, "not read within {} ms", after.as_millis()),
+            Self::WriteTimedOut(after) => {
+                write!(f, "not written within {} ms", after.as_millis())
+            }
             Self::Busy => write!(
                 f,
                 "{MAX_STUCK_READS} earlier reads or writes are still stuck; not trying another"
@@ -118,6 +123,10 @@ impl FileWriter {
             write().map_err(InputError::Io)
         })
         .await
+        .map_err(|e| match e {
+            InputError::TimedOut(after) => InputError::WriteTimedOut(after),
+            e => e,
+        })
     }
 }
 
@@ -387,7 +396,10 @@ mod tests {
                     Ok(())
                 })
                 .await;
-            assert!(matches!(first, Err(InputError::TimedOut(_))), "{first:?}");
+            assert!(
+                matches!(first, Err(InputError::WriteTimedOut(_))),
+                "{first:?}"
+            );
             assert!(writer.is_busy(), "the stuck write still holds the writer");
             let second = {
                 let ran = ran.clone();

@@ -302,7 +302,7 @@ pub struct StateFile {
     pub(crate) positions: RefCell<Positions>,
     /// Writes never overlap (an older one could land after a newer one), not even past their deadline.
     writer: FileWriter,
-    /// Deadline of each read or write ([`IO_TIMEOUT`]).
+    /// Deadline of each save ([`IO_TIMEOUT`]; the tests shorten it).
     io_timeout: Duration,
     saves: Cell<u64>,
     failures: Cell<u64>,
