@@ -1,8 +1,9 @@
 //! Input the operator names (the log list, its signature, the state file), read without trusting it: never on the
 //! reactor thread, never more than a size cap, never longer than a deadline. [`read_file`] does this for files;
-//! [`InputError`] is also what a URL that is too slow or too big fails with. [`write_file`] replaces a file
-//! (the state file) atomically, under the same deadline and off the reactor thread. [`FileStamp`] tells whether a
-//! file changed (the access-token file is watched with it).
+//! [`InputError`] is also what a URL that is too slow or too big fails with. A [`FileWriter`] replaces a file (the
+//! state file) atomically ([`write_atomically`]), under the same deadline and off the reactor thread, one write at a
+//! time even when one is stuck past its deadline. [`FileStamp`] tells whether a file changed (the access-token file
+//! is watched with it).
 //!
 //! `/dev/zero` would otherwise fill memory, a FIFO would block `open` until a writer comes, and a hung network
 //! mount blocks `read` for as long as it likes. So a helper thread does the blocking part: it opens with
@@ -17,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,8 +44,12 @@ pub(crate) enum InputError {
     },
     /// The deadline passed before its end.
     TimedOut(Duration),
+    /// A write's deadline passed before its end (its helper thread may still be stuck in it).
+    WriteTimedOut(Duration),
     /// Too many earlier reads are still stuck in the kernel.
     Busy,
+    /// An earlier write of the same file is still running, past its deadline.
+    StillWriting,
 }
 
 impl fmt::Display for InputError {
@@ -53,9 +58,15 @@ impl fmt::Display for InputError {
             Self::Io(e) => e.fmt(f),
             Self::TooLarge { limit } => write!(f, "larger than the {limit}-byte cap"),
             Self::TimedOut(after) => write!(f, "not read within {} ms", after.as_millis()),
+            Self::WriteTimedOut(after) => {
+                write!(f, "not written within {} ms", after.as_millis())
+            }
             Self::Busy => write!(
                 f,
                 "{MAX_STUCK_READS} earlier reads or writes are still stuck; not trying another"
+            ),
+            Self::StillWriting => f.write_str(
+                "the previous write is still stuck past its deadline; not starting another beside it",
             ),
         }
     }
@@ -74,18 +85,50 @@ pub(crate) async fn read_file(
     off_reactor(timeout, move || read_capped(&path, max_size, timeout)).await
 }
 
-/// Replaces the file at `path` with `bytes` in a helper thread, atomically ([`write_atomically`]); the calling task
-/// waits at most `timeout`.
-pub(crate) async fn write_file(
-    path: &Path,
-    bytes: Vec<u8>,
-    timeout: Duration,
-) -> Result<(), InputError> {
-    let path = path.to_owned();
-    off_reactor(timeout, move || {
-        write_atomically(&path, &bytes).map_err(InputError::Io)
-    })
-    .await
+/// The writer of one file: one write at a time, even past a deadline. The helper thread holds the writer until its
+/// write has really ended, so while a write is stuck in the kernel (a hung disk) later writes fail at once
+/// ([`InputError::StillWriting`]) instead of running beside it, where an older write could land after a newer one.
+#[derive(Debug, Default)]
+pub(crate) struct FileWriter {
+    busy: Arc<AtomicBool>,
+}
+
+/// Held by the helper thread while it writes: dropped (the writer free again) when the write has ended.
+struct Writing(Arc<AtomicBool>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl FileWriter {
+    /// Whether a write is running (within its deadline, or stuck past it).
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Runs the blocking `write` (e.g. [`write_atomically`]) in a helper thread; the calling task waits at most
+    /// `timeout`. Fails at once while an earlier write is still running.
+    pub(crate) async fn write(
+        &self,
+        timeout: Duration,
+        write: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> Result<(), InputError> {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(InputError::StillWriting);
+        }
+        let writing = Writing(self.busy.clone());
+        off_reactor(timeout, move || {
+            let _writing = writing;
+            write().map_err(InputError::Io)
+        })
+        .await
+        .map_err(|e| match e {
+            InputError::TimedOut(after) => InputError::WriteTimedOut(after),
+            e => e,
+        })
+    }
 }
 
 /// What tells one version of a file from the next: its device and inode (a file renamed over it, a Kubernetes
@@ -151,15 +194,21 @@ async fn off_reactor<T: Send + 'static>(
     }
 }
 
-/// The blocking part of [`write_file`]: a temporary file beside `path` is written, synced and renamed over it,
-/// then the directory is synced, so a crash at any point leaves either the old file or the new one, whole.
+/// Replaces the file at `path` with `bytes` (blocking): a temporary file beside `path`, its name this write's own
+/// (process ID and a counter: no other write can be in it), is written, synced and renamed over it, then the
+/// directory is synced, so a crash at any point leaves either the old file or the new one, whole.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static TEMPORARIES: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".tmp");
+    name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        TEMPORARIES.fetch_add(1, Ordering::Relaxed)
+    ));
     let temporary = dir.join(name);
     let written = (|| {
         let mut file = File::create(&temporary)?;
@@ -339,12 +388,88 @@ mod tests {
         let error = write_atomically(&dir.join("missing-dir/state.json"), b"x").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
         crate::runtime::block_on(async {
-            write_file(&path, b"from the reactor".to_vec(), soon())
+            let bytes = b"from the reactor".to_vec();
+            let target = path.clone();
+            FileWriter::default()
+                .write(soon(), move || write_atomically(&target, &bytes))
                 .await
                 .unwrap();
         })
         .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"from the reactor");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Each write has a temporary file of its own: another write's (here a FIFO squatting on the name, as good as a
+    /// writer stuck in it) can neither block this one nor be renamed in its place.
+    #[test]
+    fn a_write_never_shares_its_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("certstream-tmpname-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let squatter =
+            std::ffi::CString::new(dir.join("state.json.tmp").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(squatter.as_ptr(), 0o600) }, 0);
+        let target = path.clone();
+        let written = crate::runtime::block_on(
+            FileWriter::default().write(Duration::from_secs(1), move || {
+                write_atomically(&target, b"new")
+            }),
+        )
+        .unwrap();
+        // A writer stuck on the FIFO is let go.
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(dir.join("state.json.tmp"));
+        assert!(written.is_ok(), "{written:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A write stuck past its deadline keeps the writer: the next write fails at once without running, and once
+    /// the stuck one ends, writes run again.
+    #[test]
+    fn a_write_stuck_past_its_deadline_keeps_later_ones_from_running_beside_it() {
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let writer = FileWriter::default();
+        let ran = Arc::new(AtomicBool::new(false));
+        crate::runtime::block_on(async {
+            let first = writer
+                .write(Duration::from_millis(50), move || {
+                    let _ = stuck.recv();
+                    Ok(())
+                })
+                .await;
+            assert!(
+                matches!(first, Err(InputError::WriteTimedOut(_))),
+                "{first:?}"
+            );
+            assert!(writer.is_busy(), "the stuck write still holds the writer");
+            let second = {
+                let ran = ran.clone();
+                writer
+                    .write(soon(), move || {
+                        ran.store(true, Ordering::Relaxed);
+                        Ok(())
+                    })
+                    .await
+            };
+            assert!(
+                matches!(second, Err(InputError::StillWriting)),
+                "{second:?}"
+            );
+            release.send(()).unwrap();
+            let started = Instant::now();
+            while writer.is_busy() {
+                assert!(started.elapsed() < soon(), "the released write ends");
+                monoio::time::sleep(POLL_EVERY).await;
+            }
+            let third = writer.write(soon(), || Ok(())).await;
+            assert!(third.is_ok(), "{third:?}");
+        })
+        .unwrap();
+        assert!(!ran.load(Ordering::Relaxed), "the refused write never ran");
     }
 }

@@ -19,7 +19,7 @@
 //! entries waited `partial_tile_min_age` in it, never twice at one width; a tile that stays broken given up
 //! after [`TILE_ATTEMPTS`]; issuers that stay unavailable given up for [`UNAVAILABLE_ISSUER_TTL`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,8 @@ const FIRST_PAGE: u64 = 1024;
 /// lagging at the tip can return a handful of entries, and learning a tiny page would cripple the log for good.
 /// No known log serves pages smaller than 32.
 const MIN_LEARNED_PAGE: u64 = 16;
-/// Bad answers in a row for one tile before its undecodable part is given up on.
+/// Bad answers for one tile (with no good one between; other tiles' answers do not count) before its undecodable
+/// part is given up on.
 pub(crate) const TILE_ATTEMPTS: u32 = 5;
 /// Failed fetches of one issuer before entries are delivered without it.
 pub(crate) const ISSUER_ATTEMPTS: u32 = 4;
@@ -251,8 +252,9 @@ struct TilePlan {
     last_partial: Option<(u64, u8)>,
     /// Since when undelivered entries have been waiting in the partial tip tile.
     partial_waiting_since: Option<Instant>,
-    /// The tile request that answered badly, and how many times in a row.
-    bad_tile: Option<(Request, u32)>,
+    /// Bad answers so far, by tile index (full or partial, any width), for the tiles in the pipeline: one tile's
+    /// count is not reset by another tile's answer, so each broken tile is given up after its own attempts.
+    bad_answers: BTreeMap<u64, u32>,
     /// Issuers this log failed to serve, and until when they are not asked for.
     unavailable: HashMap<Fingerprint, Instant>,
     /// Failed fetches in a row of the issuers of the entry being delivered.
@@ -451,8 +453,9 @@ impl<P: Page> Follower<P> {
         match answer {
             Ok(Answer::Entries(page)) => {
                 self.politeness.on_success();
-                if let Plan::Tiles(tiles) = &mut self.plan {
-                    tiles.bad_tile = None;
+                if let (Plan::Tiles(tiles), Request::Tile { tile, .. }) = (&mut self.plan, request)
+                {
+                    tiles.bad_answers.remove(&tile);
                 }
                 self.answered(at, page);
             }
@@ -513,16 +516,20 @@ impl<P: Page> Follower<P> {
         self.take_ready()
     }
 
-    /// Counts a bad answer to the tile `request`: how many in a row (forgotten once it reaches the limit).
+    /// Counts a bad answer to the tile `request`: how many that tile has had (forgotten once it reaches the limit,
+    /// as the tile is then given up). Tiles behind the position are forgotten too, which bounds the counts by the
+    /// pipeline's depth.
     fn bad_tile_attempts(&mut self, request: Request) -> u32 {
-        let Plan::Tiles(tiles) = &mut self.plan else {
+        let (Plan::Tiles(tiles), Request::Tile { tile, .. }) = (&mut self.plan, request) else {
             return 1;
         };
-        let attempts = match tiles.bad_tile {
-            Some((bad, n)) if bad == request => n + 1,
-            _ => 1,
-        };
-        tiles.bad_tile = (attempts < TILE_ATTEMPTS).then_some((request, attempts));
+        tiles.bad_answers = tiles.bad_answers.split_off(&(self.next / TILE_WIDTH));
+        let attempts = tiles.bad_answers.get(&tile).map_or(1, |n| n + 1);
+        if attempts < TILE_ATTEMPTS {
+            tiles.bad_answers.insert(tile, attempts);
+        } else {
+            tiles.bad_answers.remove(&tile);
+        }
         attempts
     }
 
@@ -1486,6 +1493,81 @@ mod tests {
         let mut status = LogStatus::default();
         f.sync(&mut status, now);
         assert_eq!((status.broken_tiles, status.errors), (5, 5));
+    }
+
+    /// Two tiles that stay broken, their retries overlapping (a slow log answers each after a while, so the other
+    /// tile's retry is sent meanwhile), are each given up after their own attempts: one tile's bad answer, or a good
+    /// answer for another tile, does not reset the other's count. (With one count per log, these took 14, 16 and 18
+    /// bad answers; answers slower than the largest backoff, e.g. under a raised request timeout, never ended.)
+    #[test]
+    fn two_tiles_that_stay_broken_in_a_pipeline_are_each_given_up_after_their_attempts() {
+        for latency in [
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+            Duration::from_secs(600),
+        ] {
+            let (mut f, t0) = follower(PlanKind::Tiles, 1_024, None, Start::Head);
+            let mut now = started(&mut f, t0, 1_024);
+            // Tiles 0 and 2 always answer 100 of their 256 records; tiles 1 and 3 are fine.
+            let answer = |request: Request| {
+                let Request::Tile { tile, .. } = request else {
+                    panic!("only tiles: {request}")
+                };
+                if tile % 2 == 1 {
+                    return serve(request, 256);
+                }
+                let first = tile * TILE_WIDTH;
+                Answer::Broken(
+                    (first..first + 100).collect(),
+                    FetchError::Records {
+                        found: 100,
+                        expected: 256,
+                    },
+                )
+            };
+            let mut in_flight: Vec<(Instant, RequestId, Request)> = Vec::new();
+            let mut ready = Vec::new();
+            for _ in 0..1_000 {
+                if f.position() == Some(1_024) {
+                    break;
+                }
+                let wake = match f.poll(now) {
+                    Action::Fetch(id, request) => {
+                        in_flight.push((now + latency, id, request));
+                        continue;
+                    }
+                    Action::Sleep(at) => Some(at),
+                    Action::Wait => None,
+                    Action::Done => panic!("not read-only"),
+                };
+                // The next event: an answer, or the end of the wait.
+                let due = in_flight.iter().map(|(due, ..)| *due).min();
+                now = match (wake, due) {
+                    (Some(at), Some(due)) => at.min(due),
+                    (at, due) => at.or(due).expect("something to wait for"),
+                };
+                let (answered, waiting) = in_flight.into_iter().partition(|(due, ..)| *due <= now);
+                in_flight = waiting;
+                for (_, id, request) in answered {
+                    ready.extend(f.handle(id, Ok(answer(request)), now));
+                }
+            }
+            assert_eq!(
+                f.position(),
+                Some(1_024),
+                "stalled with latency {latency:?}"
+            );
+            let skipped: u64 = ready.iter().map(|r| r.skipped_after).sum();
+            assert_eq!(skipped, 2 * 156);
+            let mut status = LogStatus::default();
+            f.sync(&mut status, now);
+            assert_eq!(
+                status.broken_tiles,
+                2 * u64::from(TILE_ATTEMPTS),
+                "latency {latency:?}"
+            );
+        }
     }
 
     /// A successor whose first head fails keeps the position it was handed (a second URL change hands it on).

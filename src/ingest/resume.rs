@@ -13,7 +13,7 @@
 //!   ([`crate::operator_input`]), so a slow or hung disk never holds the reactor.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::log_throttle::LogThrottle;
 use crate::metrics::{Fact, Metric, Report, StatusReporter};
-use crate::operator_input::{self, InputError};
+use crate::operator_input::{self, FileWriter, InputError};
 use crate::redact;
 
 /// Default `--max-resume-backlog`: about an hour of the busiest real log (a few hundred entries a second), so an
@@ -43,8 +44,9 @@ pub(crate) const DEPARTED_RETENTION_SECONDS: u64 = 7 * 24 * 3600;
 /// about a hundred, ever).
 pub(crate) const MAX_STATE_FILE_BYTES: usize = 1 << 20;
 
-/// At most this many logs are kept (the least recently listed go first), so the file stays under the cap even
-/// with a hostile custom list of thousands of logs.
+/// At most this many logs are kept, so the file stays under the cap even with a hostile custom list of thousands of
+/// logs: logs that left the list make room (the least recently listed first); a listed log's position is never
+/// dropped, and a listed log beyond the bound is not saved (counted in `state_file.unsaved_logs`).
 pub(crate) const MAX_SAVED_LOGS: usize = 4096;
 
 /// A log ID is the base64 of a SHA-256 (44 characters); anything much longer is not one.
@@ -52,6 +54,9 @@ const MAX_LOG_ID_CHARS: usize = 64;
 
 /// The version written; another one is refused (a newer server's file is not guessed at).
 const FORMAT_VERSION: u32 = 1;
+
+/// At most one warning per this interval about listed logs whose position is not saved.
+const UNSAVED_WARNING_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Deadline of each read or write of the state file.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +77,8 @@ pub(crate) struct Saved {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Positions {
     logs: BTreeMap<String, Saved>,
+    /// Listed logs not saved at the last round for want of room (not in the file).
+    unsaved: usize,
 }
 
 /// The file's shape.
@@ -134,6 +141,7 @@ impl Positions {
         }
         Ok(Self {
             logs: document.logs,
+            unsaved: 0,
         })
     }
 
@@ -152,30 +160,84 @@ impl Positions {
         self.logs.get(log_id).copied()
     }
 
-    /// `log_id` is listed at `now` and will next deliver `next_index` (`None`: not known yet; an entry already
-    /// saved keeps its index).
-    pub(crate) fn record(&mut self, log_id: &str, next_index: Option<u64>, now: u64) {
-        if let Some(saved) = self.logs.get_mut(log_id) {
-            saved.listed_at = now;
-            if let Some(next_index) = next_index {
-                (saved.next_index, saved.saved_at) = (next_index, now);
+    /// A save round: `listed` are the logs in the list at `now`, each with the next index it will deliver (`None`:
+    /// not known yet; an entry already saved keeps its index). Within [`MAX_SAVED_LOGS`], logs not listed make room
+    /// for new ones, the least recently listed first; listed logs there is no room for are not saved. Returns
+    /// how many (also [`unsaved`](Self::unsaved)).
+    pub(crate) fn record_listed<'a>(
+        &mut self,
+        listed: impl IntoIterator<Item = (&'a str, Option<u64>)>,
+        now: u64,
+    ) -> usize {
+        let mut listed_ids = HashSet::new();
+        let mut new = Vec::new();
+        for (log_id, next_index) in listed {
+            if !listed_ids.insert(log_id) {
+                continue;
             }
-            return;
+            if !self.update(log_id, next_index, now)
+                && let Some(next_index) = next_index
+                && plausible_log_id(log_id)
+            {
+                new.push((log_id, next_index));
+            }
         }
-        let Some(next_index) = next_index else { return };
-        if !plausible_log_id(log_id) {
-            return;
-        }
-        if self.logs.len() >= MAX_SAVED_LOGS {
-            let least_recent = self
+        let excess = (self.logs.len() + new.len()).saturating_sub(MAX_SAVED_LOGS);
+        if excess > 0 {
+            let mut departed: Vec<(u64, &String)> = self
                 .logs
                 .iter()
-                .min_by_key(|(_, saved)| saved.listed_at)
-                .map(|(id, _)| id.clone());
-            if let Some(id) = least_recent {
+                .filter(|(id, _)| !listed_ids.contains(id.as_str()))
+                .map(|(id, saved)| (saved.listed_at, id))
+                .collect();
+            departed.sort_unstable();
+            let evicted: Vec<String> = departed
+                .into_iter()
+                .take(excess)
+                .map(|(_, id)| id.clone())
+                .collect();
+            for id in evicted {
                 self.logs.remove(&id);
             }
         }
+        let room = MAX_SAVED_LOGS.saturating_sub(self.logs.len());
+        self.unsaved = new.len().saturating_sub(room);
+        for (log_id, next_index) in new.into_iter().take(room) {
+            self.insert(log_id, next_index, now);
+        }
+        self.unsaved
+    }
+
+    /// `log_id` left the list at `now`, at `next_index` (`None`: not known): kept for
+    /// [`DEPARTED_RETENTION_SECONDS`] if there is room.
+    pub(crate) fn record_departed(&mut self, log_id: &str, next_index: Option<u64>, now: u64) {
+        if !self.update(log_id, next_index, now)
+            && let Some(next_index) = next_index
+            && plausible_log_id(log_id)
+            && self.logs.len() < MAX_SAVED_LOGS
+        {
+            self.insert(log_id, next_index, now);
+        }
+    }
+
+    /// Listed logs not saved at the last round: the state holds [`MAX_SAVED_LOGS`] listed logs.
+    pub(crate) fn unsaved(&self) -> usize {
+        self.unsaved
+    }
+
+    /// Updates `log_id`'s entry, listed at `now`, if it has one.
+    fn update(&mut self, log_id: &str, next_index: Option<u64>, now: u64) -> bool {
+        let Some(saved) = self.logs.get_mut(log_id) else {
+            return false;
+        };
+        saved.listed_at = now;
+        if let Some(next_index) = next_index {
+            (saved.next_index, saved.saved_at) = (next_index, now);
+        }
+        true
+    }
+
+    fn insert(&mut self, log_id: &str, next_index: u64, now: u64) {
         self.logs.insert(
             log_id.to_owned(),
             Saved {
@@ -238,13 +300,16 @@ impl std::error::Error for StateFileError {}
 pub struct StateFile {
     path: PathBuf,
     pub(crate) positions: RefCell<Positions>,
-    /// True while a write is in flight: writes never overlap (an older one could land after a newer one).
-    writing: Cell<bool>,
+    /// Writes never overlap (an older one could land after a newer one), not even past their deadline.
+    writer: FileWriter,
+    /// Deadline of each save ([`IO_TIMEOUT`]; the tests shorten it).
+    io_timeout: Duration,
     saves: Cell<u64>,
     failures: Cell<u64>,
     /// When the last save succeeded (or the file was opened).
     saved_at: Cell<Instant>,
     last_error: RefCell<Option<String>>,
+    unsaved_warning: LogThrottle,
 }
 
 impl StateFile {
@@ -278,28 +343,61 @@ impl StateFile {
         let state = Self {
             path: path.clone(),
             positions: RefCell::new(positions),
-            writing: Cell::new(false),
+            writer: FileWriter::default(),
+            io_timeout: IO_TIMEOUT,
             saves: Cell::new(0),
             failures: Cell::new(0),
             saved_at: Cell::new(Instant::now()),
             last_error: RefCell::new(None),
+            unsaved_warning: LogThrottle::new(UNSAVED_WARNING_INTERVAL),
         };
-        let bytes = state.positions.borrow().encode();
-        operator_input::write_file(&state.path, bytes, IO_TIMEOUT)
+        let (target, bytes) = (state.path.clone(), state.positions.borrow().encode());
+        state
+            .writer
+            .write(IO_TIMEOUT, move || {
+                operator_input::write_atomically(&target, &bytes)
+            })
             .await
             .map_err(|e| failed(format!("cannot write it: {e}")))?;
         tracing::info!(state_file = %location, logs = state.positions.borrow().logs.len(), "resuming from the state file");
         Ok(state)
     }
 
+    /// Records a save round ([`Positions::record_listed`]); listed logs left unsaved are warned about, rate-limited.
+    pub(crate) fn record_listed<'a>(
+        &self,
+        listed: impl IntoIterator<Item = (&'a str, Option<u64>)>,
+        now: u64,
+    ) {
+        let unsaved = self.positions.borrow_mut().record_listed(listed, now);
+        if unsaved > 0
+            && let Some(held_back) = self.unsaved_warning.allow(Instant::now())
+        {
+            tracing::warn!(
+                unsaved,
+                max = MAX_SAVED_LOGS,
+                held_back,
+                "more listed logs than the state file keeps: the positions of the newest are not saved"
+            );
+        }
+    }
+
     /// Writes `bytes` (an encoded [`Positions`]) atomically, after any write still in flight; counted, and a
     /// failure logged and shown in `/stats`.
     pub(crate) async fn save(&self, bytes: Vec<u8>) {
-        while self.writing.replace(true) {
+        let path = self.path.clone();
+        self.save_with(move || operator_input::write_atomically(&path, &bytes))
+            .await;
+    }
+
+    /// [`save`](Self::save) by the blocking `write`. A write in flight is waited for, at most one deadline: one
+    /// stuck past it (a hung disk) makes this save fail, counted, rather than run beside it.
+    async fn save_with(&self, write: impl FnOnce() -> io::Result<()> + Send + 'static) {
+        let waited_enough = Instant::now() + self.io_timeout;
+        while self.writer.is_busy() && Instant::now() < waited_enough {
             monoio::time::sleep(Duration::from_millis(5)).await;
         }
-        let written = operator_input::write_file(&self.path, bytes, IO_TIMEOUT).await;
-        self.writing.set(false);
+        let written = self.writer.write(self.io_timeout, write).await;
         match written {
             Ok(()) => {
                 self.saves.set(self.saves.get() + 1);
@@ -337,6 +435,12 @@ const STATE_METRICS: &[Metric<StateFile>] = &[
         |s| s.failures.get(),
     ),
     Metric::gauge(
+        "certstream_state_unsaved_logs",
+        "state_file.unsaved_logs",
+        "Listed logs whose position is not saved: the state file already holds its most logs, and never drops a listed one.",
+        |s| s.positions.borrow().unsaved() as u64,
+    ),
+    Metric::gauge(
         "certstream_state_age_seconds",
         "state_file.age_seconds",
         "Whole seconds since the saved positions were last written successfully (or since start).",
@@ -368,10 +472,9 @@ mod tests {
     #[test]
     fn positions_survive_encoding() {
         let mut positions = Positions::default();
-        positions.record(ID, Some(42), 1_000);
-        positions.record("other/log+id=", None, 1_000);
+        positions.record_listed([(ID, Some(42)), ("other/log+id=", None)], 1_000);
         assert_eq!(positions.len(), 1, "a log without a position is not saved");
-        positions.record(ID, None, 2_000);
+        positions.record_listed([(ID, None)], 2_000);
         let decoded = Positions::decode(&positions.encode()).unwrap();
         assert_eq!(decoded, positions);
         assert_eq!(
@@ -390,7 +493,7 @@ mod tests {
         assert!(refused(b"").contains("not a state file"));
         let good = {
             let mut positions = Positions::default();
-            positions.record(ID, Some(7), 1);
+            positions.record_listed([(ID, Some(7))], 1);
             positions.encode()
         };
         assert!(refused(&good[..good.len() / 2]).contains("not a state file"));
@@ -410,7 +513,7 @@ mod tests {
     #[test]
     fn departed_logs_are_kept_for_the_retention_then_dropped() {
         let mut positions = Positions::default();
-        positions.record(ID, Some(5), 100);
+        positions.record_listed([(ID, Some(5))], 100);
         assert!(
             positions
                 .forget_departed(100 + DEPARTED_RETENTION_SECONDS)
@@ -427,10 +530,52 @@ mod tests {
     fn the_number_of_logs_is_bounded_by_evicting_the_least_recently_listed() {
         let mut positions = Positions::default();
         for n in 0..MAX_SAVED_LOGS as u64 + 1 {
-            positions.record(&format!("log{n}"), Some(n), n);
+            positions.record_listed([(format!("log{n}").as_str(), Some(n))], n);
         }
         assert_eq!(positions.len(), MAX_SAVED_LOGS);
         assert_eq!(positions.get("log0"), None);
+        assert!(positions.encode().len() <= MAX_STATE_FILE_BYTES);
+    }
+
+    /// One save round: `listed` are the logs in the list now, log `n` at index `n`; returns how many are unsaved.
+    fn round(positions: &mut Positions, listed: std::ops::Range<u64>, now: u64) -> usize {
+        let ids: Vec<(String, u64)> = listed.map(|n| (format!("log{n}"), n)).collect();
+        positions.record_listed(ids.iter().map(|(id, n)| (id.as_str(), Some(*n))), now)
+    }
+
+    /// Beyond [`MAX_SAVED_LOGS`] logs, only departed logs make room (the oldest first); a listed log's position is
+    /// never evicted, and a listed log there is no room for is not saved (counted).
+    #[test]
+    fn the_bound_evicts_departed_logs_only_never_a_listed_one() {
+        let max = MAX_SAVED_LOGS as u64;
+        let mut positions = Positions::default();
+        // Two logs that left the list, at 10 and at 20.
+        positions.record_departed("gone10", Some(1), 10);
+        positions.record_departed("gone20", Some(2), 20);
+        assert_eq!(round(&mut positions, 0..max - 1, 100), 0);
+        assert_eq!(positions.len(), MAX_SAVED_LOGS);
+        assert_eq!(
+            positions.get("gone10"),
+            None,
+            "the oldest departed log made room"
+        );
+        assert!(positions.get("gone20").is_some());
+        // More listed logs than the bound, in later rounds.
+        for now in [105, 110] {
+            assert_eq!(round(&mut positions, 0..max + 10, now), 10, "unsaved");
+            assert_eq!(positions.unsaved(), 10);
+            assert_eq!(positions.len(), MAX_SAVED_LOGS);
+            assert_eq!(positions.get("gone20"), None);
+            for n in 0..max {
+                assert_eq!(
+                    positions
+                        .get(&format!("log{n}"))
+                        .map(|s| (s.next_index, s.listed_at)),
+                    Some((n, now)),
+                    "listed log{n} at {now}"
+                );
+            }
+        }
         assert!(positions.encode().len() <= MAX_STATE_FILE_BYTES);
     }
 
@@ -447,7 +592,7 @@ mod tests {
                     .len(),
                 0
             );
-            state.positions.borrow_mut().record(ID, Some(9), 1);
+            state.record_listed([(ID, Some(9))], 1);
             let bytes = state.positions.borrow().encode();
             state.save(bytes).await;
             let reopened = StateFile::open(path.clone(), false).await.unwrap();
@@ -498,5 +643,51 @@ mod tests {
             );
         })
         .unwrap();
+    }
+
+    /// A save stuck past its deadline (a hung disk) keeps the file's writer: later saves wait one deadline, then
+    /// fail, counted, instead of writing beside it; once it ends, saves work again.
+    #[test]
+    fn a_save_stuck_past_its_deadline_makes_later_saves_fail_not_run_beside_it() {
+        let dir = temp_dir("stuck-save");
+        let path = dir.join("state.json");
+        crate::runtime::block_on(async {
+            let mut state = StateFile::open(path.clone(), false).await.unwrap();
+            let opened = std::fs::read(&path).unwrap();
+            state.io_timeout = Duration::from_millis(100);
+            let (release, stuck) = std::sync::mpsc::channel::<()>();
+            state
+                .save_with(move || {
+                    let _ = stuck.recv();
+                    Ok(())
+                })
+                .await;
+            state.save(b"second".to_vec()).await;
+            let stats = stats_of(&state);
+            assert_eq!(stats["state_file"]["save_failures"], 2);
+            assert!(
+                stats["state_file"]["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("still stuck"),
+                "{stats}"
+            );
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                opened,
+                "nothing written beside the stuck save"
+            );
+            release.send(()).unwrap();
+            state
+                .positions
+                .borrow_mut()
+                .record_listed([(ID, Some(3))], 1);
+            let bytes = state.positions.borrow().encode();
+            state.save(bytes.clone()).await;
+            assert_eq!(stats_of(&state)["state_file"]["saves"], 1);
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        })
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -219,19 +219,17 @@ impl Supervisor {
     fn record_positions(&self) {
         let Some(state) = &self.state else { return };
         let now = unix_now();
-        let mut positions = state.positions.borrow_mut();
-        for followed in self.logs.borrow().iter() {
-            positions.record(
-                &followed.info.log_id,
-                position(&followed.status.borrow()),
-                now,
-            );
-        }
+        let logs = self.logs.borrow();
+        state.record_listed(
+            logs.iter()
+                .map(|f| (f.info.log_id.as_str(), position(&f.status.borrow()))),
+            now,
+        );
         if self.list.borrow().loaded_at.is_none() {
             // Nothing says yet which logs are listed (a server down for a week would forget them all).
             return;
         }
-        for log_id in positions.forget_departed(now) {
+        for log_id in state.positions.borrow_mut().forget_departed(now) {
             tracing::info!(%log_id, "forgetting the saved position of a log out of the list for a week");
         }
     }
@@ -370,16 +368,7 @@ impl Supervisor {
         logs.retain_mut(|followed| {
             let Some(listed) = selected.iter().find(|l| l.log_id == followed.info.log_id) else {
                 tracing::info!(log = %followed.info.description, "log left the list: stopping its poller");
-                followed.stop.stop();
-                // Kept (for a while) so the log resumes there if it comes back.
-                if let Some(state) = &self.state {
-                    state.positions.borrow_mut().record(
-                        &followed.info.log_id,
-                        position(&followed.status.borrow()),
-                        unix_now(),
-                    );
-                }
-                self.departed.set(self.departed.get().plus(&followed.status.borrow()));
+                self.depart(followed);
                 return false;
             };
             if same_poller_inputs(&followed.info, listed) {
@@ -401,7 +390,8 @@ impl Supervisor {
                     true
                 }
                 Err(error) => {
-                    tracing::warn!(log = %listed.description, %error, "cannot follow log");
+                    tracing::warn!(log = %listed.description, %error, "cannot follow log at its new URL: stopped like a log that left the list");
+                    self.depart(followed);
                     false
                 }
             }
@@ -417,6 +407,21 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Stops a log no longer followed: its position is kept in the state (for a while: it resumes there if it
+    /// comes back) and what it counted stays in the totals.
+    fn depart(&self, followed: &Followed) {
+        followed.stop.stop();
+        if let Some(state) = &self.state {
+            state.positions.borrow_mut().record_departed(
+                &followed.info.log_id,
+                position(&followed.status.borrow()),
+                unix_now(),
+            );
+        }
+        self.departed
+            .set(self.departed.get().plus(&followed.status.borrow()));
     }
 
     /// Spawns the poller of one log; with `predecessor` (stopped), the new one continues at its next index and
@@ -1145,6 +1150,55 @@ mod tests {
             supervisor.shutdown();
         })
         .unwrap();
+    }
+
+    /// A log whose new URL cannot be followed departs like a log that left the list: its position is kept in the
+    /// state (it resumes there once its URL is fixed) and its counters stay in the totals.
+    #[test]
+    fn a_log_whose_new_url_cannot_be_followed_keeps_its_position_and_counters() {
+        let dir = std::env::temp_dir().join(format!(
+            "certstream-supervisor-moved-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        crate::runtime::block_on(async {
+            let state = Rc::new(
+                StateFile::open(dir.join("state.json"), false)
+                    .await
+                    .unwrap(),
+            );
+            let supervisor = test_supervisor().with_state_file(state.clone());
+            let mut list = subset(&LogList::compiled_in().unwrap(), &[0, 1]);
+            supervisor.apply(&list);
+            let (id, old_stop) = {
+                let logs = supervisor.logs.borrow();
+                let mut status = logs[0].status.borrow_mut();
+                (status.claimed_tree_size, status.next_index) = (100, 42);
+                (status.panicked, status.restarts) = (3, 1);
+                (logs[0].info.log_id.clone(), logs[0].stop.clone())
+            };
+            let LogKind::Rfc6962 { url } = &mut list.logs[0].kind else {
+                panic!("the snapshot's first log is an RFC 6962 log");
+            };
+            *url = "http://ct.example:99999/".to_owned();
+            supervisor.apply(&list);
+            assert!(old_stop.is_stopped());
+            assert_eq!(
+                supervisor.followed().len(),
+                1,
+                "the moved log is not followed"
+            );
+            assert_eq!(
+                state.positions.borrow().get(&id).map(|s| s.next_index),
+                Some(42)
+            );
+            let stats = stats_of(&supervisor);
+            assert_eq!(stats["ingest"]["panicked"], 3);
+            assert_eq!(stats["ingest"]["restarts"], 1);
+            supervisor.shutdown();
+        })
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

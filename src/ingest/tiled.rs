@@ -8,7 +8,8 @@
 //!   neighbours nor a retry.
 //! - A response whose framing is broken (records cannot be located) or that holds the wrong number of records is
 //!   an error, counted in `broken_tiles` and retried with backoff; the follower gives up on it after
-//!   [`TILE_ATTEMPTS`](super::follower::TILE_ATTEMPTS) bad answers in a row.
+//!   [`TILE_ATTEMPTS`](super::follower::TILE_ATTEMPTS) bad answers for that tile (counted per tile, so two broken
+//!   tiles in the pipeline are each given up).
 //! - An issuer that fails [`ISSUER_ATTEMPTS`](super::follower::ISSUER_ATTEMPTS) times (429s excepted), or once
 //!   when it is over the chain certificate byte budget, is given up on for this log for a while: entries are then
 //!   delivered with the chain up to that issuer and counted in `incomplete_chains`, so one missing issuer cannot
