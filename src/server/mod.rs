@@ -5,6 +5,7 @@
 //! ends that connection only (its hub membership and connection slot are released by their `Drop`), and the
 //! server keeps serving.
 
+mod batch;
 mod connection;
 mod guard;
 mod limits;

@@ -53,7 +53,7 @@ impl TestServer {
                 let control = async move {
                     loop {
                         match inbox.try_recv() {
-                            Ok(Command::Publish(message)) => hub.publish(&message),
+                            Ok(Command::Publish(message)) => hub.publish(&std::rc::Rc::new(message)),
                             Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return,
                             Err(mpsc::TryRecvError::Empty) => {
                                 monoio::time::sleep(Duration::from_millis(1)).await
