@@ -185,10 +185,8 @@ impl EventIds {
         }
     }
 
-    /// Writes the id of message `seq`.
-    pub(crate) fn write(&self, seq: u64, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        // Writing to a `Vec` cannot fail.
+    /// Writes the id of message `seq` (into memory: it cannot fail but for lack of room, which the caller sizes).
+    pub(crate) fn write(&self, seq: u64, out: &mut impl std::io::Write) {
         let _ = write!(out, "{}-{seq}", self.boot);
     }
 
@@ -1034,6 +1032,120 @@ mod tests {
         hub.ping_all_and_shrink_idle_rings();
         assert_eq!(drained.ring.borrow().capacity(), 0);
         assert_eq!(behind.ring.borrow().len(), 40, "queued frames are kept");
+    }
+
+    fn drain_queued(client: &Client) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        client.take_batch(&mut out, usize::MAX);
+        out.iter()
+            .map(|q| (q.seq, String::from_utf8_lossy(q.frame.payload()).into_owned()))
+            .collect()
+    }
+
+    fn id(hub: &Hub, seq: u64) -> String {
+        let mut out = Vec::new();
+        hub.event_ids().write(seq, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn messages_carry_their_sequence_number_and_heartbeats_none() {
+        let hub = Hub::new(8);
+        let client = hub.join(StreamKind::DomainsOnly);
+        hub.publish(&frames(1).into());
+        hub.broadcast(Frame::text(b"beat"));
+        hub.publish(&frames(2).into());
+        assert_eq!(
+            drain_queued(&client),
+            [
+                (1, "domains 1".to_owned()),
+                (NO_SEQ, "beat".to_owned()),
+                (2, "domains 2".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resuming_client_gets_exactly_what_it_missed_then_live() {
+        let hub = Hub::new(64);
+        for n in 1..=10 {
+            hub.publish(&frames(n).into());
+        }
+        let (client, resume) = hub.join_resuming(StreamKind::Full, Some(&id(&hub, 7)));
+        assert_eq!(resume, Resume::Replayed);
+        hub.publish(&frames(11).into());
+        let got: Vec<u64> = drain_queued(&client).iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(got, [8, 9, 10, 11]);
+        assert_eq!(drain(&client), Vec::<String>::new());
+        let (up_to_date, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 11)));
+        assert_eq!(resume, Resume::Replayed, "nothing missed is a resume too");
+        assert!(drain(&up_to_date).is_empty());
+        let (new, resume) = hub.join_resuming(StreamKind::Lite, None);
+        assert_eq!(resume, Resume::Live);
+        assert!(drain(&new).is_empty());
+        let stats = hub.stats();
+        assert_eq!((stats.resumes_served, stats.resumes_unavailable), (2, 0));
+        assert_eq!(stats.history_messages, 11);
+    }
+
+    #[test]
+    fn ids_of_another_boot_unknown_text_and_the_future_start_live_counted() {
+        let hub = Hub::new(64);
+        for n in 1..=3 {
+            hub.publish(&frames(n).into());
+        }
+        let other_boot = format!("x{}", id(&hub, 2));
+        for unknown in [other_boot.as_str(), "2", "", "abc-", "-2", "x-y", &id(&hub, 4)] {
+            let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(unknown));
+            assert_eq!(resume, Resume::Unavailable, "{unknown}");
+            assert!(drain(&client).is_empty(), "{unknown}: starts live");
+        }
+        assert_eq!(hub.stats().resumes_unavailable, 7);
+    }
+
+    #[test]
+    fn the_replay_history_is_bounded_in_bytes_and_older_ids_are_unavailable() {
+        // Each message weighs 3 frames of 12 bytes (2 header + 10 payload): 36 bytes; 100 bytes keep 2.
+        let budget = ByteBudget {
+            client_queue: 1 << 20,
+            latest: 1 << 20,
+            replay: 100,
+        };
+        let hub = Hub::with_budget(64, budget, admission::DEFAULT_SLOW_CLIENT_GRACE);
+        let ten = |n: u8| EncodedMessage {
+            lite: Frame::text(&[n; 10]),
+            full: Frame::text(&[n; 10]),
+            domains: Frame::text(&[n; 10]),
+        };
+        for n in 1..=5 {
+            hub.publish(&ten(n).into());
+        }
+        let stats = hub.stats();
+        assert_eq!((stats.history_messages, stats.history_bytes), (2, 72));
+        let (_, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 2)));
+        assert_eq!(resume, Resume::Unavailable, "message 3 is forgotten");
+        let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 3)));
+        assert_eq!(resume, Resume::Replayed);
+        assert_eq!(drain_queued(&client).len(), 2);
+        let off = Hub::with_budget(
+            64,
+            ByteBudget { replay: 0, ..budget },
+            admission::DEFAULT_SLOW_CLIENT_GRACE,
+        );
+        off.publish(&ten(1).into());
+        assert_eq!(off.stats().history_messages, 0);
+    }
+
+    #[test]
+    fn a_gap_larger_than_the_ring_loses_its_oldest_counted() {
+        let hub = Hub::new(3);
+        for n in 1..=10 {
+            hub.publish(&frames(n).into());
+        }
+        let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 2)));
+        assert_eq!(resume, Resume::Replayed);
+        assert_eq!(drain(&client), ["lite 8", "lite 9", "lite 10"]);
+        assert_eq!(client.dropped(), 5);
     }
 
     #[test]

@@ -235,13 +235,18 @@ async fn write_loop(
 ) -> WriteEnd {
     loop {
         client.work().await;
-        let mut batch = Batch::spare();
-        let closing = client.take_batch(&mut batch.frames, MAX_FRAMES_PER_WRITE);
-        batch.point_at_frames();
-        // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task.
-        // A batch that carries the close frame is written whole; any other gives way to a close queued meanwhile.
-        let give_way = (!closing).then_some(&**client);
-        match Box::pin(write_batch(writer, batch, give_way, stall)).await {
+        // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task; the
+        // batch is built in its own block so that no slot of the task's future keeps room for it across the write.
+        let (closing, write) = {
+            let mut batch = Batch::spare();
+            let closing = client.take_batch(&mut batch.frames, MAX_FRAMES_PER_WRITE);
+            batch.point_at_frames();
+            // A batch that carries the close frame is written whole; any other gives way to a close queued
+            // meanwhile.
+            let give_way = (!closing).then_some(&**client);
+            (closing, Box::pin(write_batch(writer, batch, give_way, stall)))
+        };
+        match write.await {
             Some((batch, whole)) => {
                 client.batch_written(whole);
                 batch.recycle();
