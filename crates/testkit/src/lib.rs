@@ -9,6 +9,7 @@
 //! - [`certstream`]: the real `certstream` binary as a child process, log list files, a stream collector;
 //! - [`server`]: the server in this process, with a publish handle;
 //! - [`ws`]: the blocking WebSocket test client;
+//! - [`event_stream`]: the blocking client of the server-sent events and NDJSON streams;
 //! - [`process`]: CPU time and memory of a child process;
 //! - [`wait`]: polling for a condition, bounded;
 //! - [`der`], [`examples`], [`python`]: certificates built in the test, reference messages, the Python clients.
@@ -17,6 +18,7 @@
 pub mod certstream;
 pub mod corpus;
 pub mod der;
+pub mod event_stream;
 pub mod examples;
 pub mod http;
 pub mod mock;
@@ -36,6 +38,7 @@ pub use http::{
     closed_by_peer, closed_port, connect_from, http_get, http_request, http_request_on,
     raw_request, request, split_response,
 };
+pub use event_stream::{HttpStreamClient, SseEvent};
 pub use mock::{Expected, Mock, mock_name};
 pub use process::{cpu_time, memory_high_water_kib};
 pub use server::{TestServer, message};
