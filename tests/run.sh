@@ -20,8 +20,8 @@ cargo test --workspace --profile ci
 # The WebSocket, poller and end-to-end tests again on monoio's epoll driver (where io_uring is unavailable, e.g.
 # Docker); the spawned binaries inherit the variable.
 MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --profile ci --test server_ws --test server_guards --test server_python --test server_http \
-    --test server_limits --test poll_rfc6962 --test e2e_stream --test e2e_log_list --test poll_tiled --test e2e_overload \
-    --test e2e_hostile_http --test e2e_resume
+    --test server_sse --test server_limits --test poll_rfc6962 --test e2e_stream --test e2e_log_list --test poll_tiled \
+    --test e2e_overload --test e2e_hostile_http --test e2e_resume
 # The Autobahn testsuite against the echo example built on the same RFC 6455 module, on both drivers.
 bash tests/autobahn.sh
 MONOIO_FORCE_LEGACY_DRIVER=1 bash tests/autobahn.sh
