@@ -110,7 +110,7 @@ struct HubState {
 /// Counters of the hub, for `/stats` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubStats {
-    /// Connected WebSocket clients per stream, in [`StreamKind::ALL`] order.
+    /// Connected clients (every transport) per stream, in [`StreamKind::ALL`] order.
     pub clients: [usize; 3],
     /// Messages published since start.
     pub published: u64,
@@ -427,8 +427,8 @@ impl Hub {
         let published = state.published.get();
         let oldest = published + 1 - history.len() as u64;
         // The first message missed (`after + 1`) must be in the history, unless nothing was missed.
-        let Some(after) = (state.event_ids.seq_of(id))
-            .filter(|&after| after + 1 >= oldest && after <= published)
+        let Some(after) =
+            (state.event_ids.seq_of(id)).filter(|&after| after + 1 >= oldest && after <= published)
         else {
             bump(&state.resumes_unavailable);
             return (client, Resume::Unavailable);
@@ -623,8 +623,9 @@ enum Control {
     Ping(Rc<Frame>),
 }
 
-/// One WebSocket client as the hub sees it: a ring of shared frames bounded in frames and in bytes, pending control
-/// frames, and the waker of its writer task.
+/// One stream client (WebSocket, server-sent events or NDJSON) as the hub sees it: a ring of shared frames bounded
+/// in frames and in bytes, pending control frames (an HTTP stream's writer turns a ping into its keep-alive and the
+/// close into the end of its body), and the waker of its writer task.
 pub struct Client {
     kind: StreamKind,
     capacity: usize,
@@ -1038,7 +1039,12 @@ mod tests {
         let mut out = Vec::new();
         client.take_batch(&mut out, usize::MAX);
         out.iter()
-            .map(|q| (q.seq, String::from_utf8_lossy(q.frame.payload()).into_owned()))
+            .map(|q| {
+                (
+                    q.seq,
+                    String::from_utf8_lossy(q.frame.payload()).into_owned(),
+                )
+            })
             .collect()
     }
 
@@ -1095,7 +1101,15 @@ mod tests {
             hub.publish(&frames(n).into());
         }
         let other_boot = format!("x{}", id(&hub, 2));
-        for unknown in [other_boot.as_str(), "2", "", "abc-", "-2", "x-y", &id(&hub, 4)] {
+        for unknown in [
+            other_boot.as_str(),
+            "2",
+            "",
+            "abc-",
+            "-2",
+            "x-y",
+            &id(&hub, 4),
+        ] {
             let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(unknown));
             assert_eq!(resume, Resume::Unavailable, "{unknown}");
             assert!(drain(&client).is_empty(), "{unknown}: starts live");
@@ -1129,7 +1143,10 @@ mod tests {
         assert_eq!(drain_queued(&client).len(), 2);
         let off = Hub::with_budget(
             64,
-            ByteBudget { replay: 0, ..budget },
+            ByteBudget {
+                replay: 0,
+                ..budget
+            },
             admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
         off.publish(&ten(1).into());

@@ -19,14 +19,18 @@ fn http_url(server: &TestServer, path: &str) -> String {
 
 /// `<boot>-<seq>` → (boot, seq).
 fn split_id(id: &str) -> (String, u64) {
-    let (boot, seq) = id
-        .split_once('-')
-        .unwrap_or_else(|| panic!("id {id:?}"));
+    let (boot, seq) = id.split_once('-').unwrap_or_else(|| panic!("id {id:?}"));
     (boot.to_owned(), seq.parse().expect("a sequence number"))
 }
 
 /// An `sse_receive.py` client of `path` that prints `count` events, resuming after `last_event_id` if given.
-fn sse_client(python: &str, server: &TestServer, path: &str, count: usize, last: Option<&str>) -> Client {
+fn sse_client(
+    python: &str,
+    server: &TestServer,
+    path: &str,
+    count: usize,
+    last: Option<&str>,
+) -> Client {
     let mut command = Command::new(python);
     command
         .arg(script("sse_receive.py"))
@@ -70,7 +74,12 @@ fn an_sse_library_gets_every_message_with_increasing_ids_and_resumes_without_gap
             let frames = message(n as u64);
             let want = [&frames.lite, &frames.full, &frames.domains][pick].payload();
             assert_eq!(data.as_bytes(), want, "{} message #{n}", client.name);
-            assert_eq!(split_id(id), (boot.clone(), n as u64 + 1), "{}", client.name);
+            assert_eq!(
+                split_id(id),
+                (boot.clone(), n as u64 + 1),
+                "{}",
+                client.name
+            );
         }
         last_id = got[4].0.clone();
     }
@@ -207,7 +216,10 @@ fn a_slow_sse_client_loses_its_oldest_messages_counted_while_a_fast_one_gets_all
             .next_data_event()
             .expect("the fast client gets every message");
         assert_eq!(event.data.len(), SIZE);
-        assert!(event.data.starts_with(&format!("{{\"n\":{n:08}")), "in order");
+        assert!(
+            event.data.starts_with(&format!("{{\"n\":{n:08}")),
+            "in order"
+        );
         assert_eq!(split_id(event.id.as_deref().unwrap()).1, n + 1);
     }
     let stats = server.stats();
@@ -254,7 +266,11 @@ fn streams_are_routed_by_path_and_accept_header_and_the_live_page_stays_at_root(
 
     let mut sse = HttpStreamClient::get(server.addr, "/", &[("Accept", "text/event-stream")]);
     assert_eq!(sse.status, 200);
-    assert!(sse.has_header("Content-Type", "text/event-stream"), "{}", sse.head);
+    assert!(
+        sse.has_header("Content-Type", "text/event-stream"),
+        "{}",
+        sse.head
+    );
     assert!(sse.has_header("Transfer-Encoding", "chunked"));
     assert_eq!(sse.next_event().unwrap().fields, ["retry: 2000"]);
     let mut ndjson = HttpStreamClient::get(
@@ -283,7 +299,8 @@ fn streams_are_routed_by_path_and_accept_header_and_the_live_page_stays_at_root(
     server.wait_for_clients(0);
 
     // A Last-Event-ID that cannot be served (here by the query parameter): said at the start, counted.
-    let mut stale = HttpStreamClient::get(server.addr, "/domains-only/sse?last_event_id=old-7", &[]);
+    let mut stale =
+        HttpStreamClient::get(server.addr, "/domains-only/sse?last_event_id=old-7", &[]);
     assert_eq!(stale.next_event().unwrap().fields, ["retry: 2000"]);
     assert_eq!(stale.next_event().unwrap().comments, ["resume unavailable"]);
     assert_eq!(server.stats()["resumes"]["unavailable"], 1);
@@ -295,7 +312,10 @@ fn streams_are_routed_by_path_and_accept_header_and_the_live_page_stays_at_root(
         505,
         "chunked needs HTTP/1.1"
     );
-    assert_eq!(answer("POST /ndjson HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), 405);
+    assert_eq!(
+        answer("POST /ndjson HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+        405
+    );
     assert_eq!(answer("HEAD /full-stream/sse HTTP/1.1\r\n\r\n"), 405);
     assert_eq!(answer("GET /sse?last_event_id=%zz HTTP/1.1\r\n\r\n"), 400);
     assert_eq!(

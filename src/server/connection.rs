@@ -30,7 +30,6 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 /// How long we wait for the peer's close reply after sending ours.
 const CLOSE_REPLY: Duration = Duration::from_secs(5);
 
-
 /// Read buffer size: clients send almost nothing, and an idle connection keeps one buffer in its pending read.
 const SMALL_READ: usize = 64;
 
@@ -244,7 +243,10 @@ async fn write_loop(
             // A batch that carries the close frame is written whole; any other gives way to a close queued
             // meanwhile.
             let give_way = (!closing).then_some(&**client);
-            (closing, Box::pin(write_batch(writer, batch, give_way, stall)))
+            (
+                closing,
+                Box::pin(write_batch(writer, batch, give_way, stall)),
+            )
         };
         match write.await {
             Some((batch, whole)) => {

@@ -106,8 +106,19 @@ impl HttpStreamClients {
         self.0.each_ref().map(Cell::get)
     }
 
-    fn count(&self, format: Format) -> &Cell<usize> {
-        &self.0[format as usize]
+    /// Counts a client of `format` until the returned guard is dropped (also when its task panics).
+    fn count(&self, format: Format) -> CountedClient<'_> {
+        let count = &self.0[format as usize];
+        count.set(count.get() + 1);
+        CountedClient(count)
+    }
+}
+
+struct CountedClient<'a>(&'a Cell<usize>);
+
+impl Drop for CountedClient<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
@@ -145,15 +156,13 @@ pub(crate) fn serve(
     shared.rules.keep_alive(&stream);
     let (mut reader, mut writer) = stream.into_split();
     async move {
-        let clients = shared.http_stream_clients.count(format);
-        clients.set(clients.get() + 1);
+        let _counted = shared.http_stream_clients.count(format);
         let stall = shared.rules.write_stall_timeout;
         let ids = shared.hub.event_ids();
         monoio::select! {
             _ = read_until_gone(&mut reader, &shared.rules.guard) => {}
             _ = write_loop(&mut writer, &client, format, ids, stall) => {}
         }
-        clients.set(clients.get() - 1);
         drop(client);
         drop(slot);
     }
@@ -348,7 +357,11 @@ mod tests {
                 return (out, body == b"\r\n");
             }
             out.extend_from_slice(&body[..size]);
-            assert_eq!(&body[size..size + 2], b"\r\n", "a chunk ends where its size says");
+            assert_eq!(
+                &body[size..size + 2],
+                b"\r\n",
+                "a chunk ends where its size says"
+            );
             body = &body[size + 2..];
         }
     }
@@ -445,7 +458,10 @@ mod tests {
         assert_eq!(accept("text/event-stream"), Some(Format::Sse));
         assert_eq!(accept("Text/Event-Stream; q=1"), Some(Format::Sse));
         assert_eq!(accept("application/x-ndjson"), Some(Format::Ndjson));
-        assert_eq!(accept("text/plain, application/ndjson"), Some(Format::Ndjson));
+        assert_eq!(
+            accept("text/plain, application/ndjson"),
+            Some(Format::Ndjson)
+        );
         assert_eq!(
             accept("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
             None

@@ -234,9 +234,7 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
         } => {
             // Joined (and filled with what it missed, when resuming) before the response starts, like a WebSocket
             // client before its 101.
-            let (client, resume) = shared
-                .hub
-                .join_resuming(kind, last_event_id.as_deref());
+            let (client, resume) = shared.hub.join_resuming(kind, last_event_id.as_deref());
             let start = event_stream::response_start(format, resume);
             let stall = shared.config.write_stall_timeout;
             match monoio::time::timeout(stall, stream.write_all(start)).await {
@@ -315,7 +313,9 @@ fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
         _ => None,
     };
     match http_stream {
-        Some((kind, format)) if method == "GET" => http_stream_action(kind, format, version, request),
+        Some((kind, format)) if method == "GET" => {
+            http_stream_action(kind, format, version, request)
+        }
         _ => Action::Respond(routes::respond(route, method, wants_upgrade, shared)),
     }
 }
@@ -369,9 +369,11 @@ fn last_event_id(request: &httparse::Request<'_, '_>) -> Result<Option<String>, 
             .next()
             .map(str::to_owned),
     };
-    Ok(id
-        .filter(|id| !id.is_empty())
-        .map(|id| id.chars().take(event_stream::MAX_LAST_EVENT_ID_LEN).collect()))
+    Ok(id.filter(|id| !id.is_empty()).map(|id| {
+        id.chars()
+            .take(event_stream::MAX_LAST_EVENT_ID_LEN)
+            .collect()
+    }))
 }
 
 async fn ping_loop(hub: Hub, interval: Duration) {

@@ -266,11 +266,11 @@ mod tests {
             Route::of("/example.json/?q"),
             Route::Example(StreamKind::Lite)
         );
-        assert_eq!(Route::of("/sse?last_event_id=1"), Route::Sse(StreamKind::Lite));
         assert_eq!(
-            Route::of("/full-stream/sse/"),
-            Route::Sse(StreamKind::Full)
+            Route::of("/sse?last_event_id=1"),
+            Route::Sse(StreamKind::Lite)
         );
+        assert_eq!(Route::of("/full-stream/sse/"), Route::Sse(StreamKind::Full));
         assert_eq!(
             Route::of("/domains-only/ndjson"),
             Route::Ndjson(StreamKind::DomainsOnly)

@@ -75,9 +75,14 @@ const METRICS: &[Metric<Snapshot>] = &[
                 let http: usize = s.http_stream_clients.iter().sum();
                 let websocket = s.hub.clients.iter().sum::<usize>().saturating_sub(http);
                 std::iter::once(LabelledCount::keyed_by_label("websocket", websocket as u64))
-                    .chain(Format::ALL.iter().zip(s.http_stream_clients).map(|(format, n)| {
-                        LabelledCount::keyed_by_label(format.name(), n as u64)
-                    }))
+                    .chain(
+                        Format::ALL
+                            .iter()
+                            .zip(s.http_stream_clients)
+                            .map(|(format, n)| {
+                                LabelledCount::keyed_by_label(format.name(), n as u64)
+                            }),
+                    )
                     .collect()
             },
         },

@@ -73,9 +73,8 @@ impl HttpStreamClient {
     /// Whether the head has this header line (case-insensitive name, exact value).
     pub fn has_header(&self, name: &str, value: &str) -> bool {
         self.head.lines().any(|line| {
-            line.split_once(':').is_some_and(|(n, v)| {
-                n.trim().eq_ignore_ascii_case(name) && v.trim() == value
-            })
+            line.split_once(':')
+                .is_some_and(|(n, v)| n.trim().eq_ignore_ascii_case(name) && v.trim() == value)
         })
     }
 
@@ -114,7 +113,11 @@ impl HttpStreamClient {
     /// The body up to (without) the next `separator`, de-chunked.
     fn next_until(&mut self, separator: &[u8]) -> Option<String> {
         loop {
-            if let Some(at) = self.body.windows(separator.len()).position(|w| w == separator) {
+            if let Some(at) = self
+                .body
+                .windows(separator.len())
+                .position(|w| w == separator)
+            {
                 let text = String::from_utf8_lossy(&self.body[..at]).into_owned();
                 self.body.drain(..at + separator.len());
                 return Some(text);

@@ -34,11 +34,11 @@ pub use certstream::{
     Certstream, Collector, ListFile, STARTUP_TIMEOUT, SeenEntry, assert_window, certstream_binary,
     collect_windows, followed_in, only_logs, start_listening, start_listening_to, update_position,
 };
+pub use event_stream::{HttpStreamClient, SseEvent};
 pub use http::{
     closed_by_peer, closed_port, connect_from, http_get, http_request, http_request_on,
     raw_request, request, split_response,
 };
-pub use event_stream::{HttpStreamClient, SseEvent};
 pub use mock::{Expected, Mock, mock_name};
 pub use process::{cpu_time, memory_high_water_kib};
 pub use server::{TestServer, message};

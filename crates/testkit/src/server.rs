@@ -54,7 +54,9 @@ impl TestServer {
                 let control = async move {
                     loop {
                         match inbox.try_recv() {
-                            Ok(Command::Publish(message)) => hub.publish(&std::rc::Rc::new(message)),
+                            Ok(Command::Publish(message)) => {
+                                hub.publish(&std::rc::Rc::new(message))
+                            }
                             Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
                                 // As `main`: what the clients that keep up were sent reaches them first.
                                 let _ = monoio::time::timeout(grace, hub.flushed()).await;
