@@ -289,6 +289,8 @@ fn bad_request() -> Action {
     Action::Respond(request::response(400, "text/plain", b"bad request\n").into())
 }
 
+/// What a request head asks for. Every stream, whatever its transport (WebSocket upgrade, server-sent events,
+/// NDJSON), is decided here, so what applies to all of them is checked in one place.
 fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
     // A complete parse sets all three; answered as unparseable should httparse ever not.
     let (Some(method), Some(path), Some(version)) = (request.method, request.path, request.version)
