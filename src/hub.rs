@@ -11,6 +11,11 @@
 //! shutdown) rebuilds one new `Rc<[…]>` snapshot, so a burst of thousands of connects or disconnects costs one
 //! rebuild, and the publish loop iterates an immutable snapshot.
 //!
+//! Every published message gets the next sequence number (from 1), which travels with its frames in the rings: the
+//! server-sent events stream shows it as the event's `id:` ([`EventIds`]). The hub keeps the last published messages
+//! in a replay history bounded in bytes (`--replay-bytes`), so a client that reconnects with the id of the last
+//! message it got can be filled with the ones it missed before it continues live ([`Hub::join_resuming`]).
+//!
 //! Ingestion asks the hub's [`Gate`] before publishing: see [`admission`] for the rule that keeps pollers from
 //! out-running the writers of clients that keep up.
 
@@ -47,6 +52,8 @@ pub(crate) struct ByteBudget {
     /// Messages larger than this are left out of [`Hub::latest`] and [`Hub::recent`], which together hold at
     /// most about this much per stream.
     pub latest: usize,
+    /// Bytes of the published messages (all three variants) kept for resuming clients; 0 keeps none.
+    pub replay: usize,
 }
 
 impl Default for ByteBudget {
@@ -55,6 +62,7 @@ impl Default for ByteBudget {
         Self {
             client_queue: config.client_queue_bytes,
             latest: config.max_latest_bytes,
+            replay: config.replay_bytes,
         }
     }
 }
@@ -69,12 +77,20 @@ struct HubState {
     ring_size: usize,
     budget: ByteBudget,
     started: Instant,
+    event_ids: EventIds,
     /// The snapshot publish iterates; may still hold clients that left (flagged) until the next rebuild.
     slab: RefCell<Rc<[Rc<Client>]>>,
     joined: RefCell<Vec<Rc<Client>>>,
     left_since_rebuild: Cell<usize>,
     clients: [Cell<usize>; 3],
+    /// Messages published since start: the sequence number of the last one.
     published: Cell<u64>,
+    /// The last published messages, oldest first (their sequence numbers run up to `published`), at most
+    /// `budget.replay` bytes together.
+    history: RefCell<VecDeque<Rc<Message>>>,
+    history_bytes: Cell<usize>,
+    resumes_served: Cell<u64>,
+    resumes_unavailable: Cell<u64>,
     dropped: Cell<u64>,
     /// Of `dropped`, the frames dropped because the ring was over its byte budget (not its frame count).
     dropped_for_bytes: Cell<u64>,
@@ -94,10 +110,18 @@ struct HubState {
 /// Counters of the hub, for `/stats` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubStats {
-    /// Connected WebSocket clients per stream, in [`StreamKind::ALL`] order.
+    /// Connected clients (every transport) per stream, in [`StreamKind::ALL`] order.
     pub clients: [usize; 3],
     /// Messages published since start.
     pub published: u64,
+    /// Reconnecting clients filled from the replay history.
+    pub resumes_served: u64,
+    /// Reconnecting clients whose last event was not in the replay history (they start live).
+    pub resumes_unavailable: u64,
+    /// Messages in the replay history.
+    pub history_messages: usize,
+    /// Bytes of the messages in the replay history (three variants each).
+    pub history_bytes: usize,
     /// Messages dropped from full client rings since start (summed over clients).
     pub dropped: u64,
     /// Of `dropped`, those dropped because a ring was over its byte budget.
@@ -113,6 +137,92 @@ pub struct HubStats {
     pub queued_bytes: usize,
     /// The largest ring among connected clients, in bytes.
     pub max_queued_bytes: usize,
+}
+
+/// The sequence number of what is not a published message (heartbeats, control frames): no event id.
+pub(crate) const NO_SEQ: u64 = 0;
+
+/// One entry of a client's ring: a shared frame and the sequence number of the message it carries ([`NO_SEQ`]
+/// for a heartbeat or a control frame).
+#[derive(Clone, Debug)]
+pub(crate) struct Queued {
+    pub frame: Rc<Frame>,
+    pub seq: u64,
+}
+
+impl Queued {
+    fn control(frame: Rc<Frame>) -> Self {
+        Self { frame, seq: NO_SEQ }
+    }
+}
+
+/// How a client that gave the id of the last event it got ([`Hub::join_resuming`]) was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// It gave no id: a new client, live.
+    Live,
+    /// Its ring was filled with the messages it missed (possibly none) before live ones.
+    Replayed,
+    /// Its last event is not in the replay history (too old, from before a restart, or not an id of ours): live.
+    Unavailable,
+}
+
+/// The ids of the events of this process: `<boot>-<seq>`, where `boot` is the start of the hub in Unix
+/// milliseconds, base 36, so the ids of an earlier run (whose sequence numbers restart at 1) are never taken for
+/// this one's.
+pub(crate) struct EventIds {
+    boot: Box<str>,
+}
+
+impl EventIds {
+    fn of_this_boot() -> Self {
+        // A clock set before 1970 makes boot 0: still one value for this process.
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        Self {
+            boot: base36(millis).into(),
+        }
+    }
+
+    /// Writes the id of message `seq` (into memory: it cannot fail but for lack of room, which the caller sizes).
+    pub(crate) fn write(&self, seq: u64, out: &mut impl std::io::Write) {
+        let _ = write!(out, "{}-{seq}", self.boot);
+    }
+
+    /// The sequence number an id of this process names; `None` for any other text.
+    fn seq_of(&self, id: &str) -> Option<u64> {
+        let (boot, seq) = id.split_once('-')?;
+        if boot != &*self.boot || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        seq.parse().ok()
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8_lossy(&digits).into_owned()
+}
+
+/// What a message weighs in the replay history: its three frames.
+fn replay_weight(message: &Message) -> usize {
+    StreamKind::ALL
+        .iter()
+        .map(|&kind| message.frames.get(kind).wire().len())
+        .sum()
+}
+
+fn bump(counter: &Cell<u64>) {
+    counter.set(counter.get() + 1);
 }
 
 fn kind_index(kind: StreamKind) -> usize {
@@ -139,6 +249,7 @@ impl Hub {
         let budget = ByteBudget {
             client_queue: config.client_queue_bytes,
             latest: config.max_latest_bytes,
+            replay: config.replay_bytes,
         };
         Self::with_budget(config.ring_size, budget, config.slow_client_grace)
     }
@@ -155,11 +266,16 @@ impl Hub {
                 ring_size: ring_size.max(1),
                 budget,
                 started: Instant::now(),
+                event_ids: EventIds::of_this_boot(),
                 slab: RefCell::new(Rc::from(Vec::new())),
                 joined: RefCell::new(Vec::new()),
                 left_since_rebuild: Cell::new(0),
                 clients: Default::default(),
                 published: Cell::new(0),
+                history: RefCell::new(VecDeque::new()),
+                history_bytes: Cell::new(0),
+                resumes_served: Cell::new(0),
+                resumes_unavailable: Cell::new(0),
                 dropped: Cell::new(0),
                 dropped_for_bytes: Cell::new(0),
                 latest_skipped: Cell::new(0),
@@ -178,17 +294,39 @@ impl Hub {
         Gate::new(self.clone())
     }
 
-    /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
-    pub fn publish(&self, message: &Message) {
-        let message = &message.frames;
-        let shared = StreamKind::ALL.map(|kind| Rc::new(message.get(kind).clone()));
-        let now = Instant::now();
+    /// Publishes one message: queues its frame for every client of each stream, records it as the latest and
+    /// keeps it in the replay history.
+    pub fn publish(&self, message: &Rc<Message>) {
         let state = &self.state;
+        let seq = state.published.get() + 1;
+        let frames = &message.frames;
+        let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
+        let now = Instant::now();
         for client in self.client_slab().iter() {
-            client.push(&shared[kind_index(client.kind)], state, now);
+            client.push(&shared[kind_index(client.kind)], seq, state, now);
         }
-        state.published.set(state.published.get() + 1);
-        self.keep_latest(message);
+        state.published.set(seq);
+        self.keep_latest(frames);
+        self.keep_for_replay(message);
+    }
+
+    /// Appends the message to the replay history and forgets the oldest beyond its byte budget (a message over the
+    /// whole budget is not kept, and neither is anything before it: the history stays a gapless run).
+    fn keep_for_replay(&self, message: &Rc<Message>) {
+        let state = &self.state;
+        if state.budget.replay == 0 {
+            return;
+        }
+        let mut history = state.history.borrow_mut();
+        let mut bytes = state.history_bytes.get() + replay_weight(message);
+        history.push_back(message.clone());
+        while bytes > state.budget.replay {
+            match history.pop_front() {
+                Some(old) => bytes -= replay_weight(&old),
+                None => break,
+            }
+        }
+        state.history_bytes.set(bytes);
     }
 
     /// Records the message for `/latest.json` and the example routes, leaving out the streams' variants that are
@@ -223,12 +361,13 @@ impl Hub {
         }
     }
 
-    /// Queues the same frame for every client of every stream (heartbeats); not recorded as a latest message.
+    /// Queues the same frame for every client of every stream (heartbeats); not recorded as a latest message, and
+    /// without a sequence number (not resumable).
     pub(crate) fn broadcast(&self, frame: Frame) {
         let frame = Rc::new(frame);
         let now = Instant::now();
         for client in self.client_slab().iter() {
-            client.push(&frame, &self.state, now);
+            client.push(&frame, NO_SEQ, &self.state, now);
         }
     }
 
@@ -267,6 +406,47 @@ impl Hub {
         for client in self.client_slab().iter() {
             client.queue_close_frame(close.clone());
         }
+    }
+
+    /// Registers a client of `kind` that resumes after the event `last_event_id` (its `Last-Event-ID`; `None`: a
+    /// new client). When that event is in the replay history, the client's ring is first filled with the messages
+    /// published after it, in the same step as the join: nothing can be published in between, so the client then
+    /// continues live with no gap and no duplicate (a gap larger than the ring's budgets loses its oldest messages,
+    /// counted as drops). Otherwise it starts live, and the answer says so (counted).
+    pub(crate) fn join_resuming(
+        &self,
+        kind: StreamKind,
+        last_event_id: Option<&str>,
+    ) -> (ClientHandle, Resume) {
+        let client = self.join(kind);
+        let Some(id) = last_event_id else {
+            return (client, Resume::Live);
+        };
+        let state = &self.state;
+        let history = state.history.borrow();
+        let published = state.published.get();
+        let oldest = published + 1 - history.len() as u64;
+        // The first message missed (`after + 1`) must be in the history, unless nothing was missed.
+        let Some(after) =
+            (state.event_ids.seq_of(id)).filter(|&after| after + 1 >= oldest && after <= published)
+        else {
+            bump(&state.resumes_unavailable);
+            return (client, Resume::Unavailable);
+        };
+        let now = Instant::now();
+        let missed = history.range((after + 1 - oldest) as usize..);
+        for (message, seq) in missed.zip(after + 1..) {
+            let frame = Rc::new(message.frames.get(kind).clone());
+            client.push(&frame, seq, state, now);
+        }
+        drop(history);
+        bump(&state.resumes_served);
+        (client, Resume::Replayed)
+    }
+
+    /// The ids of this process's events (the `id:` of server-sent events).
+    pub(crate) fn event_ids(&self) -> &EventIds {
+        &self.state.event_ids
     }
 
     /// Registers a client of `kind`; it leaves when the returned handle is dropped.
@@ -337,6 +517,10 @@ impl Hub {
         let mut stats = HubStats {
             clients: self.state.clients.each_ref().map(Cell::get),
             published: self.state.published.get(),
+            resumes_served: self.state.resumes_served.get(),
+            resumes_unavailable: self.state.resumes_unavailable.get(),
+            history_messages: self.state.history.borrow().len(),
+            history_bytes: self.state.history_bytes.get(),
             dropped: self.state.dropped.get(),
             dropped_for_bytes: self.state.dropped_for_bytes.get(),
             latest_skipped: self.state.latest_skipped.get(),
@@ -439,12 +623,13 @@ enum Control {
     Ping(Rc<Frame>),
 }
 
-/// One WebSocket client as the hub sees it: a ring of shared frames bounded in frames and in bytes, pending control
-/// frames, and the waker of its writer task.
+/// One stream client (WebSocket, server-sent events or NDJSON) as the hub sees it: a ring of shared frames bounded
+/// in frames and in bytes, pending control frames (an HTTP stream's writer turns a ping into its keep-alive and the
+/// close into the end of its body), and the waker of its writer task.
 pub struct Client {
     kind: StreamKind,
     capacity: usize,
-    ring: RefCell<VecDeque<Rc<Frame>>>,
+    ring: RefCell<VecDeque<Queued>>,
     /// Wire bytes of the frames in `ring`.
     ring_bytes: Cell<usize>,
     control: RefCell<ControlQueue>,
@@ -512,7 +697,7 @@ impl Client {
     /// Pushes a data frame; a ring over its frame count or byte budget drops its oldest frames (a frame larger
     /// than the whole budget still goes out, alone) and counts them here and in the hub's totals.
     #[inline]
-    fn push(&self, frame: &Rc<Frame>, hub: &HubState, now: Instant) {
+    fn push(&self, frame: &Rc<Frame>, seq: u64, hub: &HubState, now: Instant) {
         if self.left.get() || self.closing.get() {
             return;
         }
@@ -524,12 +709,15 @@ impl Client {
                 hub.dropped_for_bytes.set(hub.dropped_for_bytes.get() + 1);
             }
             if let Some(old) = ring.pop_front() {
-                bytes -= old.wire().len();
+                bytes -= old.frame.wire().len();
             }
             self.dropped.set(self.dropped.get() + 1);
             hub.dropped.set(hub.dropped.get() + 1);
         }
-        ring.push_back(frame.clone());
+        ring.push_back(Queued {
+            frame: frame.clone(),
+            seq,
+        });
         self.ring_bytes.set(bytes);
         let in_flight = self.in_flight.get();
         let backlog = Backlog {
@@ -577,19 +765,19 @@ impl Client {
     /// Moves the next frames to write into `out`: control frames first (pong, ping, close), then up to `max_data`
     /// data frames and [`MAX_BATCH_BYTES`] (at least one frame), whole frames only. Returns `true` when a close
     /// frame was taken (nothing may follow it).
-    pub(crate) fn take_batch(&self, out: &mut Vec<Rc<Frame>>, max_data: usize) -> bool {
+    pub(crate) fn take_batch(&self, out: &mut Vec<Queued>, max_data: usize) -> bool {
         let mut control = self.control.borrow_mut();
-        out.extend(control.pong.take());
-        out.extend(control.ping.take());
+        out.extend(control.pong.take().map(Queued::control));
+        out.extend(control.ping.take().map(Queued::control));
         if let Some(close) = control.close.take() {
-            out.push(close);
+            out.push(Queued::control(close));
             return true;
         }
         drop(control);
         let mut ring = self.ring.borrow_mut();
         let (mut n, mut taken) = (0, 0);
-        for frame in ring.iter().take(max_data) {
-            let len = frame.wire().len();
+        for queued in ring.iter().take(max_data) {
+            let len = queued.frame.wire().len();
             if n > 0 && taken + len > MAX_BATCH_BYTES {
                 break;
             }
@@ -635,7 +823,7 @@ mod tests {
         let mut out = Vec::new();
         client.take_batch(&mut out, usize::MAX);
         out.iter()
-            .map(|f| String::from_utf8_lossy(f.payload()).into_owned())
+            .map(|q| String::from_utf8_lossy(q.frame.payload()).into_owned())
             .collect()
     }
 
@@ -655,7 +843,7 @@ mod tests {
         lite.take_batch(&mut a, 10);
         lite2.take_batch(&mut b, 10);
         assert!(
-            Rc::ptr_eq(&a[0], &b[1]),
+            Rc::ptr_eq(&a[0].frame, &b[1].frame),
             "the same frame object reaches both lite clients"
         );
         assert_eq!(hub.stats().clients, [2, 1, 1]);
@@ -719,6 +907,7 @@ mod tests {
         let budget = ByteBudget {
             client_queue: 10_000,
             latest: 1 << 20,
+            replay: 0,
         };
         let hub = Hub::with_budget(256, budget, admission::DEFAULT_SLOW_CLIENT_GRACE);
         let slow = hub.join(StreamKind::Full);
@@ -757,6 +946,7 @@ mod tests {
             ByteBudget {
                 client_queue: 64 << 20,
                 latest: 16,
+                replay: 0,
             },
             admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
@@ -785,6 +975,7 @@ mod tests {
             ByteBudget {
                 client_queue: 1 << 20,
                 latest: 1_000,
+                replay: 0,
             },
             admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
@@ -812,7 +1003,7 @@ mod tests {
         hub.ping_all_and_shrink_idle_rings();
         let mut out = Vec::new();
         assert!(!client.take_batch(&mut out, 10));
-        let payloads: Vec<&[u8]> = out.iter().map(|f| f.payload()).collect();
+        let payloads: Vec<&[u8]> = out.iter().map(|q| q.frame.payload()).collect();
         assert_eq!(payloads, [&b"b"[..], b"", b"lite 1"]);
         hub.publish(&frames(2).into());
         hub.close_all(Frame::close(1001, "bye"));
@@ -826,7 +1017,7 @@ mod tests {
             1,
             "queued data is discarded once closing: {out:?}"
         );
-        assert_eq!(&out[0].payload()[..2], &1001u16.to_be_bytes());
+        assert_eq!(&out[0].frame.payload()[..2], &1001u16.to_be_bytes());
     }
 
     #[test]
@@ -842,6 +1033,136 @@ mod tests {
         hub.ping_all_and_shrink_idle_rings();
         assert_eq!(drained.ring.borrow().capacity(), 0);
         assert_eq!(behind.ring.borrow().len(), 40, "queued frames are kept");
+    }
+
+    fn drain_queued(client: &Client) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        client.take_batch(&mut out, usize::MAX);
+        out.iter()
+            .map(|q| {
+                (
+                    q.seq,
+                    String::from_utf8_lossy(q.frame.payload()).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn id(hub: &Hub, seq: u64) -> String {
+        let mut out = Vec::new();
+        hub.event_ids().write(seq, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn messages_carry_their_sequence_number_and_heartbeats_none() {
+        let hub = Hub::new(8);
+        let client = hub.join(StreamKind::DomainsOnly);
+        hub.publish(&frames(1).into());
+        hub.broadcast(Frame::text(b"beat"));
+        hub.publish(&frames(2).into());
+        assert_eq!(
+            drain_queued(&client),
+            [
+                (1, "domains 1".to_owned()),
+                (NO_SEQ, "beat".to_owned()),
+                (2, "domains 2".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resuming_client_gets_exactly_what_it_missed_then_live() {
+        let hub = Hub::new(64);
+        for n in 1..=10 {
+            hub.publish(&frames(n).into());
+        }
+        let (client, resume) = hub.join_resuming(StreamKind::Full, Some(&id(&hub, 7)));
+        assert_eq!(resume, Resume::Replayed);
+        hub.publish(&frames(11).into());
+        let got: Vec<u64> = drain_queued(&client).iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(got, [8, 9, 10, 11]);
+        assert_eq!(drain(&client), Vec::<String>::new());
+        let (up_to_date, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 11)));
+        assert_eq!(resume, Resume::Replayed, "nothing missed is a resume too");
+        assert!(drain(&up_to_date).is_empty());
+        let (new, resume) = hub.join_resuming(StreamKind::Lite, None);
+        assert_eq!(resume, Resume::Live);
+        assert!(drain(&new).is_empty());
+        let stats = hub.stats();
+        assert_eq!((stats.resumes_served, stats.resumes_unavailable), (2, 0));
+        assert_eq!(stats.history_messages, 11);
+    }
+
+    #[test]
+    fn ids_of_another_boot_unknown_text_and_the_future_start_live_counted() {
+        let hub = Hub::new(64);
+        for n in 1..=3 {
+            hub.publish(&frames(n).into());
+        }
+        let other_boot = format!("x{}", id(&hub, 2));
+        for unknown in [
+            other_boot.as_str(),
+            "2",
+            "",
+            "abc-",
+            "-2",
+            "x-y",
+            &id(&hub, 4),
+        ] {
+            let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(unknown));
+            assert_eq!(resume, Resume::Unavailable, "{unknown}");
+            assert!(drain(&client).is_empty(), "{unknown}: starts live");
+        }
+        assert_eq!(hub.stats().resumes_unavailable, 7);
+    }
+
+    #[test]
+    fn the_replay_history_is_bounded_in_bytes_and_older_ids_are_unavailable() {
+        // Each message weighs 3 frames of 12 bytes (2 header + 10 payload): 36 bytes; 100 bytes keep 2.
+        let budget = ByteBudget {
+            client_queue: 1 << 20,
+            latest: 1 << 20,
+            replay: 100,
+        };
+        let hub = Hub::with_budget(64, budget, admission::DEFAULT_SLOW_CLIENT_GRACE);
+        let ten = |n: u8| EncodedMessage {
+            lite: Frame::text(&[n; 10]),
+            full: Frame::text(&[n; 10]),
+            domains: Frame::text(&[n; 10]),
+        };
+        for n in 1..=5 {
+            hub.publish(&ten(n).into());
+        }
+        let stats = hub.stats();
+        assert_eq!((stats.history_messages, stats.history_bytes), (2, 72));
+        let (_, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 2)));
+        assert_eq!(resume, Resume::Unavailable, "message 3 is forgotten");
+        let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 3)));
+        assert_eq!(resume, Resume::Replayed);
+        assert_eq!(drain_queued(&client).len(), 2);
+        let off = Hub::with_budget(
+            64,
+            ByteBudget {
+                replay: 0,
+                ..budget
+            },
+            admission::DEFAULT_SLOW_CLIENT_GRACE,
+        );
+        off.publish(&ten(1).into());
+        assert_eq!(off.stats().history_messages, 0);
+    }
+
+    #[test]
+    fn a_gap_larger_than_the_ring_loses_its_oldest_counted() {
+        let hub = Hub::new(3);
+        for n in 1..=10 {
+            hub.publish(&frames(n).into());
+        }
+        let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 2)));
+        assert_eq!(resume, Resume::Replayed);
+        assert_eq!(drain(&client), ["lite 8", "lite 9", "lite 10"]);
+        assert_eq!(client.dropped(), 5);
     }
 
     #[test]

@@ -159,6 +159,13 @@ fn check_invariants(built: &[Built]) {
     for (i, b) in built.iter().enumerate() {
         let lite_bytes = b.frames.lite.payload();
         let full_bytes = b.frames.full.payload();
+        // Compact JSON: each message is one NDJSON line and one SSE `data:` line as it is.
+        for bytes in [lite_bytes, full_bytes, b.frames.domains.payload()] {
+            assert!(
+                !bytes.iter().any(|&b| b == b'\n' || b == b'\r'),
+                "entry {i}: a raw line break"
+            );
+        }
         for bytes in [lite_bytes, full_bytes] {
             assert!(
                 bytes.starts_with(b"{\"data\":{\"cert_index\":"),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use certstream_testkit::event_stream::HttpStreamClient;
 use certstream_testkit::{Certstream, ListFile, WsClient, certstream_binary, http_request};
 use serde_json::Value;
 
@@ -179,6 +180,24 @@ fn streams_and_content_need_a_token_by_header_or_query_before_any_upgrade() {
             200,
             "{path}"
         );
+    }
+    // Server-sent events and NDJSON are streams too, by path or by `Accept` on a stream path.
+    for (target, accept) in [
+        ("/sse", None),
+        ("/full-stream/ndjson", None),
+        ("/domains-only", Some("text/event-stream")),
+        ("/", Some("application/x-ndjson")),
+    ] {
+        let accept: Vec<(&str, &str)> = accept.into_iter().map(|a| ("Accept", a)).collect();
+        let refused = HttpStreamClient::get(server.server.addr, target, &accept);
+        assert_refused(refused.status, &refused.head, target, false);
+        missing += 1;
+        let with_token = format!(
+            "{target}{}token=alpha-token",
+            if target.contains('?') { '&' } else { '?' }
+        );
+        let served = HttpStreamClient::get(server.server.addr, &with_token, &accept);
+        assert_eq!(served.status, 200, "{target}: {}", served.head);
     }
     // A proxy's Basic credentials in front leave the query to speak.
     let basic = "Authorization: Basic dTpw\r\n";

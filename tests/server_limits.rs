@@ -123,7 +123,12 @@ fn a_never_reading_full_stream_client_stays_within_its_byte_budget() {
     const BUDGET: usize = 4 << 20;
     const FRAME: usize = 1 << 20;
     const MESSAGES: u64 = 150;
-    let server = TestServer::start(|config| config.client_queue_bytes = BUDGET);
+    // The replay history keeps the last messages too, within its own byte budget.
+    const REPLAY: usize = 8 << 20;
+    let server = TestServer::start(|config| {
+        config.client_queue_bytes = BUDGET;
+        config.replay_bytes = REPLAY;
+    });
     let _never_reads = WsClient::connect(server.addr, "/full-stream");
     let mut reader = WsClient::connect(server.addr, "/full-stream");
     server.wait_for_clients(2);
@@ -155,10 +160,15 @@ fn a_never_reading_full_stream_client_stays_within_its_byte_budget() {
         stats["max_client_queue_bytes"].as_u64() <= Some(BUDGET as u64),
         "{stats}"
     );
-    // The budget, one batch in flight, the frames on their way to the reader, the test's own buffers.
+    // The budget, one batch in flight, the frames on their way to the reader, the test's own buffers; and the
+    // replay history.
     assert!(
-        growth_mib < 40.0,
-        "RSS grew by {growth_mib:.1} MiB for a 4 MiB budget"
+        growth_mib < 40.0 + (REPLAY >> 20) as f64,
+        "RSS grew by {growth_mib:.1} MiB for a 4 MiB budget and an 8 MiB replay history"
+    );
+    assert!(
+        stats["replay_history"]["bytes"].as_u64() <= Some(REPLAY as u64),
+        "{stats}"
     );
 }
 

@@ -2,88 +2,13 @@
 //! receive every published message on each stream, byte for byte. Python comes from `certstream_testkit::python`: without
 //! it, or without the modules, this test fails, naming the command that prepares it; it never skips.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use certstream_testkit::python::{Client, script};
 use certstream_testkit::{TestServer, message};
 
 const MESSAGES: u64 = 100;
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(name)
-}
-
-/// A client process whose stdout lines are collected on a thread.
-struct Client {
-    name: String,
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Client {
-    fn spawn(name: &str, command: &mut Command) -> Self {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn python");
-        let stdout: ChildStdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            name: name.to_owned(),
-            child,
-            lines,
-        }
-    }
-
-    /// The next `n` lines, or a failure naming the client and showing its stderr.
-    fn take(&mut self, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => out.push(line),
-                Err(_) => {
-                    let _ = self.child.kill();
-                    let mut stderr = String::new();
-                    let _ = self
-                        .child
-                        .stderr
-                        .take()
-                        .unwrap()
-                        .read_to_string(&mut stderr);
-                    panic!(
-                        "{}: got {} of {n} lines; stderr:\n{stderr}",
-                        self.name,
-                        out.len()
-                    );
-                }
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn python_clients_receive_every_message_exactly() {

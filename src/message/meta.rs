@@ -1,3 +1,4 @@
+use std::rc::Rc;
 use std::sync::Arc;
 
 use certstream_ct::entry::EntryType;
@@ -53,5 +54,12 @@ impl From<EncodedMessage> for Message {
             meta: MessageMeta::default(),
             frames,
         }
+    }
+}
+
+impl From<EncodedMessage> for Rc<Message> {
+    /// As `Message::from`, shared (what [`crate::hub::Hub::publish`] takes).
+    fn from(frames: EncodedMessage) -> Self {
+        Rc::new(frames.into())
     }
 }

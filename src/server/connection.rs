@@ -8,13 +8,13 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoVecBuf;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncReadRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
+use super::batch::{Batch, write_batch};
 use super::guard::{Guard, PartialBytes, Reason};
 use super::limits::Slot;
-use crate::hub::{Client, ClientHandle};
+use crate::hub::ClientHandle;
 use certstream_ws::frame::Frame;
 use certstream_ws::session::{Action, CloseCause, Session};
 
@@ -29,10 +29,6 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 
 /// How long we wait for the peer's close reply after sending ours.
 const CLOSE_REPLY: Duration = Duration::from_secs(5);
-
-/// TCP keepalive probes, once the idle time passed: every 10 s, 6 unanswered ones end the connection.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_PROBES: u32 = 6;
 
 /// Read buffer size: clients send almost nothing, and an idle connection keeps one buffer in its pending read.
 const SMALL_READ: usize = 64;
@@ -65,6 +61,25 @@ pub(crate) struct Rules {
     pub tcp_keepalive: Option<Duration>,
 }
 
+/// TCP keepalive probes, once the idle time passed: every 10 s, 6 unanswered ones end the connection.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 6;
+
+impl Rules {
+    /// Turns on TCP keepalive for a stream client: a peer that vanished without a FIN or RST (power loss, NAT
+    /// timeout) is found and closed; a silent but present client answers the probes and stays
+    /// (docs/wire-format.md §7.2).
+    pub(crate) fn keep_alive(&self, stream: &TcpStream) {
+        if let Some(idle) = self.tcp_keepalive {
+            let _ = stream.set_tcp_keepalive(
+                Some(idle),
+                Some(KEEPALIVE_INTERVAL),
+                Some(KEEPALIVE_PROBES),
+            );
+        }
+    }
+}
+
 /// Serves an upgraded connection until it closes. `session` already holds the bytes that arrived after the
 /// request head; `slot` counts the connection as open until then.
 ///
@@ -78,12 +93,7 @@ pub(crate) fn serve(
     rules: &Rules,
     slot: Slot,
 ) -> impl Future<Output = ()> + use<> {
-    if let Some(idle) = rules.tcp_keepalive {
-        // A peer that vanished without a FIN or RST (power loss, NAT timeout) is found and closed; a silent but
-        // present client answers the probes and stays (docs/wire-format.md §7.2).
-        let _ =
-            stream.set_tcp_keepalive(Some(idle), Some(KEEPALIVE_INTERVAL), Some(KEEPALIVE_PROBES));
-    }
+    rules.keep_alive(&stream);
     let (mut reader, mut writer) = stream.into_split();
     let stall = rules.write_stall_timeout;
     // Built here, not inside the future: a value moved into the future and then wrapped there would be held twice.
@@ -224,13 +234,21 @@ async fn write_loop(
 ) -> WriteEnd {
     loop {
         client.work().await;
-        let mut batch = Batch::spare();
-        let closing = client.take_batch(&mut batch.frames, MAX_FRAMES_PER_WRITE);
-        batch.point_at_frames();
-        // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task.
-        // A batch that carries the close frame is written whole; any other gives way to a close queued meanwhile.
-        let give_way = (!closing).then_some(&**client);
-        match Box::pin(write_batch(writer, batch, give_way, stall)).await {
+        // Boxed: the in-flight write (op + stall timer) would otherwise be part of every idle connection's task; the
+        // batch is built in its own block so that no slot of the task's future keeps room for it across the write.
+        let (closing, write) = {
+            let mut batch = Batch::spare();
+            let closing = client.take_batch(&mut batch.frames, MAX_FRAMES_PER_WRITE);
+            batch.point_at_frames();
+            // A batch that carries the close frame is written whole; any other gives way to a close queued
+            // meanwhile.
+            let give_way = (!closing).then_some(&**client);
+            (
+                closing,
+                Box::pin(write_batch(writer, batch, give_way, stall)),
+            )
+        };
+        match write.await {
             Some((batch, whole)) => {
                 client.batch_written(whole);
                 batch.recycle();
@@ -244,160 +262,9 @@ async fn write_loop(
     }
 }
 
-/// Writes a whole batch, and tells whether it took a single write (the socket had room for all of it); `None` if
-/// the socket fails or a write makes no progress within `stall`. Once a close frame is queued, the frames not yet
-/// started are dropped: the close overtakes them at the next frame boundary.
-async fn write_batch(
-    writer: &mut OwnedWriteHalf<TcpStream>,
-    mut batch: Batch,
-    give_way: Option<&Client>,
-    stall: Duration,
-) -> Option<(Batch, bool)> {
-    let mut writes = 0u32;
-    while !batch.is_empty() {
-        writes += 1;
-        match monoio::time::timeout(stall, writer.writev(batch)).await {
-            Ok((Ok(written), returned)) if written > 0 => {
-                batch = returned;
-                batch.advance(written);
-                if give_way.is_some_and(Client::is_closing) {
-                    batch.drop_unstarted();
-                }
-            }
-            Ok(_) => return None,
-            Err(_) => {
-                tracing::info!(
-                    seconds = stall.as_secs(),
-                    "closing a WebSocket client whose writes made no progress"
-                );
-                return None;
-            }
-        }
-    }
-    Some((batch, writes <= 1))
-}
-
-/// Spare batches kept for reuse at most; more are freed when they come back (after a burst of many writers).
-const SPARE_BATCHES: usize = 64;
-
-thread_local! {
-    /// Batches of writes not in flight. A writer borrows one per write and gives it back, so the frame and `iovec`
-    /// arrays are reused instead of allocated per write, and an idle client holds none.
-    static SPARES: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Frames on their way to the socket, with the `iovec`s that point into them: the frame bytes are written straight
-/// from the shared buffers, never copied.
-#[derive(Default)]
-struct Batch {
-    frames: Vec<Rc<Frame>>,
-    iovecs: Vec<libc::iovec>,
-    /// First `iovec` not yet completely written.
-    first: usize,
-}
-
-impl Batch {
-    /// An empty batch, reused when one is spare.
-    fn spare() -> Self {
-        // No spare: a new, empty one.
-        SPARES.with_borrow_mut(Vec::pop).unwrap_or_default()
-    }
-
-    /// Points one `iovec` at each frame.
-    fn point_at_frames(&mut self) {
-        self.iovecs.clear();
-        self.iovecs
-            .extend(self.frames.iter().map(|frame| libc::iovec {
-                iov_base: frame.wire().as_ptr() as *mut libc::c_void,
-                iov_len: frame.wire().len(),
-            }));
-        self.first = 0;
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first >= self.iovecs.len()
-    }
-
-    /// Skips `written` bytes: whole `iovec`s first, then a prefix of the next one.
-    fn advance(&mut self, mut written: usize) {
-        while let Some(iovec) = self.iovecs.get_mut(self.first) {
-            if written < iovec.iov_len {
-                // SAFETY: `written` < `iov_len`, so the new base stays inside the same frame buffer.
-                iovec.iov_base = unsafe { iovec.iov_base.cast::<u8>().add(written) }.cast();
-                iovec.iov_len -= written;
-                return;
-            }
-            written -= iovec.iov_len;
-            self.first += 1;
-        }
-    }
-
-    /// Forgets the frames not yet started (the one partly written, if any, is finished: a frame cannot be cut).
-    fn drop_unstarted(&mut self) {
-        let started = self
-            .iovecs
-            .get(self.first)
-            .zip(self.frames.get(self.first))
-            .is_some_and(|(iovec, frame)| iovec.iov_len < frame.wire().len());
-        self.iovecs.truncate(self.first + usize::from(started));
-    }
-
-    /// Releases the frames and keeps the arrays for the next write (up to [`SPARE_BATCHES`] spares).
-    fn recycle(mut self) {
-        self.frames.clear();
-        self.iovecs.clear();
-        SPARES.with_borrow_mut(|spares| {
-            if spares.len() < SPARE_BATCHES {
-                spares.push(self);
-            }
-        });
-    }
-}
-
-// SAFETY: every `iovec` points into a frame buffer owned by `frames` (an `Rc<Frame>` holding immutable `Bytes`), so
-// the memory stays valid and unchanged while the runtime owns the batch; the `iovec` array itself is a `Vec` that is
-// not resized while the batch is in flight, so its pointer is stable.
-unsafe impl IoVecBuf for Batch {
-    fn read_iovec_ptr(&self) -> *const libc::iovec {
-        self.iovecs[self.first..].as_ptr()
-    }
-
-    fn read_iovec_len(&self) -> usize {
-        self.iovecs.len() - self.first
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batch_advance_walks_frames_and_partial_frames() {
-        let frames: Vec<Rc<Frame>> = ["ab", "cdef", "g"]
-            .iter()
-            .map(|s| Rc::new(Frame::text(s.as_bytes())))
-            .collect();
-        let mut batch = Batch {
-            frames,
-            ..Batch::default()
-        };
-        batch.point_at_frames();
-        assert_eq!(batch.read_iovec_len(), 3);
-        batch.advance(3); // the first frame (2 header + 2 payload) minus one byte
-        assert_eq!(batch.read_iovec_len(), 3);
-        assert_eq!(batch.iovecs[0].iov_len, 1);
-        batch.advance(1 + 6);
-        assert_eq!(batch.read_iovec_len(), 1);
-        batch.advance(3);
-        assert!(batch.is_empty());
-        assert_eq!(batch.read_iovec_len(), 0);
-        batch.recycle();
-        let spare = Batch::spare();
-        assert!(
-            spare.frames.is_empty() && spare.frames.capacity() >= 3,
-            "the arrays are reused, emptied"
-        );
-    }
 
     /// Every idle client's task is the `serve` future: its size is memory per client (the budget is 4 KiB
     /// per idle client, everything included).

@@ -1,12 +1,15 @@
-//! The WebSocket server: one listener, HTTP/1.1 request heads, routing, WebSocket connections fed by the [`Hub`],
-//! server pings, optional heartbeats, connection limits and graceful shutdown, all on one monoio thread.
+//! The server: one listener, HTTP/1.1 request heads, routing, stream clients fed by the [`Hub`] (WebSocket, and
+//! server-sent events or NDJSON over chunked HTTP), server pings, optional heartbeats, connection limits and graceful
+//! shutdown, all on one monoio thread.
 //!
 //! Panic policy ([`crate::panic_boundary`]): each connection runs inside a panic boundary: a panic is logged and
 //! ends that connection only (its hub membership and connection slot are released by their `Drop`), and the
 //! server keeps serving.
 
 mod auth;
+mod batch;
 mod connection;
+mod event_stream;
 mod guard;
 mod limits;
 mod pretty;
@@ -36,12 +39,14 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::message::StreamKind;
 use crate::metrics::StatusReporter;
 use crate::panic_boundary::CatchUnwind;
 use certstream_ws::frame::Frame;
 use certstream_ws::handshake;
 use certstream_ws::session::{Session, SessionLimits};
 
+pub use event_stream::Format;
 pub use request::Route;
 
 /// Accept backlog: bursts of thousands of connects must not be refused by the kernel.
@@ -62,6 +67,7 @@ pub(crate) struct Shared {
     rules: connection::Rules,
     /// `Some` with `--auth-tokens`: who may be served the streams and the latest messages.
     access: Option<Rc<auth::Access>>,
+    http_stream_clients: event_stream::HttpStreamClients,
     reporters: RefCell<Vec<Rc<dyn StatusReporter>>>,
 }
 
@@ -70,6 +76,7 @@ impl Shared {
         stats::Snapshot {
             uptime_seconds: self.hub.uptime().as_secs_f64(),
             hub: self.hub.stats(),
+            http_stream_clients: self.http_stream_clients.get(),
             connections: self.limits.stats(),
             rate_limited: self.ops.rate_limited(),
             guard: self.rules.guard.stats(),
@@ -121,6 +128,7 @@ impl Server {
                     .collect(),
             ),
             access,
+            http_stream_clients: Default::default(),
             config,
         });
         Ok(Self { listener, shared })
@@ -189,7 +197,22 @@ async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
 /// What to do with a parsed request head.
 enum Action {
     Respond(Bytes),
-    Upgrade(crate::message::StreamKind, Vec<u8>),
+    /// Serve a stream: the client joins the hub, then `transport` carries the messages.
+    Stream {
+        kind: StreamKind,
+        transport: Transport,
+    },
+}
+
+/// How a stream client is served.
+enum Transport {
+    /// WebSocket; the `101 Switching Protocols` response to send.
+    WebSocket(Vec<u8>),
+    /// A chunked HTTP response; server-sent events resume after the client's `Last-Event-ID`, when it gave one.
+    Http {
+        format: Format,
+        last_event_id: Option<String>,
+    },
 }
 
 /// One accepted connection: read the request head, then answer over HTTP or hand the upgraded connection to its
@@ -218,7 +241,32 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, sha
     };
     match action {
         Action::Respond(response) => request::respond_and_close(stream, response, &shared).await,
-        Action::Upgrade(kind, response) => {
+        Action::Stream {
+            kind,
+            transport:
+                Transport::Http {
+                    format,
+                    last_event_id,
+                },
+        } => {
+            // Joined (and filled with what it missed, when resuming) before the response starts, like a WebSocket
+            // client before its 101.
+            let (client, resume) = shared.hub.join_resuming(kind, last_event_id.as_deref());
+            let start = event_stream::response_start(format, resume);
+            let stall = shared.config.write_stall_timeout;
+            match monoio::time::timeout(stall, stream.write_all(start)).await {
+                Ok((Ok(_), _)) => {}
+                _ => return,
+            }
+            drop(buf);
+            monoio::spawn(connection_task(event_stream::serve(
+                stream, format, client, shared, slot,
+            )));
+        }
+        Action::Stream {
+            kind,
+            transport: Transport::WebSocket(response),
+        } => {
             // Joined before the 101 goes out: a client sees every message published after its upgrade response.
             let client = shared.hub.join(kind);
             let stall = shared.config.write_stall_timeout;
@@ -258,6 +306,8 @@ fn bad_request() -> Action {
     Action::Respond(request::response(400, "text/plain", b"bad request\n").into())
 }
 
+/// What a request head asks for. Every stream, whatever its transport (WebSocket upgrade, server-sent events,
+/// NDJSON), is decided here, so what applies to all of them (the access token) is checked in one place.
 fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared) -> Action {
     // A complete parse sets all three; answered as unparseable should httparse ever not.
     let (Some(method), Some(path), Some(version)) = (request.method, request.path, request.version)
@@ -266,11 +316,16 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
     };
     let route = Route::of(path);
     let wants_upgrade = handshake::wants_upgrade(request.headers);
+    let accepted_format = match route {
+        Route::Stream(_) if !wants_upgrade => Format::accepted(request.headers),
+        _ => None,
+    };
     // Before anything is served or upgraded.
+    let streaming = wants_upgrade || accepted_format.is_some();
     let refusal = shared
         .access
         .as_ref()
-        .and_then(|access| access.refusal(route, wants_upgrade, path, request.headers, peer));
+        .and_then(|access| access.refusal(route, streaming, path, request.headers, peer));
     if let Some(refused) = refusal {
         let refused = refused.into();
         let head_only = method == "HEAD";
@@ -280,15 +335,83 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
             refused
         });
     }
-    match route {
+    let http_stream = match route {
         Route::Stream(kind) if wants_upgrade => {
-            match handshake::check_upgrade(method, version, request.headers) {
-                Ok(upgrade) => Action::Upgrade(kind, handshake::switching_protocols(&upgrade)),
+            return match handshake::check_upgrade(method, version, request.headers) {
+                Ok(upgrade) => Action::Stream {
+                    kind,
+                    transport: Transport::WebSocket(handshake::switching_protocols(&upgrade)),
+                },
                 Err(error) => Action::Respond(error.response().into()),
-            }
+            };
+        }
+        Route::Stream(kind) => accepted_format.map(|format| (kind, format)),
+        Route::Sse(kind) if !wants_upgrade => Some((kind, Format::Sse)),
+        Route::Ndjson(kind) if !wants_upgrade => Some((kind, Format::Ndjson)),
+        _ => None,
+    };
+    match http_stream {
+        Some((kind, format)) if method == "GET" => {
+            http_stream_action(kind, format, version, request)
         }
         _ => Action::Respond(routes::respond(route, method, wants_upgrade, shared)),
     }
+}
+
+/// A GET of a stream as server-sent events or NDJSON: chunked, so HTTP/1.1 only.
+fn http_stream_action(
+    kind: StreamKind,
+    format: Format,
+    version: u8,
+    request: &httparse::Request<'_, '_>,
+) -> Action {
+    if version != 1 {
+        return Action::Respond(
+            request::response(505, "text/plain", b"streams over HTTP need HTTP/1.1\n").into(),
+        );
+    }
+    let last_event_id = match format {
+        Format::Sse => match last_event_id(request) {
+            Ok(id) => id,
+            Err(error) => {
+                return Action::Respond(
+                    request::response(400, "text/plain", format!("{error}\n").as_bytes()).into(),
+                );
+            }
+        },
+        // NDJSON has no event ids: nothing to resume from.
+        Format::Ndjson => None,
+    };
+    Action::Stream {
+        kind,
+        transport: Transport::Http {
+            format,
+            last_event_id,
+        },
+    }
+}
+
+/// The id of the last event a reconnecting SSE client got: the `Last-Event-ID` header, or the `last_event_id`
+/// query parameter for clients that cannot set headers. An empty one is a fresh start (what `EventSource` sends
+/// when the events it got had no id); a longer one than ours is cut (and then not ours).
+fn last_event_id(request: &httparse::Request<'_, '_>) -> Result<Option<String>, query::QueryError> {
+    let header = request
+        .headers
+        .iter()
+        .find(|header| header.name.eq_ignore_ascii_case("last-event-id"))
+        .map(|header| String::from_utf8_lossy(header.value).trim().to_owned());
+    let id = match header {
+        Some(id) => Some(id),
+        None => query::Query::of(request.path.unwrap_or_default())?
+            .values("last_event_id")
+            .next()
+            .map(str::to_owned),
+    };
+    Ok(id.filter(|id| !id.is_empty()).map(|id| {
+        id.chars()
+            .take(event_stream::MAX_LAST_EVENT_ID_LEN)
+            .collect()
+    }))
 }
 
 async fn ping_loop(hub: Hub, interval: Duration) {

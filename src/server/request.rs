@@ -19,8 +19,13 @@ pub(crate) const MAX_REQUEST_HEADERS: usize = 64;
 /// What the server serves at a path (docs/wire-format.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// A WebSocket stream (`/`, `/full-stream`, `/domains-only`); `/` without an upgrade is the live page.
+    /// A stream (`/`, `/full-stream`, `/domains-only`): WebSocket on an upgrade, server-sent events or NDJSON when
+    /// the `Accept` header asks for them; `/` with none of these is the live page.
     Stream(StreamKind),
+    /// A stream as server-sent events (`<stream>/sse`: `/sse`, `/full-stream/sse`, `/domains-only/sse`).
+    Sse(StreamKind),
+    /// A stream as newline-delimited JSON (`<stream>/ndjson`).
+    Ndjson(StreamKind),
     /// The latest message of a stream, pretty-printed.
     Example(StreamKind),
     /// `/latest.json`.
@@ -48,6 +53,12 @@ impl Route {
             "/" => Self::Stream(StreamKind::Lite),
             "/full-stream" => Self::Stream(StreamKind::Full),
             "/domains-only" => Self::Stream(StreamKind::DomainsOnly),
+            "/sse" => Self::Sse(StreamKind::Lite),
+            "/full-stream/sse" => Self::Sse(StreamKind::Full),
+            "/domains-only/sse" => Self::Sse(StreamKind::DomainsOnly),
+            "/ndjson" => Self::Ndjson(StreamKind::Lite),
+            "/full-stream/ndjson" => Self::Ndjson(StreamKind::Full),
+            "/domains-only/ndjson" => Self::Ndjson(StreamKind::DomainsOnly),
             "/example.json" => Self::Example(StreamKind::Lite),
             "/full-stream/example.json" => Self::Example(StreamKind::Full),
             "/domains-only/example.json" => Self::Example(StreamKind::DomainsOnly),
@@ -68,7 +79,7 @@ impl Route {
     pub fn needs_token(self, streaming: bool, protect_metrics: bool) -> bool {
         match self {
             Self::Stream(_) => streaming,
-            Self::Example(_) | Self::Latest => true,
+            Self::Sse(_) | Self::Ndjson(_) | Self::Example(_) | Self::Latest => true,
             Self::Stats | Self::Metrics => protect_metrics,
             Self::Health | Self::NotFound => false,
         }
@@ -163,6 +174,7 @@ fn reason(status: u16) -> &'static str {
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
         _ => "Internal Server Error",
     }
 }
@@ -270,6 +282,16 @@ mod tests {
             Route::of("/example.json/?q"),
             Route::Example(StreamKind::Lite)
         );
+        assert_eq!(
+            Route::of("/sse?last_event_id=1"),
+            Route::Sse(StreamKind::Lite)
+        );
+        assert_eq!(Route::of("/full-stream/sse/"), Route::Sse(StreamKind::Full));
+        assert_eq!(
+            Route::of("/domains-only/ndjson"),
+            Route::Ndjson(StreamKind::DomainsOnly)
+        );
+        assert_eq!(Route::of("/ndjson"), Route::Ndjson(StreamKind::Lite));
         assert_eq!(Route::of("/latest.json"), Route::Latest);
         assert_eq!(Route::of("/stats/"), Route::Stats);
         assert_eq!(Route::of("/health?verbose"), Route::Health);
@@ -280,6 +302,9 @@ mod tests {
             "",
             "*",
             "/metrics.txt",
+            "/SSE",
+            "/sse/x",
+            "/example.json/sse",
         ] {
             assert_eq!(Route::of(other), Route::NotFound, "{other}");
         }

@@ -97,8 +97,9 @@ impl BuiltOnce {
     }
 }
 
-/// The complete response to a request that is not a WebSocket upgrade of a stream path. `wants_upgrade`: it asked
-/// for a WebSocket on a path that serves none, which gets an HTTP error, never `101`.
+/// The complete response to a request that is not served as a stream (a WebSocket upgrade of a stream path, or a
+/// GET of one as server-sent events or NDJSON). `wants_upgrade`: it asked for a WebSocket on a path that serves none,
+/// which gets an HTTP error, never `101`.
 pub(super) fn respond(route: Route, method: &str, wants_upgrade: bool, shared: &Shared) -> Bytes {
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
@@ -135,6 +136,14 @@ fn body_of(route: Route, shared: &Shared) -> Bytes {
             TEXT,
             "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
             b"this is a WebSocket endpoint: connect with a WebSocket client\n",
+        )
+        .into(),
+        // A GET is served as a stream before it gets here.
+        Route::Sse(_) | Route::Ndjson(_) => response_with(
+            405,
+            TEXT,
+            "Allow: GET\r\n",
+            b"this stream is served to GET requests only\n",
         )
         .into(),
         Route::Example(kind) => {

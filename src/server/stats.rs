@@ -4,6 +4,7 @@
 use crate::hub::HubStats;
 use crate::message::StreamKind;
 use crate::metrics::{Fact, Kind, LabelledCount, Metric, Read, Report, StatusReporter};
+use crate::server::event_stream::Format;
 use crate::server::guard::{GuardStats, Reason};
 use crate::server::limits::ConnectionStats;
 
@@ -13,6 +14,8 @@ pub(crate) struct Snapshot {
     pub uptime_seconds: f64,
     /// Fan-out counters.
     pub hub: HubStats,
+    /// Connected server-sent events and NDJSON clients, in [`Format::ALL`] order.
+    pub http_stream_clients: [usize; 2],
     /// Connection counters.
     pub connections: ConnectionStats,
     /// Requests to the operational routes answered `429`.
@@ -46,7 +49,7 @@ const METRICS: &[Metric<Snapshot>] = &[
     Metric {
         name: "certstream_clients",
         kind: Kind::Gauge,
-        help: "Connected WebSocket clients per stream.",
+        help: "Connected clients per stream (every transport).",
         stats: "clients",
         read: Read::PerLabel {
             label: "stream",
@@ -60,6 +63,59 @@ const METRICS: &[Metric<Snapshot>] = &[
             },
         },
     },
+    Metric {
+        name: "certstream_clients_by_transport",
+        kind: Kind::Gauge,
+        help: "Connected clients per transport (WebSocket, server-sent events, NDJSON).",
+        stats: "clients_by_transport",
+        read: Read::PerLabel {
+            label: "transport",
+            total: None,
+            read: |s| {
+                let http: usize = s.http_stream_clients.iter().sum();
+                let websocket = s.hub.clients.iter().sum::<usize>().saturating_sub(http);
+                std::iter::once(LabelledCount::keyed_by_label("websocket", websocket as u64))
+                    .chain(
+                        Format::ALL
+                            .iter()
+                            .zip(s.http_stream_clients)
+                            .map(|(format, n)| {
+                                LabelledCount::keyed_by_label(format.name(), n as u64)
+                            }),
+                    )
+                    .collect()
+            },
+        },
+    },
+    Metric {
+        name: "certstream_resumes_total",
+        kind: Kind::Counter,
+        help: "Server-sent events clients that reconnected with a Last-Event-ID, by whether the messages they \
+               missed were still in the replay history (served) or not (unavailable: they started live).",
+        stats: "resumes",
+        read: Read::PerLabel {
+            label: "outcome",
+            total: None,
+            read: |s| {
+                vec![
+                    LabelledCount::keyed_by_label("served", s.hub.resumes_served),
+                    LabelledCount::keyed_by_label("unavailable", s.hub.resumes_unavailable),
+                ]
+            },
+        },
+    },
+    Metric::gauge(
+        "certstream_replay_history_messages",
+        "replay_history.messages",
+        "Messages kept for resuming clients (--replay-bytes).",
+        |s| s.hub.history_messages as u64,
+    ),
+    Metric::gauge(
+        "certstream_replay_history_bytes",
+        "replay_history.bytes",
+        "Bytes of the messages kept for resuming clients (three variants each).",
+        |s| s.hub.history_bytes as u64,
+    ),
     Metric::counter(
         "certstream_messages_published_total",
         "messages_published",
@@ -216,8 +272,13 @@ mod tests {
                 dropped: 2,
                 queued: 4,
                 max_queued: 3,
+                resumes_served: 8,
+                resumes_unavailable: 2,
+                history_messages: 7,
+                history_bytes: 7_000,
                 ..HubStats::default()
             },
+            http_stream_clients: [1, 2],
             connections: ConnectionStats {
                 open: 5,
                 accepted: 9,
@@ -247,6 +308,15 @@ mod tests {
         assert_eq!(value["connections"]["rejected_per_ip"], 1);
         assert_eq!(value["protective_closes"]["control_frame_flood"], 4);
         assert_eq!(value["partial_message_bytes"], 70);
+        assert_eq!(
+            value["clients_by_transport"],
+            json!({"websocket": 1, "sse": 1, "ndjson": 2})
+        );
+        assert_eq!(value["resumes"], json!({"served": 8, "unavailable": 2}));
+        assert_eq!(
+            value["replay_history"],
+            json!({"messages": 7, "bytes": 7_000})
+        );
     }
 
     #[test]
@@ -257,6 +327,9 @@ mod tests {
         assert!(text.contains("certstream_messages_dropped_total 2\n"));
         assert!(text.contains("certstream_connections_rejected_total{reason=\"per_ip\"} 1\n"));
         assert!(text.contains("certstream_http_rate_limited_total 6\n"));
+        assert!(text.contains("certstream_clients_by_transport{transport=\"sse\"} 1\n"));
+        assert!(text.contains("certstream_resumes_total{outcome=\"unavailable\"} 2\n"));
+        assert!(text.contains("certstream_replay_history_bytes 7000\n"));
         assert!(
             text.contains("certstream_protective_closes_total{reason=\"http_write_timeout\"} 1\n")
         );

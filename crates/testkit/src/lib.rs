@@ -9,6 +9,7 @@
 //! - [`certstream`]: the real `certstream` binary as a child process, log list files, a stream collector;
 //! - [`server`]: the server in this process, with a publish handle;
 //! - [`ws`]: the blocking WebSocket test client;
+//! - [`event_stream`]: the blocking client of the server-sent events and NDJSON streams;
 //! - [`process`]: CPU time and memory of a child process;
 //! - [`wait`]: polling for a condition, bounded;
 //! - [`der`], [`examples`], [`python`]: certificates built in the test, reference messages, the Python clients.
@@ -17,6 +18,7 @@
 pub mod certstream;
 pub mod corpus;
 pub mod der;
+pub mod event_stream;
 pub mod examples;
 pub mod http;
 pub mod mock;
@@ -32,6 +34,7 @@ pub use certstream::{
     Certstream, Collector, ListFile, STARTUP_TIMEOUT, SeenEntry, assert_window, certstream_binary,
     collect_windows, followed_in, only_logs, start_listening, start_listening_to, update_position,
 };
+pub use event_stream::{HttpStreamClient, SseEvent};
 pub use http::{
     closed_by_peer, closed_port, connect_from, http_get, http_request, http_request_on,
     raw_request, request, split_response,

@@ -1,4 +1,5 @@
-//! The Python interpreter of the tests that run real clients (PyPI `certstream`, `websockets`) or pyca/cryptography.
+//! The Python interpreter of the tests that run real clients (PyPI `certstream`, `websockets`, `httpx-sse`) or
+//! pyca/cryptography, and [`Client`], a script run as a child whose stdout lines the test reads.
 //!
 //! `$CERTSTREAM_TEST_PYTHON` when set; else the repository's `.venv`, which the first test that needs it prepares
 //! (once, under a lock shared by every test process) with [`PREPARE`], so `cargo test` works in a fresh clone that can
@@ -6,17 +7,19 @@
 //! prepares it: these tests never skip.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
-use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 /// The one command that prepares the interpreter, run from the repository (`tests/run.sh` runs it too).
 pub const PREPARE: &str =
     "python3 -m venv .venv && .venv/bin/pip install -r tests/python-requirements.txt";
 
 /// What `tests/python-requirements.txt` installs, as the tests import it.
-const MODULES: &str = "certstream, websockets, cryptography";
+const MODULES: &str = "certstream, websockets, cryptography, httpx, httpx_sse";
 
 /// The interpreter to run, checked to import the test modules.
 pub fn interpreter() -> String {
@@ -90,5 +93,82 @@ fn imports_the_modules(python: &str) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr).trim()
         )),
         Err(error) => Err(format!("cannot run {python}: {error}")),
+    }
+}
+
+/// A script of `tests/python`.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python")
+        .join(name)
+}
+
+/// A client process whose stdout lines are collected on a thread.
+pub struct Client {
+    /// Its name in failures.
+    pub name: String,
+    /// The process (its stdin may be taken to talk to it).
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Client {
+    /// Starts `command` (stdout and stderr piped).
+    pub fn spawn(name: &str, command: &mut Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            child,
+            lines,
+        }
+    }
+
+    /// The next `n` lines, or a failure naming the client and showing its stderr.
+    pub fn take(&mut self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => out.push(line),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let mut stderr = String::new();
+                    let _ = self
+                        .child
+                        .stderr
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut stderr);
+                    panic!(
+                        "{}: got {} of {n} lines; stderr:\n{stderr}",
+                        self.name,
+                        out.len()
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -44,6 +44,7 @@ impl TestServer {
         let (addr_tx, addr_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             crate::runtime::block_on(async move {
+                let grace = config.shutdown_grace;
                 let hub = Hub::configured(&config);
                 let server = Server::bind(config, hub.clone()).expect("bind");
                 addr_tx
@@ -53,8 +54,14 @@ impl TestServer {
                 let control = async move {
                     loop {
                         match inbox.try_recv() {
-                            Ok(Command::Publish(message)) => hub.publish(&message),
-                            Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return,
+                            Ok(Command::Publish(message)) => {
+                                hub.publish(&std::rc::Rc::new(message))
+                            }
+                            Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
+                                // As `main`: what the clients that keep up were sent reaches them first.
+                                let _ = monoio::time::timeout(grace, hub.flushed()).await;
+                                return;
+                            }
                             Err(mpsc::TryRecvError::Empty) => {
                                 monoio::time::sleep(Duration::from_millis(1)).await
                             }
@@ -116,7 +123,9 @@ impl TestServer {
         });
     }
 
-    /// Graceful shutdown (close 1001 to every client), waiting for the server thread to finish.
+    /// Graceful shutdown, as `main` does it: what the clients that keep up were sent is flushed (at most the shutdown
+    /// grace), then close 1001 to every WebSocket client and the end of every HTTP stream's body; waits for the
+    /// server thread to finish.
     pub fn stop(mut self) -> Duration {
         let started = Instant::now();
         let _ = self.commands.send(Command::Shutdown);

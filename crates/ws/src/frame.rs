@@ -137,6 +137,13 @@ impl Frame {
     pub fn payload(&self) -> &[u8] {
         &self.wire[self.header_len..]
     }
+
+    /// The frame's opcode (a server that carries frames over another framing, such as server-sent events, tells
+    /// messages from control frames by it).
+    pub fn opcode(&self) -> OpCode {
+        // Every constructor writes a valid opcode in the first byte's low bits.
+        OpCode::from_u8(self.wire[0] & 0x0F).unwrap_or(OpCode::Continuation)
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +170,14 @@ mod tests {
     fn parts_make_the_same_frame_as_one_payload() {
         let parts: [&[u8]; 3] = [b"{\"a\":", &[b'1'; 200], b"}"];
         assert_eq!(Frame::text_from_parts(&parts), Frame::text(&parts.concat()));
+    }
+
+    #[test]
+    fn a_frame_tells_its_opcode() {
+        assert_eq!(Frame::text(b"{}").opcode(), OpCode::Text);
+        assert_eq!(Frame::ping(b"").opcode(), OpCode::Ping);
+        assert_eq!(Frame::pong(b"x").opcode(), OpCode::Pong);
+        assert_eq!(Frame::close(1001, "bye").opcode(), OpCode::Close);
     }
 
     #[test]
