@@ -341,7 +341,8 @@ const SERVER_OPTIONS: &[Opt] = &[
         flag: "--replay-bytes",
         env: "CERTSTREAM_REPLAY_BYTES",
         help: "bytes of the last messages kept so that server-sent events clients resume without a gap \
-               (Last-Event-ID); at ~2,000 messages/s, 64MiB is about 7 s; 0 keeps none",
+               (Last-Event-ID); at ~2,000 messages/s, 64MiB is about 7 s; kept while an SSE client is connected and \
+               for a minute after; 0 keeps none",
         kind: Kind::Custom {
             value: Some("SIZE"),
             apply: |c, v| {

@@ -14,7 +14,10 @@
 //! Every published message gets the next sequence number (from 1), which travels with its frames in the rings: the
 //! server-sent events stream shows it as the event's `id:` ([`EventIds`]). The hub keeps the last published messages
 //! in a replay history bounded in bytes (`--replay-bytes`), so a client that reconnects with the id of the last
-//! message it got can be filled with the ones it missed before it continues live ([`Hub::join_resuming`]).
+//! message it got can be filled with the ones it missed before it continues live ([`Hub::join_resuming`]). The
+//! history is kept only while it can serve someone: while a resumable client is connected, and for
+//! [`REPLAY_KEPT_AFTER_LAST_CLIENT`] after the last one left (time to reconnect); a server nobody reads over
+//! server-sent events holds no history.
 //!
 //! Ingestion asks the hub's [`Gate`] before publishing: see [`admission`] for the rule that keeps pollers from
 //! out-running the writers of clients that keep up.
@@ -33,6 +36,10 @@ use certstream_ws::frame::Frame;
 
 use admission::{Admission, Backlog, Standing};
 pub use admission::{AdmissionStats, Gate};
+
+/// How long the replay history is kept filling after the last resumable client left.
+pub(crate) const REPLAY_KEPT_AFTER_LAST_CLIENT: std::time::Duration =
+    std::time::Duration::from_secs(60);
 
 /// How often [`Hub::flushed`] looks at the clients' queues.
 const FLUSH_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
@@ -89,6 +96,10 @@ struct HubState {
     /// `budget.replay` bytes together.
     history: RefCell<VecDeque<Rc<Message>>>,
     history_bytes: Cell<usize>,
+    /// Connected clients that joined through [`Hub::join_resuming`] (they have event ids to resume from).
+    resumable_clients: Cell<usize>,
+    /// When the last resumable client left (`None` before any did).
+    last_resumable_left: Cell<Option<Instant>>,
     resumes_served: Cell<u64>,
     resumes_unavailable: Cell<u64>,
     dropped: Cell<u64>,
@@ -274,6 +285,8 @@ impl Hub {
                 published: Cell::new(0),
                 history: RefCell::new(VecDeque::new()),
                 history_bytes: Cell::new(0),
+                resumable_clients: Cell::new(0),
+                last_resumable_left: Cell::new(None),
                 resumes_served: Cell::new(0),
                 resumes_unavailable: Cell::new(0),
                 dropped: Cell::new(0),
@@ -307,17 +320,27 @@ impl Hub {
         }
         state.published.set(seq);
         self.keep_latest(frames);
-        self.keep_for_replay(message);
+        self.keep_for_replay(message, now);
     }
 
     /// Appends the message to the replay history and forgets the oldest beyond its byte budget (a message over the
     /// whole budget is not kept, and neither is anything before it: the history stays a gapless run).
-    fn keep_for_replay(&self, message: &Rc<Message>) {
+    fn keep_for_replay(&self, message: &Rc<Message>, now: Instant) {
         let state = &self.state;
         if state.budget.replay == 0 {
             return;
         }
         let mut history = state.history.borrow_mut();
+        let in_use = state.resumable_clients.get() > 0
+            || state
+                .last_resumable_left
+                .get()
+                .is_some_and(|left| now.duration_since(left) < REPLAY_KEPT_AFTER_LAST_CLIENT);
+        if !in_use {
+            history.clear();
+            state.history_bytes.set(0);
+            return;
+        }
         let mut bytes = state.history_bytes.get() + replay_weight(message);
         history.push_back(message.clone());
         while bytes > state.budget.replay {
@@ -419,10 +442,14 @@ impl Hub {
         last_event_id: Option<&str>,
     ) -> (ClientHandle, Resume) {
         let client = self.join(kind);
+        client.resumable.set(true);
+        let state = &self.state;
+        state
+            .resumable_clients
+            .set(state.resumable_clients.get() + 1);
         let Some(id) = last_event_id else {
             return (client, Resume::Live);
         };
-        let state = &self.state;
         let history = state.history.borrow();
         let published = state.published.get();
         let oldest = published + 1 - history.len() as u64;
@@ -460,6 +487,7 @@ impl Hub {
             closing: Cell::new(false),
             dropped: Cell::new(0),
             left: Cell::new(false),
+            resumable: Cell::new(false),
             waker: Cell::new(None),
             in_flight: Cell::new(Backlog::default()),
             standing: Standing::new(self.state.ring_size, self.state.budget.client_queue),
@@ -571,6 +599,12 @@ impl Hub {
             .set(state.left_since_rebuild.get() + 1);
         let count = &state.clients[kind_index(client.kind)];
         count.set(count.get().saturating_sub(1));
+        if client.resumable.get() {
+            state
+                .resumable_clients
+                .set(state.resumable_clients.get().saturating_sub(1));
+            state.last_resumable_left.set(Some(Instant::now()));
+        }
         if client.dropped.get() > 0 {
             tracing::info!(dropped = client.dropped.get(), stream = ?client.kind, "slow client left after drops");
         }
@@ -637,6 +671,8 @@ pub struct Client {
     closing: Cell<bool>,
     dropped: Cell<u64>,
     left: Cell<bool>,
+    /// Joined through [`Hub::join_resuming`]: while such a client is connected the replay history is kept.
+    resumable: Cell<bool>,
     waker: Cell<Option<Waker>>,
     /// Data frames (and their bytes) taken by the writer and not yet completely written.
     in_flight: Cell<Backlog>,
@@ -1074,6 +1110,7 @@ mod tests {
     #[test]
     fn a_resuming_client_gets_exactly_what_it_missed_then_live() {
         let hub = Hub::new(64);
+        let _reader = hub.join_resuming(StreamKind::Full, None);
         for n in 1..=10 {
             hub.publish(&frames(n).into());
         }
@@ -1126,6 +1163,7 @@ mod tests {
             replay: 100,
         };
         let hub = Hub::with_budget(64, budget, admission::DEFAULT_SLOW_CLIENT_GRACE);
+        let _reader = hub.join_resuming(StreamKind::Lite, None);
         let ten = |n: u8| EncodedMessage {
             lite: Frame::text(&[n; 10]),
             full: Frame::text(&[n; 10]),
@@ -1149,13 +1187,40 @@ mod tests {
             },
             admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
+        let _reader = off.join_resuming(StreamKind::Lite, None);
         off.publish(&ten(1).into());
         assert_eq!(off.stats().history_messages, 0);
     }
 
     #[test]
+    fn the_replay_history_is_kept_only_while_a_resumable_client_is_or_was_just_connected() {
+        let hub = Hub::new(64);
+        let websocket = hub.join(StreamKind::Lite);
+        hub.publish(&frames(1).into());
+        assert_eq!(hub.stats().history_messages, 0, "nobody could resume");
+        let (reader, _) = hub.join_resuming(StreamKind::Lite, None);
+        hub.publish(&frames(2).into());
+        drop(reader);
+        hub.publish(&frames(3).into());
+        assert_eq!(hub.stats().history_messages, 2, "kept for a reconnect");
+        let (back, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 2)));
+        assert_eq!(resume, Resume::Replayed);
+        assert_eq!(drain(&back), ["lite 3"]);
+        drop(back);
+        // Long after the last one left, the history is let go.
+        let long_ago =
+            Instant::now() - REPLAY_KEPT_AFTER_LAST_CLIENT - std::time::Duration::from_secs(1);
+        hub.state.last_resumable_left.set(Some(long_ago));
+        hub.publish(&frames(4).into());
+        let stats = hub.stats();
+        assert_eq!((stats.history_messages, stats.history_bytes), (0, 0));
+        drop(websocket);
+    }
+
+    #[test]
     fn a_gap_larger_than_the_ring_loses_its_oldest_counted() {
         let hub = Hub::new(3);
+        let _reader = hub.join_resuming(StreamKind::Lite, None);
         for n in 1..=10 {
             hub.publish(&frames(n).into());
         }
