@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::{self, HttpClientConfig};
+use crate::hub::SubscriptionConfig;
 use crate::ingest::PollOptions;
 use crate::ingest::growth::DEFAULT_MAX_GROWTH_PER_SECOND;
 use crate::ingest::issuers::DEFAULT_BUDGET_BYTES as DEFAULT_ISSUER_CACHE_BYTES;
@@ -72,6 +73,8 @@ pub struct Config {
     pub control_frames_per_second: u32,
     /// Idle time before TCP keepalive probes a silent WebSocket peer (`None`: no keepalive).
     pub tcp_keepalive: Option<Duration>,
+    /// Filter limits and the deduplication window (README "Filters").
+    pub subscriptions: SubscriptionConfig,
     /// Which CT logs to follow, and how.
     pub ingest: IngestConfig,
 }
@@ -166,6 +169,11 @@ impl Default for Config {
             partial_message_budget: 64 << 20,
             control_frames_per_second: 20,
             tcp_keepalive: Some(Duration::from_secs(60)),
+            subscriptions: SubscriptionConfig {
+                filter_limits: crate::filter::Limits::default(),
+                dedup_window: Duration::from_secs(600),
+                dedup_bytes: 16 << 20,
+            },
             ingest: IngestConfig::default(),
         }
     }
@@ -400,6 +408,43 @@ const SERVER_OPTIONS: &[Opt] = &[
                stays full this long does not keep up: it is no longer waited for and loses its oldest queued \
                messages",
         kind: Kind::Duration(|c| &mut c.slow_client_grace),
+    },
+    Opt {
+        flag: "--filter-max-bytes",
+        env: "CERTSTREAM_FILTER_MAX_BYTES",
+        help: "bytes of one client's filter parameters (decoded); longer filters get 400",
+        kind: Kind::Size(|c| &mut c.subscriptions.filter_limits.max_filter_bytes),
+    },
+    Opt {
+        flag: "--filter-max-values",
+        env: "CERTSTREAM_FILTER_MAX_VALUES",
+        help: "values in one client's filter, all parameters together; more get 400",
+        kind: Kind::Count(|c| &mut c.subscriptions.filter_limits.max_values),
+    },
+    Opt {
+        flag: "--filter-max-regexes",
+        env: "CERTSTREAM_FILTER_MAX_REGEXES",
+        help: "distinct regexes the server holds for all clients together; a client asking for one more gets 400",
+        kind: Kind::Count(|c| &mut c.subscriptions.filter_limits.max_regexes),
+    },
+    Opt {
+        flag: "--filter-regex-size",
+        env: "CERTSTREAM_FILTER_REGEX_SIZE",
+        help: "bytes one regex may take once compiled; larger ones get 400",
+        kind: Kind::Size(|c| &mut c.subscriptions.filter_limits.regex_size_limit),
+    },
+    Opt {
+        flag: "--dedup-window",
+        env: "CERTSTREAM_DEDUP_WINDOW",
+        help: "how long a certificate is remembered for clients that asked for dedup=1",
+        kind: Kind::Duration(|c| &mut c.subscriptions.dedup_window),
+    },
+    Opt {
+        flag: "--dedup-bytes",
+        env: "CERTSTREAM_DEDUP_BYTES",
+        help: "bytes the deduplication window may hold (64 per certificate); beyond, the oldest are forgotten \
+               early (counted)",
+        kind: Kind::Size(|c| &mut c.subscriptions.dedup_bytes),
     },
 ];
 

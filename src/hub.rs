@@ -13,8 +13,14 @@
 //!
 //! Ingestion asks the hub's [`Gate`] before publishing: see [`admission`] for the rule that keeps pollers from
 //! out-running the writers of clients that keep up.
+//!
+//! Which clients get a message: a client may hold a filter ([`crate::filter`]) and ask for deduplication
+//! ([`dedup`]). The hub's filter registry evaluates every distinct filter once per message (not at all while no
+//! client has one) and the dedup window is looked up once per message (while a client asked for it); each client
+//! then costs one compare for each.
 
 pub mod admission;
+mod dedup;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -23,6 +29,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
+use crate::filter::{FilterStats, Registry, Selection};
 use crate::message::{EncodedMessage, Message, StreamKind};
 use certstream_ws::frame::Frame;
 
@@ -89,6 +96,32 @@ struct HubState {
     /// Woken when the last client leaves (graceful shutdown waits on it).
     empty_waker: RefCell<Option<Waker>>,
     admission: Rc<Admission>,
+    /// The distinct filters of the clients.
+    filters: Registry,
+    /// Clients holding a filter, and clients that deduplicate.
+    filtered_clients: Cell<usize>,
+    dedup_clients: Cell<usize>,
+    dedup: RefCell<dedup::DedupTable>,
+    /// Messages not queued for a deduplicating client because it was offered the certificate already (summed
+    /// over clients).
+    duplicates_skipped: Cell<u64>,
+}
+
+/// What the hub lets clients ask for: filter limits and the deduplication window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionConfig {
+    /// The bounds of client filters.
+    pub filter_limits: crate::filter::Limits,
+    /// How long a certificate's first publication is remembered for deduplicating clients.
+    pub dedup_window: std::time::Duration,
+    /// Bytes the deduplication table may hold (the oldest fingerprints leave first).
+    pub dedup_bytes: usize,
+}
+
+impl Default for SubscriptionConfig {
+    fn default() -> Self {
+        crate::config::Config::default().subscriptions
+    }
 }
 
 /// Counters of the hub, for `/stats` and `/metrics`.
@@ -113,6 +146,18 @@ pub struct HubStats {
     pub queued_bytes: usize,
     /// The largest ring among connected clients, in bytes.
     pub max_queued_bytes: usize,
+    /// Clients holding a filter.
+    pub filtered_clients: usize,
+    /// Clients that asked for deduplication.
+    pub dedup_clients: usize,
+    /// Messages skipped for deduplicating clients as repeats of a certificate (summed over clients).
+    pub duplicates_skipped: u64,
+    /// Fingerprints in the deduplication window.
+    pub dedup_fingerprints: usize,
+    /// Fingerprints evicted from the deduplication window early, for room.
+    pub dedup_evicted: u64,
+    /// The filter registry's counters.
+    pub filters: FilterStats,
 }
 
 fn kind_index(kind: StreamKind) -> usize {
@@ -140,7 +185,12 @@ impl Hub {
             client_queue: config.client_queue_bytes,
             latest: config.max_latest_bytes,
         };
-        Self::with_budget(config.ring_size, budget, config.slow_client_grace)
+        Self::build(
+            config.ring_size,
+            budget,
+            config.slow_client_grace,
+            config.subscriptions,
+        )
     }
 
     /// A hub whose clients each queue at most `ring_size` frames and `budget.client_queue` bytes; ingestion waits
@@ -149,6 +199,15 @@ impl Hub {
         ring_size: usize,
         budget: ByteBudget,
         grace: std::time::Duration,
+    ) -> Self {
+        Self::build(ring_size, budget, grace, SubscriptionConfig::default())
+    }
+
+    fn build(
+        ring_size: usize,
+        budget: ByteBudget,
+        grace: std::time::Duration,
+        subscriptions: SubscriptionConfig,
     ) -> Self {
         Self {
             state: Rc::new(HubState {
@@ -169,6 +228,14 @@ impl Hub {
                 ping: Rc::new(Frame::ping(b"")),
                 empty_waker: RefCell::new(None),
                 admission: Rc::new(Admission::new(grace)),
+                filters: Registry::new(subscriptions.filter_limits),
+                filtered_clients: Cell::new(0),
+                dedup_clients: Cell::new(0),
+                dedup: RefCell::new(dedup::DedupTable::new(
+                    subscriptions.dedup_window,
+                    subscriptions.dedup_bytes,
+                )),
+                duplicates_skipped: Cell::new(0),
             }),
         }
     }
@@ -178,17 +245,54 @@ impl Hub {
         Gate::new(self.clone())
     }
 
-    /// Publishes one message: queues its frame for every client of each stream and records it as the latest.
+    /// Publishes one message: queues its frame for every client of each stream whose filter it matches (and that
+    /// was not offered its certificate already, for clients that deduplicate) and records it as the latest.
     pub fn publish(&self, message: &Message) {
-        let message = &message.frames;
-        let shared = StreamKind::ALL.map(|kind| Rc::new(message.get(kind).clone()));
-        let now = Instant::now();
         let state = &self.state;
-        for client in self.client_slab().iter() {
+        let seq = state.published.get() + 1;
+        // First: clients that left release their filters before the evaluation.
+        let slab = self.client_slab();
+        if state.filtered_clients.get() > 0 {
+            state.filters.evaluate(&message.meta, seq);
+        }
+        let now = Instant::now();
+        let previous = self.previous_publication(&message.meta.fingerprint, seq, now);
+        let frames = &message.frames;
+        let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
+        for client in slab.iter() {
+            if let Some(filter) = &client.filter
+                && !filter.matches(seq)
+            {
+                continue;
+            }
+            if client.dedup && previous.is_some_and(|previous| previous > client.joined_at) {
+                state
+                    .duplicates_skipped
+                    .set(state.duplicates_skipped.get() + 1);
+                continue;
+            }
             client.push(&shared[kind_index(client.kind)], state, now);
         }
-        state.published.set(state.published.get() + 1);
-        self.keep_latest(message);
+        state.published.set(seq);
+        self.keep_latest(frames);
+    }
+
+    /// The sequence number of the previous publication of this certificate within the deduplication window,
+    /// recording this one; nothing is kept while no client deduplicates.
+    fn previous_publication(&self, fingerprint: &str, seq: u64, now: Instant) -> Option<u64> {
+        let mut table = self.state.dedup.borrow_mut();
+        if self.state.dedup_clients.get() == 0 {
+            if table.len() > 0 {
+                table.clear();
+            }
+            return None;
+        }
+        table.record(fingerprint, seq, now)
+    }
+
+    /// The filters of this hub's clients: stream requests intern theirs here ([`Selection::from_query`]).
+    pub fn filters(&self) -> &Registry {
+        &self.state.filters
     }
 
     /// Records the message for `/latest.json` and the example routes, leaving out the streams' variants that are
@@ -269,10 +373,21 @@ impl Hub {
         }
     }
 
-    /// Registers a client of `kind`; it leaves when the returned handle is dropped.
-    pub fn join(&self, kind: StreamKind) -> ClientHandle {
+    /// Registers a client of `kind` that gets the messages `selection` selects; it leaves when the returned handle
+    /// is dropped.
+    pub fn join(&self, kind: StreamKind, selection: Selection) -> ClientHandle {
+        let state = &self.state;
+        if selection.filter.is_some() {
+            state.filtered_clients.set(state.filtered_clients.get() + 1);
+        }
+        if selection.dedup {
+            state.dedup_clients.set(state.dedup_clients.get() + 1);
+        }
         let client = Rc::new(Client {
             kind,
+            filter: selection.filter,
+            dedup: selection.dedup,
+            joined_at: state.published.get(),
             capacity: self.state.ring_size,
             ring: RefCell::new(VecDeque::new()),
             ring_bytes: Cell::new(0),
@@ -340,6 +455,12 @@ impl Hub {
             dropped: self.state.dropped.get(),
             dropped_for_bytes: self.state.dropped_for_bytes.get(),
             latest_skipped: self.state.latest_skipped.get(),
+            filtered_clients: self.state.filtered_clients.get(),
+            dedup_clients: self.state.dedup_clients.get(),
+            duplicates_skipped: self.state.duplicates_skipped.get(),
+            dedup_fingerprints: self.state.dedup.borrow().len(),
+            dedup_evicted: self.state.dedup.borrow().evicted(),
+            filters: self.state.filters.stats(),
             ..HubStats::default()
         };
         for client in self.client_slab().iter().filter(|c| !c.left.get()) {
@@ -387,6 +508,12 @@ impl Hub {
             .set(state.left_since_rebuild.get() + 1);
         let count = &state.clients[kind_index(client.kind)];
         count.set(count.get().saturating_sub(1));
+        if client.filter.is_some() {
+            state.filtered_clients.set(state.filtered_clients.get() - 1);
+        }
+        if client.dedup {
+            state.dedup_clients.set(state.dedup_clients.get() - 1);
+        }
         if client.dropped.get() > 0 {
             tracing::info!(dropped = client.dropped.get(), stream = ?client.kind, "slow client left after drops");
         }
@@ -443,6 +570,12 @@ enum Control {
 /// frames, and the waker of its writer task.
 pub struct Client {
     kind: StreamKind,
+    /// The client's filter (`None`: every message).
+    filter: Option<Rc<crate::filter::Filter>>,
+    /// Whether it skips certificates it was offered already.
+    dedup: bool,
+    /// Messages published when it joined: a later publication was offered to it.
+    joined_at: u64,
     capacity: usize,
     ring: RefCell<VecDeque<Rc<Frame>>>,
     /// Wire bytes of the frames in `ring`.
@@ -642,10 +775,10 @@ mod tests {
     #[test]
     fn each_client_gets_its_stream_and_shares_the_frame() {
         let hub = Hub::new(8);
-        let lite = hub.join(StreamKind::Lite);
-        let lite2 = hub.join(StreamKind::Lite);
-        let full = hub.join(StreamKind::Full);
-        let domains = hub.join(StreamKind::DomainsOnly);
+        let lite = hub.join(StreamKind::Lite, Selection::default());
+        let lite2 = hub.join(StreamKind::Lite, Selection::default());
+        let full = hub.join(StreamKind::Full, Selection::default());
+        let domains = hub.join(StreamKind::DomainsOnly, Selection::default());
         hub.publish(&frames(1).into());
         assert_eq!(drain(&lite), ["lite 1"]);
         assert_eq!(drain(&full), ["full 1"]);
@@ -666,7 +799,7 @@ mod tests {
     fn flushed_waits_until_clients_that_keep_up_have_written_what_they_were_sent() {
         crate::runtime::block_on(async {
             let hub = Hub::new(8);
-            let client = hub.join(StreamKind::Lite);
+            let client = hub.join(StreamKind::Lite, Selection::default());
             hub.publish(&frames(1).into());
             let soon = std::time::Duration::from_millis(50);
             assert!(
@@ -694,8 +827,8 @@ mod tests {
     #[test]
     fn a_full_ring_drops_its_oldest_frames_and_counts_them() {
         let hub = Hub::new(3);
-        let slow = hub.join(StreamKind::Lite);
-        let fast = hub.join(StreamKind::Lite);
+        let slow = hub.join(StreamKind::Lite, Selection::default());
+        let fast = hub.join(StreamKind::Lite, Selection::default());
         for n in 0..10 {
             hub.publish(&frames(n).into());
             drain(&fast);
@@ -721,8 +854,8 @@ mod tests {
             latest: 1 << 20,
         };
         let hub = Hub::with_budget(256, budget, admission::DEFAULT_SLOW_CLIENT_GRACE);
-        let slow = hub.join(StreamKind::Full);
-        let reader = hub.join(StreamKind::Full);
+        let slow = hub.join(StreamKind::Full, Selection::default());
+        let reader = hub.join(StreamKind::Full, Selection::default());
         for _ in 0..10 {
             hub.publish(&sized(10, 3_000).into());
             let mut out = Vec::new();
@@ -760,7 +893,7 @@ mod tests {
             },
             admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
-        let client = hub.join(StreamKind::Full);
+        let client = hub.join(StreamKind::Full, Selection::default());
         for _ in 0..3 {
             hub.publish(&sized(1, MAX_BATCH_BYTES / 2 - 100).into());
         }
@@ -805,7 +938,7 @@ mod tests {
     #[test]
     fn control_frames_come_first_and_close_ends_the_batch() {
         let hub = Hub::new(8);
-        let client = hub.join(StreamKind::Lite);
+        let client = hub.join(StreamKind::Lite, Selection::default());
         hub.publish(&frames(1).into());
         client.queue_pong(Frame::pong(b"a"));
         client.queue_pong(Frame::pong(b"b"));
@@ -832,8 +965,8 @@ mod tests {
     #[test]
     fn pinging_frees_the_ring_memory_of_drained_clients() {
         let hub = Hub::new(64);
-        let drained = hub.join(StreamKind::Lite);
-        let behind = hub.join(StreamKind::Lite);
+        let drained = hub.join(StreamKind::Lite, Selection::default());
+        let behind = hub.join(StreamKind::Lite, Selection::default());
         for n in 0..40 {
             hub.publish(&frames(n).into());
         }
@@ -848,7 +981,7 @@ mod tests {
     fn leaving_removes_the_client_and_latest_messages_are_kept() {
         let hub = Hub::new(4);
         assert!(hub.latest(StreamKind::Lite).is_none());
-        let client = hub.join(StreamKind::Full);
+        let client = hub.join(StreamKind::Full, Selection::default());
         assert_eq!(hub.client_count(), 1);
         drop(client);
         assert_eq!(hub.client_count(), 0);

@@ -9,13 +9,6 @@ mod connection;
 mod guard;
 mod limits;
 mod pretty;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "read by the stream filters and the access tokens (issue 10), being built"
-    )
-)]
 mod query;
 mod rate;
 mod request;
@@ -34,6 +27,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
+use crate::filter::Selection;
 use crate::hub::Hub;
 use crate::metrics::StatusReporter;
 use crate::panic_boundary::CatchUnwind;
@@ -172,7 +166,7 @@ async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
 /// What to do with a parsed request head.
 enum Action {
     Respond(Bytes),
-    Upgrade(crate::message::StreamKind, Vec<u8>),
+    Upgrade(crate::message::StreamKind, Selection, Vec<u8>),
 }
 
 /// One accepted connection: read the request head, then answer over HTTP or hand the upgraded connection to its
@@ -201,9 +195,9 @@ async fn handle(mut stream: TcpStream, slot: limits::Slot, shared: Rc<Shared>) {
     };
     match action {
         Action::Respond(response) => request::respond_and_close(stream, response, &shared).await,
-        Action::Upgrade(kind, response) => {
+        Action::Upgrade(kind, selection, response) => {
             // Joined before the 101 goes out: a client sees every message published after its upgrade response.
-            let client = shared.hub.join(kind);
+            let client = shared.hub.join(kind, selection);
             let stall = shared.config.write_stall_timeout;
             match monoio::time::timeout(stall, stream.write_all(response)).await {
                 Ok((Ok(_), _)) => {}
@@ -249,15 +243,41 @@ fn decide(request: &httparse::Request<'_, '_>, shared: &Shared) -> Action {
     };
     let route = Route::of(path);
     let wants_upgrade = handshake::wants_upgrade(request.headers);
+    // A stream's query is checked with or without an upgrade: the live page asks with a plain GET whether a
+    // filter is valid before it connects.
+    let selection = match route {
+        Route::Stream(_) => match stream_selection(path, &shared.hub) {
+            Ok(selection) => selection,
+            Err(reason) => {
+                return Action::Respond(
+                    request::response(
+                        400,
+                        "text/plain; charset=utf-8",
+                        format!("{reason}\n").as_bytes(),
+                    )
+                    .into(),
+                );
+            }
+        },
+        _ => Selection::default(),
+    };
     match route {
         Route::Stream(kind) if wants_upgrade => {
             match handshake::check_upgrade(method, version, request.headers) {
-                Ok(upgrade) => Action::Upgrade(kind, handshake::switching_protocols(&upgrade)),
+                Ok(upgrade) => {
+                    Action::Upgrade(kind, selection, handshake::switching_protocols(&upgrade))
+                }
                 Err(error) => Action::Respond(error.response().into()),
             }
         }
         _ => Action::Respond(routes::respond(route, method, wants_upgrade, shared)),
     }
+}
+
+/// The selection a stream request's query asks for, or the one-line reason it is refused.
+fn stream_selection(target: &str, hub: &Hub) -> Result<Selection, String> {
+    let query = query::Query::of(target).map_err(|error| error.to_string())?;
+    Selection::from_query(query.pairs(), hub.filters()).map_err(|refusal| refusal.to_string())
 }
 
 async fn ping_loop(hub: Hub, interval: Duration) {
