@@ -977,6 +977,87 @@ mod tests {
         assert_eq!(behind.ring.borrow().len(), 40, "queued frames are kept");
     }
 
+    fn certificate(names: &[&str], fingerprint: &str, n: u32) -> Message {
+        Message {
+            meta: crate::message::MessageMeta {
+                fingerprint: fingerprint.into(),
+                all_domains: names.iter().map(|n| n.to_string()).collect(),
+                ..Default::default()
+            },
+            frames: frames(n),
+        }
+    }
+
+    fn selection(hub: &Hub, query: &[(&str, &str)]) -> Selection {
+        Selection::from_query(query.iter().copied(), hub.filters()).unwrap()
+    }
+
+    #[test]
+    fn a_filtered_client_gets_the_matching_messages_only() {
+        let hub = Hub::new(16);
+        let all = hub.join(StreamKind::Lite, Selection::default());
+        let example = hub.join(
+            StreamKind::Lite,
+            selection(&hub, &[("domain", "example.com")]),
+        );
+        let example_too = hub.join(
+            StreamKind::DomainsOnly,
+            selection(&hub, &[("domain", "EXAMPLE.com")]),
+        );
+        let pay = hub.join(StreamKind::Full, selection(&hub, &[("keyword", "pay")]));
+        hub.publish(&certificate(&["www.example.com"], "A", 1));
+        hub.publish(&certificate(&["paypal.example.net"], "B", 2));
+        hub.publish(&frames(3).into());
+        assert_eq!(drain(&all), ["lite 1", "lite 2", "lite 3"]);
+        assert_eq!(drain(&example), ["lite 1"]);
+        assert_eq!(drain(&example_too), ["domains 1"]);
+        assert_eq!(drain(&pay), ["full 2"]);
+        let stats = hub.stats();
+        assert_eq!((stats.filtered_clients, stats.filters.filters), (3, 2));
+        drop((example, example_too));
+        hub.publish(&frames(4).into());
+        assert_eq!(
+            hub.stats().filters.filters,
+            1,
+            "the filter left with its clients"
+        );
+    }
+
+    #[test]
+    fn a_dedup_client_skips_a_certificate_it_was_offered_since_it_joined() {
+        let hub = Hub::new(16);
+        let early = hub.join(StreamKind::Lite, selection(&hub, &[("dedup", "1")]));
+        let plain = hub.join(StreamKind::Lite, Selection::default());
+        hub.publish(&certificate(&["a.example"], "AA", 1));
+        let late = hub.join(StreamKind::Lite, selection(&hub, &[("dedup", "true")]));
+        hub.publish(&certificate(&["a.example"], "AA", 2)); // a second log
+        hub.publish(&certificate(&["b.example"], "BB", 3));
+        hub.publish(&certificate(&["a.example"], "AA", 4)); // a third
+        assert_eq!(drain(&early), ["lite 1", "lite 3"]);
+        assert_eq!(drain(&plain), ["lite 1", "lite 2", "lite 3", "lite 4"]);
+        assert_eq!(
+            drain(&late),
+            ["lite 2", "lite 3"],
+            "it had not been offered copy 1"
+        );
+        let stats = hub.stats();
+        assert_eq!(
+            (
+                stats.duplicates_skipped,
+                stats.dedup_clients,
+                stats.dedup_fingerprints
+            ),
+            (3, 2, 2)
+        );
+        drop((early, late));
+        hub.publish(&certificate(&["a.example"], "AA", 5));
+        assert_eq!(
+            hub.stats().dedup_fingerprints,
+            0,
+            "nothing kept without dedup clients"
+        );
+    }
+
     #[test]
     fn leaving_removes_the_client_and_latest_messages_are_kept() {
         let hub = Hub::new(4);

@@ -310,3 +310,85 @@ pub(super) fn normalize_domain(name: &str) -> String {
     let name = name.strip_suffix('.').unwrap_or(name);
     name.to_ascii_lowercase()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(query: &[(&str, &str)]) -> Result<(Spec, bool), Refusal> {
+        parse(query.iter().copied(), &Limits::default())
+    }
+
+    #[test]
+    fn values_are_canonical() {
+        let (spec, dedup) = parsed(&[
+            ("domain", "*.Example.COM."),
+            ("keyword", "Pay,shop"),
+            ("domain", "a.example.org,example.com"),
+            ("regex", "a{1,3}"),
+            ("type", "Precert,cert,precert"),
+            ("issuer", "Let's Encrypt"),
+            ("dedup", "on"),
+            ("token", "secret"),
+        ])
+        .unwrap();
+        let texts = |list: &[Box<str>]| list.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        assert_eq!(texts(&spec.domains), ["a.example.org", "example.com"]);
+        assert_eq!(texts(&spec.keywords), ["pay", "shop"]);
+        assert_eq!(
+            texts(&spec.regexes),
+            ["a{1,3}"],
+            "a regex is not split at commas"
+        );
+        assert_eq!(texts(&spec.issuers), ["let's encrypt"]);
+        assert_eq!(spec.types, [CertType::Cert, CertType::Precert]);
+        assert!(dedup);
+        assert!(parsed(&[]).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn bad_filters_are_refused_with_a_reason() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("domian", "example.com")], "unknown parameter \"domian\""),
+            (&[("domain", "")], "domain=\"\": empty name"),
+            (&[("domain", "*.")], "empty name"),
+            (&[("domain", "a..b")], "not a DNS name"),
+            (&[("domain", "exa mple.com")], "not a DNS name"),
+            (&[("domain", "bücher.example")], "give the xn-- form"),
+            (&[("keyword", "a,,b")], "keyword=\"\": empty value"),
+            (&[("type", "x509")], "expected cert or precert"),
+            (&[("dedup", "yes please")], "expected 1, true or on"),
+        ];
+        for (query, reason) in cases {
+            let refusal = parsed(query).unwrap_err();
+            assert!(refusal.to_string().contains(reason), "{query:?}: {refusal}");
+            assert!(!refusal.to_string().contains('\n'), "one line: {refusal}");
+        }
+    }
+
+    #[test]
+    fn the_length_and_value_limits_hold() {
+        let limits = Limits {
+            max_filter_bytes: 25,
+            max_values: 3,
+            ..Limits::default()
+        };
+        let long = [("domain", "abcdefghijk.example")];
+        assert_eq!(
+            parse(long.iter().copied(), &limits),
+            Err(Refusal::TooLong {
+                bytes: 26,
+                limit: 25
+            })
+        );
+        let many = [("keyword", "a,b"), ("type", "cert,x")];
+        assert_eq!(
+            parse(many.iter().copied(), &limits),
+            Err(Refusal::TooManyValues {
+                values: 4,
+                limit: 3
+            })
+        );
+        assert!(parse([("keyword", "a,b"), ("type", "cert")], &limits).is_ok());
+    }
+}

@@ -439,3 +439,263 @@ fn case_insensitive_automaton(patterns: &[&str]) -> Result<AhoCorasick, String> 
         .build(patterns)
         .map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use certstream_ct::entry::EntryType;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::filter::grammar::normalize_domain;
+
+    fn meta(names: &[&str], issuer: &str, entry_type: EntryType) -> MessageMeta {
+        MessageMeta {
+            entry_type,
+            issuer: issuer.into(),
+            all_domains: names.iter().map(|n| n.to_string()).collect(),
+            ..MessageMeta::default()
+        }
+    }
+
+    fn select(registry: &Registry, query: &[(&str, &str)]) -> Option<Rc<Filter>> {
+        registry
+            .select(query.iter().copied())
+            .expect("a valid filter")
+            .filter
+    }
+
+    /// The definition of the README, one filter at a time: what the indexes must agree with.
+    fn naive(spec: &Spec, meta: &MessageMeta) -> bool {
+        let names = &meta.all_domains;
+        let domain = |d: &str| {
+            names
+                .iter()
+                .map(|n| normalize_domain(n))
+                .any(|n| n == d || n.strip_suffix(d).is_some_and(|head| head.ends_with('.')))
+        };
+        let keyword = |k: &str| names.iter().any(|n| n.to_ascii_lowercase().contains(k));
+        let regex = |r: &str| {
+            let regex = regex::Regex::new(r).unwrap();
+            names.iter().any(|n| regex.is_match(n))
+        };
+        let issuer = |i: &str| meta.issuer.to_ascii_lowercase().contains(i);
+        let group = |values: &[Box<str>], test: &dyn Fn(&str) -> bool| {
+            values.is_empty() || values.iter().any(|v| test(v))
+        };
+        group(&spec.domains, &domain)
+            && group(&spec.keywords, &keyword)
+            && group(&spec.regexes, &regex)
+            && group(&spec.issuers, &issuer)
+            && (spec.types.is_empty() || spec.types.contains(&CertType::of(meta.entry_type)))
+    }
+
+    #[test]
+    fn clients_with_the_same_filter_share_one_and_it_leaves_with_the_last() {
+        let registry = Registry::new(Limits::default());
+        let a = select(
+            &registry,
+            &[("domain", "Example.com"), ("keyword", "pay,shop")],
+        )
+        .unwrap();
+        let b = select(
+            &registry,
+            &[
+                ("keyword", "shop"),
+                ("keyword", "PAY"),
+                ("domain", "*.example.com."),
+            ],
+        )
+        .unwrap();
+        assert!(Rc::ptr_eq(&a, &b), "the same filter, written differently");
+        let other = select(&registry, &[("domain", "example.org")]).unwrap();
+        assert_eq!(
+            (
+                registry.stats().filters,
+                registry.stats().domains,
+                registry.stats().keywords
+            ),
+            (2, 2, 2)
+        );
+        assert!(
+            select(&registry, &[("dedup", "1")]).is_none(),
+            "no filter parameter, no filter"
+        );
+        drop((a, other));
+        assert_eq!(registry.stats().filters, 1, "b still holds it");
+        drop(b);
+        let stats = registry.stats();
+        assert_eq!((stats.filters, stats.domains, stats.keywords), (0, 0, 0));
+    }
+
+    #[test]
+    fn candidates_come_from_the_first_group_and_the_other_groups_are_verified() {
+        let registry = Registry::new(Limits::default());
+        let shop = select(
+            &registry,
+            &[
+                ("domain", "example.com"),
+                ("keyword", "shop"),
+                ("type", "precert"),
+            ],
+        )
+        .unwrap();
+        let any_pay = select(&registry, &[("keyword", "pay")]).unwrap();
+        let certs = select(&registry, &[("type", "cert")]).unwrap();
+        let by_issuer = select(
+            &registry,
+            &[("issuer", "let's encrypt"), ("regex", "^[a-z]+[0-9]+\\.")],
+        )
+        .unwrap();
+        let cases = [
+            (
+                meta(&["shop.example.com"], "", EntryType::Precert),
+                [true, false, false, false],
+            ),
+            (
+                meta(&["shop.example.com"], "", EntryType::X509),
+                [false, false, true, false],
+            ),
+            (
+                meta(
+                    &["SHOP.Example.COM.", "pay.example.net"],
+                    "",
+                    EntryType::Precert,
+                ),
+                [true, true, false, false],
+            ),
+            (
+                meta(&["shop.notexample.com"], "", EntryType::Precert),
+                [false, false, false, false],
+            ),
+            (
+                meta(
+                    &["www1.x.org"],
+                    "/C=US/O=Let's Encrypt/CN=R11",
+                    EntryType::Precert,
+                ),
+                [false, false, false, true],
+            ),
+            (
+                meta(
+                    &["www.x.org"],
+                    "/C=US/O=Let's Encrypt/CN=R11",
+                    EntryType::Precert,
+                ),
+                [false, false, false, false],
+            ),
+        ];
+        for (seq, (meta, expected)) in (1..).zip(cases) {
+            registry.evaluate(&meta, seq);
+            let got = [&shop, &any_pay, &certs, &by_issuer].map(|f| f.matches(seq));
+            assert_eq!(got, expected, "{:?}", meta.all_domains);
+        }
+    }
+
+    #[test]
+    fn regexes_are_bounded_in_size_and_number_and_refusals_are_counted() {
+        let registry = Registry::new(Limits {
+            max_regexes: 2,
+            regex_size_limit: 10_000,
+            ..Limits::default()
+        });
+        let refused = |query: &[(&str, &str)]| registry.select(query.iter().copied()).unwrap_err();
+        assert!(matches!(refused(&[("regex", "(")]), Refusal::BadRegex(_)));
+        assert_eq!(
+            refused(&[("regex", "\\w{1000}")]),
+            Refusal::RegexTooBig { limit: 10_000 }
+        );
+        let one = select(&registry, &[("regex", "^a")]);
+        let two = select(&registry, &[("regex", "^b"), ("type", "cert")]);
+        assert_eq!(
+            refused(&[("regex", "^c")]),
+            Refusal::TooManyRegexes { limit: 2 }
+        );
+        assert!(
+            select(&registry, &[("regex", "^a"), ("keyword", "x")]).is_some(),
+            "a regex held already"
+        );
+        assert_eq!(
+            refused(&[("nope", "1")]),
+            Refusal::UnknownParameter("nope".into())
+        );
+        drop(one);
+        assert!(
+            select(&registry, &[("regex", "^c")]).is_some(),
+            "room again once ^a is gone"
+        );
+        let stats = registry.stats();
+        assert_eq!(stats.refused, [1, 0, 1, 1, 0, 0, 1]);
+        drop(two);
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        let label = prop::sample::select(vec![
+            "a",
+            "b",
+            "pay",
+            "example",
+            "com",
+            "xn--bcher-kva",
+            "PAY",
+        ]);
+        (
+            prop::collection::vec(label, 1..4),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(labels, wild, dot)| {
+                format!(
+                    "{}{}{}",
+                    if wild { "*." } else { "" },
+                    labels.join("."),
+                    if dot { "." } else { "" }
+                )
+            })
+    }
+
+    fn query() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+        let param = prop_oneof![
+            name().prop_map(|n| ("domain", n)),
+            prop::sample::select(vec!["pa", "ex", "com", "B"])
+                .prop_map(|k| ("keyword", k.to_owned())),
+            prop::sample::select(vec!["^a\\.", "com$", "^(pay|b)"])
+                .prop_map(|r| ("regex", r.to_owned())),
+            prop::sample::select(vec!["encrypt", "digicert"])
+                .prop_map(|i| ("issuer", i.to_owned())),
+            prop::sample::select(vec!["cert", "precert"]).prop_map(|t| ("type", t.to_owned())),
+        ];
+        prop::collection::vec(param, 1..5)
+    }
+
+    proptest! {
+        #[test]
+        fn indexed_evaluation_equals_the_naive_one(
+            queries in prop::collection::vec(query(), 1..30),
+            messages in prop::collection::vec(
+                (prop::collection::vec(name(), 0..4), any::<bool>(), any::<bool>()),
+                1..20,
+            ),
+            leave_every in 2usize..5,
+        ) {
+            let registry = Registry::new(Limits::default());
+            let mut filters: Vec<Rc<Filter>> = queries
+                .iter()
+                .filter_map(|q| select(&registry, &q.iter().map(|(n, v)| (*n, v.as_str())).collect::<Vec<_>>()))
+                .collect();
+            for (seq, (names, precert, encrypt)) in (1..).zip(&messages) {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let issuer = if *encrypt { "/O=Let's Encrypt/CN=R3" } else { "/O=DigiCert Inc" };
+                let entry_type = if *precert { EntryType::Precert } else { EntryType::X509 };
+                let meta = meta(&names, issuer, entry_type);
+                registry.evaluate(&meta, seq);
+                for filter in &filters {
+                    prop_assert_eq!(filter.matches(seq), naive(filter.spec(), &meta), "{:?} on {:?}", filter.spec(), names);
+                }
+                // Clients leave as messages go by: what remains must still be evaluated right.
+                if seq as usize % leave_every == 0 && !filters.is_empty() {
+                    filters.remove(0);
+                }
+            }
+        }
+    }
+}
