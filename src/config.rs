@@ -1170,6 +1170,58 @@ mod tests {
     }
 
     #[test]
+    fn filter_limits_and_dedup_window() {
+        let defaults = run(&[], &[]).subscriptions;
+        assert_eq!(defaults.filter_limits, crate::filter::Limits::default());
+        assert_eq!(
+            (defaults.dedup_window, defaults.dedup_bytes),
+            (Duration::from_secs(600), 16 << 20)
+        );
+        let config = run(
+            &[
+                "--filter-max-bytes=1KiB",
+                "--filter-max-values",
+                "8",
+                "--filter-max-regexes",
+                "3",
+                "--filter-regex-size",
+                "64k",
+                "--dedup-window",
+                "30s",
+            ],
+            &[("CERTSTREAM_DEDUP_BYTES", "1MiB")],
+        )
+        .subscriptions;
+        assert_eq!(
+            config.filter_limits,
+            crate::filter::Limits {
+                max_filter_bytes: 1024,
+                max_values: 8,
+                max_regexes: 3,
+                regex_size_limit: 64 << 10,
+            }
+        );
+        assert_eq!(
+            (config.dedup_window, config.dedup_bytes),
+            (Duration::from_secs(30), 1 << 20)
+        );
+        assert_eq!(
+            run(&[], &[("CERTSTREAM_FILTER_MAX_REGEXES", "7")])
+                .subscriptions
+                .filter_limits
+                .max_regexes,
+            7
+        );
+        for bad in [
+            &["--filter-max-values", "0"][..],
+            &["--filter-max-regexes", "x"],
+            &["--dedup-window", "0s"],
+        ] {
+            assert!(parse(bad, &[]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn log_list_and_polling_options() {
         let ingest = run(&[], &[]).ingest;
         assert_eq!(ingest, IngestConfig::default());
@@ -1272,6 +1324,9 @@ mod tests {
             ),
             ("--log-buffer", "CERTSTREAM_LOG_BUFFER"),
             ("--log-list-max-size", "CERTSTREAM_LOG_LIST_MAX_SIZE"),
+            ("--filter-max-bytes", "CERTSTREAM_FILTER_MAX_BYTES"),
+            ("--filter-regex-size", "CERTSTREAM_FILTER_REGEX_SIZE"),
+            ("--dedup-bytes", "CERTSTREAM_DEDUP_BYTES"),
             ("--chain-cache-bytes", "CERTSTREAM_CHAIN_CACHE_BYTES"),
             ("--issuer-cache-bytes", "CERTSTREAM_ISSUER_CACHE_BYTES"),
             (
