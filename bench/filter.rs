@@ -37,7 +37,9 @@ fn domains(messages: &[Message], n: usize) -> Vec<String> {
         for name in message.meta.all_domains.iter() {
             let labels: Vec<&str> = name.trim_start_matches("*.").rsplitn(3, '.').collect();
             if labels.len() >= 2 {
-                *counts.entry(format!("{}.{}", labels[1], labels[0])).or_default() += 1;
+                *counts
+                    .entry(format!("{}.{}", labels[1], labels[0]))
+                    .or_default() += 1;
             }
         }
     }
@@ -79,7 +81,11 @@ fn intern(registry: &Registry, parameter: &str, values: &[String]) -> Vec<Rc<Fil
 
 /// The fastest of repeated rounds over `messages` (about a second in all), per message, and the matches per
 /// round.
-fn time_evaluation(registry: &Registry, filters: &[Rc<Filter>], messages: &[Message]) -> (Duration, usize) {
+fn time_evaluation(
+    registry: &Registry,
+    filters: &[Rc<Filter>],
+    messages: &[Message],
+) -> (Duration, usize) {
     let mut seq = 0;
     let mut round = || {
         let started = Instant::now();
@@ -102,7 +108,10 @@ fn time_evaluation(registry: &Registry, filters: &[Rc<Filter>], messages: &[Mess
 }
 
 fn eval(messages: &[Message]) {
-    println!("\n== evaluation per message ({} corpus messages per round, fastest round)", messages.len());
+    println!(
+        "\n== evaluation per message ({} corpus messages per round, fastest round)",
+        messages.len()
+    );
     for n in [1, 100, 10_000, 100_000] {
         let registry = Registry::new(Limits::default());
         let values = domains(messages, n);
@@ -247,7 +256,10 @@ fn main() {
         return; // `cargo bench -- --list` probes bench binaries
     }
     let _ = server::raise_open_files_limit();
-    let parts: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     let messages = corpus::messages();
     if wants("eval") {

@@ -123,7 +123,10 @@ fn a_bad_filter_is_refused_with_400_and_its_reason_before_the_upgrade() {
         "a valid filter on the page's path gets the page"
     );
     let page = String::from_utf8(page).unwrap();
-    assert!(page.contains("id=\"query\"") && page.contains("fetch(\"/\" + (next"), "the filter box");
+    assert!(
+        page.contains("id=\"query\"") && page.contains("fetch(\"/\" + (next"),
+        "the filter box"
+    );
     let stats = server.stats();
     let refused = &stats["filters_refused"];
     assert_eq!(refused["unknown_parameter"], 2);
