@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 use certstream::config::Config;
 use certstream::hub::Hub;
 use certstream::message::EncodedMessage;
-use certstream::server::{self, Server};
+use certstream::server;
 use certstream_testkit::http::{closed_port, http_get};
-use certstream_testkit::process::{cpu_time, memory_resident_kib};
+use certstream_testkit::process::{
+    cpu_time, fork_server, memory_resident_kib, pin_this_thread, stop_child,
+};
 use certstream_testkit::runtime::block_on;
+use certstream_testkit::ws::parse_header;
 use certstream_ws::frame::Frame;
 use monoio::io::AsyncWriteRentExt;
 
@@ -53,37 +56,15 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn pin_to_cpu(cpu: usize) {
-    if let Err(error) = monoio::utils::bind_to_cpu_set(Some(cpu)) {
-        eprintln!("could not pin to CPU {cpu}: {error}");
-    }
-}
-
 /// Forks the server process; returns its pid.
 fn spawn_server(port: u16, publisher: Publisher) -> libc::pid_t {
-    // SAFETY: called while this process is single-threaded (no runtime exists between phases).
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid > 0 {
-        return pid;
-    }
-    // SAFETY: plain prctl: the server dies with the benchmark even if the benchmark is killed.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    pin_to_cpu(0);
     let config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         max_connections: 100_000,
         max_connections_per_ip: 100_000,
         ..Config::default()
     };
-    block_on(async move {
-        let hub = Hub::configured(&config);
-        let server = Server::bind(config, hub.clone()).expect("bind");
-        monoio::spawn(publish(hub, publisher));
-        let ctrl_c = monoio::utils::CtrlC::new().expect("signal handler");
-        server.run(ctrl_c).await;
-    });
-    std::process::exit(0);
+    fork_server(config, move |hub| publish(hub, publisher))
 }
 
 fn frames_now() -> EncodedMessage {
@@ -324,23 +305,6 @@ fn count_frames(
     (pos, closed)
 }
 
-/// Opcode, header length and payload length of the frame at the start of `buf`, if its header is complete.
-fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (header, len) = match b1 & 0x7F {
-        126 => (
-            4,
-            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
-        ),
-        127 => (
-            10,
-            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
-        ),
-        n => (2, n as usize),
-    };
-    Some((b0 & 0x0F, header, len))
-}
-
 /// Runs `clients` load clients until `until` says stop (checked every 10 ms) or `limit` passes.
 fn run_clients(
     addr: SocketAddr,
@@ -389,17 +353,6 @@ fn run_clients(
     seen
 }
 
-fn stop_server(pid: libc::pid_t) -> Duration {
-    let started = Instant::now();
-    // SAFETY: signalling and reaping our own child.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-    }
-    started.elapsed()
-}
-
 fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(addr).is_err() {
@@ -428,7 +381,7 @@ fn main() {
     println!(
         "ws_load: server pinned to CPU 0, load clients pinned to CPU 1, {PAYLOAD}-byte lite messages"
     );
-    pin_to_cpu(1);
+    pin_this_thread(1);
     // Optional phase names (idle, shutdown, fanout, latency) run only those phases.
     let phases: Vec<String> = std::env::args()
         .skip(1)
@@ -459,7 +412,7 @@ fn main() {
             monoio::time::sleep(Duration::from_millis(500)).await;
             after_inner.set(memory_resident_kib(pid as u32));
         });
-        stop_server(pid);
+        stop_child(pid);
         let per_client = (after.get().saturating_sub(before)) as f64 * 1024.0 / clients as f64;
         println!(
             "idle: {} clients connected, server RSS {before} KiB → {} KiB: {per_client:.0} bytes per idle client",
@@ -519,7 +472,7 @@ fn main() {
             s.done.get() == clients
         });
         let dropped = stats(addr)["messages_dropped"].as_u64().unwrap_or(0);
-        stop_server(pid);
+        stop_child(pid);
         let secs = match (seen.first.get(), seen.last.get()) {
             (Some(first), Some(last)) => (last - first).as_secs_f64().max(1e-9),
             _ => f64::NAN,
@@ -559,7 +512,7 @@ fn main() {
         let seen = run_clients(addr, pid, clients, messages, Duration::from_secs(60), |s| {
             s.done.get() == clients
         });
-        stop_server(pid);
+        stop_child(pid);
         let mut latencies = seen.latencies_us.take();
         latencies.sort_unstable();
         println!(

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::{self, HttpClientConfig};
+use crate::hub::SubscriptionConfig;
 use crate::ingest::PollOptions;
 use crate::ingest::growth::DEFAULT_MAX_GROWTH_PER_SECOND;
 use crate::ingest::issuers::DEFAULT_BUDGET_BYTES as DEFAULT_ISSUER_CACHE_BYTES;
@@ -80,6 +81,8 @@ pub struct Config {
     pub auth_tokens: Option<PathBuf>,
     /// With `auth_tokens`, `/stats` and `/metrics` need a token too.
     pub auth_metrics: bool,
+    /// Filter limits and the deduplication window (README "Filters").
+    pub subscriptions: SubscriptionConfig,
     /// Which CT logs to follow, and how.
     pub ingest: IngestConfig,
 }
@@ -177,6 +180,11 @@ impl Default for Config {
             tcp_keepalive: Some(Duration::from_secs(60)),
             auth_tokens: None,
             auth_metrics: false,
+            subscriptions: SubscriptionConfig {
+                filter_limits: crate::filter::Limits::default(),
+                dedup_window: Duration::from_secs(600),
+                dedup_bytes: 16 << 20,
+            },
             ingest: IngestConfig::default(),
         }
     }
@@ -430,6 +438,43 @@ const SERVER_OPTIONS: &[Opt] = &[
                stays full this long does not keep up: it is no longer waited for and loses its oldest queued \
                messages",
         kind: Kind::Duration(|c| &mut c.slow_client_grace),
+    },
+    Opt {
+        flag: "--filter-max-bytes",
+        env: "CERTSTREAM_FILTER_MAX_BYTES",
+        help: "bytes of one client's filter parameters (decoded); longer filters get 400",
+        kind: Kind::Size(|c| &mut c.subscriptions.filter_limits.max_filter_bytes),
+    },
+    Opt {
+        flag: "--filter-max-values",
+        env: "CERTSTREAM_FILTER_MAX_VALUES",
+        help: "values in one client's filter, all parameters together; more get 400",
+        kind: Kind::Count(|c| &mut c.subscriptions.filter_limits.max_values),
+    },
+    Opt {
+        flag: "--filter-max-regexes",
+        env: "CERTSTREAM_FILTER_MAX_REGEXES",
+        help: "distinct regexes the server holds for all clients together; a client asking for one more gets 400",
+        kind: Kind::Count(|c| &mut c.subscriptions.filter_limits.max_regexes),
+    },
+    Opt {
+        flag: "--filter-regex-size",
+        env: "CERTSTREAM_FILTER_REGEX_SIZE",
+        help: "bytes one regex may take once compiled; larger ones get 400",
+        kind: Kind::Size(|c| &mut c.subscriptions.filter_limits.regex_size_limit),
+    },
+    Opt {
+        flag: "--dedup-window",
+        env: "CERTSTREAM_DEDUP_WINDOW",
+        help: "how long a certificate is remembered for clients that asked for dedup=1",
+        kind: Kind::Duration(|c| &mut c.subscriptions.dedup_window),
+    },
+    Opt {
+        flag: "--dedup-bytes",
+        env: "CERTSTREAM_DEDUP_BYTES",
+        help: "bytes the deduplication window may hold (64 per certificate); beyond, the oldest are forgotten \
+               early (counted)",
+        kind: Kind::Size(|c| &mut c.subscriptions.dedup_bytes),
     },
 ];
 
@@ -1193,6 +1238,58 @@ mod tests {
     }
 
     #[test]
+    fn filter_limits_and_dedup_window() {
+        let defaults = run(&[], &[]).subscriptions;
+        assert_eq!(defaults.filter_limits, crate::filter::Limits::default());
+        assert_eq!(
+            (defaults.dedup_window, defaults.dedup_bytes),
+            (Duration::from_secs(600), 16 << 20)
+        );
+        let config = run(
+            &[
+                "--filter-max-bytes=1KiB",
+                "--filter-max-values",
+                "8",
+                "--filter-max-regexes",
+                "3",
+                "--filter-regex-size",
+                "64k",
+                "--dedup-window",
+                "30s",
+            ],
+            &[("CERTSTREAM_DEDUP_BYTES", "1MiB")],
+        )
+        .subscriptions;
+        assert_eq!(
+            config.filter_limits,
+            crate::filter::Limits {
+                max_filter_bytes: 1024,
+                max_values: 8,
+                max_regexes: 3,
+                regex_size_limit: 64 << 10,
+            }
+        );
+        assert_eq!(
+            (config.dedup_window, config.dedup_bytes),
+            (Duration::from_secs(30), 1 << 20)
+        );
+        assert_eq!(
+            run(&[], &[("CERTSTREAM_FILTER_MAX_REGEXES", "7")])
+                .subscriptions
+                .filter_limits
+                .max_regexes,
+            7
+        );
+        for bad in [
+            &["--filter-max-values", "0"][..],
+            &["--filter-max-regexes", "x"],
+            &["--dedup-window", "0s"],
+        ] {
+            assert!(parse(bad, &[]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn log_list_and_polling_options() {
         let ingest = run(&[], &[]).ingest;
         assert_eq!(ingest, IngestConfig::default());
@@ -1295,6 +1392,9 @@ mod tests {
             ),
             ("--log-buffer", "CERTSTREAM_LOG_BUFFER"),
             ("--log-list-max-size", "CERTSTREAM_LOG_LIST_MAX_SIZE"),
+            ("--filter-max-bytes", "CERTSTREAM_FILTER_MAX_BYTES"),
+            ("--filter-regex-size", "CERTSTREAM_FILTER_REGEX_SIZE"),
+            ("--dedup-bytes", "CERTSTREAM_DEDUP_BYTES"),
             ("--chain-cache-bytes", "CERTSTREAM_CHAIN_CACHE_BYTES"),
             ("--issuer-cache-bytes", "CERTSTREAM_ISSUER_CACHE_BYTES"),
             (

@@ -21,8 +21,14 @@
 //!
 //! Ingestion asks the hub's [`Gate`] before publishing: see [`admission`] for the rule that keeps pollers from
 //! out-running the writers of clients that keep up.
+//!
+//! Which clients get a message: a client may hold a filter ([`crate::filter`]) and ask for deduplication
+//! ([`dedup`]). The hub's filter registry evaluates every distinct filter once per message (not at all while no
+//! client has one) and the dedup window is looked up once per message (while a client asked for it); each client
+//! then costs one compare for each.
 
 pub mod admission;
+mod dedup;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -31,7 +37,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use crate::message::{EncodedMessage, Message, StreamKind};
+use crate::filter::{FilterStats, Registry, Selection};
+use crate::message::{EncodedMessage, Message, MessageMeta, StreamKind};
 use certstream_ws::frame::Frame;
 
 use admission::{Admission, Backlog, Standing};
@@ -98,6 +105,8 @@ struct HubState {
     history_bytes: Cell<usize>,
     /// Connected clients that joined through [`Hub::join_resuming`] (they have event ids to resume from).
     resumable_clients: Cell<usize>,
+    /// Filter evaluations so far (one per published message, and one per message replayed to a filtered client).
+    filter_evaluations: Cell<u64>,
     /// When the last resumable client left (`None` before any did).
     last_resumable_left: Cell<Option<Instant>>,
     resumes_served: Cell<u64>,
@@ -116,6 +125,32 @@ struct HubState {
     /// Woken when the last client leaves (graceful shutdown waits on it).
     empty_waker: RefCell<Option<Waker>>,
     admission: Rc<Admission>,
+    /// The distinct filters of the clients.
+    filters: Registry,
+    /// Clients holding a filter, and clients that deduplicate.
+    filtered_clients: Cell<usize>,
+    dedup_clients: Cell<usize>,
+    dedup: RefCell<dedup::DedupTable>,
+    /// Messages not queued for a deduplicating client because it was offered the certificate already (summed
+    /// over clients).
+    duplicates_skipped: Cell<u64>,
+}
+
+/// What the hub lets clients ask for: filter limits and the deduplication window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionConfig {
+    /// The bounds of client filters.
+    pub filter_limits: crate::filter::Limits,
+    /// How long a certificate's first publication is remembered for deduplicating clients.
+    pub dedup_window: std::time::Duration,
+    /// Bytes the deduplication table may hold (the oldest fingerprints leave first).
+    pub dedup_bytes: usize,
+}
+
+impl Default for SubscriptionConfig {
+    fn default() -> Self {
+        crate::config::Config::default().subscriptions
+    }
 }
 
 /// Counters of the hub, for `/stats` and `/metrics`.
@@ -148,6 +183,18 @@ pub struct HubStats {
     pub queued_bytes: usize,
     /// The largest ring among connected clients, in bytes.
     pub max_queued_bytes: usize,
+    /// Clients holding a filter.
+    pub filtered_clients: usize,
+    /// Clients that asked for deduplication.
+    pub dedup_clients: usize,
+    /// Messages skipped for deduplicating clients as repeats of a certificate (summed over clients).
+    pub duplicates_skipped: u64,
+    /// Fingerprints in the deduplication window.
+    pub dedup_fingerprints: usize,
+    /// Fingerprints evicted from the deduplication window early, for room.
+    pub dedup_evicted: u64,
+    /// The filter registry's counters.
+    pub filters: FilterStats,
 }
 
 /// The sequence number of what is not a published message (heartbeats, control frames): no event id.
@@ -262,7 +309,12 @@ impl Hub {
             latest: config.max_latest_bytes,
             replay: config.replay_bytes,
         };
-        Self::with_budget(config.ring_size, budget, config.slow_client_grace)
+        Self::build(
+            config.ring_size,
+            budget,
+            config.slow_client_grace,
+            config.subscriptions,
+        )
     }
 
     /// A hub whose clients each queue at most `ring_size` frames and `budget.client_queue` bytes; ingestion waits
@@ -271,6 +323,15 @@ impl Hub {
         ring_size: usize,
         budget: ByteBudget,
         grace: std::time::Duration,
+    ) -> Self {
+        Self::build(ring_size, budget, grace, SubscriptionConfig::default())
+    }
+
+    fn build(
+        ring_size: usize,
+        budget: ByteBudget,
+        grace: std::time::Duration,
+        subscriptions: SubscriptionConfig,
     ) -> Self {
         Self {
             state: Rc::new(HubState {
@@ -286,6 +347,7 @@ impl Hub {
                 history: RefCell::new(VecDeque::new()),
                 history_bytes: Cell::new(0),
                 resumable_clients: Cell::new(0),
+                filter_evaluations: Cell::new(0),
                 last_resumable_left: Cell::new(None),
                 resumes_served: Cell::new(0),
                 resumes_unavailable: Cell::new(0),
@@ -298,6 +360,14 @@ impl Hub {
                 ping: Rc::new(Frame::ping(b"")),
                 empty_waker: RefCell::new(None),
                 admission: Rc::new(Admission::new(grace)),
+                filters: Registry::new(subscriptions.filter_limits),
+                filtered_clients: Cell::new(0),
+                dedup_clients: Cell::new(0),
+                dedup: RefCell::new(dedup::DedupTable::new(
+                    subscriptions.dedup_window,
+                    subscriptions.dedup_bytes,
+                )),
+                duplicates_skipped: Cell::new(0),
             }),
         }
     }
@@ -307,20 +377,47 @@ impl Hub {
         Gate::new(self.clone())
     }
 
-    /// Publishes one message: queues its frame for every client of each stream, records it as the latest and
-    /// keeps it in the replay history.
+    /// Publishes one message: queues its frame for every client of each stream whose filter it matches (and that
+    /// was not offered its certificate already, for clients that deduplicate), records it as the latest and keeps
+    /// it in the replay history.
     pub fn publish(&self, message: &Rc<Message>) {
         let state = &self.state;
         let seq = state.published.get() + 1;
+        // First: clients that left release their filters before the evaluation.
+        let slab = self.client_slab();
+        let evaluation = self.evaluate_filters(&message.meta);
+        let now = Instant::now();
+        let previous = self.previous_publication(&message.meta.fingerprint, seq, now);
         let frames = &message.frames;
         let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
-        let now = Instant::now();
-        for client in self.client_slab().iter() {
+        for client in slab.iter() {
+            if !client.selects(evaluation) {
+                continue;
+            }
+            if client.dedup && previous.is_some_and(|previous| previous > client.joined_at) {
+                state
+                    .duplicates_skipped
+                    .set(state.duplicates_skipped.get() + 1);
+                continue;
+            }
             client.push(&shared[kind_index(client.kind)], seq, state, now);
         }
         state.published.set(seq);
         self.keep_latest(frames);
         self.keep_for_replay(message, now);
+    }
+
+    /// Evaluates the clients' filters against one message (nothing while no client has a filter); the number it
+    /// returns is what [`Client::selects`] compares. Evaluations are numbered apart from messages because a
+    /// resuming client's missed messages are evaluated again, after later ones.
+    fn evaluate_filters(&self, meta: &MessageMeta) -> u64 {
+        let state = &self.state;
+        let evaluation = state.filter_evaluations.get() + 1;
+        state.filter_evaluations.set(evaluation);
+        if state.filtered_clients.get() > 0 {
+            state.filters.evaluate(meta, evaluation);
+        }
+        evaluation
     }
 
     /// Appends the message to the replay history and forgets the oldest beyond its byte budget (a message over the
@@ -350,6 +447,24 @@ impl Hub {
             }
         }
         state.history_bytes.set(bytes);
+    }
+
+    /// The sequence number of the previous publication of this certificate within the deduplication window,
+    /// recording this one; nothing is kept while no client deduplicates.
+    fn previous_publication(&self, fingerprint: &str, seq: u64, now: Instant) -> Option<u64> {
+        let mut table = self.state.dedup.borrow_mut();
+        if self.state.dedup_clients.get() == 0 {
+            if table.len() > 0 {
+                table.clear();
+            }
+            return None;
+        }
+        table.record(fingerprint, seq, now)
+    }
+
+    /// The filters of this hub's clients: stream requests intern theirs here ([`Selection::from_query`]).
+    pub fn filters(&self) -> &Registry {
+        &self.state.filters
     }
 
     /// Records the message for `/latest.json` and the example routes, leaving out the streams' variants that are
@@ -439,9 +554,10 @@ impl Hub {
     pub(crate) fn join_resuming(
         &self,
         kind: StreamKind,
+        selection: Selection,
         last_event_id: Option<&str>,
     ) -> (ClientHandle, Resume) {
-        let client = self.join(kind);
+        let client = self.join(kind, selection);
         client.resumable.set(true);
         let state = &self.state;
         state
@@ -462,7 +578,11 @@ impl Hub {
         };
         let now = Instant::now();
         let missed = history.range((after + 1 - oldest) as usize..);
+        // Missed messages are filtered like live ones; none is a duplicate of one offered since the join.
         for (message, seq) in missed.zip(after + 1..) {
+            if client.filter.is_some() && !client.selects(self.evaluate_filters(&message.meta)) {
+                continue;
+            }
             let frame = Rc::new(message.frames.get(kind).clone());
             client.push(&frame, seq, state, now);
         }
@@ -476,10 +596,21 @@ impl Hub {
         &self.state.event_ids
     }
 
-    /// Registers a client of `kind`; it leaves when the returned handle is dropped.
-    pub fn join(&self, kind: StreamKind) -> ClientHandle {
+    /// Registers a client of `kind` that gets the messages `selection` selects; it leaves when the returned handle
+    /// is dropped.
+    pub fn join(&self, kind: StreamKind, selection: Selection) -> ClientHandle {
+        let state = &self.state;
+        if selection.filter.is_some() {
+            state.filtered_clients.set(state.filtered_clients.get() + 1);
+        }
+        if selection.dedup {
+            state.dedup_clients.set(state.dedup_clients.get() + 1);
+        }
         let client = Rc::new(Client {
             kind,
+            filter: selection.filter,
+            dedup: selection.dedup,
+            joined_at: state.published.get(),
             capacity: self.state.ring_size,
             ring: RefCell::new(VecDeque::new()),
             ring_bytes: Cell::new(0),
@@ -552,6 +683,12 @@ impl Hub {
             dropped: self.state.dropped.get(),
             dropped_for_bytes: self.state.dropped_for_bytes.get(),
             latest_skipped: self.state.latest_skipped.get(),
+            filtered_clients: self.state.filtered_clients.get(),
+            dedup_clients: self.state.dedup_clients.get(),
+            duplicates_skipped: self.state.duplicates_skipped.get(),
+            dedup_fingerprints: self.state.dedup.borrow().len(),
+            dedup_evicted: self.state.dedup.borrow().evicted(),
+            filters: self.state.filters.stats(),
             ..HubStats::default()
         };
         for client in self.client_slab().iter().filter(|c| !c.left.get()) {
@@ -604,6 +741,12 @@ impl Hub {
                 .resumable_clients
                 .set(state.resumable_clients.get().saturating_sub(1));
             state.last_resumable_left.set(Some(Instant::now()));
+        }
+        if client.filter.is_some() {
+            state.filtered_clients.set(state.filtered_clients.get() - 1);
+        }
+        if client.dedup {
+            state.dedup_clients.set(state.dedup_clients.get() - 1);
         }
         if client.dropped.get() > 0 {
             tracing::info!(dropped = client.dropped.get(), stream = ?client.kind, "slow client left after drops");
@@ -662,6 +805,12 @@ enum Control {
 /// close into the end of its body), and the waker of its writer task.
 pub struct Client {
     kind: StreamKind,
+    /// The client's filter (`None`: every message).
+    filter: Option<Rc<crate::filter::Filter>>,
+    /// Whether it skips certificates it was offered already.
+    dedup: bool,
+    /// Messages published when it joined: a later publication was offered to it.
+    joined_at: u64,
     capacity: usize,
     ring: RefCell<VecDeque<Queued>>,
     /// Wire bytes of the frames in `ring`.
@@ -684,6 +833,14 @@ impl Client {
     /// The stream this client subscribed to.
     pub fn kind(&self) -> StreamKind {
         self.kind
+    }
+
+    /// Whether this client's filter selected the message of filter evaluation `evaluation` (no filter: every
+    /// message).
+    fn selects(&self, evaluation: u64) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| filter.matches(evaluation))
     }
 
     /// Messages dropped for this client because its ring was full.
@@ -866,10 +1023,10 @@ mod tests {
     #[test]
     fn each_client_gets_its_stream_and_shares_the_frame() {
         let hub = Hub::new(8);
-        let lite = hub.join(StreamKind::Lite);
-        let lite2 = hub.join(StreamKind::Lite);
-        let full = hub.join(StreamKind::Full);
-        let domains = hub.join(StreamKind::DomainsOnly);
+        let lite = hub.join(StreamKind::Lite, Selection::default());
+        let lite2 = hub.join(StreamKind::Lite, Selection::default());
+        let full = hub.join(StreamKind::Full, Selection::default());
+        let domains = hub.join(StreamKind::DomainsOnly, Selection::default());
         hub.publish(&frames(1).into());
         assert_eq!(drain(&lite), ["lite 1"]);
         assert_eq!(drain(&full), ["full 1"]);
@@ -890,7 +1047,7 @@ mod tests {
     fn flushed_waits_until_clients_that_keep_up_have_written_what_they_were_sent() {
         crate::runtime::block_on(async {
             let hub = Hub::new(8);
-            let client = hub.join(StreamKind::Lite);
+            let client = hub.join(StreamKind::Lite, Selection::default());
             hub.publish(&frames(1).into());
             let soon = std::time::Duration::from_millis(50);
             assert!(
@@ -918,8 +1075,8 @@ mod tests {
     #[test]
     fn a_full_ring_drops_its_oldest_frames_and_counts_them() {
         let hub = Hub::new(3);
-        let slow = hub.join(StreamKind::Lite);
-        let fast = hub.join(StreamKind::Lite);
+        let slow = hub.join(StreamKind::Lite, Selection::default());
+        let fast = hub.join(StreamKind::Lite, Selection::default());
         for n in 0..10 {
             hub.publish(&frames(n).into());
             drain(&fast);
@@ -946,8 +1103,8 @@ mod tests {
             replay: 0,
         };
         let hub = Hub::with_budget(256, budget, admission::DEFAULT_SLOW_CLIENT_GRACE);
-        let slow = hub.join(StreamKind::Full);
-        let reader = hub.join(StreamKind::Full);
+        let slow = hub.join(StreamKind::Full, Selection::default());
+        let reader = hub.join(StreamKind::Full, Selection::default());
         for _ in 0..10 {
             hub.publish(&sized(10, 3_000).into());
             let mut out = Vec::new();
@@ -986,7 +1143,7 @@ mod tests {
             },
             admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
-        let client = hub.join(StreamKind::Full);
+        let client = hub.join(StreamKind::Full, Selection::default());
         for _ in 0..3 {
             hub.publish(&sized(1, MAX_BATCH_BYTES / 2 - 100).into());
         }
@@ -1032,7 +1189,7 @@ mod tests {
     #[test]
     fn control_frames_come_first_and_close_ends_the_batch() {
         let hub = Hub::new(8);
-        let client = hub.join(StreamKind::Lite);
+        let client = hub.join(StreamKind::Lite, Selection::default());
         hub.publish(&frames(1).into());
         client.queue_pong(Frame::pong(b"a"));
         client.queue_pong(Frame::pong(b"b"));
@@ -1059,8 +1216,8 @@ mod tests {
     #[test]
     fn pinging_frees_the_ring_memory_of_drained_clients() {
         let hub = Hub::new(64);
-        let drained = hub.join(StreamKind::Lite);
-        let behind = hub.join(StreamKind::Lite);
+        let drained = hub.join(StreamKind::Lite, Selection::default());
+        let behind = hub.join(StreamKind::Lite, Selection::default());
         for n in 0..40 {
             hub.publish(&frames(n).into());
         }
@@ -1093,7 +1250,7 @@ mod tests {
     #[test]
     fn messages_carry_their_sequence_number_and_heartbeats_none() {
         let hub = Hub::new(8);
-        let client = hub.join(StreamKind::DomainsOnly);
+        let client = hub.join(StreamKind::DomainsOnly, Selection::default());
         hub.publish(&frames(1).into());
         hub.broadcast(Frame::text(b"beat"));
         hub.publish(&frames(2).into());
@@ -1110,20 +1267,22 @@ mod tests {
     #[test]
     fn a_resuming_client_gets_exactly_what_it_missed_then_live() {
         let hub = Hub::new(64);
-        let _reader = hub.join_resuming(StreamKind::Full, None);
+        let _reader = hub.join_resuming(StreamKind::Full, Selection::default(), None);
         for n in 1..=10 {
             hub.publish(&frames(n).into());
         }
-        let (client, resume) = hub.join_resuming(StreamKind::Full, Some(&id(&hub, 7)));
+        let (client, resume) =
+            hub.join_resuming(StreamKind::Full, Selection::default(), Some(&id(&hub, 7)));
         assert_eq!(resume, Resume::Replayed);
         hub.publish(&frames(11).into());
         let got: Vec<u64> = drain_queued(&client).iter().map(|(seq, _)| *seq).collect();
         assert_eq!(got, [8, 9, 10, 11]);
         assert_eq!(drain(&client), Vec::<String>::new());
-        let (up_to_date, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 11)));
+        let (up_to_date, resume) =
+            hub.join_resuming(StreamKind::Lite, Selection::default(), Some(&id(&hub, 11)));
         assert_eq!(resume, Resume::Replayed, "nothing missed is a resume too");
         assert!(drain(&up_to_date).is_empty());
-        let (new, resume) = hub.join_resuming(StreamKind::Lite, None);
+        let (new, resume) = hub.join_resuming(StreamKind::Lite, Selection::default(), None);
         assert_eq!(resume, Resume::Live);
         assert!(drain(&new).is_empty());
         let stats = hub.stats();
@@ -1147,7 +1306,8 @@ mod tests {
             "x-y",
             &id(&hub, 4),
         ] {
-            let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(unknown));
+            let (client, resume) =
+                hub.join_resuming(StreamKind::Lite, Selection::default(), Some(unknown));
             assert_eq!(resume, Resume::Unavailable, "{unknown}");
             assert!(drain(&client).is_empty(), "{unknown}: starts live");
         }
@@ -1163,7 +1323,7 @@ mod tests {
             replay: 100,
         };
         let hub = Hub::with_budget(64, budget, admission::DEFAULT_SLOW_CLIENT_GRACE);
-        let _reader = hub.join_resuming(StreamKind::Lite, None);
+        let _reader = hub.join_resuming(StreamKind::Lite, Selection::default(), None);
         let ten = |n: u8| EncodedMessage {
             lite: Frame::text(&[n; 10]),
             full: Frame::text(&[n; 10]),
@@ -1174,9 +1334,11 @@ mod tests {
         }
         let stats = hub.stats();
         assert_eq!((stats.history_messages, stats.history_bytes), (2, 72));
-        let (_, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 2)));
+        let (_, resume) =
+            hub.join_resuming(StreamKind::Lite, Selection::default(), Some(&id(&hub, 2)));
         assert_eq!(resume, Resume::Unavailable, "message 3 is forgotten");
-        let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 3)));
+        let (client, resume) =
+            hub.join_resuming(StreamKind::Lite, Selection::default(), Some(&id(&hub, 3)));
         assert_eq!(resume, Resume::Replayed);
         assert_eq!(drain_queued(&client).len(), 2);
         let off = Hub::with_budget(
@@ -1187,7 +1349,7 @@ mod tests {
             },
             admission::DEFAULT_SLOW_CLIENT_GRACE,
         );
-        let _reader = off.join_resuming(StreamKind::Lite, None);
+        let _reader = off.join_resuming(StreamKind::Lite, Selection::default(), None);
         off.publish(&ten(1).into());
         assert_eq!(off.stats().history_messages, 0);
     }
@@ -1195,15 +1357,16 @@ mod tests {
     #[test]
     fn the_replay_history_is_kept_only_while_a_resumable_client_is_or_was_just_connected() {
         let hub = Hub::new(64);
-        let websocket = hub.join(StreamKind::Lite);
+        let websocket = hub.join(StreamKind::Lite, Selection::default());
         hub.publish(&frames(1).into());
         assert_eq!(hub.stats().history_messages, 0, "nobody could resume");
-        let (reader, _) = hub.join_resuming(StreamKind::Lite, None);
+        let (reader, _) = hub.join_resuming(StreamKind::Lite, Selection::default(), None);
         hub.publish(&frames(2).into());
         drop(reader);
         hub.publish(&frames(3).into());
         assert_eq!(hub.stats().history_messages, 2, "kept for a reconnect");
-        let (back, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 2)));
+        let (back, resume) =
+            hub.join_resuming(StreamKind::Lite, Selection::default(), Some(&id(&hub, 2)));
         assert_eq!(resume, Resume::Replayed);
         assert_eq!(drain(&back), ["lite 3"]);
         drop(back);
@@ -1220,21 +1383,141 @@ mod tests {
     #[test]
     fn a_gap_larger_than_the_ring_loses_its_oldest_counted() {
         let hub = Hub::new(3);
-        let _reader = hub.join_resuming(StreamKind::Lite, None);
+        let _reader = hub.join_resuming(StreamKind::Lite, Selection::default(), None);
         for n in 1..=10 {
             hub.publish(&frames(n).into());
         }
-        let (client, resume) = hub.join_resuming(StreamKind::Lite, Some(&id(&hub, 2)));
+        let (client, resume) =
+            hub.join_resuming(StreamKind::Lite, Selection::default(), Some(&id(&hub, 2)));
         assert_eq!(resume, Resume::Replayed);
         assert_eq!(drain(&client), ["lite 8", "lite 9", "lite 10"]);
         assert_eq!(client.dropped(), 5);
+    }
+
+    fn certificate(names: &[&str], fingerprint: &str, n: u32) -> Rc<Message> {
+        Rc::new(Message {
+            meta: crate::message::MessageMeta {
+                fingerprint: fingerprint.into(),
+                all_domains: names.iter().map(|n| n.to_string()).collect(),
+                ..Default::default()
+            },
+            frames: frames(n),
+        })
+    }
+
+    fn selection(hub: &Hub, query: &[(&str, &str)]) -> Selection {
+        Selection::from_query(query.iter().copied(), hub.filters()).unwrap()
+    }
+
+    #[test]
+    fn a_filtered_client_gets_the_matching_messages_only() {
+        let hub = Hub::new(16);
+        let all = hub.join(StreamKind::Lite, Selection::default());
+        let example = hub.join(
+            StreamKind::Lite,
+            selection(&hub, &[("domain", "example.com")]),
+        );
+        let example_too = hub.join(
+            StreamKind::DomainsOnly,
+            selection(&hub, &[("domain", "EXAMPLE.com")]),
+        );
+        let pay = hub.join(StreamKind::Full, selection(&hub, &[("keyword", "pay")]));
+        hub.publish(&certificate(&["www.example.com"], "A", 1));
+        hub.publish(&certificate(&["paypal.example.net"], "B", 2));
+        hub.publish(&frames(3).into());
+        assert_eq!(drain(&all), ["lite 1", "lite 2", "lite 3"]);
+        assert_eq!(drain(&example), ["lite 1"]);
+        assert_eq!(drain(&example_too), ["domains 1"]);
+        assert_eq!(drain(&pay), ["full 2"]);
+        let stats = hub.stats();
+        assert_eq!((stats.filtered_clients, stats.filters.filters), (3, 2));
+        drop((example, example_too));
+        hub.publish(&frames(4).into());
+        assert_eq!(
+            hub.stats().filters.filters,
+            1,
+            "the filter left with its clients"
+        );
+    }
+
+    #[test]
+    fn a_filtered_client_that_resumes_gets_the_matching_missed_messages_only() {
+        let hub = Hub::new(16);
+        // Another client holds the same filter throughout: its stamps of the first run must not leak into the
+        // replay (evaluations are numbered apart from messages).
+        let (_other, _) = hub.join_resuming(
+            StreamKind::Lite,
+            selection(&hub, &[("domain", "example.com")]),
+            None,
+        );
+        let (reader, _) = hub.join_resuming(
+            StreamKind::Lite,
+            selection(&hub, &[("domain", "example.com")]),
+            None,
+        );
+        hub.publish(&certificate(&["www.example.com"], "A", 1));
+        assert_eq!(drain(&reader), ["lite 1"]);
+        drop(reader);
+        hub.publish(&certificate(&["paypal.example.net"], "B", 2));
+        hub.publish(&certificate(&["example.com"], "C", 3));
+        hub.publish(&certificate(&["other.example"], "D", 4));
+        let (back, resume) = hub.join_resuming(
+            StreamKind::Lite,
+            selection(&hub, &[("domain", "example.com")]),
+            Some(&id(&hub, 1)),
+        );
+        assert_eq!(resume, Resume::Replayed);
+        hub.publish(&certificate(&["a.example.com"], "E", 5));
+        assert_eq!(drain(&back), ["lite 3", "lite 5"]);
+        // A new filter, interned after the messages were published, is evaluated on the replayed ones too.
+        let (keyword, _) = hub.join_resuming(
+            StreamKind::Lite,
+            selection(&hub, &[("keyword", "pay")]),
+            Some(&id(&hub, 1)),
+        );
+        assert_eq!(drain(&keyword), ["lite 2"]);
+    }
+
+    #[test]
+    fn a_dedup_client_skips_a_certificate_it_was_offered_since_it_joined() {
+        let hub = Hub::new(16);
+        let early = hub.join(StreamKind::Lite, selection(&hub, &[("dedup", "1")]));
+        let plain = hub.join(StreamKind::Lite, Selection::default());
+        hub.publish(&certificate(&["a.example"], "AA", 1));
+        let late = hub.join(StreamKind::Lite, selection(&hub, &[("dedup", "true")]));
+        hub.publish(&certificate(&["a.example"], "AA", 2)); // a second log
+        hub.publish(&certificate(&["b.example"], "BB", 3));
+        hub.publish(&certificate(&["a.example"], "AA", 4)); // a third
+        assert_eq!(drain(&early), ["lite 1", "lite 3"]);
+        assert_eq!(drain(&plain), ["lite 1", "lite 2", "lite 3", "lite 4"]);
+        assert_eq!(
+            drain(&late),
+            ["lite 2", "lite 3"],
+            "it had not been offered copy 1"
+        );
+        let stats = hub.stats();
+        assert_eq!(
+            (
+                stats.duplicates_skipped,
+                stats.dedup_clients,
+                stats.dedup_fingerprints
+            ),
+            (3, 2, 2)
+        );
+        drop((early, late));
+        hub.publish(&certificate(&["a.example"], "AA", 5));
+        assert_eq!(
+            hub.stats().dedup_fingerprints,
+            0,
+            "nothing kept without dedup clients"
+        );
     }
 
     #[test]
     fn leaving_removes_the_client_and_latest_messages_are_kept() {
         let hub = Hub::new(4);
         assert!(hub.latest(StreamKind::Lite).is_none());
-        let client = hub.join(StreamKind::Full);
+        let client = hub.join(StreamKind::Full, Selection::default());
         assert_eq!(hub.client_count(), 1);
         drop(client);
         assert_eq!(hub.client_count(), 0);

@@ -16,6 +16,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod filter;
 pub mod http;
 pub mod hub;
 pub mod ingest;

@@ -221,7 +221,7 @@ fn streams_and_content_need_a_token_by_header_or_query_before_any_upgrade() {
     assert_eq!(server.get("/health", "").0, 200);
     let (status, _, page) = server.get("/", "");
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&page).contains("withToken(\"/\")"));
+    assert!(String::from_utf8_lossy(&page).contains("withToken(\"/\", query)"));
     assert_eq!(server.get("/full-stream", "").0, 426);
     assert_eq!(server.get("/metrics", "").0, 200);
     let stats = server.server.stats();

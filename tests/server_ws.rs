@@ -21,7 +21,7 @@ fn every_stream_gets_every_message_with_the_exact_bytes() {
     let server = TestServer::start(|_| {});
     let mut lite = WsClient::connect(server.addr, "/");
     let mut full = WsClient::connect(server.addr, "/full-stream/");
-    let mut domains = WsClient::connect(server.addr, "/domains-only?x=1");
+    let mut domains = WsClient::connect(server.addr, "/domains-only?dedup=0");
     server.wait_for_clients(3);
     for n in 0..200 {
         server.publish(message(n));

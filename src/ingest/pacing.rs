@@ -105,7 +105,7 @@ mod tests {
     fn a_turn_ends_when_its_budget_is_spent_or_a_client_that_keeps_up_is_behind() {
         crate::runtime::block_on(async {
             let hub = Hub::new(4); // mark 3
-            let client = hub.join(StreamKind::Lite);
+            let client = hub.join(StreamKind::Lite, Default::default());
             let turn = Turn::begin(Some(hub.gate())).await;
             let now = turn.started;
             assert!(turn.may_continue(now));
@@ -130,7 +130,7 @@ mod tests {
     fn a_waiting_turn_begins_once_the_writer_catches_up() {
         crate::runtime::block_on(async {
             let hub = Hub::new(4);
-            let client = hub.join(StreamKind::Lite);
+            let client = hub.join(StreamKind::Lite, Default::default());
             for _ in 0..3 {
                 hub.publish(&frames().into());
             }

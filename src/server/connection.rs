@@ -285,7 +285,7 @@ mod tests {
             let task = serve(
                 stream,
                 Session::new(super::super::session_limits(&config), &[], Instant::now()),
-                hub.join(crate::message::StreamKind::Lite),
+                hub.join(crate::message::StreamKind::Lite, Default::default()),
                 &rules,
                 limits.admit(addr.ip()).expect("within the limits"),
             );

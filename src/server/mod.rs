@@ -13,13 +13,6 @@ mod event_stream;
 mod guard;
 mod limits;
 mod pretty;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "read by the stream filters and the access tokens (issue 10), being built"
-    )
-)]
 mod query;
 mod rate;
 mod request;
@@ -38,6 +31,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
+use crate::filter::Selection;
 use crate::hub::Hub;
 use crate::message::StreamKind;
 use crate::metrics::StatusReporter;
@@ -200,6 +194,7 @@ enum Action {
     /// Serve a stream: the client joins the hub, then `transport` carries the messages.
     Stream {
         kind: StreamKind,
+        selection: Selection,
         transport: Transport,
     },
 }
@@ -243,6 +238,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, sha
         Action::Respond(response) => request::respond_and_close(stream, response, &shared).await,
         Action::Stream {
             kind,
+            selection,
             transport:
                 Transport::Http {
                     format,
@@ -251,7 +247,10 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, sha
         } => {
             // Joined (and filled with what it missed, when resuming) before the response starts, like a WebSocket
             // client before its 101.
-            let (client, resume) = shared.hub.join_resuming(kind, last_event_id.as_deref());
+            let (client, resume) =
+                shared
+                    .hub
+                    .join_resuming(kind, selection, last_event_id.as_deref());
             let start = event_stream::response_start(format, resume);
             let stall = shared.config.write_stall_timeout;
             match monoio::time::timeout(stall, stream.write_all(start)).await {
@@ -265,10 +264,11 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, sha
         }
         Action::Stream {
             kind,
+            selection,
             transport: Transport::WebSocket(response),
         } => {
             // Joined before the 101 goes out: a client sees every message published after its upgrade response.
-            let client = shared.hub.join(kind);
+            let client = shared.hub.join(kind, selection);
             let stall = shared.config.write_stall_timeout;
             match monoio::time::timeout(stall, stream.write_all(response)).await {
                 Ok((Ok(_), _)) => {}
@@ -335,11 +335,32 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
             refused
         });
     }
+    // A stream's query is checked with or without an upgrade: the live page asks with a plain GET whether a
+    // filter is valid before it connects.
+    let selection = match route {
+        Route::Stream(_) | Route::Sse(_) | Route::Ndjson(_) => {
+            match stream_selection(path, &shared.hub) {
+                Ok(selection) => selection,
+                Err(reason) => {
+                    return Action::Respond(
+                        request::response(
+                            400,
+                            "text/plain; charset=utf-8",
+                            format!("{reason}\n").as_bytes(),
+                        )
+                        .into(),
+                    );
+                }
+            }
+        }
+        _ => Selection::default(),
+    };
     let http_stream = match route {
         Route::Stream(kind) if wants_upgrade => {
             return match handshake::check_upgrade(method, version, request.headers) {
                 Ok(upgrade) => Action::Stream {
                     kind,
+                    selection,
                     transport: Transport::WebSocket(handshake::switching_protocols(&upgrade)),
                 },
                 Err(error) => Action::Respond(error.response().into()),
@@ -352,7 +373,7 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
     };
     match http_stream {
         Some((kind, format)) if method == "GET" => {
-            http_stream_action(kind, format, version, request)
+            http_stream_action(kind, selection, format, version, request)
         }
         _ => Action::Respond(routes::respond(route, method, wants_upgrade, shared)),
     }
@@ -361,6 +382,7 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
 /// A GET of a stream as server-sent events or NDJSON: chunked, so HTTP/1.1 only.
 fn http_stream_action(
     kind: StreamKind,
+    selection: Selection,
     format: Format,
     version: u8,
     request: &httparse::Request<'_, '_>,
@@ -384,6 +406,7 @@ fn http_stream_action(
     };
     Action::Stream {
         kind,
+        selection,
         transport: Transport::Http {
             format,
             last_event_id,
@@ -412,6 +435,12 @@ fn last_event_id(request: &httparse::Request<'_, '_>) -> Result<Option<String>, 
             .take(event_stream::MAX_LAST_EVENT_ID_LEN)
             .collect()
     }))
+}
+
+/// The selection a stream request's query asks for, or the one-line reason it is refused.
+fn stream_selection(target: &str, hub: &Hub) -> Result<Selection, String> {
+    let query = query::Query::of(target).map_err(|error| error.to_string())?;
+    Selection::from_query(query.pairs(), hub.filters()).map_err(|refusal| refusal.to_string())
 }
 
 async fn ping_loop(hub: Hub, interval: Duration) {

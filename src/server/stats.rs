@@ -1,6 +1,7 @@
 //! The server's own section of `/stats` and `/metrics` (clients, fan-out, connections, protective closes); the
 //! other components add theirs through [`StatusReporter`]. Never client addresses or headers.
 
+use crate::filter::Refusal;
 use crate::hub::HubStats;
 use crate::message::StreamKind;
 use crate::metrics::{Fact, Kind, LabelledCount, Metric, Read, Report, StatusReporter};
@@ -241,6 +242,83 @@ const METRICS: &[Metric<Snapshot>] = &[
             },
         },
     },
+    Metric::gauge(
+        "certstream_filtered_clients",
+        "filtered_clients",
+        "Stream clients with a filter.",
+        |s| s.hub.filtered_clients as u64,
+    ),
+    Metric::gauge(
+        "certstream_filters",
+        "filters.distinct",
+        "Distinct filters held (clients with the same filter share one).",
+        |s| s.hub.filters.filters as u64,
+    ),
+    Metric::gauge(
+        "certstream_filter_domains",
+        "filters.domains",
+        "Distinct domain values of the filters.",
+        |s| s.hub.filters.domains as u64,
+    ),
+    Metric::gauge(
+        "certstream_filter_keywords",
+        "filters.keywords",
+        "Distinct keyword values of the filters.",
+        |s| s.hub.filters.keywords as u64,
+    ),
+    Metric::gauge(
+        "certstream_filter_regexes",
+        "filters.regexes",
+        "Distinct regexes of the filters.",
+        |s| s.hub.filters.regexes as u64,
+    ),
+    Metric::gauge(
+        "certstream_filter_issuers",
+        "filters.issuers",
+        "Distinct issuer values of the filters.",
+        |s| s.hub.filters.issuers as u64,
+    ),
+    Metric {
+        name: "certstream_filters_refused_total",
+        kind: Kind::Counter,
+        help: "Stream requests refused with 400 for their filter, by reason.",
+        stats: "filters_refused",
+        read: Read::PerLabel {
+            label: "reason",
+            total: None,
+            read: |s| {
+                Refusal::REASONS
+                    .iter()
+                    .zip(s.hub.filters.refused)
+                    .map(|(reason, n)| LabelledCount::keyed_by_label(reason, n))
+                    .collect()
+            },
+        },
+    },
+    Metric::gauge(
+        "certstream_dedup_clients",
+        "dedup.clients",
+        "Stream clients that asked for deduplication.",
+        |s| s.hub.dedup_clients as u64,
+    ),
+    Metric::counter(
+        "certstream_dedup_skipped_total",
+        "dedup.skipped",
+        "Messages not sent to deduplicating clients as repeats of a certificate they were offered (summed over clients).",
+        |s| s.hub.duplicates_skipped,
+    ),
+    Metric::gauge(
+        "certstream_dedup_fingerprints",
+        "dedup.fingerprints",
+        "Certificate fingerprints in the deduplication window.",
+        |s| s.hub.dedup_fingerprints as u64,
+    ),
+    Metric::counter(
+        "certstream_dedup_evicted_total",
+        "dedup.evicted",
+        "Fingerprints forgotten before the end of the deduplication window, for room (--dedup-bytes).",
+        |s| s.hub.dedup_evicted,
+    ),
     Metric::gauge(
         "certstream_partial_message_bytes",
         "partial_message_bytes",

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use certstream::message::{BuildLimits, LogSource, Message, MessageBuilder, SourceKind};
+use certstream_ct::entry::{Chain, EntryType, LogEntry, decode_rfc6962};
+use certstream_ct::tile::data_tile_entries;
 use serde_json::{Value, json};
 
 /// The corpus folder (the one the mock CT log reads).
@@ -73,4 +76,59 @@ pub fn live_get_entries_body(count: usize) -> String {
 /// Data tile `name` (`000`, `003.p/10`) of the Navigli 2025h2 sample (`tiled/navigli2025h2`).
 pub fn navigli_data_tile(name: &str) -> Vec<u8> {
     read(&format!("tiled/navigli2025h2/tile/data/{name}"))
+}
+
+/// Every certificate of the corpus as the server publishes it (metadata and frames, built by its own
+/// `MessageBuilder`): the live RFC 6962 entries, then the entries of the Navigli data tiles `000` to `003`.
+pub fn messages() -> Vec<Message> {
+    let source = source();
+    let mut builder = MessageBuilder::new(BuildLimits::default());
+    let mut messages = Vec::new();
+    for live in live_entries() {
+        let entry = decode_rfc6962(&live.leaf_input, &live.extra_data).expect("a live entry");
+        let chain = match &entry.chain {
+            Chain::Certificates(certs) => certs.clone(),
+            Chain::Fingerprints(_) => Vec::new(),
+        };
+        messages.extend(
+            builder
+                .build(&source, live.cert_index, &entry, &chain, 1.0)
+                .ok(),
+        );
+    }
+    for (index, name) in ["000", "001", "002", "003"].into_iter().enumerate() {
+        let tile = navigli_data_tile(name);
+        for entry in data_tile_entries(&tile, index as u64) {
+            let entry = entry.expect("a tile entry");
+            messages.extend(
+                builder
+                    .build(&source, entry.index, &entry.entry, &[], 1.0)
+                    .ok(),
+            );
+        }
+    }
+    messages
+}
+
+/// The message of a final certificate built in the test (`der::CertSpec::der`), as the server publishes it.
+pub fn message_of_certificate(der: &[u8]) -> Message {
+    let entry = LogEntry {
+        timestamp_ms: 1_700_000_000_000,
+        entry_type: EntryType::X509,
+        leaf: der,
+        issuer_key_hash: None,
+        pre_certificate: None,
+        chain: Chain::Certificates(Vec::new()),
+    };
+    MessageBuilder::new(BuildLimits::default())
+        .build(&source(), 1, &entry, &[], 1.0)
+        .expect("the certificate builds into a message")
+}
+
+fn source() -> LogSource {
+    LogSource::new(
+        "Google 'Argon2026h2' log",
+        "https://ct.googleapis.com/logs/us1/argon2026h2/",
+        SourceKind::Rfc6962,
+    )
 }

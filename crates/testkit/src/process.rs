@@ -48,3 +48,51 @@ pub fn pin(pid: u32, cpu: u32) {
         eprintln!("(taskset unavailable: process {pid} not pinned)");
     }
 }
+
+/// Forks a child process that runs the real server with `config` (its listen address included), pinned to CPU 0,
+/// with `publisher(hub)` spawned beside it; returns the child's pid. The child dies with this process. Call it while
+/// this process is single-threaded (no runtime alive), as the benchmarks do between phases.
+pub fn fork_server<F>(
+    config: certstream::config::Config,
+    publisher: impl FnOnce(certstream::hub::Hub) -> F,
+) -> libc::pid_t
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    // SAFETY: the caller keeps this process single-threaded here.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid > 0 {
+        return pid;
+    }
+    // SAFETY: plain prctl: the server dies with the benchmark even if the benchmark is killed.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    pin_this_thread(0);
+    crate::runtime::block_on(async move {
+        let hub = certstream::hub::Hub::configured(&config);
+        let server = certstream::server::Server::bind(config, hub.clone()).expect("bind");
+        monoio::spawn(publisher(hub));
+        let ctrl_c = monoio::utils::CtrlC::new().expect("signal handler");
+        server.run(ctrl_c).await;
+    });
+    std::process::exit(0);
+}
+
+/// Pins the calling thread to `cpu` (best effort: says so when it cannot).
+pub fn pin_this_thread(cpu: usize) {
+    if let Err(error) = monoio::utils::bind_to_cpu_set(Some(cpu)) {
+        eprintln!("could not pin to CPU {cpu}: {error}");
+    }
+}
+
+/// Sends SIGTERM to the child `pid` and reaps it; returns how long it took to exit.
+pub fn stop_child(pid: libc::pid_t) -> Duration {
+    let started = std::time::Instant::now();
+    // SAFETY: signalling and reaping our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
+    started.elapsed()
+}

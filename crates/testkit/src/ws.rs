@@ -205,3 +205,21 @@ pub fn shrink_receive_buffer(stream: &TcpStream) {
     let rc = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value, len) };
     assert_eq!(rc, 0);
 }
+
+/// Opcode, header length and payload length of the server frame at the start of `buf`, if its header is complete
+/// (server frames are never masked).
+pub fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (header, len) = match b1 & 0x7F {
+        126 => (
+            4,
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+        ),
+        127 => (
+            10,
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+        ),
+        n => (2, n as usize),
+    };
+    Some((b0 & 0x0F, header, len))
+}
