@@ -147,9 +147,19 @@ impl Positions {
 
     /// The file's content.
     pub(crate) fn encode(&self) -> Vec<u8> {
+        self.encode_within(|_, next_index| next_index)
+    }
+
+    /// The file's content with each log's position lowered to `durable(log_id, next_index)`: what an output has
+    /// not made durable yet is fetched again after a restart.
+    pub(crate) fn encode_within(&self, durable: impl Fn(&str, u64) -> u64) -> Vec<u8> {
+        let mut logs = self.logs.clone();
+        for (log_id, saved) in &mut logs {
+            saved.next_index = durable(log_id, saved.next_index).min(saved.next_index);
+        }
         let document = Document {
             version: FORMAT_VERSION,
-            logs: self.logs.clone(),
+            logs,
         };
         // A map of strings to integers always serializes.
         serde_json::to_vec_pretty(&document).unwrap_or_default()
