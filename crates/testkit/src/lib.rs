@@ -9,6 +9,7 @@
 //! - [`certstream`]: the real `certstream` binary as a child process, log list files, a stream collector;
 //! - [`server`]: the server in this process, with a publish handle;
 //! - [`ws`]: the blocking WebSocket test client;
+//! - [`nats`]: a real `nats-server` with JetStream, started, killed and restarted by the test;
 //! - [`process`]: CPU time and memory of a child process;
 //! - [`wait`]: polling for a condition, bounded;
 //! - [`der`], [`examples`], [`python`]: certificates built in the test, reference messages, the Python clients.
@@ -20,6 +21,7 @@ pub mod der;
 pub mod examples;
 pub mod http;
 pub mod mock;
+pub mod nats;
 pub mod process;
 pub mod python;
 pub mod runtime;
