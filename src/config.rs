@@ -688,7 +688,7 @@ const NATS_OPTIONS: &[Opt] = &[
     Opt {
         flag: "--nats-subject-prefix",
         env: "CERTSTREAM_NATS_SUBJECT_PREFIX",
-        help: "messages are published on PREFIX.entries (docs/wire-format.md §9)",
+        help: "messages are published on PREFIX.entries (docs/wire-format.md §10)",
         kind: Kind::Custom {
             value: Some("PREFIX"),
             apply: |c, v| {

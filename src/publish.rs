@@ -391,6 +391,46 @@ mod tests {
         );
     }
 
+    /// A buffer whose room the test sets.
+    struct Switch(Cell<bool>);
+
+    impl Room for Switch {
+        fn has_room(&self) -> bool {
+            self.0.get()
+        }
+
+        fn check_every(&self) -> Duration {
+            Duration::from_millis(1)
+        }
+    }
+
+    #[test]
+    fn the_gate_waits_for_room_as_well_as_for_the_hub() {
+        crate::runtime::block_on(async {
+            let hub = Hub::new(8);
+            assert!(
+                Gate::new(hub.gate()).admits(),
+                "without a room: the hub's admission"
+            );
+            let room = Rc::new(Switch(Cell::new(false)));
+            let gate = Gate::new(hub.gate()).with_room(room.clone());
+            assert!(!gate.admits());
+            let waiting = monoio::spawn({
+                let gate = gate.clone();
+                async move {
+                    gate.admitted().await;
+                    Instant::now()
+                }
+            });
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            let made = Instant::now();
+            room.0.set(true);
+            assert!(waiting.await >= made, "admitted only once there is room");
+            assert!(gate.admits());
+        })
+        .unwrap();
+    }
+
     /// An output that keeps what it was given.
     #[derive(Default)]
     struct Recorder(RefCell<Vec<Rc<Message>>>);

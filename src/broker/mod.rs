@@ -1,5 +1,5 @@
 //! The NATS JetStream output: every message is published to a stream, and nothing is lost between the logs and
-//! the broker (README "NATS JetStream"; the wire contract in docs/wire-format.md §9).
+//! the broker (README "NATS JetStream"; the wire contract in docs/wire-format.md §10).
 //!
 //! The rule, decided here:
 //! - [`Broker::publish`] (on the reactor) never blocks: it hands the message to the client's thread
@@ -127,6 +127,26 @@ impl Shared {
         self.buffered.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A message handed to the client's thread: buffered and unacknowledged until [`acked`](Self::acked).
+    fn handed_over(&self, message: &Outgoing) {
+        lock(&self.unacked)
+            .entry(message.log_id.clone())
+            .or_default()
+            .insert(message.index);
+        self.buffered.fetch_add(1, Ordering::Relaxed);
+        self.buffered_bytes
+            .fetch_add(message.bytes, Ordering::Relaxed);
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `next_index`, or the lowest index of `log_id` not acknowledged if lower.
+    fn durable(&self, log_id: &str, next_index: u64) -> u64 {
+        lock(&self.unacked)
+            .get(log_id)
+            .and_then(|indexes| indexes.first())
+            .map_or(next_index, |&first| first.min(next_index))
+    }
+
     /// A publish failed or was not acknowledged in time (it is sent again).
     fn failed(&self, error: &str) {
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -211,24 +231,16 @@ impl Output for Broker {
         let bytes = payload.len() + meta.log_id.len() + 128;
         let sequence = self.next_sequence.get();
         self.next_sequence.set(sequence + 1);
-        lock(&self.shared.unacked)
-            .entry(meta.log_id.clone())
-            .or_default()
-            .insert(meta.index);
-        self.shared.buffered.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .buffered_bytes
-            .fetch_add(bytes, Ordering::Relaxed);
-        self.shared.published.fetch_add(1, Ordering::Relaxed);
-        let handed = self.outgoing.send(Outgoing {
+        let outgoing = Outgoing {
             sequence,
             log_id: meta.log_id.clone(),
             index: meta.index,
             headers,
             payload,
             bytes,
-        });
-        if handed.is_err() {
+        };
+        self.shared.handed_over(&outgoing);
+        if self.outgoing.send(outgoing).is_err() {
             // The client's thread is gone: the message stays buffered and unacknowledged, so ingestion stops once
             // the buffer is full and the state never records it as done.
             self.shared
@@ -260,10 +272,7 @@ impl Room for Broker {
 
 impl DurablePositions for Broker {
     fn durable(&self, log_id: &str, next_index: u64) -> u64 {
-        lock(&self.shared.unacked)
-            .get(log_id)
-            .and_then(|indexes| indexes.first())
-            .map_or(next_index, |&first| first.min(next_index))
+        self.shared.durable(log_id, next_index)
     }
 }
 
@@ -353,5 +362,41 @@ impl StatusReporter for Broker {
         };
         out.metrics(METRICS, &stats);
         out.facts(FACTS, &stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing(log_id: &str, index: u64) -> Outgoing {
+        Outgoing {
+            sequence: index,
+            log_id: log_id.into(),
+            index,
+            headers: HeaderMap::new(),
+            payload: Bytes::new(),
+            bytes: 100,
+        }
+    }
+
+    #[test]
+    fn a_log_is_durable_up_to_its_lowest_unacknowledged_index() {
+        let shared = Shared::default();
+        let (five, six, other) = (outgoing("a", 5), outgoing("a", 6), outgoing("b", 1));
+        for message in [&five, &six, &other] {
+            shared.handed_over(message);
+        }
+        assert_eq!(shared.durable("a", 7), 5);
+        assert_eq!(shared.durable("a", 4), 4, "never past what was published");
+        assert_eq!(shared.durable("c", 9), 9, "nothing handed over");
+        shared.acked(&six, false);
+        assert_eq!(shared.durable("a", 7), 5, "6 is acknowledged, 5 is not");
+        shared.acked(&five, true);
+        assert_eq!(shared.durable("a", 7), 7);
+        assert_eq!(shared.durable("b", 2), 1);
+        assert_eq!(shared.buffered.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.buffered_bytes.load(Ordering::Relaxed), 100);
+        assert_eq!(shared.duplicates.load(Ordering::Relaxed), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! What goes to NATS for each message (docs/wire-format.md §9): one message per log entry on `<prefix>.entries`,
+//! What goes to NATS for each message (docs/wire-format.md §10): one message per log entry on `<prefix>.entries`,
 //! whose payload is the three stream payloads as three lines, and whose headers carry the metadata.
 //!
 //! One message per entry, not one per variant: JetStream deduplicates by `Nats-Msg-Id` across the whole stream, so

@@ -468,6 +468,29 @@ impl StatusReporter for StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_are_saved_no_further_than_what_is_durable() {
+        let mut positions = Positions::default();
+        positions.insert("a", 10, 1);
+        positions.insert("b", 20, 1);
+        let saved = Positions::decode(&positions.encode_within(|log_id, next| match log_id {
+            "a" => 7,
+            _ => next + 5,
+        }))
+        .unwrap();
+        assert_eq!(saved.get("a").map(|s| s.next_index), Some(7));
+        assert_eq!(
+            saved.get("b").map(|s| s.next_index),
+            Some(20),
+            "never past the recorded index"
+        );
+        assert_eq!(
+            positions.get("a").map(|s| s.next_index),
+            Some(10),
+            "the record is unchanged"
+        );
+    }
     use crate::metrics::tests::{assert_both_outputs_agree, stats_of};
 
     const ID: &str = "7s3QZNXbGs7FXLedtM0TojKHRny87N7DUUhZRnEftZs=";
