@@ -360,8 +360,27 @@ fn a_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     }
 }
 
+/// How the ingester is stopped while the broker is down.
+enum Stop {
+    /// `kill -9`.
+    Kill,
+    /// SIGTERM: the drain waits `--nats-drain-timeout` (1 s) in vain, then the state is saved.
+    Term,
+}
+
 #[test]
 fn an_ingester_killed_and_restarted_leaves_every_index_once_in_the_stream() {
+    restart_while_the_broker_is_down(Stop::Kill);
+}
+
+#[test]
+fn an_ingester_stopped_while_the_broker_is_down_saves_only_what_was_acknowledged() {
+    restart_while_the_broker_is_down(Stop::Term);
+}
+
+/// The broker goes down, ingestion waits with entries sent to the clients and not acknowledged, the ingester is
+/// stopped (`how`); broker and ingester come back: every index is in the stream once, those entries included.
+fn restart_while_the_broker_is_down(how: Stop) {
     let logs = ["r0", "t0"];
     let mut nats = NatsServer::start(&[]);
     let mock = Mock::with_logs(1, 1, 100, &["--start-size", "1000"]);
@@ -375,6 +394,8 @@ fn an_ingester_killed_and_restarted_leaves_every_index_once_in_the_stream() {
         "200ms",
         "--nats-buffer-bytes",
         "256KiB",
+        "--nats-drain-timeout",
+        "1s",
     ];
     let (server, mut first_run, _lite) = run(&nats, &mock, &list, &logs, 300, &args);
     first_run.read_until("entries before the kill", |c| {
@@ -391,8 +412,22 @@ fn an_ingester_killed_and_restarted_leaves_every_index_once_in_the_stream() {
         unacked > Some(5),
         "entries sent to clients, not acknowledged"
     );
-    server.send_signal(libc::SIGKILL);
-    let _ = server.wait_exit(TIMEOUT);
+    match how {
+        Stop::Kill => {
+            server.send_signal(libc::SIGKILL);
+            let _ = server.wait_exit(TIMEOUT);
+        }
+        Stop::Term => {
+            server.send_sigterm();
+            first_run.read_to_close();
+            let (ok, took) = server.wait_exit(TIMEOUT);
+            assert!(ok, "exit status after SIGTERM");
+            assert!(
+                took < Duration::from_secs(5),
+                "the drain is bounded: {took:?}"
+            );
+        }
+    }
     nats.resume();
 
     let (server, mut full, _lite) = run(&nats, &mock, &list, &logs, 300, &args);

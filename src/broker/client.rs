@@ -243,7 +243,7 @@ impl Shared {
         match event {
             Event::Connected => {
                 self.set_connected(true);
-                tracing::info!("NATS connection restored");
+                tracing::info!("connected to the NATS server");
             }
             Event::Disconnected => {
                 self.set_connected(false);
