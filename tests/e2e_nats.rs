@@ -333,6 +333,10 @@ fn a_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
         "{waiting}"
     );
 
+    // Down longer than the acknowledgement timeout: what was in flight is sent again after the restart.
+    server.wait_stats("publishes not acknowledged in time", TIMEOUT, |s| {
+        s["nats"]["publish_failures"].as_u64() >= Some(1)
+    });
     nats.resume();
     let after = full.count("r0") + full.count("t0");
     full.read_until("entries after the restart", |c| {
@@ -519,6 +523,10 @@ fn a_broker_that_cannot_take_the_messages_stops_the_start_with_a_clear_error() {
     let refused = format!("nats://127.0.0.1:{}", closed_port());
     let error = refused_start(&["--nats-url", &refused]);
     assert!(error.contains(&format!("NATS at {refused}")), "{error}");
+
+    let unknown = "nats://no-such-host.invalid:4222";
+    let error = refused_start(&["--nats-url", unknown]);
+    assert!(error.contains(&format!("NATS at {unknown}")), "{error}");
 
     let nats = NatsServer::start(&["--user", "certstream", "--pass", "right"]);
     let wrong = format!("nats://certstream:wrong@127.0.0.1:{}", nats.port);

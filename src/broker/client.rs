@@ -163,8 +163,7 @@ async fn ensure_stream(context: &jetstream::Context, config: &NatsConfig) -> Res
 /// What a publish came to: the message, and its acknowledgement or why there was none.
 type Attempt = (Outgoing, Result<bool, String>);
 
-/// Publishes until the reactor's side is gone: new messages in order, failed ones again, oldest first, after a
-/// pause that grows while failures go on.
+/// Publishes until the reactor's side is gone: new messages in order, failed ones again, oldest first.
 async fn publish(
     context: jetstream::Context,
     config: &NatsConfig,
@@ -173,23 +172,13 @@ async fn publish(
 ) {
     let subject = wire::subject(&config.subject_prefix);
     let mut in_flight: JoinSet<Attempt> = JoinSet::new();
-    let mut again: BTreeMap<u64, Outgoing> = BTreeMap::new();
-    let mut pause = RETRY_PAUSE.0;
-    let mut resume_at = Instant::now();
+    let mut resend = Resend::default();
     loop {
         let room = in_flight.len() < MAX_IN_FLIGHT;
-        let next = async {
-            if let Some((_, message)) = again.pop_first() {
-                tokio::time::sleep_until(resume_at.into()).await;
-                Some(message)
-            } else {
-                outgoing.recv_async().await.ok()
-            }
-        };
         let step = tokio::select! {
             biased;
             Some(done) = in_flight.join_next() => Step::Done(done),
-            message = next, if room => Step::Send(message),
+            message = resend.next(&outgoing), if room => Step::Send(message),
         };
         match step {
             Step::Send(None) => return,
@@ -211,24 +200,62 @@ async fn publish(
                     }
                     Err(error) => {
                         shared.failed(&error.to_string());
-                        again.insert(message.sequence, message);
-                        resume_at = Instant::now() + pause;
-                        pause = (pause * 2).min(RETRY_PAUSE.1);
+                        resend.failed(message);
                     }
                 }
             }
             Step::Done(Ok((message, Ok(duplicate)))) => {
                 shared.acked(&message, duplicate);
-                pause = RETRY_PAUSE.0;
+                resend.succeeded();
             }
             Step::Done(Ok((message, Err(error)))) => {
                 shared.failed(&error);
-                again.insert(message.sequence, message);
-                resume_at = Instant::now() + pause;
-                pause = (pause * 2).min(RETRY_PAUSE.1);
+                resend.failed(message);
             }
             // The task only awaits an acknowledgement: it cannot panic, and nothing cancels it.
             Step::Done(Err(error)) => shared.failed(&error.to_string()),
+        }
+    }
+}
+
+/// What is sent next: what failed, oldest first, after a pause that grows while failures go on; else what the
+/// reactor hands over.
+struct Resend {
+    again: BTreeMap<u64, Outgoing>,
+    pause: Duration,
+    resume_at: Instant,
+}
+
+impl Default for Resend {
+    fn default() -> Self {
+        Self {
+            again: BTreeMap::new(),
+            pause: RETRY_PAUSE.0,
+            resume_at: Instant::now(),
+        }
+    }
+}
+
+impl Resend {
+    fn failed(&mut self, message: Outgoing) {
+        self.again.insert(message.sequence, message);
+        self.resume_at = Instant::now() + self.pause;
+        self.pause = (self.pause * 2).min(RETRY_PAUSE.1);
+    }
+
+    fn succeeded(&mut self) {
+        self.pause = RETRY_PAUSE.0;
+    }
+
+    /// The next message to send; `None` once the reactor's side is gone. Cancel-safe (it is cancelled whenever an
+    /// acknowledgement comes first): a message is taken out of `again` only after the pause, with no await between
+    /// taking it and returning it.
+    async fn next(&mut self, outgoing: &flume::Receiver<Outgoing>) -> Option<Outgoing> {
+        if self.again.is_empty() {
+            outgoing.recv_async().await.ok()
+        } else {
+            tokio::time::sleep_until(self.resume_at.into()).await;
+            self.again.pop_first().map(|(_, message)| message)
         }
     }
 }
@@ -253,5 +280,52 @@ impl Shared {
             Event::ClientError(error) => self.note_error(&format!("NATS client error: {error}")),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(sequence: u64) -> Outgoing {
+        Outgoing {
+            sequence,
+            log_id: "a".into(),
+            index: sequence,
+            headers: async_nats::HeaderMap::new(),
+            payload: bytes::Bytes::new(),
+            bytes: 1,
+        }
+    }
+
+    #[test]
+    fn a_message_to_send_again_survives_a_cancelled_wait_and_goes_first() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (hand_over, outgoing) = flume::unbounded();
+            hand_over.send(message(9)).unwrap();
+            let mut resend = Resend::default();
+            resend.failed(message(2));
+            resend.failed(message(1));
+            // An acknowledgement (here: a timer) comes first, during the pause.
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                _ = resend.next(&outgoing) => panic!("sent before the pause ended"),
+            }
+            let mut order = Vec::new();
+            for _ in 0..3 {
+                let next = tokio::time::timeout(Duration::from_secs(1), resend.next(&outgoing));
+                order.push(next.await.expect("a message").expect("open").sequence);
+            }
+            assert_eq!(order, [1, 2, 9], "the failed ones first, oldest first");
+            resend.succeeded();
+            assert_eq!(resend.pause, RETRY_PAUSE.0);
+            drop(hand_over);
+            assert!(resend.next(&outgoing).await.is_none());
+        });
     }
 }
