@@ -20,6 +20,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::broker::NatsConfig;
 use crate::http::{self, HttpClientConfig};
 use crate::hub::SubscriptionConfig;
 use crate::ingest::PollOptions;
@@ -85,6 +86,8 @@ pub struct Config {
     pub subscriptions: SubscriptionConfig,
     /// Which CT logs to follow, and how.
     pub ingest: IngestConfig,
+    /// Publishing every message to NATS JetStream (off unless `--nats-url` is given).
+    pub nats: NatsConfig,
 }
 
 /// Which CT logs to follow (the log list) and how to poll them.
@@ -186,6 +189,7 @@ impl Default for Config {
                 dedup_bytes: 16 << 20,
             },
             ingest: IngestConfig::default(),
+            nats: NatsConfig::default(),
         }
     }
 }
@@ -286,12 +290,13 @@ enum Kind {
 }
 
 /// The options, by section of `--help`.
-const SECTIONS: [(&str, &[Opt]); 5] = [
+const SECTIONS: [(&str, &[Opt]); 6] = [
     ("Options", SERVER_OPTIONS),
     ("Access tokens", AUTH_OPTIONS),
     ("Certificate Transparency logs", LOG_OPTIONS),
     ("Resume after a restart", RESUME_OPTIONS),
     ("Other", OTHER_OPTIONS),
+    ("NATS JetStream", NATS_OPTIONS),
 ];
 
 const SERVER_OPTIONS: &[Opt] = &[
@@ -703,6 +708,146 @@ const OTHER_OPTIONS: &[Opt] = &[Opt {
     help: "log lines waiting for a slow stdout; beyond it lines are dropped and counted",
     kind: Kind::Size(|c| &mut c.log_buffer),
 }];
+
+const NATS_OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "--nats-url",
+        env: "CERTSTREAM_NATS_URL",
+        help: "publish every message to the JetStream stream of this NATS server (nats://HOST:PORT, tls:// for \
+               TLS; user:password@ or token@ in the URL: prefer the variable, \
+               flags are visible to every local user). Off unless given; ingestion then waits for the broker's \
+               acknowledgements, nothing is lost between the logs and the broker",
+        kind: Kind::Custom {
+            value: Some("URL"),
+            apply: |c, v| {
+                c.nats.url = v.non_empty().map(parse_nats_url).transpose()?;
+                Ok(())
+            },
+            show: |c| c.nats.url.as_deref().map(crate::redact::location),
+        },
+    },
+    Opt {
+        flag: "--nats-creds",
+        env: "CERTSTREAM_NATS_CREDS",
+        help: "the NATS credentials file (JWT and NKey seed) to connect with",
+        kind: Kind::Custom {
+            value: Some("PATH"),
+            apply: |c, v| {
+                c.nats.creds = v.non_empty().map(PathBuf::from);
+                Ok(())
+            },
+            show: |c| c.nats.creds.as_ref().map(|p| p.display().to_string()),
+        },
+    },
+    Opt {
+        flag: "--nats-tls-ca",
+        env: "CERTSTREAM_NATS_TLS_CA",
+        help: "trust the NATS server's certificate if signed by a CA of this PEM file (and require TLS)",
+        kind: Kind::Custom {
+            value: Some("PATH"),
+            apply: |c, v| {
+                c.nats.tls_ca = v.non_empty().map(PathBuf::from);
+                Ok(())
+            },
+            show: |c| c.nats.tls_ca.as_ref().map(|p| p.display().to_string()),
+        },
+    },
+    Opt {
+        flag: "--nats-subject-prefix",
+        env: "CERTSTREAM_NATS_SUBJECT_PREFIX",
+        help: "messages are published on PREFIX.entries (docs/wire-format.md §10)",
+        kind: Kind::Custom {
+            value: Some("PREFIX"),
+            apply: |c, v| {
+                c.nats.subject_prefix = parse_nats_name(v.text, v.flag, true)?;
+                Ok(())
+            },
+            show: |c| Some(c.nats.subject_prefix.clone()),
+        },
+    },
+    Opt {
+        flag: "--nats-stream",
+        env: "CERTSTREAM_NATS_STREAM",
+        help: "the JetStream stream: created at start if missing, else checked (its subjects must cover ours, \
+               its retention must be by limits)",
+        kind: Kind::Custom {
+            value: Some("NAME"),
+            apply: |c, v| {
+                c.nats.stream = parse_nats_name(v.text, v.flag, false)?;
+                Ok(())
+            },
+            show: |c| Some(c.nats.stream.clone()),
+        },
+    },
+    Opt {
+        flag: "--nats-max-age",
+        env: "CERTSTREAM_NATS_MAX_AGE",
+        help: "a stream created at start keeps messages this long",
+        kind: Kind::Duration(|c| &mut c.nats.max_age),
+    },
+    Opt {
+        flag: "--nats-max-bytes",
+        env: "CERTSTREAM_NATS_MAX_BYTES",
+        help: "a stream created at start keeps at most this many bytes (the oldest messages go first)",
+        kind: Kind::Size(|c| &mut c.nats.max_bytes),
+    },
+    Opt {
+        flag: "--nats-duplicate-window",
+        env: "CERTSTREAM_NATS_DUPLICATE_WINDOW",
+        help: "a stream created at start drops a message whose Nats-Msg-Id (log ID:index) it saw within this \
+               window (what a restart publishes again)",
+        kind: Kind::Duration(|c| &mut c.nats.duplicate_window),
+    },
+    Opt {
+        flag: "--nats-buffer-bytes",
+        env: "CERTSTREAM_NATS_BUFFER_BYTES",
+        help: "messages not yet acknowledged by the broker, in bytes; when full, ingestion waits",
+        kind: Kind::Size(|c| &mut c.nats.buffer_bytes),
+    },
+    Opt {
+        flag: "--nats-drain-timeout",
+        env: "CERTSTREAM_NATS_DRAIN_TIMEOUT",
+        help: "at shutdown, how long to wait for the broker to acknowledge what it was sent (what it did not is \
+               fetched again at the next start with --state-file)",
+        kind: Kind::Duration(|c| &mut c.nats.drain_timeout),
+    },
+];
+
+/// A NATS server URL: `nats://` or `tls://`.
+fn parse_nats_url(text: String) -> Result<String, ConfigError> {
+    let scheme = text.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("nats" | "tls")) || text.ends_with("://") {
+        return Err(ConfigError(format!(
+            "--nats-url: {} is not a nats:// or tls:// URL",
+            crate::redact::location(&text)
+        )));
+    }
+    Ok(text)
+}
+
+/// A subject prefix (dot-separated tokens, when `dots`) or a stream name: no wildcard, no whitespace.
+fn parse_nats_name(text: &str, option: &str, dots: bool) -> Result<String, ConfigError> {
+    let bad_token = |token: &str| {
+        token.is_empty()
+            || token.contains(|c: char| c.is_whitespace() || matches!(c, '*' | '>' | '/' | '\\'))
+    };
+    let refused = if dots {
+        text.split('.').any(bad_token)
+    } else {
+        bad_token(text) || text.contains('.')
+    };
+    if refused {
+        return Err(ConfigError(format!(
+            "{option}: {text:?} is not a valid NATS {}",
+            if dots {
+                "subject prefix"
+            } else {
+                "stream name"
+            }
+        )));
+    }
+    Ok(text.to_owned())
+}
 
 /// Every option, in `--help` order.
 fn options() -> impl Iterator<Item = &'static Opt> {
@@ -1544,6 +1689,11 @@ mod tests {
             "--state-file" => (&[], "state.json", None),
             "--auth-tokens" => (&[], "tokens.txt", None),
             "--auth-metrics" => (&["--auth-tokens", "tokens.txt"], "on", Some("maybe")),
+            "--nats-url" => (&[], "nats://127.0.0.1:4222", Some("http://127.0.0.1:4222")),
+            "--nats-creds" => (&[], "user.creds", None),
+            "--nats-tls-ca" => (&[], "ca.pem", None),
+            "--nats-subject-prefix" => (&[], "ct.firehose", Some("ct.*")),
+            "--nats-stream" => (&[], "CT", Some("C.T")),
             _ => panic!("{flag} has no sample in custom_samples"),
         };
         Sample { with, good, bad }

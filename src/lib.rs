@@ -14,6 +14,7 @@
 // to the private constants and functions that hold their rules.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub mod broker;
 pub mod cert;
 pub mod config;
 pub mod filter;

@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
+use certstream::broker::Broker;
 use certstream::config::{self, Command};
 use certstream::http::HttpClient;
 use certstream::hub::Hub;
 use certstream::ingest::resume::StateFile;
 use certstream::ingest::supervisor::Supervisor;
 use certstream::logging::LogOutput;
-use certstream::publish::{Output, Publisher};
+use certstream::publish::{Gate, Output, Publisher};
 use certstream::server::{self, Server};
 
 fn main() -> ExitCode {
@@ -55,6 +56,16 @@ fn main() -> ExitCode {
     if let Err(error) = server::raise_open_files_limit() {
         tracing::warn!(%error, "could not raise the open files limit");
     }
+    // Connected and the stream checked before anything is served: a broker that cannot take the messages stops
+    // the start, named.
+    let broker = match Broker::start(&config.nats) {
+        Ok(broker) => broker.map(Rc::new),
+        Err(error) => {
+            report(&error);
+            log.flush(Duration::from_millis(200));
+            return ExitCode::FAILURE;
+        }
+    };
     let reporter = Rc::new(log.clone());
     let result = certstream::runtime::block_on(async move {
         let ingest = config.ingest.clone();
@@ -73,16 +84,21 @@ fn main() -> ExitCode {
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
         let http =
             Rc::new(HttpClient::new(ingest.http_client_config()).map_err(std::io::Error::other)?);
-        let outputs: Vec<Rc<dyn Output>> = vec![Rc::new(hub.clone())];
-        let publisher = Rc::new(Publisher::new(
-            ingest.build_limits,
-            outputs,
-            Some(hub.gate()),
-        ));
+        let mut outputs: Vec<Rc<dyn Output>> = vec![Rc::new(hub.clone())];
+        let mut gate = Gate::new(hub.gate());
+        if let Some(broker) = &broker {
+            outputs.push(broker.clone());
+            gate = gate.with_room(broker.clone());
+            server.add_reporter(broker.clone());
+        }
+        let publisher = Rc::new(Publisher::new(ingest.build_limits, outputs, Some(gate)));
         let mut supervisor = Supervisor::new(ingest, http.clone(), publisher.clone());
         if let Some(state) = state {
             server.add_reporter(state.clone());
             supervisor = supervisor.with_state_file(state);
+        }
+        if let Some(broker) = &broker {
+            supervisor = supervisor.with_durable_positions(broker.clone());
         }
         let supervisor = Rc::new(supervisor);
         server.add_reporter(reporter);
@@ -99,6 +115,14 @@ fn main() -> ExitCode {
                 // Nothing is published from here on, so the positions saved are exactly what was published
                 // (a restart with the state file delivers every index once across the two runs).
                 supervisor.shutdown();
+                // What the broker acknowledges by then is saved as done; the rest is fetched again at restart.
+                if let Some(broker) = &broker
+                    && !broker.drained().await
+                {
+                    tracing::warn!(
+                        "the NATS broker did not acknowledge everything within --nats-drain-timeout"
+                    );
+                }
                 supervisor.save_state().await;
                 // What the clients that keep up were sent reaches them before the close frames discard it.
                 let _ = monoio::time::timeout(shutdown_grace, hub.flushed()).await;

@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::hub::{Gate, Hub};
+use crate::hub::{self, Hub};
 use crate::log_throttle::LogThrottle;
 use crate::message::{
     BuildCounters, BuildError, BuildLimits, LogSource, Message, MessageBuilder, seen_now,
@@ -42,6 +42,69 @@ impl Output for Hub {
     }
 }
 
+/// An output with a bounded buffer (the broker): ingestion waits while it has no room.
+pub trait Room {
+    /// Whether another message may be published (checked before every message).
+    fn has_room(&self) -> bool;
+
+    /// How often a waiting poller looks again (the room is made on another thread, which cannot wake the reactor).
+    fn check_every(&self) -> Duration;
+}
+
+/// Where an output has made each log durable: the state file saves, per log, at most this position.
+pub trait DurablePositions {
+    /// The position to save for `log_id`, whose entries before `next_index` were published: at most `next_index`.
+    fn durable(&self, log_id: &str, next_index: u64) -> u64;
+}
+
+/// What pollers pass before delivering: the hub's admission (clients that keep up are not behind) and, when an
+/// output has a bounded buffer, room in it. Cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    hub: hub::Gate,
+    room: Option<Rc<dyn Room>>,
+}
+
+impl Gate {
+    /// Waits for the hub's admission only.
+    pub fn new(hub: hub::Gate) -> Self {
+        Self { hub, room: None }
+    }
+
+    /// Also waits for room in `room`.
+    pub fn with_room(self, room: Rc<dyn Room>) -> Self {
+        Self {
+            room: Some(room),
+            ..self
+        }
+    }
+
+    /// True while ingestion may publish. Checked before every message.
+    pub(crate) fn admits(&self) -> bool {
+        self.hub.admits() && self.room.as_ref().is_none_or(|room| room.has_room())
+    }
+
+    /// Resolves once ingestion may publish.
+    pub(crate) async fn admitted(&self) {
+        loop {
+            if !self.hub.admits() {
+                self.hub.admitted().await;
+            }
+            match &self.room {
+                Some(room) if !room.has_room() => monoio::time::sleep(room.check_every()).await,
+                _ if self.hub.admits() => return,
+                _ => {}
+            }
+        }
+    }
+}
+
+impl From<hub::Gate> for Gate {
+    fn from(hub: hub::Gate) -> Self {
+        Self::new(hub)
+    }
+}
+
 /// Builds and publishes messages for every log.
 pub struct Publisher {
     builder: RefCell<MessageBuilder>,
@@ -63,7 +126,7 @@ impl Publisher {
     /// Publishes to `hub` only, and waits on its gate (what the unit tests of the publish step's users need).
     #[cfg(test)]
     pub(crate) fn to_hub(hub: &Hub, limits: BuildLimits) -> Self {
-        Self::new(limits, vec![Rc::new(hub.clone())], Some(hub.gate()))
+        Self::new(limits, vec![Rc::new(hub.clone())], Some(hub.gate().into()))
     }
 
     /// A sink for one log's poller, named `log` in warnings.
@@ -326,6 +389,46 @@ mod tests {
             message["data"]["leaf_cert"]["all_domains"],
             json!(["a.example", "rcgen self signed cert"])
         );
+    }
+
+    /// A buffer whose room the test sets.
+    struct Switch(Cell<bool>);
+
+    impl Room for Switch {
+        fn has_room(&self) -> bool {
+            self.0.get()
+        }
+
+        fn check_every(&self) -> Duration {
+            Duration::from_millis(1)
+        }
+    }
+
+    #[test]
+    fn the_gate_waits_for_room_as_well_as_for_the_hub() {
+        crate::runtime::block_on(async {
+            let hub = Hub::new(8);
+            assert!(
+                Gate::new(hub.gate()).admits(),
+                "without a room: the hub's admission"
+            );
+            let room = Rc::new(Switch(Cell::new(false)));
+            let gate = Gate::new(hub.gate()).with_room(room.clone());
+            assert!(!gate.admits());
+            let waiting = monoio::spawn({
+                let gate = gate.clone();
+                async move {
+                    gate.admitted().await;
+                    Instant::now()
+                }
+            });
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            let made = Instant::now();
+            room.0.set(true);
+            assert!(waiting.await >= made, "admitted only once there is room");
+            assert!(gate.admits());
+        })
+        .unwrap();
     }
 
     /// An output that keeps what it was given.

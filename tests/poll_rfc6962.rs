@@ -373,7 +373,7 @@ impl EntrySink for Recorder {
         });
     }
 
-    fn gate(&self) -> Option<certstream::hub::Gate> {
+    fn gate(&self) -> Option<certstream::publish::Gate> {
         None
     }
 }

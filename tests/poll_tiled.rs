@@ -345,7 +345,7 @@ impl EntrySink for Recorder {
             .push((monitoring_url.clone(), index, entry.timestamp_ms, chain));
     }
 
-    fn gate(&self) -> Option<certstream::hub::Gate> {
+    fn gate(&self) -> Option<certstream::publish::Gate> {
         None
     }
 }

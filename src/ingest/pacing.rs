@@ -17,7 +17,7 @@ use std::future::poll_fn;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use crate::hub::Gate;
+use crate::publish::Gate;
 
 /// The work one turn may do before yielding (a few dozen entries).
 pub(crate) const TURN_BUDGET: Duration = Duration::from_millis(2);
@@ -106,7 +106,7 @@ mod tests {
         crate::runtime::block_on(async {
             let hub = Hub::new(4); // mark 3
             let client = hub.join(StreamKind::Lite, Default::default());
-            let turn = Turn::begin(Some(hub.gate())).await;
+            let turn = Turn::begin(Some(hub.gate().into())).await;
             let now = turn.started;
             assert!(turn.may_continue(now));
             assert!(!turn.may_continue(now + TURN_BUDGET));
@@ -134,7 +134,7 @@ mod tests {
             for _ in 0..3 {
                 hub.publish(&frames().into());
             }
-            let gate = hub.gate();
+            let gate: Gate = hub.gate().into();
             let waiting = monoio::spawn(async move {
                 Turn::begin(Some(gate)).await;
                 Instant::now()

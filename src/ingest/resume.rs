@@ -147,9 +147,19 @@ impl Positions {
 
     /// The file's content.
     pub(crate) fn encode(&self) -> Vec<u8> {
+        self.encode_within(|_, next_index| next_index)
+    }
+
+    /// The file's content with each log's position lowered to `durable(log_id, next_index)`: what an output has
+    /// not made durable yet is fetched again after a restart.
+    pub(crate) fn encode_within(&self, durable: impl Fn(&str, u64) -> u64) -> Vec<u8> {
+        let mut logs = self.logs.clone();
+        for (log_id, saved) in &mut logs {
+            saved.next_index = durable(log_id, saved.next_index).min(saved.next_index);
+        }
         let document = Document {
             version: FORMAT_VERSION,
-            logs: self.logs.clone(),
+            logs,
         };
         // A map of strings to integers always serializes.
         serde_json::to_vec_pretty(&document).unwrap_or_default()
@@ -458,6 +468,29 @@ impl StatusReporter for StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_are_saved_no_further_than_what_is_durable() {
+        let mut positions = Positions::default();
+        positions.insert("a", 10, 1);
+        positions.insert("b", 20, 1);
+        let saved = Positions::decode(&positions.encode_within(|log_id, next| match log_id {
+            "a" => 7,
+            _ => next + 5,
+        }))
+        .unwrap();
+        assert_eq!(saved.get("a").map(|s| s.next_index), Some(7));
+        assert_eq!(
+            saved.get("b").map(|s| s.next_index),
+            Some(20),
+            "never past the recorded index"
+        );
+        assert_eq!(
+            positions.get("a").map(|s| s.next_index),
+            Some(10),
+            "the record is unchanged"
+        );
+    }
     use crate::metrics::tests::{assert_both_outputs_agree, stats_of};
 
     const ID: &str = "7s3QZNXbGs7FXLedtM0TojKHRny87N7DUUhZRnEftZs=";

@@ -81,9 +81,10 @@ pub(crate) async fn run<K: LogKind>(
     let (answers, answered) = flume::unbounded();
     let skip_warnings = LogThrottle::new(Duration::from_secs(1));
     loop {
-        let clients_behind = !ctx.sink.gate().is_none_or(|gate| gate.admits());
-        let action = if clients_behind && follower.in_flight() {
-            // Clients that keep up are behind: what is in flight is enough until they catch up.
+        let held = !ctx.sink.gate().is_none_or(|gate| gate.admits());
+        let action = if held && follower.in_flight() {
+            // Clients that keep up are behind (or the broker's buffer is full): what is in flight is enough until
+            // they catch up.
             Action::Wait
         } else {
             follower.poll(Instant::now())

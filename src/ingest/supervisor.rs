@@ -28,7 +28,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::IngestConfig;
 use crate::http::{HttpClient, HttpError, Target};
-use crate::hub::Gate;
 use crate::message::{self, LogSource};
 use crate::metrics::{Fact, Kind, Metric, Read, Report, StatusReporter, Table};
 use crate::operator_input::{self, InputError};
@@ -47,7 +46,7 @@ use super::{
     LogStatus, LogTarget, PollOptions, PollerContext, SharedStatus, Start, StopToken, rfc6962,
     tiled,
 };
-use crate::publish::{EntrySink, LogSink, Publisher, SinkCounts};
+use crate::publish::{DurablePositions, EntrySink, Gate, LogSink, Publisher, SinkCounts};
 
 /// The first pause before a panicked poller is started again; it doubles on each panic in a row.
 const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -135,6 +134,8 @@ pub struct Supervisor {
     list: RefCell<ListState>,
     /// Where the positions are saved (`--state-file`), if anywhere.
     state: Option<Rc<StateFile>>,
+    /// An output that must have an entry before its position is saved (the broker), if any.
+    durable: Option<Rc<dyn DurablePositions>>,
     stop: StopToken,
 }
 
@@ -156,6 +157,7 @@ impl Supervisor {
             departed: Cell::default(),
             list: RefCell::default(),
             state: None,
+            durable: None,
             stop: StopToken::default(),
         }
     }
@@ -164,6 +166,21 @@ impl Supervisor {
     pub fn with_state_file(mut self, state: Rc<StateFile>) -> Self {
         self.state = Some(state);
         self
+    }
+
+    /// Saves no log's position past what `durable` says it made durable.
+    pub fn with_durable_positions(mut self, durable: Rc<dyn DurablePositions>) -> Self {
+        self.durable = Some(durable);
+        self
+    }
+
+    /// The state file's content: the recorded positions, none past what the durable output has.
+    fn encoded_positions(&self, state: &StateFile) -> Vec<u8> {
+        let positions = state.positions.borrow();
+        match &self.durable {
+            Some(durable) => positions.encode_within(|log_id, next| durable.durable(log_id, next)),
+            None => positions.encode(),
+        }
     }
 
     /// Loads the list, starts the pollers, and refreshes the list until [`shutdown`](Self::shutdown).
@@ -194,7 +211,7 @@ impl Supervisor {
     /// Writes the positions recorded last (after [`shutdown`](Self::shutdown): where every log stopped).
     pub async fn save_state(&self) {
         if let Some(state) = &self.state {
-            let bytes = state.positions.borrow().encode();
+            let bytes = self.encoded_positions(state);
             state.save(bytes).await;
         }
     }
@@ -207,7 +224,7 @@ impl Supervisor {
         let mut settled = None;
         while self.stop.sleep(self.config.state_save_interval).await {
             self.record_positions();
-            let latest = state.positions.borrow().encode();
+            let latest = self.encoded_positions(&state);
             if let Some(bytes) = settled.replace(latest) {
                 state.save(bytes).await;
             }

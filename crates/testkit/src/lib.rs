@@ -10,6 +10,7 @@
 //! - [`server`]: the server in this process, with a publish handle;
 //! - [`ws`]: the blocking WebSocket test client;
 //! - [`event_stream`]: the blocking client of the server-sent events and NDJSON streams;
+//! - [`nats`]: a real `nats-server` with JetStream, started, killed and restarted by the test;
 //! - [`process`]: CPU time and memory of a child process;
 //! - [`wait`]: polling for a condition, bounded;
 //! - [`der`], [`examples`], [`python`]: certificates built in the test, reference messages, the Python clients.
@@ -22,6 +23,7 @@ pub mod event_stream;
 pub mod examples;
 pub mod http;
 pub mod mock;
+pub mod nats;
 pub mod process;
 pub mod python;
 pub mod runtime;

@@ -1,0 +1,561 @@
+//! Publishing to NATS JetStream, end to end: the mock CT logs → the real `certstream` binary with `--nats-url` → a
+//! real `nats-server -js` (started by the test) → the stream read back with `async-nats`. Every index of every log
+//! is in the stream exactly once, with the message ID `<log_id>:<index>` and the very bytes the WebSocket clients of
+//! the same process received; a broker killed and restarted mid-stream, or an ingester killed with SIGKILL and
+//! restarted, loses and repeats nothing; a broker that cannot be used stops the start with a clear error.
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use certstream::broker::wire;
+use certstream_testkit::nats::NatsServer;
+use certstream_testkit::ws::WsClient;
+use certstream_testkit::{
+    Certstream, ListFile, Mock, certstream_binary, closed_port, mock_name, start_listening_to,
+    update_position,
+};
+use serde_json::Value;
+
+/// Bound on every wait.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One entry as the stream holds it.
+#[derive(Debug)]
+struct Stored {
+    log_id: String,
+    index: u64,
+    message_id: String,
+    entry_type: String,
+    payload: Vec<u8>,
+}
+
+/// Everything in the stream `CERTSTREAM`, in stream order.
+fn stream_contents(url: &str) -> Vec<Stored> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let client = async_nats::connect(url).await.expect("connect to NATS");
+            let context = jetstream::new(client);
+            let mut stream = context.get_stream("CERTSTREAM").await.expect("the stream");
+            let info = stream.info().await.expect("stream info");
+            let state = &info.state;
+            assert_eq!(state.first_sequence, 1, "nothing expired");
+            let mut stored = Vec::new();
+            for sequence in 1..=state.last_sequence {
+                let message = stream
+                    .get_raw_message(sequence)
+                    .await
+                    .expect("stream message");
+                assert_eq!(message.subject.as_str(), "certstream.entries");
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .get(name)
+                        .unwrap_or_else(|| panic!("header {name}"))
+                        .as_str()
+                        .to_owned()
+                };
+                stored.push(Stored {
+                    log_id: header(wire::LOG_ID_HEADER),
+                    index: header(wire::INDEX_HEADER).parse().expect("index"),
+                    message_id: header("Nats-Msg-Id"),
+                    entry_type: header(wire::ENTRY_TYPE_HEADER),
+                    payload: message.payload.to_vec(),
+                });
+            }
+            stored
+        })
+        .await
+        .expect("the stream read within the timeout")
+    })
+}
+
+/// The stream's entries by mock log name and index; fails on an index stored twice.
+fn by_log_and_index<'a>(
+    mock: &Mock,
+    stored: &'a [Stored],
+) -> BTreeMap<String, BTreeMap<u64, &'a Stored>> {
+    let names: BTreeMap<String, String> = mock
+        .log_ids()
+        .into_iter()
+        .map(|(name, id)| (id, name))
+        .collect();
+    let mut out: BTreeMap<String, BTreeMap<u64, &Stored>> = BTreeMap::new();
+    for entry in stored {
+        let name = names.get(&entry.log_id).expect("a mock log's ID").clone();
+        assert_eq!(
+            entry.message_id,
+            format!("{}:{}", entry.log_id, entry.index),
+            "Nats-Msg-Id"
+        );
+        let again = out
+            .entry(name.clone())
+            .or_default()
+            .insert(entry.index, entry);
+        assert!(again.is_none(), "{name} index {} stored twice", entry.index);
+    }
+    out
+}
+
+/// Checks that each log's indexes in the stream are one unbroken range; returns each log's range.
+fn assert_contiguous(
+    by_log: &BTreeMap<String, BTreeMap<u64, &Stored>>,
+) -> BTreeMap<String, (u64, u64)> {
+    by_log
+        .iter()
+        .map(|(log, entries)| {
+            let (first, last) = (
+                *entries.keys().next().expect("entries"),
+                *entries.keys().last().expect("entries"),
+            );
+            assert_eq!(
+                entries.len() as u64,
+                last - first + 1,
+                "{log}: indexes {first}..={last} have gaps"
+            );
+            (log.clone(), (first, last))
+        })
+        .collect()
+}
+
+/// Raw WebSocket payloads by mock log name and index, answering pings.
+struct RawCollector {
+    client: WsClient,
+    by_log: BTreeMap<String, BTreeMap<u64, Vec<u8>>>,
+    pongs: u64,
+    closed: bool,
+}
+
+impl RawCollector {
+    fn connect(server: &Certstream, path: &str) -> RawCollector {
+        let client = WsClient::connect(server.addr, path);
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        RawCollector {
+            client,
+            by_log: BTreeMap::new(),
+            pongs: 0,
+            closed: false,
+        }
+    }
+
+    /// Reads until `done` holds, at most [`TIMEOUT`] (fails the test then).
+    fn read_until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(!self.closed, "the server closed the stream before {what}");
+            self.read_once();
+        }
+    }
+
+    /// Reads what is left until the server's close frame (after a SIGTERM).
+    fn read_to_close(&mut self) {
+        self.read_until("the close frame", |c| c.closed);
+    }
+
+    /// Reads for `duration`.
+    fn read_for(&mut self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            self.read_once();
+        }
+    }
+
+    fn read_once(&mut self) {
+        match self.client.read_frame() {
+            Ok(frame) if frame.opcode == 1 => {
+                let (url, index) = update_position(&frame.payload).expect("a certificate_update");
+                let url: String = serde_json::from_slice(url).expect("source.url");
+                let again = self
+                    .by_log
+                    .entry(mock_name(&url))
+                    .or_default()
+                    .insert(index, frame.payload);
+                assert!(again.is_none(), "index {index} received twice");
+            }
+            Ok(frame) if frame.opcode == 9 => self.client.send(10, &frame.payload, true),
+            Ok(frame) if frame.opcode == 10 => self.pongs += 1,
+            Ok(frame) if frame.opcode == 8 => self.closed = true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("stream read failed: {e}"),
+        }
+    }
+
+    fn count(&self, log: &str) -> usize {
+        self.by_log.get(log).map_or(0, BTreeMap::len)
+    }
+}
+
+/// A certstream publishing to `nats`, following `logs` of `mock`, with raw clients on the full and lite streams.
+fn run(
+    nats: &NatsServer,
+    mock: &Mock,
+    list: &ListFile,
+    logs: &[&str],
+    start_back: u64,
+    args: &[&str],
+) -> (Certstream, RawCollector, RawCollector) {
+    let url = nats.url();
+    let mut all = vec!["--nats-url", &url];
+    all.extend_from_slice(args);
+    let (server, collector) = start_listening_to(list, "/full-stream", start_back, &all, &[], None);
+    drop(collector);
+    let full = RawCollector::connect(&server, "/full-stream");
+    let lite = RawCollector::connect(&server, "/");
+    server.wait_stats("the clients", TIMEOUT, |s| s["clients"]["total"] == 2);
+    list.write_only(&mock.list(), logs);
+    (server, full, lite)
+}
+
+/// SIGTERM, and a clean exit within the timeout.
+fn stop(server: Certstream) {
+    server.send_sigterm();
+    let (ok, _) = server.wait_exit(TIMEOUT);
+    assert!(ok, "exit status after SIGTERM");
+}
+
+#[test]
+fn every_index_is_in_the_stream_once_with_the_websocket_bytes() {
+    const SIZE: u64 = 300;
+    let logs = ["r0", "t0"];
+    let nats = NatsServer::start(&[]);
+    let mock = Mock::fixed(1, 1, SIZE, &[], &[]);
+    let list = ListFile::new();
+    let (server, mut full, mut lite) = run(&nats, &mock, &list, &logs, SIZE, &[]);
+    let whole = |c: &RawCollector| logs.iter().all(|log| c.count(log) as u64 == SIZE);
+    full.read_until("every entry on /full-stream", whole);
+    lite.read_until("every entry on /", whole);
+    server.wait_stats("every message acknowledged", TIMEOUT, |s| {
+        s["nats"]["acked"] == 2 * SIZE && s["nats"]["buffered_messages"] == 0
+    });
+    let stats = server.stats();
+    assert_eq!(stats["nats"]["connected"], 1, "{}", stats["nats"]);
+    assert_eq!(stats["nats"]["publish_failures"], 0, "{}", stats["nats"]);
+    let (_, metrics) = server.get("/metrics");
+    let metrics = String::from_utf8(metrics).expect("UTF-8 metrics");
+    for line in [
+        format!("certstream_nats_acked_total {}\n", 2 * SIZE),
+        "certstream_nats_buffered_bytes 0\n".to_owned(),
+        "certstream_nats_connected 1\n".to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "{line} in /metrics");
+    }
+    stop(server);
+    full.read_to_close();
+
+    let stored = stream_contents(&nats.url());
+    assert_eq!(stored.len() as u64, 2 * SIZE);
+    let by_log = by_log_and_index(&mock, &stored);
+    for (log, range) in assert_contiguous(&by_log) {
+        assert_eq!(range, (0, SIZE - 1), "{log}");
+    }
+    for log in logs {
+        for (index, entry) in &by_log[log] {
+            let [full_line, lite_line, domains_line] =
+                wire::split(&entry.payload).expect("three lines");
+            assert_eq!(
+                full_line,
+                &full.by_log[log][index][..],
+                "{log} {index} full"
+            );
+            assert_eq!(
+                lite_line,
+                &lite.by_log[log][index][..],
+                "{log} {index} lite"
+            );
+            let full_json: Value = serde_json::from_slice(full_line).expect("JSON");
+            let domains: Value = serde_json::from_slice(domains_line).expect("JSON");
+            assert_eq!(domains["message_type"], "dns_entries");
+            assert_eq!(
+                domains["data"],
+                full_json["data"]["leaf_cert"]["all_domains"]
+            );
+            assert_eq!(
+                entry.entry_type,
+                full_json["data"]["update_type"]
+                    .as_str()
+                    .expect("update_type")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
+    let logs = ["r0", "t0"];
+    let mut nats = NatsServer::start(&[]);
+    let mock = Mock::with_logs(1, 1, 100, &["--start-size", "1000"]);
+    let list = ListFile::new();
+    // A small buffer: it fills at once while the broker is down.
+    let (server, mut full, mut lite) = run(
+        &nats,
+        &mock,
+        &list,
+        &logs,
+        200,
+        &["--nats-buffer-bytes", "64KiB"],
+    );
+    full.read_until("entries before the kill", |c| {
+        logs.iter().all(|log| c.count(log) >= 100)
+    });
+
+    nats.kill();
+    server.wait_stats("the broker seen down and ingestion waiting", TIMEOUT, |s| {
+        s["nats"]["connected"] == 0 && s["nats"]["ingestion_waited_ms"].as_u64() > Some(500)
+    });
+    // Ingestion waits; the reactor does not: the clients stay connected and their pings are answered.
+    let before = full.count("r0") + full.count("t0");
+    for client in [&mut full, &mut lite] {
+        for _ in 0..3 {
+            let pongs = client.pongs;
+            client.client.send(9, b"still there?", true);
+            client.read_until("a pong while the broker is down", |c| c.pongs > pongs);
+        }
+    }
+    full.read_for(Duration::from_secs(1));
+    assert!(
+        full.count("r0") + full.count("t0") <= before + 40,
+        "ingestion waits once the buffer is full"
+    );
+    let waiting = server.stats()["nats"].clone();
+    assert!(
+        waiting["buffered_bytes"].as_u64() >= Some(48 << 10),
+        "{waiting}"
+    );
+
+    // Down longer than the acknowledgement timeout: what was in flight is sent again after the restart.
+    server.wait_stats("publishes not acknowledged in time", TIMEOUT, |s| {
+        s["nats"]["publish_failures"].as_u64() >= Some(1)
+    });
+    nats.resume();
+    let after = full.count("r0") + full.count("t0");
+    full.read_until("entries after the restart", |c| {
+        c.count("r0") + c.count("t0") >= after + 200
+    });
+    let stats = server.stats();
+    assert!(stats["nats"]["last_error"].is_string(), "{}", stats["nats"]);
+    stop(server);
+    full.read_to_close();
+
+    let stored = stream_contents(&nats.url());
+    let by_log = by_log_and_index(&mock, &stored);
+    assert_contiguous(&by_log);
+    for log in logs {
+        let in_stream: Vec<u64> = by_log[log].keys().copied().collect();
+        let sent: Vec<u64> = full.by_log[log].keys().copied().collect();
+        assert_eq!(
+            in_stream, sent,
+            "{log}: the stream holds what the clients were sent"
+        );
+        for (index, entry) in &by_log[log] {
+            let [full_line, ..] = wire::split(&entry.payload).expect("three lines");
+            assert_eq!(full_line, &full.by_log[log][index][..], "{log} {index}");
+        }
+    }
+}
+
+/// How the ingester is stopped while the broker is down.
+enum Stop {
+    /// `kill -9`.
+    Kill,
+    /// SIGTERM: the drain waits `--nats-drain-timeout` (1 s) in vain, then the state is saved.
+    Term,
+}
+
+#[test]
+fn an_ingester_killed_and_restarted_leaves_every_index_once_in_the_stream() {
+    restart_while_the_broker_is_down(Stop::Kill);
+}
+
+#[test]
+fn an_ingester_stopped_while_the_broker_is_down_saves_only_what_was_acknowledged() {
+    restart_while_the_broker_is_down(Stop::Term);
+}
+
+/// The broker goes down, ingestion waits with entries sent to the clients and not acknowledged, the ingester is
+/// stopped (`how`); broker and ingester come back: every index is in the stream once, those entries included.
+fn restart_while_the_broker_is_down(how: Stop) {
+    let logs = ["r0", "t0"];
+    let mut nats = NatsServer::start(&[]);
+    let mock = Mock::with_logs(1, 1, 100, &["--start-size", "1000"]);
+    let list = ListFile::new();
+    let state = list.path.with_file_name("state.json");
+    let state = state.to_str().expect("UTF-8 path");
+    let args = [
+        "--state-file",
+        state,
+        "--state-save-interval",
+        "200ms",
+        "--nats-buffer-bytes",
+        "256KiB",
+        "--nats-drain-timeout",
+        "1s",
+    ];
+    let (server, mut first_run, _lite) = run(&nats, &mock, &list, &logs, 300, &args);
+    first_run.read_until("entries before the kill", |c| {
+        logs.iter().all(|log| c.count(log) >= 150)
+    });
+    // The broker goes down first: what the clients were sent from then on is not acknowledged, and several state
+    // saves pass before the ingester is killed. Those entries must not be saved as done.
+    nats.kill();
+    server.wait_stats("ingestion waiting for the broker", TIMEOUT, |s| {
+        s["nats"]["ingestion_waited_ms"].as_u64() > Some(1000)
+    });
+    let unacked = server.stats()["nats"]["buffered_messages"].as_u64();
+    assert!(
+        unacked > Some(5),
+        "entries sent to clients, not acknowledged"
+    );
+    match how {
+        Stop::Kill => {
+            server.send_signal(libc::SIGKILL);
+            let _ = server.wait_exit(TIMEOUT);
+        }
+        Stop::Term => {
+            server.send_sigterm();
+            first_run.read_to_close();
+            let (ok, took) = server.wait_exit(TIMEOUT);
+            assert!(ok, "exit status after SIGTERM");
+            assert!(
+                took < Duration::from_secs(5),
+                "the drain is bounded: {took:?}"
+            );
+        }
+    }
+    nats.resume();
+
+    let (server, mut full, _lite) = run(&nats, &mock, &list, &logs, 300, &args);
+    full.read_until("entries after the restart", |c| {
+        logs.iter().all(|log| c.count(log) >= 100)
+    });
+    let resumed: BTreeMap<&str, u64> = logs
+        .iter()
+        .map(|log| (*log, *full.by_log[*log].keys().next().expect("entries")))
+        .collect();
+    stop(server);
+    full.read_to_close();
+
+    let stored = stream_contents(&nats.url());
+    let by_log = by_log_and_index(&mock, &stored);
+    for (log, (first, last)) in assert_contiguous(&by_log) {
+        // The second run started at or before where the stream was complete, and ended where the stream ends.
+        assert!(resumed[log.as_str()] <= last, "{log}");
+        assert_eq!(
+            last,
+            *full.by_log[&log].keys().last().expect("entries"),
+            "{log}"
+        );
+        assert!(
+            first < resumed[log.as_str()],
+            "{log}: the first run's entries are there"
+        );
+        for index in first_run.by_log[&log].keys() {
+            assert!(
+                by_log[&log].contains_key(index),
+                "{log} {index}: sent to the first run's clients, not in the stream"
+            );
+        }
+    }
+}
+
+/// Runs certstream with `args`, expecting it to refuse to start: exit status 1 within the timeout; returns its
+/// stderr.
+fn refused_start(args: &[&str]) -> String {
+    let list = ListFile::new();
+    list.write(br#"{"version":"0","operators":[]}"#);
+    let mut child = Command::new(certstream_binary())
+        .args(["--listen", "127.0.0.1:0", "--log-list", list.location()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("certstream runs");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "certstream started anyway");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+/// Creates the stream `CERTSTREAM` on `url` with `subjects` and `retention`, as another tool would have.
+fn create_stream(url: &str, subjects: &[&str], retention: jetstream::stream::RetentionPolicy) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect to NATS");
+        jetstream::new(client)
+            .create_stream(jetstream::stream::Config {
+                name: "CERTSTREAM".into(),
+                subjects: subjects.iter().map(|s| s.to_string()).collect(),
+                retention,
+                ..Default::default()
+            })
+            .await
+            .expect("create the stream");
+    });
+}
+
+#[test]
+fn a_broker_that_cannot_take_the_messages_stops_the_start_with_a_clear_error() {
+    let refused = format!("nats://127.0.0.1:{}", closed_port());
+    let error = refused_start(&["--nats-url", &refused]);
+    assert!(error.contains(&format!("NATS at {refused}")), "{error}");
+
+    let unknown = "nats://no-such-host.invalid:4222";
+    let error = refused_start(&["--nats-url", unknown]);
+    assert!(error.contains(&format!("NATS at {unknown}")), "{error}");
+
+    let nats = NatsServer::start(&["--user", "certstream", "--pass", "right"]);
+    let wrong = format!("nats://certstream:wrong@127.0.0.1:{}", nats.port);
+    let error = refused_start(&["--nats-url", &wrong]);
+    assert!(
+        error.contains(&format!("NATS at nats://***@127.0.0.1:{}", nats.port)),
+        "{error}"
+    );
+    assert!(error.to_lowercase().contains("authorization"), "{error}");
+    assert!(
+        !error.contains("wrong"),
+        "the password is not shown: {error}"
+    );
+
+    let nats = NatsServer::start(&[]);
+    create_stream(
+        &nats.url(),
+        &["other.>"],
+        jetstream::stream::RetentionPolicy::Limits,
+    );
+    let error = refused_start(&["--nats-url", &nats.url()]);
+    assert!(error.contains("not certstream.entries"), "{error}");
+
+    let nats = NatsServer::start(&[]);
+    create_stream(
+        &nats.url(),
+        &["certstream.>"],
+        jetstream::stream::RetentionPolicy::WorkQueue,
+    );
+    let error = refused_start(&["--nats-url", &nats.url()]);
+    assert!(error.contains("not by limits"), "{error}");
+}
