@@ -1,5 +1,6 @@
 //! The live page at `/` in a real browser: Debian's headless Chromium driven by Playwright (PyPI) through
-//! `tests/python/live_page.py`, against the real binary fed by the mock CT logs. The script checks the feed, the
+//! `tests/python/live_page.py`, against the real binary fed by the mock CT logs, with access tokens on (the page,
+//! opened as `/?token=…`, passes the token on to its stream and to `/stats`). The script checks the feed, the
 //! filter box, the rate chart, the per-log table, the drop counters, pause, a phone-sized viewport and that nothing
 //! fails (no console error, no failed or external request); it saves `target/test-artifacts/live-page.png` (and
 //! `live-page-phone.png`).
@@ -16,6 +17,7 @@ use certstream_testkit::{Certstream, ListFile, Mock};
 /// Debian's `chromium` package; Playwright drives it (`executable_path`), never a browser of its own.
 const CHROMIUM: &str = "/usr/bin/chromium";
 const LOGS: usize = 2;
+const TOKEN: &str = "live-page-token";
 
 /// `target/test-artifacts`, where CI keeps what a test saves for people to look at.
 fn artifacts() -> PathBuf {
@@ -37,10 +39,15 @@ fn the_live_page_works_in_a_real_browser() {
     let mock = Mock::with_logs(1, 1, 50, &[]);
     let list = ListFile::new();
     list.write(&serde_json::to_vec(&mock.list()).expect("list JSON"));
+    // The list file's private directory holds the token file too.
+    let tokens = list.path.with_file_name("tokens");
+    std::fs::write(&tokens, format!("{TOKEN}\n")).expect("write the token file");
     let server = Certstream::start(
         &[
             "--log-list",
             list.location(),
+            "--auth-tokens",
+            tokens.to_str().expect("UTF-8 path"),
             "--start-back",
             "20",
             "--poll-interval",
@@ -63,6 +70,7 @@ fn the_live_page_works_in_a_real_browser() {
             .arg(script("live_page.py"))
             .arg(CHROMIUM)
             .arg(format!("http://{}", server.addr))
+            .arg(TOKEN)
             .arg(LOGS.to_string())
             .arg(&artifacts),
     );

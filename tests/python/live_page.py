@@ -1,8 +1,9 @@
 """The live page in a real browser: headless Chromium (the system's, never a downloaded one) driven by Playwright.
 
-Usage: live_page.py CHROMIUM BASE_URL LOGS SCREENSHOT_DIR
+Usage: live_page.py CHROMIUM BASE_URL TOKEN LOGS SCREENSHOT_DIR
 
-Against a server fed by the mock CT logs (LOGS of them): the feed fills, the rate chart and the per-log table
+Against a server fed by the mock CT logs (LOGS of them), with access tokens on, the page opened as /?token=TOKEN
+(which it passes on to its stream and to /stats): the feed fills, the rate chart and the per-log table
 update, the drop counters show numbers, pause stops the feed, a bad filter shows the server's reason, a filter
 narrows the feed (every shown row matches), a phone-sized viewport has no horizontal scroll, and nothing fails: no
 console error, no page error, no failed or refused request, no request off the server. Prints one line per check
@@ -78,11 +79,11 @@ def check(name, condition, detail=""):
     print(f"ok {name} {detail}".rstrip(), flush=True)
 
 
-def desktop(browser, base, logs, screenshot):
+def desktop(browser, base, token, logs, screenshot):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(WAIT_MS)
     watch = Watch(page, base)
-    page.goto(base + "/")
+    page.goto(f"{base}/?token={token}")
 
     page.wait_for_function("document.querySelectorAll('#feed li').length >= 20")
     check("the feed fills", True, f"{len(rows(page))} rows")
@@ -117,7 +118,7 @@ def desktop(browser, base, logs, screenshot):
     page.wait_for_function("first => document.querySelector('#feed .names').textContent !== first", arg=still[0])
     check("resume restarts it", True)
 
-    watch.expected_refusal = f"{base}/?{BAD_FILTER}"
+    watch.expected_refusal = f"{base}/?{BAD_FILTER}&token={token}"
     page.fill("#query", BAD_FILTER)
     page.click("#filter button")
     page.wait_for_function("document.getElementById('refused').textContent !== ''")
@@ -134,19 +135,21 @@ def desktop(browser, base, logs, screenshot):
     misses = [row for row in filtered if keyword not in row.lower()]
     check(f"keyword={keyword} narrows the feed", not misses and page.inner_text("#refused") == "",
           f"{len(filtered)} rows match, misses: {misses[:3]}")
-    check("the page's address keeps the filter", page.url.endswith(f"/?keyword={keyword}"), page.url)
+    check("the page's address keeps the filter and the token", page.url == f"{base}/?keyword={keyword}&token={token}",
+          page.url)
 
     page.screenshot(path=f"{screenshot}/live-page.png")
     return watch
 
 
-def phone(browser, base, screenshot):
+def phone(browser, base, token, screenshot):
     page = browser.new_page(viewport={"width": 360, "height": 740}, is_mobile=True, device_scale_factor=2)
     page.set_default_timeout(WAIT_MS)
     watch = Watch(page, base)
-    page.goto(base + "/")
+    page.goto(f"{base}/?token={token}")
     page.wait_for_function("document.querySelectorAll('#feed li').length >= 10"
-                           " && document.querySelectorAll('#logs tr').length > 0")
+                           " && document.querySelectorAll('#logs tr').length > 0"
+                           " && parseFloat(document.getElementById('rate').textContent) > 0")
     width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     check("a phone-sized viewport has no horizontal scroll", width[0] <= width[1], f"scroll/client width {width}")
     page.screenshot(path=f"{screenshot}/live-page-phone.png")
@@ -154,12 +157,12 @@ def phone(browser, base, screenshot):
 
 
 def main():
-    chromium, base, logs, screenshot = sys.argv[1], sys.argv[2].rstrip("/"), int(sys.argv[3]), sys.argv[4]
+    chromium, base, token, logs, screenshot = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3], int(sys.argv[4]), sys.argv[5]
     started = time.monotonic()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, timeout=WAIT_MS)
         try:
-            watches = [desktop(browser, base, logs, screenshot), phone(browser, base, screenshot)]
+            watches = [desktop(browser, base, token, logs, screenshot), phone(browser, base, token, screenshot)]
             problems = [p for watch in watches for p in watch.problems]
             check("nothing failed: no console error, no failed or external request", not problems, str(problems))
         finally:
