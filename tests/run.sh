@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Real client libraries for the end-to-end tests, in a private virtualenv (idempotent; the tests name the same
 # command in `crates/testkit/src/python.rs` when it is missing).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import certstream, websockets, cryptography, httpx, httpx_sse' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import certstream, websockets, cryptography, httpx, httpx_sse, playwright' 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python-requirements.txt
 fi

@@ -1,5 +1,6 @@
-//! The Python interpreter of the tests that run real clients (PyPI `certstream`, `websockets`, `httpx-sse`) or
-//! pyca/cryptography, and [`Client`], a script run as a child whose stdout lines the test reads.
+//! The Python interpreter of the tests that run real clients (PyPI `certstream`, `websockets`, `httpx-sse`),
+//! pyca/cryptography or Playwright (driving the system's Chromium), and [`Client`], a script run as a child whose
+//! stdout lines the test reads.
 //!
 //! `$CERTSTREAM_TEST_PYTHON` when set; else the repository's `.venv`, which the first test that needs it prepares
 //! (once, under a lock shared by every test process) with [`PREPARE`], so `cargo test` works in a fresh clone that can
@@ -19,7 +20,7 @@ pub const PREPARE: &str =
     "python3 -m venv .venv && .venv/bin/pip install -r tests/python-requirements.txt";
 
 /// What `tests/python-requirements.txt` installs, as the tests import it.
-const MODULES: &str = "certstream, websockets, cryptography, httpx, httpx_sse";
+const MODULES: &str = "certstream, websockets, cryptography, httpx, httpx_sse, playwright";
 
 /// The interpreter to run, checked to import the test modules.
 pub fn interpreter() -> String {
