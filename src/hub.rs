@@ -37,8 +37,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use crate::filter::{FilterStats, Registry, Selection};
-use crate::message::{EncodedMessage, Message, MessageMeta, StreamKind};
+use crate::filter::{FilterStats, Registry, Selection, SpecMatcher};
+use crate::message::{EncodedMessage, Message, StreamKind};
 use certstream_ws::frame::Frame;
 
 use admission::{Admission, Backlog, Standing};
@@ -105,8 +105,8 @@ struct HubState {
     history_bytes: Cell<usize>,
     /// Connected clients that joined through [`Hub::join_resuming`] (they have event ids to resume from).
     resumable_clients: Cell<usize>,
-    /// Filter evaluations so far (one per published message, and one per message replayed to a filtered client).
-    filter_evaluations: Cell<u64>,
+    /// Compiled size allowed to one regex (a resuming client's own filter is compiled within it).
+    regex_size_limit: usize,
     /// When the last resumable client left (`None` before any did).
     last_resumable_left: Cell<Option<Instant>>,
     resumes_served: Cell<u64>,
@@ -347,7 +347,6 @@ impl Hub {
                 history: RefCell::new(VecDeque::new()),
                 history_bytes: Cell::new(0),
                 resumable_clients: Cell::new(0),
-                filter_evaluations: Cell::new(0),
                 last_resumable_left: Cell::new(None),
                 resumes_served: Cell::new(0),
                 resumes_unavailable: Cell::new(0),
@@ -361,6 +360,7 @@ impl Hub {
                 empty_waker: RefCell::new(None),
                 admission: Rc::new(Admission::new(grace)),
                 filters: Registry::new(subscriptions.filter_limits),
+                regex_size_limit: subscriptions.filter_limits.regex_size_limit,
                 filtered_clients: Cell::new(0),
                 dedup_clients: Cell::new(0),
                 dedup: RefCell::new(dedup::DedupTable::new(
@@ -385,13 +385,15 @@ impl Hub {
         let seq = state.published.get() + 1;
         // First: clients that left release their filters before the evaluation.
         let slab = self.client_slab();
-        let evaluation = self.evaluate_filters(&message.meta);
+        if state.filtered_clients.get() > 0 {
+            state.filters.evaluate(&message.meta, seq);
+        }
         let now = Instant::now();
         let previous = self.previous_publication(&message.meta.fingerprint, seq, now);
         let frames = &message.frames;
         let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
         for client in slab.iter() {
-            if !client.selects(evaluation) {
+            if !client.selects(seq) {
                 continue;
             }
             if client.dedup && previous.is_some_and(|previous| previous > client.joined_at) {
@@ -405,19 +407,6 @@ impl Hub {
         state.published.set(seq);
         self.keep_latest(frames);
         self.keep_for_replay(message, now);
-    }
-
-    /// Evaluates the clients' filters against one message (nothing while no client has a filter); the number it
-    /// returns is what [`Client::selects`] compares. Evaluations are numbered apart from messages because a
-    /// resuming client's missed messages are evaluated again, after later ones.
-    fn evaluate_filters(&self, meta: &MessageMeta) -> u64 {
-        let state = &self.state;
-        let evaluation = state.filter_evaluations.get() + 1;
-        state.filter_evaluations.set(evaluation);
-        if state.filtered_clients.get() > 0 {
-            state.filters.evaluate(meta, evaluation);
-        }
-        evaluation
     }
 
     /// Appends the message to the replay history and forgets the oldest beyond its byte budget (a message over the
@@ -569,18 +558,35 @@ impl Hub {
         let history = state.history.borrow();
         let published = state.published.get();
         let oldest = published + 1 - history.len() as u64;
-        // The first message missed (`after + 1`) must be in the history, unless nothing was missed.
+        // The first message missed (`after + 1`) must be in the history, unless nothing was missed (`oldest` is at
+        // least 1; an id beyond `published` is not ours).
         let Some(after) =
-            (state.event_ids.seq_of(id)).filter(|&after| after + 1 >= oldest && after <= published)
+            (state.event_ids.seq_of(id)).filter(|&after| after >= oldest - 1 && after <= published)
         else {
             bump(&state.resumes_unavailable);
             return (client, Resume::Unavailable);
         };
         let now = Instant::now();
         let missed = history.range((after + 1 - oldest) as usize..);
-        // Missed messages are filtered like live ones; none is a duplicate of one offered since the join.
+        // Missed messages are filtered like live ones, by the client's own filter alone (evaluating every client's
+        // filters per missed message would cost the whole registry, regex set included, thousands of times over).
+        // Deduplication starts afresh at the resume (docs/wire-format.md §7.7).
+        let matcher = match &client.filter {
+            None => None,
+            Some(filter) => match SpecMatcher::new(filter.spec(), state.regex_size_limit) {
+                Some(matcher) => Some(matcher),
+                // It compiled when interned, within the same limit: not expected, but never a silent gap.
+                None => {
+                    drop(history);
+                    bump(&state.resumes_unavailable);
+                    return (client, Resume::Unavailable);
+                }
+            },
+        };
         for (message, seq) in missed.zip(after + 1..) {
-            if client.filter.is_some() && !client.selects(self.evaluate_filters(&message.meta)) {
+            if let Some(matcher) = &matcher
+                && !matcher.matches(&message.meta)
+            {
                 continue;
             }
             let frame = Rc::new(message.frames.get(kind).clone());
@@ -835,12 +841,11 @@ impl Client {
         self.kind
     }
 
-    /// Whether this client's filter selected the message of filter evaluation `evaluation` (no filter: every
-    /// message).
-    fn selects(&self, evaluation: u64) -> bool {
+    /// Whether this client's filter selected message `seq` (no filter: every message).
+    fn selects(&self, seq: u64) -> bool {
         self.filter
             .as_ref()
-            .is_none_or(|filter| filter.matches(evaluation))
+            .is_none_or(|filter| filter.matches(seq))
     }
 
     /// Messages dropped for this client because its ring was full.
@@ -1312,6 +1317,13 @@ mod tests {
             assert!(drain(&client).is_empty(), "{unknown}: starts live");
         }
         assert_eq!(hub.stats().resumes_unavailable, 7);
+        // The last sequence number there is: no overflow past it.
+        let (_, resume) = hub.join_resuming(
+            StreamKind::Lite,
+            Selection::default(),
+            Some(&id(&hub, u64::MAX)),
+        );
+        assert_eq!(resume, Resume::Unavailable);
     }
 
     #[test]
@@ -1444,7 +1456,7 @@ mod tests {
     fn a_filtered_client_that_resumes_gets_the_matching_missed_messages_only() {
         let hub = Hub::new(16);
         // Another client holds the same filter throughout: its stamps of the first run must not leak into the
-        // replay (evaluations are numbered apart from messages).
+        // replay.
         let (_other, _) = hub.join_resuming(
             StreamKind::Lite,
             selection(&hub, &[("domain", "example.com")]),

@@ -1,12 +1,13 @@
 //! Filter semantics (README "Filters") against real certificates: the corpus's 1,064 entries and certificates
 //! built here for what the corpus lacks (IDNs, uppercase, trailing dots, IP addresses). One row per filter.
 
-use certstream::filter::{Limits, Registry, Selection};
+use certstream::filter::{Limits, Registry, Selection, SpecMatcher};
 use certstream::message::Message;
 use certstream_testkit::corpus;
 use certstream_testkit::der::{CertSpec, ext, implicit, name, seq, utf8};
 
-/// How many of `messages` the filter of `query` (`a=1&b=2`, already decoded) selects.
+/// How many of `messages` the filter of `query` (`a=1&b=2`, already decoded) selects, evaluated both ways: in the
+/// registry (live messages) and on its own (a resuming client's missed messages), which must agree.
 fn matching(registry: &Registry, messages: &[Message], query: &str) -> usize {
     let pairs: Vec<(&str, &str)> = query
         .split('&')
@@ -14,11 +15,19 @@ fn matching(registry: &Registry, messages: &[Message], query: &str) -> usize {
         .collect();
     let selection = Selection::from_query(pairs, registry).expect(query);
     let filter = selection.filter.expect("a filter");
+    let alone = SpecMatcher::new(filter.spec(), Limits::default().regex_size_limit).expect(query);
     (1..)
         .zip(messages)
         .filter(|(seq, message)| {
             registry.evaluate(&message.meta, *seq);
-            filter.matches(*seq)
+            let matched = filter.matches(*seq);
+            assert_eq!(
+                alone.matches(&message.meta),
+                matched,
+                "{query}: {:?}",
+                message.meta
+            );
+            matched
         })
         .count()
 }

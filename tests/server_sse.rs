@@ -157,6 +157,14 @@ fn curl_reads_ndjson_of_every_stream_and_exits_cleanly_at_shutdown_after_the_que
     for n in 0..MESSAGES {
         server.publish(message(n));
     }
+    // NDJSON clients cannot resume: they keep no replay history filling.
+    let published = |stats: &serde_json::Value| stats["messages_published"] == MESSAGES;
+    let stats = server.wait_stats(
+        "the messages published",
+        std::time::Duration::from_secs(10),
+        published,
+    );
+    assert_eq!(stats["replay_history"]["messages"], 0, "{stats}");
     // Right away: the messages still queued are flushed, then every body ends with its last chunk.
     server.stop();
     for (child, pick) in clients {

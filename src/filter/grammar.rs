@@ -198,11 +198,12 @@ pub(super) fn parse<'a>(
                 limit: limits.max_filter_bytes,
             });
         }
-        // A regex may hold commas (`a{1,3}`): only a repeated parameter ORs regexes.
-        let pieces: Vec<&str> = if name == "regex" {
+        // A regex may hold commas (`a{1,3}`), and so do issuers' names (`/O=Entrust, Inc.`): only a repeated
+        // parameter ORs those. Elsewhere the spaces around a comma are not part of the values (`a, b`).
+        let pieces: Vec<&str> = if name == "regex" || name == "issuer" {
             vec![value]
         } else {
-            value.split(',').collect()
+            value.split(',').map(str::trim).collect()
         };
         for piece in pieces {
             values += 1;
@@ -317,6 +318,19 @@ mod tests {
 
     fn parsed(query: &[(&str, &str)]) -> Result<(Spec, bool), Refusal> {
         parse(query.iter().copied(), &Limits::default())
+    }
+
+    #[test]
+    fn issuers_keep_their_commas_and_spaces_around_commas_are_dropped() {
+        let (spec, _) = parsed(&[
+            ("issuer", "GoDaddy.com, Inc."),
+            ("keyword", "pay, shop"),
+            ("domain", "a.example , b.example"),
+        ])
+        .unwrap();
+        assert_eq!(spec.issuers, ["godaddy.com, inc.".into()]);
+        assert_eq!(spec.keywords, ["pay".into(), "shop".into()]);
+        assert_eq!(spec.domains, ["a.example".into(), "b.example".into()]);
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! filters at once per message through indexes whose cost does not grow with their number ([`registry`]).
 
 mod grammar;
+mod matcher;
 mod registry;
 
 pub use grammar::{CertType, Refusal, Spec};
+pub use matcher::SpecMatcher;
 pub use registry::{Filter, FilterStats, Registry};
 
 use std::rc::Rc;

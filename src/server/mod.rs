@@ -32,7 +32,7 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::filter::Selection;
-use crate::hub::Hub;
+use crate::hub::{Hub, Resume};
 use crate::message::StreamKind;
 use crate::metrics::StatusReporter;
 use crate::panic_boundary::CatchUnwind;
@@ -246,11 +246,14 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, sha
                 },
         } => {
             // Joined (and filled with what it missed, when resuming) before the response starts, like a WebSocket
-            // client before its 101.
-            let (client, resume) =
-                shared
+            // client before its 101. NDJSON has no event ids: its clients cannot resume, so they do not keep the
+            // replay history filling.
+            let (client, resume) = match format {
+                Format::Sse => shared
                     .hub
-                    .join_resuming(kind, selection, last_event_id.as_deref());
+                    .join_resuming(kind, selection, last_event_id.as_deref()),
+                Format::Ndjson => (shared.hub.join(kind, selection), Resume::Live),
+            };
             let start = event_stream::response_start(format, resume);
             let stall = shared.config.write_stall_timeout;
             match monoio::time::timeout(stall, stream.write_all(start)).await {
