@@ -4,16 +4,20 @@
 //! shared between filters and indexed by kind: domains in a suffix table (every suffix of a name at a label
 //! boundary is looked up), keywords in one Aho-Corasick automaton, issuers in another, regexes in one `RegexSet`,
 //! and the two types. Per message each index runs once over the message's names (or issuer) and stamps the atoms
-//! it matched with the message's sequence number; a filter becomes a candidate when an atom of its first group
-//! matched, and only candidates check their other groups. The cost per message is that of the indexes over one
-//! message plus the candidates, whatever the number of filters; the automata and the set are rebuilt at the next
-//! message after their patterns changed, so a burst of joins costs one rebuild.
+//! it matched with the message's sequence number; a filter becomes a candidate when an atom of its candidate group
+//! matched, and only candidates check their other groups. The candidate group is the filter's most selective one
+//! by a simple rank ([`selectivity`]): a dotted domain over a keyword or regex over an issuer or a TLD over a type,
+//! so filters sharing a broad group (`domain=com`) are not all candidates of every message in it. The cost per
+//! message is that of the indexes over one message plus the candidates, whatever the number of filters; the
+//! automata and the set are rebuilt at the next message after a pattern was added, so a burst of joins costs one
+//! rebuild. A pattern no filter uses any more is left in the built matcher (it is candidate of nothing) and
+//! dropped at the next rebuild: leaving never rebuilds.
 //!
 //! A filter leaves the registry when its last client drops it: `Drop` queues it, the next `select` or `evaluate`
-//! frees its slot and the atoms no other filter holds.
+//! frees its slot and the atoms no other filter uses (counted in [`Atom::users`]: the built matchers hold atoms too).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::rc::{Rc, Weak};
 
@@ -29,15 +33,36 @@ use crate::message::MessageMeta;
 struct Atom {
     /// The sequence number of the last message it matched.
     hit_at: Cell<u64>,
-    /// The filters whose first group holds this atom (slot ids): they are the candidates when it matches.
-    first_of: RefCell<Vec<usize>>,
+    /// The filters whose candidate group holds this atom (slot ids): they are the candidates when it matches. A set,
+    /// so that the filters of a mass disconnect leave in O(1) each.
+    first_of: RefCell<HashSet<usize>>,
+    /// The filters holding this atom in any group; at 0 the registry forgets it.
+    users: Cell<usize>,
+}
+
+impl Atom {
+    fn used(atom: &Rc<Atom>) -> Rc<Atom> {
+        atom.users.set(atom.users.get() + 1);
+        atom.clone()
+    }
+}
+
+/// Forgets `text`'s atom when the last filter using it left.
+fn release(atoms: &mut HashMap<Box<str>, Rc<Atom>>, text: &str) {
+    if let Some(atom) = atoms.get(text) {
+        let users = atom.users.get().saturating_sub(1);
+        atom.users.set(users);
+        if users == 0 {
+            atoms.remove(text);
+        }
+    }
 }
 
 /// One distinct filter, shared by its clients ([`super::Selection::filter`]).
 pub struct Filter {
     id: usize,
     spec: Spec,
-    /// The groups in index order (domain, keyword, regex, issuer, type), the non-empty ones only.
+    /// The non-empty groups, the candidate group first.
     groups: Vec<Vec<Rc<Atom>>>,
     checked_at: Cell<u64>,
     matched_at: Cell<u64>,
@@ -80,7 +105,7 @@ impl Drop for Filter {
     fn drop(&mut self) {
         if let Some(first) = self.groups.first() {
             for atom in first {
-                atom.first_of.borrow_mut().retain(|&id| id != self.id);
+                atom.first_of.borrow_mut().remove(&self.id);
             }
         }
         self.removals
@@ -89,12 +114,13 @@ impl Drop for Filter {
     }
 }
 
-/// The atoms of one kind matched by one compiled matcher (an automaton or a regex set), rebuilt when they changed.
+/// The atoms of one kind matched by one compiled matcher (an automaton or a regex set), rebuilt when one was added.
 struct Patterns<M> {
+    /// The atoms filters use.
     atoms: HashMap<Box<str>, Rc<Atom>>,
-    /// The matcher and the atom of each of its pattern ids; `None` while there are no patterns.
+    /// The matcher and the atom of each of its pattern ids (some maybe no longer used); `None` while no pattern is.
     built: Option<(M, Vec<Rc<Atom>>)>,
-    changed: bool,
+    added: bool,
 }
 
 impl<M> Default for Patterns<M> {
@@ -102,37 +128,32 @@ impl<M> Default for Patterns<M> {
         Self {
             atoms: HashMap::new(),
             built: None,
-            changed: false,
+            added: false,
         }
     }
 }
 
 impl<M> Patterns<M> {
     fn atom(&mut self, text: &str) -> Rc<Atom> {
-        if let Some(atom) = self.atoms.get(text) {
-            return atom.clone();
-        }
-        self.changed = true;
-        let atom = Rc::new(Atom::default());
-        self.atoms.insert(text.into(), atom.clone());
-        atom
+        let atom = self.atoms.entry(text.into()).or_insert_with(|| {
+            self.added = true;
+            Rc::default()
+        });
+        Atom::used(atom)
     }
 
+    /// Leaves the built matcher as it is: a pattern no filter uses matches for nobody.
     fn release(&mut self, texts: &[Box<str>]) {
         for text in texts {
-            if self
-                .atoms
-                .get(text)
-                .is_some_and(|a| Rc::strong_count(a) == 1)
-            {
-                self.atoms.remove(text);
-                self.changed = true;
-            }
+            release(&mut self.atoms, text);
+        }
+        if self.atoms.is_empty() {
+            self.built = None;
         }
     }
 
     fn rebuild(&mut self, build: impl FnOnce(&[&str]) -> Result<M, String>) {
-        if !mem::take(&mut self.changed) {
+        if !mem::take(&mut self.added) {
             return;
         }
         self.built = None;
@@ -211,10 +232,26 @@ impl Registry {
         &self,
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Selection, Refusal> {
-        self.try_select(pairs).inspect_err(|refusal| {
-            let count = &self.refused[refusal.reason_index()];
-            count.set(count.get() + 1);
-        })
+        self.try_select(pairs)
+            .inspect_err(|refusal| self.count(refusal))
+    }
+
+    /// Whether `pairs` would be selected now, without interning anything (the live page's plain GET asks): each new
+    /// regex is compiled alone, none is added to the set. A refusal is counted as in [`Self::select`].
+    pub(super) fn check<'a>(
+        &self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), Refusal> {
+        let checked = grammar::parse(pairs, &self.limits).and_then(|(spec, _)| {
+            self.apply_removals();
+            self.check_regexes(&spec.regexes, &self.index.borrow().regexes)
+        });
+        checked.inspect_err(|refusal| self.count(refusal))
+    }
+
+    fn count(&self, refusal: &Refusal) {
+        let count = &self.refused[refusal.reason_index()];
+        count.set(count.get() + 1);
     }
 
     fn try_select<'a>(
@@ -296,7 +333,7 @@ impl Registry {
         candidates.clear();
         let mut hit = |atom: &Atom| {
             if atom.hit_at.replace(seq) != seq {
-                candidates.extend_from_slice(&atom.first_of.borrow());
+                candidates.extend(atom.first_of.borrow().iter().copied());
             }
         };
         hit(&index.types[CertType::of(meta.entry_type) as usize]);
@@ -375,13 +412,7 @@ impl Registry {
                 index.interned.remove(&spec);
             }
             for domain in &spec.domains {
-                if index
-                    .domains
-                    .get(domain)
-                    .is_some_and(|a| Rc::strong_count(a) == 1)
-                {
-                    index.domains.remove(domain);
-                }
+                release(&mut index.domains, domain);
             }
             index.keywords.release(&spec.keywords);
             index.regexes.release(&spec.regexes);
@@ -397,10 +428,10 @@ impl Index {
             self.slots.len() - 1
         });
         let domains = &mut self.domains;
-        let groups: Vec<Vec<Rc<Atom>>> = [
+        let mut groups: Vec<Vec<Rc<Atom>>> = [
             spec.domains
                 .iter()
-                .map(|d| domains.entry(d.clone()).or_default().clone())
+                .map(|d| Atom::used(domains.entry(d.clone()).or_default()))
                 .collect(),
             spec.keywords
                 .iter()
@@ -408,6 +439,7 @@ impl Index {
                 .collect(),
             spec.regexes.iter().map(|r| self.regexes.atom(r)).collect(),
             spec.issuers.iter().map(|i| self.issuers.atom(i)).collect(),
+            // Never forgotten: no use count.
             spec.types
                 .iter()
                 .map(|t| self.types[*t as usize].clone())
@@ -416,8 +448,16 @@ impl Index {
         .into_iter()
         .filter(|group: &Vec<Rc<Atom>>| !group.is_empty())
         .collect();
+        // The first group of the most selective kind (a non-empty spec has one group at least).
+        let candidate_group = selectivity(&spec)
+            .into_iter()
+            .filter(|&rank| rank > 0)
+            .enumerate()
+            .max_by_key(|&(position, rank)| (rank, std::cmp::Reverse(position)))
+            .map_or(0, |(position, _)| position);
+        groups.swap(0, candidate_group);
         for atom in &groups[0] {
-            atom.first_of.borrow_mut().push(id);
+            atom.first_of.borrow_mut().insert(id);
         }
         let filter = Rc::new(Filter {
             id,
@@ -431,6 +471,25 @@ impl Index {
         self.interned.insert(spec, Rc::downgrade(&filter));
         filter
     }
+}
+
+/// How rarely each group of `spec` may match, in index order (domain, keyword, regex, issuer, type; 0 for an empty
+/// group): the candidate group is the rarest. A rough rank, not a measure: a domain with a dot names a site; a keyword
+/// or regex some names; an issuer one of a few CAs, a TLD a large share of names; a type half of everything.
+fn selectivity(spec: &Spec) -> [u8; 5] {
+    let rank = |values: &[Box<str>], rank: u8| if values.is_empty() { 0 } else { rank };
+    let domains = if spec.domains.iter().all(|d| d.contains('.')) {
+        4
+    } else {
+        2
+    };
+    [
+        rank(&spec.domains, domains),
+        rank(&spec.keywords, 3),
+        rank(&spec.regexes, 3),
+        rank(&spec.issuers, 2),
+        if spec.types.is_empty() { 0 } else { 1 },
+    ]
 }
 
 fn case_insensitive_automaton(patterns: &[&str]) -> Result<AhoCorasick, String> {
@@ -626,6 +685,141 @@ mod tests {
         let stats = registry.stats();
         assert_eq!(stats.refused, [1, 0, 1, 1, 0, 0, 1]);
         drop(two);
+    }
+
+    fn one_name(name: &str) -> MessageMeta {
+        meta(&[name], "/O=Let's Encrypt", EntryType::X509)
+    }
+
+    /// The compiled matchers hold their atoms too: a departed filter's keywords, regexes and issuers must still be
+    /// freed (and its regex slot given back) once a message was evaluated in between.
+    #[test]
+    fn patterns_of_departed_filters_are_freed_after_a_message() {
+        let registry = Registry::new(Limits {
+            max_regexes: 1,
+            ..Limits::default()
+        });
+        let filter = select(
+            &registry,
+            &[("regex", "^a"), ("keyword", "pay"), ("issuer", "encrypt")],
+        );
+        registry.evaluate(&one_name("a.example"), 1);
+        drop(filter);
+        registry.evaluate(&one_name("b.example"), 2);
+        let stats = registry.stats();
+        assert_eq!(
+            (stats.filters, stats.keywords, stats.regexes, stats.issuers),
+            (0, 0, 0, 0),
+            "atoms of a departed filter are still held"
+        );
+        assert!(
+            registry.select([("regex", "^b")]).is_ok(),
+            "the regex slot of a departed filter is never given back"
+        );
+    }
+
+    /// Distinct filters sharing a broad group (a TLD) are not all candidates of every message in it: each filter's
+    /// candidates come from its most selective group.
+    #[test]
+    fn candidates_come_from_the_most_selective_group() {
+        let registry = Registry::new(Limits::default());
+        let filters: Vec<_> = (0..20_000)
+            .map(|i| {
+                select(
+                    &registry,
+                    &[("domain", "com"), ("keyword", &format!("zz{i}q"))],
+                )
+            })
+            .collect();
+        registry.evaluate(&one_name("www.example.com"), 1);
+        let candidates = registry.index.borrow().candidates.len();
+        assert!(
+            candidates < 100,
+            "{candidates} candidates verified for one message that none of the {} filters matches",
+            filters.len()
+        );
+        registry.evaluate(&one_name("zz7q.example.com"), 2);
+        let matching: Vec<_> = filters.iter().flatten().filter(|f| f.matches(2)).collect();
+        assert_eq!(matching.len(), 1);
+        assert_eq!(&*matching[0].spec().keywords[0], "zz7q");
+    }
+
+    /// A mass disconnect of clients whose filters share a candidate atom costs O(1) per filter, not O(filters).
+    #[test]
+    fn filters_sharing_a_candidate_atom_leave_in_constant_time_each() {
+        let registry = Registry::new(Limits::default());
+        let filters: Vec<_> = (0..100_000)
+            .map(|i| {
+                select(
+                    &registry,
+                    &[("domain", "shared.example"), ("keyword", &format!("k{i}"))],
+                )
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        drop(filters);
+        let elapsed = started.elapsed();
+        eprintln!("100,000 filters sharing a candidate atom dropped in {elapsed:?}");
+        // Quadratic removal takes many seconds here; linear takes milliseconds.
+        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+        assert_eq!(registry.stats().filters, 0);
+    }
+
+    /// Leaving never rebuilds a matcher (a stale pattern matches for nobody); the next addition rebuilds it
+    /// without the departed patterns.
+    #[test]
+    fn leaving_does_not_rebuild_and_the_next_addition_compacts() {
+        let registry = Registry::new(Limits::default());
+        let built = |registry: &Registry| {
+            let index = registry.index.borrow();
+            let (_, atoms) = index.keywords.built.as_ref().expect("built");
+            atoms.len()
+        };
+        let pay = select(&registry, &[("keyword", "pay")]).unwrap();
+        let mail = select(&registry, &[("keyword", "mail")]).unwrap();
+        let shop = select(&registry, &[("keyword", "shop")]).unwrap();
+        registry.evaluate(&one_name("pay.example"), 1);
+        drop((pay, mail));
+        registry.evaluate(&one_name("shop.pay.example"), 2);
+        assert!(shop.matches(2));
+        assert!(!registry.index.borrow().keywords.added);
+        assert_eq!(built(&registry), 3, "not rebuilt when filters left");
+        let shop_again = select(&registry, &[("keyword", "shop"), ("type", "cert")]).unwrap();
+        registry.evaluate(&one_name("shop.example"), 3);
+        assert_eq!(built(&registry), 3, "a known keyword added nothing");
+        let pay = select(&registry, &[("keyword", "pay")]).unwrap();
+        registry.evaluate(&one_name("pay.shop.mail.example"), 4);
+        assert_eq!(built(&registry), 2, "rebuilt with shop and pay only");
+        assert!(pay.matches(4) && shop.matches(4) && shop_again.matches(4));
+        assert_eq!(registry.stats().keywords, 2);
+    }
+
+    /// The plain GET of the live page checks a query like a join would, without interning it.
+    #[test]
+    fn a_query_is_checked_without_being_interned() {
+        let registry = Registry::new(Limits {
+            max_regexes: 1,
+            ..Limits::default()
+        });
+        assert_eq!(
+            registry.check([("regex", "^a"), ("keyword", "pay")]),
+            Ok(())
+        );
+        let stats = registry.stats();
+        assert_eq!((stats.filters, stats.keywords, stats.regexes), (0, 0, 0));
+        assert!(!registry.index.borrow().regexes.added, "nothing to rebuild");
+        assert!(matches!(
+            registry.check([("regex", "(")]),
+            Err(Refusal::BadRegex(_))
+        ));
+        let held = select(&registry, &[("regex", "^a")]);
+        assert_eq!(registry.check([("regex", "^a"), ("type", "cert")]), Ok(()));
+        assert_eq!(
+            registry.check([("regex", "^b")]),
+            Err(Refusal::TooManyRegexes { limit: 1 })
+        );
+        assert_eq!(registry.stats().refused, [0, 0, 1, 0, 0, 0, 1]);
+        drop(held);
     }
 
     fn name() -> impl Strategy<Value = String> {
