@@ -14,7 +14,7 @@
 //! dropped at the next rebuild: leaving never rebuilds.
 //!
 //! A filter leaves the registry when its last client drops it: `Drop` queues it, the next `select` or `evaluate`
-//! frees its slot and the atoms no other filter uses (counted in [`Atom::users`]: the built matchers hold atoms too).
+//! frees its slot and the atoms no other filter uses (counted in `Atom::users`: the built matchers hold atoms too).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
