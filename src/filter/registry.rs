@@ -9,9 +9,11 @@
 //! by a simple rank ([`selectivity`]): a dotted domain over a keyword or regex over an issuer or a TLD over a type,
 //! so filters sharing a broad group (`domain=com`) are not all candidates of every message in it. The cost per
 //! message is that of the indexes over one message plus the candidates, whatever the number of filters; the
-//! automata and the set are rebuilt at the next message after a pattern was added, so a burst of joins costs one
-//! rebuild. A pattern no filter uses any more is left in the built matcher (it is candidate of nothing) and
-//! dropped at the next rebuild: leaving never rebuilds.
+//! automata and the set are rebuilt at the next message after a pattern was added, at most once per
+//! [`FULL_BUILD_INTERVAL`]: patterns added in between are matched by a small matcher of their own until then, so a
+//! stream of joins with new patterns costs small builds, not a full one per message. A pattern no filter uses any
+//! more is left in the built matcher (it is candidate of nothing) and dropped at the next build: leaving never
+//! rebuilds.
 //!
 //! A filter leaves the registry when its last client drops it: `Drop` queues it, the next `select` or `evaluate`
 //! frees its slot and the atoms no other filter uses (counted in `Atom::users`: the built matchers hold atoms too).
@@ -20,6 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
@@ -114,13 +117,25 @@ impl Drop for Filter {
     }
 }
 
-/// The atoms of one kind matched by one compiled matcher (an automaton or a regex set), rebuilt when one was added.
+/// The least time between two full builds of one kind's matcher (a full regex set takes milliseconds).
+const FULL_BUILD_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A compiled matcher (an automaton or a regex set) and the atom of each of its pattern ids.
+type Matcher<M> = (M, Vec<Rc<Atom>>);
+
+/// The atoms of one kind, matched by a matcher of all of them built when one was added (at most once per
+/// [`FULL_BUILD_INTERVAL`]) and one of those added since.
 struct Patterns<M> {
     /// The atoms filters use.
     atoms: HashMap<Box<str>, Rc<Atom>>,
-    /// The matcher and the atom of each of its pattern ids (some maybe no longer used); `None` while no pattern is.
-    built: Option<(M, Vec<Rc<Atom>>)>,
-    added: bool,
+    /// All patterns at the last full build (some maybe no longer used); `None` while no pattern is.
+    built: Option<Matcher<M>>,
+    built_at: Option<Instant>,
+    /// The patterns added since the last full build, and their matcher.
+    added: Vec<Box<str>>,
+    fresh: Option<Matcher<M>>,
+    /// Whether `fresh` misses some of `added`.
+    fresh_is_behind: bool,
 }
 
 impl<M> Default for Patterns<M> {
@@ -128,7 +143,10 @@ impl<M> Default for Patterns<M> {
         Self {
             atoms: HashMap::new(),
             built: None,
-            added: false,
+            built_at: None,
+            added: Vec::new(),
+            fresh: None,
+            fresh_is_behind: false,
         }
     }
 }
@@ -136,7 +154,8 @@ impl<M> Default for Patterns<M> {
 impl<M> Patterns<M> {
     fn atom(&mut self, text: &str) -> Rc<Atom> {
         let atom = self.atoms.entry(text.into()).or_insert_with(|| {
-            self.added = true;
+            self.added.push(text.into());
+            self.fresh_is_behind = true;
             Rc::default()
         });
         Atom::used(atom)
@@ -149,30 +168,58 @@ impl<M> Patterns<M> {
         }
         if self.atoms.is_empty() {
             self.built = None;
+            self.added.clear();
+            self.fresh = None;
         }
     }
 
-    fn rebuild(&mut self, build: impl FnOnce(&[&str]) -> Result<M, String>) {
-        if !mem::take(&mut self.added) {
+    fn matchers(&self) -> impl Iterator<Item = &Matcher<M>> {
+        self.built.iter().chain(&self.fresh)
+    }
+
+    fn rebuild(&mut self, now: Instant, build: impl Fn(&[&str]) -> Result<M, String>) {
+        if self.added.is_empty() {
             return;
         }
-        self.built = None;
-        if self.atoms.is_empty() {
-            return;
-        }
-        let (texts, atoms): (Vec<&str>, Vec<Rc<Atom>>) = self
-            .atoms
-            .iter()
-            .map(|(text, atom)| (&**text, atom.clone()))
-            .unzip();
-        match build(&texts) {
-            Ok(matcher) => self.built = Some((matcher, atoms)),
-            // Each pattern was checked alone when a client asked for it; together they should build too.
-            Err(error) => {
-                tracing::error!(%error, patterns = texts.len(), "filter patterns could not be built: those filters match nothing")
-            }
+        if self
+            .built_at
+            .is_none_or(|at| now.duration_since(at) >= FULL_BUILD_INTERVAL)
+        {
+            self.built_at = Some(now);
+            self.added.clear();
+            self.fresh = None;
+            self.built = matcher(self.atoms.iter(), build);
+        } else if mem::take(&mut self.fresh_is_behind) {
+            // A pattern released and added again is listed twice.
+            self.added.sort_unstable();
+            self.added.dedup();
+            let atoms = &self.atoms;
+            let added = self
+                .added
+                .iter()
+                .filter_map(|text| atoms.get_key_value(text));
+            self.fresh = matcher(added, build);
         }
     }
+}
+
+/// The matcher of `patterns`; `None` if there are none (or they could not be built, logged).
+fn matcher<'a, M>(
+    patterns: impl Iterator<Item = (&'a Box<str>, &'a Rc<Atom>)>,
+    build: impl Fn(&[&str]) -> Result<M, String>,
+) -> Option<Matcher<M>> {
+    let (texts, atoms): (Vec<&str>, Vec<Rc<Atom>>) =
+        patterns.map(|(text, atom)| (&**text, atom.clone())).unzip();
+    if texts.is_empty() {
+        return None;
+    }
+    build(&texts)
+        .inspect_err(|error| {
+            // Each pattern was checked alone when a client asked for it; together they should build too.
+            tracing::error!(%error, patterns = texts.len(), "filter patterns could not be built: those filters match nothing")
+        })
+        .ok()
+        .map(|matcher| (matcher, atoms))
 }
 
 #[derive(Default)]
@@ -321,9 +368,10 @@ impl Registry {
         }
         let index = &mut *index;
         let size_limit = self.limits.regex_size_limit;
-        index.keywords.rebuild(case_insensitive_automaton);
-        index.issuers.rebuild(case_insensitive_automaton);
-        index.regexes.rebuild(|texts| {
+        let now = Instant::now();
+        index.keywords.rebuild(now, case_insensitive_automaton);
+        index.issuers.rebuild(now, case_insensitive_automaton);
+        index.regexes.rebuild(now, |texts| {
             RegexSetBuilder::new(texts)
                 .size_limit(size_limit.saturating_mul(texts.len()))
                 .build()
@@ -355,18 +403,18 @@ impl Registry {
                     }
                 }
             }
-            if let Some((automaton, atoms)) = &index.keywords.built {
+            for (automaton, atoms) in index.keywords.matchers() {
                 for found in automaton.find_overlapping_iter(name.as_str()) {
                     hit(&atoms[found.pattern().as_usize()]);
                 }
             }
-            if let Some((set, atoms)) = &index.regexes.built {
+            for (set, atoms) in index.regexes.matchers() {
                 for found in set.matches(name).iter() {
                     hit(&atoms[found]);
                 }
             }
         }
-        if let Some((automaton, atoms)) = &index.issuers.built {
+        for (automaton, atoms) in index.issuers.matchers() {
             for found in automaton.find_overlapping_iter(&*meta.issuer) {
                 hit(&atoms[found.pattern().as_usize()]);
             }
@@ -782,16 +830,47 @@ mod tests {
         drop((pay, mail));
         registry.evaluate(&one_name("shop.pay.example"), 2);
         assert!(shop.matches(2));
-        assert!(!registry.index.borrow().keywords.added);
+        assert!(registry.index.borrow().keywords.added.is_empty());
         assert_eq!(built(&registry), 3, "not rebuilt when filters left");
         let shop_again = select(&registry, &[("keyword", "shop"), ("type", "cert")]).unwrap();
         registry.evaluate(&one_name("shop.example"), 3);
         assert_eq!(built(&registry), 3, "a known keyword added nothing");
         let pay = select(&registry, &[("keyword", "pay")]).unwrap();
+        std::thread::sleep(FULL_BUILD_INTERVAL);
         registry.evaluate(&one_name("pay.shop.mail.example"), 4);
         assert_eq!(built(&registry), 2, "rebuilt with shop and pay only");
         assert!(pay.matches(4) && shop.matches(4) && shop_again.matches(4));
         assert_eq!(registry.stats().keywords, 2);
+    }
+
+    /// A pattern added soon after a full build is matched by a matcher of its own until the next one.
+    #[test]
+    fn patterns_added_between_full_builds_match_at_once() {
+        let registry = Registry::new(Limits::default());
+        let lengths = |registry: &Registry| {
+            let index = registry.index.borrow();
+            let length =
+                |m: &Option<Matcher<RegexSet>>| m.as_ref().map_or(0, |(_, atoms)| atoms.len());
+            (length(&index.regexes.built), length(&index.regexes.fresh))
+        };
+        let www = select(&registry, &[("regex", "^www")]).unwrap();
+        registry.evaluate(&one_name("www.example"), 1);
+        let api = select(&registry, &[("regex", "^api")]).unwrap();
+        registry.evaluate(&one_name("api.example"), 2);
+        assert!(api.matches(2) && !www.matches(2));
+        assert_eq!(lengths(&registry), (1, 1), "^api matched alone");
+        let mail = select(&registry, &[("regex", "^mail"), ("keyword", "x")]).unwrap();
+        registry.evaluate(&one_name("mail.x.example"), 3);
+        assert!(mail.matches(3) && !api.matches(3));
+        assert_eq!(lengths(&registry), (1, 2));
+        std::thread::sleep(FULL_BUILD_INTERVAL);
+        registry.evaluate(&one_name("www.api.example"), 4);
+        assert!(www.matches(4) && !api.matches(4));
+        assert_eq!(
+            lengths(&registry),
+            (3, 0),
+            "one full build once the interval passed"
+        );
     }
 
     /// The plain GET of the live page checks a query like a join would, without interning it.
@@ -807,7 +886,10 @@ mod tests {
         );
         let stats = registry.stats();
         assert_eq!((stats.filters, stats.keywords, stats.regexes), (0, 0, 0));
-        assert!(!registry.index.borrow().regexes.added, "nothing to rebuild");
+        assert!(
+            registry.index.borrow().regexes.added.is_empty(),
+            "nothing to rebuild"
+        );
         assert!(matches!(
             registry.check([("regex", "(")]),
             Err(Refusal::BadRegex(_))
