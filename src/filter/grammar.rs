@@ -153,7 +153,10 @@ impl fmt::Display for Refusal {
                 )
             }
             Self::RegexTooBig { limit } => {
-                write!(f, "regex: larger than {limit} bytes once compiled")
+                write!(
+                    f,
+                    "regex: larger than {limit} bytes once compiled (Unicode classes are large: \\w takes ~64 KiB, (?-u)\\w or [a-z0-9_] a few)"
+                )
             }
             Self::TooLong { bytes, limit } => write!(
                 f,

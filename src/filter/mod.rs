@@ -22,7 +22,8 @@ pub struct Limits {
     pub max_filter_bytes: usize,
     /// Values of one client's filter, all parameters together (each comma-separated value counts).
     pub max_values: usize,
-    /// Distinct regexes the server holds at once, all clients together.
+    /// Distinct regexes the server holds at once, all clients together. With `regex_size_limit` it bounds the
+    /// regex set the reactor compiles when a regex is added (at most their product, 3.2 MiB by default).
     pub max_regexes: usize,
     /// Bytes one regex may take once compiled (`regex::RegexBuilder::size_limit`).
     pub regex_size_limit: usize,
@@ -33,8 +34,8 @@ impl Default for Limits {
         Self {
             max_filter_bytes: 2048,
             max_values: 64,
-            max_regexes: 1_000,
-            regex_size_limit: 256 << 10,
+            max_regexes: 100,
+            regex_size_limit: 32 << 10,
         }
     }
 }
@@ -56,5 +57,14 @@ impl Selection {
         registry: &Registry,
     ) -> Result<Self, Refusal> {
         registry.select(pairs)
+    }
+
+    /// Whether [`Self::from_query`] would accept `pairs` now, without interning a filter (nothing to rebuild): for
+    /// a request that asks but does not stream. A refusal is counted in `registry`.
+    pub fn check_query<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        registry: &Registry,
+    ) -> Result<(), Refusal> {
+        registry.check(pairs)
     }
 }

@@ -4,18 +4,25 @@
 //! shared between filters and indexed by kind: domains in a suffix table (every suffix of a name at a label
 //! boundary is looked up), keywords in one Aho-Corasick automaton, issuers in another, regexes in one `RegexSet`,
 //! and the two types. Per message each index runs once over the message's names (or issuer) and stamps the atoms
-//! it matched with the message's sequence number; a filter becomes a candidate when an atom of its first group
-//! matched, and only candidates check their other groups. The cost per message is that of the indexes over one
-//! message plus the candidates, whatever the number of filters; the automata and the set are rebuilt at the next
-//! message after their patterns changed, so a burst of joins costs one rebuild.
+//! it matched with the message's sequence number; a filter becomes a candidate when an atom of its candidate group
+//! matched, and only candidates check their other groups. The candidate group is the filter's most selective one
+//! by a simple rank ([`selectivity`]): a dotted domain over a keyword or regex over an issuer or a TLD over a type,
+//! so filters sharing a broad group (`domain=com`) are not all candidates of every message in it. The cost per
+//! message is that of the indexes over one message plus the candidates, whatever the number of filters; the
+//! automata and the set are rebuilt at the next message after a pattern was added, at most once per
+//! [`FULL_BUILD_INTERVAL`]: patterns added in between are matched by a small matcher of their own until then, so a
+//! stream of joins with new patterns costs small builds, not a full one per message. A pattern no filter uses any
+//! more is left in the built matcher (it is candidate of nothing) and dropped at the next build: leaving never
+//! rebuilds.
 //!
 //! A filter leaves the registry when its last client drops it: `Drop` queues it, the next `select` or `evaluate`
-//! frees its slot and the atoms no other filter holds.
+//! frees its slot and the atoms no other filter uses (counted in `Atom::users`: the built matchers hold atoms too).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
@@ -29,15 +36,36 @@ use crate::message::MessageMeta;
 struct Atom {
     /// The sequence number of the last message it matched.
     hit_at: Cell<u64>,
-    /// The filters whose first group holds this atom (slot ids): they are the candidates when it matches.
-    first_of: RefCell<Vec<usize>>,
+    /// The filters whose candidate group holds this atom (slot ids): they are the candidates when it matches. A set,
+    /// so that the filters of a mass disconnect leave in O(1) each.
+    first_of: RefCell<HashSet<usize>>,
+    /// The filters holding this atom in any group; at 0 the registry forgets it.
+    users: Cell<usize>,
+}
+
+impl Atom {
+    fn used(atom: &Rc<Atom>) -> Rc<Atom> {
+        atom.users.set(atom.users.get() + 1);
+        atom.clone()
+    }
+}
+
+/// Forgets `text`'s atom when the last filter using it left.
+fn release(atoms: &mut HashMap<Box<str>, Rc<Atom>>, text: &str) {
+    if let Some(atom) = atoms.get(text) {
+        let users = atom.users.get().saturating_sub(1);
+        atom.users.set(users);
+        if users == 0 {
+            atoms.remove(text);
+        }
+    }
 }
 
 /// One distinct filter, shared by its clients ([`super::Selection::filter`]).
 pub struct Filter {
     id: usize,
     spec: Spec,
-    /// The groups in index order (domain, keyword, regex, issuer, type), the non-empty ones only.
+    /// The non-empty groups, the candidate group first.
     groups: Vec<Vec<Rc<Atom>>>,
     checked_at: Cell<u64>,
     matched_at: Cell<u64>,
@@ -80,7 +108,7 @@ impl Drop for Filter {
     fn drop(&mut self) {
         if let Some(first) = self.groups.first() {
             for atom in first {
-                atom.first_of.borrow_mut().retain(|&id| id != self.id);
+                atom.first_of.borrow_mut().remove(&self.id);
             }
         }
         self.removals
@@ -89,12 +117,25 @@ impl Drop for Filter {
     }
 }
 
-/// The atoms of one kind matched by one compiled matcher (an automaton or a regex set), rebuilt when they changed.
+/// The least time between two full builds of one kind's matcher (a full regex set takes milliseconds).
+const FULL_BUILD_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A compiled matcher (an automaton or a regex set) and the atom of each of its pattern ids.
+type Matcher<M> = (M, Vec<Rc<Atom>>);
+
+/// The atoms of one kind, matched by a matcher of all of them built when one was added (at most once per
+/// [`FULL_BUILD_INTERVAL`]) and one of those added since.
 struct Patterns<M> {
+    /// The atoms filters use.
     atoms: HashMap<Box<str>, Rc<Atom>>,
-    /// The matcher and the atom of each of its pattern ids; `None` while there are no patterns.
-    built: Option<(M, Vec<Rc<Atom>>)>,
-    changed: bool,
+    /// All patterns at the last full build (some maybe no longer used); `None` while no pattern is.
+    built: Option<Matcher<M>>,
+    built_at: Option<Instant>,
+    /// The patterns added since the last full build, and their matcher.
+    added: Vec<Box<str>>,
+    fresh: Option<Matcher<M>>,
+    /// Whether `fresh` misses some of `added`.
+    fresh_is_behind: bool,
 }
 
 impl<M> Default for Patterns<M> {
@@ -102,56 +143,83 @@ impl<M> Default for Patterns<M> {
         Self {
             atoms: HashMap::new(),
             built: None,
-            changed: false,
+            built_at: None,
+            added: Vec::new(),
+            fresh: None,
+            fresh_is_behind: false,
         }
     }
 }
 
 impl<M> Patterns<M> {
     fn atom(&mut self, text: &str) -> Rc<Atom> {
-        if let Some(atom) = self.atoms.get(text) {
-            return atom.clone();
-        }
-        self.changed = true;
-        let atom = Rc::new(Atom::default());
-        self.atoms.insert(text.into(), atom.clone());
-        atom
+        let atom = self.atoms.entry(text.into()).or_insert_with(|| {
+            self.added.push(text.into());
+            self.fresh_is_behind = true;
+            Rc::default()
+        });
+        Atom::used(atom)
     }
 
+    /// Leaves the built matcher as it is: a pattern no filter uses matches for nobody.
     fn release(&mut self, texts: &[Box<str>]) {
         for text in texts {
-            if self
-                .atoms
-                .get(text)
-                .is_some_and(|a| Rc::strong_count(a) == 1)
-            {
-                self.atoms.remove(text);
-                self.changed = true;
-            }
+            release(&mut self.atoms, text);
+        }
+        if self.atoms.is_empty() {
+            self.built = None;
+            self.added.clear();
+            self.fresh = None;
         }
     }
 
-    fn rebuild(&mut self, build: impl FnOnce(&[&str]) -> Result<M, String>) {
-        if !mem::take(&mut self.changed) {
+    fn matchers(&self) -> impl Iterator<Item = &Matcher<M>> {
+        self.built.iter().chain(&self.fresh)
+    }
+
+    fn rebuild(&mut self, now: Instant, build: impl Fn(&[&str]) -> Result<M, String>) {
+        if self.added.is_empty() {
             return;
         }
-        self.built = None;
-        if self.atoms.is_empty() {
-            return;
-        }
-        let (texts, atoms): (Vec<&str>, Vec<Rc<Atom>>) = self
-            .atoms
-            .iter()
-            .map(|(text, atom)| (&**text, atom.clone()))
-            .unzip();
-        match build(&texts) {
-            Ok(matcher) => self.built = Some((matcher, atoms)),
-            // Each pattern was checked alone when a client asked for it; together they should build too.
-            Err(error) => {
-                tracing::error!(%error, patterns = texts.len(), "filter patterns could not be built: those filters match nothing")
-            }
+        if self
+            .built_at
+            .is_none_or(|at| now.duration_since(at) >= FULL_BUILD_INTERVAL)
+        {
+            self.built_at = Some(now);
+            self.added.clear();
+            self.fresh = None;
+            self.built = matcher(self.atoms.iter(), build);
+        } else if mem::take(&mut self.fresh_is_behind) {
+            // A pattern released and added again is listed twice.
+            self.added.sort_unstable();
+            self.added.dedup();
+            let atoms = &self.atoms;
+            let added = self
+                .added
+                .iter()
+                .filter_map(|text| atoms.get_key_value(text));
+            self.fresh = matcher(added, build);
         }
     }
+}
+
+/// The matcher of `patterns`; `None` if there are none (or they could not be built, logged).
+fn matcher<'a, M>(
+    patterns: impl Iterator<Item = (&'a Box<str>, &'a Rc<Atom>)>,
+    build: impl Fn(&[&str]) -> Result<M, String>,
+) -> Option<Matcher<M>> {
+    let (texts, atoms): (Vec<&str>, Vec<Rc<Atom>>) =
+        patterns.map(|(text, atom)| (&**text, atom.clone())).unzip();
+    if texts.is_empty() {
+        return None;
+    }
+    build(&texts)
+        .inspect_err(|error| {
+            // Each pattern was checked alone when a client asked for it; together they should build too.
+            tracing::error!(%error, patterns = texts.len(), "filter patterns could not be built: those filters match nothing")
+        })
+        .ok()
+        .map(|matcher| (matcher, atoms))
 }
 
 #[derive(Default)]
@@ -211,10 +279,26 @@ impl Registry {
         &self,
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Selection, Refusal> {
-        self.try_select(pairs).inspect_err(|refusal| {
-            let count = &self.refused[refusal.reason_index()];
-            count.set(count.get() + 1);
-        })
+        self.try_select(pairs)
+            .inspect_err(|refusal| self.count(refusal))
+    }
+
+    /// Whether `pairs` would be selected now, without interning anything (the live page's plain GET asks): each new
+    /// regex is compiled alone, none is added to the set. A refusal is counted as in [`Self::select`].
+    pub(super) fn check<'a>(
+        &self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), Refusal> {
+        let checked = grammar::parse(pairs, &self.limits).and_then(|(spec, _)| {
+            self.apply_removals();
+            self.check_regexes(&spec.regexes, &self.index.borrow().regexes)
+        });
+        checked.inspect_err(|refusal| self.count(refusal))
+    }
+
+    fn count(&self, refusal: &Refusal) {
+        let count = &self.refused[refusal.reason_index()];
+        count.set(count.get() + 1);
     }
 
     fn try_select<'a>(
@@ -284,9 +368,10 @@ impl Registry {
         }
         let index = &mut *index;
         let size_limit = self.limits.regex_size_limit;
-        index.keywords.rebuild(case_insensitive_automaton);
-        index.issuers.rebuild(case_insensitive_automaton);
-        index.regexes.rebuild(|texts| {
+        let now = Instant::now();
+        index.keywords.rebuild(now, case_insensitive_automaton);
+        index.issuers.rebuild(now, case_insensitive_automaton);
+        index.regexes.rebuild(now, |texts| {
             RegexSetBuilder::new(texts)
                 .size_limit(size_limit.saturating_mul(texts.len()))
                 .build()
@@ -296,7 +381,7 @@ impl Registry {
         candidates.clear();
         let mut hit = |atom: &Atom| {
             if atom.hit_at.replace(seq) != seq {
-                candidates.extend_from_slice(&atom.first_of.borrow());
+                candidates.extend(atom.first_of.borrow().iter().copied());
             }
         };
         hit(&index.types[CertType::of(meta.entry_type) as usize]);
@@ -318,18 +403,18 @@ impl Registry {
                     }
                 }
             }
-            if let Some((automaton, atoms)) = &index.keywords.built {
+            for (automaton, atoms) in index.keywords.matchers() {
                 for found in automaton.find_overlapping_iter(name.as_str()) {
                     hit(&atoms[found.pattern().as_usize()]);
                 }
             }
-            if let Some((set, atoms)) = &index.regexes.built {
+            for (set, atoms) in index.regexes.matchers() {
                 for found in set.matches(name).iter() {
                     hit(&atoms[found]);
                 }
             }
         }
-        if let Some((automaton, atoms)) = &index.issuers.built {
+        for (automaton, atoms) in index.issuers.matchers() {
             for found in automaton.find_overlapping_iter(&*meta.issuer) {
                 hit(&atoms[found.pattern().as_usize()]);
             }
@@ -375,13 +460,7 @@ impl Registry {
                 index.interned.remove(&spec);
             }
             for domain in &spec.domains {
-                if index
-                    .domains
-                    .get(domain)
-                    .is_some_and(|a| Rc::strong_count(a) == 1)
-                {
-                    index.domains.remove(domain);
-                }
+                release(&mut index.domains, domain);
             }
             index.keywords.release(&spec.keywords);
             index.regexes.release(&spec.regexes);
@@ -397,10 +476,10 @@ impl Index {
             self.slots.len() - 1
         });
         let domains = &mut self.domains;
-        let groups: Vec<Vec<Rc<Atom>>> = [
+        let mut groups: Vec<Vec<Rc<Atom>>> = [
             spec.domains
                 .iter()
-                .map(|d| domains.entry(d.clone()).or_default().clone())
+                .map(|d| Atom::used(domains.entry(d.clone()).or_default()))
                 .collect(),
             spec.keywords
                 .iter()
@@ -408,6 +487,7 @@ impl Index {
                 .collect(),
             spec.regexes.iter().map(|r| self.regexes.atom(r)).collect(),
             spec.issuers.iter().map(|i| self.issuers.atom(i)).collect(),
+            // Never forgotten: no use count.
             spec.types
                 .iter()
                 .map(|t| self.types[*t as usize].clone())
@@ -416,8 +496,16 @@ impl Index {
         .into_iter()
         .filter(|group: &Vec<Rc<Atom>>| !group.is_empty())
         .collect();
+        // The first group of the most selective kind (a non-empty spec has one group at least).
+        let candidate_group = selectivity(&spec)
+            .into_iter()
+            .filter(|&rank| rank > 0)
+            .enumerate()
+            .max_by_key(|&(position, rank)| (rank, std::cmp::Reverse(position)))
+            .map_or(0, |(position, _)| position);
+        groups.swap(0, candidate_group);
         for atom in &groups[0] {
-            atom.first_of.borrow_mut().push(id);
+            atom.first_of.borrow_mut().insert(id);
         }
         let filter = Rc::new(Filter {
             id,
@@ -431,6 +519,25 @@ impl Index {
         self.interned.insert(spec, Rc::downgrade(&filter));
         filter
     }
+}
+
+/// How rarely each group of `spec` may match, in index order (domain, keyword, regex, issuer, type; 0 for an empty
+/// group): the candidate group is the rarest. A rough rank, not a measure: a domain with a dot names a site; a keyword
+/// or regex some names; an issuer one of a few CAs, a TLD a large share of names; a type half of everything.
+fn selectivity(spec: &Spec) -> [u8; 5] {
+    let rank = |values: &[Box<str>], rank: u8| if values.is_empty() { 0 } else { rank };
+    let domains = if spec.domains.iter().all(|d| d.contains('.')) {
+        4
+    } else {
+        2
+    };
+    [
+        rank(&spec.domains, domains),
+        rank(&spec.keywords, 3),
+        rank(&spec.regexes, 3),
+        rank(&spec.issuers, 2),
+        if spec.types.is_empty() { 0 } else { 1 },
+    ]
 }
 
 fn case_insensitive_automaton(patterns: &[&str]) -> Result<AhoCorasick, String> {
@@ -626,6 +733,175 @@ mod tests {
         let stats = registry.stats();
         assert_eq!(stats.refused, [1, 0, 1, 1, 0, 0, 1]);
         drop(two);
+    }
+
+    fn one_name(name: &str) -> MessageMeta {
+        meta(&[name], "/O=Let's Encrypt", EntryType::X509)
+    }
+
+    /// The compiled matchers hold their atoms too: a departed filter's keywords, regexes and issuers must still be
+    /// freed (and its regex slot given back) once a message was evaluated in between.
+    #[test]
+    fn patterns_of_departed_filters_are_freed_after_a_message() {
+        let registry = Registry::new(Limits {
+            max_regexes: 1,
+            ..Limits::default()
+        });
+        let filter = select(
+            &registry,
+            &[("regex", "^a"), ("keyword", "pay"), ("issuer", "encrypt")],
+        );
+        registry.evaluate(&one_name("a.example"), 1);
+        drop(filter);
+        registry.evaluate(&one_name("b.example"), 2);
+        let stats = registry.stats();
+        assert_eq!(
+            (stats.filters, stats.keywords, stats.regexes, stats.issuers),
+            (0, 0, 0, 0),
+            "atoms of a departed filter are still held"
+        );
+        assert!(
+            registry.select([("regex", "^b")]).is_ok(),
+            "the regex slot of a departed filter is never given back"
+        );
+    }
+
+    /// Distinct filters sharing a broad group (a TLD) are not all candidates of every message in it: each filter's
+    /// candidates come from its most selective group.
+    #[test]
+    fn candidates_come_from_the_most_selective_group() {
+        let registry = Registry::new(Limits::default());
+        let filters: Vec<_> = (0..20_000)
+            .map(|i| {
+                select(
+                    &registry,
+                    &[("domain", "com"), ("keyword", &format!("zz{i}q"))],
+                )
+            })
+            .collect();
+        registry.evaluate(&one_name("www.example.com"), 1);
+        let candidates = registry.index.borrow().candidates.len();
+        assert!(
+            candidates < 100,
+            "{candidates} candidates verified for one message that none of the {} filters matches",
+            filters.len()
+        );
+        registry.evaluate(&one_name("zz7q.example.com"), 2);
+        let matching: Vec<_> = filters.iter().flatten().filter(|f| f.matches(2)).collect();
+        assert_eq!(matching.len(), 1);
+        assert_eq!(&*matching[0].spec().keywords[0], "zz7q");
+    }
+
+    /// A mass disconnect of clients whose filters share a candidate atom costs O(1) per filter, not O(filters).
+    #[test]
+    fn filters_sharing_a_candidate_atom_leave_in_constant_time_each() {
+        let registry = Registry::new(Limits::default());
+        let filters: Vec<_> = (0..100_000)
+            .map(|i| {
+                select(
+                    &registry,
+                    &[("domain", "shared.example"), ("keyword", &format!("k{i}"))],
+                )
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        drop(filters);
+        let elapsed = started.elapsed();
+        eprintln!("100,000 filters sharing a candidate atom dropped in {elapsed:?}");
+        // Quadratic removal takes many seconds here; linear takes milliseconds.
+        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+        assert_eq!(registry.stats().filters, 0);
+    }
+
+    /// Leaving never rebuilds a matcher (a stale pattern matches for nobody); the next addition rebuilds it
+    /// without the departed patterns.
+    #[test]
+    fn leaving_does_not_rebuild_and_the_next_addition_compacts() {
+        let registry = Registry::new(Limits::default());
+        let built = |registry: &Registry| {
+            let index = registry.index.borrow();
+            let (_, atoms) = index.keywords.built.as_ref().expect("built");
+            atoms.len()
+        };
+        let pay = select(&registry, &[("keyword", "pay")]).unwrap();
+        let mail = select(&registry, &[("keyword", "mail")]).unwrap();
+        let shop = select(&registry, &[("keyword", "shop")]).unwrap();
+        registry.evaluate(&one_name("pay.example"), 1);
+        drop((pay, mail));
+        registry.evaluate(&one_name("shop.pay.example"), 2);
+        assert!(shop.matches(2));
+        assert!(registry.index.borrow().keywords.added.is_empty());
+        assert_eq!(built(&registry), 3, "not rebuilt when filters left");
+        let shop_again = select(&registry, &[("keyword", "shop"), ("type", "cert")]).unwrap();
+        registry.evaluate(&one_name("shop.example"), 3);
+        assert_eq!(built(&registry), 3, "a known keyword added nothing");
+        let pay = select(&registry, &[("keyword", "pay")]).unwrap();
+        std::thread::sleep(FULL_BUILD_INTERVAL);
+        registry.evaluate(&one_name("pay.shop.mail.example"), 4);
+        assert_eq!(built(&registry), 2, "rebuilt with shop and pay only");
+        assert!(pay.matches(4) && shop.matches(4) && shop_again.matches(4));
+        assert_eq!(registry.stats().keywords, 2);
+    }
+
+    /// A pattern added soon after a full build is matched by a matcher of its own until the next one.
+    #[test]
+    fn patterns_added_between_full_builds_match_at_once() {
+        let registry = Registry::new(Limits::default());
+        let lengths = |registry: &Registry| {
+            let index = registry.index.borrow();
+            let length =
+                |m: &Option<Matcher<RegexSet>>| m.as_ref().map_or(0, |(_, atoms)| atoms.len());
+            (length(&index.regexes.built), length(&index.regexes.fresh))
+        };
+        let www = select(&registry, &[("regex", "^www")]).unwrap();
+        registry.evaluate(&one_name("www.example"), 1);
+        let api = select(&registry, &[("regex", "^api")]).unwrap();
+        registry.evaluate(&one_name("api.example"), 2);
+        assert!(api.matches(2) && !www.matches(2));
+        assert_eq!(lengths(&registry), (1, 1), "^api matched alone");
+        let mail = select(&registry, &[("regex", "^mail"), ("keyword", "x")]).unwrap();
+        registry.evaluate(&one_name("mail.x.example"), 3);
+        assert!(mail.matches(3) && !api.matches(3));
+        assert_eq!(lengths(&registry), (1, 2));
+        std::thread::sleep(FULL_BUILD_INTERVAL);
+        registry.evaluate(&one_name("www.api.example"), 4);
+        assert!(www.matches(4) && !api.matches(4));
+        assert_eq!(
+            lengths(&registry),
+            (3, 0),
+            "one full build once the interval passed"
+        );
+    }
+
+    /// The plain GET of the live page checks a query like a join would, without interning it.
+    #[test]
+    fn a_query_is_checked_without_being_interned() {
+        let registry = Registry::new(Limits {
+            max_regexes: 1,
+            ..Limits::default()
+        });
+        assert_eq!(
+            registry.check([("regex", "^a"), ("keyword", "pay")]),
+            Ok(())
+        );
+        let stats = registry.stats();
+        assert_eq!((stats.filters, stats.keywords, stats.regexes), (0, 0, 0));
+        assert!(
+            registry.index.borrow().regexes.added.is_empty(),
+            "nothing to rebuild"
+        );
+        assert!(matches!(
+            registry.check([("regex", "(")]),
+            Err(Refusal::BadRegex(_))
+        ));
+        let held = select(&registry, &[("regex", "^a")]);
+        assert_eq!(registry.check([("regex", "^a"), ("type", "cert")]), Ok(()));
+        assert_eq!(
+            registry.check([("regex", "^b")]),
+            Err(Refusal::TooManyRegexes { limit: 1 })
+        );
+        assert_eq!(registry.stats().refused, [0, 0, 1, 0, 0, 0, 1]);
+        drop(held);
     }
 
     fn name() -> impl Strategy<Value = String> {

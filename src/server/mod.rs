@@ -342,7 +342,8 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
     // filter is valid before it connects.
     let selection = match route {
         Route::Stream(_) | Route::Sse(_) | Route::Ndjson(_) => {
-            match stream_selection(path, &shared.hub) {
+            let interned = streaming || matches!(route, Route::Sse(_) | Route::Ndjson(_));
+            match stream_selection(path, &shared.hub, interned) {
                 Ok(selection) => selection,
                 Err(reason) => {
                     return Action::Respond(
@@ -440,10 +441,16 @@ fn last_event_id(request: &httparse::Request<'_, '_>) -> Result<Option<String>, 
     }))
 }
 
-/// The selection a stream request's query asks for, or the one-line reason it is refused.
-fn stream_selection(target: &str, hub: &Hub) -> Result<Selection, String> {
+/// The selection a stream request's query asks for, or the one-line reason it is refused. Unless `interned` (the
+/// request streams), the query is only checked: the default selection, no filter added to the hub's registry.
+fn stream_selection(target: &str, hub: &Hub, interned: bool) -> Result<Selection, String> {
     let query = query::Query::of(target).map_err(|error| error.to_string())?;
-    Selection::from_query(query.pairs(), hub.filters()).map_err(|refusal| refusal.to_string())
+    let selected = if interned {
+        Selection::from_query(query.pairs(), hub.filters())
+    } else {
+        Selection::check_query(query.pairs(), hub.filters()).map(|()| Selection::default())
+    };
+    selected.map_err(|refusal| refusal.to_string())
 }
 
 async fn ping_loop(hub: Hub, interval: Duration) {
