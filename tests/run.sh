@@ -5,6 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the tests use (nats-server; promtool; the package test's tools; the headless browser of
+# tests/live_page.rs), installed only when missing and only where we may (root with apt-get); elsewhere the tests
+# that need one fail, naming the package.
+missing=()
+for tool in nats-server:nats-server promtool:prometheus help2man:help2man systemd-analyze:systemd strace:strace \
+    setpriv:util-linux curl:curl chromium:chromium; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 # Real client libraries for the end-to-end tests, in a private virtualenv (idempotent; the tests name the same
 # command in `crates/testkit/src/python.rs` when it is missing).
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import certstream, websockets, cryptography, httpx, httpx_sse, playwright' 2>/dev/null; then
