@@ -18,12 +18,10 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nu
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Real client libraries for the end-to-end tests, in a private virtualenv (idempotent; the tests name the same
-# command in `crates/testkit/src/python.rs` when it is missing).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import certstream, websockets, cryptography, httpx, httpx_sse, playwright' 2>/dev/null; then
-    python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python-requirements.txt
-fi
+# Real client libraries for the end-to-end tests, in a private virtualenv (pip returns at once when they are there;
+# the tests name the same command in `crates/testkit/src/python.rs` when it is missing).
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python-requirements.txt
 export CERTSTREAM_TEST_PYTHON="$PWD/.venv/bin/python"
 
 cargo fmt --all -- --check
