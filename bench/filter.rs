@@ -131,6 +131,25 @@ fn eval(messages: &[Message]) {
         "  1,000 keyword filters: {:>7.0} ns/message (first 100 matched {matched} times per round)",
         per_message.as_nanos()
     );
+    // A mass disconnect: clients whose filters share their candidate value leave at once.
+    let registry = Registry::new(Limits::default());
+    let filters: Vec<Rc<Filter>> = (0..100_000)
+        .map(|i| {
+            let keyword = format!("k{i}");
+            let query = [("domain", "shared.example"), ("keyword", keyword.as_str())];
+            Selection::from_query(query, &registry)
+                .expect("a valid filter")
+                .filter
+                .expect("a filter")
+        })
+        .collect();
+    let started = Instant::now();
+    drop(filters);
+    let left = registry.stats().filters;
+    println!(
+        "100,000 filters sharing a candidate value dropped in {:.1?} ({left} left)",
+        started.elapsed()
+    );
 }
 
 /// Publishes `messages` in a loop at `FANOUT_RATE` once `clients` are connected, for `FANOUT_SECONDS`.

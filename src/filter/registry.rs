@@ -796,11 +796,12 @@ mod tests {
         assert_eq!(&*matching[0].spec().keywords[0], "zz7q");
     }
 
-    /// A mass disconnect of clients whose filters share a candidate atom costs O(1) per filter, not O(filters).
+    /// A mass disconnect of clients whose filters share a candidate atom frees them all (its cost, O(1) per filter
+    /// where it was O(filters), is measured by `cargo bench --bench filter -- eval`).
     #[test]
-    fn filters_sharing_a_candidate_atom_leave_in_constant_time_each() {
+    fn filters_sharing_a_candidate_atom_all_leave() {
         let registry = Registry::new(Limits::default());
-        let filters: Vec<_> = (0..100_000)
+        let filters: Vec<_> = (0..1_000)
             .map(|i| {
                 select(
                     &registry,
@@ -808,13 +809,9 @@ mod tests {
                 )
             })
             .collect();
-        let started = std::time::Instant::now();
         drop(filters);
-        let elapsed = started.elapsed();
-        eprintln!("100,000 filters sharing a candidate atom dropped in {elapsed:?}");
-        // Quadratic removal takes many seconds here; linear takes milliseconds.
-        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
-        assert_eq!(registry.stats().filters, 0);
+        let stats = registry.stats();
+        assert_eq!((stats.filters, stats.domains, stats.keywords), (0, 0, 0));
     }
 
     /// Leaving never rebuilds a matcher (a stale pattern matches for nobody); the next addition rebuilds it
