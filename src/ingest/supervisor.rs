@@ -1105,21 +1105,32 @@ mod tests {
         .unwrap();
     }
 
+    /// A fresh directory of its own for one test (removed by the test).
+    fn fresh_dir(test: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "certstream-supervisor-{test}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The state file in `dir`.
+    async fn state_file_in(dir: &std::path::Path) -> Rc<StateFile> {
+        Rc::new(
+            StateFile::open(dir.join("state.json"), false)
+                .await
+                .unwrap(),
+        )
+    }
+
     /// Positions are taken the instant pollers stop (a stopped poller may still count entries it no longer
     /// publishes); a log that leaves the list keeps its position for when it comes back.
     #[test]
     fn positions_are_recorded_when_pollers_stop_and_kept_for_logs_that_leave() {
-        let dir = std::env::temp_dir().join(format!(
-            "certstream-supervisor-state-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("state");
         crate::runtime::block_on(async {
-            let state = Rc::new(
-                StateFile::open(dir.join("state.json"), false)
-                    .await
-                    .unwrap(),
-            );
+            let state = state_file_in(&dir).await;
             let supervisor = test_supervisor().with_state_file(state.clone());
             let all = LogList::compiled_in().unwrap();
             supervisor.apply(&subset(&all, &[0, 1]));
@@ -1173,17 +1184,9 @@ mod tests {
     /// state (it resumes there once its URL is fixed) and its counters stay in the totals.
     #[test]
     fn a_log_whose_new_url_cannot_be_followed_keeps_its_position_and_counters() {
-        let dir = std::env::temp_dir().join(format!(
-            "certstream-supervisor-moved-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("moved");
         crate::runtime::block_on(async {
-            let state = Rc::new(
-                StateFile::open(dir.join("state.json"), false)
-                    .await
-                    .unwrap(),
-            );
+            let state = state_file_in(&dir).await;
             let supervisor = test_supervisor().with_state_file(state.clone());
             let mut list = subset(&LogList::compiled_in().unwrap(), &[0, 1]);
             supervisor.apply(&list);
