@@ -6,6 +6,7 @@
 //! which counts what that log published and what it lost to certificates that do not parse.
 
 use std::cell::{Cell, RefCell};
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -183,8 +184,17 @@ impl EntrySink for LogSink {
         match built {
             Ok(message) => {
                 let message = Rc::new(message);
+                // One output's panic must not keep the message from the others (the broker's saved positions promise
+                // durability); it is raised again once all had it, so the entry's panic boundary logs and counts it.
+                let mut panicked = None;
                 for output in &self.publisher.outputs {
-                    output.publish(&message);
+                    let publish = AssertUnwindSafe(|| output.publish(&message));
+                    if let Err(payload) = std::panic::catch_unwind(publish) {
+                        panicked.get_or_insert(payload);
+                    }
+                }
+                if let Some(payload) = panicked {
+                    std::panic::resume_unwind(payload);
                 }
                 bump(&self.counts.published);
             }
@@ -439,6 +449,37 @@ mod tests {
         fn publish(&self, message: &Rc<Message>) {
             self.0.borrow_mut().push(message.clone());
         }
+    }
+
+    /// An output that panics on every message.
+    struct Panicking;
+
+    impl Output for Panicking {
+        fn publish(&self, _: &Rc<Message>) {
+            panic!("a bug in an output");
+        }
+    }
+
+    #[test]
+    fn a_panicking_output_does_not_keep_the_message_from_the_others() {
+        let recorder = Rc::new(Recorder::default());
+        let outputs: Vec<Rc<dyn Output>> = vec![Rc::new(Panicking), recorder.clone()];
+        let publisher = Rc::new(Publisher::new(BuildLimits::default(), outputs, None));
+        let sink = publisher.sink("test log");
+        let source = LogSource::new("test log", "https://log.example/", SourceKind::Rfc6962);
+        let cert = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap();
+        let delivered =
+            crate::panic_boundary::catch(|| sink.deliver(&source, 3, &entry(cert.cert.der()), &[]));
+        assert!(
+            delivered.is_err(),
+            "the panic still reaches the entry's boundary"
+        );
+        assert_eq!(
+            recorder.0.borrow().len(),
+            1,
+            "the next output got the message"
+        );
+        assert_eq!(sink.counts().published.get(), 0);
     }
 
     #[test]
