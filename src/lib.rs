@@ -17,6 +17,7 @@
 pub mod broker;
 pub mod cert;
 pub mod config;
+pub mod cursor;
 pub mod filter;
 pub mod http;
 pub mod hub;

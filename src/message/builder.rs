@@ -254,6 +254,7 @@ impl MessageBuilder {
             fingerprint: leaf.sha256.into_boxed_str(),
             issuer: leaf.issuer.aggregated.into_boxed_str(),
             all_domains: leaf.all_domains.into_boxed_slice(),
+            cursor: None,
         };
         Ok(Message { meta, frames })
     }

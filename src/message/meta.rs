@@ -22,6 +22,9 @@ pub struct MessageMeta {
     pub issuer: Box<str>,
     /// `leaf_cert.all_domains`: subject CN ∪ SAN dNSNames, deduplicated, sorted by bytes.
     pub all_domains: Box<[String]>,
+    /// Its JetStream stream sequence when it was read from the stream (relays, and the ingester with
+    /// `--nats-url`): the cursor a client resumes after (`crate::cursor`); `None` for a message straight from a log.
+    pub cursor: Option<u64>,
 }
 
 impl Default for MessageMeta {
@@ -33,6 +36,7 @@ impl Default for MessageMeta {
             fingerprint: Box::default(),
             issuer: Box::default(),
             all_domains: Box::default(),
+            cursor: None,
         }
     }
 }
