@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use certstream_testkit::load::percentile;
 use certstream_testkit::process::memory_resident_kib;
 use certstream_testkit::{Certstream, Collector, ListFile, Mock, SeenEntry, WsClient, http_get};
 
@@ -116,14 +117,6 @@ fn plan() -> (Vec<String>, Vec<String>, usize, usize) {
 fn post_increment(n: &mut usize) -> usize {
     *n += 1;
     *n - 1
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn main() {

@@ -7,7 +7,7 @@
 //! clients, and SIGTERM→exit time with 1,000 clients. Phase names as arguments run only those phases:
 //! `cargo bench --bench ws_load -- idle fanout` (idle, shutdown, fanout, latency).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -17,13 +17,12 @@ use certstream::hub::Hub;
 use certstream::message::EncodedMessage;
 use certstream::server;
 use certstream_testkit::http::{closed_port, http_get};
+use certstream_testkit::load::{self, Load, Seen, percentile};
 use certstream_testkit::process::{
     cpu_time, fork_server, memory_resident_kib, pin_this_thread, stop_child,
 };
 use certstream_testkit::runtime::block_on;
-use certstream_testkit::ws::parse_header;
 use certstream_ws::frame::Frame;
-use monoio::io::AsyncWriteRentExt;
 
 /// Payload size of a benchmark message (a typical lite `certificate_update` is 1-2 KB).
 const PAYLOAD: usize = 1024;
@@ -138,174 +137,9 @@ async fn report_heap(hub: Hub, clients: usize) {
     );
 }
 
-/// What the load clients saw.
-#[derive(Default)]
-struct Seen {
-    frames: Cell<u64>,
-    bytes: Cell<u64>,
-    first: Cell<Option<Instant>>,
-    last: Cell<Option<Instant>>,
-    latencies_us: RefCell<Vec<u32>>,
-    connected: Cell<usize>,
-    closes: Cell<usize>,
-    done: Cell<usize>,
-    /// CPU use (server, load clients) while frames flowed, as fractions of one core.
-    cpu: Cell<Option<(f64, f64)>>,
-}
-
-const UPGRADE: &[u8] =
-    b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-/// Size of the receive buffer all load clients share.
-const RECV_BUF: usize = 256 * 1024;
-
-thread_local! {
-    /// One receive buffer for every load client (they all run on this thread): a client waits for readability and
-    /// then copies what the socket holds into it, so the kernel always copies into the same cache-hot memory instead
-    /// of into thousands of per-client buffers. Only a frame cut by a read boundary is kept per client.
-    static RECV: RefCell<Vec<u8>> = RefCell::new(vec![0; RECV_BUF]);
-}
-
-/// One load client: upgrade, then count frames (and sample latency, once per read) until `expect` frames or a close.
-async fn client(addr: SocketAddr, expect: u64, seen: Rc<Seen>) {
-    let Ok(mut stream) = monoio::net::TcpStream::connect_addr(addr).await else {
-        return;
-    };
-    let (result, _) = stream.write_all(UPGRADE).await;
-    if result.is_err() {
-        return;
-    }
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let mut carry: Vec<u8> = Vec::new();
-    let mut upgraded = false;
-    let mut got = 0u64;
-    loop {
-        if stream.readable(false).await.is_err() {
-            return;
-        }
-        let outcome = RECV.with_borrow_mut(|buf| {
-            // SAFETY: recv into an owned buffer of `buf.len()` bytes; MSG_DONTWAIT never blocks the runtime.
-            let n =
-                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-            if n == 0
-                || (n < 0
-                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
-            {
-                return Err(());
-            }
-            let Ok(n) = usize::try_from(n) else {
-                return Ok(false); // spurious readiness
-            };
-            let mut data = &buf[..n];
-            // A frame cut by the previous read boundary: complete it from the front of this read, on its own.
-            while (!upgraded || !carry.is_empty()) && !data.is_empty() {
-                let take = if upgraded {
-                    carry_missing(&carry).min(data.len())
-                } else {
-                    data.len()
-                };
-                carry.extend_from_slice(&data[..take]);
-                data = &data[take..];
-                let (consumed, closed) =
-                    count_frames(&carry, &mut upgraded, &mut got, expect, &seen);
-                carry.drain(..consumed);
-                if closed {
-                    return Ok(true);
-                }
-            }
-            if !carry.is_empty() {
-                return Ok(false);
-            }
-            let (consumed, closed) = count_frames(data, &mut upgraded, &mut got, expect, &seen);
-            carry.extend_from_slice(&data[consumed..]);
-            Ok(closed)
-        });
-        if outcome != Ok(false) {
-            return;
-        }
-    }
-}
-
-/// Bytes still missing from the partial frame in `carry` (up to a complete header when even that is cut).
-fn carry_missing(carry: &[u8]) -> usize {
-    match parse_header(carry) {
-        Some((_, header, len)) => (header + len).saturating_sub(carry.len()),
-        None => 10 - carry.len().min(10),
-    }
-}
-
-/// Counts the complete frames at the start of `data` (after the upgrade response, the first time); returns the bytes
-/// consumed and whether a close frame arrived.
-fn count_frames(
-    data: &[u8],
-    upgraded: &mut bool,
-    got: &mut u64,
-    expect: u64,
-    seen: &Seen,
-) -> (usize, bool) {
-    let mut pos = 0;
-    if !*upgraded {
-        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
-            return (0, false);
-        };
-        assert!(data.starts_with(b"HTTP/1.1 101"), "upgrade refused");
-        *upgraded = true;
-        pos = end + 4;
-        seen.connected.set(seen.connected.get() + 1);
-    }
-    let (mut frames, mut bytes, mut sample) = (0u64, 0u64, None);
-    let mut closed = false;
-    while let Some((opcode, header, len)) = parse_header(&data[pos..]) {
-        if data.len() - pos < header + len {
-            break;
-        }
-        let payload = &data[pos + header..pos + header + len];
-        pos += header + len;
-        match opcode {
-            1 => {
-                frames += 1;
-                bytes += (header + len) as u64;
-                if sample.is_none() {
-                    sample = Some(
-                        payload
-                            .iter()
-                            .take_while(|b| b.is_ascii_digit())
-                            .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0')),
-                    );
-                }
-            }
-            8 => {
-                seen.closes.set(seen.closes.get() + 1);
-                closed = true;
-                break;
-            }
-            _ => {}
-        }
-    }
-    if frames > 0 {
-        let now = Instant::now();
-        seen.frames.set(seen.frames.get() + frames);
-        seen.bytes.set(seen.bytes.get() + bytes);
-        if seen.first.get().is_none() {
-            seen.first.set(Some(now));
-        }
-        seen.last.set(Some(now));
-        if let Some(sent) = sample {
-            seen.latencies_us
-                .borrow_mut()
-                .push((monotonic_ns().saturating_sub(sent) / 1000) as u32);
-        }
-        let before = *got;
-        *got += frames;
-        if before < expect && *got >= expect {
-            seen.done.set(seen.done.get() + 1);
-        }
-    }
-    (pos, closed)
-}
-
-/// Runs `clients` load clients until `until` says stop (checked every 10 ms) or `limit` passes.
+/// Runs `clients` load clients until `until` says stop (checked every 10 ms), `limit` passes or frames stopped
+/// flowing for 3 s (e.g. some were dropped); returns what they saw and the CPU use (server, load clients) while
+/// frames flowed, as fractions of one core.
 fn run_clients(
     addr: SocketAddr,
     server_pid: libc::pid_t,
@@ -313,44 +147,47 @@ fn run_clients(
     expect: u64,
     limit: Duration,
     until: impl Fn(&Seen) -> bool,
-) -> Rc<Seen> {
-    let seen = Rc::new(Seen::default());
-    let seen_inner = seen.clone();
-    block_on(async move {
-        for _ in 0..clients {
-            monoio::spawn(client(addr, expect, seen_inner.clone()));
+) -> (Rc<Seen>, (f64, f64)) {
+    let mut load = Load::new(addr, "/", expect);
+    load.sample = Some(latency_us);
+    let started = Instant::now();
+    let mut last_frames = 0;
+    let mut idle_since = Instant::now();
+    let own_pid = std::process::id();
+    let cpu = || {
+        (
+            cpu_time(server_pid as u32).as_secs_f64(),
+            cpu_time(own_pid).as_secs_f64(),
+        )
+    };
+    let mut flowing_since = None;
+    let seen = load::run_clients(load, clients, |seen| {
+        if flowing_since.is_none() && seen.frames.get() > 0 {
+            flowing_since = Some((Instant::now(), cpu()));
         }
-        let started = Instant::now();
-        let mut last_frames = 0;
-        let mut idle_since = Instant::now();
-        let own_pid = std::process::id() as libc::pid_t;
-        let mut flowing_since = None;
-        while !until(&seen_inner) && started.elapsed() < limit {
-            monoio::time::sleep(Duration::from_millis(10)).await;
-            if flowing_since.is_none() && seen_inner.frames.get() > 0 {
-                flowing_since = Some((
-                    Instant::now(),
-                    cpu_time(server_pid as u32).as_secs_f64(),
-                    cpu_time(own_pid as u32).as_secs_f64(),
-                ));
-            }
-            // Stop early once frames stopped flowing for 3 s (e.g. some were dropped).
-            if seen_inner.frames.get() != last_frames {
-                last_frames = seen_inner.frames.get();
-                idle_since = Instant::now();
-            } else if last_frames > 0 && idle_since.elapsed() > Duration::from_secs(3) {
-                break;
-            }
+        if seen.frames.get() != last_frames {
+            last_frames = seen.frames.get();
+            idle_since = Instant::now();
         }
-        if let Some((since, server, own)) = flowing_since {
-            let wall = since.elapsed().as_secs_f64();
-            seen_inner.cpu.set(Some((
-                (cpu_time(server_pid as u32).as_secs_f64() - server) / wall,
-                (cpu_time(own_pid as u32).as_secs_f64() - own) / wall,
-            )));
-        }
+        until(seen)
+            || started.elapsed() >= limit
+            || (last_frames > 0 && idle_since.elapsed() > Duration::from_secs(3))
     });
-    seen
+    let used = flowing_since.map_or((f64::NAN, f64::NAN), |(since, (server, own))| {
+        let wall = since.elapsed().as_secs_f64();
+        let (server_now, own_now) = cpu();
+        ((server_now - server) / wall, (own_now - own) / wall)
+    });
+    (seen, used)
+}
+
+/// Publish→receipt latency of a benchmark frame (its payload starts with the CLOCK_MONOTONIC publish time, ns).
+fn latency_us(payload: &[u8]) -> Option<u32> {
+    let sent = payload
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+    Some((monotonic_ns().saturating_sub(sent) / 1000) as u32)
 }
 
 fn wait_listening(addr: SocketAddr) {
@@ -364,13 +201,6 @@ fn wait_listening(addr: SocketAddr) {
 fn stats(addr: SocketAddr) -> serde_json::Value {
     let (_, _, body) = http_get(addr, "/stats");
     serde_json::from_slice(&body).expect("/stats JSON")
-}
-
-fn percentile(sorted: &[u32], p: f64) -> u32 {
-    sorted
-        .get(((sorted.len() as f64 - 1.0) * p) as usize)
-        .copied()
-        .unwrap_or(0)
 }
 
 fn main() {
@@ -401,9 +231,10 @@ fn main() {
         let after_inner = after.clone();
         let seen = Rc::new(Seen::default());
         let seen_inner = seen.clone();
+        let load = Rc::new(Load::new(addr, "/", u64::MAX));
         block_on(async move {
             for _ in 0..clients {
-                monoio::spawn(client(addr, u64::MAX, seen_inner.clone()));
+                monoio::spawn(load::client(load.clone(), seen_inner.clone()));
             }
             let deadline = Instant::now() + Duration::from_secs(60);
             while seen_inner.connected.get() < clients && Instant::now() < deadline {
@@ -431,9 +262,10 @@ fn main() {
         let seen_inner = seen.clone();
         let elapsed = Rc::new(Cell::new(Duration::ZERO));
         let elapsed_inner = elapsed.clone();
+        let load = Rc::new(Load::new(addr, "/", u64::MAX));
         block_on(async move {
             for _ in 0..clients {
-                monoio::spawn(client(addr, u64::MAX, seen_inner.clone()));
+                monoio::spawn(load::client(load.clone(), seen_inner.clone()));
             }
             while seen_inner.connected.get() < clients {
                 monoio::time::sleep(Duration::from_millis(10)).await;
@@ -468,18 +300,18 @@ fn main() {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = spawn_server(port, Publisher::Saturate { clients, messages });
         wait_listening(addr);
-        let seen = run_clients(addr, pid, clients, messages, Duration::from_secs(60), |s| {
-            s.done.get() == clients
-        });
+        let (seen, (server_cpu, client_cpu)) =
+            run_clients(addr, pid, clients, messages, Duration::from_secs(60), |s| {
+                s.done.get() == clients
+            });
         let dropped = stats(addr)["messages_dropped"].as_u64().unwrap_or(0);
         stop_child(pid);
         let secs = match (seen.first.get(), seen.last.get()) {
             (Some(first), Some(last)) => (last - first).as_secs_f64().max(1e-9),
             _ => f64::NAN,
         };
-        let mut latencies = seen.latencies_us.take();
+        let mut latencies = seen.samples.take();
         latencies.sort_unstable();
-        let (server_cpu, client_cpu) = seen.cpu.get().unwrap_or((f64::NAN, f64::NAN));
         println!(
             "{clients:>5} clients: {:>10.0} client-messages/s, {:>7.1} MB/s, delivered {}/{} (dropped {dropped}), \
              latency p50 {} µs p99 {} µs (saturated); CPU: server {:.0} %, clients {:.0} %; {:.2} M client-messages \
@@ -509,11 +341,11 @@ fn main() {
             },
         );
         wait_listening(addr);
-        let seen = run_clients(addr, pid, clients, messages, Duration::from_secs(60), |s| {
+        let (seen, _) = run_clients(addr, pid, clients, messages, Duration::from_secs(60), |s| {
             s.done.get() == clients
         });
         stop_child(pid);
-        let mut latencies = seen.latencies_us.take();
+        let mut latencies = seen.samples.take();
         latencies.sort_unstable();
         println!(
             "latency at {per_second} messages/s to {clients} clients: p50 {} µs, p99 {} µs ({} samples)",

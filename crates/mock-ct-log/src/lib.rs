@@ -47,7 +47,8 @@ use std::time::{Instant, SystemTime};
 use crate::corpus::Corpus;
 use crate::faults::Fault;
 use crate::http::Connections;
-use crate::logs::{Growth, MockLog, Protocol, log_list_json};
+pub use crate::logs::Growth;
+use crate::logs::{MockLog, Protocol, log_list_json};
 use crate::routes::{App, Settings};
 
 /// The command line, for `--help` and errors.
@@ -146,6 +147,8 @@ fn build_logs(options: &Options) -> Result<Vec<MockLog>, String> {
 pub struct MockServer {
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// How every log grows (benchmarks time entries from when they became visible).
+    pub growth: Growth,
     connections: Arc<Connections>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -178,6 +181,7 @@ impl MockServer {
             faults: options.faults,
             verbose: options.verbose,
         };
+        let growth = settings.growth;
         let app = Arc::new(App::new(logs, corpus, settings, addr.clone(), log_list)?);
         let connections = Arc::new(Connections::default());
         let acceptor = {
@@ -186,6 +190,7 @@ impl MockServer {
         };
         Ok(Self {
             addr,
+            growth,
             connections,
             acceptor: Some(acceptor),
         })

@@ -3,7 +3,7 @@
 //! The mock builds no Merkle tree: a head's root hash is a deterministic 32-byte value of (seed, log, size), so
 //! signatures verify but inclusion/consistency proofs and level-1+ hash tiles are not available.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -30,6 +30,7 @@ pub enum Protocol {
 }
 
 /// How a log grows: `start_size + rate × seconds since start`, frozen at `final_size` when readonly.
+#[derive(Clone, Copy)]
 pub struct Growth {
     /// When the mock started.
     pub started: Instant,
@@ -37,6 +38,15 @@ pub struct Growth {
     pub start_size: u64,
     /// Entries per second (0: static).
     pub rate: f64,
+}
+
+impl Growth {
+    /// When entry `index` of a growing log became visible (the size first exceeded it); `None` for entries there
+    /// from the start or of a log that does not grow.
+    pub fn visible_at(&self, index: u64) -> Option<Instant> {
+        let grown = index.checked_sub(self.start_size)? + 1;
+        (self.rate > 0.0).then(|| self.started + Duration::from_secs_f64(grown as f64 / self.rate))
+    }
 }
 
 /// One mock log.

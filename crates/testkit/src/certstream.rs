@@ -74,7 +74,13 @@ impl Certstream {
 
     /// [`Certstream::start`] with another build of the binary (benchmarks compare versions).
     pub fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Certstream {
-        Self::spawn(Self::command(program, args, env))
+        Self::spawn(Self::command(program, &[], args, env))
+    }
+
+    /// Starts `certstream relay --listen 127.0.0.1:0 ARGS` (relay mode: it serves a NATS stream, follows no log;
+    /// `--nats-url` belongs in `args`) and waits until it serves. A later `--listen` in `args` wins.
+    pub fn start_relay(args: &[&str], env: &[(&str, &str)]) -> Certstream {
+        Self::spawn(Self::command(&certstream_binary(), &["relay"], args, env))
     }
 
     /// As [`start`](Self::start), with the open-files limit (soft and hard, like `prlimit --nofile=N:N`) set to
@@ -85,7 +91,7 @@ impl Certstream {
         open_files: u64,
     ) -> Certstream {
         use std::os::unix::process::CommandExt;
-        let mut command = Self::command(&certstream_binary(), args, env);
+        let mut command = Self::command(&certstream_binary(), &[], args, env);
         let limit = libc::rlimit {
             rlim_cur: open_files,
             rlim_max: open_files,
@@ -164,10 +170,11 @@ impl Certstream {
         server
     }
 
-    /// `certstream --listen 127.0.0.1:0 ARGS` with the environment described at [`start`](Self::start).
-    fn command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    /// `certstream SUBCOMMAND --listen 127.0.0.1:0 ARGS` with the environment described at [`start`](Self::start).
+    fn command(program: &str, subcommand: &[&str], args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(program);
         command
+            .args(subcommand)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("CERTSTREAM_RESOLVE", resolve_everything_to(closed_port()))
@@ -190,7 +197,7 @@ impl Certstream {
     pub fn start_logging_to(args: &[&str], env: &[(&str, &str)], log: PipeWriter) -> Certstream {
         let addr = SocketAddr::from(([127, 0, 0, 1], closed_port()));
         let listen = addr.to_string();
-        let child = Self::command(&certstream_binary(), args, env)
+        let child = Self::command(&certstream_binary(), &[], args, env)
             .args(["--listen", &listen])
             .stderr(log.try_clone().expect("dup the log pipe"))
             .stdout(log)

@@ -9,6 +9,7 @@
 //! - [`certstream`]: the real `certstream` binary as a child process, log list files, a stream collector;
 //! - [`server`]: the server in this process, with a publish handle;
 //! - [`ws`]: the blocking WebSocket test client;
+//! - [`load`]: many WebSocket load clients on one thread, counting what they receive;
 //! - [`event_stream`]: the blocking client of the server-sent events and NDJSON streams;
 //! - [`nats`]: a real `nats-server` with JetStream, started, killed and restarted by the test;
 //! - [`process`]: CPU time and memory of a child process;
@@ -22,6 +23,7 @@ pub mod der;
 pub mod event_stream;
 pub mod examples;
 pub mod http;
+pub mod load;
 pub mod mock;
 pub mod nats;
 pub mod process;

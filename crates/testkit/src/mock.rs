@@ -9,7 +9,7 @@ use crate::http::request;
 
 /// A running mock CT log (in this process, on its own threads); it stops serving when dropped.
 pub struct Mock {
-    _server: MockServer,
+    server: MockServer,
     /// `127.0.0.1:PORT`.
     pub addr: String,
 }
@@ -45,10 +45,12 @@ impl Mock {
             mock_ct_log::parse_options(args).unwrap_or_else(|e| panic!("mock options: {e}"));
         let server = MockServer::start(options).unwrap_or_else(|e| panic!("mock-ct-log: {e}"));
         let addr = server.addr.clone();
-        Mock {
-            _server: server,
-            addr,
-        }
+        Mock { server, addr }
+    }
+
+    /// When entry `index` of each growing log became visible (`None`: there from the start).
+    pub fn visible_at(&self, index: u64) -> Option<std::time::Instant> {
+        self.server.growth.visible_at(index)
     }
 
     /// `http://127.0.0.1:PORT/log_list.json`

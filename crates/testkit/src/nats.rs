@@ -49,6 +49,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process ID (benchmarks read its CPU time), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (SIGKILL: a crash, not a shutdown) and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
