@@ -177,6 +177,8 @@ fn seen_of(message: &[u8]) -> Option<f64> {
 /// One message as a latency client received it.
 struct Arrival {
     index: u64,
+    /// From a tiled log (else RFC 6962).
+    tiled: bool,
     at: Instant,
     /// Receipt minus `data.seen`, seconds.
     since_seen: f64,
@@ -196,9 +198,10 @@ fn latency_client(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> JoinHand
                 Ok(frame) if frame.opcode == 1 => {
                     let (at, wall) = (Instant::now(), wall_seconds());
                     let position = update_position(&frame.payload);
-                    if let (Some((_, index)), Some(seen)) = (position, seen_of(&frame.payload)) {
+                    if let (Some((url, index)), Some(seen)) = (position, seen_of(&frame.payload)) {
                         arrivals.push(Arrival {
                             index,
+                            tiled: !url.windows(9).any(|w| w == b"/rfc6962/"),
                             at,
                             since_seen: wall - seen,
                         });
@@ -231,10 +234,13 @@ fn spread(mut delays: Vec<f64>) -> String {
 
 fn latency(settings: &Settings) {
     let live = start_live(settings);
-    let relay = start_relay(&live.nats, None);
+    let relay = start_ingester(&live.mock, None, settings, &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let clients = [
-        ("relay client", latency_client(relay.addr, stop.clone())),
+        (
+            "TEMP 2nd baseline",
+            latency_client(relay.addr, stop.clone()),
+        ),
         (
             "ingester's own client (NATS)",
             latency_client(live.ingester.addr, stop.clone()),
@@ -280,16 +286,25 @@ fn latency(settings: &Settings) {
     for (name, client) in clients {
         let arrivals = client.join().expect("latency client");
         let (mut from_log, mut from_seen) = (Vec::new(), Vec::new());
+        let mut by_kind = [Vec::new(), Vec::new()];
         for arrival in arrivals.iter().filter(|a| in_window(a.index)) {
             let visible = live.mock.visible_at(arrival.index).expect("a grown entry");
-            from_log.push(arrival.at.duration_since(visible).as_secs_f64());
+            let delay = arrival.at.duration_since(visible).as_secs_f64();
+            from_log.push(delay);
+            by_kind[usize::from(arrival.tiled)].push(delay);
             from_seen.push(arrival.since_seen);
         }
         println!(
-            "{name:<29} {:>6}/{expected} received; log → client: {}; seen → client: {}",
+            "{name:<29} {:>6}/{expected} received\n    log → client:  {}\n    seen → client: {}",
             from_log.len(),
             spread(from_log),
             spread(from_seen)
+        );
+        let [rfc6962, tiled] = by_kind;
+        println!(
+            "    log → client, RFC 6962 logs: {}\n    log → client, tiled logs:    {}",
+            spread(rfc6962),
+            spread(tiled)
         );
     }
     print_cpu(&cpu);
@@ -323,49 +338,59 @@ fn print_cpu(cpu: &[(&str, f64)]) {
     println!("CPU (% of one core): {}", parts.join(", "));
 }
 
-/// What `clients` lite clients of `addr` received over a window of `seconds`, once all connected and a second
-/// passed, and the CPU of `pids` (the last one this process: the clients) over the same window.
+/// What `clients` lite clients of `server`'s port received over a window of `seconds`, once all connected and a
+/// second passed, and the CPU of `pids` over the same window.
 struct Delivery {
     connected: usize,
+    /// Each server's client count at the end of the window (the kernel spreads them over a shared port).
+    per_server: Vec<String>,
     client_messages_per_second: f64,
+    /// Messages/s the server published to its hub in the window, times the clients: what full delivery would be.
+    offered_per_second: f64,
     megabytes_per_second: f64,
     cpu: Vec<(&'static str, f64)>,
 }
 
+/// The window's start: when, frames and bytes received, messages the server published, CPU times.
+type WindowStart = (Instant, u64, u64, u64, Vec<(&'static str, u32, f64)>);
+
 fn deliver(
-    addr: std::net::SocketAddr,
+    servers: &[&Certstream],
     clients: usize,
     seconds: u64,
     pids: &[(&'static str, u32)],
 ) -> Delivery {
+    let server = servers[0];
+    let published = || server.stats()["messages_published"].as_u64().unwrap_or(0);
     let started = Instant::now();
     let mut connected_at = None;
-    let mut window: Option<(Instant, u64, u64, Vec<(&'static str, u32, f64)>)> = None;
+    let mut window: Option<WindowStart> = None;
     let mut result = None;
-    load::run_clients(Load::new(addr, "/", u64::MAX), clients, |seen| {
+    load::run_clients(Load::new(server.addr, "/", u64::MAX), clients, |seen| {
         let all_in = seen.connected.get() == clients || started.elapsed() > Duration::from_secs(20);
         if connected_at.is_none() && all_in {
             connected_at = Some(Instant::now());
         }
         match (&window, connected_at) {
             (None, Some(at)) if at.elapsed() >= Duration::from_secs(1) => {
-                window = Some((
-                    Instant::now(),
-                    seen.frames.get(),
-                    seen.bytes.get(),
-                    cpu_of(pids),
-                ));
+                let (frames, bytes) = (seen.frames.get(), seen.bytes.get());
+                window = Some((Instant::now(), frames, bytes, published(), cpu_of(pids)));
                 false
             }
-            (Some((since, frames, bytes, _)), _)
-                if since.elapsed() >= Duration::from_secs(seconds) =>
-            {
+            (Some((since, ..)), _) if since.elapsed() >= Duration::from_secs(seconds) => {
+                let Some((since, frames, bytes, before, cpu_before)) = window.take() else {
+                    return true;
+                };
                 let wall = since.elapsed().as_secs_f64();
                 let (frames, bytes) = (seen.frames.get() - frames, seen.bytes.get() - bytes);
-                let (_, _, _, cpu_before) = window.take().expect("the window");
                 result = Some(Delivery {
                     connected: seen.connected.get(),
+                    per_server: servers
+                        .iter()
+                        .map(|s| s.stats()["clients"]["total"].to_string())
+                        .collect(),
                     client_messages_per_second: frames as f64 / wall,
+                    offered_per_second: (published() - before) as f64 / wall * clients as f64,
                     megabytes_per_second: bytes as f64 / wall / 1e6,
                     cpu: cpu_since(pids, cpu_before, wall),
                 });
@@ -419,20 +444,16 @@ fn fanout_case(
     let mut costs = Vec::new();
     for &clients in &settings.clients {
         let dropped_before = dropped(servers);
-        let delivery = deliver(servers[0].addr, clients, seconds, &pids);
+        let delivery = deliver(servers, clients, seconds, &pids);
         let serving_cpu: f64 = delivery.cpu[..serving.len()].iter().map(|(_, c)| c).sum();
         let cost = (serving_cpu - idle_serving) / delivery.client_messages_per_second * 1e6;
-        let spread: Vec<String> = servers
-            .iter()
-            .map(|s| s.stats()["clients"]["total"].to_string())
-            .collect();
         println!(
             "{clients:>5} clients ({} connected; per server {}): {:>9.0} client-msgs/s of {:.0} offered ({:.0} MB/s), \
              dropped {}; serving CPU {:.1} % ({:.1} % beyond idle): {cost:.2} µs per client-message",
             delivery.connected,
-            spread.join("+"),
+            delivery.per_server.join("+"),
             delivery.client_messages_per_second,
-            RATE * clients as f64,
+            delivery.offered_per_second,
             delivery.megabytes_per_second,
             dropped(servers) - dropped_before,
             serving_cpu * 100.0,

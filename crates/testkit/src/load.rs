@@ -6,6 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub struct Load {
     pub expect: u64,
     /// Called on the first text frame of each read; what it returns goes to [`Seen::samples`].
     pub sample: Option<fn(&[u8]) -> Option<u32>>,
+    /// The sockets of the clients still running, shut down when the run ends (a dropped runtime would leave its
+    /// tasks' sockets open, connected clients that no longer read).
+    open: RefCell<Vec<RawFd>>,
 }
 
 impl Load {
@@ -38,6 +42,7 @@ impl Load {
             request: request.into_bytes(),
             expect,
             sample: None,
+            open: RefCell::default(),
         }
     }
 }
@@ -73,7 +78,7 @@ thread_local! {
 }
 
 /// Runs `clients` load clients on a new runtime on this thread; `tick` is called every 10 ms with what they saw so
-/// far and ends the run by returning true. The clients disconnect when it returns.
+/// far and ends the run by returning true. The clients have disconnected when it returns.
 pub fn run_clients(load: Load, clients: usize, mut tick: impl FnMut(&Seen) -> bool) -> Rc<Seen> {
     let seen = Rc::new(Seen::default());
     let load = Rc::new(load);
@@ -85,8 +90,33 @@ pub fn run_clients(load: Load, clients: usize, mut tick: impl FnMut(&Seen) -> bo
         while !tick(&seen_inner) {
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
+        disconnect(&load).await;
     });
     seen
+}
+
+/// Shuts down the sockets of `load`'s running clients and waits (at most 10 s) until every client has ended.
+pub async fn disconnect(load: &Load) {
+    for &fd in load.open.borrow().iter() {
+        // SAFETY: shutdown of a socket its client still owns (a client removes its fd before closing it).
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !load.open.borrow().is_empty() && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Keeps a running client's socket in [`Load::open`] until the client ends.
+struct Registered<'a> {
+    load: &'a Load,
+    fd: RawFd,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.load.open.borrow_mut().retain(|&fd| fd != self.fd);
+    }
 }
 
 /// One load client: upgrade, then count frames (and sample once per read) until a close or the end of the runtime.
@@ -98,7 +128,10 @@ pub async fn client(load: Rc<Load>, seen: Rc<Seen>) {
     if result.is_err() {
         return;
     }
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let fd = stream.as_raw_fd();
+    load.open.borrow_mut().push(fd);
+    // Declared after `stream`, so dropped (unregistered) before the socket is closed.
+    let _registered = Registered { load: &load, fd };
     let mut carry: Vec<u8> = Vec::new();
     let mut state = ClientState::default();
     loop {
