@@ -15,6 +15,9 @@ use monoio::io::AsyncWriteRentExt;
 use crate::runtime::block_on;
 use crate::ws::parse_header;
 
+/// Reads a value from a received text frame's payload (e.g. its latency, in µs).
+pub type Sampler = fn(&[u8]) -> Option<u32>;
+
 /// What the load clients of one run connect to and look for.
 pub struct Load {
     /// The server.
@@ -24,7 +27,7 @@ pub struct Load {
     /// Frames after which a client counts as done (`u64::MAX`: never).
     pub expect: u64,
     /// Called on the first text frame of each read; what it returns goes to [`Seen::samples`].
-    pub sample: Option<fn(&[u8]) -> Option<u32>>,
+    pub sample: Option<Sampler>,
     /// The sockets of the clients still running, shut down when the run ends (a dropped runtime would leave its
     /// tasks' sockets open, connected clients that no longer read).
     open: RefCell<Vec<RawFd>>,
