@@ -22,6 +22,7 @@
 //!   client reads `?cursor=0` (and `?since=0`) as fast as it can; an hour at 2,000/s (7.2 M) is extrapolated from
 //!   that rate.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -174,6 +175,75 @@ fn seen_of(message: &[u8]) -> Option<f64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
+/// The `cursor` a stream message starts with (`{"cursor":17,…`).
+fn cursor_of(message: &[u8]) -> Option<u64> {
+    let digits = message.strip_prefix(b"{\"cursor\":")?;
+    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+/// One stream message as the benchmark's own JetStream consumer read it, Unix seconds: when the broker stored it
+/// (the message's timestamp), its `data.seen`, when the consumer received it.
+struct Stored {
+    index: u64,
+    stored: f64,
+    seen: f64,
+    received: f64,
+}
+
+/// An ordered consumer of `nats`'s stream from its end, on a thread of its own (like a relay's), recording every
+/// message by sequence until `stop`.
+fn stream_observer(nats: &NatsServer, stop: Arc<AtomicBool>) -> JoinHandle<HashMap<u64, Stored>> {
+    use futures_util::StreamExt as _;
+    let url = nats.url();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let client = async_nats::connect(url).await.expect("connect to NATS");
+            let stream = async_nats::jetstream::new(client)
+                .get_stream("CERTSTREAM")
+                .await
+                .expect("the stream");
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+                    ..Default::default()
+                })
+                .await
+                .expect("an ordered consumer");
+            let mut messages = consumer.messages().await.expect("the consumer's messages");
+            let mut stored = HashMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(message)) =
+                    tokio::time::timeout(Duration::from_millis(50), messages.next()).await
+                else {
+                    continue;
+                };
+                let received = wall_seconds();
+                let message = message.expect("a stream message");
+                let info = message.info().expect("message info");
+                let position = update_position(&message.payload);
+                if let (Some((_, index)), Some(seen)) = (position, seen_of(&message.payload)) {
+                    let at = info.published.unix_timestamp_nanos() as f64 / 1e9;
+                    stored.insert(
+                        info.stream_sequence,
+                        Stored {
+                            index,
+                            stored: at,
+                            seen,
+                            received,
+                        },
+                    );
+                }
+            }
+            stored
+        })
+    })
+}
+
 /// One message as a latency client received it.
 struct Arrival {
     index: u64,
@@ -182,6 +252,10 @@ struct Arrival {
     at: Instant,
     /// Receipt minus `data.seen`, seconds.
     since_seen: f64,
+    /// Receipt, Unix seconds.
+    wall: f64,
+    /// The message's `cursor` (its stream sequence), when it has one.
+    cursor: Option<u64>,
 }
 
 /// A client of `/` on `addr` on a thread of its own, recording every `certificate_update` until `stop`.
@@ -204,6 +278,8 @@ fn latency_client(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> JoinHand
                             tiled: !url.windows(9).any(|w| w == b"/rfc6962/"),
                             at,
                             since_seen: wall - seen,
+                            wall,
+                            cursor: cursor_of(&frame.payload),
                         });
                     }
                 }
@@ -234,13 +310,11 @@ fn spread(mut delays: Vec<f64>) -> String {
 
 fn latency(settings: &Settings) {
     let live = start_live(settings);
-    let relay = start_ingester(&live.mock, None, settings, &[]);
+    let relay = start_relay(&live.nats, None);
     let stop = Arc::new(AtomicBool::new(false));
+    let observer = stream_observer(&live.nats, stop.clone());
     let clients = [
-        (
-            "TEMP 2nd baseline",
-            latency_client(relay.addr, stop.clone()),
-        ),
+        ("relay client", latency_client(relay.addr, stop.clone())),
         (
             "ingester's own client (NATS)",
             latency_client(live.ingester.addr, stop.clone()),
@@ -283,8 +357,22 @@ fn latency(settings: &Settings) {
         seconds,
         WARM_UP.as_secs()
     );
+    let stored = observer.join().expect("stream observer");
+    let window: Vec<&Stored> = stored.values().filter(|s| in_window(s.index)).collect();
+    println!(
+        "the stream, read by the benchmark's own ordered consumer ({} messages)\n    seen → stored:           {}\n    \
+         stored → that consumer:  {}",
+        window.len(),
+        spread(window.iter().map(|s| s.stored - s.seen).collect()),
+        spread(window.iter().map(|s| s.received - s.stored).collect())
+    );
     for (name, client) in clients {
         let arrivals = client.join().expect("latency client");
+        let from_stream: Vec<f64> = arrivals
+            .iter()
+            .filter(|a| in_window(a.index))
+            .filter_map(|a| Some(a.wall - stored.get(&a.cursor?)?.stored))
+            .collect();
         let (mut from_log, mut from_seen) = (Vec::new(), Vec::new());
         let mut by_kind = [Vec::new(), Vec::new()];
         for arrival in arrivals.iter().filter(|a| in_window(a.index)) {
@@ -300,6 +388,9 @@ fn latency(settings: &Settings) {
             spread(from_log),
             spread(from_seen)
         );
+        if !from_stream.is_empty() {
+            println!("    stored in the stream → client: {}", spread(from_stream));
+        }
         let [rfc6962, tiled] = by_kind;
         println!(
             "    log → client, RFC 6962 logs: {}\n    log → client, tiled logs:    {}",
