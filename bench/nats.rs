@@ -5,22 +5,26 @@
 //! also prints the CPU each process used.
 //!
 //! Run: `cargo bench --profile ci --bench nats` (all), or `-- latency`, `-- fanout`, `-- replay` for one part;
-//! options `--seconds S` (measuring window), `--clients 500,1000`, `--history N`, `--poll-interval D`.
+//! options `--seconds S` (measuring window), `--clients 500,1000`, `--history N`, `--poll-interval D`, `--path P`
+//! (the fan-out clients' stream, default `/`: lite).
 //!
 //! - latency: 60 mock logs growing by 2,000 entries/s in total; one lite (`/`) client each at a relay, at the
-//!   ingester publishing to JetStream (its own clients) and at an ingester without NATS. Two delays per message:
-//!   *log → client* = receipt minus the instant the mock log made the entry visible (its tree grew past it; both
-//!   clocks are this process's CLOCK_MONOTONIC): polling (`--poll-interval`), fetching, decoding, publishing, the
-//!   broker and the relay, the client's socket; and *seen → client* = receipt minus the message's `data.seen` (the
-//!   ingester's wall clock when it decoded the entry; same machine, same clock): everything after decoding, which is
-//!   where NATS adds its part. Entries made visible during the window (after a warm-up) are counted.
-//! - fanout: the same live setup; `--clients` lite clients of the whole firehose on one ingester without NATS, on
-//!   one relay, on two relays sharing one port (SO_REUSEPORT): client-messages/s delivered and each serving
-//!   process's CPU (from /proc/<pid>/stat), idle and with clients; the CPU per client-message beyond idle is the
-//!   cost per client, and the relay's over the ingester's is the ratio.
+//!   ingester publishing to JetStream (its own clients, served from the stream too) and at an ingester without NATS.
+//!   Per message: *log → client* = receipt minus the instant the mock log made the entry visible (its tree grew past
+//!   it; both on this process's CLOCK_MONOTONIC): polling (`--poll-interval`; tiled logs also wait for partial tiles
+//!   to age), fetching, decoding, publishing, the broker, the relay, the client's socket; *seen → client* = receipt
+//!   minus `data.seen` (the ingester's wall clock when it decoded the entry; same machine, same clock): everything
+//!   after decoding, where NATS adds its part. That part is split at the stream by the benchmark's own ordered
+//!   consumer: *seen → stored* (the broker's timestamp of the message) and *stored → client* (by the message's
+//!   cursor). Entries made visible during the window (after a warm-up) are counted.
+//! - fanout: the same live setup; `--clients` clients of the whole firehose (`--path`, default lite) on one ingester
+//!   without NATS, on one relay, on two relays sharing one port (SO_REUSEPORT): client-messages/s delivered against
+//!   what the server published in the window times the clients, and each process's CPU (from /proc/<pid>/stat), idle
+//!   and with clients; the serving CPU beyond idle per client-message delivered is the cost per client, and the
+//!   relay's over the ingester's is the ratio.
 //! - replay: `--history` entries (60 fixed logs) published to the stream by an ingester as fast as it goes, then one
-//!   client reads `?cursor=0` (and `?since=0`) as fast as it can; an hour at 2,000/s (7.2 M) is extrapolated from
-//!   that rate.
+//!   client at a time reads `?cursor=0` (and `?since=0`) as fast as it can; an hour at 2,000/s (7.2 M messages,
+//!   about 12 KB each in the stream) is extrapolated from that rate, not measured.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +55,8 @@ struct Settings {
     clients: Vec<usize>,
     history: u64,
     poll_interval: String,
+    /// The stream the fan-out clients read (`/`: lite).
+    path: String,
 }
 
 /// The sub-benchmarks named on the command line (none: all) and the settings.
@@ -60,6 +66,7 @@ fn parse_args() -> (Vec<String>, Settings) {
         clients: vec![500, 1_000],
         history: 200_000,
         poll_interval: "1s".into(),
+        path: "/".into(),
     };
     let mut parts = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -75,6 +82,7 @@ fn parse_args() -> (Vec<String>, Settings) {
             }
             "--history" => settings.history = value().parse().expect("--history N"),
             "--poll-interval" => settings.poll_interval = value(),
+            "--path" => settings.path = value(),
             // `cargo bench` adds `--bench`.
             flag if flag.starts_with('-') => {}
             part => parts.push(part.to_owned()),
@@ -447,6 +455,7 @@ type WindowStart = (Instant, u64, u64, u64, Vec<(&'static str, u32, f64)>);
 
 fn deliver(
     servers: &[&Certstream],
+    path: &str,
     clients: usize,
     seconds: u64,
     pids: &[(&'static str, u32)],
@@ -457,7 +466,7 @@ fn deliver(
     let mut connected_at = None;
     let mut window: Option<WindowStart> = None;
     let mut result = None;
-    load::run_clients(Load::new(server.addr, "/", u64::MAX), clients, |seen| {
+    load::run_clients(Load::new(server.addr, path, u64::MAX), clients, |seen| {
         let all_in = seen.connected.get() == clients || started.elapsed() > Duration::from_secs(20);
         if connected_at.is_none() && all_in {
             connected_at = Some(Instant::now());
@@ -535,7 +544,7 @@ fn fanout_case(
     let mut costs = Vec::new();
     for &clients in &settings.clients {
         let dropped_before = dropped(servers);
-        let delivery = deliver(servers, clients, seconds, &pids);
+        let delivery = deliver(servers, &settings.path, clients, seconds, &pids);
         let serving_cpu: f64 = delivery.cpu[..serving.len()].iter().map(|(_, c)| c).sum();
         let cost = (serving_cpu - idle_serving) / delivery.client_messages_per_second * 1e6;
         println!(
@@ -561,8 +570,9 @@ fn fanout_case(
 fn fanout(settings: &Settings) {
     let live = start_live(settings);
     println!(
-        "\n== fan-out: {LOGS} logs growing by {RATE} entries/s in total, lite clients of the whole firehose, {} s \
+        "\n== fan-out: {LOGS} logs growing by {RATE} entries/s in total, clients of the whole firehose on {}, {} s \
          windows; every process runs throughout (mock and clients in this process)",
+        settings.path,
         settings.seconds.unwrap_or(8)
     );
     // Every poller started and the stream flows.
