@@ -96,3 +96,35 @@ pub fn stop_child(pid: libc::pid_t) -> Duration {
     }
     started.elapsed()
 }
+
+/// Established TCP connections (IPv4) of process `pid` whose local port is `port`: its clients, also when several
+/// processes share the listening port (`SO_REUSEPORT`, where an HTTP request may reach any of them).
+pub fn tcp_connections_on(pid: u32, port: u16) -> usize {
+    let sockets: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc fd")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        // sl, local_address, rem_address, st (01: established), …, inode (the 10th field)
+        .filter(|fields| {
+            fields.len() > 9
+                && fields[1].ends_with(&local)
+                && fields[3] == "01"
+                && sockets.contains(fields[9])
+        })
+        .count()
+}
