@@ -447,12 +447,14 @@ struct Delivery {
     client_messages_per_second: f64,
     /// Messages/s `published` counted in the window, times the clients: what full delivery would be.
     offered_per_second: f64,
+    /// Messages/s the (first) server published to its hub in the window, times the clients.
+    hub_per_second: f64,
     megabytes_per_second: f64,
     cpu: Vec<(&'static str, f64)>,
 }
 
-/// The window's start: when, frames and bytes received, `published`, CPU times.
-type WindowStart = (Instant, u64, u64, u64, Vec<(&'static str, u32, f64)>);
+/// The window's start: when, frames and bytes received, `published`, the server's hub publications, CPU times.
+type WindowStart = (Instant, u64, u64, u64, u64, Vec<(&'static str, u32, f64)>);
 
 fn deliver(
     servers: &[&Certstream],
@@ -463,6 +465,7 @@ fn deliver(
     pids: &[(&'static str, u32)],
 ) -> Delivery {
     let server = servers[0];
+    let hub = || server.stats()["messages_published"].as_u64().unwrap_or(0);
     let started = Instant::now();
     let mut connected_at = None;
     let mut window: Option<WindowStart> = None;
@@ -475,11 +478,19 @@ fn deliver(
         match (&window, connected_at) {
             (None, Some(at)) if at.elapsed() >= Duration::from_secs(1) => {
                 let (frames, bytes) = (seen.frames.get(), seen.bytes.get());
-                window = Some((Instant::now(), frames, bytes, published(), cpu_of(pids)));
+                window = Some((
+                    Instant::now(),
+                    frames,
+                    bytes,
+                    published(),
+                    hub(),
+                    cpu_of(pids),
+                ));
                 false
             }
             (Some((since, ..)), _) if since.elapsed() >= Duration::from_secs(seconds) => {
-                let Some((since, frames, bytes, before, cpu_before)) = window.take() else {
+                let Some((since, frames, bytes, before, hub_before, cpu_before)) = window.take()
+                else {
                     return true;
                 };
                 let wall = since.elapsed().as_secs_f64();
@@ -492,6 +503,7 @@ fn deliver(
                         .collect(),
                     client_messages_per_second: frames as f64 / wall,
                     offered_per_second: (published() - before) as f64 / wall * clients as f64,
+                    hub_per_second: hub().saturating_sub(hub_before) as f64 / wall * clients as f64,
                     megabytes_per_second: bytes as f64 / wall / 1e6,
                     cpu: cpu_since(pids, cpu_before, wall),
                 });
@@ -546,19 +558,24 @@ fn fanout_case(
         // An HTTP request reaches any of the relays sharing a port: the count is only one server's.
         let dropped_before = (servers.len() == 1).then(|| dropped(servers[0]));
         let delivery = deliver(servers, published, &settings.path, clients, seconds, &pids);
-        let dropped = dropped_before.map_or("n/a".into(), |before| {
-            (dropped(servers[0]) - before).to_string()
-        });
+        let (dropped, hub) = match dropped_before {
+            Some(before) => (
+                (dropped(servers[0]) - before).to_string(),
+                format!("{:.0}", delivery.hub_per_second),
+            ),
+            None => ("n/a".into(), "n/a".into()),
+        };
         let serving_cpu: f64 = delivery.cpu[..serving.len()].iter().map(|(_, c)| c).sum();
         let cost = (serving_cpu - idle_serving) / delivery.client_messages_per_second * 1e6;
         println!(
-            "{clients:>5} clients ({} connected; per server {}): {:>9.0} client-msgs/s of {:.0} offered ({:.0} MB/s), \
-             dropped {}; serving CPU {:.1} % ({:.1} % beyond idle): {cost:.2} µs per client-message",
+            "{clients:>5} clients ({} connected; per server {}): {:>9.0} client-msgs/s ({:.0} MB/s) of {:.0} offered \
+             by the source ({hub} by the server's hub), dropped {}; serving CPU {:.1} % ({:.1} % beyond idle): \
+             {cost:.2} µs per client-message",
             delivery.connected,
             delivery.per_server.join("+"),
             delivery.client_messages_per_second,
-            delivery.offered_per_second,
             delivery.megabytes_per_second,
+            delivery.offered_per_second,
             dropped,
             serving_cpu * 100.0,
             (serving_cpu - idle_serving) * 100.0
