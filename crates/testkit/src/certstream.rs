@@ -77,8 +77,8 @@ impl Certstream {
         Self::spawn(Self::command(program, &[], args, env))
     }
 
-    /// Starts `certstream relay --listen 127.0.0.1:0 ARGS` (relay mode: it serves a NATS stream, follows no log;
-    /// `--nats-url` belongs in `args`) and waits until it serves. A later `--listen` in `args` wins.
+    /// Starts a relay, `certstream relay --listen 127.0.0.1:0 ARGS` (`--nats-url` among `args`), and waits until
+    /// it serves.
     pub fn start_relay(args: &[&str], env: &[(&str, &str)]) -> Certstream {
         Self::spawn(Self::command(&certstream_binary(), &["relay"], args, env))
     }
@@ -170,7 +170,8 @@ impl Certstream {
         server
     }
 
-    /// `certstream SUBCOMMAND --listen 127.0.0.1:0 ARGS` with the environment described at [`start`](Self::start).
+    /// `certstream SUBCOMMAND --listen 127.0.0.1:0 ARGS` with the environment described at
+    /// [`start`](Self::start).
     fn command(program: &str, subcommand: &[&str], args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(program);
         command
