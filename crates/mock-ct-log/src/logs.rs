@@ -178,3 +178,33 @@ pub fn log_list_json(logs: &[MockLog], base: &str, seed: u64, timestamp: &str) -
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_becomes_visible_when_the_size_first_exceeds_its_index() {
+        let started = Instant::now();
+        let growth = Growth {
+            started,
+            start_size: 100,
+            rate: 10.0,
+        };
+        assert_eq!(growth.visible_at(99), None, "there from the start");
+        // size = 100 + floor(10 × t): entry 100 at t = 0.1 s, entry 104 at t = 0.5 s.
+        assert_eq!(
+            growth.visible_at(100),
+            Some(started + Duration::from_millis(100))
+        );
+        assert_eq!(
+            growth.visible_at(104),
+            Some(started + Duration::from_millis(500))
+        );
+        let fixed = Growth {
+            rate: 0.0,
+            ..growth
+        };
+        assert_eq!(fixed.visible_at(100), None, "a log that does not grow");
+    }
+}
