@@ -216,9 +216,16 @@ mod tests {
             start("/?cursor=18446744073709551615"),
             Ok(Some(ReplayStart::After(u64::MAX)))
         );
-        let at = |seconds, nanos| Ok(Some(ReplayStart::Since(UNIX_EPOCH + Duration::new(seconds, nanos))));
+        let at = |seconds, nanos| {
+            Ok(Some(ReplayStart::Since(
+                UNIX_EPOCH + Duration::new(seconds, nanos),
+            )))
+        };
         assert_eq!(start("/?since=1700000000"), at(1_700_000_000, 0));
-        assert_eq!(start("/?since=1700000000.25"), at(1_700_000_000, 250_000_000));
+        assert_eq!(
+            start("/?since=1700000000.25"),
+            at(1_700_000_000, 250_000_000)
+        );
         assert_eq!(start("/?since=1.0000000019"), at(1, 1));
         assert_eq!(start("/?since=253402300799"), at(MAX_SINCE_SECONDS, 0));
         for (target, reason) in [
