@@ -186,16 +186,21 @@ impl Client {
     /// Whether `frames` more frames of `bytes` keep this client's backlog under its admission mark (one frame
     /// always fits an empty backlog, however large).
     fn has_room(&self, frames: usize, bytes: usize) -> bool {
-        let in_flight = self.in_flight.get();
-        let backlog = Backlog {
-            frames: self.ring.borrow().len() + in_flight.frames,
-            bytes: self.ring_bytes.get() + in_flight.bytes,
-        };
+        let backlog = self.backlog();
         (frames == 1 && backlog.frames == 0)
             || self.standing.under_mark(Backlog {
                 frames: backlog.frames + frames,
                 bytes: backlog.bytes + bytes,
             })
+    }
+
+    /// What its ring holds and its writer has not finished writing.
+    fn backlog(&self) -> Backlog {
+        let in_flight = self.in_flight.get();
+        Backlog {
+            frames: self.ring.borrow().len() + in_flight.frames,
+            bytes: self.ring_bytes.get() + in_flight.bytes,
+        }
     }
 
     /// Whether the client is gone or closing: nothing more is queued for it.
@@ -262,7 +267,24 @@ impl CatchUp {
                 "a client's replay ended before it caught up; the client is closed to reconnect from its last cursor"
             );
         }
+        // What was queued goes out first: the client reconnects after the last cursor it got.
+        self.drained().await;
         self.client.queue_close(Frame::close(1011, REPLAY_ENDED));
+    }
+
+    /// Waits until the client has written everything queued for it (bounded by its writer's stall deadline), or is
+    /// gone or closing.
+    async fn drained(&self) {
+        let client = &self.client;
+        poll_fn(|cx| {
+            if client.is_done() || client.backlog().frames == 0 {
+                Poll::Ready(())
+            } else {
+                client.room_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Waits until a frame of `bytes` fits the client's backlog; false once the client is gone or closing.
@@ -656,14 +678,12 @@ mod tests {
             feed(&feeder, 1..=2);
             drop(feeder);
             settle().await;
+            assert!(!client.is_closing(), "what was queued goes out first");
+            assert_eq!(read(&client), [1, 2]);
+            settle().await;
             assert!(client.is_closing());
             let mut out = Vec::new();
             assert!(client.take_batch(&mut out, usize::MAX));
-            assert_eq!(
-                out.len(),
-                1,
-                "what was queued is discarded: the client resumes after what it wrote"
-            );
             assert_eq!(&out[0].frame.payload()[..2], &1011u16.to_be_bytes());
             assert_eq!(hub.stats().replays.ended, 1);
             drop(client);
