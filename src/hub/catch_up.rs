@@ -579,7 +579,7 @@ mod tests {
         crate::runtime::block_on(async {
             let (hub, _reader) = hub_with_history();
             let name = |cursor: u64| {
-                if cursor % 2 == 0 {
+                if cursor.is_multiple_of(2) {
                     "www.example.com"
                 } else {
                     "other.example"
