@@ -12,7 +12,8 @@
 //! rebuild, and the publish loop iterates an immutable snapshot.
 //!
 //! Every published message gets the next sequence number (from 1), which travels with its frames in the rings: the
-//! server-sent events stream shows it as the event's `id:` ([`EventIds`]). The hub keeps the last published messages
+//! server-sent events stream shows it as the event's `id:` ([`EventIds`]), or the message's cursor when it has one
+//! (JetStream: a client may start from a cursor or a time, [`catch_up`]). The hub keeps the last published messages
 //! in a replay history bounded in bytes (`--replay-bytes`), so a client that reconnects with the id of the last
 //! message it got can be filled with the ones it missed before it continues live ([`Hub::join_resuming`]). The
 //! history is kept only while it can serve someone: while a resumable client is connected, and for

@@ -334,6 +334,7 @@ fn join(
     match joined {
         Ok((client, catch_up)) => Ok((client, Resume::Replayed, catch_up)),
         Err(reason) => {
+            let reason = reason.replace(['\r', '\n'], " ");
             let body = format!("cannot replay from the stream now: {reason}\n");
             Err(request::response(503, "text/plain; charset=utf-8", body.as_bytes()).into())
         }
