@@ -107,7 +107,8 @@ struct HubState {
     /// `budget.replay` bytes together.
     history: RefCell<VecDeque<Rc<Message>>>,
     history_bytes: Cell<usize>,
-    /// Connected clients that joined through [`Hub::join_resuming`] (they have event ids to resume from).
+    /// Connected clients that joined through [`Hub::join_resuming`] or [`Hub::join_from`] (they have event ids or
+    /// cursors to resume from).
     resumable_clients: Cell<usize>,
     /// The cursor of the last published message that had one (JetStream).
     last_cursor: Cell<Option<u64>>,
@@ -581,12 +582,8 @@ impl Hub {
         selection: Selection,
         last_event_id: Option<&str>,
     ) -> (ClientHandle, Resume) {
-        let client = self.join(kind, selection);
-        client.resumable.set(true);
+        let client = self.join_resumable(kind, selection);
         let state = &self.state;
-        state
-            .resumable_clients
-            .set(state.resumable_clients.get() + 1);
         let Some(id) = last_event_id else {
             return (client, Resume::Live);
         };
@@ -609,6 +606,16 @@ impl Hub {
         self.fill_from_history(&client, (after + 1 - oldest) as usize, matcher.as_ref());
         bump(&state.resumes_served);
         (client, Resume::Replayed)
+    }
+
+    /// Registers a client that can resume (it has event ids or cursors): while one is connected, and for a while
+    /// after, the replay history is kept.
+    fn join_resumable(&self, kind: StreamKind, selection: Selection) -> ClientHandle {
+        let client = self.join(kind, selection);
+        client.resumable.set(true);
+        let resumable = &self.state.resumable_clients;
+        resumable.set(resumable.get() + 1);
+        client
     }
 
     /// The matcher of a client's own filter (`None`: no filter), for messages published before it joined.
@@ -880,7 +887,8 @@ pub struct Client {
     closing: Cell<bool>,
     dropped: Cell<u64>,
     left: Cell<bool>,
-    /// Joined through [`Hub::join_resuming`]: while such a client is connected the replay history is kept.
+    /// Joined through [`Hub::join_resuming`] or [`Hub::join_from`]: while such a client is connected the replay
+    /// history is kept.
     resumable: Cell<bool>,
     /// Served by its own replay ([`CatchUp`]), not yet live: live publishes skip it.
     catching_up: Cell<bool>,

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use certstream::cursor::ReplayStart;
 use certstream::message::Message;
 use certstream_testkit::replay::MemoryStream;
 use certstream_testkit::{HttpStreamClient, TestServer, WsClient, http_get, http_request, message};
@@ -61,7 +62,7 @@ fn a_websocket_client_after_a_cursor_gets_every_message_once_in_order_then_live(
     assert_eq!(stats["replays"]["messages"], 25);
     append_live(&server, &stream, 31);
     assert_eq!(client.read_data(), lite(31), "live after the seam");
-    assert_eq!(stream.opened(), [certstream::cursor::ReplayStart::After(5)]);
+    assert_eq!(stream.opened(), [ReplayStart::After(5)]);
     let metrics = String::from_utf8(http_get(server.addr, "/metrics").2).unwrap();
     assert!(metrics.contains("certstream_replays_caught_up_total 1\n"));
 }
@@ -79,7 +80,19 @@ fn an_sse_client_with_a_numeric_last_event_id_resumes_from_the_stream_and_ids_ar
     }
     wait_caught_up(&server, 1);
     append_live(&server, &stream, 21);
-    for client in [&mut resumed, &mut live] {
+    // `EventSource` reconnects to the same URL with its last id: the header wins over the query's cursor.
+    let mut reconnected =
+        HttpStreamClient::get(server.addr, "/sse?cursor=1", &[("Last-Event-ID", "18")]);
+    for n in 19..=20 {
+        let event = reconnected.next_data_event().expect("an event");
+        assert_eq!(event.id.as_deref(), Some(n.to_string().as_str()));
+    }
+    wait_caught_up(&server, 2);
+    assert_eq!(
+        stream.opened(),
+        [ReplayStart::After(3), ReplayStart::After(18)]
+    );
+    for client in [&mut resumed, &mut reconnected, &mut live] {
         let event = client.next_data_event().expect("a live event");
         assert_eq!(
             event.id.as_deref(),
@@ -126,7 +139,7 @@ fn an_ndjson_client_since_a_time_gets_the_messages_stored_from_then_then_live() 
     );
     assert_eq!(
         stream.opened(),
-        [certstream::cursor::ReplayStart::Since(
+        [ReplayStart::Since(
             UNIX_EPOCH + Duration::from_millis(1_700_000_010_500)
         )]
     );

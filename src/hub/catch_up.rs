@@ -98,7 +98,8 @@ impl Hub {
         source: &dyn ReplaySource,
     ) -> Result<(ClientHandle, Option<CatchUp>), String> {
         let state = &self.state;
-        let client = self.join(kind, selection);
+        // It started from a cursor: it will reconnect with one, which the history may serve.
+        let client = self.join_resumable(kind, selection);
         let Ok(matcher) = self.matcher_of(&client) else {
             bump(&state.replays.refused);
             return Err("the stream filter could not be compiled".into());
