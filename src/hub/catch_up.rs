@@ -106,7 +106,7 @@ impl Hub {
         };
         let after = match start {
             ReplayStart::After(cursor) => Some(cursor),
-            ReplayStart::Since(_) | ReplayStart::Live => None,
+            _ => None,
         };
         if let Some(after) = after
             && self.go_live(&client, after, false, matcher.as_ref())

@@ -106,15 +106,14 @@ impl ReplaySource for MemoryStream {
             return Err("the test stream refuses replays".into());
         }
         inner.opened.push(start);
-        let last = inner
-            .messages
-            .last()
-            .and_then(|(_, message)| message.meta.cursor);
         drop(inner);
-        let (after, since) = match start {
-            ReplayStart::After(cursor) => (Some(cursor), SystemTime::UNIX_EPOCH),
-            ReplayStart::Since(since) => (None, since),
-            ReplayStart::Live => (Some(last.unwrap_or(0)), SystemTime::UNIX_EPOCH),
+        let after = match start {
+            ReplayStart::After(cursor) => Some(cursor),
+            _ => None,
+        };
+        let since = match start {
+            ReplayStart::Since(since) => since,
+            _ => SystemTime::UNIX_EPOCH,
         };
         let (feeder, replay) = replay_channel(REPLAY_BUDGET);
         let stream = self.clone();
