@@ -18,7 +18,6 @@ use certstream_ws::frame::Frame;
 use serde_json::json;
 
 enum Command {
-    /// Boxed: a message is large next to the other commands.
     Publish(Box<Message>),
     Shutdown,
 }
