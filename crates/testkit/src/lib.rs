@@ -8,6 +8,7 @@
 //! - [`mock`]: the mock CT log in this process;
 //! - [`certstream`]: the real `certstream` binary as a child process, log list files, a stream collector;
 //! - [`server`]: the server in this process, with a publish handle;
+//! - [`replay`]: an in-memory JetStream stream the server can replay clients from;
 //! - [`ws`]: the blocking WebSocket test client;
 //! - [`event_stream`]: the blocking client of the server-sent events and NDJSON streams;
 //! - [`nats`]: a real `nats-server` with JetStream, started, killed and restarted by the test;
@@ -26,6 +27,7 @@ pub mod mock;
 pub mod nats;
 pub mod process;
 pub mod python;
+pub mod replay;
 pub mod runtime;
 pub mod server;
 pub mod signing;
