@@ -8,6 +8,7 @@
 //! - [`mock`]: the mock CT log in this process;
 //! - [`certstream`]: the real `certstream` binary as a child process, log list files, a stream collector;
 //! - [`server`]: the server in this process, with a publish handle;
+//! - [`replay`]: an in-memory JetStream stream the server can replay clients from;
 //! - [`ws`]: the blocking WebSocket test client;
 //! - [`load`]: many WebSocket load clients on one thread, counting what they receive;
 //! - [`event_stream`]: the blocking client of the server-sent events and NDJSON streams;
@@ -28,6 +29,7 @@ pub mod mock;
 pub mod nats;
 pub mod process;
 pub mod python;
+pub mod replay;
 pub mod runtime;
 pub mod server;
 pub mod signing;
