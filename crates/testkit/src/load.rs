@@ -209,7 +209,7 @@ fn count_frames(data: &[u8], state: &mut ClientState, load: &Load, seen: &Seen) 
         assert!(
             data.starts_with(b"HTTP/1.1 101"),
             "upgrade refused: {}",
-            String::from_utf8_lossy(&data[..end])
+            String::from_utf8_lossy(data)
         );
         state.upgraded = true;
         pos = end + 4;
