@@ -713,17 +713,25 @@ fn replay(settings: &Settings) {
         messages as f64 / published
     );
     let relay = start_relay(&nats, None);
-    for (name, addr, path) in [
-        ("relay, lite `/?cursor=0`", relay.addr, "/?cursor=0"),
+    let nats_pid = nats.pid().expect("nats-server runs");
+    for (name, server, path) in [
+        ("relay, lite `/?cursor=0`", &relay, "/?cursor=0"),
         (
             "relay, full `/full-stream?cursor=0`",
-            relay.addr,
+            &relay,
             "/full-stream?cursor=0",
         ),
-        ("relay, lite `/?since=0`", relay.addr, "/?since=0"),
-        ("ingester, lite `/?cursor=0`", ingester.addr, "/?cursor=0"),
+        ("relay, lite `/?since=0`", &relay, "/?since=0"),
+        ("ingester, lite `/?cursor=0`", &ingester, "/?cursor=0"),
     ] {
-        let (frames, first, rate) = read_history(addr, path, messages);
+        let pids = [
+            ("serving", server.pid()),
+            ("nats-server", nats_pid),
+            ("client (bench)", std::process::id()),
+        ];
+        let (before, started) = (cpu_of(&pids), Instant::now());
+        let (frames, first, rate) = read_history(server.addr, path, messages);
+        let cpu = cpu_since(&pids, before, started.elapsed().as_secs_f64());
         println!(
             "{name:<36} {frames}/{messages} messages, first after {:.0} ms, {rate:>8.0} messages/s: an hour at \
              {RATE}/s ({:.1} M) in {:.0} s (extrapolated)",
@@ -731,6 +739,7 @@ fn replay(settings: &Settings) {
             HOUR / 1e6,
             HOUR / rate
         );
+        print_cpu(&cpu);
     }
     let stats: Value = relay.stats();
     println!("relay /stats stream: {}", stats["stream"]);
