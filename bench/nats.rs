@@ -408,6 +408,7 @@ fn latency(settings: &Settings) {
         );
     }
     print_cpu(&cpu);
+    println!("relay /stats stream: {}", relay.stats()["stream"]);
 }
 
 /// CPU time so far of each named process.
