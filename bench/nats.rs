@@ -445,6 +445,9 @@ struct Delivery {
     connected: usize,
     /// Each server's client count at the end of the window (the kernel spreads them over a shared port).
     per_server: Vec<String>,
+    /// How far behind the stream the server was at the end of the window (`null` without a stream; `n/a` behind a
+    /// shared port, where a request reaches either server).
+    pending: String,
     client_messages_per_second: f64,
     /// Messages/s `published` counted in the window, times the clients: what full delivery would be.
     offered_per_second: f64,
@@ -502,6 +505,10 @@ fn deliver(
                         .iter()
                         .map(|s| tcp_connections_on(s.pid(), s.addr.port()).to_string())
                         .collect(),
+                    pending: match servers {
+                        [server] => server.stats()["stream"]["pending"].to_string(),
+                        _ => "n/a".into(),
+                    },
                     client_messages_per_second: frames as f64 / wall,
                     offered_per_second: (published() - before) as f64 / wall * clients as f64,
                     hub_per_second: hub().saturating_sub(hub_before) as f64 / wall * clients as f64,
@@ -566,11 +573,12 @@ fn fanout_case(
             ),
             None => ("n/a".into(), "n/a".into()),
         };
+        let pending = &delivery.pending;
         let serving_cpu: f64 = delivery.cpu[..serving.len()].iter().map(|(_, c)| c).sum();
         let cost = (serving_cpu - idle_serving) / delivery.client_messages_per_second * 1e6;
         println!(
             "{clients:>5} clients ({} connected; per server {}): {:>9.0} client-msgs/s ({:.0} MB/s) of {:.0} offered \
-             by the source ({hub} by the server's hub), dropped {}; serving CPU {:.1} % ({:.1} % beyond idle): \
+             by the source ({hub} by the server's hub; stream pending {pending}), dropped {}; serving CPU {:.1} % ({:.1} % beyond idle): \
              {cost:.2} µs per client-message",
             delivery.connected,
             delivery.per_server.join("+"),
