@@ -17,7 +17,8 @@ use certstream_ws::frame::Frame;
 use serde_json::json;
 
 enum Command {
-    Publish(Message),
+    /// Boxed: a message is far larger than the other commands.
+    Publish(Box<Message>),
     Shutdown,
 }
 
@@ -55,7 +56,7 @@ impl TestServer {
                     loop {
                         match inbox.try_recv() {
                             Ok(Command::Publish(message)) => {
-                                hub.publish(&std::rc::Rc::new(message))
+                                hub.publish(&std::rc::Rc::new(*message))
                             }
                             Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
                                 // As `main`: what the clients that keep up were sent reaches them first.
@@ -84,7 +85,7 @@ impl TestServer {
     /// Publishes `message` (or bare frames, without metadata) to the clients, as the publish step would.
     pub fn publish(&self, message: impl Into<Message>) {
         self.commands
-            .send(Command::Publish(message.into()))
+            .send(Command::Publish(Box::new(message.into())))
             .expect("server thread gone");
     }
 
