@@ -29,9 +29,25 @@ use crate::ingest::issuers::DEFAULT_BUDGET_BYTES as DEFAULT_ISSUER_CACHE_BYTES;
 use crate::ingest::resume;
 use crate::message::BuildLimits;
 
+/// What the process does: follow the CT logs, or relay a JetStream stream (`certstream relay`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Follows the CT logs and serves (and with `--nats-url`, publishes to JetStream).
+    #[default]
+    Ingest,
+    /// Polls no log: serves what an ingester published to the JetStream stream (needs `--nats-url`). Several
+    /// relays may listen on one port (`SO_REUSEPORT`).
+    Relay,
+}
+
+/// The subcommand that selects [`Mode::Relay`].
+const RELAY_COMMAND: &str = "relay";
+
 /// Everything the server needs to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// Ingester or relay (the first argument `relay`).
+    pub mode: Mode,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Frames queued per client before the oldest is dropped (docs/wire-format.md §7.3: 256).
@@ -160,6 +176,7 @@ impl Default for IngestConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            mode: Mode::Ingest,
             listen: SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 8080),
             ring_size: 256,
             max_connections: 50_000,
@@ -811,6 +828,12 @@ const NATS_OPTIONS: &[Opt] = &[
                fetched again at the next start with --state-file)",
         kind: Kind::Duration(|c| &mut c.nats.drain_timeout),
     },
+    Opt {
+        flag: "--nats-max-replays",
+        env: "CERTSTREAM_NATS_MAX_REPLAYS",
+        help: "clients reading history from the stream at once (?cursor=, ?since=, Last-Event-ID); more get 503",
+        kind: Kind::Count(|c| &mut c.nats.max_replays),
+    },
 ];
 
 /// A NATS server URL: `nats://` or `tls://`.
@@ -861,6 +884,11 @@ fn check(config: &Config) -> Result<(), ConfigError> {
             "--auth-metrics needs --auth-tokens (the tokens that open /stats and /metrics)".into(),
         ));
     }
+    if config.mode == Mode::Relay && config.nats.url.is_none() {
+        return Err(ConfigError(
+            "certstream relay needs --nats-url (the JetStream stream it serves)".into(),
+        ));
+    }
     let ingest = &config.ingest;
     if ingest.log_list_signature.is_some() && ingest.log_list.is_none() {
         return Err(ConfigError(
@@ -882,7 +910,13 @@ impl Command {
         // before the scan ends, so `--help` wins over a bad value and a flag hides a bad variable.
         let table: Vec<&Opt> = options().collect();
         let mut texts: Vec<Option<String>> = table.iter().map(|opt| env(opt.env)).collect();
-        let mut args = args.into_iter().map(Into::into);
+        let mut args = args.into_iter().map(Into::into).peekable();
+        let mode = if args.peek().is_some_and(|first| first == RELAY_COMMAND) {
+            args.next();
+            Mode::Relay
+        } else {
+            Mode::Ingest
+        };
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--help" | "-h" => return Ok(Self::Help),
@@ -907,7 +941,10 @@ impl Command {
                 inline.unwrap_or_else(|| "1".to_owned())
             });
         }
-        let mut config = Config::default();
+        let mut config = Config {
+            mode,
+            ..Config::default()
+        };
         for (opt, text) in table.iter().zip(&texts) {
             if let Some(text) = text {
                 opt.apply(&mut config, text)?;
@@ -1165,6 +1202,11 @@ const HELP_INTRO: &str =
     "certstream: streams every new Certificate Transparency log entry as JSON over WebSocket
 
 Usage: certstream [OPTIONS]
+       certstream relay --nats-url URL [OPTIONS]
+
+The second form polls no log: it serves the messages an ingester (the first form, with --nats-url) published to
+the JetStream stream, with the same routes, filters and formats; several relays may listen on one port. The options
+of the Certificate Transparency logs and of resume do not apply to it.
 
 SIZE is a number of bytes above 0, optionally with a KiB or MiB suffix (64KiB, 8MiB).
 DURATION is a number with ms, s, m or h (500ms, 30s, 1.5m, 1h), above 0 and at most a year.
@@ -1629,6 +1671,25 @@ mod tests {
         ] {
             assert!(parse_resolve(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn relay_is_the_first_argument_and_needs_a_broker() {
+        let Ok(Command::Run(config)) = parse(&["relay", "--nats-url", "nats://127.0.0.1:1"], &[])
+        else {
+            panic!("relay with a URL");
+        };
+        assert_eq!(config.mode, Mode::Relay);
+        let Ok(Command::Run(config)) = parse(&["--nats-url", "nats://127.0.0.1:1"], &[]) else {
+            panic!("an ingester");
+        };
+        assert_eq!(config.mode, Mode::Ingest);
+        let refused = parse(&["relay"], &[]).unwrap_err().to_string();
+        assert!(refused.contains("--nats-url"), "{refused}");
+        assert!(
+            parse(&["--listen", ":1", "relay"], &[]).is_err(),
+            "only as the first argument"
+        );
     }
 
     #[test]

@@ -21,8 +21,6 @@ pub enum ReplayStart {
     After(u64),
     /// The messages the stream stored at or after this time.
     Since(SystemTime),
-    /// The messages stored from now on.
-    Live,
 }
 
 /// Opens replays (the broker; `None` where the server has no stream, and then clients cannot start from a

@@ -2,12 +2,13 @@
 //! outputs (the hub) → server.
 
 use std::io::Write as _;
+use std::pin::pin;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use certstream::broker::Broker;
-use certstream::config::{self, Command};
+use certstream::broker::Nats;
+use certstream::config::{self, Command, Mode};
 use certstream::http::HttpClient;
 use certstream::hub::Hub;
 use certstream::ingest::resume::StateFile;
@@ -15,6 +16,7 @@ use certstream::ingest::supervisor::Supervisor;
 use certstream::logging::LogOutput;
 use certstream::publish::{Gate, Output, Publisher};
 use certstream::server::{self, Server};
+use futures_util::future::{Either, select};
 
 fn main() -> ExitCode {
     let config = match Command::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
@@ -56,10 +58,10 @@ fn main() -> ExitCode {
     if let Err(error) = server::raise_open_files_limit() {
         tracing::warn!(%error, "could not raise the open files limit");
     }
-    // Connected and the stream checked before anything is served: a broker that cannot take the messages stops
-    // the start, named.
-    let broker = match Broker::start(&config.nats) {
-        Ok(broker) => broker.map(Rc::new),
+    // Connected and the stream checked before anything is served: a broker that cannot take the messages (or, for
+    // a relay, has no stream) stops the start, named.
+    let nats = match Nats::connect(&config.nats, config.mode) {
+        Ok(nats) => nats.map(Rc::new),
         Err(error) => {
             report(&error);
             log.flush(Duration::from_millis(200));
@@ -68,55 +70,88 @@ fn main() -> ExitCode {
     };
     let reporter = Rc::new(log.clone());
     let result = certstream::runtime::block_on(async move {
+        let hub = Hub::configured(&config);
+        let mode = config.mode;
         let ingest = config.ingest.clone();
         let shutdown_grace = config.shutdown_grace;
         // Read (and checked writable) before anything is served: a bad state file stops the start, named.
-        let state = match &ingest.state_file {
-            Some(path) => Some(Rc::new(
+        let state = match (&ingest.state_file, mode) {
+            (Some(path), Mode::Ingest) => Some(Rc::new(
                 StateFile::open(path.clone(), ingest.ignore_bad_state_file)
                     .await
                     .map_err(std::io::Error::other)?,
             )),
-            None => None,
+            _ => None,
         };
-        let hub = Hub::configured(&config);
         let server = Server::bind(config, hub.clone())?;
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
-        let http =
-            Rc::new(HttpClient::new(ingest.http_client_config()).map_err(std::io::Error::other)?);
-        let mut outputs: Vec<Rc<dyn Output>> = vec![Rc::new(hub.clone())];
-        let mut gate = Gate::new(hub.gate());
-        if let Some(broker) = &broker {
-            outputs.push(broker.clone());
-            gate = gate.with_room(broker.clone());
-            server.add_reporter(broker.clone());
-        }
-        let publisher = Rc::new(Publisher::new(ingest.build_limits, outputs, Some(gate)));
-        let mut supervisor = Supervisor::new(ingest, http.clone(), publisher.clone());
-        if let Some(state) = state {
-            server.add_reporter(state.clone());
-            supervisor = supervisor.with_state_file(state);
-        }
-        if let Some(broker) = &broker {
-            supervisor = supervisor.with_durable_positions(broker.clone());
-        }
-        let supervisor = Rc::new(supervisor);
         server.add_reporter(reporter);
-        server.add_reporter(publisher);
         server.add_reporter(Rc::new(hub.gate()));
-        server.add_reporter(supervisor.clone());
-        server.add_reporter(http);
-        monoio::spawn(supervisor.clone().run());
-        tracing::info!(listen = %server.local_addr()?, legacy_driver = monoio::utils::is_legacy(), "serving");
-        let stopping = {
-            let supervisor = supervisor.clone();
-            async move {
-                ctrl_c.await;
+        // With a stream, every client is served from it (an ingester's like a relay's: the same bytes, with
+        // cursors); the feed ends only if the broker's thread is gone, and then so does the server.
+        let feed_ended = match &nats {
+            Some(nats) => {
+                server.add_reporter(nats.clone());
+                let reader = Rc::new(nats.reader());
+                server.add_reporter(reader.clone());
+                let hub = hub.clone();
+                Some(monoio::spawn(async move { reader.feed(hub).await }))
+            }
+            None => None,
+        };
+        let supervisor = match mode {
+            Mode::Relay => None,
+            Mode::Ingest => {
+                let http = Rc::new(
+                    HttpClient::new(ingest.http_client_config()).map_err(std::io::Error::other)?,
+                );
+                let broker = nats.as_ref().map(|nats| Rc::new(nats.publisher()));
+                let (outputs, gate): (Vec<Rc<dyn Output>>, Gate) = match &broker {
+                    Some(broker) => {
+                        server.add_reporter(broker.clone());
+                        (vec![broker.clone()], Gate::room(broker.clone()))
+                    }
+                    None => (vec![Rc::new(hub.clone())], Gate::new(hub.gate())),
+                };
+                let publisher = Rc::new(Publisher::new(ingest.build_limits, outputs, Some(gate)));
+                let mut supervisor = Supervisor::new(ingest, http.clone(), publisher.clone());
+                if let Some(state) = state {
+                    server.add_reporter(state.clone());
+                    supervisor = supervisor.with_state_file(state);
+                }
+                if let Some(broker) = &broker {
+                    supervisor = supervisor.with_durable_positions(broker.clone());
+                }
+                let supervisor = Rc::new(supervisor);
+                server.add_reporter(publisher);
+                server.add_reporter(supervisor.clone());
+                server.add_reporter(http);
+                monoio::spawn(supervisor.clone().run());
+                Some((supervisor, broker))
+            }
+        };
+        tracing::info!(listen = %server.local_addr()?, ?mode, legacy_driver = monoio::utils::is_legacy(), "serving");
+        let stopping = async move {
+            let signalled = match feed_ended {
+                Some(feed_ended) => {
+                    let stopped = pin!(ctrl_c);
+                    let feed_ended = pin!(feed_ended);
+                    matches!(select(stopped, feed_ended).await, Either::Left(_))
+                }
+                None => {
+                    ctrl_c.await;
+                    true
+                }
+            };
+            if !signalled {
+                tracing::error!("the NATS client's thread has stopped: stopping");
+            }
+            if let Some((supervisor, broker)) = &supervisor {
                 // Nothing is published from here on, so the positions saved are exactly what was published
                 // (a restart with the state file delivers every index once across the two runs).
                 supervisor.shutdown();
                 // What the broker acknowledges by then is saved as done; the rest is fetched again at restart.
-                if let Some(broker) = &broker
+                if let Some(broker) = broker
                     && !broker.drained().await
                 {
                     tracing::warn!(
@@ -124,9 +159,9 @@ fn main() -> ExitCode {
                     );
                 }
                 supervisor.save_state().await;
-                // What the clients that keep up were sent reaches them before the close frames discard it.
-                let _ = monoio::time::timeout(shutdown_grace, hub.flushed()).await;
             }
+            // What the clients that keep up were sent reaches them before the close frames discard it.
+            let _ = monoio::time::timeout(shutdown_grace, hub.flushed()).await;
         };
         server.run(stopping).await;
         Ok::<_, std::io::Error>(())

@@ -58,18 +58,29 @@ pub trait DurablePositions {
     fn durable(&self, log_id: &str, next_index: u64) -> u64;
 }
 
-/// What pollers pass before delivering: the hub's admission (clients that keep up are not behind) and, when an
-/// output has a bounded buffer, room in it. Cheap to clone.
+/// What pollers pass before delivering: the hub's admission (clients that keep up are not behind) when the pollers
+/// feed the hub, and room in the output with a bounded buffer (the broker) when there is one. Cheap to clone.
 #[derive(Clone)]
 pub struct Gate {
-    hub: hub::Gate,
+    hub: Option<hub::Gate>,
     room: Option<Rc<dyn Room>>,
 }
 
 impl Gate {
     /// Waits for the hub's admission only.
     pub fn new(hub: hub::Gate) -> Self {
-        Self { hub, room: None }
+        Self {
+            hub: Some(hub),
+            room: None,
+        }
+    }
+
+    /// Waits for room in `room` only (with JetStream the hub is fed from the stream, which holds what waits).
+    pub fn room(room: Rc<dyn Room>) -> Self {
+        Self {
+            hub: None,
+            room: Some(room),
+        }
     }
 
     /// Also waits for room in `room`.
@@ -80,20 +91,24 @@ impl Gate {
         }
     }
 
+    fn hub_admits(&self) -> bool {
+        self.hub.as_ref().is_none_or(hub::Gate::admits)
+    }
+
     /// True while ingestion may publish. Checked before every message.
     pub(crate) fn admits(&self) -> bool {
-        self.hub.admits() && self.room.as_ref().is_none_or(|room| room.has_room())
+        self.hub_admits() && self.room.as_ref().is_none_or(|room| room.has_room())
     }
 
     /// Resolves once ingestion may publish.
     pub(crate) async fn admitted(&self) {
         loop {
-            if !self.hub.admits() {
-                self.hub.admitted().await;
+            if let Some(hub) = self.hub.as_ref().filter(|hub| !hub.admits()) {
+                hub.admitted().await;
             }
             match &self.room {
                 Some(room) if !room.has_room() => monoio::time::sleep(room.check_every()).await,
-                _ if self.hub.admits() => return,
+                _ if self.hub_admits() => return,
                 _ => {}
             }
         }

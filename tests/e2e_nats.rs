@@ -12,6 +12,7 @@ use certstream::broker::wire;
 use certstream_testkit::nats::{NatsServer, StoredEntry, create_stream, stream_contents};
 use certstream_testkit::{
     Certstream, ListFile, Mock, RawCollector, closed_port, refused_start, start_listening_to,
+    with_cursor,
 };
 use serde_json::Value;
 
@@ -64,6 +65,42 @@ fn assert_contiguous(
             (log.clone(), (first, last))
         })
         .collect()
+}
+
+/// Checks that a client got one unbroken run of the stream: consecutive cursors, each message with the bytes the
+/// stream holds at that cursor, none twice.
+fn assert_client_got_a_run_of_the_stream(
+    client: &RawCollector,
+    stored: &[StoredEntry],
+    what: &str,
+) {
+    let mut cursors: Vec<(u64, &[u8])> = client
+        .delivered
+        .by_log
+        .values()
+        .flat_map(|entries| entries.values())
+        .map(|payload| {
+            let json: Value = serde_json::from_slice(payload).expect("JSON");
+            (json["cursor"].as_u64().expect("a cursor"), &payload[..])
+        })
+        .collect();
+    cursors.sort_by_key(|(cursor, _)| *cursor);
+    let (first, last) = (cursors[0].0, cursors[cursors.len() - 1].0);
+    assert_eq!(
+        cursors.len() as u64,
+        last - first + 1,
+        "{what}: cursors {first}..={last} have gaps or repeats"
+    );
+    for (cursor, payload) in cursors {
+        let entry = &stored[(cursor - 1) as usize];
+        assert_eq!(entry.sequence, cursor);
+        let [full_line, ..] = wire::split(&entry.payload).expect("three lines");
+        assert_eq!(
+            payload,
+            with_cursor(full_line, cursor),
+            "{what}: cursor {cursor}"
+        );
+    }
 }
 
 /// A certstream publishing to `nats`, following `logs` of `mock`, with raw clients on the full and lite streams.
@@ -133,14 +170,15 @@ fn every_index_is_in_the_stream_once_with_the_websocket_bytes() {
         for (index, entry) in &by_log[log] {
             let [full_line, lite_line, domains_line] =
                 wire::split(&entry.payload).expect("three lines");
+            // The ingester's own clients are served from the stream too: its lines, with the cursor.
             assert_eq!(
-                full_line,
-                &full.delivered.by_log[log][index][..],
+                with_cursor(full_line, entry.sequence),
+                full.delivered.by_log[log][index],
                 "{log} {index} full"
             );
             assert_eq!(
-                lite_line,
-                &lite.delivered.by_log[log][index][..],
+                with_cursor(lite_line, entry.sequence),
+                lite.delivered.by_log[log][index],
                 "{log} {index} lite"
             );
             let full_json: Value = serde_json::from_slice(full_line).expect("JSON");
@@ -183,7 +221,8 @@ fn a_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     server.wait_stats("the broker seen down and ingestion waiting", TIMEOUT, |s| {
         s["nats"]["connected"] == 0 && s["nats"]["ingestion_waited_ms"].as_u64() > Some(500)
     });
-    // Ingestion waits; the reactor does not: the clients stay connected and their pings are answered.
+    // Ingestion waits; the reactor does not: the clients stay connected and their pings are answered. (They are
+    // served from the stream: nothing new reaches them until it is back.)
     let before = full.count("r0") + full.count("t0");
     for client in [&mut full, &mut lite] {
         for _ in 0..3 {
@@ -220,22 +259,7 @@ fn a_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     let stored = stream_contents(&nats.url());
     let by_log = by_log_and_index(&mock, &stored);
     assert_contiguous(&by_log);
-    for log in logs {
-        let in_stream: Vec<u64> = by_log[log].keys().copied().collect();
-        let sent: Vec<u64> = full.delivered.by_log[log].keys().copied().collect();
-        assert_eq!(
-            in_stream, sent,
-            "{log}: the stream holds what the clients were sent"
-        );
-        for (index, entry) in &by_log[log] {
-            let [full_line, ..] = wire::split(&entry.payload).expect("three lines");
-            assert_eq!(
-                full_line,
-                &full.delivered.by_log[log][index][..],
-                "{log} {index}"
-            );
-        }
-    }
+    assert_client_got_a_run_of_the_stream(&full, &stored, "across the broker's restart");
 }
 
 /// How the ingester is stopped while the broker is down.
@@ -279,17 +303,14 @@ fn restart_while_the_broker_is_down(how: Stop) {
     first_run.read_until("entries before the kill", |c| {
         logs.iter().all(|log| c.count(log) >= 150)
     });
-    // The broker goes down first: what the clients were sent from then on is not acknowledged, and several state
-    // saves pass before the ingester is killed. Those entries must not be saved as done.
+    // The broker goes down first: what is published from then on is not acknowledged, and several state saves
+    // pass before the ingester is killed. Those entries must not be saved as done.
     nats.kill();
     server.wait_stats("ingestion waiting for the broker", TIMEOUT, |s| {
         s["nats"]["ingestion_waited_ms"].as_u64() > Some(1000)
     });
     let unacked = server.stats()["nats"]["buffered_messages"].as_u64();
-    assert!(
-        unacked > Some(5),
-        "entries sent to clients, not acknowledged"
-    );
+    assert!(unacked > Some(5), "entries published, not acknowledged");
     match how {
         Stop::Kill => {
             server.send_signal(libc::SIGKILL);
@@ -326,14 +347,11 @@ fn restart_while_the_broker_is_down(how: Stop) {
 
     let stored = stream_contents(&nats.url());
     let by_log = by_log_and_index(&mock, &stored);
+    assert_client_got_a_run_of_the_stream(&first_run, &stored, "the first run");
+    assert_client_got_a_run_of_the_stream(&full, &stored, "the second run");
     for (log, (first, last)) in assert_contiguous(&by_log) {
-        // The second run started at or before where the stream was complete, and ended where the stream ends.
+        // The second run started at or before where the stream was complete.
         assert!(resumed[log.as_str()] <= last, "{log}");
-        assert_eq!(
-            last,
-            *full.delivered.by_log[&log].keys().last().expect("entries"),
-            "{log}"
-        );
         assert!(
             first < resumed[log.as_str()],
             "{log}: the first run's entries are there"

@@ -13,7 +13,7 @@ use certstream_testkit::nats::{NatsServer, create_stream, last_sequence, stream_
 use certstream_testkit::wait::wait_until;
 use certstream_testkit::{
     Certstream, Delivered, HttpStreamClient, ListFile, Mock, RawCollector, closed_port, cursor_of,
-    refused_start, start_listening_to,
+    refused_start, start_listening_to, with_cursor,
 };
 use serde_json::Value;
 
@@ -270,13 +270,8 @@ fn two_relays_on_one_port_send_every_client_the_ingesters_bytes() {
     for entry in stream_contents(&pipeline.nats.url()) {
         let lines = wire::split(&entry.payload).expect("three lines");
         for (line, client) in lines.iter().zip([full, lite, domains]) {
-            let with_cursor = [
-                format!("{{\"cursor\":{},", entry.sequence).as_bytes(),
-                &line[1..],
-            ]
-            .concat();
             assert!(
-                client.delivered.by_cursor[&entry.sequence] == with_cursor,
+                client.delivered.by_cursor[&entry.sequence] == with_cursor(line, entry.sequence),
                 "cursor {}: the client's message is the stream's line with the cursor first",
                 entry.sequence
             );

@@ -1,6 +1,6 @@
 //! The broker's own thread: the `async-nats` client on a tokio runtime of its own, so the monoio reactor never
-//! waits on the broker. It connects and checks the stream at start, then publishes what the reactor hands it,
-//! many publishes in flight, each awaited for its JetStream acknowledgement; one that fails or times out is sent
+//! waits on the broker. It connects and checks the stream at start; the publisher publishes what the reactor hands
+//! it, many publishes in flight, each awaited for its JetStream acknowledgement; one that fails or times out is sent
 //! again (same `Nats-Msg-Id`, so the stream keeps one copy) until it is acknowledged, oldest first.
 
 use std::collections::BTreeMap;
@@ -26,14 +26,24 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// Waits between resending after failures: doubling from the first to the last.
 const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
-/// Starts the thread, connects to `config.url` and creates or checks the stream; returns once the broker is ready,
-/// or the reason it is not (naming the redacted URL).
+/// The broker's thread once ready: its runtime, to spawn the publisher and the readers on, and the JetStream
+/// context they share.
+pub(super) struct Connection {
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) context: jetstream::Context,
+    /// The stream's last sequence when it was checked (a reader started at it misses nothing published since).
+    pub(super) last_sequence: u64,
+}
+
+/// Starts the thread, connects to `config.url` and creates (`create`) or checks the stream; returns once the
+/// broker is ready, or the reason it is not (naming the redacted URL). The thread then runs what is spawned on
+/// the connection's runtime, for the life of the process.
 pub(super) fn start(
     config: &NatsConfig,
     url: &str,
     shared: Arc<Shared>,
-    outgoing: flume::Receiver<Outgoing>,
-) -> Result<(), String> {
+    create: bool,
+) -> Result<Connection, String> {
     let shown = redact::location(url);
     let (ready, started) = std::sync::mpsc::sync_channel(1);
     let (config, url) = (config.clone(), url.to_owned());
@@ -47,19 +57,17 @@ pub(super) fn start(
             runtime.block_on(async move {
                 let setup = tokio::time::timeout(
                     CONNECT_TIMEOUT * 2,
-                    connect(&config, &url, shared.clone()),
+                    connect(&config, &url, shared, create),
                 )
                 .await
                 .unwrap_or_else(|_| Err("no answer in time".to_owned()));
-                match setup {
-                    Ok(context) => {
-                        let _ = ready.send(Ok(()));
-                        publish(context, &config, outgoing, &shared).await;
-                    }
-                    Err(error) => {
-                        let _ = ready.send(Err(error));
-                    }
-                }
+                let _ = ready.send(setup.map(|(context, last_sequence)| Connection {
+                    runtime: tokio::runtime::Handle::current(),
+                    context,
+                    last_sequence,
+                }));
+                // The publisher and the readers run on this runtime while this thread drives it.
+                std::future::pending::<()>().await;
             });
         })
         .map_err(|e| format!("NATS at {shown}: no thread for the client: {e}"))?;
@@ -74,7 +82,8 @@ async fn connect(
     config: &NatsConfig,
     url: &str,
     shared: Arc<Shared>,
-) -> Result<jetstream::Context, String> {
+    create: bool,
+) -> Result<(jetstream::Context, u64), String> {
     let events = shared.clone();
     let mut options = ConnectOptions::new()
         .name("certstream")
@@ -100,13 +109,17 @@ async fn connect(
     shared.set_connected(true);
     let mut context = jetstream::new(client);
     context.set_timeout(ACK_TIMEOUT);
-    ensure_stream(&context, config).await?;
-    Ok(context)
+    let last_sequence = ensure_stream(&context, config, create).await?;
+    Ok((context, last_sequence))
 }
 
-/// Creates the stream, or checks that an existing one takes our subject and keeps messages by limits (not until
-/// consumed, which would drop them before any consumer sees them).
-async fn ensure_stream(context: &jetstream::Context, config: &NatsConfig) -> Result<(), String> {
+/// Creates the stream (when `create`), or checks that an existing one takes our subject and keeps messages by
+/// limits (not until consumed, which would drop them before any consumer sees them); returns its last sequence.
+async fn ensure_stream(
+    context: &jetstream::Context,
+    config: &NatsConfig,
+    create: bool,
+) -> Result<u64, String> {
     let subject = wire::subject(&config.subject_prefix);
     let name = &config.stream;
     match context.get_stream(name).await {
@@ -133,13 +146,18 @@ async fn ensure_stream(context: &jetstream::Context, config: &NatsConfig) -> Res
                     settings.retention
                 ));
             }
-            tracing::info!(stream = %name, %subject, "publishing to the existing JetStream stream");
-            Ok(())
+            tracing::info!(stream = %name, %subject, "using the existing JetStream stream");
+            Ok(info.state.last_sequence)
         }
         Err(error)
             if matches!(error.kind(), GetStreamErrorKind::JetStream(ref e)
                 if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
         {
+            if !create {
+                return Err(format!(
+                    "the stream {name} does not exist (an ingester with --nats-url creates it)"
+                ));
+            }
             context
                 .create_stream(stream::Config {
                     name: name.clone(),
@@ -154,7 +172,7 @@ async fn ensure_stream(context: &jetstream::Context, config: &NatsConfig) -> Res
                 .await
                 .map_err(|e| format!("creating the stream {name}: {e}"))?;
             tracing::info!(stream = %name, %subject, "created the JetStream stream");
-            Ok(())
+            Ok(0)
         }
         Err(error) => Err(format!("stream {name}: {error} (is JetStream enabled?)")),
     }
@@ -163,14 +181,14 @@ async fn ensure_stream(context: &jetstream::Context, config: &NatsConfig) -> Res
 /// What a publish came to: the message, and its acknowledgement or why there was none.
 type Attempt = (Outgoing, Result<bool, String>);
 
-/// Publishes until the reactor's side is gone: new messages in order, failed ones again, oldest first.
-async fn publish(
+/// Publishes to `subject` until the reactor's side is gone: new messages in order, failed ones again, oldest
+/// first.
+pub(super) async fn publish(
     context: jetstream::Context,
-    config: &NatsConfig,
+    subject: String,
     outgoing: flume::Receiver<Outgoing>,
-    shared: &Shared,
+    shared: Arc<Shared>,
 ) {
-    let subject = wire::subject(&config.subject_prefix);
     let mut in_flight: JoinSet<Attempt> = JoinSet::new();
     let mut resend = Resend::default();
     loop {

@@ -12,7 +12,10 @@
 //!   drops the copies of those it did have.
 
 mod client;
+mod reader;
 pub mod wire;
+
+pub use reader::StreamReader;
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
@@ -26,6 +29,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::config::Mode;
 use crate::log_throttle::LogThrottle;
 use crate::message::Message;
 use crate::metrics::{Fact, Kind, Metric, Read, Report, StatusReporter};
@@ -53,6 +57,8 @@ pub struct NatsConfig {
     pub buffer_bytes: usize,
     /// At shutdown, the longest wait for the last acknowledgements.
     pub drain_timeout: Duration,
+    /// Clients reading history from the stream at once (`?cursor=`, `?since=`); more get `503`.
+    pub max_replays: usize,
 }
 
 impl Default for NatsConfig {
@@ -68,6 +74,7 @@ impl Default for NatsConfig {
             duplicate_window: Duration::from_secs(120),
             buffer_bytes: 64 << 20,
             drain_timeout: Duration::from_secs(10),
+            max_replays: 64,
         }
     }
 }
@@ -168,6 +175,64 @@ impl Shared {
     }
 }
 
+/// The connection to the NATS server (its own thread): what the publisher and the readers are made from, and
+/// the connection's own status.
+pub struct Nats {
+    connection: client::Connection,
+    shared: Arc<Shared>,
+    config: NatsConfig,
+}
+
+impl Nats {
+    /// Connects to `config.url` (on the broker's own thread) and checks the stream: an ingester creates it if it
+    /// is missing, a relay needs it; `None` without a URL. The error names the URL (without its credentials) and
+    /// what went wrong: the server must not start.
+    pub fn connect(config: &NatsConfig, mode: Mode) -> Result<Option<Nats>, String> {
+        let Some(url) = &config.url else {
+            return Ok(None);
+        };
+        let shared = Arc::new(Shared::default());
+        let connection = client::start(config, url, shared.clone(), mode == Mode::Ingest)?;
+        Ok(Some(Nats {
+            connection,
+            shared,
+            config: config.clone(),
+        }))
+    }
+
+    /// The JetStream output of an ingester: it starts publishing what it is handed.
+    pub fn publisher(&self) -> Broker {
+        let (outgoing, receiver) = flume::unbounded();
+        self.connection.runtime.spawn(client::publish(
+            self.connection.context.clone(),
+            wire::subject(&self.config.subject_prefix),
+            receiver,
+            self.shared.clone(),
+        ));
+        Broker {
+            shared: self.shared.clone(),
+            outgoing,
+            buffer_bytes: self.config.buffer_bytes,
+            drain_timeout: self.config.drain_timeout,
+            next_sequence: Cell::new(0),
+            waiting_since: Cell::new(None),
+            waited: Cell::new(Duration::ZERO),
+        }
+    }
+
+    /// The stream's reader: the hub's live feed (from the stream's end when it was checked at start) and the
+    /// replays of clients that start from a cursor.
+    pub fn reader(&self) -> StreamReader {
+        StreamReader::new(
+            self.connection.runtime.clone(),
+            self.connection.context.clone(),
+            &self.config,
+            self.connection.last_sequence,
+            self.shared.clone(),
+        )
+    }
+}
+
 /// The JetStream output (on the reactor's side).
 pub struct Broker {
     shared: Arc<Shared>,
@@ -181,26 +246,6 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Connects to `config.url` (on the broker's own thread) and creates or checks the stream; `None` without a
-    /// URL. The error names the URL (without its credentials) and what went wrong: the server must not start.
-    pub fn start(config: &NatsConfig) -> Result<Option<Broker>, String> {
-        let Some(url) = &config.url else {
-            return Ok(None);
-        };
-        let shared = Arc::new(Shared::default());
-        let (outgoing, receiver) = flume::unbounded();
-        client::start(config, url, shared.clone(), receiver)?;
-        Ok(Some(Broker {
-            shared,
-            outgoing,
-            buffer_bytes: config.buffer_bytes,
-            drain_timeout: config.drain_timeout,
-            next_sequence: Cell::new(0),
-            waiting_since: Cell::new(None),
-            waited: Cell::new(Duration::ZERO),
-        }))
-    }
-
     /// Waits until the broker has acknowledged everything it was handed, at most `--nats-drain-timeout`; false if
     /// some is left (it is not recorded as done, so a restart reads it again).
     pub async fn drained(&self) -> bool {
@@ -285,8 +330,6 @@ struct BrokerStats {
     buffered: u64,
     buffered_bytes: u64,
     waited_ms: u64,
-    connected: u64,
-    last_error: Option<String>,
 }
 
 const METRICS: &[Metric<BrokerStats>] = &[
@@ -333,18 +376,36 @@ const METRICS: &[Metric<BrokerStats>] = &[
         stats: "nats.ingestion_waited_ms",
         read: Read::Millis(|s| s.waited_ms),
     },
-    Metric::gauge(
-        "certstream_nats_connected",
-        "nats.connected",
-        "1 while connected to the NATS server.",
-        |s| s.connected,
-    ),
 ];
 
-const FACTS: &[Fact<BrokerStats>] = &[Fact {
+/// The connection's status at one moment.
+struct ConnectionStats {
+    connected: u64,
+    last_error: Option<String>,
+}
+
+const CONNECTION_METRICS: &[Metric<ConnectionStats>] = &[Metric::gauge(
+    "certstream_nats_connected",
+    "nats.connected",
+    "1 while connected to the NATS server.",
+    |s| s.connected,
+)];
+
+const CONNECTION_FACTS: &[Fact<ConnectionStats>] = &[Fact {
     stats: "nats.last_error",
     read: |s| s.last_error.as_deref().map_or(Value::Null, Value::from),
 }];
+
+impl StatusReporter for Nats {
+    fn report(&self, out: &mut Report<'_>) {
+        let stats = ConnectionStats {
+            connected: u64::from(self.shared.connected.load(Ordering::Relaxed)),
+            last_error: lock(&self.shared.last_error).clone(),
+        };
+        out.metrics(CONNECTION_METRICS, &stats);
+        out.facts(CONNECTION_FACTS, &stats);
+    }
+}
 
 impl StatusReporter for Broker {
     fn report(&self, out: &mut Report<'_>) {
@@ -357,11 +418,8 @@ impl StatusReporter for Broker {
             buffered: shared.buffered.load(Ordering::Relaxed) as u64,
             buffered_bytes: shared.buffered_bytes.load(Ordering::Relaxed) as u64,
             waited_ms: u64::try_from(self.waited(Instant::now()).as_millis()).unwrap_or(u64::MAX),
-            connected: u64::from(shared.connected.load(Ordering::Relaxed)),
-            last_error: lock(&shared.last_error).clone(),
         };
         out.metrics(METRICS, &stats);
-        out.facts(FACTS, &stats);
     }
 }
 

@@ -5,13 +5,20 @@
 //! the ID `<log_id>:<index>` can name only one message; one entry is one stream sequence (the cursor a replay will
 //! start from); and a relay gets the three variants byte-exactly by splitting the lines ([`split`]), with nothing to
 //! rebuild. The lines are the exact WebSocket payloads: compact JSON never holds a raw newline.
+//!
+//! Read back ([`decode`]), a message's stream sequence becomes its cursor, the first key of each payload
+//! (`{"cursor":17,"data":…}`: keys stay in byte order), so every reader of the stream serves the same bytes.
+
+use std::borrow::Cow;
 
 use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 use bytes::{BufMut, Bytes, BytesMut};
 use certstream_ct::entry::EntryType;
+use certstream_ws::frame::Frame;
+use serde::Deserialize;
 
-use crate::message::{EncodedMessage, MessageMeta};
+use crate::message::{EncodedMessage, Message, MessageMeta};
 
 /// Where messages are published, after the prefix.
 const SUBJECT_SUFFIX: &str = "entries";
@@ -58,6 +65,77 @@ pub fn split(payload: &[u8]) -> Option<[&[u8]; 3]> {
     let mut lines = payload.split(|&b| b == b'\n');
     let parts = [lines.next()?, lines.next()?, lines.next()?];
     lines.next().is_none().then_some(parts)
+}
+
+/// The message read back from the stream at sequence `cursor`: the three payloads with the cursor as their first
+/// key, and the metadata the hub filters and deduplicates on (from the headers and the lite payload). `Err` says
+/// why a message is not one of ours.
+pub fn decode(headers: Option<&HeaderMap>, payload: &[u8], cursor: u64) -> Result<Message, String> {
+    let [full, lite, domains] = split(payload).ok_or("the payload is not three lines")?;
+    let leaf = serde_json::from_slice::<LitePayload<'_>>(lite)
+        .map_err(|e| format!("the lite payload: {e}"))?
+        .data;
+    let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    let entry_type = match leaf.update_type {
+        "X509LogEntry" => EntryType::X509,
+        "PrecertLogEntry" => EntryType::Precert,
+        other => return Err(format!("unknown update_type {other:?}")),
+    };
+    let meta = MessageMeta {
+        log_id: header(LOG_ID_HEADER).unwrap_or_default().into(),
+        index: leaf.cert_index,
+        entry_type,
+        fingerprint: leaf.leaf_cert.sha256.into(),
+        issuer: leaf.leaf_cert.issuer.aggregated.into(),
+        all_domains: leaf.leaf_cert.all_domains.into(),
+        cursor: Some(cursor),
+    };
+    let digits = cursor.to_string();
+    let with_cursor = |payload: &[u8]| match payload.strip_prefix(b"{") {
+        Some(rest) if rest.first().is_some_and(|&b| b == b'"') => Ok(Frame::text_from_parts(&[
+            b"{\"cursor\":",
+            digits.as_bytes(),
+            b",",
+            rest,
+        ])),
+        _ => Err("a payload is not a JSON object with keys".to_owned()),
+    };
+    let frames = EncodedMessage {
+        full: with_cursor(full)?,
+        lite: with_cursor(lite)?,
+        domains: with_cursor(domains)?,
+    };
+    Ok(Message { meta, frames })
+}
+
+/// What [`decode`] reads of the lite payload (serde skips the rest).
+#[derive(Deserialize)]
+struct LitePayload<'a> {
+    #[serde(borrow)]
+    data: LiteData<'a>,
+}
+
+#[derive(Deserialize)]
+struct LiteData<'a> {
+    cert_index: u64,
+    #[serde(borrow)]
+    leaf_cert: LiteLeaf<'a>,
+    update_type: &'a str,
+}
+
+#[derive(Deserialize)]
+struct LiteLeaf<'a> {
+    all_domains: Vec<String>,
+    #[serde(borrow)]
+    issuer: LiteIssuer<'a>,
+    #[serde(borrow)]
+    sha256: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct LiteIssuer<'a> {
+    #[serde(borrow)]
+    aggregated: Cow<'a, str>,
 }
 
 /// The headers of a message: its ID and what a consumer selects on without parsing the payload.

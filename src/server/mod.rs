@@ -96,10 +96,11 @@ impl Server {
             Some(path) => Some(Rc::new(auth::Access::load(path, config.auth_metrics)?)),
             None => None,
         };
+        // Relays share a port (the kernel spreads the connections); an ingester started twice must fail instead.
         let opts = ListenerOpts::new()
             .backlog(BACKLOG)
             .reuse_addr(true)
-            .reuse_port(false);
+            .reuse_port(config.mode == crate::config::Mode::Relay);
         let listener = TcpListener::bind_with_config(config.listen, &opts)?;
         let descriptor_room = client_descriptor_room(config.descriptor_reserve);
         let shared = Rc::new(Shared {

@@ -22,6 +22,13 @@ pub fn cursor_of(message: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
+/// A line of a stream message's payload as clients receive it: with the message's cursor as its first key.
+pub fn with_cursor(line: &[u8], cursor: u64) -> Vec<u8> {
+    let mut out = format!("{{\"cursor\":{cursor},").into_bytes();
+    out.extend_from_slice(&line[1..]);
+    out
+}
+
 /// The messages a client received, each payload as sent.
 #[derive(Debug, Default)]
 pub struct Delivered {

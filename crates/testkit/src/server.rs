@@ -17,7 +17,6 @@ use certstream_ws::frame::Frame;
 use serde_json::json;
 
 enum Command {
-    /// Boxed: a message is far larger than the other commands.
     Publish(Box<Message>),
     Shutdown,
 }
