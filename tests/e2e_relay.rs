@@ -20,6 +20,10 @@ use serde_json::Value;
 /// Bound on every wait.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How soon after the broker's restart relay clients get messages again (the broker is back at once, the
+/// ingester reconnects and publishes within about a second).
+const BACK_AFTER_BROKER_RESTART: Duration = Duration::from_secs(8);
+
 /// The two logs every test follows.
 const LOGS: [&str; 2] = ["r0", "t0"];
 
@@ -312,17 +316,25 @@ fn a_broker_killed_and_restarted_mid_stream_leaves_relay_clients_connected_and_w
 
     pipeline.nats.kill();
     // Down long enough for the relay to notice (and the ingester to buffer): the clients stay connected and
-    // their pings are answered.
+    // their pings (a few a second, under the control frame limit) are answered.
     let down = Instant::now();
     while down.elapsed() < Duration::from_secs(2) {
         for client in [&mut full, &mut domains] {
             let pongs = client.pongs;
             client.client.send(9, b"still there?", true);
             client.read_until("a pong while the broker is down", |c| c.pongs > pongs);
+            client.read_for(Duration::from_millis(200));
         }
     }
     pipeline.nats.resume();
+    // The ingester is back within about a second: the relay's clients must not wait much longer (the
+    // relay's consumer is gone with the broker's memory and has to be created again).
     let before = full.delivered.by_cursor.len();
+    full.read_until_within(
+        "the first entry after the broker's restart",
+        BACK_AFTER_BROKER_RESTART,
+        |c| c.delivered.by_cursor.len() > before,
+    );
     full.read_until("entries after the restart", |c| {
         c.delivered.by_cursor.len() >= before + 200
     });

@@ -102,6 +102,8 @@ pub struct RawCollector {
     pub pongs: u64,
     /// The server's close frame arrived.
     pub closed: bool,
+    /// Its status code.
+    pub close_code: Option<u16>,
     /// The connection ended (EOF or reset), with or without a close frame.
     pub ended: bool,
 }
@@ -124,18 +126,33 @@ impl RawCollector {
             delivered: Delivered::default(),
             pongs: 0,
             closed: false,
+            close_code: None,
             ended: false,
         }
     }
 
     /// Reads until `done` holds, at most [`READ_TIMEOUT`] (fails the test then, or when the stream ends first).
     pub fn read_until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + READ_TIMEOUT;
+        self.read_until_within(what, READ_TIMEOUT, done);
+    }
+
+    /// [`read_until`](Self::read_until) with another bound than [`READ_TIMEOUT`].
+    pub fn read_until_within(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Self) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
         while !done(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} ({timeout:?})"
+            );
             assert!(
                 !self.closed && !self.ended,
-                "the server closed the stream before {what}"
+                "the server closed the stream (close code {:?}) before {what}",
+                self.close_code
             );
             self.read_once();
         }
@@ -171,7 +188,10 @@ impl RawCollector {
             Ok(frame) if frame.opcode == 1 => self.delivered.record(frame.payload),
             Ok(frame) if frame.opcode == 9 => self.client.send(10, &frame.payload, true),
             Ok(frame) if frame.opcode == 10 => self.pongs += 1,
-            Ok(frame) if frame.opcode == 8 => self.closed = true,
+            Ok(frame) if frame.opcode == 8 => {
+                self.closed = true;
+                self.close_code = frame.close_code();
+            }
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) if self.closed || is_end(e.kind()) => self.ended = true,
