@@ -12,7 +12,7 @@ use certstream::broker::wire;
 use certstream_testkit::nats::{NatsServer, create_stream, last_sequence, stream_contents};
 use certstream_testkit::wait::wait_until;
 use certstream_testkit::{
-    Certstream, Delivered, HttpStreamClient, ListFile, Mock, RawCollector, closed_port, cursor_of,
+    Certstream, Delivered, HttpCollector, ListFile, Mock, RawCollector, closed_port, cursor_of,
     refused_start, start_listening_to, with_cursor,
 };
 use serde_json::Value;
@@ -406,32 +406,27 @@ fn clients_of_a_restarted_relay_resume_from_their_last_cursor() {
     let port = closed_port();
     let relay = pipeline.relay(Some(port));
     let mut ws = RawCollector::connect(&relay, "/full-stream");
-    let mut sse = HttpStreamClient::get(relay.addr, "/sse", &[]);
-    assert_eq!(sse.status, 200, "{}", sse.head);
-    let mut sse_delivered = Delivered::default();
-    relay.wait_stats("the clients", TIMEOUT, |s| s["clients"]["total"] == 2);
+    let mut sse = HttpCollector::get(relay.addr, "/sse", &[]);
+    let mut ndjson = HttpCollector::get(relay.addr, "/domains-only/ndjson", &[]);
+    relay.wait_stats("the clients", TIMEOUT, |s| s["clients"]["total"] == 3);
     pipeline.follow(&LOGS);
     ws.read_until("entries before the relay restart", |c| {
         LOGS.iter().all(|log| c.count(log) >= 50)
     });
-    while sse_delivered.by_cursor.len() < 100 {
-        let event = sse.next_data_event().expect("an event before the restart");
-        sse_delivered.record_event(event);
+    for http in [&mut sse, &mut ndjson] {
+        http.read_until("messages before the relay restart", |d| {
+            d.by_cursor.len() >= 100
+        });
     }
 
     relay.send_signal(libc::SIGKILL);
     let _ = relay.wait_exit(TIMEOUT);
     ws.read_to_end();
-    while let Some(event) = sse.next_data_event() {
-        sse_delivered.record_event(event);
-    }
-    let (ws_cursor, sse_cursor) = (
-        ws.delivered.last_cursor.expect("a cursor"),
-        sse_delivered.last_cursor.expect("a cursor"),
-    );
+    sse.read_to_end();
+    ndjson.read_to_end();
     // Messages go by while no relay runs.
-    let stream_then = last_sequence(&pipeline.nats.url());
     let url = pipeline.nats.url();
+    let stream_then = last_sequence(&url);
     wait_until(
         "messages published while the relay is down",
         TIMEOUT,
@@ -440,12 +435,26 @@ fn clients_of_a_restarted_relay_resume_from_their_last_cursor() {
         |last| format!("last sequence {last}"),
     );
 
+    // Each client comes back with the cursor of the last message it got, and keeps what it had (a message
+    // received again would fail the test).
     let relay = pipeline.relay(Some(port));
-    let mut resumed = RawCollector::connect(&relay, &format!("/full-stream?cursor={ws_cursor}"));
+    let last_of = |delivered: &Delivered| delivered.last_cursor.expect("a cursor").to_string();
+    let mut resumed = RawCollector::connect(
+        &relay,
+        &format!("/full-stream?cursor={}", last_of(&ws.delivered)),
+    );
     resumed.delivered = std::mem::take(&mut ws.delivered);
-    let cursor_text = sse_cursor.to_string();
-    let mut sse = HttpStreamClient::get(relay.addr, "/sse", &[("Last-Event-ID", &cursor_text)]);
-    assert_eq!(sse.status, 200, "{}", sse.head);
+    let last_event_id = last_of(&sse.delivered);
+    let mut sse_resumed =
+        HttpCollector::get(relay.addr, "/sse", &[("Last-Event-ID", &last_event_id)]);
+    sse_resumed.delivered = std::mem::take(&mut sse.delivered);
+    let ndjson_cursor = last_of(&ndjson.delivered);
+    let mut ndjson_resumed = HttpCollector::get(
+        relay.addr,
+        &format!("/domains-only/ndjson?cursor={ndjson_cursor}"),
+        &[],
+    );
+    ndjson_resumed.delivered = std::mem::take(&mut ndjson.delivered);
     resumed.read_until("entries after the restart", |c| {
         c.delivered.last_cursor >= Some(stream_then + 100)
     });
@@ -454,19 +463,22 @@ fn clients_of_a_restarted_relay_resume_from_their_last_cursor() {
     resumed.read_until("the end of the stream", |c| {
         c.delivered.last_cursor == Some(last)
     });
-    while sse_delivered.last_cursor < Some(last) {
-        let event = sse.next_data_event().expect("an event after the restart");
-        sse_delivered.record_event(event);
+    for http in [&mut sse_resumed, &mut ndjson_resumed] {
+        http.read_until("the end of the stream", |d| d.last_cursor == Some(last));
     }
     // What follows the last message (a duplicate would) arrives before the ends of the streams.
     let (ok, _) = relay.terminate();
     assert!(ok, "the relay's exit status after SIGTERM");
     resumed.read_to_close();
-    while let Some(event) = sse.next_data_event() {
-        sse_delivered.record_event(event);
-    }
+    sse_resumed.read_to_end();
+    ndjson_resumed.read_to_end();
     assert_everything_once("WebSocket ?cursor=", &resumed.delivered, last);
-    assert_everything_once("server-sent events Last-Event-ID", &sse_delivered, last);
+    assert_everything_once(
+        "server-sent events Last-Event-ID",
+        &sse_resumed.delivered,
+        last,
+    );
+    assert_everything_once("NDJSON ?cursor=", &ndjson_resumed.delivered, last);
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! What a stream client was sent, byte for byte: every message by its cursor and, for `certificate_update`s, by
 //! mock log name and index; anything received twice fails the test. [`RawCollector`] fills one from a WebSocket,
-//! [`Delivered::record_event`] from server-sent events.
+//! [`HttpCollector`] from server-sent events or NDJSON.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::certstream::{Certstream, update_position};
-use crate::event_stream::SseEvent;
+use crate::event_stream::{HttpStreamClient, SseEvent};
 use crate::mock::mock_name;
 use crate::ws::WsClient;
 
@@ -211,4 +211,58 @@ fn is_end(kind: ErrorKind) -> bool {
         kind,
         ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
     )
+}
+
+/// A server-sent events or NDJSON client keeping every message's bytes ([`Delivered`]).
+pub struct HttpCollector {
+    /// The response being read.
+    pub client: HttpStreamClient,
+    /// What arrived.
+    pub delivered: Delivered,
+    /// Server-sent events (else NDJSON lines).
+    events: bool,
+}
+
+impl HttpCollector {
+    /// `GET target` (a `…/sse` or `…/ndjson` route, a query string allowed) with `headers`; the response must be
+    /// a `200`.
+    pub fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> HttpCollector {
+        let client = HttpStreamClient::get(addr, target, headers);
+        assert_eq!(client.status, 200, "{target}: {}", client.head);
+        let path = target.split('?').next().unwrap_or_default();
+        HttpCollector {
+            client,
+            delivered: Delivered::default(),
+            events: path.trim_end_matches('/').ends_with("/sse"),
+        }
+    }
+
+    /// Reads one message; false once the body ended or the connection closed.
+    fn read_once(&mut self) -> bool {
+        if self.events {
+            let Some(event) = self.client.next_data_event() else {
+                return false;
+            };
+            self.delivered.record_event(event);
+        } else {
+            let Some(line) = self.client.next_line() else {
+                return false;
+            };
+            self.delivered.record(line.into_bytes());
+        }
+        true
+    }
+
+    /// Reads until `done` holds for what arrived (each read bounded by the client's I/O timeout); fails if the
+    /// stream ends first.
+    pub fn read_until(&mut self, what: &str, done: impl Fn(&Delivered) -> bool) {
+        while !done(&self.delivered) {
+            assert!(self.read_once(), "the stream ended before {what}");
+        }
+    }
+
+    /// Reads what is left until the body ends or the connection closes.
+    pub fn read_to_end(&mut self) {
+        while self.read_once() {}
+    }
 }
