@@ -3,7 +3,7 @@
 //! server-sent events clients. Every client gets every index of every log exactly once, each message byte for byte
 //! what the ingester's own clients got (same `cursor`), through a broker killed and restarted, an ingester killed
 //! with SIGKILL and restarted, a relay killed and restarted (its clients come back with their last cursor); `?since=`
-//! serves the history from a time; a relay that cannot use the broker or find the stream does not start.
+//! serves the history from a time; a relay that cannot use the broker or its stream does not start, saying why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -536,7 +536,7 @@ fn since_serves_the_history_from_that_time_then_live() {
 }
 
 #[test]
-fn a_relay_that_cannot_use_the_broker_or_find_the_stream_does_not_start() {
+fn a_relay_that_cannot_use_the_broker_or_its_stream_does_not_start() {
     let relay = |url: &str, args: &[&str]| {
         let mut all = vec!["relay", "--listen", "127.0.0.1:0", "--nats-url", url];
         all.extend_from_slice(args);
@@ -574,4 +574,20 @@ fn a_relay_that_cannot_use_the_broker_or_find_the_stream_does_not_start() {
     );
     let error = relay(&nats.url(), &["--nats-stream", "ELSEWHERE"]);
     assert!(error.contains("ELSEWHERE"), "the stream is named: {error}");
+    // The stream does not take the subject the relay would read.
+    let error = relay(&nats.url(), &["--nats-subject-prefix", "other"]);
+    assert!(error.contains("not other.entries"), "{error}");
+
+    let nats = NatsServer::start(&["--user", "certstream", "--pass", "right"]);
+    let wrong = format!("nats://certstream:wrong@127.0.0.1:{}", nats.port);
+    let error = relay(&wrong, &[]);
+    assert!(
+        error.contains(&format!("NATS at nats://***@127.0.0.1:{}", nats.port)),
+        "{error}"
+    );
+    assert!(error.to_lowercase().contains("authorization"), "{error}");
+    assert!(
+        !error.contains("wrong"),
+        "the password is not shown: {error}"
+    );
 }
