@@ -315,6 +315,9 @@ fn a_broker_killed_and_restarted_mid_stream_leaves_relay_clients_connected_and_w
     });
 
     pipeline.nats.kill();
+    relay.wait_stats("the relay seeing the broker down", TIMEOUT, |s| {
+        s["nats"]["connected"] == 0
+    });
     // Down long enough for the relay to notice (and the ingester to buffer): the clients stay connected and
     // their pings (a few a second, under the control frame limit) are answered.
     let down = Instant::now();
@@ -353,8 +356,10 @@ fn a_broker_killed_and_restarted_mid_stream_leaves_relay_clients_connected_and_w
         assert!(!client.ended, "{name}: still connected");
         assert_everything_once(name, &client.delivered, last);
     }
-    let stats = stream_stats(&relay);
-    assert_eq!(stats["cursor"], last, "{stats}");
+    let stats = relay.stats();
+    assert_eq!(stats["stream"]["cursor"], last, "{stats}");
+    assert_eq!(stats["nats"]["connected"], 1, "{stats}");
+    assert!(stats["nats"]["last_error"].is_string(), "{stats}");
 }
 
 #[test]
