@@ -83,14 +83,6 @@ impl Gate {
         }
     }
 
-    /// Also waits for room in `room`.
-    pub fn with_room(self, room: Rc<dyn Room>) -> Self {
-        Self {
-            room: Some(room),
-            ..self
-        }
-    }
-
     fn hub_admits(&self) -> bool {
         self.hub.as_ref().is_none_or(hub::Gate::admits)
     }
@@ -430,15 +422,12 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_waits_for_room_as_well_as_for_the_hub() {
+    fn the_gate_of_an_output_with_a_buffer_waits_for_room() {
         crate::runtime::block_on(async {
             let hub = Hub::new(8);
-            assert!(
-                Gate::new(hub.gate()).admits(),
-                "without a room: the hub's admission"
-            );
+            assert!(Gate::new(hub.gate()).admits(), "the hub's admission");
             let room = Rc::new(Switch(Cell::new(false)));
-            let gate = Gate::new(hub.gate()).with_room(room.clone());
+            let gate = Gate::room(room.clone());
             assert!(!gate.admits());
             let waiting = monoio::spawn({
                 let gate = gate.clone();

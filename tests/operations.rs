@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use certstream_testkit::nats::NatsServer;
 use certstream_testkit::{Certstream, ListFile, Mock};
 use serde_json::Value;
 
@@ -204,8 +205,12 @@ fn live_metrics_pass_promtool_and_hold_every_metric_of_the_alerts_and_the_dashbo
     let list = ListFile::new();
     list.write(&serde_json::to_vec(&mock.list()).expect("list JSON"));
     let state = list.path.with_file_name("state.json");
+    // With JetStream, so that the broker's and the stream reader's metrics are there too.
+    let nats = NatsServer::start(&[]);
     let server = Certstream::start(
         &[
+            "--nats-url",
+            &nats.url(),
             "--log-list",
             list.location(),
             "--state-file",

@@ -30,6 +30,10 @@ const LIVE_FEED_BYTES: usize = 16 << 20;
 /// Bytes of decoded messages a client's replay holds ahead of that client's queue.
 const REPLAY_BYTES: usize = 1 << 20;
 
+/// Messages a consumer asks the broker for at once: what the client library holds beyond the [`Replay`]'s budget
+/// (about a megabyte at the firehose's typical 10 KB per message).
+const CONSUMER_BATCH: i64 = 128;
+
 /// While the reactor's end is full, the consumer looks again this often.
 const ROOM_CHECK: Duration = Duration::from_millis(2);
 
@@ -208,6 +212,7 @@ impl Reader {
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: self.subject.clone(),
                 deliver_policy: deliver_policy(self.next),
+                max_batch: CONSUMER_BATCH,
                 ..Default::default()
             })
             .await
@@ -255,11 +260,10 @@ fn deliver_policy(start: ReplayStart) -> consumer::DeliverPolicy {
             let nanos = time
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_nanos());
-            consumer::DeliverPolicy::ByStartTime {
-                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
-                    i128::try_from(nanos).unwrap_or(i128::MAX),
-                )
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            // A time past what JetStream can name (after the year 9999) has no message yet: from now on.
+            match i128::try_from(nanos).map(time::OffsetDateTime::from_unix_timestamp_nanos) {
+                Ok(Ok(start_time)) => consumer::DeliverPolicy::ByStartTime { start_time },
+                _ => consumer::DeliverPolicy::New,
             }
         }
     }
@@ -326,5 +330,41 @@ impl StatusReporter for StreamReader {
             replays: counts.replays.load(Ordering::Relaxed) as u64,
         };
         out.metrics(METRICS, &stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn a_start_names_the_first_message_wanted() {
+        assert_eq!(
+            deliver_policy(ReplayStart::After(0)),
+            consumer::DeliverPolicy::ByStartSequence { start_sequence: 1 }
+        );
+        assert_eq!(
+            deliver_policy(ReplayStart::After(u64::MAX)),
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: u64::MAX
+            }
+        );
+        let since = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        assert_eq!(
+            deliver_policy(ReplayStart::Since(since)),
+            consumer::DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    1_700_000_000_500_000_000
+                )
+                .unwrap()
+            }
+        );
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000 * 31_557_600);
+        assert_eq!(
+            deliver_policy(ReplayStart::Since(far)),
+            consumer::DeliverPolicy::New,
+            "after the year 9999: nothing yet, not everything"
+        );
     }
 }
