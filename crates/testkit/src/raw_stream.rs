@@ -85,11 +85,6 @@ impl Delivered {
     pub fn count(&self, log: &str) -> usize {
         self.by_log.get(log).map_or(0, BTreeMap::len)
     }
-
-    /// The cursors received, in order.
-    pub fn cursors(&self) -> Vec<u64> {
-        self.by_cursor.keys().copied().collect()
-    }
 }
 
 /// A WebSocket client keeping every message's bytes ([`Delivered`]), answering pings.
