@@ -1,9 +1,10 @@
 //! Relay mode and replay from a cursor, end to end: the mock CT logs → the real `certstream` ingester with
 //! `--nats-url` → a real `nats-server -js` → `certstream relay` processes (two sharing one port) → WebSocket,
-//! server-sent events and NDJSON clients. Every client gets every index of every log exactly once, each message byte for byte
-//! what the ingester's own clients got (same `cursor`), through a broker killed and restarted, an ingester killed
-//! with SIGKILL and restarted, a relay killed and restarted (its clients come back with their last cursor); `?since=`
-//! serves the history from a time; a relay that cannot use the broker or its stream does not start, saying why.
+//! server-sent events and NDJSON clients. Every client gets every index of every log exactly once, each message
+//! byte for byte what the ingester's own clients got (same `cursor`), through a broker killed and restarted, an
+//! ingester killed with SIGKILL and restarted, a relay killed and restarted (its clients come back with their last
+//! cursor); `?since=` serves the history from a time; a relay that cannot use the broker or its stream does not
+//! start, saying why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
