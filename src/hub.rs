@@ -12,7 +12,8 @@
 //! rebuild, and the publish loop iterates an immutable snapshot.
 //!
 //! Every published message gets the next sequence number (from 1), which travels with its frames in the rings: the
-//! server-sent events stream shows it as the event's `id:` ([`EventIds`]). The hub keeps the last published messages
+//! server-sent events stream shows it as the event's `id:` ([`EventIds`]), or the message's cursor when it has one
+//! (JetStream: a client may start from a cursor or a time, [`catch_up`]). The hub keeps the last published messages
 //! in a replay history bounded in bytes (`--replay-bytes`), so a client that reconnects with the id of the last
 //! message it got can be filled with the ones it missed before it continues live ([`Hub::join_resuming`]). The
 //! history is kept only while it can serve someone: while a resumable client is connected, and for
@@ -28,6 +29,7 @@
 //! then costs one compare for each.
 
 pub mod admission;
+mod catch_up;
 mod dedup;
 
 use std::cell::{Cell, RefCell};
@@ -43,6 +45,8 @@ use certstream_ws::frame::Frame;
 
 use admission::{Admission, Backlog, Standing};
 pub use admission::{AdmissionStats, Gate};
+pub(crate) use catch_up::CatchUp;
+pub use catch_up::ReplayStats;
 
 /// How long the replay history is kept filling after the last resumable client left.
 pub(crate) const REPLAY_KEPT_AFTER_LAST_CLIENT: std::time::Duration =
@@ -103,8 +107,13 @@ struct HubState {
     /// `budget.replay` bytes together.
     history: RefCell<VecDeque<Rc<Message>>>,
     history_bytes: Cell<usize>,
-    /// Connected clients that joined through [`Hub::join_resuming`] (they have event ids to resume from).
+    /// Connected clients that joined through [`Hub::join_resuming`] or [`Hub::join_from`] (they have event ids or
+    /// cursors to resume from).
     resumable_clients: Cell<usize>,
+    /// The cursor of the last published message that had one (JetStream).
+    last_cursor: Cell<Option<u64>>,
+    /// Clients started from a cursor or a time ([`Hub::join_from`]).
+    replays: catch_up::ReplayCounters,
     /// Compiled size allowed to one regex (a resuming client's own filter is compiled within it).
     regex_size_limit: usize,
     /// When the last resumable client left (`None` before any did).
@@ -195,22 +204,34 @@ pub struct HubStats {
     pub dedup_evicted: u64,
     /// The filter registry's counters.
     pub filters: FilterStats,
+    /// Clients started from a cursor or a time.
+    pub replays: ReplayStats,
 }
 
 /// The sequence number of what is not a published message (heartbeats, control frames): no event id.
 pub(crate) const NO_SEQ: u64 = 0;
 
-/// One entry of a client's ring: a shared frame and the sequence number of the message it carries ([`NO_SEQ`]
-/// for a heartbeat or a control frame).
+/// One entry of a client's ring: a shared frame, the sequence number of the message it carries ([`NO_SEQ`] for a
+/// heartbeat, a control frame or a message replayed from the stream) and the message's cursor (JetStream).
 #[derive(Clone, Debug)]
 pub(crate) struct Queued {
     pub frame: Rc<Frame>,
     pub seq: u64,
+    pub cursor: Option<u64>,
 }
 
 impl Queued {
     fn control(frame: Rc<Frame>) -> Self {
-        Self { frame, seq: NO_SEQ }
+        Self {
+            frame,
+            seq: NO_SEQ,
+            cursor: None,
+        }
+    }
+
+    /// Whether the entry is a message with an event id (its cursor, else its sequence number).
+    pub(crate) fn has_id(&self) -> bool {
+        self.cursor.is_some() || self.seq != NO_SEQ
     }
 }
 
@@ -225,9 +246,9 @@ pub(crate) enum Resume {
     Unavailable,
 }
 
-/// The ids of the events of this process: `<boot>-<seq>`, where `boot` is the start of the hub in Unix
-/// milliseconds, base 36, so the ids of an earlier run (whose sequence numbers restart at 1) are never taken for
-/// this one's.
+/// The ids of the events of this process: a message's cursor in decimal when it has one (the same at every relay
+/// and across restarts), else `<boot>-<seq>`, where `boot` is the start of the hub in Unix milliseconds, base 36,
+/// so the ids of an earlier run (whose sequence numbers restart at 1) are never taken for this one's.
 pub(crate) struct EventIds {
     boot: Box<str>,
 }
@@ -243,9 +264,13 @@ impl EventIds {
         }
     }
 
-    /// Writes the id of message `seq` (into memory: it cannot fail but for lack of room, which the caller sizes).
-    pub(crate) fn write(&self, seq: u64, out: &mut impl std::io::Write) {
-        let _ = write!(out, "{}-{seq}", self.boot);
+    /// Writes the id of a queued message ([`Queued::has_id`]; into memory: it cannot fail but for lack of room,
+    /// which the caller sizes).
+    pub(crate) fn write(&self, queued: &Queued, out: &mut impl std::io::Write) {
+        let _ = match queued.cursor {
+            Some(cursor) => write!(out, "{cursor}"),
+            None => write!(out, "{}-{}", self.boot, queued.seq),
+        };
     }
 
     /// The sequence number an id of this process names; `None` for any other text.
@@ -347,6 +372,8 @@ impl Hub {
                 history: RefCell::new(VecDeque::new()),
                 history_bytes: Cell::new(0),
                 resumable_clients: Cell::new(0),
+                last_cursor: Cell::new(None),
+                replays: catch_up::ReplayCounters::new(),
                 last_resumable_left: Cell::new(None),
                 resumes_served: Cell::new(0),
                 resumes_unavailable: Cell::new(0),
@@ -391,9 +418,10 @@ impl Hub {
         let now = Instant::now();
         let previous = self.previous_publication(&message.meta.fingerprint, seq, now);
         let frames = &message.frames;
+        let cursor = message.meta.cursor;
         let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
         for client in slab.iter() {
-            if !client.selects(seq) {
+            if !client.selects(seq) || !client.takes_live(cursor) {
                 continue;
             }
             if client.dedup && previous.is_some_and(|previous| previous > client.joined_at) {
@@ -402,9 +430,13 @@ impl Hub {
                     .set(state.duplicates_skipped.get() + 1);
                 continue;
             }
-            client.push(&shared[kind_index(client.kind)], seq, state, now);
+            let frame = shared[kind_index(client.kind)].clone();
+            client.push(Queued { frame, seq, cursor }, state, now);
         }
         state.published.set(seq);
+        if cursor.is_some() {
+            state.last_cursor.set(cursor);
+        }
         self.keep_latest(frames);
         self.keep_for_replay(message, now);
     }
@@ -418,6 +450,7 @@ impl Hub {
         }
         let mut history = state.history.borrow_mut();
         let in_use = state.resumable_clients.get() > 0
+            || state.replays.catching_up.get() > 0
             || state
                 .last_resumable_left
                 .get()
@@ -489,12 +522,15 @@ impl Hub {
     }
 
     /// Queues the same frame for every client of every stream (heartbeats); not recorded as a latest message, and
-    /// without a sequence number (not resumable).
+    /// without a sequence number (not resumable). Not for clients catching up: their rings are kept for the
+    /// replay, which never drops (and shows they are alive).
     pub(crate) fn broadcast(&self, frame: Frame) {
         let frame = Rc::new(frame);
         let now = Instant::now();
         for client in self.client_slab().iter() {
-            client.push(&frame, NO_SEQ, &self.state, now);
+            if !client.catching_up.get() {
+                client.push(Queued::control(frame.clone()), &self.state, now);
+            }
         }
     }
 
@@ -546,12 +582,8 @@ impl Hub {
         selection: Selection,
         last_event_id: Option<&str>,
     ) -> (ClientHandle, Resume) {
-        let client = self.join(kind, selection);
-        client.resumable.set(true);
+        let client = self.join_resumable(kind, selection);
         let state = &self.state;
-        state
-            .resumable_clients
-            .set(state.resumable_clients.get() + 1);
         let Some(id) = last_event_id else {
             return (client, Resume::Live);
         };
@@ -566,35 +598,55 @@ impl Hub {
             bump(&state.resumes_unavailable);
             return (client, Resume::Unavailable);
         };
-        let now = Instant::now();
-        let missed = history.range((after + 1 - oldest) as usize..);
-        // Missed messages are filtered like live ones, by the client's own filter alone (evaluating every client's
-        // filters per missed message would cost the whole registry, regex set included, thousands of times over).
-        // Deduplication starts afresh at the resume (docs/wire-format.md §7.7).
-        let matcher = match &client.filter {
-            None => None,
-            Some(filter) => match SpecMatcher::new(filter.spec(), state.regex_size_limit) {
-                Some(matcher) => Some(matcher),
-                // It compiled when interned, within the same limit: not expected, but never a silent gap.
-                None => {
-                    drop(history);
-                    bump(&state.resumes_unavailable);
-                    return (client, Resume::Unavailable);
-                }
-            },
-        };
-        for (message, seq) in missed.zip(after + 1..) {
-            if let Some(matcher) = &matcher
-                && !matcher.matches(&message.meta)
-            {
-                continue;
-            }
-            let frame = Rc::new(message.frames.get(kind).clone());
-            client.push(&frame, seq, state, now);
-        }
         drop(history);
+        let Ok(matcher) = self.matcher_of(&client) else {
+            bump(&state.resumes_unavailable);
+            return (client, Resume::Unavailable);
+        };
+        self.fill_from_history(&client, (after + 1 - oldest) as usize, matcher.as_ref());
         bump(&state.resumes_served);
         (client, Resume::Replayed)
+    }
+
+    /// Registers a client that can resume (it has event ids or cursors): while one is connected, and for a while
+    /// after, the replay history is kept.
+    fn join_resumable(&self, kind: StreamKind, selection: Selection) -> ClientHandle {
+        let client = self.join(kind, selection);
+        client.resumable.set(true);
+        let resumable = &self.state.resumable_clients;
+        resumable.set(resumable.get() + 1);
+        client
+    }
+
+    /// The matcher of a client's own filter (`None`: no filter), for messages published before it joined.
+    /// Missed messages are filtered like live ones, by the client's own filter alone (evaluating every client's
+    /// filters per missed message would cost the whole registry, regex set included, thousands of times over).
+    /// Deduplication starts afresh (docs/wire-format.md §7.7). `Err` when it does not compile: it did when
+    /// interned, within the same limit, so not expected, but never a silent gap.
+    fn matcher_of(&self, client: &Client) -> Result<Option<SpecMatcher>, ()> {
+        match &client.filter {
+            None => Ok(None),
+            Some(filter) => SpecMatcher::new(filter.spec(), self.state.regex_size_limit)
+                .map(Some)
+                .ok_or(()),
+        }
+    }
+
+    /// Queues for `client` the history's messages from position `from` on that `matcher` selects (a run larger
+    /// than the ring's budgets loses its oldest messages, counted as drops).
+    fn fill_from_history(&self, client: &Client, from: usize, matcher: Option<&SpecMatcher>) {
+        let state = &self.state;
+        let history = state.history.borrow();
+        let oldest = state.published.get() + 1 - history.len() as u64;
+        let now = Instant::now();
+        for (message, seq) in history.range(from..).zip(oldest + from as u64..) {
+            if matcher.is_some_and(|matcher| !matcher.matches(&message.meta)) {
+                continue;
+            }
+            let frame = Rc::new(message.frames.get(client.kind).clone());
+            let cursor = message.meta.cursor;
+            client.push(Queued { frame, seq, cursor }, state, now);
+        }
     }
 
     /// The ids of this process's events (the `id:` of server-sent events).
@@ -625,7 +677,10 @@ impl Hub {
             dropped: Cell::new(0),
             left: Cell::new(false),
             resumable: Cell::new(false),
+            catching_up: Cell::new(false),
+            after: Cell::new(0),
             waker: Cell::new(None),
+            room_waker: Cell::new(None),
             in_flight: Cell::new(Backlog::default()),
             standing: Standing::new(self.state.ring_size, self.state.budget.client_queue),
             admission: self.state.admission.clone(),
@@ -695,6 +750,7 @@ impl Hub {
             dedup_fingerprints: self.state.dedup.borrow().len(),
             dedup_evicted: self.state.dedup.borrow().evicted(),
             filters: self.state.filters.stats(),
+            replays: self.state.replays.stats(),
             ..HubStats::default()
         };
         for client in self.client_slab().iter().filter(|c| !c.left.get()) {
@@ -736,7 +792,12 @@ impl Hub {
         client.clear_ring();
         client.standing.release(Instant::now(), &client.admission);
         client.waker.take();
+        client.wake_room();
         let state = &self.state;
+        if client.catching_up.replace(false) {
+            let catching_up = &state.replays.catching_up;
+            catching_up.set(catching_up.get() - 1);
+        }
         state
             .left_since_rebuild
             .set(state.left_since_rebuild.get() + 1);
@@ -826,9 +887,17 @@ pub struct Client {
     closing: Cell<bool>,
     dropped: Cell<u64>,
     left: Cell<bool>,
-    /// Joined through [`Hub::join_resuming`]: while such a client is connected the replay history is kept.
+    /// Joined through [`Hub::join_resuming`] or [`Hub::join_from`]: while such a client is connected the replay
+    /// history is kept.
     resumable: Cell<bool>,
+    /// Served by its own replay ([`CatchUp`]), not yet live: live publishes skip it.
+    catching_up: Cell<bool>,
+    /// The last cursor its replay delivered: live publishes skip messages up to it (the replay may have run ahead
+    /// of the hub's own feed).
+    after: Cell<u64>,
     waker: Cell<Option<Waker>>,
+    /// The replay of a catching-up client, waiting for room in its ring.
+    room_waker: Cell<Option<Waker>>,
     /// Data frames (and their bytes) taken by the writer and not yet completely written.
     in_flight: Cell<Backlog>,
     standing: Standing,
@@ -839,6 +908,13 @@ impl Client {
     /// The stream this client subscribed to.
     pub fn kind(&self) -> StreamKind {
         self.kind
+    }
+
+    /// Whether a live message with `cursor` is for this client: not while it catches up, nor a message its replay
+    /// delivered already.
+    #[inline]
+    fn takes_live(&self, cursor: Option<u64>) -> bool {
+        !self.catching_up.get() && cursor.is_none_or(|cursor| cursor > self.after.get())
     }
 
     /// Whether this client's filter selected message `seq` (no filter: every message).
@@ -877,6 +953,7 @@ impl Client {
         self.clear_ring();
         self.standing.release(Instant::now(), &self.admission);
         self.wake();
+        self.wake_room();
     }
 
     fn queue_control(&self, control: Control) {
@@ -895,11 +972,11 @@ impl Client {
     /// Pushes a data frame; a ring over its frame count or byte budget drops its oldest frames (a frame larger
     /// than the whole budget still goes out, alone) and counts them here and in the hub's totals.
     #[inline]
-    fn push(&self, frame: &Rc<Frame>, seq: u64, hub: &HubState, now: Instant) {
+    fn push(&self, queued: Queued, hub: &HubState, now: Instant) {
         if self.left.get() || self.closing.get() {
             return;
         }
-        let len = frame.wire().len();
+        let len = queued.frame.wire().len();
         let mut ring = self.ring.borrow_mut();
         let mut bytes = self.ring_bytes.get() + len;
         while !ring.is_empty() && (ring.len() >= self.capacity || bytes > hub.budget.client_queue) {
@@ -912,10 +989,7 @@ impl Client {
             self.dropped.set(self.dropped.get() + 1);
             hub.dropped.set(hub.dropped.get() + 1);
         }
-        ring.push_back(Queued {
-            frame: frame.clone(),
-            seq,
-        });
+        ring.push_back(queued);
         self.ring_bytes.set(bytes);
         let in_flight = self.in_flight.get();
         let backlog = Backlog {
@@ -935,6 +1009,12 @@ impl Client {
     #[inline]
     fn wake(&self) {
         if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn wake_room(&self) {
+        if let Some(waker) = self.room_waker.take() {
             waker.wake();
         }
     }
@@ -1002,6 +1082,7 @@ impl Client {
         };
         self.standing
             .write_finished(whole, backlog, Instant::now(), &self.admission);
+        self.wake_room();
     }
 }
 
@@ -1248,7 +1329,12 @@ mod tests {
 
     fn id(hub: &Hub, seq: u64) -> String {
         let mut out = Vec::new();
-        hub.event_ids().write(seq, &mut out);
+        let queued = Queued {
+            frame: hub.state.ping.clone(),
+            seq,
+            cursor: None,
+        };
+        hub.event_ids().write(&queued, &mut out);
         String::from_utf8(out).unwrap()
     }
 

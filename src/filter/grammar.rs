@@ -7,7 +7,7 @@ use certstream_ct::entry::EntryType;
 use super::Limits;
 
 /// Parameters the server reads itself, next to the filter parameters; anything else is refused.
-const SERVER_PARAMETERS: [&str; 3] = ["dedup", "token", "last_event_id"];
+const SERVER_PARAMETERS: [&str; 5] = ["dedup", "token", "last_event_id", "cursor", "since"];
 
 /// One filter, canonical: every list lowercased (regexes excepted), sorted and deduplicated, so equal filters
 /// compare equal whatever the order, case or repetition of their values.

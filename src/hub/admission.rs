@@ -167,6 +167,12 @@ impl Standing {
         backlog.frames >= self.mark || backlog.bytes >= self.mark_bytes
     }
 
+    /// Whether `backlog` is under the mark: a catching-up client's replay fills its ring up to here, so it never
+    /// holds ingestion back nor loses a frame.
+    pub(super) fn under_mark(&self, backlog: Backlog) -> bool {
+        !self.at_mark(backlog)
+    }
+
     /// The backlog changed to `backlog`.
     pub(super) fn update(&self, backlog: Backlog, now: Instant, admission: &Admission) {
         let next = match self.state.get() {

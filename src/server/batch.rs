@@ -189,6 +189,7 @@ mod tests {
         Queued {
             frame: Rc::new(Frame::text(text.as_bytes())),
             seq: 1,
+            cursor: None,
         }
     }
 

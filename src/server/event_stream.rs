@@ -33,7 +33,7 @@ use super::Shared;
 use super::batch::{Batch, Piece, write_batch};
 use super::guard::{Guard, Reason};
 use super::limits::Slot;
-use crate::hub::{ClientHandle, EventIds, NO_SEQ, Queued, Resume};
+use crate::hub::{ClientHandle, EventIds, Queued, Resume};
 use certstream_ws::frame::OpCode;
 
 /// An HTTP stream's framing.
@@ -255,9 +255,9 @@ fn push_message(
     let fields_len = match format {
         Format::Sse => {
             let mut cursor = std::io::Cursor::new(&mut fields[..]);
-            if queued.seq != NO_SEQ {
+            if queued.has_id() {
                 let _ = cursor.write_all(b"id: ");
-                ids.write(queued.seq, &mut cursor);
+                ids.write(queued, &mut cursor);
                 let _ = cursor.write_all(b"\n");
             }
             let _ = cursor.write_all(b"data: ");
@@ -317,7 +317,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::hub::Hub;
+    use crate::hub::{Hub, NO_SEQ};
     use certstream_ws::frame::Frame;
 
     /// What a batch of `(payload, seq)` writes, laid out in `format` (control frames by their opcode).
@@ -340,6 +340,7 @@ mod tests {
         Queued {
             frame: Rc::new(frame),
             seq,
+            cursor: None,
         }
     }
 
@@ -371,8 +372,12 @@ mod tests {
         let hub = Hub::new(8);
         let ids = hub.event_ids();
         let mut id = Vec::new();
-        ids.write(7, &mut id);
+        ids.write(&queued(Frame::text(b""), 7), &mut id);
         let id = String::from_utf8(id).unwrap();
+        let with_cursor = |seq, cursor| Queued {
+            cursor: Some(cursor),
+            ..queued(Frame::text(br#"{"c":1}"#), seq)
+        };
         let out = written(
             Format::Sse,
             ids,
@@ -381,6 +386,9 @@ mod tests {
                 queued(Frame::ping(b""), NO_SEQ),
                 queued(Frame::text(br#"{"a":1}"#), 7),
                 queued(Frame::text(br#"{"message_type":"heartbeat"}"#), NO_SEQ),
+                // JetStream: the cursor is the id, published (a sequence number) or replayed (none).
+                with_cursor(8, 41),
+                with_cursor(NO_SEQ, 42),
                 queued(Frame::close(1001, "bye"), NO_SEQ),
             ],
         );
@@ -389,7 +397,8 @@ mod tests {
         assert_eq!(
             String::from_utf8(events).unwrap(),
             format!(
-                ":\n\nid: {id}\ndata: {{\"a\":1}}\n\ndata: {{\"message_type\":\"heartbeat\"}}\n\n"
+                ":\n\nid: {id}\ndata: {{\"a\":1}}\n\ndata: {{\"message_type\":\"heartbeat\"}}\n\n\
+                 id: 41\ndata: {{\"c\":1}}\n\nid: 42\ndata: {{\"c\":1}}\n\n"
             )
         );
     }

@@ -31,8 +31,9 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 use crate::config::Config;
+use crate::cursor::{ReplaySource, ReplayStart};
 use crate::filter::Selection;
-use crate::hub::{Hub, Resume};
+use crate::hub::{CatchUp, ClientHandle, Hub, Resume};
 use crate::message::StreamKind;
 use crate::metrics::StatusReporter;
 use crate::panic_boundary::CatchUnwind;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     access: Option<Rc<auth::Access>>,
     http_stream_clients: event_stream::HttpStreamClients,
     reporters: RefCell<Vec<Rc<dyn StatusReporter>>>,
+    /// `Some` with JetStream: where clients that start from a cursor or a time are replayed from.
+    replay_source: RefCell<Option<Rc<dyn ReplaySource>>>,
 }
 
 impl Shared {
@@ -124,6 +127,7 @@ impl Server {
             ),
             access,
             http_stream_clients: Default::default(),
+            replay_source: RefCell::new(None),
             config,
         });
         Ok(Self { listener, shared })
@@ -132,6 +136,13 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Lets clients start from a cursor or a time (`?cursor=`, `?since=`, a numeric `Last-Event-ID`), replayed
+    /// from `source` (JetStream); without one such requests are answered `400`.
+    pub fn with_replay_source(self, source: Rc<dyn ReplaySource>) -> Self {
+        *self.shared.replay_source.borrow_mut() = Some(source);
+        self
     }
 
     /// Adds a component's section to `/stats` and `/metrics`.
@@ -192,10 +203,12 @@ async fn accept_loop(listener: &TcpListener, shared: &Rc<Shared>) {
 /// What to do with a parsed request head.
 enum Action {
     Respond(Bytes),
-    /// Serve a stream: the client joins the hub, then `transport` carries the messages.
+    /// Serve a stream: the client joins the hub (from `start` when it gave one), then `transport` carries the
+    /// messages.
     Stream {
         kind: StreamKind,
         selection: Selection,
+        start: Option<ReplayStart>,
         transport: Transport,
     },
 }
@@ -235,26 +248,26 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, sha
             _ => bad_request(),
         }
     };
-    match action {
-        Action::Respond(response) => request::respond_and_close(stream, response, &shared).await,
-        Action::Stream {
-            kind,
-            selection,
-            transport:
-                Transport::Http {
-                    format,
-                    last_event_id,
-                },
-        } => {
-            // Joined (and filled with what it missed, when resuming) before the response starts, like a WebSocket
-            // client before its 101. NDJSON has no event ids: its clients cannot resume, so they do not keep the
-            // replay history filling.
-            let (client, resume) = match format {
-                Format::Sse => shared
-                    .hub
-                    .join_resuming(kind, selection, last_event_id.as_deref()),
-                Format::Ndjson => (shared.hub.join(kind, selection), Resume::Live),
-            };
+    let Action::Stream {
+        kind,
+        selection,
+        start,
+        transport,
+    } = action
+    else {
+        if let Action::Respond(response) = action {
+            request::respond_and_close(stream, response, &shared).await;
+        }
+        return;
+    };
+    // Joined (and filled with what it missed, when resuming) before the response starts or the 101 goes out: a
+    // client sees every message published after its response.
+    let (client, resume, catch_up) = match join(&shared, kind, selection, start, &transport) {
+        Ok(joined) => joined,
+        Err(response) => return request::respond_and_close(stream, response, &shared).await,
+    };
+    match transport {
+        Transport::Http { format, .. } => {
             let start = event_stream::response_start(format, resume);
             let stall = shared.config.write_stall_timeout;
             match monoio::time::timeout(stall, stream.write_all(start)).await {
@@ -262,17 +275,12 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, sha
                 _ => return,
             }
             drop(buf);
-            monoio::spawn(connection_task(event_stream::serve(
-                stream, format, client, shared, slot,
-            )));
+            spawn_connection(
+                event_stream::serve(stream, format, client, shared, slot),
+                catch_up,
+            );
         }
-        Action::Stream {
-            kind,
-            selection,
-            transport: Transport::WebSocket(response),
-        } => {
-            // Joined before the 101 goes out: a client sees every message published after its upgrade response.
-            let client = shared.hub.join(kind, selection);
+        Transport::WebSocket(response) => {
             let stall = shared.config.write_stall_timeout;
             match monoio::time::timeout(stall, stream.write_all(response)).await {
                 Ok((Ok(_), _)) => {}
@@ -286,15 +294,72 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, slot: limits::Slot, sha
                 &buf[head_len..],
                 Instant::now(),
             );
-            monoio::spawn(connection_task(connection::serve(
-                stream,
-                session,
-                client,
-                &shared.rules,
-                slot,
-            )));
+            spawn_connection(
+                connection::serve(stream, session, client, &shared.rules, slot),
+                catch_up,
+            );
         }
     }
+}
+
+/// Joins a stream client to the hub: from its start (a cursor or a time) with its catch-up when it is not live at
+/// once, a server-sent events client resuming from the replay history, else live. NDJSON and WebSocket have no
+/// event ids: without a start their clients cannot resume, so they do not keep the replay history filling. `Err`:
+/// the `503` answered when no replay can be opened.
+fn join(
+    shared: &Shared,
+    kind: StreamKind,
+    selection: Selection,
+    start: Option<ReplayStart>,
+    transport: &Transport,
+) -> Result<(ClientHandle, Resume, Option<CatchUp>), Bytes> {
+    let hub = &shared.hub;
+    let Some(start) = start else {
+        return Ok(match transport {
+            Transport::Http {
+                format: Format::Sse,
+                last_event_id,
+            } => {
+                let (client, resume) = hub.join_resuming(kind, selection, last_event_id.as_deref());
+                (client, resume, None)
+            }
+            _ => (hub.join(kind, selection), Resume::Live, None),
+        });
+    };
+    // `decide` refused a start without a source; kept as a 503 should that ever change.
+    let source = shared.replay_source.borrow().clone();
+    let joined = match source {
+        Some(source) => hub.join_from(kind, selection, start, &*source),
+        None => Err("no replay source".into()),
+    };
+    match joined {
+        Ok((client, catch_up)) => Ok((client, Resume::Replayed, catch_up)),
+        Err(reason) => {
+            let reason = reason.replace(['\r', '\n'], " ");
+            let body = format!("cannot replay from the stream now: {reason}\n");
+            Err(request::response(503, "text/plain; charset=utf-8", body.as_bytes()).into())
+        }
+    }
+}
+
+/// Spawns a connection's task; with a catch-up, the catch-up runs in the same task until the connection ends (then
+/// its replay is dropped with it).
+fn spawn_connection(connection: impl Future<Output = ()> + 'static, catch_up: Option<CatchUp>) {
+    let Some(catch_up) = catch_up else {
+        monoio::spawn(connection_task(connection));
+        return;
+    };
+    monoio::spawn(connection_task(async move {
+        let catch_up = async move {
+            catch_up.run().await;
+            // The client stays until its connection ends (after the close, when its replay ended).
+            std::future::pending::<()>().await
+        };
+        monoio::select! {
+            _ = connection => {}
+            _ = catch_up => {}
+        }
+    }));
 }
 
 /// The per-connection WebSocket rules of this configuration.
@@ -341,24 +406,16 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
     }
     // A stream's query is checked with or without an upgrade: the live page asks with a plain GET whether a
     // filter is valid before it connects.
-    let selection = match route {
+    let has_source = shared.replay_source.borrow().is_some();
+    let (selection, start) = match route {
         Route::Stream(_) | Route::Sse(_) | Route::Ndjson(_) => {
             let interned = streaming || matches!(route, Route::Sse(_) | Route::Ndjson(_));
-            match stream_selection(path, &shared.hub, interned) {
-                Ok(selection) => selection,
-                Err(reason) => {
-                    return Action::Respond(
-                        request::response(
-                            400,
-                            "text/plain; charset=utf-8",
-                            format!("{reason}\n").as_bytes(),
-                        )
-                        .into(),
-                    );
-                }
+            match stream_query(path, &shared.hub, interned, has_source) {
+                Ok(asked) => asked,
+                Err(reason) => return refused(&reason),
             }
         }
-        _ => Selection::default(),
+        _ => (Selection::default(), None),
     };
     let http_stream = match route {
         Route::Stream(kind) if wants_upgrade => {
@@ -366,6 +423,7 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
                 Ok(upgrade) => Action::Stream {
                     kind,
                     selection,
+                    start,
                     transport: Transport::WebSocket(handshake::switching_protocols(&upgrade)),
                 },
                 Err(error) => Action::Respond(error.response().into()),
@@ -378,19 +436,46 @@ fn decide(request: &httparse::Request<'_, '_>, peer: SocketAddr, shared: &Shared
     };
     match http_stream {
         Some((kind, format)) if method == "GET" => {
-            http_stream_action(kind, selection, format, version, request)
+            let asked = Asked { selection, start };
+            http_stream_action(kind, asked, format, version, request, has_source)
         }
         _ => Action::Respond(routes::respond(route, method, wants_upgrade, shared)),
     }
 }
 
+/// A `400` with its one-line reason.
+fn refused(reason: &str) -> Action {
+    Action::Respond(
+        request::response(
+            400,
+            "text/plain; charset=utf-8",
+            format!("{reason}\n").as_bytes(),
+        )
+        .into(),
+    )
+}
+
+/// What a stream request's query asks for.
+struct Asked {
+    selection: Selection,
+    start: Option<ReplayStart>,
+}
+
 /// A GET of a stream as server-sent events or NDJSON: chunked, so HTTP/1.1 only.
+///
+/// A server-sent events client's `Last-Event-ID` that is a cursor (a plain number, with a replay source) is where
+/// it starts: the header wins over the query's `cursor` or `since`, for it is the later position (`EventSource`
+/// reconnects to the same URL with it); the `last_event_id` parameter with either is refused.
 fn http_stream_action(
     kind: StreamKind,
-    selection: Selection,
+    Asked {
+        selection,
+        mut start,
+    }: Asked,
     format: Format,
     version: u8,
     request: &httparse::Request<'_, '_>,
+    has_source: bool,
 ) -> Action {
     if version != 1 {
         return Action::Respond(
@@ -399,12 +484,19 @@ fn http_stream_action(
     }
     let last_event_id = match format {
         Format::Sse => match last_event_id(request) {
-            Ok(id) => id,
-            Err(error) => {
-                return Action::Respond(
-                    request::response(400, "text/plain", format!("{error}\n").as_bytes()).into(),
-                );
+            Ok(None) => None,
+            Ok(Some((_, LastEventIdFrom::Query))) if start.is_some() => {
+                return refused("cursor or since with last_event_id: give one of them");
             }
+            Ok(Some((id, _))) if has_source && query::is_cursor(&id) => {
+                match query::parse_cursor(&id) {
+                    Ok(cursor) => start = Some(ReplayStart::After(cursor)),
+                    Err(reason) => return refused(&reason),
+                }
+                None
+            }
+            Ok(Some((id, _))) => Some(id),
+            Err(error) => return refused(&error.to_string()),
         },
         // NDJSON has no event ids: nothing to resume from.
         Format::Ndjson => None,
@@ -412,6 +504,7 @@ fn http_stream_action(
     Action::Stream {
         kind,
         selection,
+        start,
         transport: Transport::Http {
             format,
             last_event_id,
@@ -419,39 +512,59 @@ fn http_stream_action(
     }
 }
 
+/// Where a `Last-Event-ID` was given.
+enum LastEventIdFrom {
+    Header,
+    Query,
+}
+
 /// The id of the last event a reconnecting SSE client got: the `Last-Event-ID` header, or the `last_event_id`
 /// query parameter for clients that cannot set headers. An empty one is a fresh start (what `EventSource` sends
 /// when the events it got had no id); a longer one than ours is cut (and then not ours).
-fn last_event_id(request: &httparse::Request<'_, '_>) -> Result<Option<String>, query::QueryError> {
+fn last_event_id(
+    request: &httparse::Request<'_, '_>,
+) -> Result<Option<(String, LastEventIdFrom)>, query::QueryError> {
     let header = request
         .headers
         .iter()
         .find(|header| header.name.eq_ignore_ascii_case("last-event-id"))
         .map(|header| String::from_utf8_lossy(header.value).trim().to_owned());
     let id = match header {
-        Some(id) => Some(id),
+        Some(id) => Some((id, LastEventIdFrom::Header)),
         None => query::Query::of(request.path.unwrap_or_default())?
             .values("last_event_id")
             .next()
-            .map(str::to_owned),
+            .map(|id| (id.to_owned(), LastEventIdFrom::Query)),
     };
-    Ok(id.filter(|id| !id.is_empty()).map(|id| {
-        id.chars()
+    Ok(id.filter(|(id, _)| !id.is_empty()).map(|(id, from)| {
+        let id = id
+            .chars()
             .take(event_stream::MAX_LAST_EVENT_ID_LEN)
-            .collect()
+            .collect();
+        (id, from)
     }))
 }
 
-/// The selection a stream request's query asks for, or the one-line reason it is refused. Unless `interned` (the
-/// request streams), the query is only checked: the default selection, no filter added to the hub's registry.
-fn stream_selection(target: &str, hub: &Hub, interned: bool) -> Result<Selection, String> {
+/// The selection and start a stream request's query asks for, or the one-line reason it is refused. Unless
+/// `interned` (the request streams), the query is only checked: the default selection, no filter added to the
+/// hub's registry.
+fn stream_query(
+    target: &str,
+    hub: &Hub,
+    interned: bool,
+    has_source: bool,
+) -> Result<(Selection, Option<ReplayStart>), String> {
     let query = query::Query::of(target).map_err(|error| error.to_string())?;
+    let start = query::replay_start(&query)?;
+    if start.is_some() && !has_source {
+        return Err("cursor and since need JetStream (--nats-url)".into());
+    }
     let selected = if interned {
         Selection::from_query(query.pairs(), hub.filters())
     } else {
         Selection::check_query(query.pairs(), hub.filters()).map(|()| Selection::default())
     };
-    selected.map_err(|refusal| refusal.to_string())
+    Ok((selected.map_err(|refusal| refusal.to_string())?, start))
 }
 
 async fn ping_loop(hub: Hub, interval: Duration) {

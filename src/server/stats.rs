@@ -118,6 +118,43 @@ const METRICS: &[Metric<Snapshot>] = &[
         |s| s.hub.history_bytes as u64,
     ),
     Metric::counter(
+        "certstream_replays_started_total",
+        "replays.started",
+        "Clients started from a cursor or a time whose messages were replayed from the stream (JetStream).",
+        |s| s.hub.replays.started,
+    ),
+    Metric::counter(
+        "certstream_replays_caught_up_total",
+        "replays.caught_up",
+        "Replayed clients that caught up and went live.",
+        |s| s.hub.replays.caught_up,
+    ),
+    Metric::counter(
+        "certstream_replays_ended_total",
+        "replays.ended",
+        "Replays that ended before their client caught up (the stream could not be read further): the client was \
+         closed, to reconnect from its last cursor.",
+        |s| s.hub.replays.ended,
+    ),
+    Metric::counter(
+        "certstream_replays_refused_total",
+        "replays.refused",
+        "Clients starting from a cursor or a time answered 503: no replay could be opened.",
+        |s| s.hub.replays.refused,
+    ),
+    Metric::gauge(
+        "certstream_replays_catching_up",
+        "replays.catching_up",
+        "Clients catching up from their replay now.",
+        |s| s.hub.replays.catching_up as u64,
+    ),
+    Metric::counter(
+        "certstream_replayed_messages_total",
+        "replays.messages",
+        "Replayed messages queued for catching-up clients.",
+        |s| s.hub.replays.messages,
+    ),
+    Metric::counter(
         "certstream_messages_published_total",
         "messages_published",
         "Messages published to the streams.",
@@ -354,6 +391,14 @@ mod tests {
                 resumes_unavailable: 2,
                 history_messages: 7,
                 history_bytes: 7_000,
+                replays: crate::hub::ReplayStats {
+                    started: 5,
+                    caught_up: 3,
+                    ended: 1,
+                    refused: 2,
+                    catching_up: 1,
+                    messages: 40,
+                },
                 ..HubStats::default()
             },
             http_stream_clients: [1, 2],
@@ -395,6 +440,10 @@ mod tests {
             value["replay_history"],
             json!({"messages": 7, "bytes": 7_000})
         );
+        assert_eq!(
+            value["replays"],
+            json!({"started": 5, "caught_up": 3, "ended": 1, "refused": 2, "catching_up": 1, "messages": 40})
+        );
     }
 
     #[test]
@@ -408,6 +457,8 @@ mod tests {
         assert!(text.contains("certstream_clients_by_transport{transport=\"sse\"} 1\n"));
         assert!(text.contains("certstream_resumes_total{outcome=\"unavailable\"} 2\n"));
         assert!(text.contains("certstream_replay_history_bytes 7000\n"));
+        assert!(text.contains("certstream_replays_caught_up_total 3\n"));
+        assert!(text.contains("certstream_replays_catching_up 1\n"));
         assert!(
             text.contains("certstream_protective_closes_total{reason=\"http_write_timeout\"} 1\n")
         );

@@ -10,6 +10,7 @@
 //!   collector;
 //! - [`raw_stream`]: what a stream client was sent, byte for byte, by cursor and by log and index;
 //! - [`server`]: the server in this process, with a publish handle;
+//! - [`replay`]: an in-memory JetStream stream the server can replay clients from;
 //! - [`ws`]: the blocking WebSocket test client;
 //! - [`event_stream`]: the blocking client of the server-sent events and NDJSON streams;
 //! - [`nats`]: a real `nats-server` with JetStream, started, killed and restarted by the test, and its stream read;
@@ -29,6 +30,7 @@ pub mod nats;
 pub mod process;
 pub mod python;
 pub mod raw_stream;
+pub mod replay;
 pub mod runtime;
 pub mod server;
 pub mod signing;

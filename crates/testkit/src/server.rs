@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use certstream::config::Config;
+use certstream::cursor::ReplaySource;
 use certstream::hub::Hub;
 use certstream::message::{EncodedMessage, Message};
 use certstream::server::{self, Server};
@@ -32,6 +33,22 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with the default configuration changed by `tweak`.
     pub fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::launch(tweak, None)
+    }
+
+    /// Starts a server whose clients may start from a cursor or a time, replayed from `source` (e.g. a
+    /// [`crate::replay::MemoryStream`]), as with JetStream.
+    pub fn start_with_replay(
+        tweak: impl FnOnce(&mut Config),
+        source: impl ReplaySource + Send + 'static,
+    ) -> Self {
+        Self::launch(tweak, Some(Box::new(source)))
+    }
+
+    fn launch(
+        tweak: impl FnOnce(&mut Config),
+        source: Option<Box<dyn ReplaySource + Send>>,
+    ) -> Self {
         let _ = server::raise_open_files_limit();
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -46,7 +63,11 @@ impl TestServer {
             crate::runtime::block_on(async move {
                 let grace = config.shutdown_grace;
                 let hub = Hub::configured(&config);
-                let server = Server::bind(config, hub.clone()).expect("bind");
+                let mut server = Server::bind(config, hub.clone()).expect("bind");
+                if let Some(source) = source {
+                    let source: std::rc::Rc<dyn ReplaySource + Send> = source.into();
+                    server = server.with_replay_source(source);
+                }
                 addr_tx
                     .send(server.local_addr().expect("local addr"))
                     .unwrap();
