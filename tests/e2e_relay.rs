@@ -340,12 +340,6 @@ fn a_broker_killed_and_restarted_mid_stream_leaves_relay_clients_connected_and_w
     full.read_until("entries after the restart", |c| {
         c.delivered.by_cursor.len() >= before + 200
     });
-    let restarts = stream_stats(&relay)["consumer_restarts"].as_u64();
-    assert!(
-        restarts >= Some(1),
-        "the relay's consumer restarted: {restarts:?}"
-    );
-
     let (_nats, _mock, last) = pipeline.stop_ingester();
     for (name, client) in [("/full-stream", &mut full), ("/domains-only", &mut domains)] {
         client.read_until(&format!("the end of the stream on {name}"), |c| {
