@@ -30,10 +30,9 @@ use crate::ingest::resume;
 use crate::message::BuildLimits;
 
 /// What the process does: follow the CT logs, or relay a JetStream stream (`certstream relay`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Follows the CT logs and serves (and with `--nats-url`, publishes to JetStream).
-    #[default]
     Ingest,
     /// Polls no log: serves what an ingester published to the JetStream stream (needs `--nats-url`). Several
     /// relays may listen on one port (`SO_REUSEPORT`).

@@ -5,12 +5,13 @@
 //!
 //! This module is the seam between the broker's thread, which reads the stream, and the reactor, which serves the
 //! messages: a [`Replay`] is an ordered run of decoded messages, bounded in bytes, that a [`ReplaySource`] opens
-//! from a [`ReplayStart`]. The hub's live feed is one (from [`ReplayStart::Live`]); a catching-up client has its
-//! own.
+//! from a [`ReplayStart`]. The hub's live feed is one; a catching-up client has its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
+
+use tokio::sync::Notify;
 
 use crate::message::Message;
 
@@ -34,30 +35,38 @@ pub trait ReplaySource {
 /// The reactor's end of a replay: the messages in stream order, each with its cursor.
 pub struct Replay {
     messages: flume::Receiver<Message>,
-    queued: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
+}
+
+/// What both ends share: the bytes queued, and the wake-up of a feeder waiting for room.
+#[derive(Default)]
+struct Queue {
+    bytes: AtomicUsize,
+    /// Notified when a message is taken and when the reactor's end is dropped (any runtime may wait on it).
+    changed: Notify,
 }
 
 /// The broker thread's end of a replay: what it decoded, in order, while the reactor's end holds fewer than its
 /// byte budget.
 pub struct ReplayFeeder {
     messages: flume::Sender<Message>,
-    queued: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
     budget: usize,
 }
 
 /// A replay whose queue holds at most about `budget` bytes of messages (and at least one message).
 pub fn replay_channel(budget: usize) -> (ReplayFeeder, Replay) {
     let (sender, receiver) = flume::unbounded();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let queue = Arc::new(Queue::default());
     (
         ReplayFeeder {
             messages: sender,
-            queued: queued.clone(),
+            queue: queue.clone(),
             budget,
         },
         Replay {
             messages: receiver,
-            queued,
+            queue,
         },
     )
 }
@@ -73,15 +82,18 @@ impl Replay {
     /// ends its connection, so it reconnects from its last cursor).
     pub async fn next(&mut self) -> Option<Message> {
         let message = self.messages.recv_async().await.ok()?;
-        self.queued.fetch_sub(weight(&message), Ordering::Relaxed);
+        self.queue
+            .bytes
+            .fetch_sub(weight(&message), Ordering::Relaxed);
+        self.queue.changed.notify_one();
         Some(message)
     }
+}
 
-    /// The next message if one is queued.
-    pub fn try_next(&mut self) -> Option<Message> {
-        let message = self.messages.try_recv().ok()?;
-        self.queued.fetch_sub(weight(&message), Ordering::Relaxed);
-        Some(message)
+impl Drop for Replay {
+    fn drop(&mut self) {
+        // A feeder waiting for room learns that nobody will make any.
+        self.queue.changed.notify_one();
     }
 }
 
@@ -89,12 +101,28 @@ impl ReplayFeeder {
     /// Whether the reactor's end has room for more (the feeder waits while it has none, so a client that reads
     /// slowly slows its replay down instead of growing it).
     pub fn has_room(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) < self.budget
+        self.queue.bytes.load(Ordering::Relaxed) < self.budget
+    }
+
+    /// Waits until the reactor's end has room (true) or is gone (false), woken by the reactor's end itself.
+    pub async fn room(&self) -> bool {
+        loop {
+            if self.is_closed() {
+                return false;
+            }
+            if self.has_room() {
+                return true;
+            }
+            // A wake-up between the checks and this wait is not lost: `notify_one` keeps it for the next wait.
+            self.queue.changed.notified().await;
+        }
     }
 
     /// Queues `message`; false once the reactor's end is gone (the client left).
     pub fn send(&self, message: Message) -> bool {
-        self.queued.fetch_add(weight(&message), Ordering::Relaxed);
+        self.queue
+            .bytes
+            .fetch_add(weight(&message), Ordering::Relaxed);
         self.messages.send(message).is_ok()
     }
 
@@ -109,6 +137,7 @@ mod tests {
     use super::*;
     use crate::message::EncodedMessage;
     use certstream_ws::frame::Frame;
+    use futures_util::FutureExt as _;
 
     fn message(cursor: u64, bytes: usize) -> Message {
         let mut message = Message::from(EncodedMessage {
@@ -128,12 +157,22 @@ mod tests {
         assert!(feeder.has_room(), "under the budget");
         assert!(feeder.send(message(2, 600)));
         assert!(!feeder.has_room(), "over it: the feeder waits");
-        assert_eq!(replay.try_next().and_then(|m| m.meta.cursor), Some(1));
+        assert!(feeder.room().now_or_never().is_none(), "waiting for room");
+        let next = |replay: &mut Replay| replay.next().now_or_never().flatten();
+        assert_eq!(next(&mut replay).and_then(|m| m.meta.cursor), Some(1));
         assert!(feeder.has_room(), "taking one makes room");
-        assert_eq!(replay.try_next().and_then(|m| m.meta.cursor), Some(2));
-        assert!(replay.try_next().is_none());
+        assert_eq!(feeder.room().now_or_never(), Some(true));
+        assert_eq!(next(&mut replay).and_then(|m| m.meta.cursor), Some(2));
+        assert!(next(&mut replay).is_none());
+        assert!(feeder.send(message(3, 2000)));
+        assert!(feeder.room().now_or_never().is_none(), "full again");
         drop(replay);
+        assert_eq!(
+            feeder.room().now_or_never(),
+            Some(false),
+            "the reactor's end is gone"
+        );
         assert!(feeder.is_closed());
-        assert!(!feeder.send(message(3, 1)));
+        assert!(!feeder.send(message(4, 1)));
     }
 }

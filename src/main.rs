@@ -1,6 +1,7 @@
 //! The `certstream` binary: flags and environment → configuration → runtime → log list → pollers → publisher →
 //! outputs (the hub) → server.
 
+use std::cell::Cell;
 use std::io::Write as _;
 use std::pin::pin;
 use std::process::ExitCode;
@@ -83,22 +84,26 @@ fn main() -> ExitCode {
             )),
             _ => None,
         };
-        let server = Server::bind(config, hub.clone())?;
+        // With a stream, every client is served from it (an ingester's like a relay's: the same bytes, with
+        // cursors), and may start from a cursor; the feed ends only if the broker's thread is gone, and then so
+        // does the server.
+        let reader = nats.as_ref().map(|nats| Rc::new(nats.reader()));
+        let mut server = Server::bind(config, hub.clone())?;
+        if let Some(reader) = &reader {
+            server = server.with_replay_source(reader.clone());
+        }
         let ctrl_c = monoio::utils::CtrlC::new().map_err(std::io::Error::other)?;
         server.add_reporter(reporter);
         server.add_reporter(Rc::new(hub.gate()));
-        // With a stream, every client is served from it (an ingester's like a relay's: the same bytes, with
-        // cursors); the feed ends only if the broker's thread is gone, and then so does the server.
-        let feed_ended = match &nats {
-            Some(nats) => {
-                server.add_reporter(nats.clone());
-                let reader = Rc::new(nats.reader());
-                server.add_reporter(reader.clone());
-                let hub = hub.clone();
-                Some(monoio::spawn(async move { reader.feed(hub).await }))
-            }
-            None => None,
-        };
+        if let Some(nats) = &nats {
+            server.add_reporter(nats.clone());
+        }
+        let stop_feed = Rc::new(Cell::new(false));
+        let feed_ended = reader.clone().map(|reader| {
+            server.add_reporter(reader.clone());
+            let (hub, stop) = (hub.clone(), stop_feed.clone());
+            monoio::spawn(async move { reader.feed(hub, stop).await })
+        });
         let supervisor = match mode {
             Mode::Relay => None,
             Mode::Ingest => {
@@ -106,12 +111,15 @@ fn main() -> ExitCode {
                     HttpClient::new(ingest.http_client_config()).map_err(std::io::Error::other)?,
                 );
                 let broker = nats.as_ref().map(|nats| Rc::new(nats.publisher()));
+                // With a broker the hub is fed from the stream, but ingestion still waits for the clients that keep
+                // up: the stream's limits must not remove what this instance's clients have not read yet.
+                let gate = Gate::new(hub.gate());
                 let (outputs, gate): (Vec<Rc<dyn Output>>, Gate) = match &broker {
                     Some(broker) => {
                         server.add_reporter(broker.clone());
-                        (vec![broker.clone()], Gate::room(broker.clone()))
+                        (vec![broker.clone()], gate.with_room(broker.clone()))
                     }
-                    None => (vec![Rc::new(hub.clone())], Gate::new(hub.gate())),
+                    None => (vec![Rc::new(hub.clone())], gate),
                 };
                 let publisher = Rc::new(Publisher::new(ingest.build_limits, outputs, Some(gate)));
                 let mut supervisor = Supervisor::new(ingest, http.clone(), publisher.clone());
@@ -131,39 +139,57 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(listen = %server.local_addr()?, ?mode, legacy_driver = monoio::utils::is_legacy(), "serving");
-        let stopping = async move {
-            let signalled = match feed_ended {
-                Some(feed_ended) => {
-                    let stopped = pin!(ctrl_c);
-                    let feed_ended = pin!(feed_ended);
-                    matches!(select(stopped, feed_ended).await, Either::Left(_))
-                }
-                None => {
+        let broker_thread_gone = Rc::new(Cell::new(false));
+        let stopping = {
+            let broker_thread_gone = broker_thread_gone.clone();
+            async move {
+                if let Some(feed_ended) = feed_ended {
+                    if let Either::Right(_) = select(pin!(ctrl_c), pin!(feed_ended)).await {
+                        tracing::error!(
+                            "the stream's reader has stopped (the NATS client's thread is gone)"
+                        );
+                        broker_thread_gone.set(true);
+                    }
+                } else {
                     ctrl_c.await;
-                    true
                 }
-            };
-            if !signalled {
-                tracing::error!("the NATS client's thread has stopped: stopping");
-            }
-            if let Some((supervisor, broker)) = &supervisor {
-                // Nothing is published from here on, so the positions saved are exactly what was published
-                // (a restart with the state file delivers every index once across the two runs).
-                supervisor.shutdown();
-                // What the broker acknowledges by then is saved as done; the rest is fetched again at restart.
-                if let Some(broker) = broker
-                    && !broker.drained().await
-                {
-                    tracing::warn!(
-                        "the NATS broker did not acknowledge everything within --nats-drain-timeout"
-                    );
+                if let Some((supervisor, broker)) = &supervisor {
+                    // Nothing is published from here on, so the positions saved are exactly what was published
+                    // (a restart with the state file delivers every index once across the two runs).
+                    supervisor.shutdown();
+                    // What the broker acknowledges by then is saved as done; the rest is fetched again at restart.
+                    if let Some(broker) = broker {
+                        if !broker.drained().await {
+                            tracing::warn!(
+                                "the NATS broker did not acknowledge everything within --nats-drain-timeout"
+                            );
+                        }
+                        // The clients are served from the stream: they get what it acknowledged, within the grace.
+                        if let Some(reader) = reader.as_ref().filter(|_| !broker_thread_gone.get())
+                        {
+                            let acked = broker.last_acked_sequence();
+                            let _ = monoio::time::timeout(shutdown_grace, async {
+                                while reader.cursor() < acked {
+                                    monoio::time::sleep(Duration::from_millis(5)).await;
+                                }
+                            })
+                            .await;
+                        }
+                    }
+                    supervisor.save_state().await;
                 }
-                supervisor.save_state().await;
+                stop_feed.set(true);
+                // What the clients that keep up were sent reaches them before the close frames discard it.
+                let _ = monoio::time::timeout(shutdown_grace, hub.flushed()).await;
             }
-            // What the clients that keep up were sent reaches them before the close frames discard it.
-            let _ = monoio::time::timeout(shutdown_grace, hub.flushed()).await;
         };
         server.run(stopping).await;
+        if broker_thread_gone.get() {
+            // Exit 1: a service manager restarts a server whose stream reader is gone.
+            return Err(std::io::Error::other(
+                "stopped: the stream's reader is gone (the NATS client's thread stopped)",
+            ));
+        }
         Ok::<_, std::io::Error>(())
     });
     let code = match result.and_then(|inner| inner) {

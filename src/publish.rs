@@ -58,49 +58,42 @@ pub trait DurablePositions {
     fn durable(&self, log_id: &str, next_index: u64) -> u64;
 }
 
-/// What pollers pass before delivering: the hub's admission (clients that keep up are not behind) when the pollers
-/// feed the hub, and room in the output with a bounded buffer (the broker) when there is one. Cheap to clone.
+/// What pollers pass before delivering: the hub's admission (clients that keep up are not behind) and, when an
+/// output has a bounded buffer, room in it. Cheap to clone.
 #[derive(Clone)]
 pub struct Gate {
-    hub: Option<hub::Gate>,
+    hub: hub::Gate,
     room: Option<Rc<dyn Room>>,
 }
 
 impl Gate {
     /// Waits for the hub's admission only.
     pub fn new(hub: hub::Gate) -> Self {
-        Self {
-            hub: Some(hub),
-            room: None,
-        }
+        Self { hub, room: None }
     }
 
-    /// Waits for room in `room` only (with JetStream the hub is fed from the stream, which holds what waits).
-    pub fn room(room: Rc<dyn Room>) -> Self {
+    /// Also waits for room in `room`.
+    pub fn with_room(self, room: Rc<dyn Room>) -> Self {
         Self {
-            hub: None,
             room: Some(room),
+            ..self
         }
-    }
-
-    fn hub_admits(&self) -> bool {
-        self.hub.as_ref().is_none_or(hub::Gate::admits)
     }
 
     /// True while ingestion may publish. Checked before every message.
     pub(crate) fn admits(&self) -> bool {
-        self.hub_admits() && self.room.as_ref().is_none_or(|room| room.has_room())
+        self.hub.admits() && self.room.as_ref().is_none_or(|room| room.has_room())
     }
 
     /// Resolves once ingestion may publish.
     pub(crate) async fn admitted(&self) {
         loop {
-            if let Some(hub) = self.hub.as_ref().filter(|hub| !hub.admits()) {
-                hub.admitted().await;
+            if !self.hub.admits() {
+                self.hub.admitted().await;
             }
             match &self.room {
                 Some(room) if !room.has_room() => monoio::time::sleep(room.check_every()).await,
-                _ if self.hub_admits() => return,
+                _ if self.hub.admits() => return,
                 _ => {}
             }
         }
@@ -422,12 +415,15 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_of_an_output_with_a_buffer_waits_for_room() {
+    fn the_gate_waits_for_room_as_well_as_for_the_hub() {
         crate::runtime::block_on(async {
             let hub = Hub::new(8);
-            assert!(Gate::new(hub.gate()).admits(), "the hub's admission");
+            assert!(
+                Gate::new(hub.gate()).admits(),
+                "without a room: the hub's admission"
+            );
             let room = Rc::new(Switch(Cell::new(false)));
-            let gate = Gate::room(room.clone());
+            let gate = Gate::new(hub.gate()).with_room(room.clone());
             assert!(!gate.admits());
             let waiting = monoio::spawn({
                 let gate = gate.clone();

@@ -66,6 +66,15 @@ fn what_is_not_one_of_our_messages_is_refused() {
         ),
         ("full not an object", join(&[b"[1]", lines[1], lines[2]])),
         ("domains empty object", join(&[lines[0], lines[1], b"{}"])),
+        ("full not JSON", join(&[b"{\"data\":", lines[1], lines[2]])),
+        (
+            "domains not UTF-8",
+            join(&[lines[0], lines[1], b"{\"data\":[\"\xff\"]}"]),
+        ),
+        (
+            "a cursor already",
+            join(&[b"{\"cursor\":1,\"data\":{}}", lines[1], lines[2]]),
+        ),
         (
             "unknown update_type",
             join(&[
@@ -83,8 +92,11 @@ fn what_is_not_one_of_our_messages_is_refused() {
             "{what} is refused"
         );
     }
-    let decoded = wire::decode(None, &good, 1).expect("headers are optional");
-    assert_eq!(&*decoded.meta.log_id, "", "no log ID without headers");
+    assert!(
+        wire::decode(None, &good, 1).is_err(),
+        "the log must be named"
+    );
+    let decoded = wire::decode(Some(&headers), &good, 1).expect("ours");
     assert_eq!(
         decoded.meta.index, message.meta.index,
         "the index is in the payload"

@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, context::GetStreamErrorKind, stream};
 use async_nats::{ConnectOptions, Event};
 use tokio::task::JoinSet;
 
-use super::{NatsConfig, Outgoing, Shared, wire};
+use super::{NatsConfig, Outgoing, RETRY_PAUSE, Shared, wire};
 use crate::redact;
 
 /// Deadline of the first connection and of the stream's creation or check.
@@ -22,9 +22,6 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Publishes awaiting their acknowledgement at once (pipelining; the buffer's byte bound is the real bound).
 const MAX_IN_FLIGHT: usize = 1024;
-
-/// Waits between resending after failures: doubling from the first to the last.
-const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
 /// The broker's thread once ready: its runtime, to spawn the publisher and the readers on, and the JetStream
 /// context they share.
@@ -178,8 +175,9 @@ async fn ensure_stream(
     }
 }
 
-/// What a publish came to: the message, and its acknowledgement or why there was none.
-type Attempt = (Outgoing, Result<bool, String>);
+/// What a publish came to: the message, and its acknowledgement (a duplicate?, its stream sequence) or why there
+/// was none.
+type Attempt = (Outgoing, Result<(bool, u64), String>);
 
 /// Publishes to `subject` until the reactor's side is gone: new messages in order, failed ones again, oldest
 /// first.
@@ -212,7 +210,7 @@ pub(super) async fn publish(
                 match sent {
                     Ok(ack) => {
                         in_flight.spawn(async move {
-                            let acked = ack.await.map(|ack| ack.duplicate);
+                            let acked = ack.await.map(|ack| (ack.duplicate, ack.sequence));
                             (message, acked.map_err(|e| e.to_string()))
                         });
                     }
@@ -222,8 +220,8 @@ pub(super) async fn publish(
                     }
                 }
             }
-            Step::Done(Ok((message, Ok(duplicate)))) => {
-                shared.acked(&message, duplicate);
+            Step::Done(Ok((message, Ok((duplicate, sequence))))) => {
+                shared.acked(&message, duplicate, sequence);
                 resend.succeeded();
             }
             Step::Done(Ok((message, Err(error)))) => {

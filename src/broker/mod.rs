@@ -79,6 +79,10 @@ impl Default for NatsConfig {
     }
 }
 
+/// Waits between attempts after failures (a publish sent again, a stream consumer created again): doubling from the
+/// first to the last.
+const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
 /// While ingestion waits for room, it looks again this often (the acknowledgements arrive on another thread).
 const ROOM_CHECK: Duration = Duration::from_millis(5);
 
@@ -101,6 +105,8 @@ pub(crate) struct Shared {
     buffered_bytes: AtomicUsize,
     published: AtomicU64,
     acked: AtomicU64,
+    /// The highest stream sequence acknowledged.
+    last_acked_sequence: AtomicU64,
     duplicates: AtomicU64,
     failures: AtomicU64,
     connected: AtomicBool,
@@ -115,7 +121,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn acked(&self, message: &Outgoing, duplicate: bool) {
+    fn acked(&self, message: &Outgoing, duplicate: bool, sequence: u64) {
+        self.last_acked_sequence
+            .fetch_max(sequence, Ordering::Relaxed);
         {
             let mut unacked = lock(&self.unacked);
             if let Some(indexes) = unacked.get_mut(&message.log_id) {
@@ -228,7 +236,6 @@ impl Nats {
             self.connection.context.clone(),
             &self.config,
             self.connection.last_sequence,
-            self.shared.clone(),
         )
     }
 }
@@ -257,6 +264,11 @@ impl Broker {
             monoio::time::sleep(ROOM_CHECK).await;
         }
         true
+    }
+
+    /// The highest stream sequence the broker acknowledged: at shutdown the clients get up to it.
+    pub fn last_acked_sequence(&self) -> u64 {
+        self.shared.last_acked_sequence.load(Ordering::Relaxed)
     }
 
     fn waited(&self, now: Instant) -> Duration {
@@ -448,9 +460,9 @@ mod tests {
         assert_eq!(shared.durable("a", 7), 5);
         assert_eq!(shared.durable("a", 4), 4, "never past what was published");
         assert_eq!(shared.durable("c", 9), 9, "nothing handed over");
-        shared.acked(&six, false);
+        shared.acked(&six, false, 2);
         assert_eq!(shared.durable("a", 7), 5, "6 is acknowledged, 5 is not");
-        shared.acked(&five, true);
+        shared.acked(&five, true, 1);
         assert_eq!(shared.durable("a", 7), 7);
         assert_eq!(shared.durable("b", 2), 1);
         assert_eq!(shared.buffered.load(Ordering::Relaxed), 1);

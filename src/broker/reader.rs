@@ -1,28 +1,32 @@
 //! Reading the stream back (relays, and the ingester's own clients with `--nats-url`): every message clients see
 //! comes from the stream, so every instance serves the same bytes with the same cursors.
 //!
-//! Each reader of the stream is a JetStream ordered consumer on the broker's thread, from a [`ReplayStart`]; it
-//! decodes each message there ([`wire::decode`]: the reactor gets ready frames) and hands it over through a
-//! [`Replay`], bounded in bytes: while the reactor's end is full the consumer is not read, so a slow reader slows
-//! the consumer instead of growing a queue. When the consumer fails (the broker is down, restarted, the consumer
-//! deleted) it is created again from the last sequence handed over: no gap and no duplicate, however long the
-//! outage.
+//! Each reader of the stream is an ephemeral JetStream pull consumer on the broker's thread, without
+//! acknowledgements, from a [`ReplayStart`]. It decodes each message there ([`wire::decode`]: the reactor gets ready
+//! frames) and hands it over through a [`Replay`], bounded in bytes. It asks the broker for a batch only while the
+//! reactor's end has room, and a batch is bounded in bytes too, so a slow reader slows its consumer instead of
+//! growing a queue anywhere. The reader keeps the order itself (not the client library): a consumer sequence that
+//! jumps (a batch lost with a connection) or a failed request ends the consumer, and a new one starts after the
+//! last message handed over; a message at or before that one is never handed over again. So there is no gap and no
+//! duplicate, however long the broker is away.
 //!
 //! The hub's live feed ([`StreamReader::feed`]) is one reader, from the stream's end as it was at start; each
 //! client that starts from a cursor has its own ([`ReplaySource::open`]), at most `--nats-max-replays` at once.
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt as _;
+use serde_json::Value;
 
-use super::{NatsConfig, Shared, wire};
+use super::{NatsConfig, RETRY_PAUSE, lock, wire};
 use crate::cursor::{Replay, ReplayFeeder, ReplaySource, ReplayStart, replay_channel};
 use crate::hub::Hub;
-use crate::metrics::{Metric, Report, StatusReporter};
+use crate::log_throttle::LogThrottle;
+use crate::metrics::{Fact, Metric, Report, StatusReporter};
 
 /// Bytes of decoded messages the hub's live feed holds ahead of the hub (about a second of the firehose).
 const LIVE_FEED_BYTES: usize = 16 << 20;
@@ -30,18 +34,16 @@ const LIVE_FEED_BYTES: usize = 16 << 20;
 /// Bytes of decoded messages a client's replay holds ahead of that client's queue.
 const REPLAY_BYTES: usize = 1 << 20;
 
-/// Messages a consumer asks the broker for at once: what the client library holds beyond the [`Replay`]'s budget
-/// (about a megabyte at the firehose's typical 10 KB per message).
-const CONSUMER_BATCH: i64 = 128;
+/// Messages one pull asks for at most (its bytes are bounded too: [`Reader::batch_bytes`]).
+const BATCH_MESSAGES: usize = 256;
 
-/// While the reactor's end is full, the consumer looks again this often.
-const ROOM_CHECK: Duration = Duration::from_millis(2);
+/// How long one pull waits on the broker for messages before it is asked again (a quiet stream costs one request
+/// per this; a dead connection is noticed by the next request).
+const BATCH_EXPIRES: Duration = Duration::from_secs(5);
 
-/// A reader waiting for the next message looks this often whether its reactor's end is gone (the client left).
-const CLOSED_CHECK: Duration = Duration::from_secs(1);
-
-/// Waits before a failed consumer is created again: doubling from the first to the last.
-const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+/// A consumer the broker has not heard from for this long is deleted by the broker (a reader that could not
+/// delete its own: its client left while the broker was away).
+const CONSUMER_INACTIVE: Duration = Duration::from_secs(30);
 
 /// The stream's readers: opens them on the broker's thread, and counts what they read.
 pub struct StreamReader {
@@ -53,7 +55,6 @@ pub struct StreamReader {
     start_after: u64,
     max_replays: usize,
     counts: Arc<ReaderCounts>,
-    shared: Arc<Shared>,
 }
 
 #[derive(Default)]
@@ -61,12 +62,32 @@ struct ReaderCounts {
     /// Messages the live feed published to the hub, and the cursor of the last one.
     received: AtomicU64,
     cursor: AtomicU64,
+    /// Messages in the stream after the live feed's last one, as the broker last said.
+    pending: AtomicU64,
+    /// Stream sequences the live feed jumped over: removed by the stream's limits before it read them.
+    skipped: AtomicU64,
     consumer_restarts: AtomicU64,
     undecodable: AtomicU64,
+    /// The stream was deleted or purged under a reader (its sequences went back).
+    stream_resets: AtomicU64,
     /// Replays whose cursor was older than the stream's first message (the stream's limits removed the rest).
     replays_truncated: AtomicU64,
     /// Client replays reading now (the live feed not included).
     replays: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+    warnings: Mutex<Option<LogThrottle>>,
+}
+
+impl ReaderCounts {
+    /// Keeps `error` as the readers' last one and logs it, at most once every ten seconds.
+    fn note_error(&self, error: &str) {
+        *lock(&self.last_error) = Some(error.to_owned());
+        let mut warnings = lock(&self.warnings);
+        let throttle = warnings.get_or_insert_with(|| LogThrottle::new(Duration::from_secs(10)));
+        if let Some(held_back) = throttle.allow(Instant::now()) {
+            tracing::warn!(%error, also_since_last_warning = held_back, "reading the JetStream stream");
+        }
+    }
 }
 
 impl StreamReader {
@@ -75,7 +96,6 @@ impl StreamReader {
         context: jetstream::Context,
         config: &NatsConfig,
         start_after: u64,
-        shared: Arc<Shared>,
     ) -> Self {
         Self {
             runtime,
@@ -85,20 +105,25 @@ impl StreamReader {
             start_after,
             max_replays: config.max_replays,
             counts: Arc::default(),
-            shared,
         }
     }
 
     /// Publishes the stream to `hub`, message by message as the hub's admission allows (clients that keep up are
-    /// never out-run; the stream holds what waits). Returns only if the broker's thread is gone.
-    pub async fn feed(&self, hub: Hub) {
-        let mut replay = self.start(ReplayStart::After(self.start_after), LIVE_FEED_BYTES, None);
+    /// never out-run; the stream holds what waits), until `stop` is set or the broker's thread is gone (`false`).
+    pub async fn feed(&self, hub: Hub, stop: Rc<std::cell::Cell<bool>>) -> bool {
+        let mut replay = self.start(ReplayStart::After(self.start_after), Role::Feed);
         let gate = hub.gate();
         loop {
             gate.admitted().await;
+            if stop.get() {
+                return true;
+            }
             let Some(message) = replay.next().await else {
-                return;
+                return false;
             };
+            if stop.get() {
+                return true;
+            }
             let cursor = message.meta.cursor.unwrap_or_default();
             hub.publish(&Rc::new(message));
             self.counts.received.fetch_add(1, Ordering::Relaxed);
@@ -106,30 +131,49 @@ impl StreamReader {
         }
     }
 
-    /// A reader from `start` on the broker's thread; `replays` is decremented when it ends.
-    fn start(
-        &self,
-        start: ReplayStart,
-        budget: usize,
-        replays: Option<Arc<ReaderCounts>>,
-    ) -> Replay {
+    /// The cursor of the last message the live feed published.
+    pub fn cursor(&self) -> u64 {
+        self.counts.cursor.load(Ordering::Relaxed)
+    }
+
+    /// A reader from `start` on the broker's thread.
+    fn start(&self, start: ReplayStart, role: Role) -> Replay {
+        let budget = match role {
+            Role::Feed => LIVE_FEED_BYTES,
+            Role::Replay => REPLAY_BYTES,
+        };
         let (feeder, replay) = replay_channel(budget);
+        let max_payload = self.context.client().server_info().max_payload;
         let reader = Reader {
             context: self.context.clone(),
             stream: self.stream.clone(),
             subject: self.subject.clone(),
-            next: start,
+            last: match start {
+                ReplayStart::After(cursor) => Some(cursor),
+                ReplayStart::Since(_) => None,
+            },
+            start,
+            role,
+            // One message always fits, however large the broker allows.
+            batch_bytes: budget.max(max_payload + (64 << 10)),
             feeder,
             counts: self.counts.clone(),
-            shared: self.shared.clone(),
         };
+        let counted = (role == Role::Replay).then(|| ReplaySlot(self.counts.clone()));
         self.runtime.spawn(async move {
+            let _slot = counted;
             reader.run().await;
-            if let Some(counts) = replays {
-                counts.replays.fetch_sub(1, Ordering::Relaxed);
-            }
         });
         replay
+    }
+}
+
+/// Gives a client replay's slot back when its reader ends, however it ends.
+struct ReplaySlot(Arc<ReaderCounts>);
+
+impl Drop for ReplaySlot {
+    fn drop(&mut self) {
+        self.0.replays.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -143,111 +187,195 @@ impl ReplaySource for StreamReader {
                 self.max_replays
             ));
         }
-        Ok(self.start(start, REPLAY_BYTES, Some(self.counts.clone())))
+        Ok(self.start(start, Role::Replay))
     }
 }
 
-/// One ordered consumer's life on the broker's thread.
+/// What a reader is for: what it counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The hub's live feed: counts what it skips, jumps over and how far behind it is.
+    Feed,
+    /// One client's catch-up (what it reads was counted when the feed read it).
+    Replay,
+}
+
+/// One reader's life on the broker's thread.
 struct Reader {
     context: jetstream::Context,
     stream: String,
     subject: String,
-    /// Where the consumer (re)starts: after the last message handed over.
-    next: ReplayStart,
+    /// Where the reader started, while it has handed nothing over.
+    start: ReplayStart,
+    /// The last stream sequence handed over (or the start cursor): a new consumer starts after it, and nothing
+    /// at or before it is handed over again.
+    last: Option<u64>,
+    role: Role,
+    /// Bytes one pull asks for at most.
+    batch_bytes: usize,
     feeder: ReplayFeeder,
     counts: Arc<ReaderCounts>,
-    shared: Arc<Shared>,
 }
 
 impl Reader {
-    /// Reads until the reactor's end is gone, creating the consumer again after each failure: at once after one
+    /// Reads until the reactor's end is gone, creating a consumer again after each failure: at once after one
     /// that had read something, then after pauses that grow while failures go on.
     async fn run(mut self) {
         let mut pause = RETRY_PAUSE.0;
-        let mut first = true;
         loop {
-            let before = self.next;
-            match self.consume(first).await {
+            let before = self.last;
+            match self.consume().await {
                 Ok(()) => return,
                 Err(error) => {
                     self.counts
                         .consumer_restarts
                         .fetch_add(1, Ordering::Relaxed);
-                    self.shared
-                        .note_error(&format!("reading the stream {}: {error}", self.stream));
+                    self.counts
+                        .note_error(&format!("stream {}: {error}", self.stream));
                 }
             }
-            first = false;
             if self.feeder.is_closed() {
                 return;
             }
-            if self.next != before {
+            if self.last != before {
                 pause = RETRY_PAUSE.0;
+                continue;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RETRY_PAUSE.1);
         }
     }
 
-    /// One consumer, until it fails (`Err`) or the reactor's end is gone (`Ok`).
-    async fn consume(&mut self, first: bool) -> Result<(), String> {
-        let stream = self
+    /// Where a new consumer starts.
+    fn next(&self) -> ReplayStart {
+        self.last.map_or(self.start, ReplayStart::After)
+    }
+
+    /// One consumer, until it fails (`Err`) or the reactor's end is gone (`Ok`); the consumer is deleted after.
+    async fn consume(&mut self) -> Result<(), String> {
+        let mut stream = self
             .context
             .get_stream(&self.stream)
             .await
             .map_err(|e| e.to_string())?;
-        if first && let ReplayStart::After(cursor) = self.next {
-            let first_sequence = stream.cached_info().state.first_sequence;
-            if cursor.saturating_add(1) < first_sequence && cursor > 0 {
-                self.counts
-                    .replays_truncated
-                    .fetch_add(1, Ordering::Relaxed);
-                self.shared.note_error(&format!(
-                    "a replay from cursor {cursor} starts at {first_sequence}: the stream no longer holds the \
-                     messages between (its age and byte limits)"
-                ));
-            }
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .clone();
+        if let Some(last) = self.last
+            && last > state.last_sequence
+        {
+            // Deleted and created again, or purged: its sequences start over. Old cursors name nothing now.
+            self.counts.stream_resets.fetch_add(1, Ordering::Relaxed);
+            self.counts.note_error(&format!(
+                "the stream's last sequence is {}, before {last} already read: it was deleted or purged; \
+                 reading it from its start",
+                state.last_sequence
+            ));
+            self.last = Some(state.first_sequence.saturating_sub(1));
         }
         let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
+            .create_consumer(consumer::pull::Config {
                 filter_subject: self.subject.clone(),
-                deliver_policy: deliver_policy(self.next),
-                max_batch: CONSUMER_BATCH,
+                deliver_policy: deliver_policy(self.next()),
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: CONSUMER_INACTIVE,
                 ..Default::default()
             })
             .await
             .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        let read = self.read(&consumer).await;
+        let name = consumer.cached_info().name.clone();
+        // Best effort (the broker may be away): else it deletes the consumer after CONSUMER_INACTIVE.
+        let _ = tokio::time::timeout(RETRY_PAUSE.1, stream.delete_consumer(&name)).await;
+        read
+    }
+
+    /// Pulls batches while the reactor's end has room, and hands the messages over in order.
+    async fn read(&mut self, consumer: &consumer::PullConsumer) -> Result<(), String> {
+        let mut delivered = 0;
         loop {
-            while !self.feeder.has_room() {
-                if self.feeder.is_closed() {
-                    return Ok(());
-                }
-                tokio::time::sleep(ROOM_CHECK).await;
+            if !self.feeder.room().await {
+                return Ok(());
             }
-            let message = match tokio::time::timeout(CLOSED_CHECK, messages.next()).await {
-                Err(_) if self.feeder.is_closed() => return Ok(()),
-                Err(_) => continue,
-                Ok(None) => return Err("the consumer ended".to_owned()),
-                Ok(Some(Err(error))) => return Err(error.to_string()),
-                Ok(Some(Ok(message))) => message,
-            };
-            let sequence = message.info().map_err(|e| e.to_string())?.stream_sequence;
-            match wire::decode(message.headers.as_ref(), &message.payload, sequence) {
-                Ok(decoded) => {
-                    if !self.feeder.send(decoded) {
-                        return Ok(());
-                    }
-                }
-                Err(error) => {
-                    self.counts.undecodable.fetch_add(1, Ordering::Relaxed);
-                    self.shared.note_error(&format!(
-                        "stream message {sequence} skipped, not a certstream message: {error}"
+            let mut batch = consumer
+                .batch()
+                .max_messages(BATCH_MESSAGES)
+                .max_bytes(self.batch_bytes)
+                .expires(BATCH_EXPIRES)
+                .messages()
+                .await
+                .map_err(|e| e.to_string())?;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(|e| e.to_string())?;
+                let info = message.info().map_err(|e| e.to_string())?;
+                // Without acknowledgements a delivered message is gone for this consumer: one that was lost on
+                // the way (a connection dropped mid-batch) shows as a jump, and only a new consumer gets it again.
+                if info.consumer_sequence != delivered + 1 {
+                    return Err(format!(
+                        "the consumer's delivery {} follows {delivered}: messages were lost on the way",
+                        info.consumer_sequence
                     ));
                 }
+                delivered = info.consumer_sequence;
+                let sequence = info.stream_sequence;
+                if self.last.is_some_and(|last| sequence <= last) {
+                    continue;
+                }
+                self.note_jump(sequence);
+                if self.role == Role::Feed {
+                    self.counts.pending.store(info.pending, Ordering::Relaxed);
+                }
+                let decoded = wire::decode(message.headers.as_ref(), &message.payload, sequence);
+                self.last = Some(sequence);
+                match decoded {
+                    Ok(decoded) => {
+                        if !self.feeder.send(decoded) {
+                            return Ok(());
+                        }
+                    }
+                    Err(error) if self.role == Role::Feed => {
+                        self.counts.undecodable.fetch_add(1, Ordering::Relaxed);
+                        self.counts.note_error(&format!(
+                            "stream message {sequence} skipped, not a certstream message: {error}"
+                        ));
+                    }
+                    // Counted and logged when the live feed read it.
+                    Err(_) => {}
+                }
             }
-            self.next = ReplayStart::After(sequence);
+            if self.feeder.is_closed() {
+                return Ok(());
+            }
         }
+    }
+
+    /// Counts the sequences between the last message handed over and `sequence` (the stream removed them before
+    /// they were read: its age and byte limits).
+    fn note_jump(&self, sequence: u64) {
+        let Some(last) = self.last else {
+            return;
+        };
+        let jumped = sequence - last - 1;
+        if jumped == 0 {
+            return;
+        }
+        let counter = match self.role {
+            Role::Feed => {
+                self.counts.skipped.fetch_add(jumped, Ordering::Relaxed);
+                return self.counts.note_error(&format!(
+                    "{jumped} stream messages after {last} were removed by the stream's limits before they were \
+                     read: raise --nats-max-bytes or --nats-max-age"
+                ));
+            }
+            Role::Replay => &self.counts.replays_truncated,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.counts.note_error(&format!(
+            "a replay after cursor {last} starts at {sequence}: the stream no longer holds the messages between"
+        ));
     }
 }
 
@@ -273,10 +401,14 @@ fn deliver_policy(start: ReplayStart) -> consumer::DeliverPolicy {
 struct ReaderStats {
     received: u64,
     cursor: u64,
+    pending: u64,
+    skipped: u64,
     consumer_restarts: u64,
     undecodable: u64,
+    stream_resets: u64,
     replays_truncated: u64,
     replays: u64,
+    last_error: Option<String>,
 }
 
 const METRICS: &[Metric<ReaderStats>] = &[
@@ -292,10 +424,22 @@ const METRICS: &[Metric<ReaderStats>] = &[
         "The cursor (stream sequence) of the last message published to this instance's clients.",
         |s| s.cursor,
     ),
+    Metric::gauge(
+        "certstream_stream_pending",
+        "stream.pending",
+        "Messages in the stream after the last one this instance read (how far behind the stream it is).",
+        |s| s.pending,
+    ),
+    Metric::counter(
+        "certstream_stream_skipped_total",
+        "stream.skipped",
+        "Stream messages removed by the stream's limits before this instance read them (lost to its clients).",
+        |s| s.skipped,
+    ),
     Metric::counter(
         "certstream_stream_consumer_restarts_total",
         "stream.consumer_restarts",
-        "Stream consumers created again after a failure, from the last message they handed over.",
+        "Stream consumers created again after a failure, after the last message they handed over.",
         |s| s.consumer_restarts,
     ),
     Metric::counter(
@@ -303,6 +447,12 @@ const METRICS: &[Metric<ReaderStats>] = &[
         "stream.undecodable",
         "Stream messages skipped because they are not certstream messages.",
         |s| s.undecodable,
+    ),
+    Metric::counter(
+        "certstream_stream_resets_total",
+        "stream.resets",
+        "Times the stream's sequences went back under a reader (the stream was deleted or purged).",
+        |s| s.stream_resets,
     ),
     Metric::counter(
         "certstream_stream_replays_truncated_total",
@@ -313,10 +463,15 @@ const METRICS: &[Metric<ReaderStats>] = &[
     Metric::gauge(
         "certstream_stream_replays",
         "stream.replays",
-        "Clients reading history from the stream now (at most --nats-max-replays).",
+        "Stream consumers reading history for clients now (at most --nats-max-replays).",
         |s| s.replays,
     ),
 ];
+
+const FACTS: &[Fact<ReaderStats>] = &[Fact {
+    stats: "stream.last_error",
+    read: |s| s.last_error.as_deref().map_or(Value::Null, Value::from),
+}];
 
 impl StatusReporter for StreamReader {
     fn report(&self, out: &mut Report<'_>) {
@@ -324,12 +479,17 @@ impl StatusReporter for StreamReader {
         let stats = ReaderStats {
             received: counts.received.load(Ordering::Relaxed),
             cursor: counts.cursor.load(Ordering::Relaxed),
+            pending: counts.pending.load(Ordering::Relaxed),
+            skipped: counts.skipped.load(Ordering::Relaxed),
             consumer_restarts: counts.consumer_restarts.load(Ordering::Relaxed),
             undecodable: counts.undecodable.load(Ordering::Relaxed),
+            stream_resets: counts.stream_resets.load(Ordering::Relaxed),
             replays_truncated: counts.replays_truncated.load(Ordering::Relaxed),
             replays: counts.replays.load(Ordering::Relaxed) as u64,
+            last_error: lock(&counts.last_error).clone(),
         };
         out.metrics(METRICS, &stats);
+        out.facts(FACTS, &stats);
     }
 }
 

@@ -69,20 +69,31 @@ pub fn split(payload: &[u8]) -> Option<[&[u8]; 3]> {
 
 /// The message read back from the stream at sequence `cursor`: the three payloads with the cursor as their first
 /// key, and the metadata the hub filters and deduplicates on (from the headers and the lite payload). `Err` says
-/// why a message is not one of ours.
+/// why a message is not one of ours: every line must be a JSON object (clients are sent it as a text frame, and a
+/// browser closes on invalid UTF-8), without a cursor of its own, and the log must be named.
 pub fn decode(headers: Option<&HeaderMap>, payload: &[u8], cursor: u64) -> Result<Message, String> {
     let [full, lite, domains] = split(payload).ok_or("the payload is not three lines")?;
+    for line in [full, lite, domains] {
+        // serde_json skips what it ignores without checking its UTF-8.
+        std::str::from_utf8(line).map_err(|e| format!("a payload is not UTF-8: {e}"))?;
+    }
+    for line in [full, domains] {
+        serde_json::from_slice::<serde::de::IgnoredAny>(line)
+            .map_err(|e| format!("a payload is not JSON: {e}"))?;
+    }
     let leaf = serde_json::from_slice::<LitePayload<'_>>(lite)
         .map_err(|e| format!("the lite payload: {e}"))?
         .data;
-    let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    let log_id = headers
+        .and_then(|h| h.get(LOG_ID_HEADER))
+        .ok_or(format!("no {LOG_ID_HEADER} header"))?;
     let entry_type = match leaf.update_type {
         "X509LogEntry" => EntryType::X509,
         "PrecertLogEntry" => EntryType::Precert,
         other => return Err(format!("unknown update_type {other:?}")),
     };
     let meta = MessageMeta {
-        log_id: header(LOG_ID_HEADER).unwrap_or_default().into(),
+        log_id: log_id.as_str().into(),
         index: leaf.cert_index,
         entry_type,
         fingerprint: leaf.leaf_cert.sha256.into(),
@@ -92,13 +103,15 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8], cursor: u64) -> Resul
     };
     let digits = cursor.to_string();
     let with_cursor = |payload: &[u8]| match payload.strip_prefix(b"{") {
-        Some(rest) if rest.first().is_some_and(|&b| b == b'"') => Ok(Frame::text_from_parts(&[
-            b"{\"cursor\":",
-            digits.as_bytes(),
-            b",",
-            rest,
-        ])),
-        _ => Err("a payload is not a JSON object with keys".to_owned()),
+        Some(rest) if rest.first() == Some(&b'"') && !rest.starts_with(b"\"cursor\"") => {
+            Ok(Frame::text_from_parts(&[
+                b"{\"cursor\":",
+                digits.as_bytes(),
+                b",",
+                rest,
+            ]))
+        }
+        _ => Err("a payload is not a JSON object of keys without a cursor".to_owned()),
     };
     let frames = EncodedMessage {
         full: with_cursor(full)?,
