@@ -210,6 +210,25 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Whether an option only an ingester uses differs from its default (the CT logs', resume's, and the stream's
+    /// creation and publishing): a relay warns that it ignores them (the packaged environment file sets
+    /// `CERTSTREAM_STATE_FILE`, so they are not refused).
+    pub fn sets_ingester_options(&self) -> bool {
+        let (nats, default) = (&self.nats, NatsConfig::default());
+        let publishing = |n: &NatsConfig| {
+            (
+                n.max_age,
+                n.max_bytes,
+                n.duplicate_window,
+                n.buffer_bytes,
+                n.drain_timeout,
+            )
+        };
+        self.ingest != IngestConfig::default() || publishing(nats) != publishing(&default)
+    }
+}
+
 /// The interval of `--heartbeat` once it is on.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -1689,6 +1708,15 @@ mod tests {
             parse(&["--listen", ":1", "relay"], &[]).is_err(),
             "only as the first argument"
         );
+        assert!(!config.sets_ingester_options());
+        for ingester_only in [["--state-file", "/tmp/s"], ["--nats-max-bytes", "2048MiB"]] {
+            let mut args = vec!["relay", "--nats-url", "nats://127.0.0.1:1"];
+            args.extend(ingester_only);
+            let Ok(Command::Run(config)) = parse(&args, &[]) else {
+                panic!("{ingester_only:?}");
+            };
+            assert!(config.sets_ingester_options(), "{ingester_only:?}");
+        }
     }
 
     #[test]

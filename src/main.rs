@@ -59,6 +59,12 @@ fn main() -> ExitCode {
     if let Err(error) = server::raise_open_files_limit() {
         tracing::warn!(%error, "could not raise the open files limit");
     }
+    if config.mode == Mode::Relay && config.sets_ingester_options() {
+        tracing::warn!(
+            "a relay ignores the options of the CT logs, of resume and of publishing to the stream \
+             (--log-list, --state-file, --nats-max-age, --nats-buffer-bytes, ...)"
+        );
+    }
     // Connected and the stream checked before anything is served: a broker that cannot take the messages (or, for
     // a relay, has no stream) stops the start, named.
     let nats = match Nats::connect(&config.nats, config.mode) {

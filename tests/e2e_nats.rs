@@ -11,8 +11,8 @@ use async_nats::jetstream;
 use certstream::broker::wire;
 use certstream_testkit::nats::{NatsServer, StoredEntry, create_stream, stream_contents};
 use certstream_testkit::{
-    Certstream, ListFile, Mock, RawCollector, closed_port, refused_start, start_listening_to,
-    with_cursor,
+    Certstream, ListFile, Mock, RawCollector, closed_port, cursor_of, refused_start,
+    start_listening_to, with_cursor,
 };
 use serde_json::Value;
 
@@ -67,11 +67,12 @@ fn assert_contiguous(
         .collect()
 }
 
-/// Checks that a client got one unbroken run of the stream: consecutive cursors, each message with the bytes the
-/// stream holds at that cursor, none twice.
+/// Checks that a client got one unbroken run of the stream from cursor `from`: consecutive cursors, each message
+/// with the bytes the stream holds at that cursor, none twice.
 fn assert_client_got_a_run_of_the_stream(
     client: &RawCollector,
     stored: &[StoredEntry],
+    from: u64,
     what: &str,
 ) {
     let mut cursors: Vec<(u64, &[u8])> = client
@@ -79,13 +80,11 @@ fn assert_client_got_a_run_of_the_stream(
         .by_log
         .values()
         .flat_map(|entries| entries.values())
-        .map(|payload| {
-            let json: Value = serde_json::from_slice(payload).expect("JSON");
-            (json["cursor"].as_u64().expect("a cursor"), &payload[..])
-        })
+        .map(|payload| (cursor_of(payload).expect("a cursor"), &payload[..]))
         .collect();
     cursors.sort_by_key(|(cursor, _)| *cursor);
     let (first, last) = (cursors[0].0, cursors[cursors.len() - 1].0);
+    assert_eq!(first, from, "{what}: the first cursor");
     assert_eq!(
         cursors.len() as u64,
         last - first + 1,
@@ -125,8 +124,11 @@ fn run(
 }
 
 /// SIGTERM, and a clean exit within the timeout.
-fn stop(server: Certstream) {
+/// Stops the server with SIGTERM while `client` reads to the close frame (the clients are sent what the broker
+/// acknowledged before the close: a client that stopped reading would not get its close frame).
+fn stop(server: Certstream, client: &mut RawCollector) {
     server.send_sigterm();
+    client.read_to_close();
     let (ok, _) = server.wait_exit(TIMEOUT);
     assert!(ok, "exit status after SIGTERM");
 }
@@ -157,8 +159,7 @@ fn every_index_is_in_the_stream_once_with_the_websocket_bytes() {
     ] {
         assert!(metrics.contains(&line), "{line} in /metrics");
     }
-    stop(server);
-    full.read_to_close();
+    stop(server, &mut full);
 
     let stored = stream_contents(&nats.url());
     assert_eq!(stored.len() as u64, 2 * SIZE);
@@ -253,13 +254,12 @@ fn a_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     });
     let stats = server.stats();
     assert!(stats["nats"]["last_error"].is_string(), "{}", stats["nats"]);
-    stop(server);
-    full.read_to_close();
+    stop(server, &mut full);
 
     let stored = stream_contents(&nats.url());
     let by_log = by_log_and_index(&mock, &stored);
     assert_contiguous(&by_log);
-    assert_client_got_a_run_of_the_stream(&full, &stored, "across the broker's restart");
+    assert_client_got_a_run_of_the_stream(&full, &stored, 1, "across the broker's restart");
 }
 
 /// How the ingester is stopped while the broker is down.
@@ -342,13 +342,25 @@ fn restart_while_the_broker_is_down(how: Stop) {
             )
         })
         .collect();
-    stop(server);
-    full.read_to_close();
+    stop(server, &mut full);
 
     let stored = stream_contents(&nats.url());
     let by_log = by_log_and_index(&mock, &stored);
-    assert_client_got_a_run_of_the_stream(&first_run, &stored, "the first run");
-    assert_client_got_a_run_of_the_stream(&full, &stored, "the second run");
+    assert_client_got_a_run_of_the_stream(&first_run, &stored, 1, "the first run");
+    // The second run's clients start after what the stream held when it started.
+    let second_from = full
+        .delivered
+        .by_log
+        .values()
+        .flat_map(|entries| entries.values())
+        .map(|payload| cursor_of(payload).expect("a cursor"))
+        .min()
+        .expect("entries");
+    assert!(
+        second_from > 1,
+        "the second run starts after the first run's messages"
+    );
+    assert_client_got_a_run_of_the_stream(&full, &stored, second_from, "the second run");
     for (log, (first, last)) in assert_contiguous(&by_log) {
         // The second run started at or before where the stream was complete.
         assert!(resumed[log.as_str()] <= last, "{log}");
