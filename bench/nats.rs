@@ -33,8 +33,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use certstream_testkit::load::{self, Load, percentile};
-use certstream_testkit::nats::NatsServer;
-use certstream_testkit::process::tcp_connections_on;
+use certstream_testkit::nats::{NatsServer, stream_at, stream_size};
+use certstream_testkit::raw_stream::cursor_of;
 use certstream_testkit::{Certstream, Mock, WsClient, closed_port, update_position};
 use serde_json::Value;
 
@@ -126,13 +126,12 @@ fn start_ingester(
 /// A relay of `nats`'s stream, on `port` (shared with other relays) or a port of its own.
 fn start_relay(nats: &NatsServer, port: Option<u16>) -> Certstream {
     let url = nats.url();
-    let listen = port.map(|port| format!("127.0.0.1:{port}"));
     let mut all = SERVER_ARGS.to_vec();
     all.extend(["--nats-url", &url]);
-    if let Some(listen) = &listen {
-        all.extend(["--listen", listen]);
+    match port {
+        Some(port) => Certstream::start_relay_on(port, &all, &[]),
+        None => Certstream::start_relay(&all, &[]),
     }
-    Certstream::start_relay(&all, &[])
 }
 
 /// The live setup: logs growing at [`RATE`], the broker, an ingester publishing to it, one without it.
@@ -184,13 +183,6 @@ fn seen_of(message: &[u8]) -> Option<f64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-/// The `cursor` a stream message starts with (`{"cursor":17,…`).
-fn cursor_of(message: &[u8]) -> Option<u64> {
-    let digits = message.strip_prefix(b"{\"cursor\":")?;
-    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
-    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
-}
-
 /// One stream message as the benchmark's own JetStream consumer read it, Unix seconds: when the broker stored it
 /// (the message's timestamp), its `data.seen`, when the consumer received it.
 struct Stored {
@@ -211,12 +203,8 @@ fn stream_observer(nats: &NatsServer, stop: Arc<AtomicBool>) -> JoinHandle<HashM
             .build()
             .expect("tokio runtime");
         runtime.block_on(async move {
-            let client = async_nats::connect(url).await.expect("connect to NATS");
-            let stream = async_nats::jetstream::new(client)
-                .get_stream("CERTSTREAM")
+            let consumer = stream_at(&url)
                 .await
-                .expect("the stream");
-            let consumer = stream
                 .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
                     deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
                     ..Default::default()
@@ -439,26 +427,52 @@ fn print_cpu(cpu: &[(&str, f64)]) {
     println!("CPU (% of one core): {}", parts.join(", "));
 }
 
-/// What `clients` lite clients of `server`'s port received over a window of `seconds`, once all connected and a
-/// second passed, and the CPU of `pids` over the same window.
+/// What `clients` clients of the servers' port received over a window of `seconds`, once all connected and a
+/// second passed, the CPU of `pids` over the same window, and each server's view of it (its `/stats`: with
+/// [`Certstream::start_relay_on`] a request reaches the very relay even on a shared port).
 struct Delivery {
     connected: usize,
-    /// Each server's client count at the end of the window (the kernel spreads them over a shared port).
-    per_server: Vec<String>,
-    /// How far behind the stream the server was at the end of the window (`null` without a stream; `n/a` behind a
-    /// shared port, where a request reaches either server).
-    pending: String,
     client_messages_per_second: f64,
     /// Messages/s `published` counted in the window, times the clients: what full delivery would be.
     offered_per_second: f64,
-    /// Messages/s the (first) server published to its hub in the window, times the clients.
-    hub_per_second: f64,
     megabytes_per_second: f64,
     cpu: Vec<(&'static str, f64)>,
+    /// Per server, from its `/stats`.
+    servers: Vec<ServerView>,
 }
 
-/// The window's start: when, frames and bytes received, `published`, the server's hub publications, CPU times.
-type WindowStart = (Instant, u64, u64, u64, u64, Vec<(&'static str, u32, f64)>);
+/// One server's `/stats` over a window.
+struct ServerView {
+    clients: u64,
+    /// Messages/s its hub got.
+    hub_per_second: f64,
+    /// How far behind the stream it was at the end (`null` without a stream).
+    pending: Value,
+    /// Messages dropped from its client queues.
+    dropped: u64,
+}
+
+/// `/stats` counters of each server at the start of a window: messages published to its hub, dropped.
+fn counters(servers: &[&Certstream]) -> Vec<(u64, u64)> {
+    servers
+        .iter()
+        .map(|server| {
+            let stats = server.stats();
+            let count = |key: &str| stats[key].as_u64().unwrap_or(0);
+            (count("messages_published"), count("messages_dropped"))
+        })
+        .collect()
+}
+
+/// The window's start: when, frames and bytes received, `published`, the servers' counters, CPU times.
+type WindowStart = (
+    Instant,
+    u64,
+    u64,
+    u64,
+    Vec<(u64, u64)>,
+    Vec<(&'static str, u32, f64)>,
+);
 
 fn deliver(
     servers: &[&Certstream],
@@ -468,64 +482,66 @@ fn deliver(
     seconds: u64,
     pids: &[(&'static str, u32)],
 ) -> Delivery {
-    let server = servers[0];
-    let hub = || server.stats()["messages_published"].as_u64().unwrap_or(0);
     let started = Instant::now();
     let mut connected_at = None;
     let mut window: Option<WindowStart> = None;
     let mut result = None;
-    load::run_clients(Load::new(server.addr, path, u64::MAX), clients, |seen| {
-        let all_in = seen.connected.get() == clients || started.elapsed() > Duration::from_secs(20);
-        if connected_at.is_none() && all_in {
-            connected_at = Some(Instant::now());
-        }
-        match (&window, connected_at) {
-            (None, Some(at)) if at.elapsed() >= Duration::from_secs(1) => {
-                let (frames, bytes) = (seen.frames.get(), seen.bytes.get());
-                window = Some((
-                    Instant::now(),
-                    frames,
-                    bytes,
-                    published(),
-                    hub(),
-                    cpu_of(pids),
-                ));
-                false
+    load::run_clients(
+        Load::new(servers[0].addr, path, u64::MAX),
+        clients,
+        |seen| {
+            let all_in =
+                seen.connected.get() == clients || started.elapsed() > Duration::from_secs(20);
+            if connected_at.is_none() && all_in {
+                connected_at = Some(Instant::now());
             }
-            (Some((since, ..)), _) if since.elapsed() >= Duration::from_secs(seconds) => {
-                let Some((since, frames, bytes, before, hub_before, cpu_before)) = window.take()
-                else {
-                    return true;
-                };
-                let wall = since.elapsed().as_secs_f64();
-                let (frames, bytes) = (seen.frames.get() - frames, seen.bytes.get() - bytes);
-                result = Some(Delivery {
-                    connected: seen.connected.get(),
-                    per_server: servers
+            match (&window, connected_at) {
+                (None, Some(at)) if at.elapsed() >= Duration::from_secs(1) => {
+                    let (frames, bytes) = (seen.frames.get(), seen.bytes.get());
+                    let (source, counts) = (published(), counters(servers));
+                    window = Some((Instant::now(), frames, bytes, source, counts, cpu_of(pids)));
+                    false
+                }
+                (Some((since, ..)), _) if since.elapsed() >= Duration::from_secs(seconds) => {
+                    let Some((since, frames, bytes, source, counts, cpu_before)) = window.take()
+                    else {
+                        return true;
+                    };
+                    let wall = since.elapsed().as_secs_f64();
+                    let (frames, bytes) = (seen.frames.get() - frames, seen.bytes.get() - bytes);
+                    let cpu = cpu_since(pids, cpu_before, wall);
+                    let servers = servers
                         .iter()
-                        .map(|s| tcp_connections_on(s.pid(), s.addr.port()).to_string())
-                        .collect(),
-                    pending: match servers {
-                        [server] => server.stats()["stream"]["pending"].to_string(),
-                        _ => "n/a".into(),
-                    },
-                    client_messages_per_second: frames as f64 / wall,
-                    offered_per_second: (published() - before) as f64 / wall * clients as f64,
-                    hub_per_second: hub().saturating_sub(hub_before) as f64 / wall * clients as f64,
-                    megabytes_per_second: bytes as f64 / wall / 1e6,
-                    cpu: cpu_since(pids, cpu_before, wall),
-                });
-                true
+                        .zip(counts)
+                        .map(|(server, (hub_before, dropped_before))| {
+                            let stats = server.stats();
+                            let count = |key: &str| stats[key].as_u64().unwrap_or(0);
+                            ServerView {
+                                clients: stats["clients"]["total"].as_u64().unwrap_or(0),
+                                hub_per_second: count("messages_published")
+                                    .saturating_sub(hub_before)
+                                    as f64
+                                    / wall,
+                                pending: stats["stream"]["pending"].clone(),
+                                dropped: count("messages_dropped").saturating_sub(dropped_before),
+                            }
+                        })
+                        .collect();
+                    result = Some(Delivery {
+                        connected: seen.connected.get(),
+                        client_messages_per_second: frames as f64 / wall,
+                        offered_per_second: (published() - source) as f64 / wall * clients as f64,
+                        megabytes_per_second: bytes as f64 / wall / 1e6,
+                        cpu,
+                        servers,
+                    });
+                    true
+                }
+                _ => false,
             }
-            _ => false,
-        }
-    });
+        },
+    );
     result.expect("a measured window")
-}
-
-/// `messages_dropped` of `server`.
-fn dropped(server: &Certstream) -> u64 {
-    server.stats()["messages_dropped"].as_u64().unwrap_or(0)
 }
 
 /// One fan-out configuration's idle CPU and deliveries, per client count; `published` counts the messages its
@@ -563,31 +579,29 @@ fn fanout_case(
     print_cpu(&idle);
     let mut costs = Vec::new();
     for &clients in &settings.clients {
-        // An HTTP request reaches any of the relays sharing a port: the count is only one server's.
-        let dropped_before = (servers.len() == 1).then(|| dropped(servers[0]));
         let delivery = deliver(servers, published, &settings.path, clients, seconds, &pids);
-        let (dropped, hub) = match dropped_before {
-            Some(before) => (
-                (dropped(servers[0]) - before).to_string(),
-                format!("{:.0}", delivery.hub_per_second),
-            ),
-            None => ("n/a".into(), "n/a".into()),
-        };
-        let pending = &delivery.pending;
         let serving_cpu: f64 = delivery.cpu[..serving.len()].iter().map(|(_, c)| c).sum();
         let cost = (serving_cpu - idle_serving) / delivery.client_messages_per_second * 1e6;
+        let each = |part: &dyn Fn(&ServerView) -> String| {
+            let parts: Vec<String> = delivery.servers.iter().map(part).collect();
+            parts.join(" + ")
+        };
         println!(
-            "{clients:>5} clients ({} connected; per server {}): {:>9.0} client-msgs/s ({:.0} MB/s) of {:.0} offered \
-             by the source ({hub} by the server's hub; stream pending {pending}), dropped {}; serving CPU {:.1} % ({:.1} % beyond idle): \
-             {cost:.2} µs per client-message",
+            "{clients:>5} clients ({} connected: {}): {:>9.0} client-msgs/s ({:.0} MB/s) of {:.0} offered by the \
+             source; serving CPU {:.1} % ({:.1} % beyond idle): {cost:.2} µs per client-message",
             delivery.connected,
-            delivery.per_server.join("+"),
+            each(&|s| s.clients.to_string()),
             delivery.client_messages_per_second,
             delivery.megabytes_per_second,
             delivery.offered_per_second,
-            dropped,
             serving_cpu * 100.0,
             (serving_cpu - idle_serving) * 100.0
+        );
+        println!(
+            "      per server: hub {} msgs/s, stream pending {} at the end, dropped {}",
+            each(&|s| format!("{:.0}", s.hub_per_second)),
+            each(&|s| s.pending.to_string()),
+            each(&|s| s.dropped.to_string()),
         );
         print_cpu(&delivery.cpu);
         costs.push(cost);
@@ -641,23 +655,6 @@ fn fanout(settings: &Settings) {
             two[i] / baseline[i]
         );
     }
-}
-
-/// The stream's message count and bytes (`CERTSTREAM`).
-fn stream_size(url: &str) -> (u64, u64) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connect to NATS");
-        let mut stream = async_nats::jetstream::new(client)
-            .get_stream("CERTSTREAM")
-            .await
-            .expect("the stream");
-        let info = stream.info().await.expect("stream info");
-        (info.state.messages, info.state.bytes)
-    })
 }
 
 /// One client reading `path` of `addr` until it has `expect` messages (or nothing came for 5 s, or 5 minutes

@@ -5,91 +5,31 @@
 //! restarted, loses and repeats nothing; a broker that cannot be used stops the start with a clear error.
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use certstream::broker::wire;
-use certstream_testkit::nats::NatsServer;
-use certstream_testkit::ws::WsClient;
+use certstream_testkit::nats::{NatsServer, StoredEntry, create_stream, stream_contents};
 use certstream_testkit::{
-    Certstream, ListFile, Mock, certstream_binary, closed_port, mock_name, start_listening_to,
-    update_position,
+    Certstream, ListFile, Mock, RawCollector, closed_port, cursor_of, refused_start,
+    start_listening_to, with_cursor,
 };
 use serde_json::Value;
 
 /// Bound on every wait.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One entry as the stream holds it.
-#[derive(Debug)]
-struct Stored {
-    /// The stream sequence: the cursor clients see.
-    sequence: u64,
-    log_id: String,
-    index: u64,
-    message_id: String,
-    entry_type: String,
-    payload: Vec<u8>,
-}
-
-/// Everything in the stream `CERTSTREAM`, in stream order.
-fn stream_contents(url: &str) -> Vec<Stored> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        tokio::time::timeout(TIMEOUT, async {
-            let client = async_nats::connect(url).await.expect("connect to NATS");
-            let context = jetstream::new(client);
-            let mut stream = context.get_stream("CERTSTREAM").await.expect("the stream");
-            let info = stream.info().await.expect("stream info");
-            let state = &info.state;
-            assert_eq!(state.first_sequence, 1, "nothing expired");
-            let mut stored = Vec::new();
-            for sequence in 1..=state.last_sequence {
-                let message = stream
-                    .get_raw_message(sequence)
-                    .await
-                    .expect("stream message");
-                assert_eq!(message.subject.as_str(), "certstream.entries");
-                let header = |name: &str| {
-                    message
-                        .headers
-                        .get(name)
-                        .unwrap_or_else(|| panic!("header {name}"))
-                        .as_str()
-                        .to_owned()
-                };
-                stored.push(Stored {
-                    sequence,
-                    log_id: header(wire::LOG_ID_HEADER),
-                    index: header(wire::INDEX_HEADER).parse().expect("index"),
-                    message_id: header("Nats-Msg-Id"),
-                    entry_type: header(wire::ENTRY_TYPE_HEADER),
-                    payload: message.payload.to_vec(),
-                });
-            }
-            stored
-        })
-        .await
-        .expect("the stream read within the timeout")
-    })
-}
-
 /// The stream's entries by mock log name and index; fails on an index stored twice.
 fn by_log_and_index<'a>(
     mock: &Mock,
-    stored: &'a [Stored],
-) -> BTreeMap<String, BTreeMap<u64, &'a Stored>> {
+    stored: &'a [StoredEntry],
+) -> BTreeMap<String, BTreeMap<u64, &'a StoredEntry>> {
     let names: BTreeMap<String, String> = mock
         .log_ids()
         .into_iter()
         .map(|(name, id)| (id, name))
         .collect();
-    let mut out: BTreeMap<String, BTreeMap<u64, &Stored>> = BTreeMap::new();
+    let mut out: BTreeMap<String, BTreeMap<u64, &StoredEntry>> = BTreeMap::new();
     for entry in stored {
         let name = names.get(&entry.log_id).expect("a mock log's ID").clone();
         assert_eq!(
@@ -108,7 +48,7 @@ fn by_log_and_index<'a>(
 
 /// Checks that each log's indexes in the stream are one unbroken range; returns each log's range.
 fn assert_contiguous(
-    by_log: &BTreeMap<String, BTreeMap<u64, &Stored>>,
+    by_log: &BTreeMap<String, BTreeMap<u64, &StoredEntry>>,
 ) -> BTreeMap<String, (u64, u64)> {
     by_log
         .iter()
@@ -127,32 +67,20 @@ fn assert_contiguous(
         .collect()
 }
 
-/// A stream line as clients receive it: with the message's cursor as its first key.
-fn with_cursor(line: &[u8], cursor: u64) -> Vec<u8> {
-    let mut out = format!("{{\"cursor\":{cursor},").into_bytes();
-    out.extend_from_slice(&line[1..]);
-    out
-}
-
-/// The `cursor` key of a message clients receive.
-fn cursor_of(payload: &[u8]) -> u64 {
-    let json: Value = serde_json::from_slice(payload).expect("JSON");
-    json["cursor"].as_u64().expect("a cursor")
-}
-
 /// Checks that a client got one unbroken run of the stream from cursor `from`: consecutive cursors, each message
 /// with the bytes the stream holds at that cursor, none twice.
 fn assert_client_got_a_run_of_the_stream(
     client: &RawCollector,
-    stored: &[Stored],
+    stored: &[StoredEntry],
     from: u64,
     what: &str,
 ) {
     let mut cursors: Vec<(u64, &[u8])> = client
+        .delivered
         .by_log
         .values()
         .flat_map(|entries| entries.values())
-        .map(|payload| (cursor_of(payload), &payload[..]))
+        .map(|payload| (cursor_of(payload).expect("a cursor"), &payload[..]))
         .collect();
     cursors.sort_by_key(|(cursor, _)| *cursor);
     let (first, last) = (cursors[0].0, cursors[cursors.len() - 1].0);
@@ -171,78 +99,6 @@ fn assert_client_got_a_run_of_the_stream(
             with_cursor(full_line, cursor),
             "{what}: cursor {cursor}"
         );
-    }
-}
-
-/// Raw WebSocket payloads by mock log name and index, answering pings.
-struct RawCollector {
-    client: WsClient,
-    by_log: BTreeMap<String, BTreeMap<u64, Vec<u8>>>,
-    pongs: u64,
-    closed: bool,
-}
-
-impl RawCollector {
-    fn connect(server: &Certstream, path: &str) -> RawCollector {
-        let client = WsClient::connect(server.addr, path);
-        client
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("read timeout");
-        RawCollector {
-            client,
-            by_log: BTreeMap::new(),
-            pongs: 0,
-            closed: false,
-        }
-    }
-
-    /// Reads until `done` holds, at most [`TIMEOUT`] (fails the test then).
-    fn read_until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + TIMEOUT;
-        while !done(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            assert!(!self.closed, "the server closed the stream before {what}");
-            self.read_once();
-        }
-    }
-
-    /// Reads what is left until the server's close frame (after a SIGTERM).
-    fn read_to_close(&mut self) {
-        self.read_until("the close frame", |c| c.closed);
-    }
-
-    /// Reads for `duration`.
-    fn read_for(&mut self, duration: Duration) {
-        let until = Instant::now() + duration;
-        while Instant::now() < until {
-            self.read_once();
-        }
-    }
-
-    fn read_once(&mut self) {
-        match self.client.read_frame() {
-            Ok(frame) if frame.opcode == 1 => {
-                let (url, index) = update_position(&frame.payload).expect("a certificate_update");
-                let url: String = serde_json::from_slice(url).expect("source.url");
-                let again = self
-                    .by_log
-                    .entry(mock_name(&url))
-                    .or_default()
-                    .insert(index, frame.payload);
-                assert!(again.is_none(), "index {index} received twice");
-            }
-            Ok(frame) if frame.opcode == 9 => self.client.send(10, &frame.payload, true),
-            Ok(frame) if frame.opcode == 10 => self.pongs += 1,
-            Ok(frame) if frame.opcode == 8 => self.closed = true,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("stream read failed: {e}"),
-        }
-    }
-
-    fn count(&self, log: &str) -> usize {
-        self.by_log.get(log).map_or(0, BTreeMap::len)
     }
 }
 
@@ -318,12 +174,12 @@ fn every_index_is_in_the_stream_once_with_the_websocket_bytes() {
             // The ingester's own clients are served from the stream too: its lines, with the cursor.
             assert_eq!(
                 with_cursor(full_line, entry.sequence),
-                full.by_log[log][index],
+                full.delivered.by_log[log][index],
                 "{log} {index} full"
             );
             assert_eq!(
                 with_cursor(lite_line, entry.sequence),
-                lite.by_log[log][index],
+                lite.delivered.by_log[log][index],
                 "{log} {index} lite"
             );
             let full_json: Value = serde_json::from_slice(full_line).expect("JSON");
@@ -479,7 +335,12 @@ fn restart_while_the_broker_is_down(how: Stop) {
     });
     let resumed: BTreeMap<&str, u64> = logs
         .iter()
-        .map(|log| (*log, *full.by_log[*log].keys().next().expect("entries")))
+        .map(|log| {
+            (
+                *log,
+                *full.delivered.by_log[*log].keys().next().expect("entries"),
+            )
+        })
         .collect();
     stop(server, &mut full);
 
@@ -488,10 +349,11 @@ fn restart_while_the_broker_is_down(how: Stop) {
     assert_client_got_a_run_of_the_stream(&first_run, &stored, 1, "the first run");
     // The second run's clients start after what the stream held when it started.
     let second_from = full
+        .delivered
         .by_log
         .values()
         .flat_map(|entries| entries.values())
-        .map(|payload| cursor_of(payload))
+        .map(|payload| cursor_of(payload).expect("a cursor"))
         .min()
         .expect("entries");
     assert!(
@@ -506,7 +368,7 @@ fn restart_while_the_broker_is_down(how: Stop) {
             first < resumed[log.as_str()],
             "{log}: the first run's entries are there"
         );
-        for index in first_run.by_log[&log].keys() {
+        for index in first_run.delivered.by_log[&log].keys() {
             assert!(
                 by_log[&log].contains_key(index),
                 "{log} {index}: sent to the first run's clients, not in the stream"
@@ -515,69 +377,28 @@ fn restart_while_the_broker_is_down(how: Stop) {
     }
 }
 
-/// Runs certstream with `args`, expecting it to refuse to start: exit status 1 within the timeout; returns its
-/// stderr.
-fn refused_start(args: &[&str]) -> String {
+/// Runs an ingester with `args` and an empty log list, expecting it to refuse to start; returns its stderr.
+fn refused_ingester_start(args: &[&str]) -> String {
     let list = ListFile::new();
     list.write(br#"{"version":"0","operators":[]}"#);
-    let mut child = Command::new(certstream_binary())
-        .args(["--listen", "127.0.0.1:0", "--log-list", list.location()])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("certstream runs");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "certstream started anyway");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    let _ = child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr);
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    stderr
-}
-
-/// Creates the stream `CERTSTREAM` on `url` with `subjects` and `retention`, as another tool would have.
-fn create_stream(url: &str, subjects: &[&str], retention: jetstream::stream::RetentionPolicy) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let client = async_nats::connect(url).await.expect("connect to NATS");
-        jetstream::new(client)
-            .create_stream(jetstream::stream::Config {
-                name: "CERTSTREAM".into(),
-                subjects: subjects.iter().map(|s| s.to_string()).collect(),
-                retention,
-                ..Default::default()
-            })
-            .await
-            .expect("create the stream");
-    });
+    let mut all = vec!["--listen", "127.0.0.1:0", "--log-list", list.location()];
+    all.extend_from_slice(args);
+    refused_start(&all).0
 }
 
 #[test]
 fn a_broker_that_cannot_take_the_messages_stops_the_start_with_a_clear_error() {
     let refused = format!("nats://127.0.0.1:{}", closed_port());
-    let error = refused_start(&["--nats-url", &refused]);
+    let error = refused_ingester_start(&["--nats-url", &refused]);
     assert!(error.contains(&format!("NATS at {refused}")), "{error}");
 
     let unknown = "nats://no-such-host.invalid:4222";
-    let error = refused_start(&["--nats-url", unknown]);
+    let error = refused_ingester_start(&["--nats-url", unknown]);
     assert!(error.contains(&format!("NATS at {unknown}")), "{error}");
 
     let nats = NatsServer::start(&["--user", "certstream", "--pass", "right"]);
     let wrong = format!("nats://certstream:wrong@127.0.0.1:{}", nats.port);
-    let error = refused_start(&["--nats-url", &wrong]);
+    let error = refused_ingester_start(&["--nats-url", &wrong]);
     assert!(
         error.contains(&format!("NATS at nats://***@127.0.0.1:{}", nats.port)),
         "{error}"
@@ -594,7 +415,7 @@ fn a_broker_that_cannot_take_the_messages_stops_the_start_with_a_clear_error() {
         &["other.>"],
         jetstream::stream::RetentionPolicy::Limits,
     );
-    let error = refused_start(&["--nats-url", &nats.url()]);
+    let error = refused_ingester_start(&["--nats-url", &nats.url()]);
     assert!(error.contains("not certstream.entries"), "{error}");
 
     let nats = NatsServer::start(&[]);
@@ -603,6 +424,6 @@ fn a_broker_that_cannot_take_the_messages_stops_the_start_with_a_clear_error() {
         &["certstream.>"],
         jetstream::stream::RetentionPolicy::WorkQueue,
     );
-    let error = refused_start(&["--nats-url", &nats.url()]);
+    let error = refused_ingester_start(&["--nats-url", &nats.url()]);
     assert!(error.contains("not by limits"), "{error}");
 }

@@ -30,10 +30,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --profile ci
 cargo test --workspace --profile ci
 # The WebSocket, poller and end-to-end tests again on monoio's epoll driver (where io_uring is unavailable, e.g.
-# Docker); the spawned binaries inherit the variable.
+# Docker; relays: the broker's thread wakes the reactor); the spawned binaries inherit the variable.
 MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --profile ci --test server_ws --test server_guards --test server_python --test server_http \
     --test server_sse --test server_cursor --test server_filter --test server_limits --test poll_rfc6962 --test e2e_stream --test e2e_log_list --test poll_tiled \
-    --test e2e_overload --test e2e_hostile_http --test e2e_resume --test server_auth
+    --test e2e_overload --test e2e_hostile_http --test e2e_resume --test server_auth --test e2e_relay
 # The Debian package: built (test profile, already compiled above), installed, run as its unit would, stopped,
 # removed and purged (needs root; `.ci/run` installs what it uses).
 bash tests/package.sh

@@ -3,15 +3,8 @@
 //! our messages is refused, never half-decoded.
 
 use certstream::broker::wire;
-use certstream_testkit::corpus;
+use certstream_testkit::{corpus, with_cursor};
 use serde_json::Value;
-
-/// `payload` with the cursor as its first key.
-fn with_cursor(payload: &[u8], cursor: u64) -> Vec<u8> {
-    let mut out = format!("{{\"cursor\":{cursor},").into_bytes();
-    out.extend_from_slice(&payload[1..]);
-    out
-}
 
 #[test]
 fn every_corpus_message_comes_back_with_its_metadata_and_the_cursor_first() {

@@ -1,8 +1,8 @@
-//! The real `certstream` binary as a child process on 127.0.0.1, a log list file the test rewrites, and a
-//! WebSocket reader that sorts the stream by log.
+//! The real `certstream` binary as a child process on 127.0.0.1 (an ingester, or a relay: `certstream relay`), a
+//! log list file the test rewrites, and a WebSocket reader that sorts the stream by log.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, ErrorKind, PipeWriter};
+use std::io::{BufRead, BufReader, ErrorKind, PipeWriter, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,8 +14,9 @@ use certstream::ingest::supervisor::APPLE_LOG_LIST_URL;
 use certstream_ct::log_list::{GOOGLE_LOG_LIST_URL, LogKind, LogList};
 use serde_json::Value;
 
-use crate::http::{closed_port, exchange, get_request, http_get};
+use crate::http::{closed_port, exchange, get_request, http_request_on};
 use crate::mock::{Expected, mock_name};
+use crate::process::{accepted_socket_inode, holds_socket};
 use crate::wait::wait_until;
 use crate::ws::WsClient;
 
@@ -60,6 +61,9 @@ pub struct Certstream {
     pub addr: SocketAddr,
     /// Its log output (stdout), kept for failure messages.
     output: Arc<Mutex<Vec<String>>>,
+    /// Other processes listen on the same port (relays, SO_REUSEPORT): [`connect`](Self::connect) picks the
+    /// connections the kernel gives to this one.
+    shares_port: bool,
 }
 
 impl Certstream {
@@ -81,6 +85,17 @@ impl Certstream {
     /// it serves.
     pub fn start_relay(args: &[&str], env: &[(&str, &str)]) -> Certstream {
         Self::spawn(Self::command(&certstream_binary(), &["relay"], args, env))
+    }
+
+    /// [`start_relay`](Self::start_relay) on `port` of 127.0.0.1, which other relays may share (SO_REUSEPORT):
+    /// the requests of this struct ([`get`](Self::get), [`stats`](Self::stats)) still go to this relay.
+    pub fn start_relay_on(port: u16, args: &[&str], env: &[(&str, &str)]) -> Certstream {
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec!["--listen", &listen];
+        all.extend_from_slice(args);
+        let mut relay = Self::start_relay(&all, env);
+        relay.shares_port = true;
+        relay
     }
 
     /// As [`start`](Self::start), with the open-files limit (soft and hard, like `prlimit --nofile=N:N`) set to
@@ -146,6 +161,7 @@ impl Certstream {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             output,
+            shares_port: false,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let addr = loop {
@@ -208,6 +224,7 @@ impl Certstream {
             child,
             addr,
             output: Arc::default(),
+            shares_port: false,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while server.health_within(Duration::from_secs(1)).is_none() {
@@ -235,9 +252,39 @@ impl Certstream {
         self.child.id()
     }
 
+    /// A connection to this process: on a port shared with other relays, one the kernel gave to this one (the
+    /// others are closed unused).
+    pub fn connect(&self) -> TcpStream {
+        let connect = || TcpStream::connect(self.addr).expect("connect");
+        if !self.shares_port {
+            return connect();
+        }
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let stream = connect();
+            // Whoever accepts it gives it an inode; then it is ours or another relay's.
+            let inode = wait_until(
+                "the connection accepted",
+                STARTUP_TIMEOUT,
+                || accepted_socket_inode(&stream),
+                Option::is_some,
+                |_| format!("{} never accepted by anyone", self.addr),
+            );
+            if inode.is_some_and(|inode| holds_socket(self.pid(), inode)) {
+                return stream;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the kernel never gave this relay (pid {}) a connection to {}",
+                self.pid(),
+                self.addr
+            );
+        }
+    }
+
     /// GET `path`: status and body.
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let (status, _, body) = http_get(self.addr, path);
+        let (status, _, body) = http_request_on(self.connect(), &get_request(path));
         (status, body)
     }
 
@@ -655,6 +702,45 @@ pub fn assert_window(log: &str, received: &[SeenEntry], expected: &[Expected]) {
             want.get(first_difference)
         );
     }
+}
+
+/// Runs `certstream ARGS`, expecting it to refuse to start: exit status 1 within [`STARTUP_TIMEOUT`]; returns
+/// its stderr and how long it took.
+pub fn refused_start(args: &[&str]) -> (String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(certstream_binary())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("certstream runs");
+    // Read meanwhile: a full pipe would hold the exit.
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut stderr = String::new();
+        let _ = stderr_pipe.read_to_string(&mut stderr);
+        stderr
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > STARTUP_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "certstream {args:?} started anyway: {}",
+                reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let stderr = reader.join().expect("stderr reader");
+    assert_eq!(status.code(), Some(1), "certstream {args:?}: {stderr}");
+    (stderr, took)
 }
 
 /// The `certstream` binary Cargo built beside the running test (`target/<profile>/certstream`).

@@ -1,12 +1,16 @@
 //! A real `nats-server` with JetStream, started by the test on 127.0.0.1 (a free port, a private store directory),
 //! stopped and restarted on the same port and store, killed on drop. It is never skipped: without the binary the
-//! test fails, saying how to install it.
+//! test fails, saying how to install it. Beside it, what a test reads or sets up in the stream directly, with
+//! `async-nats` ([`stream_contents`], [`last_sequence`], [`create_stream`]).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use certstream::broker::wire;
 
 /// Bound on the server's start.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,4 +101,120 @@ impl Drop for NatsServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.store);
     }
+}
+
+/// Bound on every exchange with the stream through `async-nats`.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The stream certstream publishes to by default.
+pub const STREAM: &str = "CERTSTREAM";
+
+/// One message of the stream, as certstream published it.
+#[derive(Debug)]
+pub struct StoredEntry {
+    /// Its stream sequence (the cursor clients see).
+    pub sequence: u64,
+    /// `Certstream-Log-Id`.
+    pub log_id: String,
+    /// `Certstream-Index`.
+    pub index: u64,
+    /// `Nats-Msg-Id`.
+    pub message_id: String,
+    /// `Certstream-Entry-Type`.
+    pub entry_type: String,
+    /// The three payload lines.
+    pub payload: Vec<u8>,
+}
+
+/// Runs `future` on a tokio runtime of its own (what `async-nats` needs), failing the test after
+/// [`STREAM_TIMEOUT`].
+fn with_nats<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime
+        .block_on(async { tokio::time::timeout(STREAM_TIMEOUT, future).await })
+        .unwrap_or_else(|_| panic!("{what}: no answer from NATS within {STREAM_TIMEOUT:?}"))
+}
+
+/// The stream [`STREAM`] on `url`.
+pub async fn stream_at(url: &str) -> jetstream::stream::Stream {
+    let client = async_nats::connect(url).await.expect("connect to NATS");
+    jetstream::new(client)
+        .get_stream(STREAM)
+        .await
+        .expect("the stream")
+}
+
+/// Everything in the stream [`STREAM`] on `url`, in stream order (it must start at sequence 1: nothing expired).
+pub fn stream_contents(url: &str) -> Vec<StoredEntry> {
+    with_nats("reading the stream", async {
+        let mut stream = stream_at(url).await;
+        let state = stream.info().await.expect("stream info").state.clone();
+        assert_eq!(state.first_sequence, 1, "nothing expired");
+        let mut stored = Vec::new();
+        for sequence in 1..=state.last_sequence {
+            let message = stream
+                .get_raw_message(sequence)
+                .await
+                .expect("stream message");
+            assert_eq!(message.subject.as_str(), "certstream.entries");
+            let header = |name: &str| {
+                message
+                    .headers
+                    .get(name)
+                    .unwrap_or_else(|| panic!("header {name}"))
+                    .as_str()
+                    .to_owned()
+            };
+            stored.push(StoredEntry {
+                sequence,
+                log_id: header(wire::LOG_ID_HEADER),
+                index: header(wire::INDEX_HEADER).parse().expect("index"),
+                message_id: header("Nats-Msg-Id"),
+                entry_type: header(wire::ENTRY_TYPE_HEADER),
+                payload: message.payload.to_vec(),
+            });
+        }
+        stored
+    })
+}
+
+/// The last sequence of the stream [`STREAM`] on `url` (0 while it is empty).
+pub fn last_sequence(url: &str) -> u64 {
+    with_nats("asking the stream's state", async {
+        let mut stream = stream_at(url).await;
+        stream
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence
+    })
+}
+
+/// The messages and bytes the stream [`STREAM`] on `url` holds.
+pub fn stream_size(url: &str) -> (u64, u64) {
+    with_nats("asking the stream's state", async {
+        let mut stream = stream_at(url).await;
+        let state = stream.info().await.expect("stream info").state.clone();
+        (state.messages, state.bytes)
+    })
+}
+
+/// Creates the stream [`STREAM`] on `url` with `subjects` and `retention`, as another tool would have.
+pub fn create_stream(url: &str, subjects: &[&str], retention: jetstream::stream::RetentionPolicy) {
+    with_nats("creating the stream", async {
+        let client = async_nats::connect(url).await.expect("connect to NATS");
+        jetstream::new(client)
+            .create_stream(jetstream::stream::Config {
+                name: STREAM.into(),
+                subjects: subjects.iter().map(|s| s.to_string()).collect(),
+                retention,
+                ..Default::default()
+            })
+            .await
+            .expect("create the stream");
+    })
 }

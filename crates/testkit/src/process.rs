@@ -97,34 +97,42 @@ pub fn stop_child(pid: libc::pid_t) -> Duration {
     started.elapsed()
 }
 
-/// Established TCP connections (IPv4) of process `pid` whose local port is `port`: its clients, also when several
-/// processes share the listening port (`SO_REUSEPORT`, where an HTTP request may reach any of them).
-pub fn tcp_connections_on(pid: u32, port: u16) -> usize {
-    let sockets: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc fd")
-        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_str()?;
-            Some(
-                target
-                    .strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .to_owned(),
+/// The inode of the socket that accepted `client`'s connection on the server's side (both ends on 127.0.0.1),
+/// from `/proc/net/tcp`; `None` until a process has accepted it (the kernel gives it an inode then).
+pub fn accepted_socket_inode(client: &std::net::TcpStream) -> Option<u64> {
+    let hex = |addr: std::net::SocketAddr| match addr {
+        std::net::SocketAddr::V4(v4) => {
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_ne_bytes(v4.ip().octets()),
+                v4.port()
             )
-        })
-        .collect();
+        }
+        std::net::SocketAddr::V6(_) => panic!("a test connection on 127.0.0.1"),
+    };
+    // The server's end: local address = the client's peer, remote address = the client's local address.
+    let (server_end, client_end) = (
+        hex(client.peer_addr().ok()?),
+        hex(client.local_addr().ok()?),
+    );
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let local = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        // sl, local_address, rem_address, st (01: established), …, inode (the 10th field)
-        .filter(|fields| {
-            fields.len() > 9
-                && fields[1].ends_with(&local)
-                && fields[3] == "01"
-                && sockets.contains(fields[9])
-        })
-        .count()
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
+        (*local == server_end && *remote == client_end)
+            .then(|| inode.parse().ok())
+            .flatten()
+            .filter(|&inode| inode != 0)
+    })
+}
+
+/// Whether process `pid` holds the socket `inode` among its open files.
+pub fn holds_socket(pid: u32, inode: u64) -> bool {
+    let wanted = format!("socket:[{inode}]");
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == wanted.as_str())
+    })
 }
