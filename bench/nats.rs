@@ -598,10 +598,12 @@ fn fanout_case(
             (serving_cpu - idle_serving) * 100.0
         );
         println!(
-            "      per server: hub {} msgs/s, stream pending {} at the end, dropped {}",
+            "      per server: hub {} msgs/s, stream pending {} at the end, dropped {}; the ingester publishing to \
+             NATS: stream pending {}",
             each(&|s| format!("{:.0}", s.hub_per_second)),
             each(&|s| s.pending.to_string()),
             each(&|s| s.dropped.to_string()),
+            live.ingester.stats()["stream"]["pending"]
         );
         print_cpu(&delivery.cpu);
         costs.push(cost);
