@@ -450,6 +450,8 @@ struct ServerView {
     pending: Value,
     /// Messages dropped from its client queues.
     dropped: u64,
+    /// Its stream reader's consumer restarts so far (`null` without a stream).
+    restarts: Value,
 }
 
 /// `/stats` counters of each server at the start of a window: messages published to its hub, dropped.
@@ -524,6 +526,7 @@ fn deliver(
                                     / wall,
                                 pending: stats["stream"]["pending"].clone(),
                                 dropped: count("messages_dropped").saturating_sub(dropped_before),
+                                restarts: stats["stream"]["consumer_restarts"].clone(),
                             }
                         })
                         .collect();
@@ -582,6 +585,7 @@ fn fanout_case(
         let delivery = deliver(servers, published, &settings.path, clients, seconds, &pids);
         let serving_cpu: f64 = delivery.cpu[..serving.len()].iter().map(|(_, c)| c).sum();
         let cost = (serving_cpu - idle_serving) / delivery.client_messages_per_second * 1e6;
+        let source = live.ingester.stats()["stream"].clone();
         let each = |part: &dyn Fn(&ServerView) -> String| {
             let parts: Vec<String> = delivery.servers.iter().map(part).collect();
             parts.join(" + ")
@@ -598,12 +602,14 @@ fn fanout_case(
             (serving_cpu - idle_serving) * 100.0
         );
         println!(
-            "      per server: hub {} msgs/s, stream pending {} at the end, dropped {}; the ingester publishing to \
-             NATS: stream pending {}",
+            "      per server: hub {} msgs/s, stream pending {} at the end, consumer restarts {}, dropped {}; the \
+             ingester publishing to NATS: stream pending {}, consumer restarts {}",
             each(&|s| format!("{:.0}", s.hub_per_second)),
             each(&|s| s.pending.to_string()),
+            each(&|s| s.restarts.to_string()),
             each(&|s| s.dropped.to_string()),
-            live.ingester.stats()["stream"]["pending"]
+            source["pending"],
+            source["consumer_restarts"]
         );
         print_cpu(&delivery.cpu);
         costs.push(cost);
