@@ -19,9 +19,10 @@
 //!   cursor). Entries made visible during the window (after a warm-up) are counted.
 //! - fanout: the same live setup; `--clients` clients of the whole firehose (`--path`, default lite) on one ingester
 //!   without NATS, on one relay, on two relays sharing one port (SO_REUSEPORT): client-messages/s delivered against
-//!   what the server published in the window times the clients, and each process's CPU (from /proc/<pid>/stat), idle
-//!   and with clients; the serving CPU beyond idle per client-message delivered is the cost per client, and the
-//!   relay's over the ingester's is the ratio.
+//!   what the source published in the window times the clients, each process's CPU (from /proc/<pid>/stat), idle
+//!   and with clients, and each server's own `/stats` (clients, what its hub got, how far behind the stream it is,
+//!   drops); the serving CPU beyond idle per client-message delivered is the cost per client, and the relay's over
+//!   the ingester's is the ratio.
 //! - replay: `--history` entries (60 fixed logs) published to the stream by an ingester as fast as it goes, then one
 //!   client at a time reads `?cursor=0` (and `?since=0`) as fast as it can; an hour at 2,000/s (7.2 M messages,
 //!   about 12 KB each in the stream) is extrapolated from that rate, not measured.
