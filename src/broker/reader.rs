@@ -309,7 +309,12 @@ impl Reader {
                 .await
                 .map_err(|e| e.to_string())?;
             while let Some(message) = batch.next().await {
-                let message = message.map_err(|e| e.to_string())?;
+                let message = match message {
+                    Ok(message) => message,
+                    // The pull's byte bound was reached: the end of this batch, not a failure.
+                    Err(error) if is_batch_full(&error.to_string()) => break,
+                    Err(error) => return Err(error.to_string()),
+                };
                 let info = message.info().map_err(|e| e.to_string())?;
                 // Without acknowledgements a delivered message is gone for this consumer: one that was lost on
                 // the way (a connection dropped mid-batch) shows as a jump, and only a new consumer gets it again.
@@ -377,6 +382,12 @@ impl Reader {
             "a replay after cursor {last} starts at {sequence}: the stream no longer holds the messages between"
         ));
     }
+}
+
+/// Whether a batch ended because it reached its byte bound: the broker says so with status 409 and this
+/// description, which async-nats 0.52 hands over as an error (`Batch::poll_next`).
+fn is_batch_full(error: &str) -> bool {
+    error.contains("Message Size Exceeds MaxBytes")
 }
 
 fn deliver_policy(start: ReplayStart) -> consumer::DeliverPolicy {
