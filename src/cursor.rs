@@ -104,6 +104,12 @@ impl ReplayFeeder {
         self.queue.bytes.load(Ordering::Relaxed) < self.budget
     }
 
+    /// Bytes the reactor's end may still take before it is full.
+    pub fn room_bytes(&self) -> usize {
+        self.budget
+            .saturating_sub(self.queue.bytes.load(Ordering::Relaxed))
+    }
+
     /// Waits until the reactor's end has room (true) or is gone (false), woken by the reactor's end itself.
     pub async fn room(&self) -> bool {
         loop {

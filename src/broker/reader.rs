@@ -4,11 +4,11 @@
 //! Each reader of the stream is an ephemeral JetStream pull consumer on the broker's thread, without
 //! acknowledgements, from a [`ReplayStart`]. It decodes each message there ([`wire::decode`]: the reactor gets ready
 //! frames) and hands it over through a [`Replay`], bounded in bytes. It asks the broker for a batch only while the
-//! reactor's end has room, and a batch is bounded in bytes too, so a slow reader slows its consumer instead of
-//! growing a queue anywhere. The reader keeps the order itself (not the client library): a consumer sequence that
-//! jumps (a batch lost with a connection) or a failed request ends the consumer, and a new one starts after the
-//! last message handed over; a message at or before that one is never handed over again. So there is no gap and no
-//! duplicate, however long the broker is away.
+//! reactor's end has room, and only as many messages as that room holds (at the largest size seen lately), so a
+//! slow reader slows its consumer instead of growing a queue anywhere. The reader keeps the order itself (not the
+//! client library): a consumer sequence that jumps (a batch lost with a connection) or a failed request ends the
+//! consumer, and a new one starts after the last message handed over; a message at or before that one is never
+//! handed over again. So there is no gap and no duplicate, however long the broker is away.
 //!
 //! The hub's live feed ([`StreamReader::feed`]) is one reader, from the stream's end as it was at start; each
 //! client that starts from a cursor has its own ([`ReplaySource::open`]), at most `--nats-max-replays` at once.
@@ -34,8 +34,11 @@ const LIVE_FEED_BYTES: usize = 16 << 20;
 /// Bytes of decoded messages a client's replay holds ahead of that client's queue.
 const REPLAY_BYTES: usize = 1 << 20;
 
-/// Messages one pull asks for at most (its bytes are bounded too: [`Reader::batch_bytes`]).
+/// Messages one pull asks for at most; fewer when the room left would not hold them ([`Reader::batch_size`]).
 const BATCH_MESSAGES: usize = 256;
+
+/// What a message is taken to weigh before the reader has seen any (the firehose's are about 12 KB).
+const FIRST_MESSAGE_ESTIMATE: usize = 16 << 10;
 
 /// How long one pull waits on the broker for messages before it is asked again (a quiet stream costs one request
 /// per this; a dead connection is noticed by the next request).
@@ -143,7 +146,6 @@ impl StreamReader {
             Role::Replay => REPLAY_BYTES,
         };
         let (feeder, replay) = replay_channel(budget);
-        let max_payload = self.context.client().server_info().max_payload;
         let reader = Reader {
             context: self.context.clone(),
             stream: self.stream.clone(),
@@ -154,8 +156,7 @@ impl StreamReader {
             },
             start,
             role,
-            // One message always fits, however large the broker allows.
-            batch_bytes: budget.max(max_payload + (64 << 10)),
+            message_estimate: FIRST_MESSAGE_ESTIMATE,
             feeder,
             counts: self.counts.clone(),
         };
@@ -211,8 +212,8 @@ struct Reader {
     /// at or before it is handed over again.
     last: Option<u64>,
     role: Role,
-    /// Bytes one pull asks for at most.
-    batch_bytes: usize,
+    /// What a message weighs, as far as the reader knows: the largest seen lately (it decays slowly).
+    message_estimate: usize,
     feeder: ReplayFeeder,
     counts: Arc<ReaderCounts>,
 }
@@ -300,21 +301,18 @@ impl Reader {
             if !self.feeder.room().await {
                 return Ok(());
             }
+            // A pull's own byte bound (`max_bytes`) is not used: the broker may end such a pull without a word, and
+            // the client then waits for its expiry.
             let mut batch = consumer
                 .batch()
-                .max_messages(BATCH_MESSAGES)
-                .max_bytes(self.batch_bytes)
+                .max_messages(self.batch_size())
                 .expires(BATCH_EXPIRES)
                 .messages()
                 .await
                 .map_err(|e| e.to_string())?;
             while let Some(message) = batch.next().await {
-                let message = match message {
-                    Ok(message) => message,
-                    // The pull's byte bound was reached: the end of this batch, not a failure.
-                    Err(error) if is_batch_full(&error.to_string()) => break,
-                    Err(error) => return Err(error.to_string()),
-                };
+                let message = message.map_err(|e| e.to_string())?;
+                self.weigh(message.payload.len());
                 let info = message.info().map_err(|e| e.to_string())?;
                 // Without acknowledgements a delivered message is gone for this consumer: one that was lost on
                 // the way (a connection dropped mid-batch) shows as a jump, and only a new consumer gets it again.
@@ -357,6 +355,17 @@ impl Reader {
         }
     }
 
+    /// Messages the next pull asks for: as many as the room left holds at the estimated weight (at least one).
+    fn batch_size(&self) -> usize {
+        (self.feeder.room_bytes() / self.message_estimate).clamp(1, BATCH_MESSAGES)
+    }
+
+    /// Learns from a message of `bytes`: the estimate jumps to a larger message and decays by 1/64 per message.
+    fn weigh(&mut self, bytes: usize) {
+        let decayed = self.message_estimate - self.message_estimate / 64;
+        self.message_estimate = decayed.max(bytes).max(1 << 10);
+    }
+
     /// Counts the sequences between the last message handed over and `sequence` (the stream removed them before
     /// they were read: its age and byte limits).
     fn note_jump(&self, sequence: u64) {
@@ -382,12 +391,6 @@ impl Reader {
             "a replay after cursor {last} starts at {sequence}: the stream no longer holds the messages between"
         ));
     }
-}
-
-/// Whether a batch ended because it reached its byte bound: the broker says so with status 409 and this
-/// description, which async-nats 0.52 hands over as an error (`Batch::poll_next`).
-fn is_batch_full(error: &str) -> bool {
-    error.contains("Message Size Exceeds MaxBytes")
 }
 
 fn deliver_policy(start: ReplayStart) -> consumer::DeliverPolicy {
