@@ -3,19 +3,23 @@
 //! server-sent events and NDJSON clients. Every client gets every index of every log exactly once, each message
 //! byte for byte what the ingester's own clients got (same `cursor`), through a broker killed and restarted, an
 //! ingester killed with SIGKILL and restarted, a relay killed and restarted (its clients come back with their last
-//! cursor); `?since=` serves the history from a time; a relay that cannot use the broker or its stream does not
-//! start, saying why.
+//! cursor); `?since=` serves the history from a time; a stream deleted and created again under a relay is read
+//! from its start; `--nats-max-replays` answers `503` to clients beyond it until one leaves; a relay that cannot use
+//! the broker or its stream does not start, saying why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use certstream::broker::wire;
-use certstream_testkit::nats::{NatsServer, create_stream, last_sequence, stream_contents};
+use certstream_testkit::nats::{
+    NatsServer, create_stream, delete_stream, last_sequence, stream_contents,
+};
 use certstream_testkit::wait::wait_until;
 use certstream_testkit::{
     Certstream, Delivered, HttpCollector, ListFile, Mock, RawCollector, closed_port, cursor_of,
-    refused_start, start_listening_to, with_cursor,
+    http_request_on, refused_start, shrink_receive_buffer, start_listening_to, upgrade_request,
+    with_cursor,
 };
 use serde_json::Value;
 
@@ -588,4 +592,151 @@ fn a_relay_that_cannot_use_the_broker_or_its_stream_does_not_start() {
         !error.contains("wrong"),
         "the password is not shown: {error}"
     );
+}
+
+#[test]
+fn a_stream_deleted_and_created_again_under_a_relay_is_read_from_its_start() {
+    // The stream created again holds fewer messages than the old one: its sequences go back.
+    const OLD_SIZE: u64 = 100;
+    const NEW_SIZE: u64 = 40;
+    let pipeline = Pipeline::start(Mock::fixed(1, 1, OLD_SIZE, &[], &[]), OLD_SIZE, &[]);
+    let relay = pipeline.relay(None);
+    let mut live = RawCollector::connect(&relay, "/full-stream");
+    relay.wait_stats("the client", TIMEOUT, |s| s["clients"]["total"] == 1);
+    pipeline.follow(&LOGS);
+    read_everything(&mut live, "/full-stream", OLD_SIZE);
+    let (nats, mock, old_last) = pipeline.stop_ingester();
+    assert_everything_once("the old stream", &live.delivered, old_last);
+    // The cursors start over: what the client has is kept apart from what follows.
+    let old = std::mem::take(&mut live.delivered);
+
+    let url = nats.url();
+    delete_stream(&url);
+    relay.wait_stats(
+        "the relay failing to read the deleted stream",
+        TIMEOUT,
+        |s| s["stream"]["consumer_restarts"].as_u64() >= Some(1),
+    );
+    // A fresh ingester (no state) creates the stream again and publishes from sequence 1.
+    let list = ListFile::new();
+    let pipeline = Pipeline {
+        ingester: start_ingester(&nats, &list, NEW_SIZE, &[]),
+        nats,
+        mock,
+        list,
+    };
+    pipeline.follow(&["r0"]);
+    live.read_until_within("the new stream", Duration::from_secs(15), |c| {
+        c.count("r0") as u64 == NEW_SIZE
+    });
+    let url = pipeline.nats.url();
+    let (_nats, _mock, new_last) = pipeline.stop_ingester();
+    assert_eq!(new_last, NEW_SIZE, "one message per entry of r0");
+    assert!(new_last < old_last, "the sequences went back");
+    live.read_for(Duration::from_millis(300));
+    assert!(!live.closed && !live.ended, "the client stayed connected");
+    assert_everything_once("the new stream", &live.delivered, new_last);
+    for entry in stream_contents(&url) {
+        let lines = wire::split(&entry.payload).expect("three lines");
+        assert!(
+            live.delivered.by_cursor[&entry.sequence] == with_cursor(lines[0], entry.sequence),
+            "cursor {}: the new stream's line with the cursor",
+            entry.sequence
+        );
+    }
+    assert_eq!(old.last_cursor, Some(old_last));
+
+    let stats = stream_stats(&relay);
+    assert_eq!(stats["resets"], 1, "{stats}");
+    assert_eq!(stats["cursor"], new_last, "{stats}");
+    assert_eq!(stats["skipped"], 0, "{stats}");
+    let (_, metrics) = relay.get("/metrics");
+    let metrics = String::from_utf8(metrics).expect("UTF-8 metrics");
+    assert!(
+        metrics.contains("certstream_stream_resets_total 1\n"),
+        "certstream_stream_resets_total in a relay's /metrics"
+    );
+    assert!(
+        relay
+            .log_tail(100)
+            .contains("it was deleted or purged; reading it from its start"),
+        "the reset is logged:\n{}",
+        relay.log_tail(30)
+    );
+}
+
+#[test]
+fn max_replays_refuses_more_clients_reading_history_until_one_leaves() {
+    // History enough that a client which does not read stays catching up (its queue and socket buffers full).
+    const SIZE: u64 = 1000;
+    let pipeline = Pipeline::start(Mock::fixed(1, 1, SIZE, &[], &[]), SIZE, &[]);
+    pipeline.follow(&LOGS);
+    let url = pipeline.nats.url();
+    let history = LOGS.len() as u64 * SIZE;
+    wait_until(
+        "the history in the stream",
+        TIMEOUT,
+        || last_sequence(&url),
+        |&last| last == history,
+        |last| format!("last sequence {last}"),
+    );
+    let relay = Certstream::start_relay(
+        &[
+            "--nats-url",
+            &url,
+            "--nats-max-replays",
+            "1",
+            "--ring-size",
+            "16",
+        ],
+        &[],
+    );
+
+    let stream = relay.connect();
+    shrink_receive_buffer(&stream);
+    let held = RawCollector::handshake(stream, "/full-stream?cursor=0");
+    relay.wait_stats("the first replay", TIMEOUT, |s| {
+        s["replays"]["catching_up"] == 1 && s["stream"]["replays"] == 1
+    });
+    // Still catching up a moment later: it holds the only slot.
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = relay.stats();
+    assert_eq!(stats["replays"]["catching_up"], 1, "{stats}");
+
+    let (status, _, body) = http_request_on(
+        relay.connect(),
+        &upgrade_request("/full-stream?cursor=0", ""),
+    );
+    let body = String::from_utf8(body).expect("UTF-8 reason");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body.lines().count(), 1, "one line: {body}");
+    assert!(body.contains("--nats-max-replays"), "{body}");
+    let (status, body) = relay.get("/ndjson?cursor=0");
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let stats = relay.stats();
+    assert_eq!(stats["replays"]["refused"], 2, "{stats}");
+    assert_eq!(stats["replays"]["started"], 1, "{stats}");
+    let (_, metrics) = relay.get("/metrics");
+    let metrics = String::from_utf8(metrics).expect("UTF-8 metrics");
+    assert!(
+        metrics.contains("certstream_replays_refused_total 2\n"),
+        "certstream_replays_refused_total in /metrics"
+    );
+
+    // The first client leaves: its reader notices and gives the slot back.
+    drop(held);
+    relay.wait_stats("the slot given back", Duration::from_secs(5), |s| {
+        s["stream"]["replays"] == 0
+    });
+    let mut served = RawCollector::connect(&relay, "/full-stream?cursor=0");
+    served.read_until("the whole history", |c| {
+        c.delivered.last_cursor == Some(history)
+    });
+    assert_everything_once(
+        "?cursor=0 after the slot came back",
+        &served.delivered,
+        history,
+    );
+    let stats = relay.stats();
+    assert_eq!(stats["replays"]["refused"], 2, "{stats}");
 }
