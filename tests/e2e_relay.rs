@@ -75,6 +75,18 @@ impl Pipeline {
         self.list.write_only(&self.mock.list(), logs);
     }
 
+    /// Waits until the stream holds `messages` messages (all the ingester publishes of what it follows).
+    fn wait_for_stream(&self, messages: u64) {
+        let url = self.nats.url();
+        wait_until(
+            "the messages in the stream",
+            TIMEOUT,
+            || last_sequence(&url),
+            |&last| last == messages,
+            |last| format!("last sequence {last}, waiting for {messages}"),
+        );
+    }
+
     /// Stops the ingester cleanly (SIGTERM: what it sent is acknowledged first) and returns the stream's last
     /// sequence: everything a relay client must end with.
     fn stop_ingester(self) -> (NatsServer, Mock, u64) {
@@ -594,21 +606,60 @@ fn a_relay_that_cannot_use_the_broker_or_its_stream_does_not_start() {
     );
 }
 
-#[test]
-fn a_stream_deleted_and_created_again_under_a_relay_is_read_from_its_start() {
-    // The stream created again holds fewer messages than the old one: its sequences go back.
+/// How the relay's client in [`a_stream_reset_under_a_relay`] joined.
+#[derive(Clone, Copy)]
+enum Joined {
+    /// Live, before anything was published.
+    Live,
+    /// From a cursor in the middle of the stream, once it was all published: it caught up, then went live.
+    FromCursor,
+}
+
+/// Deletes the stream under a relay whose client read all of it, and has a fresh ingester create it again with
+/// fewer messages (its sequences go back): the client, still connected, gets the new stream from its start, with
+/// its cursors; the relay counts one reset.
+fn a_stream_reset_under_a_relay(joined: Joined) {
     const OLD_SIZE: u64 = 100;
     const NEW_SIZE: u64 = 40;
     let pipeline = Pipeline::start(Mock::fixed(1, 1, OLD_SIZE, &[], &[]), OLD_SIZE, &[]);
     let relay = pipeline.relay(None);
-    let mut live = RawCollector::connect(&relay, "/full-stream");
-    relay.wait_stats("the client", TIMEOUT, |s| s["clients"]["total"] == 1);
-    pipeline.follow(&LOGS);
-    read_everything(&mut live, "/full-stream", OLD_SIZE);
+    let mut live = match joined {
+        Joined::Live => {
+            let mut live = RawCollector::connect(&relay, "/full-stream");
+            relay.wait_stats("the client", TIMEOUT, |s| s["clients"]["total"] == 1);
+            pipeline.follow(&LOGS);
+            read_everything(&mut live, "/full-stream", OLD_SIZE);
+            live
+        }
+        Joined::FromCursor => {
+            pipeline.follow(&LOGS);
+            let total = LOGS.len() as u64 * OLD_SIZE;
+            pipeline.wait_for_stream(total);
+            relay.wait_stats("the relay at the stream's end", TIMEOUT, |s| {
+                s["stream"]["cursor"] == total
+            });
+            let mut resumed =
+                RawCollector::connect(&relay, &format!("/full-stream?cursor={}", total / 2));
+            resumed.read_until("the old stream's second half", |c| {
+                c.delivered.last_cursor == Some(total)
+            });
+            relay.wait_stats("the client live", TIMEOUT, |s| {
+                s["replays"]["caught_up"] == 1
+            });
+            resumed
+        }
+    };
     let (nats, mock, old_last) = pipeline.stop_ingester();
-    assert_everything_once("the old stream", &live.delivered, old_last);
+    let first = match joined {
+        Joined::Live => 1,
+        Joined::FromCursor => old_last / 2 + 1,
+    };
     // The cursors start over: what the client has is kept apart from what follows.
     let old = std::mem::take(&mut live.delivered);
+    assert!(
+        old.by_cursor.keys().copied().eq(first..=old_last),
+        "the old stream: cursors {first}..={old_last}, each once"
+    );
 
     let url = nats.url();
     delete_stream(&url);
@@ -626,7 +677,10 @@ fn a_stream_deleted_and_created_again_under_a_relay_is_read_from_its_start() {
         list,
     };
     pipeline.follow(&["r0"]);
-    live.read_until_within("the new stream", Duration::from_secs(15), |c| {
+    relay.wait_stats("the relay reading the new stream", TIMEOUT, |s| {
+        s["stream"]["resets"] == 1 && s["stream"]["cursor"] == NEW_SIZE
+    });
+    live.read_until_within("the new stream", Duration::from_secs(5), |c| {
         c.count("r0") as u64 == NEW_SIZE
     });
     let url = pipeline.nats.url();
@@ -644,7 +698,6 @@ fn a_stream_deleted_and_created_again_under_a_relay_is_read_from_its_start() {
             entry.sequence
         );
     }
-    assert_eq!(old.last_cursor, Some(old_last));
 
     let stats = stream_stats(&relay);
     assert_eq!(stats["resets"], 1, "{stats}");
@@ -665,6 +718,18 @@ fn a_stream_deleted_and_created_again_under_a_relay_is_read_from_its_start() {
 }
 
 #[test]
+fn a_stream_deleted_and_created_again_under_a_relay_is_read_from_its_start() {
+    a_stream_reset_under_a_relay(Joined::Live);
+}
+
+#[test]
+#[ignore = "bug: a client that went live after a catch-up skips the live messages up to its catch-up's last cursor \
+            (hub::Client::after), so after a stream reset it gets nothing until the new stream passes it"]
+fn a_client_joined_from_a_cursor_gets_the_stream_created_again() {
+    a_stream_reset_under_a_relay(Joined::FromCursor);
+}
+
+#[test]
 fn max_replays_refuses_more_clients_reading_history_until_one_leaves() {
     // History enough that a client which does not read stays catching up (its queue and socket buffers full).
     const SIZE: u64 = 1000;
@@ -672,13 +737,7 @@ fn max_replays_refuses_more_clients_reading_history_until_one_leaves() {
     pipeline.follow(&LOGS);
     let url = pipeline.nats.url();
     let history = LOGS.len() as u64 * SIZE;
-    wait_until(
-        "the history in the stream",
-        TIMEOUT,
-        || last_sequence(&url),
-        |&last| last == history,
-        |last| format!("last sequence {last}"),
-    );
+    pipeline.wait_for_stream(history);
     let relay = Certstream::start_relay(
         &[
             "--nats-url",
@@ -738,4 +797,24 @@ fn max_replays_refuses_more_clients_reading_history_until_one_leaves() {
     );
     let stats = relay.stats();
     assert_eq!(stats["replays"]["refused"], 2, "{stats}");
+}
+
+#[test]
+#[ignore = "bug: a pull that fills its byte budget ends with 409 Message Size Exceeds MaxBytes, which \
+            broker::reader::Reader::read takes for a failure: a consumer restart and a warning per batch"]
+fn a_replay_longer_than_one_batch_restarts_no_consumer() {
+    const SIZE: u64 = 200;
+    let pipeline = Pipeline::start(Mock::fixed(1, 1, SIZE, &[], &[]), SIZE, &[]);
+    pipeline.follow(&LOGS);
+    let history = LOGS.len() as u64 * SIZE;
+    pipeline.wait_for_stream(history);
+    let relay = pipeline.relay(None);
+    let mut client = RawCollector::connect(&relay, "/full-stream?cursor=0");
+    client.read_until("the whole history", |c| {
+        c.delivered.last_cursor == Some(history)
+    });
+    assert_everything_once("?cursor=0", &client.delivered, history);
+    let stats = stream_stats(&relay);
+    assert_eq!(stats["consumer_restarts"], 0, "nothing failed: {stats}");
+    assert_eq!(stats["last_error"], Value::Null, "{stats}");
 }
