@@ -1,7 +1,7 @@
 //! A real `nats-server` with JetStream, started by the test on 127.0.0.1 (a free port, a private store directory),
 //! stopped and restarted on the same port and store, killed on drop. It is never skipped: without the binary the
 //! test fails, saying how to install it. Beside it, what a test reads or sets up in the stream directly, with
-//! `async-nats` ([`stream_contents`], [`last_sequence`], [`create_stream`]).
+//! `async-nats` ([`stream_contents`], [`last_sequence`], [`create_stream`], [`delete_stream`]).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -216,5 +216,16 @@ pub fn create_stream(url: &str, subjects: &[&str], retention: jetstream::stream:
             })
             .await
             .expect("create the stream");
+    })
+}
+
+/// Deletes the stream [`STREAM`] on `url` (with its messages and consumers), as an operator would.
+pub fn delete_stream(url: &str) {
+    with_nats("deleting the stream", async {
+        let client = async_nats::connect(url).await.expect("connect to NATS");
+        jetstream::new(client)
+            .delete_stream(STREAM)
+            .await
+            .expect("delete the stream");
     })
 }

@@ -44,11 +44,9 @@ impl WsClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
-        );
-        stream.write_all(request.as_bytes()).unwrap();
+        stream
+            .write_all(upgrade_request(path, extra_headers).as_bytes())
+            .unwrap();
         let mut client = Self {
             stream,
             buf: Vec::new(),
@@ -193,6 +191,15 @@ pub fn raw_client_frame(first_byte: u8, payload: &[u8], mask: Option<[u8; 4]>) -
         None => out.extend_from_slice(payload),
     }
     out
+}
+
+/// The opening handshake's request for `path`, with `extra_headers` (each line ending in `\r\n`): to send it
+/// where the answer may be a refusal rather than a `101`.
+pub fn upgrade_request(path: &str, extra_headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+    )
 }
 
 /// Makes a client's receive window tiny so the server's socket buffers fill quickly.
