@@ -8,7 +8,7 @@
 //! from a [`ReplayStart`]. The hub's live feed is one; a catching-up client has its own.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use tokio::sync::Notify;
@@ -42,6 +42,9 @@ pub struct Replay {
 #[derive(Default)]
 struct Queue {
     bytes: AtomicUsize,
+    /// Set when the reactor's end is dropped, before the feeder is woken (the channel's own disconnection comes
+    /// only after `Drop::drop` returns: a feeder woken first would wait again, forever).
+    closed: AtomicBool,
     /// Notified when a message is taken and when the reactor's end is dropped (any runtime may wait on it).
     changed: Notify,
 }
@@ -93,6 +96,7 @@ impl Replay {
 impl Drop for Replay {
     fn drop(&mut self) {
         // A feeder waiting for room learns that nobody will make any.
+        self.queue.closed.store(true, Ordering::Release);
         self.queue.changed.notify_one();
     }
 }
@@ -134,7 +138,7 @@ impl ReplayFeeder {
 
     /// Whether the reactor's end is gone.
     pub fn is_closed(&self) -> bool {
-        self.messages.is_disconnected()
+        self.queue.closed.load(Ordering::Acquire) || self.messages.is_disconnected()
     }
 }
 

@@ -419,6 +419,9 @@ impl Hub {
         let previous = self.previous_publication(&message.meta.fingerprint, seq, now);
         let frames = &message.frames;
         let cursor = message.meta.cursor;
+        if cursor.is_some() && cursor < state.last_cursor.get() {
+            self.stream_started_over(&slab);
+        }
         let shared = StreamKind::ALL.map(|kind| Rc::new(frames.get(kind).clone()));
         for client in slab.iter() {
             if !client.selects(seq) || !client.takes_live(cursor) {
@@ -439,6 +442,16 @@ impl Hub {
         }
         self.keep_latest(frames);
         self.keep_for_replay(message, now);
+    }
+
+    /// The stream's cursors went back (it was deleted or purged, and is read from its new start): the cursors the
+    /// clients went live after and the history's name the old stream, so they are forgotten.
+    fn stream_started_over(&self, clients: &[Rc<Client>]) {
+        for client in clients {
+            client.after.set(0);
+        }
+        self.state.history.borrow_mut().clear();
+        self.state.history_bytes.set(0);
     }
 
     /// Appends the message to the replay history and forgets the oldest beyond its byte budget (a message over the

@@ -42,7 +42,7 @@ const FIRST_MESSAGE_ESTIMATE: usize = 16 << 10;
 
 /// How long one pull waits on the broker for messages before it is asked again (a quiet stream costs one request
 /// per this; a dead connection is noticed by the next request).
-const BATCH_EXPIRES: Duration = Duration::from_secs(5);
+const BATCH_EXPIRES: Duration = Duration::from_secs(2);
 
 /// A consumer the broker has not heard from for this long is deleted by the broker (a reader that could not
 /// delete its own: its client left while the broker was away).
@@ -277,7 +277,7 @@ impl Reader {
             ));
             self.last = Some(state.first_sequence.saturating_sub(1));
         }
-        let consumer = stream
+        let mut consumer = stream
             .create_consumer(consumer::pull::Config {
                 filter_subject: self.subject.clone(),
                 deliver_policy: deliver_policy(self.next()),
@@ -287,7 +287,7 @@ impl Reader {
             })
             .await
             .map_err(|e| e.to_string())?;
-        let read = self.read(&consumer).await;
+        let read = self.read(&mut consumer).await;
         let name = consumer.cached_info().name.clone();
         // Best effort (the broker may be away): else it deletes the consumer after CONSUMER_INACTIVE.
         let _ = tokio::time::timeout(RETRY_PAUSE.1, stream.delete_consumer(&name)).await;
@@ -295,7 +295,7 @@ impl Reader {
     }
 
     /// Pulls batches while the reactor's end has room, and hands the messages over in order.
-    async fn read(&mut self, consumer: &consumer::PullConsumer) -> Result<(), String> {
+    async fn read(&mut self, consumer: &mut consumer::PullConsumer) -> Result<(), String> {
         let mut delivered = 0;
         loop {
             if !self.feeder.room().await {
@@ -310,8 +310,10 @@ impl Reader {
                 .messages()
                 .await
                 .map_err(|e| e.to_string())?;
+            let mut received = 0;
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|e| e.to_string())?;
+                received += 1;
                 self.weigh(message.payload.len());
                 let info = message.info().map_err(|e| e.to_string())?;
                 // Without acknowledgements a delivered message is gone for this consumer: one that was lost on
@@ -351,6 +353,14 @@ impl Reader {
             }
             if self.feeder.is_closed() {
                 return Ok(());
+            }
+            if received == 0 {
+                // A pull to a consumer the broker no longer has (deleted with its stream, or after a restart) may
+                // just expire, with no error: ask for the consumer, so that its loss ends it.
+                consumer
+                    .info()
+                    .await
+                    .map_err(|e| format!("the consumer: {e}"))?;
             }
         }
     }
