@@ -74,12 +74,6 @@ pub fn replay_channel(budget: usize) -> (ReplayFeeder, Replay) {
     )
 }
 
-/// What a queued message counts for: its three frames.
-fn weight(message: &Message) -> usize {
-    let frames = &message.frames;
-    frames.full.wire().len() + frames.lite.wire().len() + frames.domains.wire().len()
-}
-
 impl Replay {
     /// The next message; `None` once the feeder is gone (the stream could not be read further: a client's replay
     /// ends its connection, so it reconnects from its last cursor).
@@ -87,7 +81,7 @@ impl Replay {
         let message = self.messages.recv_async().await.ok()?;
         self.queue
             .bytes
-            .fetch_sub(weight(&message), Ordering::Relaxed);
+            .fetch_sub(message.weight(), Ordering::Relaxed);
         self.queue.changed.notify_one();
         Some(message)
     }
@@ -132,7 +126,7 @@ impl ReplayFeeder {
     pub fn send(&self, message: Message) -> bool {
         self.queue
             .bytes
-            .fetch_add(weight(&message), Ordering::Relaxed);
+            .fetch_add(message.weight(), Ordering::Relaxed);
         self.messages.send(message).is_ok()
     }
 

@@ -296,14 +296,6 @@ fn base36(mut n: u64) -> String {
     String::from_utf8_lossy(&digits).into_owned()
 }
 
-/// What a message weighs in the replay history: its three frames.
-fn replay_weight(message: &Message) -> usize {
-    StreamKind::ALL
-        .iter()
-        .map(|&kind| message.frames.get(kind).wire().len())
-        .sum()
-}
-
 fn bump(counter: &Cell<u64>) {
     counter.set(counter.get() + 1);
 }
@@ -444,7 +436,16 @@ impl Hub {
         self.keep_for_replay(message, now);
     }
 
-    /// The stream's cursors went back (it was deleted or purged, and is read from its new start): the cursors the
+    /// Where the stream's feed starts: after this cursor (the stream's end when it was checked). Until the feed
+    /// publishes, a client at or past it can go live at once.
+    pub fn feed_starts_after(&self, cursor: u64) {
+        let last = &self.state.last_cursor;
+        if last.get().is_none() {
+            last.set(Some(cursor));
+        }
+    }
+
+    /// The stream's cursors went back (it was deleted and created again, and is read from its new start): the cursors the
     /// clients went live after and the history's name the old stream, so they are forgotten.
     fn stream_started_over(&self, clients: &[Rc<Client>]) {
         for client in clients {
@@ -473,11 +474,11 @@ impl Hub {
             state.history_bytes.set(0);
             return;
         }
-        let mut bytes = state.history_bytes.get() + replay_weight(message);
+        let mut bytes = state.history_bytes.get() + message.weight();
         history.push_back(message.clone());
         while bytes > state.budget.replay {
             match history.pop_front() {
-                Some(old) => bytes -= replay_weight(&old),
+                Some(old) => bytes -= old.weight(),
                 None => break,
             }
         }
@@ -564,8 +565,12 @@ impl Hub {
     /// Lagging clients are not waited for; the caller bounds the wait.
     pub async fn flushed(&self) {
         loop {
+            // Not the clients catching up: their replays keep refilling them (they resume from their cursor).
             let pending = self.client_slab().iter().any(|client| {
-                !(client.left.get() || client.closing.get() || client.standing.is_lagging())
+                !(client.left.get()
+                    || client.closing.get()
+                    || client.catching_up.get()
+                    || client.standing.is_lagging())
                     && (!client.ring.borrow().is_empty() || client.in_flight.get().frames > 0)
             });
             if !pending {

@@ -668,7 +668,7 @@ fn a_stream_reset_under_a_relay(joined: Joined) {
     delete_stream(&url);
     relay.wait_stats(
         "the relay failing to read the deleted stream",
-        // A pull waits BATCH_EXPIRES (5 s) at most, and the client library 5 s more.
+        // A pull waits BATCH_EXPIRES (2 s) at most, the client library a little more, then the consumer is asked for.
         Duration::from_secs(15),
         |s| s["stream"]["consumer_restarts"].as_u64() >= Some(1),
     );
@@ -716,7 +716,7 @@ fn a_stream_reset_under_a_relay(joined: Joined) {
     // Logged too, but rate-limited with the reader's other errors: the consumer's deletion came just before.
     let error = stats["last_error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("it was deleted or purged; reading it from its start"),
+        error.contains("it was deleted and created again; reading it from its start"),
         "{stats}"
     );
 }

@@ -71,7 +71,7 @@ struct ReaderCounts {
     skipped: AtomicU64,
     consumer_restarts: AtomicU64,
     undecodable: AtomicU64,
-    /// The stream was deleted or purged under a reader (its sequences went back).
+    /// The stream was deleted and created again under a reader (its sequences went back).
     stream_resets: AtomicU64,
     /// Replays whose cursor was older than the stream's first message (the stream's limits removed the rest).
     replays_truncated: AtomicU64,
@@ -115,6 +115,7 @@ impl StreamReader {
     /// never out-run; the stream holds what waits), until `stop` is set or the broker's thread is gone (`false`).
     pub async fn feed(&self, hub: Hub, stop: Rc<std::cell::Cell<bool>>) -> bool {
         let mut replay = self.start(ReplayStart::After(self.start_after), Role::Feed);
+        hub.feed_starts_after(self.start_after);
         let gate = hub.gate();
         loop {
             gate.admitted().await;
@@ -150,9 +151,10 @@ impl StreamReader {
             context: self.context.clone(),
             stream: self.stream.clone(),
             subject: self.subject.clone(),
-            last: match start {
-                ReplayStart::After(cursor) => Some(cursor),
-                ReplayStart::Since(_) => None,
+            // The feed's start is the stream's own end; a client's cursor is only what the client says.
+            last: match (role, start) {
+                (Role::Feed, ReplayStart::After(cursor)) => Some(cursor),
+                _ => None,
             },
             start,
             role,
@@ -208,8 +210,9 @@ struct Reader {
     subject: String,
     /// Where the reader started, while it has handed nothing over.
     start: ReplayStart,
-    /// The last stream sequence handed over (or the start cursor): a new consumer starts after it, and nothing
-    /// at or before it is handed over again.
+    /// The last stream sequence handed over (or, for the feed, the stream's end at start): a new consumer starts
+    /// after it, and nothing at or before it is handed over again. A client's start cursor is not one: a cursor
+    /// past the stream's end (a client of another instance, ahead of this one) is no sign of a reset.
     last: Option<u64>,
     role: Role,
     /// What a message weighs, as far as the reader knows: the largest seen lately (it decays slowly).
@@ -268,11 +271,11 @@ impl Reader {
         if let Some(last) = self.last
             && last > state.last_sequence
         {
-            // Deleted and created again, or purged: its sequences start over. Old cursors name nothing now.
+            // Deleted and created again: its sequences start over. Old cursors name nothing now.
             self.counts.stream_resets.fetch_add(1, Ordering::Relaxed);
             self.counts.note_error(&format!(
-                "the stream's last sequence is {}, before {last} already read: it was deleted or purged; \
-                 reading it from its start",
+                "the stream's last sequence is {}, before {last} already read: it was deleted and created \
+                 again; reading it from its start",
                 state.last_sequence
             ));
             self.last = Some(state.first_sequence.saturating_sub(1));
@@ -326,7 +329,7 @@ impl Reader {
                 }
                 delivered = info.consumer_sequence;
                 let sequence = info.stream_sequence;
-                if self.last.is_some_and(|last| sequence <= last) {
+                if self.floor().is_some_and(|floor| sequence <= floor) {
                     continue;
                 }
                 self.note_jump(sequence);
@@ -376,30 +379,39 @@ impl Reader {
         self.message_estimate = decayed.max(bytes).max(1 << 10);
     }
 
+    /// What was handed over already, or is the client's already: the last sequence read, else the start cursor.
+    fn floor(&self) -> Option<u64> {
+        match (self.last, self.start) {
+            (Some(last), _) | (None, ReplayStart::After(last)) => Some(last),
+            (None, ReplayStart::Since(_)) => None,
+        }
+    }
+
     /// Counts the sequences between the last message handed over and `sequence` (the stream removed them before
-    /// they were read: its age and byte limits).
+    /// they were read: its age and byte limits). A replay's are counted, not logged nor kept as the last error:
+    /// any client can ask for a cursor the stream no longer holds.
     fn note_jump(&self, sequence: u64) {
-        let Some(last) = self.last else {
+        let Some(last) = self.floor() else {
             return;
         };
         let jumped = sequence - last - 1;
         if jumped == 0 {
             return;
         }
-        let counter = match self.role {
+        match self.role {
             Role::Feed => {
                 self.counts.skipped.fetch_add(jumped, Ordering::Relaxed);
-                return self.counts.note_error(&format!(
+                self.counts.note_error(&format!(
                     "{jumped} stream messages after {last} were removed by the stream's limits before they were \
                      read: raise --nats-max-bytes or --nats-max-age"
                 ));
             }
-            Role::Replay => &self.counts.replays_truncated,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.counts.note_error(&format!(
-            "a replay after cursor {last} starts at {sequence}: the stream no longer holds the messages between"
-        ));
+            Role::Replay => {
+                self.counts
+                    .replays_truncated
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -475,13 +487,14 @@ const METRICS: &[Metric<ReaderStats>] = &[
     Metric::counter(
         "certstream_stream_resets_total",
         "stream.resets",
-        "Times the stream's sequences went back under a reader (the stream was deleted or purged).",
+        "Times the stream's sequences went back under a reader (the stream was deleted and created again).",
         |s| s.stream_resets,
     ),
     Metric::counter(
         "certstream_stream_replays_truncated_total",
         "stream.replays_truncated",
-        "Replays from a cursor older than the stream's first message (the messages between were removed).",
+        "Replays that jumped over messages the stream no longer holds (a cursor older than its first message, or \
+         messages removed by its limits during the replay).",
         |s| s.replays_truncated,
     ),
     Metric::gauge(

@@ -109,7 +109,7 @@ impl Hub {
             _ => None,
         };
         if let Some(after) = after
-            && self.go_live(&client, after, false, matcher.as_ref())
+            && self.go_live(&client, after, matcher.as_ref())
         {
             bump(&state.resumes_served);
             return Ok((client, None));
@@ -132,43 +132,31 @@ impl Hub {
     }
 
     /// Makes `client` live after cursor `delivered` if the hub can take over from there without a gap (module
-    /// docs): queues the history's messages after it, and skips live ones up to it. `ahead`: whether `delivered`
-    /// may be past the hub's last cursor (a cursor the replay delivered exists; one a client gave may not).
-    fn go_live(
-        &self,
-        client: &Client,
-        delivered: u64,
-        ahead: bool,
-        matcher: Option<&SpecMatcher>,
-    ) -> bool {
+    /// docs): queues the history's messages after it, and skips live ones up to it. Not while the history's rest
+    /// would not fit under the client's mark (it would lose some: the client catches up from the stream instead).
+    fn go_live(&self, client: &Client, delivered: u64, matcher: Option<&SpecMatcher>) -> bool {
         let state = &self.state;
         let Some(last) = state.last_cursor.get() else {
-            // The hub's feed has published nothing yet: where it will start is unknown.
+            // The hub's feed has not started: where it will start is unknown.
             return false;
         };
         let history = state.history.borrow();
-        let covered = if delivered > last {
-            ahead
-        } else {
-            delivered == last
-                || (history.front())
-                    .is_some_and(|first| first.meta.cursor.is_some_and(|first| first <= delivered))
-        };
+        // At or past the feed's last cursor, the feed itself delivers what follows (skipping up to `delivered`).
+        let covered = delivered >= last
+            || (history.front())
+                .is_some_and(|first| first.meta.cursor.is_some_and(|first| first <= delivered));
         if !covered {
             return false;
         }
         let from =
             history.partition_point(|message| message.meta.cursor.is_none_or(|c| c <= delivered));
-        // A catching-up client goes live only when the rest fits under its mark: the replay never drops.
-        if ahead {
-            let rest = history.len() - from;
-            if rest > 0 {
-                let bytes = (history.range(from..))
-                    .map(|message| message.frames.get(client.kind).wire().len())
-                    .sum();
-                if !client.has_room(rest, bytes) {
-                    return false;
-                }
+        let rest = history.len() - from;
+        if rest > 0 {
+            let bytes = (history.range(from..))
+                .map(|message| message.frames.get(client.kind).wire().len())
+                .sum();
+            if !client.has_room(rest, bytes) {
+                return false;
             }
         }
         drop(history);
@@ -254,7 +242,7 @@ impl CatchUp {
                 bump(&state.replays.messages);
             }
             self.delivered = Some(cursor);
-            if (self.hub).go_live(&self.client, cursor, true, self.matcher.as_ref()) {
+            if (self.hub).go_live(&self.client, cursor, self.matcher.as_ref()) {
                 return;
             }
         };
@@ -441,11 +429,10 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_past_the_hubs_last_or_before_its_history_and_a_time_open_a_replay() {
+    fn a_cursor_before_the_history_and_a_time_open_a_replay() {
         let (hub, _reader) = hub_with_history();
         publish(&hub, 10..=20);
         for start in [
-            ReplayStart::After(21),
             ReplayStart::After(8),
             ReplayStart::Since(std::time::UNIX_EPOCH),
         ] {
@@ -458,7 +445,36 @@ mod tests {
             assert_eq!(*source.asked.borrow(), [start]);
         }
         let stats = hub.stats().replays;
-        assert_eq!((stats.started, stats.catching_up), (3, 0), "they left");
+        assert_eq!((stats.started, stats.catching_up), (2, 0), "they left");
+    }
+
+    #[test]
+    fn a_cursor_past_the_feeds_last_is_live_at_once_and_gets_what_follows_it() {
+        // A client of another instance that is ahead of this one: this feed delivers what follows its cursor.
+        let hub = Hub::new(64);
+        hub.feed_starts_after(20);
+        let source = Prepared::refusing();
+        let (client, catch_up) =
+            (hub.join_from(StreamKind::Lite, all(), ReplayStart::After(23), &source)).unwrap();
+        assert!(catch_up.is_none(), "live at once, no replay");
+        publish(&hub, 21..=25);
+        assert_eq!(read(&client), [24, 25], "nothing twice");
+        assert!(source.asked.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_history_rest_over_the_clients_mark_is_read_from_the_stream_instead() {
+        let (hub, _reader) = hub_with_history();
+        publish(&hub, 1..=200);
+        let (source, _feeder) = Prepared::new();
+        let (client, catch_up) =
+            (hub.join_from(StreamKind::Lite, all(), ReplayStart::After(1), &source)).unwrap();
+        assert!(
+            catch_up.is_some(),
+            "199 missed messages do not fit a 64-frame ring"
+        );
+        assert!(client.catching_up.get());
+        assert_eq!(client.dropped(), 0);
     }
 
     #[test]

@@ -50,6 +50,14 @@ pub struct Message {
     pub frames: EncodedMessage,
 }
 
+impl Message {
+    /// What the message weighs in memory: its three frames (what queues of whole messages count).
+    pub fn weight(&self) -> usize {
+        let frames = &self.frames;
+        frames.full.wire().len() + frames.lite.wire().len() + frames.domains.wire().len()
+    }
+}
+
 impl From<EncodedMessage> for Message {
     /// Frames without metadata (tests and benchmarks that publish prepared frames): they match no domain, keyword,
     /// regex or issuer filter.

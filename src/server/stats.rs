@@ -149,7 +149,7 @@ const METRICS: &[Metric<Snapshot>] = &[
         |s| s.hub.replays.catching_up as u64,
     ),
     Metric::counter(
-        "certstream_replayed_messages_total",
+        "certstream_replays_messages_total",
         "replays.messages",
         "Replayed messages queued for catching-up clients.",
         |s| s.hub.replays.messages,

@@ -25,7 +25,8 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts `nats-server -js` with `args` added (e.g. `--user`, `--pass`) and waits until it takes clients.
+    /// Starts `nats-server -js` with `args` added (e.g. `--user`, `--pass`) and waits until it takes clients. A
+    /// free port can be taken by another test between choosing it and the server's bind: then another is chosen.
     pub fn start(args: &[&str]) -> NatsServer {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let store = std::env::temp_dir().join(format!(
@@ -34,18 +35,22 @@ impl NatsServer {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&store).expect("nats store dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
         let mut server = NatsServer {
             child: None,
-            port,
+            port: 0,
             store,
             args: args.iter().map(|a| a.to_string()).collect(),
         };
-        server.resume();
-        server
+        for _ in 0..5 {
+            server.port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("nats-server could not listen on a free port in 5 tries");
     }
 
     /// `nats://127.0.0.1:PORT`
@@ -69,9 +74,19 @@ impl NatsServer {
     /// Starts the server again on the same port and store, and waits until it takes clients.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "the NATS server is running");
+        assert!(
+            self.launch(),
+            "nats-server could not listen again on port {}",
+            self.port
+        );
+    }
+
+    /// Runs the server on `self.port`; true once it answers there as NATS (its `INFO` line), false if it exited
+    /// first (the port was taken).
+    fn launch(&mut self) -> bool {
         let store = self.store.to_str().expect("UTF-8 temp path").to_owned();
         let port = self.port.to_string();
-        let child = Command::new("nats-server")
+        let mut child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd", &store])
             .args(&self.args)
             .stdout(Stdio::null())
@@ -83,9 +98,15 @@ impl NatsServer {
                      `apt-get install nats-server`"
                 )
             });
-        self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if answers_as_nats(self.port) {
+                self.child = Some(child);
+                return true;
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not listen on port {} within {START_TIMEOUT:?}",
@@ -94,6 +115,16 @@ impl NatsServer {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Whether what listens on `port` greets as a NATS server does (another process may hold the port).
+fn answers_as_nats(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut greeting = [0; 4];
+    std::io::Read::read_exact(&mut stream, &mut greeting).is_ok() && &greeting == b"INFO"
 }
 
 impl Drop for NatsServer {
