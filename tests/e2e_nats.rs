@@ -11,8 +11,8 @@ use async_nats::jetstream;
 use certstream::broker::wire;
 use certstream_testkit::nats::{NatsServer, StoredEntry, create_stream, stream_contents};
 use certstream_testkit::{
-    Certstream, ListFile, Mock, RawCollector, closed_port, cursor_of, refused_start,
-    start_listening_to, with_cursor,
+    Certstream, ListFile, Mock, RawCollector, assert_each_log_unbroken, closed_port, cursor_of,
+    refused_start, start_listening_to, with_cursor,
 };
 use serde_json::Value;
 
@@ -44,27 +44,6 @@ fn by_log_and_index<'a>(
         assert!(again.is_none(), "{name} index {} stored twice", entry.index);
     }
     out
-}
-
-/// Checks that each log's indexes in the stream are one unbroken range; returns each log's range.
-fn assert_contiguous(
-    by_log: &BTreeMap<String, BTreeMap<u64, &StoredEntry>>,
-) -> BTreeMap<String, (u64, u64)> {
-    by_log
-        .iter()
-        .map(|(log, entries)| {
-            let (first, last) = (
-                *entries.keys().next().expect("entries"),
-                *entries.keys().last().expect("entries"),
-            );
-            assert_eq!(
-                entries.len() as u64,
-                last - first + 1,
-                "{log}: indexes {first}..={last} have gaps"
-            );
-            (log.clone(), (first, last))
-        })
-        .collect()
 }
 
 /// Checks that a client got one unbroken run of the stream from cursor `from`: consecutive cursors, each message
@@ -164,7 +143,7 @@ fn every_index_is_in_the_stream_once_with_the_websocket_bytes() {
     let stored = stream_contents(&nats.url());
     assert_eq!(stored.len() as u64, 2 * SIZE);
     let by_log = by_log_and_index(&mock, &stored);
-    for (log, range) in assert_contiguous(&by_log) {
+    for (log, range) in assert_each_log_unbroken("the stream", &by_log) {
         assert_eq!(range, (0, SIZE - 1), "{log}");
     }
     for log in logs {
@@ -258,7 +237,7 @@ fn a_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
 
     let stored = stream_contents(&nats.url());
     let by_log = by_log_and_index(&mock, &stored);
-    assert_contiguous(&by_log);
+    assert_each_log_unbroken("the stream", &by_log);
     assert_client_got_a_run_of_the_stream(&full, &stored, 1, "across the broker's restart");
 }
 
@@ -361,7 +340,7 @@ fn restart_while_the_broker_is_down(how: Stop) {
         "the second run starts after the first run's messages"
     );
     assert_client_got_a_run_of_the_stream(&full, &stored, second_from, "the second run");
-    for (log, (first, last)) in assert_contiguous(&by_log) {
+    for (log, (first, last)) in assert_each_log_unbroken("the stream", &by_log) {
         // The second run started at or before where the stream was complete.
         assert!(resumed[log.as_str()] <= last, "{log}");
         assert!(

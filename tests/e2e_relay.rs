@@ -17,9 +17,9 @@ use certstream_testkit::nats::{
 };
 use certstream_testkit::wait::wait_until;
 use certstream_testkit::{
-    Certstream, Delivered, HttpCollector, ListFile, Mock, RawCollector, closed_port, cursor_of,
-    http_request_on, refused_start, shrink_receive_buffer, start_listening_to, upgrade_request,
-    with_cursor,
+    Certstream, Delivered, HttpCollector, ListFile, Mock, RawCollector, assert_each_log_unbroken,
+    closed_port, cursor_of, http_request_on, refused_start, shrink_receive_buffer,
+    start_listening_to, upgrade_request, with_cursor,
 };
 use serde_json::Value;
 
@@ -156,20 +156,7 @@ fn assert_everything_once(
         panic!("{who}: cursor {missing} of 1..={last} missing ({received} messages received)");
     }
     assert_eq!(received as u64, last, "{who}: cursors beyond {last}");
-    delivered
-        .by_log
-        .iter()
-        .map(|(log, indexes)| {
-            let first = *indexes.keys().next().expect("indexes");
-            let end = *indexes.keys().last().expect("indexes");
-            assert_eq!(
-                indexes.len() as u64,
-                end - first + 1,
-                "{who}: {log} indexes {first}..={end} have gaps"
-            );
-            (log.clone(), (first, end))
-        })
-        .collect()
+    assert_each_log_unbroken(who, &delivered.by_log)
 }
 
 /// Checks that `relay` and `reference` (the ingester's client of the same stream) got the same messages, byte for

@@ -51,7 +51,9 @@ pub use http::{
 };
 pub use mock::{Expected, Mock, mock_name};
 pub use process::{cpu_time, memory_high_water_kib};
-pub use raw_stream::{Delivered, HttpCollector, RawCollector, cursor_of, with_cursor};
+pub use raw_stream::{
+    Delivered, HttpCollector, RawCollector, assert_each_log_unbroken, cursor_of, with_cursor,
+};
 pub use server::{TestServer, message};
 pub use ws::{
     Received, WsClient, encode_client_frame, raw_client_frame, shrink_receive_buffer,

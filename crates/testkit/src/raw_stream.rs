@@ -29,6 +29,27 @@ pub fn with_cursor(line: &[u8], cursor: u64) -> Vec<u8> {
     out
 }
 
+/// Checks that each log's indexes are one unbroken range (`who` names whose they are in a failure); returns each
+/// log's first and last index.
+pub fn assert_each_log_unbroken<V>(
+    who: &str,
+    by_log: &BTreeMap<String, BTreeMap<u64, V>>,
+) -> BTreeMap<String, (u64, u64)> {
+    by_log
+        .iter()
+        .map(|(log, indexes)| {
+            let first = *indexes.keys().next().expect("indexes");
+            let last = *indexes.keys().last().expect("indexes");
+            assert_eq!(
+                indexes.len() as u64,
+                last - first + 1,
+                "{who}: {log} indexes {first}..={last} have gaps"
+            );
+            (log.clone(), (first, last))
+        })
+        .collect()
+}
+
 /// The messages a client received, each payload as sent.
 #[derive(Debug, Default)]
 pub struct Delivered {
