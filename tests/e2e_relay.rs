@@ -13,7 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use certstream::broker::wire;
 use certstream_testkit::nats::{
-    NatsServer, create_stream, delete_stream, last_sequence, stream_contents,
+    NatsServer, assert_refuses_wrong_credentials, create_stream, delete_stream, last_sequence,
+    stream_contents,
 };
 use certstream_testkit::wait::wait_until;
 use certstream_testkit::{
@@ -582,18 +583,7 @@ fn a_relay_that_cannot_use_the_broker_or_its_stream_does_not_start() {
     let error = relay(&nats.url(), &["--nats-subject-prefix", "other"]);
     assert!(error.contains("not other.entries"), "{error}");
 
-    let nats = NatsServer::start(&["--user", "certstream", "--pass", "right"]);
-    let wrong = format!("nats://certstream:wrong@127.0.0.1:{}", nats.port);
-    let error = relay(&wrong, &[]);
-    assert!(
-        error.contains(&format!("NATS at nats://***@127.0.0.1:{}", nats.port)),
-        "{error}"
-    );
-    assert!(error.to_lowercase().contains("authorization"), "{error}");
-    assert!(
-        !error.contains("wrong"),
-        "the password is not shown: {error}"
-    );
+    assert_refuses_wrong_credentials(|url| relay(url, &[]));
 }
 
 /// How the relay's client in [`a_stream_reset_under_a_relay`] joined.

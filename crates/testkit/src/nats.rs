@@ -260,3 +260,19 @@ pub fn delete_stream(url: &str) {
             .expect("delete the stream");
     })
 }
+
+/// Checks that `start` (an ingester or a relay started with the URL it is given, answering its refusal's stderr)
+/// refuses a NATS server's wrong password, naming the server without the password.
+pub fn assert_refuses_wrong_credentials(start: impl Fn(&str) -> String) {
+    let nats = NatsServer::start(&["--user", "certstream", "--pass", "right"]);
+    let error = start(&format!("nats://certstream:wrong@127.0.0.1:{}", nats.port));
+    assert!(
+        error.contains(&format!("NATS at nats://***@127.0.0.1:{}", nats.port)),
+        "{error}"
+    );
+    assert!(error.to_lowercase().contains("authorization"), "{error}");
+    assert!(
+        !error.contains("wrong"),
+        "the password is not shown: {error}"
+    );
+}
