@@ -1,5 +1,6 @@
 //! The `certstream` binary: flags and environment → configuration → runtime → log list → pollers → publisher →
-//! outputs (the hub) → server.
+//! outputs (the hub; with `--nats-url` the broker, and the stream's reader feeds the hub) → server. As
+//! `certstream relay`: the stream's reader → the hub → the server, without pollers.
 
 use std::cell::Cell;
 use std::io::Write as _;
