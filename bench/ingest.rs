@@ -98,21 +98,9 @@ fn list(name: &str) -> Option<Vec<f64>> {
 }
 
 fn start(total_rate: f64, settings: &Settings) -> (Mock, Certstream) {
-    let per_log = format!("{}", total_rate / f64::from(RFC6962_LOGS + TILED_LOGS));
     // The mock runs in this process: it and the readers get core 1, the server core 0.
     pin(std::process::id(), 1);
-    let mock = Mock::start(&[
-        "--rfc6962",
-        &RFC6962_LOGS.to_string(),
-        "--tiled",
-        &TILED_LOGS.to_string(),
-        "--rate",
-        &per_log,
-        "--start-size",
-        "1000000",
-        "--page-cap",
-        "32",
-    ]);
+    let mock = Mock::firehose(RFC6962_LOGS, TILED_LOGS, total_rate);
     let mut args = Vec::new();
     if let Some(ring) = &settings.ring {
         args.extend(["--ring-size", ring.as_str()]);

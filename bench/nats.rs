@@ -144,19 +144,7 @@ struct Live {
 }
 
 fn start_live(settings: &Settings) -> Live {
-    let per_log = (RATE / f64::from(LOGS)).to_string();
-    let mock = Mock::start(&[
-        "--rfc6962",
-        &RFC6962_LOGS.to_string(),
-        "--tiled",
-        &TILED_LOGS.to_string(),
-        "--rate",
-        &per_log,
-        "--start-size",
-        "1000000",
-        "--page-cap",
-        "32",
-    ]);
+    let mock = Mock::firehose(RFC6962_LOGS, TILED_LOGS, RATE);
     let nats = NatsServer::start(&[]);
     let ingester = start_ingester(&mock, Some(&nats), settings, &[]);
     let baseline = start_ingester(&mock, None, settings, &[]);

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use certstream_testkit::event_stream::HttpStreamClient;
-use certstream_testkit::{Certstream, ListFile, WsClient, certstream_binary, http_request};
+use certstream_testkit::{
+    Certstream, ListFile, WsClient, certstream_binary, http_request, upgrade_request,
+};
 use serde_json::Value;
 
 const STREAMS: [&str; 3] = ["/", "/full-stream", "/domains-only"];
@@ -61,13 +63,7 @@ impl AuthServer {
 
     /// A WebSocket upgrade request on `target` with extra header lines: status and head of the answer.
     fn upgrade(&self, target: &str, headers: &str) -> (u16, String) {
-        let (status, head, _) = http_request(
-            self.server.addr,
-            &format!(
-                "GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
-            ),
-        );
+        let (status, head, _) = http_request(self.server.addr, &upgrade_request(target, headers));
         (status, head)
     }
 

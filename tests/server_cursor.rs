@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use certstream::cursor::ReplayStart;
 use certstream::message::Message;
 use certstream_testkit::replay::MemoryStream;
-use certstream_testkit::{HttpStreamClient, TestServer, WsClient, http_get, http_request, message};
+use certstream_testkit::{
+    HttpStreamClient, TestServer, WsClient, http_get, http_request, message, upgrade_request,
+};
 
 /// When message `n` was stored in the test stream.
 fn stored(n: u64) -> SystemTime {
@@ -210,9 +212,7 @@ fn malformed_conflicting_or_unservable_starts_are_refused_with_their_reason() {
     let (status, body) = answer(&server, "/sse?cursor=0");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("refuses replays"), "{body}");
-    let upgrade = "GET /?cursor=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    let (status, _, body) = http_request(server.addr, upgrade);
+    let (status, _, body) = http_request(server.addr, &upgrade_request("/?cursor=0", ""));
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
     let stats = server.stats();
     assert_eq!(stats["replays"]["refused"], 2);

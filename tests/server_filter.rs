@@ -9,6 +9,7 @@ use certstream::message::{Message, MessageMeta};
 use certstream_ct::entry::EntryType;
 use certstream_testkit::{
     HttpStreamClient, TestServer, WsClient, corpus, http_get, http_request, message,
+    upgrade_request,
 };
 
 /// The messages a client of `query` (decoded pairs) must receive, in order.
@@ -103,13 +104,6 @@ fn a_filtered_client_receives_exactly_the_matching_messages() {
     assert_eq!(stats["filters"]["keywords"], 1);
 }
 
-fn upgrade(target: &str) -> String {
-    format!(
-        "GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
-
 #[test]
 fn a_bad_filter_is_refused_with_400_and_its_reason_before_the_upgrade() {
     let server = TestServer::start(|config| {
@@ -125,7 +119,7 @@ fn a_bad_filter_is_refused_with_400_and_its_reason_before_the_upgrade() {
         ("/?domain=%zz", "percent-encoded"),
     ];
     for (target, reason) in cases {
-        let (status, _, body) = http_request(server.addr, &upgrade(target));
+        let (status, _, body) = http_request(server.addr, &upgrade_request(target, ""));
         let body = String::from_utf8(body).unwrap();
         assert_eq!(status, 400, "{target}: {body}");
         assert!(body.contains(reason), "{target}: {body}");
@@ -135,7 +129,7 @@ fn a_bad_filter_is_refused_with_400_and_its_reason_before_the_upgrade() {
         assert_eq!((status, plain), (400, body.into_bytes()), "{target}");
     }
     let _held = WsClient::connect(server.addr, "/?regex=%5Ewww%5C.");
-    let (status, _, body) = http_request(server.addr, &upgrade("/?regex=%5Eapi%5C."));
+    let (status, _, body) = http_request(server.addr, &upgrade_request("/?regex=%5Eapi%5C.", ""));
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("maximum of 1 distinct regexes"));
     let (status, _, page) = http_get(server.addr, "/?domain=example.com&dedup=1");

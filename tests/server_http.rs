@@ -1,13 +1,6 @@
 //! The plain-HTTP routes of the real server over 127.0.0.1 (docs/wire-format.md §2).
 
-use certstream_testkit::{TestServer, http_get, http_request, message};
-
-fn upgrade_request(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
+use certstream_testkit::{TestServer, http_get, http_request, message, upgrade_request};
 
 #[test]
 fn latest_messages_before_and_after_publishing() {
@@ -173,12 +166,12 @@ fn counters_page_health_and_errors() {
         ("/health", 400),
         ("/nope", 404),
     ] {
-        let (got, head, _) = http_request(server.addr, &upgrade_request(path));
+        let (got, head, _) = http_request(server.addr, &upgrade_request(path, ""));
         assert_eq!(got, status, "{path}: {head}");
     }
     // A broken upgrade on a stream path: 400 (no key) or 426 (wrong version), never 101.
     let no_key = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
     assert_eq!(http_request(server.addr, no_key).0, 400);
-    let old = upgrade_request("/").replace("Version: 13", "Version: 8");
+    let old = upgrade_request("/", "").replace("Version: 13", "Version: 8");
     assert_eq!(http_request(server.addr, &old).0, 426);
 }

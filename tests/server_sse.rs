@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use certstream::message::EncodedMessage;
 use certstream_testkit::python::{Client, script};
 use certstream_testkit::{
-    HttpStreamClient, TestServer, http_request, message, shrink_receive_buffer,
+    HttpStreamClient, TestServer, http_request, message, shrink_receive_buffer, upgrade_request,
 };
 use certstream_ws::frame::Frame;
 
@@ -327,10 +327,7 @@ fn streams_are_routed_by_path_and_accept_header_and_the_live_page_stays_at_root(
     assert_eq!(answer("HEAD /full-stream/sse HTTP/1.1\r\n\r\n"), 405);
     assert_eq!(answer("GET /sse?last_event_id=%zz HTTP/1.1\r\n\r\n"), 400);
     assert_eq!(
-        answer(
-            "GET /sse HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ),
+        answer(&upgrade_request("/sse", "")),
         400,
         "not a WebSocket endpoint"
     );

@@ -12,7 +12,7 @@ use certstream::message::EncodedMessage;
 use certstream_testkit::http::exchange;
 use certstream_testkit::{
     Certstream, TestServer, WsClient, encode_client_frame, http_request, message,
-    shrink_receive_buffer, split_response,
+    shrink_receive_buffer, split_response, upgrade_request,
 };
 use certstream_ws::frame::Frame;
 
@@ -54,9 +54,7 @@ fn pings_pongs_and_the_closing_handshake() {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut request = b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        .to_vec();
+    let mut request = upgrade_request("/", "").into_bytes();
     request.extend(encode_client_frame(0x9, b"early", true, true));
     stream.write_all(&request).unwrap();
     let mut response = vec![0u8; 4096];
@@ -126,11 +124,7 @@ fn a_slow_client_loses_its_oldest_messages_and_nobody_else_does() {
     let slow = TcpStream::connect(server.addr).unwrap();
     shrink_receive_buffer(&slow);
     let mut slow = slow;
-    slow.write_all(
-        b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
+    slow.write_all(upgrade_request("/", "").as_bytes()).unwrap();
     let expected: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..MESSAGES)
             .map(|n| big(n).lite.payload().to_vec())
@@ -259,11 +253,11 @@ fn misbehaving_clients_are_closed_and_the_others_keep_receiving() {
     publish_some(&server);
     // A storm: 5,000 connections, half upgraded, half stuck mid-request, all dropped at once.
     let mut storm = Vec::with_capacity(5000);
+    let upgrade = upgrade_request("/domains-only", "");
     for i in 0..5000 {
         let mut stream = TcpStream::connect(server.addr).expect("storm connect");
         let request: &[u8] = if i % 2 == 0 {
-            b"GET /domains-only HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            upgrade.as_bytes()
         } else {
             b"GET /stats HTTP/1.1\r\n"
         };

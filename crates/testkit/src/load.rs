@@ -36,10 +36,7 @@ pub struct Load {
 impl Load {
     /// Clients of `path` (`/`, `/full-stream?cursor=0`, …) on `addr`, done after `expect` frames, not sampling.
     pub fn new(addr: SocketAddr, path: &str, expect: u64) -> Load {
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
+        let request = crate::ws::upgrade_request(path, "");
         Load {
             addr,
             request: request.into_bytes(),

@@ -35,6 +35,25 @@ impl Mock {
         Mock::start(&all)
     }
 
+    /// The benchmarks' firehose: `rfc6962` and `tiled` logs of a million entries that grow by `total_rate`
+    /// entries a second in all, served in pages of 32.
+    pub fn firehose(rfc6962: u32, tiled: u32, total_rate: f64) -> Mock {
+        let per_log = (total_rate / f64::from(rfc6962 + tiled)).to_string();
+        let (rfc6962, tiled) = (rfc6962.to_string(), tiled.to_string());
+        Mock::start(&[
+            "--rfc6962",
+            &rfc6962,
+            "--tiled",
+            &tiled,
+            "--rate",
+            &per_log,
+            "--start-size",
+            "1000000",
+            "--page-cap",
+            "32",
+        ])
+    }
+
     /// Starts the mock with `args` (after `--listen 127.0.0.1:0`).
     pub fn start(args: &[&str]) -> Mock {
         let args = ["--listen", "127.0.0.1:0"]
